@@ -1,0 +1,35 @@
+# Shared by scripts/serve and scripts/test: make .venv and install kunjung into it when needed.
+# Usage: source scripts/_bootstrap.sh; bootstrap [extra]
+
+find_python() {
+  for candidate in "${KUNJUNG_PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+    [ -n "$candidate" ] || continue
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      echo "$candidate"; return 0
+    fi
+  done
+  echo "kunjung needs Python 3.11 or newer (set KUNJUNG_PYTHON to its path)" >&2
+  return 1
+}
+
+bootstrap() {
+  local extra="${1:-}" python stamp want
+  if [ ! -x .venv/bin/python ]; then
+    python=$(find_python) || exit 1
+    echo "==> creating .venv with $($python --version)"
+    "$python" -m venv .venv
+  fi
+  # Reinstall only when the package metadata changed, so a second run starts at once.
+  want="$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)-${extra:-base}"
+  stamp=.venv/.kunjung-installed
+  if [ ! -f "$stamp" ] || ! grep -qx -- "$want" "$stamp"; then
+    echo "==> installing kunjung${extra:+ with [$extra]} into .venv"
+    .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+    .venv/bin/python -m pip install --quiet -e ".${extra:+[$extra]}"
+    echo "$want" > "$stamp"
+    # a [test] install also satisfies a plain one
+    [ -n "$extra" ] && echo "$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)-base" >> "$stamp"
+  fi
+  mkdir -p var
+}

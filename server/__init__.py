@@ -1,0 +1,102 @@
+"""The kunjung server: the Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from . import config as config_module
+from .errors import register_error_handlers
+from .middleware import RequestBodyGuard
+
+__all__ = ["create_app"]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+log = logging.getLogger("kunjung")
+
+
+class _RequestIdFilter(logging.Filter):
+    """Puts the current request's id on every log record (``-`` outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from flask import has_request_context
+
+        record.request_id = getattr(g, "request_id", "-") if has_request_context() else "-"
+        return True
+
+
+def _configure_logging(level: str) -> None:
+    root = logging.getLogger("kunjung")
+    if any(isinstance(f, _RequestIdFilter) for h in root.handlers for f in h.filters):
+        return
+    handler = logging.StreamHandler()
+    handler.addFilter(_RequestIdFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the application. ``test_config`` overrides settings (and may pass a ready ``STORE``)."""
+    app = Flask(__name__, instance_relative_config=False)
+    settings = config_module.from_environment()
+    settings.update(test_config or {})
+    app.config.update(settings)
+    app.config["SECRET_KEY"] = config_module.ensure_secret_key(app.config)
+    # Werkzeug's own limit covers bodies sent without Content-Length (chunked).
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_DECOMPRESSED_BYTES"]
+    app.config.update(
+        API_TITLE="kunjung",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="/api/docs/assets/",
+        JSON_SORT_KEYS=False,
+    )
+    _configure_logging(app.config["LOG_LEVEL"])
+
+    from .store import init_store, prepare_store
+
+    init_store(app, app.config.get("STORE"))
+    _register_request_hooks(app)
+    register_error_handlers(app)
+    _register_api(app)
+    prepare_store(app)
+    app.wsgi_app = RequestBodyGuard(app.wsgi_app, app.config["MAX_BODY_BYTES"],  # type: ignore[method-assign]
+                                    app.config["MAX_DECOMPRESSED_BYTES"])
+    return app
+
+
+def _register_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _request_id() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.match(given) else request.environ.get(
+            "kunjung.request_id", uuid.uuid4().hex)
+
+    @app.after_request
+    def _stamp(response: Response) -> Response:
+        response.headers["X-Request-ID"] = getattr(g, "request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def _register_api(app: Flask) -> None:
+    from .api import BLUEPRINTS
+    from .api.base import Api
+    from .api.docs import register_docs_assets
+
+    api = Api(app, spec_kwargs={"info": {"description": "Offline-first household visits for Indonesian villages."}})
+    api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)
+    register_docs_assets(app)
+    app.extensions["kunjung.api"] = api

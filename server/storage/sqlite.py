@@ -1,0 +1,373 @@
+"""The embedded backend: stdlib sqlite3 on disk, WAL mode, one writer at a time.
+
+One table per collection holds the JSON body plus a column per indexed field, so
+queries use ordinary B-tree indexes. ``BEGIN IMMEDIATE`` takes the write lock before a
+unit of work reads anything, which makes the change sequence commit-ordered for free:
+a number is allocated and committed while no other writer can run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .base import (
+    AnyOf,
+    CollectionSpec,
+    Document,
+    In,
+    Range,
+    SchemaError,
+    Store,
+    StoreUnavailable,
+    UniqueViolation,
+    Where,
+    WriteConflict,
+    Writer,
+)
+from .migrations import pending_migrations
+
+_UNSET = ...
+
+
+def _dumps(doc: Document) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _table(name: str) -> str:
+    return f'"c_{name}"'
+
+
+def _column(name: str) -> str:
+    return "id" if name == "id" else "seq" if name == "seq" else f'"f_{name}"'
+
+
+def _condition(field: str, cond: Any, params: list[Any]) -> str:
+    col = _column(field)
+    if isinstance(cond, In):
+        if not cond.values:
+            return "0"
+        params.extend(cond.values)
+        return f"{col} IN ({','.join('?' * len(cond.values))})"
+    if isinstance(cond, Range):
+        parts = []
+        for op, value in ((">=", cond.gte), (">", cond.gt), ("<", cond.lt), ("<=", cond.lte)):
+            if value is not None:
+                parts.append(f"{col} {op} ?")
+                params.append(value)
+        return " AND ".join(parts) or "1"
+    if isinstance(cond, AnyOf):
+        if not cond.options:
+            return "0"
+        return "(" + " OR ".join(f"({_condition(field, option, params)})" for option in cond.options) + ")"
+    if cond is None:
+        return f"{col} IS NULL"
+    params.append(cond)
+    return f"{col} = ?"
+
+
+def _where_sql(where: Where | None, params: list[Any]) -> str:
+    clauses = [_condition(field, cond, params) for field, cond in (where or {}).items()]
+    return " AND ".join(clauses) if clauses else "1"
+
+
+class _SQLiteWriter(Writer):
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection):
+        self.store = store
+        self.conn = conn
+
+    def get(self, collection: str, id: str) -> Document | None:
+        return self.store._get(self.conn, collection, id)
+
+    def find(self, collection: str, where: Where | None = None, *, order_by: str = "id",
+             limit: int | None = None) -> list[Document]:
+        return self.store._find(self.conn, collection, where, order_by=order_by, limit=limit)
+
+    def _allocate(self) -> int:
+        (seq,) = self.conn.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value").fetchone()
+        if self.store.hooks.after_allocate:
+            self.store.hooks.after_allocate(seq)
+        return int(seq)
+
+    def _write(self, collection: str, doc: Document, verb: str) -> Document:
+        spec = self.store.spec(collection)
+        self.store.check_document(collection, doc)
+        doc = dict(doc)
+        if spec.tracked:
+            doc["seq"] = self._allocate()
+        columns = ["id", "seq", "body", *(_column(f) for f in spec.fields)]
+        values = [doc["id"], doc.get("seq"), _dumps(doc), *(doc.get(f) for f in spec.fields)]
+        sql = (f"{verb} INTO {_table(collection)} ({','.join(columns)}) "
+               f"VALUES ({','.join('?' * len(columns))})")
+        try:
+            self.conn.execute(sql, values)
+        except sqlite3.IntegrityError as exc:
+            raise self.store._unique_violation(collection, exc) from exc
+        return doc
+
+    def insert(self, collection: str, doc: Document) -> bool:
+        self.store.spec(collection)
+        if self.conn.execute(f"SELECT 1 FROM {_table(collection)} WHERE id = ?", (doc.get("id"),)).fetchone():
+            return False
+        self._write(collection, doc, "INSERT")
+        return True
+
+    def put(self, collection: str, doc: Document, *, expect_seq: Any = _UNSET) -> Document:
+        if expect_seq is not _UNSET:
+            row = self.conn.execute(f"SELECT seq FROM {_table(collection)} WHERE id = ?",
+                                    (doc.get("id"),)).fetchone()
+            current = None if row is None else row[0]
+            if (row is None) != (expect_seq is None) or (row is not None and current != expect_seq):
+                raise WriteConflict(f"{collection}/{doc.get('id')} changed since it was read")
+        return self._write(collection, doc, "INSERT OR REPLACE")
+
+    def delete(self, collection: str, id: str) -> bool:
+        if self.store.spec(collection).tracked:
+            raise SchemaError(f"{collection} is tracked: record a status change instead of deleting")
+        return self.conn.execute(f"DELETE FROM {_table(collection)} WHERE id = ?", (id,)).rowcount > 0
+
+    def increment(self, collection: str, id: str, field: str, by: int = 1,
+                  defaults: Document | None = None) -> Document:
+        doc = self.get(collection, id) or {**(defaults or {}), "id": id}
+        doc[field] = int(doc.get(field) or 0) + by
+        return self._write(collection, doc, "INSERT OR REPLACE")
+
+
+class SQLiteStore(Store):
+    """Store on a SQLite file. ``sqlite:///relative/path`` or ``sqlite:////absolute/path``."""
+
+    def __init__(self, url: str, collections: list[CollectionSpec], *, timeout: float = 30.0):
+        super().__init__(collections)
+        self.url = url
+        self.path = url.removeprefix("sqlite:///")
+        if not self.path or self.path == url:
+            raise StoreUnavailable(f"not a sqlite URL: {url!r}")
+        self.timeout = timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- connections ------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # Field data cannot be collected twice: pay an fsync per commit for durability.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        self._local.conn = conn
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        try:
+            yield self._connect()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- schema -----------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        with self.transaction() as tx:
+            conn = tx.conn  # type: ignore[attr-defined]
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value)")
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0)")
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 0)")
+            for spec in self.collections.values():
+                self._ensure_collection(conn, spec)
+            version = int(conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+            for target in pending_migrations(version):
+                target.migrate(self, tx)
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (target.version,))
+
+    def _ensure_collection(self, conn: sqlite3.Connection, spec: CollectionSpec) -> None:
+        table = _table(spec.name)
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} "
+                     "(id TEXT PRIMARY KEY, seq INTEGER, body TEXT NOT NULL)")
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name in spec.fields:
+            if f"f_{name}" not in have:
+                # A field indexed by a newer version: add its column and fill it from the bodies.
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {_column(name)}")
+                conn.execute(f"UPDATE {table} SET {_column(name)} = json_extract(body, ?)", (f"$.{name}",))
+        if spec.tracked:
+            conn.execute(f'CREATE UNIQUE INDEX IF NOT EXISTS "ix_{spec.name}__seq" ON {table}(seq)')
+        for unique, indexes in ((True, spec.unique), (False, spec.indexes)):
+            for index in indexes:
+                name = f"{'ux' if unique else 'ix'}_{spec.name}__{'_'.join(index)}"
+                cols = ",".join(_column(f) for f in index)
+                kind = "UNIQUE INDEX" if unique else "INDEX"
+                conn.execute(f'CREATE {kind} IF NOT EXISTS "{name}" ON {table}({cols})')
+
+    def schema_version(self) -> int:
+        with self._reading() as conn:
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            except sqlite3.OperationalError:
+                return 0
+            return int(row[0]) if row else 0
+
+    def ping(self) -> None:
+        with self._reading() as conn:
+            try:
+                conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(str(exc)) from exc
+
+    def _unique_violation(self, collection: str, exc: sqlite3.IntegrityError) -> Exception:
+        spec = self.spec(collection)
+        message = str(exc)
+        for index in spec.unique:
+            if all(f"f_{f}" in message for f in index):
+                return UniqueViolation(collection, index)
+        return UniqueViolation(collection, ("id",))
+
+    # -- reads ------------------------------------------------------------------------
+    def _get(self, conn: sqlite3.Connection, collection: str, id: str) -> Document | None:
+        self.spec(collection)
+        row = conn.execute(f"SELECT body FROM {_table(collection)} WHERE id = ?", (id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _find(self, conn: sqlite3.Connection, collection: str, where: Where | None, *, order_by: str,
+              after: Any = None, limit: int | None = None) -> list[Document]:
+        self.check_where(collection, where)
+        field, descending = self.check_order(collection, order_by)
+        params: list[Any] = []
+        sql = f"SELECT body FROM {_table(collection)} WHERE {_where_sql(where, params)}"
+        col, direction = _column(field), "DESC" if descending else "ASC"
+        op = "<" if descending else ">"
+        if after is not None:
+            if field in ("id", "seq"):
+                sql += f" AND {col} {op} ?"
+                params.append(after)
+            else:
+                sql += f" AND ({col}, id) {op} (?, ?)"
+                params.extend(after)
+        sql += f" ORDER BY {col} {direction}" + ("" if field == "id" else f", id {direction}")
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [json.loads(row[0]) for row in conn.execute(sql, params)]
+
+    def get(self, collection: str, id: str) -> Document | None:
+        with self._reading() as conn:
+            return self._get(conn, collection, id)
+
+    def find(self, collection: str, where: Where | None = None, *, order_by: str = "id",
+             after: Any = None, limit: int | None = None) -> list[Document]:
+        with self._reading() as conn:
+            return self._find(conn, collection, where, order_by=order_by, after=after, limit=limit)
+
+    def iterate(self, collection: str, where: Where | None = None, *, order_by: str = "id",
+                batch: int = 500) -> Iterator[Document]:
+        field = order_by.removeprefix("-")
+        after: Any = None
+        while True:
+            page = self.find(collection, where, order_by=order_by, after=after, limit=batch)
+            yield from page
+            if len(page) < batch:
+                return
+            last = page[-1]
+            after = last[field] if field in ("id", "seq") else (last.get(field), last["id"])
+
+    def count(self, collection: str, where: Where | None = None) -> int:
+        self.check_where(collection, where)
+        params: list[Any] = []
+        with self._reading() as conn:
+            sql = f"SELECT COUNT(*) FROM {_table(collection)} WHERE {_where_sql(where, params)}"
+            return int(conn.execute(sql, params).fetchone()[0])
+
+    def visible_seq(self) -> int:
+        with self._reading() as conn:
+            return int(conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0])
+
+    def changes(self, collection: str, since: int, *, where: Where | None = None,
+                limit: int = 500, upto: int | None = None) -> list[Document]:
+        if not self.spec(collection).tracked:
+            raise SchemaError(f"{collection} is not tracked")
+        bound = self.visible_seq() if upto is None else upto
+        return self.find(collection, {**(where or {}), "seq": Range(gt=since, lte=bound)},
+                         order_by="seq", limit=limit)
+
+    # -- writes -----------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Writer]:
+        writer = getattr(self._local, "writer", None)
+        if writer is not None:  # nested units of work join the outer one
+            yield writer
+            return
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"the store is busy or unwritable: {exc}") from exc
+        writer = _SQLiteWriter(self, conn)
+        self._local.writer = writer
+        try:
+            yield writer
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                conn.execute("ROLLBACK")
+                raise StoreUnavailable(f"commit failed: {exc}") from exc
+        finally:
+            self._local.writer = None
+
+    # -- care of the data -------------------------------------------------------------
+    def backup(self, destination: str) -> None:
+        """SQLite's online backup: a consistent copy even while other connections write."""
+        Path(destination).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{destination}.partial"
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        target = sqlite3.connect(tmp)
+        try:
+            with self._reading() as conn:
+                conn.backup(target)
+        finally:
+            target.close()
+        os.replace(tmp, destination)
+
+    def restore_from(self, source: str) -> None:
+        """Replace this store's content with the backup at ``source`` (the server should be stopped)."""
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        try:
+            src.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            src.close()
+            raise SchemaError(f"{source} is not a kunjung backup: {exc}") from exc
+        try:
+            src.backup(self._connect())
+        finally:
+            src.close()

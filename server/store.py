@@ -1,0 +1,76 @@
+"""What the application keeps, by collection, and how a request reaches the store."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask, current_app
+
+from .storage import CollectionSpec, Store, StoreUnavailable, open_store
+
+log = logging.getLogger("kunjung.store")
+
+# Every collection the server uses, with the fields it is queried by. Adding a field
+# here adds its index at the next start-up on every backend.
+COLLECTIONS: list[CollectionSpec] = [
+    CollectionSpec("server_state", fields=()),
+]
+
+EXTENSION = "kunjung.store"
+
+
+class _Holder:
+    """The app's store, and whether its schema is known to be in place yet."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.ready = False
+        self.lock = threading.Lock()
+        self.on_ready: list = []
+
+    def ensure(self) -> Store:
+        if not self.ready:
+            with self.lock:
+                if not self.ready:
+                    self.store.ensure_schema()
+                    for hook in self.on_ready:
+                        hook(self.store)
+                    self.ready = True
+        return self.store
+
+
+def init_store(app: Flask, store: Store | None = None) -> Store:
+    """Open the configured store (or adopt ``store``) and attach it to ``app``.
+
+    The schema is created now if the store answers; if it does not, the server still
+    starts, and the first request that needs the store tries again (503 meanwhile).
+    """
+    if store is None:
+        store = open_store(app.config["DATABASE_URL"], COLLECTIONS, **app.config.get("STORE_OPTIONS", {}))
+    holder = _Holder(store)
+    app.extensions[EXTENSION] = holder
+    return store
+
+
+def prepare_store(app: Flask) -> None:
+    """Create the schema and run start-up hooks now, tolerating a store that is down."""
+    try:
+        app.extensions[EXTENSION].ensure()
+    except StoreUnavailable as exc:
+        log.warning("store not reachable at start-up (%s); will retry on each request", exc)
+
+
+def on_store_ready(app: Flask, hook) -> None:
+    """Run ``hook(store)`` once the schema is in place (seeding the form library, say)."""
+    app.extensions[EXTENSION].on_ready.append(hook)
+
+
+def get_store(app: Flask | None = None) -> Store:
+    """The store, with its schema in place; raises StoreUnavailable (503) while it is down."""
+    return (app or current_app).extensions[EXTENSION].ensure()
+
+
+def raw_store(app: Flask) -> Store:
+    """The store object without touching it (for closing it)."""
+    return app.extensions[EXTENSION].store
