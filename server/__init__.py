@@ -65,6 +65,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .store import init_store, prepare_store
 
     init_store(app, app.config.get("STORE"))
+    from .auth import init_auth
+
+    init_auth(app)
     _register_request_hooks(app)
     register_error_handlers(app)
     _register_api(app)

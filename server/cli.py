@@ -77,6 +77,32 @@ def restore_command(ctx: Context, source: str, yes: bool) -> None:
     click.echo(f"restored from {source} (schema v{store.schema_version()})")
 
 
+@cli.command("create-user")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "supervisor", "officer"]), required=True)
+@click.option("--village", "villages", multiple=True,
+              help="A village code (32.04.05.2001), or for a supervisor a kecamatan (32.04.05). Repeatable.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@pass_context
+def create_user_command(ctx: Context, username: str, role: str, villages: tuple[str, ...],
+                        password_stdin: bool) -> None:
+    """Create a user; the password is prompted for (never an argument, never echoed)."""
+    from .errors import ApiError
+    from .users import create_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with ctx.app.app_context():
+        try:
+            create_user(username.strip().lower(), password, role, list(villages), actor="cli", address="cli")
+        except ApiError as exc:
+            details = "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.errors.items())
+            raise click.ClickException(f"{exc.message} {details}".strip()) from None
+    click.echo(f"created {role} {username.strip().lower()}" + (f" for {', '.join(villages)}" if villages else ""))
+
+
 def _safe_url(url: str) -> str:
     """The URL without a password, for printing."""
     if "@" in url and "://" in url:

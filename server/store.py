@@ -15,6 +15,15 @@ log = logging.getLogger("kunjung.store")
 # here adds its index at the next start-up on every backend.
 COLLECTIONS: list[CollectionSpec] = [
     CollectionSpec("server_state", fields=()),
+    # accounts and security (server/auth.py, server/users.py)
+    CollectionSpec("users", fields=("role", "disabled"), indexes=(("role",),)),
+    CollectionSpec("devices", fields=("username", "device_id", "revoked", "last_sync_at"),
+                   indexes=(("username",), ("device_id",), ("last_sync_at",))),
+    # One document per login: every access and refresh token of that login names it.
+    CollectionSpec("logins", fields=("username", "revoked"), indexes=(("username",),)),
+    CollectionSpec("rate_limits", fields=("expires_at",), indexes=(("expires_at",),)),
+    CollectionSpec("audit", fields=("at", "actor", "action", "target"),
+                   indexes=(("at",), ("actor", "at"), ("action", "at"))),
 ]
 
 EXTENSION = "kunjung.store"

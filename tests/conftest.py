@@ -17,6 +17,9 @@ def make_app(tmp_path, **overrides):
         "SECRET_KEY_FILE": str(tmp_path / "secret_key"),
         "LOAD_LIBRARY_FORMS": False,
         "TESTING": True,
+        # cheap hashing keeps the suite fast; production uses argon2id at 64 MiB
+        "PASSWORD_HASH_MEMORY_KIB": 1024,
+        "PASSWORD_HASH_TIME_COST": 1,
     }
     config.update(overrides)
     return create_app(config)
@@ -46,3 +49,34 @@ def app(tmp_path):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+PASSWORD = "correct horse battery"
+
+
+def make_user(app, username, role, villages=(), password=PASSWORD):
+    """Create a user straight through the domain code (as the CLI does)."""
+    from server.users import create_user
+
+    with app.app_context():
+        create_user(username, password, role, list(villages), actor="test")
+
+
+def login(client, username, password=PASSWORD, device_id=None):
+    """Log in through HTTP and return the Authorization header for the access token."""
+    body = {"username": username, "password": password}
+    if device_id:
+        body["device_id"] = device_id
+    response = client.post("/api/v1/auth/login", json=body)
+    assert response.status_code == 200, response.get_json()
+    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+
+@pytest.fixture
+def users(app):
+    """An admin, a supervisor of kecamatan 32.04.05, and two officers in different villages."""
+    make_user(app, "admin", "admin")
+    make_user(app, "supervisor", "supervisor", ["32.04.05"])
+    make_user(app, "ani", "officer", ["32.04.05.2001"])
+    make_user(app, "budi", "officer", ["32.04.06.2001"])
+    return ["admin", "supervisor", "ani", "budi"]

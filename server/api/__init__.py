@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from . import health
+from . import auth, health, users
 
 BLUEPRINTS = [
     health.blp,
+    auth.blp,
+    users.blp,
 ]
