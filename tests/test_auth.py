@@ -156,7 +156,8 @@ def test_disabled_users_existing_token_is_refused_at_once(client, users):
 def test_password_reset_ends_every_login(client, users):
     tokens = _tokens(client, "ani")
     admin = login(client, "admin")
-    assert client.patch("/api/v1/users/ani", headers=admin, json={"password": "a brand new password"}).status_code == 200
+    reset = client.patch("/api/v1/users/ani", headers=admin, json={"password": "a brand new password"})
+    assert reset.status_code == 200
     assert client.get("/api/v1/auth/me", headers=_bearer(tokens["access_token"])).status_code == 401
     assert client.post("/api/v1/auth/login", json={"username": "ani", "password": PASSWORD}).status_code == 401
     assert _tokens(client, "ani", "a brand new password")
