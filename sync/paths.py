@@ -1,0 +1,52 @@
+"""Field paths: household fields by name, roster fields as members/<member-uuid>/<field>."""
+
+from __future__ import annotations
+
+import re
+
+MEMBERS = "members"
+
+# snake_case from a letter, so no '$', '.', NUL or upper case can reach a store key.
+FIELD_NAME_PATTERN = r"[a-z][a-z0-9_]{0,63}"
+MEMBER_ID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+_FIELD_NAME = re.compile(FIELD_NAME_PATTERN)
+_MEMBER_ID = re.compile(MEMBER_ID_PATTERN)
+
+
+def is_field_name(name: object) -> bool:
+    """Whether ``name`` is a valid household (or member) field name."""
+    return isinstance(name, str) and _FIELD_NAME.fullmatch(name) is not None
+
+
+def is_member_id(member_id: object) -> bool:
+    """Whether ``member_id`` is a lower-case canonical UUID, as roster paths require."""
+    return isinstance(member_id, str) and _MEMBER_ID.fullmatch(member_id) is not None
+
+
+def split_path(path: object) -> tuple[str | None, str]:
+    """(member uuid or None, field name) of a path; ValueError when the path is malformed."""
+    if not isinstance(path, str):
+        raise ValueError(f"field path {path!r} is not a string")
+    parts = path.split("/")
+    if len(parts) == 1 and is_field_name(path) and path != MEMBERS:
+        return None, path
+    if len(parts) == 3 and parts[0] == MEMBERS and is_member_id(parts[1]) and is_field_name(parts[2]):
+        return parts[1], parts[2]
+    raise ValueError(
+        f"malformed field path {path!r}: expected a snake_case name of at most 64 characters "
+        "or members/<lower-case member uuid>/<snake_case name>"
+    )
+
+
+def check_path(path: object) -> str:
+    """``path`` when it is a valid field path; ValueError otherwise."""
+    split_path(path)
+    return str(path)
+
+
+def member_path(member_id: str, field: str) -> str:
+    """The path of a roster field of one member."""
+    path = f"{MEMBERS}/{member_id}/{field}"
+    check_path(path)
+    return path
