@@ -1,0 +1,44 @@
+"""The form-definition language: definitions, expressions, answers and Indonesian identifier checks."""
+
+from forms.answers import AnswerReport, household_writes, validate_answers
+from forms.definition import (
+    Definition,
+    DefinitionError,
+    FieldRef,
+    check_new_version,
+    definition_hash,
+    validate_definition,
+)
+from forms.expressions import Context, Expression, ExpressionError, parse
+from forms.identifiers import (
+    NikInfo,
+    area_contains,
+    check_area_code,
+    check_kk,
+    check_nik,
+    check_village_code,
+    parse_nik,
+)
+
+__all__ = [
+    "AnswerReport",
+    "Context",
+    "Definition",
+    "DefinitionError",
+    "Expression",
+    "ExpressionError",
+    "FieldRef",
+    "NikInfo",
+    "area_contains",
+    "check_area_code",
+    "check_kk",
+    "check_new_version",
+    "check_nik",
+    "check_village_code",
+    "definition_hash",
+    "household_writes",
+    "parse",
+    "parse_nik",
+    "validate_answers",
+    "validate_definition",
+]
