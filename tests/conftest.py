@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from http_helpers import make_user
 
 from server import create_app
 from server.store import raw_store
@@ -49,27 +50,6 @@ def app(tmp_path):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-PASSWORD = "correct horse battery"
-
-
-def make_user(app, username, role, villages=(), password=PASSWORD):
-    """Create a user straight through the domain code (as the CLI does)."""
-    from server.users import create_user
-
-    with app.app_context():
-        create_user(username, password, role, list(villages), actor="test")
-
-
-def login(client, username, password=PASSWORD, device_id=None):
-    """Log in through HTTP and return the Authorization header for the access token."""
-    body = {"username": username, "password": password}
-    if device_id:
-        body["device_id"] = device_id
-    response = client.post("/api/v1/auth/login", json=body)
-    assert response.status_code == 200, response.get_json()
-    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
-from conftest import PASSWORD, login, make_user
+from http_helpers import PASSWORD, login, make_user
 
 PHONE = "phone-ani-0001"
 
