@@ -65,6 +65,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .store import init_store, prepare_store
 
     init_store(app, app.config.get("STORE"))
+    from .forms_registry import seed_library_on_first_start
+
+    seed_library_on_first_start(app)  # the shipped forms, once the schema is in place
     from .auth import init_auth
 
     init_auth(app)

@@ -103,6 +103,121 @@ def create_user_command(ctx: Context, username: str, role: str, villages: tuple[
     click.echo(f"created {role} {username.strip().lower()}" + (f" for {', '.join(villages)}" if villages else ""))
 
 
+@cli.command("import-villages")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--code-field", default="code", show_default=True, help="Feature property with the Kemendagri code.")
+@click.option("--name-field", default="name", show_default=True, help="Feature property with the village name.")
+@pass_context
+def import_villages_command(ctx: Context, file: str, code_field: str, name_field: str) -> None:
+    """Load village boundaries from a GeoJSON FeatureCollection; exits 1 if any feature is refused."""
+    from .villages import CHUNK, GeoJsonError, import_villages, read_geojson_file
+
+    try:
+        features = read_geojson_file(file)
+    except GeoJsonError as exc:
+        raise click.ClickException(exc.message) from None
+
+    def progress(done: int, total: int) -> None:
+        if total > CHUNK:  # a file of one chunk is done before progress would help
+            click.echo(f"  {done}/{total} features ({100 * done // total}%)", err=True)
+
+    with ctx.app.app_context():
+        report = import_villages(ctx.store, features, code_field=code_field, name_field=name_field,
+                                 progress=progress, actor="cli", address="cli")
+    for line in report.summary_lines():
+        click.echo(line)
+    if report.counts["refused"]:
+        sys.exit(1)
+
+
+@cli.command("import-form")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--publish", "publish_it", is_flag=True, help="Publish the version once imported.")
+@click.option("--assign-all", is_flag=True, help="Assign the form to every village.")
+@click.option("--village", "villages", multiple=True,
+              help="Assign the form to this village (32.04.05.2001) or kecamatan (32.04.05). Repeatable.")
+@pass_context
+def import_form_command(ctx: Context, file: str, publish_it: bool, assign_all: bool,
+                        villages: tuple[str, ...]) -> None:
+    """Import FILE (.xlsx, .xls XLSForm or .json definition) as a draft, or publish it; problems exit 1."""
+    from .errors import ApiError
+    from .forms_registry import import_form
+
+    if assign_all and villages:
+        raise click.UsageError("give --assign-all or --village, not both")
+    with ctx.app.app_context():
+        try:
+            result = import_form(ctx.store, file, publish_it=publish_it, assign_all=assign_all,
+                                 villages=villages, actor="cli", address="cli")
+        except ApiError as exc:
+            click.echo(f"kunjung: {exc.message}", err=True)
+            for where, messages in exc.errors.items():
+                for message in messages:
+                    click.echo(f"  {where}: {message}", err=True)
+            sys.exit(1)
+    summary = result["summary"]
+    for where, messages in (summary.get("warnings") or {}).items():
+        for message in messages:
+            click.echo(f"warning: {where}: {message}", err=True)
+    click.echo(f"{', '.join(result['done'])}: form {summary['form_id']} version {summary['version']} "
+               f"hash {summary['hash']} ({summary['state']})")
+    if result["assignment"]:
+        where = "all villages" if result["assignment"]["all"] else ", ".join(result["assignment"]["villages"])
+        click.echo(f"assigned to {where}")
+
+
+@cli.command("load-library")
+@pass_context
+def load_library_command(ctx: Context) -> None:
+    """Publish the shipped forms not yet in the store (a new form is assigned to every village)."""
+    from .forms_registry import load_library
+
+    with ctx.app.app_context():
+        outcomes = load_library(ctx.store, actor="cli", address="cli")
+    failed = False
+    for outcome in outcomes:
+        if outcome.published:
+            click.echo(f"published {outcome.form_id} {outcome.version} hash {outcome.hash}")
+        else:
+            failed = failed or outcome.reason != "already published"
+            click.echo(f"skipped {outcome.form_id} {outcome.version} ({outcome.reason})")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command("rebuild-households")
+@click.option("--fix", is_flag=True, help="Rewrite households that differ from the fold of their events.")
+@pass_context
+def rebuild_households_command(ctx: Context, fix: bool) -> None:
+    """Fold every household again from its events and report any difference from the stored state."""
+    from sync import Record
+
+    from .sync_service import rebuild_household, write_household
+
+    store = ctx.store
+    total = store.count("households")
+    checked = differ = fixed = 0
+    for doc in store.iterate("households", order_by="id"):
+        checked += 1
+        rebuilt = rebuild_household(store, doc["id"])
+        stored = Record.from_document(doc["record"])
+        if rebuilt != stored:
+            differ += 1
+            paths = sorted(p for p in set(rebuilt.fields) | set(stored.fields)
+                           if rebuilt.fields.get(p) != stored.fields.get(p))
+            click.echo(f"{doc['id']} ({doc['village']}): differs in {', '.join(paths) or 'village/creation'}")
+            if fix:
+                with store.transaction() as tx:
+                    current = tx.get("households", doc["id"])
+                    write_household(tx, rebuilt, current, current["seq"])
+                fixed += 1
+        if checked % 1000 == 0:
+            click.echo(f"... {checked:,} of {total:,} checked", err=True)
+    click.echo(f"{checked} households checked, {differ} differ" + (f", {fixed} fixed" if fix else ""))
+    if differ and not fix:
+        sys.exit(1)
+
+
 def _safe_url(url: str) -> str:
     """The URL without a password, for printing."""
     if "@" in url and "://" in url:

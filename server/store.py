@@ -24,6 +24,28 @@ COLLECTIONS: list[CollectionSpec] = [
     CollectionSpec("rate_limits", fields=("expires_at",), indexes=(("expires_at",),)),
     CollectionSpec("audit", fields=("at", "actor", "action", "target"),
                    indexes=(("at",), ("actor", "at"), ("action", "at"))),
+    # villages and their boundaries (server/villages.py); the id is the Kemendagri code.
+    # boundary_hash lets the boundary cache check itself with a count instead of a read.
+    CollectionSpec("villages", fields=("kecamatan", "regency", "province", "has_boundary", "boundary_hash"),
+                   indexes=(("kecamatan",), ("regency",))),
+    # sync (server/sync_service.py): every accepted event, and the records folded from them
+    CollectionSpec("events", fields=("household_id", "visit_id", "village", "type", "device_id", "officer", "hlc"),
+                   indexes=(("household_id", "seq"), ("village", "seq"), ("device_id",), ("officer",), ("hlc",)),
+                   tracked=True),
+    CollectionSpec("households", fields=("village", "open_conflicts"),
+                   indexes=(("village", "seq"), ("village", "id"), ("open_conflicts",)), tracked=True),
+    CollectionSpec("visits", fields=("village", "household_id", "form_id", "form_version", "officer", "device_id",
+                                     "review_state", "reviewed", "flagged", "received_at", "ended_at"),
+                   indexes=(("village", "seq"), ("officer", "reviewed", "seq"), ("village", "reviewed", "seq"),
+                            ("household_id",), ("form_id", "received_at"), ("review_state",), ("flagged",),
+                            ("received_at",)),
+                   tracked=True),
+    CollectionSpec("conflicts", fields=("household_id", "village", "field", "open"),
+                   indexes=(("household_id", "open"), ("village", "open"))),
+    # form definitions (server/forms_registry.py): one tracked document per form, so that publishing,
+    # archiving and assignment reach devices through the pull; versions are immutable once published.
+    CollectionSpec("forms", fields=("archived", "published"), tracked=True),
+    CollectionSpec("form_versions", fields=("form_id", "state", "hash"), indexes=(("form_id",),)),
 ]
 
 EXTENSION = "kunjung.store"

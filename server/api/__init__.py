@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from . import auth, health, users
+from . import auth, forms, health, supervision, sync, users, villages
 
 BLUEPRINTS = [
     health.blp,
     auth.blp,
     users.blp,
+    forms.blp,
+    villages.blp,
+    sync.blp,
+    supervision.blp,
 ]

@@ -1,0 +1,631 @@
+"""Form versions and their life on the server: drafts, publishing, assignment, archiving, the library, lookups.
+
+Storage: ``forms`` holds one *tracked* document per form (id = form_id): its title, its
+assignment, whether it is archived and its latest published version. Every publish, archive
+and assignment change rewrites it, so each gets a new ``seq`` and reaches devices through the
+sync pull (:func:`forms_changed_since`). Saving a draft does not touch it (devices never see
+drafts). ``form_versions`` (untracked, id = ``"<form_id>@<version>"``) holds each version's
+definition, its state (``draft`` or ``published``) and its content hash; a published version
+never changes again, which is what lets :func:`published_definition` cache it.
+
+"Latest published version" means the one published most recently, not the highest version
+string: version strings are the admin's own and need not sort.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+
+from forms import Definition, DefinitionError, check_new_version, definition_hash, validate_definition
+from forms.xlsform import XLSFormError, translate_errors, xlsform_to_definition_with_rows
+
+from . import jsonio
+from .auth import KECAMATAN_CODE, VILLAGE_CODE, Scope, iso, now_utc, record_audit
+from .errors import ApiError
+from .storage import StorageError, Store, WriteConflict
+
+log = logging.getLogger("kunjung.forms")
+
+FORMS = "forms"
+VERSIONS = "form_versions"
+DRAFT = "draft"
+PUBLISHED = "published"
+# Versions appear in URLs and document ids; "." and ".." would be rewritten by URL normalisation.
+SAFE_VERSION = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,32}$")
+XLSFORM_SUFFIXES = (".xlsx", ".xls")
+
+
+def version_id(form_id: str, version: str) -> str:
+    return f"{form_id}@{version}"
+
+
+def definition_url(form_id: str, version: str) -> str:
+    return f"/api/v1/forms/{form_id}/versions/{version}"
+
+
+def _now() -> str:
+    return iso(now_utc())
+
+
+# -- what an admin sends ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Submission:
+    """A definition as sent: its JSON and, for an XLSForm, the sheet!row each JSON path came from."""
+
+    data: Any
+    rows: dict[str, str] | None = None
+    warnings: dict[str, list[str]] = field(default_factory=dict)
+    source: str = "json"
+
+    def keyed(self, errors: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Errors keyed as the admin can find them: JSON paths, or sheet!row for an XLSForm."""
+        return translate_errors(errors, self.rows) if self.rows is not None else errors
+
+
+def from_json(data: Any) -> Submission:
+    return Submission(data)
+
+
+def from_upload(content: bytes, filename: str) -> Submission:
+    """An uploaded file: an XLSForm workbook (the bytes decide .xlsx or .xls) or a .json definition."""
+    if filename.lower().endswith(".json"):
+        try:
+            return Submission(jsonio.loads(content))
+        except jsonio.BadJSON as exc:
+            raise ApiError(422, "invalid_definition", "The file is not a JSON definition.", {"file": [str(exc)]}) \
+                from None
+    try:
+        converted = xlsform_to_definition_with_rows(content, filename)
+    except XLSFormError as exc:
+        raise ApiError(422, "invalid_definition", "The XLSForm has problems; each is keyed by sheet!row.",
+                       exc.errors) from None
+    return Submission(converted.definition, dict(converted.rows), dict(converted.warnings), "xlsform")
+
+
+def read_file(path: str) -> Submission:
+    """A definition file on disk: ``.json``, ``.xlsx`` or ``.xls``."""
+    with open(path, "rb") as handle:
+        content = handle.read()
+    if not path.lower().endswith((".json", *XLSFORM_SUFFIXES)):
+        raise ApiError(422, "invalid_definition", "Give a .json definition or an .xlsx/.xls XLSForm.",
+                       {"file": [f"{path}: unknown file type"]})
+    return from_upload(content, path)
+
+
+def _merge(into: dict[str, list[str]], more: dict[str, list[str]]) -> dict[str, list[str]]:
+    for path, messages in more.items():
+        bucket = into.setdefault(path, [])
+        bucket.extend(m for m in messages if m not in bucket)
+    return into
+
+
+def validate(submission: Submission) -> Definition:
+    """The validated definition, or 422 with every problem keyed by path (or sheet!row)."""
+    try:
+        definition = validate_definition(submission.data)
+    except DefinitionError as exc:
+        raise _invalid(submission, exc.errors) from None
+    if not SAFE_VERSION.match(definition.version):
+        raise _invalid(submission, {"settings.version": [
+            "must be 1-32 letters, digits, '.', '_' or '-' (and not '.' or '..'); it is part of URLs"]})
+    return definition
+
+
+def _invalid(submission: Submission, errors: dict[str, list[str]]) -> ApiError:
+    where = "sheet!row" if submission.rows is not None else "path"
+    return ApiError(422, "invalid_definition", f"The form definition has problems; each is keyed by {where}.",
+                    submission.keyed(errors))
+
+
+def _warnings(submission: Submission, definition: Definition) -> dict[str, list[str]]:
+    return _merge({k: list(v) for k, v in submission.warnings.items()}, submission.keyed(definition.warnings))
+
+
+def _check_against_published(tx: Any, definition: Definition, submission: Submission) -> None:
+    """A new version may not change the type (or repeat) of a field any published version has."""
+    problems: dict[str, list[str]] = {}
+    for doc in tx.find(VERSIONS, {"form_id": definition.form_id, "state": PUBLISHED}):
+        if doc["version"] != definition.version:
+            _merge(problems, check_new_version(doc["definition"], definition))
+    if problems:
+        raise ApiError(422, "incompatible_version",
+                       "This version changes fields that published versions have; answers already collected "
+                       "would no longer fit.", submission.keyed(problems))
+
+
+# -- documents ---------------------------------------------------------------------------------------
+def _new_form(definition: Definition, actor: str | None, at: str) -> dict[str, Any]:
+    return {"id": definition.form_id, "archived": False, "published": False, "title": dict(definition.title),
+            "latest_version": None, "latest_hash": None,
+            "assignment": {"all": False, "villages": []},
+            # Every village the form was ever assigned to: who must hear when it is taken away.
+            "assigned_ever": {"all": False, "villages": []},
+            "created_at": at, "created_ns": time.time_ns(), "created_by": actor, "updated_at": at}
+
+
+def _new_version(definition: Definition, submission: Submission, actor: str | None, at: str) -> dict[str, Any]:
+    return {"id": version_id(definition.form_id, definition.version), "form_id": definition.form_id,
+            "version": definition.version, "state": DRAFT, "hash": definition_hash(definition.data),
+            "definition": definition.data, "source": submission.source, "rows": submission.rows,
+            "created_at": at, "created_by": actor, "updated_at": at, "updated_by": actor,
+            "published_at": None, "published_by": None}
+
+
+def version_summary(doc: dict[str, Any], warnings: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    summary = {"form_id": doc["form_id"], "version": doc["version"], "state": doc["state"], "hash": doc["hash"],
+               "url": definition_url(doc["form_id"], doc["version"]), "created_at": doc.get("created_at"),
+               "created_by": doc.get("created_by"), "updated_at": doc.get("updated_at"),
+               "published_at": doc.get("published_at"), "published_by": doc.get("published_by")}
+    if warnings:
+        summary["warnings"] = warnings
+    return summary
+
+
+def _assignment_of(form: dict[str, Any]) -> dict[str, Any]:
+    assignment = form.get("assignment") or {}
+    return {"all": bool(assignment.get("all")), "villages": list(assignment.get("villages") or [])}
+
+
+def device_entry(form: dict[str, Any]) -> dict[str, Any]:
+    """What a device sees of a form: its latest published version."""
+    return {"form_id": form["id"], "version": form["latest_version"], "title": form["title"],
+            "hash": form["latest_hash"], "url": definition_url(form["id"], form["latest_version"])}
+
+
+def admin_entry(form: dict[str, Any], versions: list[dict[str, Any]]) -> dict[str, Any]:
+    published = form.get("latest_version") is not None
+    title = form["title"]
+    if not published and versions:
+        title = versions[-1]["definition"]["settings"]["title"]
+    return {"form_id": form["id"], "title": title,
+            "version": form.get("latest_version"), "hash": form.get("latest_hash"),
+            "url": definition_url(form["id"], form["latest_version"]) if published else None,
+            "archived": bool(form.get("archived")), "assignment": _assignment_of(form),
+            "created_at": form.get("created_at"), "updated_at": form.get("updated_at"),
+            "versions": [version_summary(v) for v in versions]}
+
+
+# -- scope -------------------------------------------------------------------------------------------
+def _overlaps(code: str, area: str) -> bool:
+    """A village or kecamatan code and a scope area share at least one village."""
+    return code == area or code.startswith(area + ".") or area.startswith(code + ".")
+
+
+def assigned_to(assignment: dict[str, Any] | None, scope: Scope) -> bool:
+    """Whether a form with this assignment reaches some village of the scope (admins: every form)."""
+    if scope.is_all:
+        return True
+    if not assignment or not scope.areas:
+        return False
+    if assignment.get("all"):
+        return True
+    return any(_overlaps(code, area) for code in assignment.get("villages") or () for area in scope.areas)
+
+
+def assignment_in_scope(assignment: dict[str, Any], scope: Scope) -> dict[str, Any]:
+    """The part of an assignment a caller may see: the entries touching their villages."""
+    if scope.is_all or assignment.get("all"):
+        return {"all": bool(assignment.get("all")), "villages": list(assignment.get("villages") or [])}
+    return {"all": False, "villages": [code for code in assignment.get("villages") or ()
+                                       if any(_overlaps(code, area) for area in scope.areas)]}
+
+
+# -- admin operations --------------------------------------------------------------------------------
+def create_draft(store: Store, submission: Submission, *, actor: str | None,
+                 address: str | None = None) -> dict[str, Any]:
+    """A new draft version (the form is created with it if new): 409 if that version exists."""
+    definition = validate(submission)
+    at = _now()
+    doc = _new_version(definition, submission, actor, at)
+    with store.transaction() as tx:
+        existing = tx.get(VERSIONS, doc["id"])
+        if existing is not None:
+            raise _existing_error(existing)
+        _check_against_published(tx, definition, submission)
+        if not tx.insert(VERSIONS, doc):
+            raise ApiError(409, "version_exists", f"Version {definition.version} of {definition.form_id} exists.")
+        if tx.get(FORMS, definition.form_id) is None:
+            tx.insert(FORMS, _new_form(definition, actor, at))
+    return version_summary(doc, _warnings(submission, definition))
+
+
+def _existing_error(existing: dict[str, Any]) -> ApiError:
+    if existing["state"] == PUBLISHED:
+        return ApiError(409, "published_immutable",
+                        f"Version {existing['version']} of {existing['form_id']} is published and cannot change; "
+                        "make a new version.")
+    return ApiError(409, "version_exists",
+                    f"Version {existing['version']} of {existing['form_id']} exists as a draft; replace it with PUT "
+                    f"{definition_url(existing['form_id'], existing['version'])}.")
+
+
+def require_draft(store: Store, form_id: str, version: str) -> dict[str, Any]:
+    """The draft, or 404 (unknown) / 409 ``published_immutable``."""
+    doc = store.get(VERSIONS, version_id(form_id, version))
+    if doc is None:
+        raise ApiError(404, "not_found", f"No version {version!r} of form {form_id!r}.")
+    if doc["state"] == PUBLISHED:
+        raise _existing_error(doc)
+    return doc
+
+
+def replace_draft(store: Store, form_id: str, version: str, submission: Submission, *, actor: str | None,
+                  address: str | None = None) -> dict[str, Any]:
+    """Replace a draft's definition; the definition must name the same form_id and version."""
+    require_draft(store, form_id, version)
+    definition = validate(submission)
+    mismatch: dict[str, list[str]] = {}
+    if definition.form_id != form_id:
+        mismatch["settings.form_id"] = [f"must be {form_id!r}, the form this draft belongs to"]
+    if definition.version != version:
+        mismatch["settings.version"] = [f"must be {version!r}, the draft being replaced (POST a new version)"]
+    if mismatch:
+        raise _invalid(submission, mismatch)
+    with store.transaction() as tx:
+        existing = tx.get(VERSIONS, version_id(form_id, version))
+        if existing is None:
+            raise ApiError(404, "not_found", f"No version {version!r} of form {form_id!r}.")
+        if existing["state"] == PUBLISHED:
+            raise _existing_error(existing)
+        _check_against_published(tx, definition, submission)
+        fresh = _new_version(definition, submission, actor, _now())
+        doc = tx.put(VERSIONS, {**fresh, "created_at": existing["created_at"],
+                                "created_by": existing["created_by"]})
+    return version_summary(doc, _warnings(submission, definition))
+
+
+def publish(store: Store, form_id: str, version: str, *, actor: str | None,
+            address: str | None = None) -> dict[str, Any]:
+    """Publish a draft: from now on it is immutable and devices assigned the form get it.
+
+    Publishing a version that is already published changes nothing (a retried request)."""
+    with store.transaction() as tx:
+        doc = tx.get(VERSIONS, version_id(form_id, version))
+        if doc is None:
+            raise ApiError(404, "not_found", f"No version {version!r} of form {form_id!r}.")
+        if doc["state"] == PUBLISHED:
+            return version_summary(doc)
+        submission = Submission(doc["definition"], doc.get("rows"))
+        # The language may have grown stricter since the draft was saved: check again.
+        definition = validate(submission)
+        _check_against_published(tx, definition, submission)
+        at = _now()
+        doc = tx.put(VERSIONS, {**doc, "state": PUBLISHED, "hash": definition_hash(definition.data),
+                                "published_at": at, "published_by": actor})
+        form = tx.get(FORMS, form_id) or _new_form(definition, actor, at)
+        tx.put(FORMS, {**form, "published": True, "latest_version": version, "latest_hash": doc["hash"],
+                       "title": dict(definition.title), "updated_at": at},
+               expect_seq=form.get("seq"))
+        record_audit(tx, "form_published", actor=actor, target=doc["id"], details={"hash": doc["hash"]},
+                     address=address)
+    return version_summary(doc)
+
+
+def set_archived(store: Store, form_id: str, archived: bool, *, actor: str | None,
+                 address: str | None = None) -> dict[str, Any]:
+    """Archive (hide from devices; its versions still validate late visits) or unarchive a form."""
+    with store.transaction() as tx:
+        form = _require_form(tx, form_id)
+        if bool(form.get("archived")) != archived:
+            form = tx.put(FORMS, {**form, "archived": archived, "updated_at": _now()}, expect_seq=form["seq"])
+            record_audit(tx, "form_archived" if archived else "form_unarchived", actor=actor, target=form_id,
+                         address=address)
+        versions = tx.find(VERSIONS, {"form_id": form_id}, order_by="id")
+    return admin_entry(form, _by_creation(versions))
+
+
+def assignment_problems(villages: Any) -> list[str]:
+    if not isinstance(villages, list) or not all(isinstance(code, str) for code in villages):
+        return ["must be a list of Kemendagri codes"]
+    return [f"{code!r} is neither a village code (32.04.05.2001) nor a kecamatan code (32.04.05)"
+            for code in villages if not (VILLAGE_CODE.match(code) or KECAMATAN_CODE.match(code))]
+
+
+def set_assignment(store: Store, form_id: str, *, all_villages: bool, villages: Iterable[str] = (),
+                   actor: str | None, address: str | None = None) -> dict[str, Any]:
+    """Assign a form to every village, or to villages and kecamatan; replaces the previous assignment."""
+    villages = list(villages)
+    if all_villages and villages:
+        raise ApiError(422, "invalid", "Give either all or villages.",
+                       {"villages": ["must be empty when all is true"]})
+    problems = assignment_problems(villages)
+    if problems:
+        raise ApiError(422, "invalid", "The assignment names codes that are not villages or kecamatan.",
+                       {"villages": problems})
+    assignment = {"all": bool(all_villages), "villages": sorted(set(villages))}
+    with store.transaction() as tx:
+        form = _require_form(tx, form_id)
+        previous = _assignment_of(form)
+        if previous != assignment:
+            ever = form.get("assigned_ever") or {}
+            form = tx.put(FORMS, {
+                **form, "assignment": assignment, "updated_at": _now(),
+                "assigned_ever": {"all": bool(ever.get("all")) or assignment["all"],
+                                  "villages": sorted({*(ever.get("villages") or ()), *assignment["villages"]})},
+            }, expect_seq=form["seq"])
+            record_audit(tx, "form_assigned", actor=actor, target=form_id,
+                         details={"assignment": assignment, "previous": previous}, address=address)
+    return {"form_id": form_id, **assignment}
+
+
+def _require_form(tx: Any, form_id: str) -> dict[str, Any]:
+    form = tx.get(FORMS, form_id)
+    if form is None:
+        raise ApiError(404, "not_found", f"No form {form_id!r}.")
+    return form
+
+
+# -- reading -----------------------------------------------------------------------------------------
+def _by_creation(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(docs, key=lambda d: (d.get("created_at") or "", d["id"]))
+
+
+def _form_order(form: dict[str, Any]) -> tuple[int, str]:
+    return form.get("created_ns") or 0, form["id"]
+
+
+def forms_for(store: Store, scope: Scope) -> list[dict[str, Any]]:
+    """The device list: published, non-archived forms assigned to the scope, oldest form first."""
+    forms = [form for form in store.iterate(FORMS, {"published": True, "archived": False})
+             if assigned_to(form.get("assignment"), scope)]
+    return [device_entry(form) for form in sorted(forms, key=_form_order)]
+
+
+def all_forms(store: Store) -> list[dict[str, Any]]:
+    """Every form with every version (drafts and archived too), for admins."""
+    versions: dict[str, list[dict[str, Any]]] = {}
+    for doc in store.iterate(VERSIONS):
+        versions.setdefault(doc["form_id"], []).append(doc)
+    forms = sorted(store.iterate(FORMS), key=_form_order)
+    return [admin_entry(form, _by_creation(versions.get(form["id"], []))) for form in forms]
+
+
+def one_form(store: Store, form_id: str) -> dict[str, Any]:
+    form = _require_form(store, form_id)
+    return admin_entry(form, _by_creation(store.find(VERSIONS, {"form_id": form_id})))
+
+
+def readable_version(store: Store, form_id: str, version: str, scope: Scope) -> dict[str, Any]:
+    """A version's document if the caller may read it: admins any; others a published version of a form
+    assigned to them (archived too: a device may still hold visits for it). 404 otherwise."""
+    missing = ApiError(404, "not_found", f"No version {version!r} of form {form_id!r}.")
+    doc = store.get(VERSIONS, version_id(form_id, version))
+    if doc is None:
+        raise missing
+    if scope.is_all:
+        return doc
+    form = store.get(FORMS, form_id)
+    if doc["state"] != PUBLISHED or form is None or not assigned_to(form.get("assignment"), scope):
+        raise missing
+    return doc
+
+
+# -- lookups for sync --------------------------------------------------------------------------------
+_CACHE_SIZE = 256
+_cache: OrderedDict[tuple[str, str, str], Definition] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def published_definition(store: Store, form_id: str, version: str) -> Definition | None:
+    """The validated definition of a published version (archived forms included), or None for an
+    unknown version or a draft. Cached by (form_id, version, hash): published versions never change."""
+    if not isinstance(form_id, str) or not isinstance(version, str):
+        return None
+    doc = store.get(VERSIONS, version_id(form_id, version))
+    if doc is None or doc.get("state") != PUBLISHED:
+        return None
+    key = (form_id, version, doc["hash"])
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is not None:
+            _cache.move_to_end(key)
+            return cached
+    try:
+        definition = validate_definition(doc["definition"])
+    except DefinitionError as exc:
+        # Published under an older, laxer language: it cannot validate answers any more.
+        log.error("published form %s no longer validates: %s", doc["id"], exc)
+        return None
+    with _cache_lock:
+        _cache[key] = definition
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return definition
+
+
+def forms_changed_since(store: Store, seq: int, scope: Scope, *, upto: int | None = None,
+                        limit: int | None = None) -> list[dict[str, Any]]:
+    """Pull changes for forms whose publishing, archiving or assignment changed with ``seq < s <= upto``.
+
+    One entry per changed form, each with its ``seq``, in ``seq`` order; the assignment is folded
+    into the form change. A published form assigned to the caller's villages (admins: every one):
+    ``{"type": "form", "seq", "form_id", "version", "title", "hash", "url", "archived",
+    "assignment": {"all", "villages"}}`` (its latest published version; ``villages`` lists the entries
+    touching the caller's villages). A form no longer assigned to the caller but once assigned to
+    their villages: ``{"type": "assignment", "seq", "form_id", "all": false, "villages": []}``, which
+    says to drop it. Drafts never appear. ``upto`` defaults to the store's visible sequence; ``limit``
+    bounds how many form documents are read (page on from the last entry's ``seq``).
+    """
+    return [{**change, "seq": at} for at, change in _changes(store, seq, scope, upto, limit)]
+
+
+def form_pull_changes(store: Store, since: int, upto: int, scope: Scope) -> list[tuple[int, dict[str, Any]]]:
+    """:func:`forms_changed_since` as ``(seq, change)`` pairs without the ``seq`` key, for the sync pull."""
+    return _changes(store, since, scope, upto, None)
+
+
+def _changes(store: Store, since: int, scope: Scope, upto: int | None,
+             limit: int | None) -> list[tuple[int, dict[str, Any]]]:
+    upto = store.visible_seq() if upto is None else upto
+    out: list[tuple[int, dict[str, Any]]] = []
+    read = 0
+    while limit is None or read < limit:
+        batch_size = 500 if limit is None else min(500, limit - read)
+        batch = store.changes(FORMS, since, upto=upto, limit=batch_size)
+        for form in batch:
+            change = _pull_change(form, scope)
+            if change is not None:
+                out.append((form["seq"], change))
+        read += len(batch)
+        if len(batch) < batch_size:
+            break
+        since = batch[-1]["seq"]
+    return out
+
+
+def _pull_change(form: dict[str, Any], scope: Scope) -> dict[str, Any] | None:
+    # One entry per form document: a pull that pages by seq must never split a change in two.
+    if not form.get("published"):
+        return None
+    assignment = _assignment_of(form)
+    if assigned_to(assignment, scope):
+        return {"type": "form", **device_entry(form), "archived": bool(form.get("archived")),
+                "assignment": assignment_in_scope(assignment, scope)}
+    if assigned_to(form.get("assigned_ever"), scope):
+        return {"type": "assignment", "form_id": form["id"], "all": False, "villages": []}
+    return None
+
+
+# -- the shipped library -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LibraryOutcome:
+    form_id: str
+    version: str
+    published: bool
+    reason: str
+    hash: str | None = None
+
+
+def load_library(store: Store, *, actor: str | None = "system", address: str | None = "startup",
+                 definitions: list[dict[str, Any]] | None = None) -> list[LibraryOutcome]:
+    """Publish every shipped form not already there; a new form is assigned to every village.
+
+    A version already published with the same content is skipped, as is one present with other
+    content (a draft or a different published definition); a new version of a form kept from an
+    earlier library is published if it keeps its fields' types, and keeps the form's assignment.
+    Inserts are if-absent by id, so two processes loading at once publish each form once.
+    """
+    if definitions is None:
+        from forms.library import library_forms
+
+        definitions = library_forms()
+    outcomes = []
+    for data in definitions:
+        settings = data.get("settings") if isinstance(data, dict) else None
+        form_id = str((settings or {}).get("form_id", "?"))
+        version = str((settings or {}).get("version", "?"))
+        try:
+            definition = validate(Submission(data))
+        except ApiError as exc:
+            problems = "; ".join(f"{path}: {', '.join(messages)}" for path, messages in exc.errors.items())
+            outcomes.append(LibraryOutcome(form_id, version, False, f"invalid ({problems})"))
+            continue
+        for attempt in range(3):
+            try:
+                outcomes.append(_load_one(store, definition, actor, address))
+                break
+            except WriteConflict:
+                if attempt == 2:
+                    raise
+    return outcomes
+
+
+def _load_one(store: Store, definition: Definition, actor: str | None, address: str | None) -> LibraryOutcome:
+    form_id, version = definition.form_id, definition.version
+    submission = Submission(definition.data, source="library")
+    at = _now()
+    doc = {**_new_version(definition, submission, actor, at), "state": PUBLISHED, "published_at": at,
+           "published_by": actor}
+    with store.transaction() as tx:
+        existing = tx.get(VERSIONS, doc["id"])
+        if existing is not None:
+            same = existing["state"] == PUBLISHED and existing["hash"] == doc["hash"]
+            reason = "already published" if same else f"version exists as a {existing['state']} with other content"
+            return LibraryOutcome(form_id, version, False, reason, existing["hash"])
+        form = tx.get(FORMS, form_id)
+        if form is None:
+            form = {**_new_form(definition, actor, at), "assignment": {"all": True, "villages": []},
+                    "assigned_ever": {"all": True, "villages": []}}
+        else:
+            try:
+                _check_against_published(tx, definition, submission)
+            except ApiError as exc:
+                problems = "; ".join(f"{path}: {', '.join(m)}" for path, m in exc.errors.items())
+                return LibraryOutcome(form_id, version, False, f"incompatible with published versions ({problems})",
+                                      doc["hash"])
+        if not tx.insert(VERSIONS, doc):
+            return LibraryOutcome(form_id, version, False, "already published", doc["hash"])
+        tx.put(FORMS, {**form, "published": True, "latest_version": version, "latest_hash": doc["hash"],
+                       "title": dict(definition.title), "updated_at": at}, expect_seq=form.get("seq"))
+        record_audit(tx, "form_published", actor=actor, target=doc["id"],
+                     details={"hash": doc["hash"], "library": True}, address=address)
+    return LibraryOutcome(form_id, version, True, "published", doc["hash"])
+
+
+def seed_library(store: Store) -> None:
+    """First start: a store with no forms gets the shipped library. Never blocks start-up."""
+    if store.count(FORMS) > 0:
+        return
+    try:
+        outcomes = load_library(store, actor="system", address="startup")
+    except StorageError:
+        raise  # the store is down: start-up retries on the next request
+    except Exception:
+        log.exception("could not load the shipped forms; run `kunjung load-library` to retry")
+        return
+    for outcome in outcomes:
+        level = logging.INFO if outcome.published or outcome.reason == "already published" else logging.WARNING
+        log.log(level, "library form %s %s: %s", outcome.form_id, outcome.version, outcome.reason)
+
+
+def seed_library_on_first_start(app: Flask) -> None:
+    """Register the first-start seeding when LOAD_LIBRARY_FORMS is set (call before prepare_store)."""
+    from .store import on_store_ready
+
+    if app.config.get("LOAD_LIBRARY_FORMS"):
+        on_store_ready(app, seed_library)
+
+
+# -- the command line ----------------------------------------------------------------------------------
+def import_form(store: Store, path: str, *, publish_it: bool = False, assign_all: bool = False,
+                villages: Iterable[str] = (), actor: str | None = "cli",
+                address: str | None = "cli") -> dict[str, Any]:
+    """``kunjung import-form``: a file becomes a draft (an existing draft of that version is replaced),
+    is published if asked, and is assigned if asked. Returns the version summary, what was done and
+    the assignment; every problem is an ApiError keyed by path or sheet!row, raised before any write."""
+    villages = list(villages)
+    problems = assignment_problems(villages)
+    if problems:
+        raise ApiError(422, "invalid", "The villages are not Kemendagri codes.", {"--village": problems})
+    submission = read_file(path)
+    definition = validate(submission)
+    existing = store.get(VERSIONS, version_id(definition.form_id, definition.version))
+    if existing is None:
+        summary, done = create_draft(store, submission, actor=actor, address=address), ["draft created"]
+    elif existing["state"] == DRAFT:
+        summary = replace_draft(store, definition.form_id, definition.version, submission, actor=actor,
+                                address=address)
+        done = ["draft replaced"]
+    elif existing["hash"] == definition_hash(definition.data):
+        summary, done = version_summary(existing), ["already published"]
+    else:
+        raise _existing_error(existing)
+    if publish_it and summary["state"] == DRAFT:
+        summary = {**publish(store, definition.form_id, definition.version, actor=actor, address=address),
+                   "warnings": summary.get("warnings")}
+        done.append("published")
+    assignment = None
+    if assign_all or villages:
+        assignment = set_assignment(store, definition.form_id, all_villages=assign_all, villages=villages,
+                                    actor=actor, address=address)
+        done.append("assigned")
+    return {"summary": summary, "done": done, "assignment": assignment}

@@ -1,0 +1,85 @@
+"""Building sync events and talking to the sync endpoints in HTTP tests."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from http_helpers import login
+
+VILLAGE = "32.04.05.2001"
+OTHER_VILLAGE = "32.04.06.2001"
+
+
+class Device:
+    """An officer's phone: its own id, token and clock, and helpers to push and pull."""
+
+    def __init__(self, client: Any, username: str, device_id: str | None = None, clock_offset_ms: int = 0):
+        self.client = client
+        self.username = username
+        self.device_id = device_id or f"phone-{username}-{uuid.uuid4().hex[:6]}"
+        self.headers = login(client, username, device_id=self.device_id)
+        self.offset = clock_offset_ms
+        self.counter = 0
+        self.cursor: str | None = None
+        self.known: dict[str, dict[str, Any]] = {}
+
+    def base(self, household_id: str, *paths: str) -> dict[str, list[str]]:
+        """What this device last pulled for those fields: the stamps a new edit supersedes."""
+        fields = self.known.get(household_id, {}).get("fields", {})
+        out = {}
+        for path in paths:
+            state = fields.get(path)
+            if state:
+                out[path] = sorted({h["stamp"] for h in state.get("heads", [])} | set(state.get("head_stamps", []))
+                                   | {state["stamp"]})
+        return out
+
+    def hlc(self, shift_ms: int = 0) -> str:
+        self.counter += 1
+        ms = int(time.time() * 1000) + self.offset + shift_ms
+        return f"{ms:013d}-{self.counter % 10000:04d}"
+
+    def edit(self, household_id: str, writes: dict[str, Any], base: dict[str, list[str]] | None = None,
+             village: str = VILLAGE, **extra: Any) -> dict[str, Any]:
+        event = {"id": str(uuid.uuid4()), "type": "household_edit", "device_id": self.device_id,
+                 "hlc": self.hlc(), "household_id": household_id, "village": village, "set": writes}
+        if base:
+            event["base"] = base
+        event.update(extra)
+        return event
+
+    def push(self, events: list[dict[str, Any]], expect: int = 200) -> dict[str, Any]:
+        response = self.client.post("/api/v1/sync/push", headers=self.headers,
+                                    json={"device_id": self.device_id, "hlc": self.hlc(), "events": events})
+        assert response.status_code == expect, response.get_json()
+        return response.get_json()
+
+    def pull_all(self, limit: int = 500) -> list[dict[str, Any]]:
+        changes: list[dict[str, Any]] = []
+        while True:
+            query = {"limit": limit}
+            if self.cursor:
+                query["since"] = self.cursor
+            response = self.client.get("/api/v1/sync/pull", headers=self.headers, query_string=query)
+            assert response.status_code == 200, response.get_json()
+            body = response.get_json()
+            changes.extend(body["changes"])
+            self.known.update(households_in(body["changes"]))
+            self.cursor = body["next"]
+            if not body["has_more"]:
+                return changes
+
+
+def statuses(reply: dict[str, Any]) -> list[str]:
+    return [result["status"] for result in reply["results"]]
+
+
+def households_in(changes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The latest pulled state of each household."""
+    latest: dict[str, dict[str, Any]] = {}
+    for change in changes:
+        if change["type"] == "household":
+            latest[change["id"]] = change
+    return latest

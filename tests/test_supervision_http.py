@@ -1,0 +1,249 @@
+"""Visits with forms and geotags, supervisor reviews, conflict resolution and household history, through HTTP."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from click.testing import CliRunner
+from http_helpers import login, make_user
+from sync_helpers import VILLAGE, Device, households_in, statuses
+
+FORM = {
+    "settings": {"form_id": "verval_mini", "version": "1", "title": {"id": "Verval mini", "en": "Mini check"},
+                 "default_language": "id"},
+    "fields": [
+        {"type": "text", "name": "head_name", "label": {"id": "Nama kepala keluarga", "en": "Head of family"},
+         "required": True, "save_to": "head_name"},
+        {"type": "integer", "name": "floor_area", "label": {"id": "Luas lantai", "en": "Floor area"},
+         "constraint": ". > 0", "save_to": "floor_area"},
+        {"type": "repeat", "name": "members", "label": {"id": "Anggota", "en": "Members"}, "save_to": "members",
+         "fields": [{"type": "text", "name": "member_name", "label": {"id": "Nama", "en": "Name"},
+                     "save_to": "name"}]},
+    ],
+    "choices": {},
+}
+
+# A square village around (-7.0, 107.6), about 2.2 km a side.
+BOUNDARY = {"type": "FeatureCollection", "features": [{
+    "type": "Feature", "properties": {"code": VILLAGE, "name": "Desa Contoh"},
+    "geometry": {"type": "Polygon", "coordinates": [[[107.59, -7.01], [107.61, -7.01], [107.61, -6.99],
+                                                      [107.59, -6.99], [107.59, -7.01]]]}}]}
+
+
+@pytest.fixture
+def setup(app, client, users):
+    make_user(app, "citra", "officer", [VILLAGE])
+    admin = login(client, "admin")
+    assert client.post("/api/v1/forms", json=FORM, headers=admin).status_code == 201
+    assert client.post("/api/v1/forms/verval_mini/versions/1/publish", headers=admin).status_code == 200
+    assert client.put("/api/v1/forms/verval_mini/assignment", json={"all": True}, headers=admin).status_code == 200
+    imported = client.post("/api/v1/villages", json=BOUNDARY, headers=admin)
+    assert imported.status_code in (200, 201), imported.get_json()
+    return app
+
+
+def visit(device: Device, household: str, answers: dict, *, lat=-7.0, lon=107.6, **extra) -> dict:
+    event = {"id": str(uuid.uuid4()), "type": "visit", "device_id": device.device_id, "hlc": device.hlc(),
+             "form_id": "verval_mini", "form_version": "1", "village": VILLAGE, "household_id": household,
+             "geotag": {"lat": lat, "lon": lon, "accuracy_m": 8, "captured_at": "2026-11-22T03:00:00Z"},
+             "started_at": "2026-11-22T02:50:00Z", "ended_at": "2026-11-22T03:00:00Z", "answers": answers}
+    event.update(extra)
+    return event
+
+
+def test_a_visit_writes_its_save_to_fields_into_the_household(client, setup):
+    ani = Device(client, "ani")
+    household, member = str(uuid.uuid4()), str(uuid.uuid4())
+    reply = ani.push([visit(ani, household, {"head_name": "Siti", "floor_area": 36,
+                                             "members": [{"_id": member, "member_name": "Rahmat"}]})])
+    assert statuses(reply) == ["applied"]
+    assert "flags" not in reply["results"][0]
+    fields = households_in(ani.pull_all())[household]["fields"]
+    assert fields["head_name"]["value"] == "Siti"
+    assert fields["floor_area"]["value"] == 36
+    assert fields[f"members/{member}/name"]["value"] == "Rahmat"
+
+
+def test_a_visit_outside_the_village_is_accepted_and_flagged_with_the_distance(client, setup):
+    ani = Device(client, "ani")
+    # 0.01 degree of longitude east of the boundary at latitude -7: about 1.1 km
+    reply = ani.push([visit(ani, str(uuid.uuid4()), {"head_name": "Jauh"}, lon=107.62)])
+    result = reply["results"][0]
+    assert result["status"] == "applied"
+    flag = next(f for f in result["flags"] if f["code"] == "outside_village")
+    assert 1050 < flag["distance_m"] < 1160
+    supervisor = login(client, "supervisor")
+    flagged = client.get("/api/v1/visits", headers=supervisor, query_string={"flag": "outside_village"}).get_json()
+    assert [v["id"] for v in flagged] == [result["id"]]
+
+
+def test_failed_constraint_and_missing_answer_are_flagged_not_rejected(client, setup):
+    ani = Device(client, "ani")
+    result = ani.push([visit(ani, str(uuid.uuid4()), {"floor_area": -3})])["results"][0]
+    assert result["status"] == "applied"
+    assert {"constraint_failed", "required_missing"} <= {f["code"] for f in result["flags"]}
+
+
+@pytest.mark.parametrize(("change", "path"), [
+    ({"form_version": "99"}, "form_version"),
+    ({"answers": {"floor_area": {"$gt": 0}}}, "answers.floor_area"),
+    ({"answers": {"$where": "1"}}, "answers"),
+    ({"geotag": {"lat": 91, "lon": 107.6, "accuracy_m": 5, "captured_at": "2026-11-22T03:00:00Z"}}, "geotag"),
+    ({"village": "3204052001"}, "village"),
+])
+def test_a_visit_that_cannot_be_stored_is_rejected_with_the_path(client, setup, change, path):
+    ani = Device(client, "ani")
+    event = visit(ani, str(uuid.uuid4()), {"head_name": "X"})
+    event.update(change)
+    result = ani.push([event])["results"][0]
+    assert result["status"] == "rejected"
+    assert result["code"] == "invalid"
+    assert any(key == path or key.startswith(path) for key in result["errors"]), result["errors"]
+
+
+def test_a_review_reaches_the_officer_on_the_next_pull_and_a_revision_supersedes(client, setup):
+    ani = Device(client, "ani")
+    household = str(uuid.uuid4())
+    first = visit(ani, household, {"head_name": "Siti"})
+    ani.push([first])
+    ani.pull_all()
+    supervisor = login(client, "supervisor")
+    review = {"id": str(uuid.uuid4()), "state": "needs_revision", "comment": "Luas lantai belum diisi"}
+    reviewed = client.post(f"/api/v1/visits/{first['id']}/review", json=review, headers=supervisor)
+    assert reviewed.status_code == 200
+    assert reviewed.get_json()["review_state"] == "needs_revision"
+    again = client.post(f"/api/v1/visits/{first['id']}/review", json=review, headers=supervisor)
+    assert again.status_code == 200  # idempotent by the client-made id
+    reused = client.post(f"/api/v1/visits/{first['id']}/review", json={**review, "state": "approved"},
+                         headers=supervisor)
+    assert reused.status_code == 409
+    pulled = [c for c in ani.pull_all() if c["type"] == "visit"]
+    assert len(pulled) == 1
+    assert pulled[0]["id"] == first["id"]
+    assert pulled[0]["review"]["state"] == "needs_revision"
+    assert pulled[0]["review"]["comment"] == "Luas lantai belum diisi"
+    assert pulled[0]["review"]["by"] == "supervisor"
+    revision = visit(ani, household, {"head_name": "Siti", "floor_area": 40}, supersedes=first["id"])
+    result = ani.push([revision])["results"][0]
+    assert result["status"] == "applied"
+    assert "flags" not in result
+    earlier = client.get(f"/api/v1/visits/{first['id']}", headers=supervisor).get_json()
+    assert earlier["superseded_by"] == revision["id"]
+    # an officer may not review, nor see another officer's visit
+    assert client.post(f"/api/v1/visits/{first['id']}/review", json={**review, "id": str(uuid.uuid4())},
+                       headers=ani.headers).status_code == 403
+    assert client.get(f"/api/v1/visits/{first['id']}", headers=login(client, "citra")).status_code == 404
+
+
+def test_supervisor_of_another_kecamatan_cannot_review(app, client, setup):
+    make_user(app, "sup2", "supervisor", ["32.04.06"])
+    ani = Device(client, "ani")
+    event = visit(ani, str(uuid.uuid4()), {"head_name": "Siti"})
+    ani.push([event])
+    response = client.post(f"/api/v1/visits/{event['id']}/review", headers=login(client, "sup2"),
+                           json={"id": str(uuid.uuid4()), "state": "approved"})
+    assert response.status_code == 404
+
+
+def _conflict(client, ani, citra, household):
+    ani.push([ani.edit(household, {"head_name": "Awal"})])
+    ani.pull_all()
+    citra.pull_all()
+    base = ani.base(household, "head_name")
+    ani.push([ani.edit(household, {"head_name": "Versi Ani"}, base)])
+    citra.push([citra.edit(household, {"head_name": "Versi Citra"}, base)])
+    conflicts = client.get("/api/v1/conflicts", headers=login(client, "supervisor")).get_json()
+    assert len(conflicts) == 1
+    return conflicts[0]
+
+
+def test_supervisor_resolves_a_conflict_once_however_often_the_request_is_sent(client, setup):
+    ani, citra = Device(client, "ani"), Device(client, "citra")
+    household = str(uuid.uuid4())
+    conflict = _conflict(client, ani, citra, household)
+    supervisor = login(client, "supervisor")
+    body = {"id": str(uuid.uuid4()), "value": "Versi Citra", "heads": [h["stamp"] for h in conflict["heads"]]}
+    resolved = client.post(f"/api/v1/conflicts/{conflict['id']}/resolve", json=body, headers=supervisor)
+    assert resolved.status_code == 200, resolved.get_json()
+    assert resolved.get_json()["value"] == "Versi Citra"
+    assert resolved.get_json()["in_conflict"] is False
+    repeat = client.post(f"/api/v1/conflicts/{conflict['id']}/resolve", json=body, headers=supervisor)
+    assert repeat.get_json() == resolved.get_json()
+    assert client.get("/api/v1/conflicts", headers=supervisor).get_json() == []
+    fields = households_in(ani.pull_all())[household]["fields"]
+    assert fields["head_name"]["value"] == "Versi Citra"
+    assert "heads" not in fields["head_name"]
+    assert client.post(f"/api/v1/conflicts/{conflict['id']}/resolve", headers=ani.headers,
+                       json={**body, "id": str(uuid.uuid4())}).status_code == 403
+
+
+def test_a_resolution_racing_a_new_offline_write_leaves_the_field_in_conflict(client, setup):
+    ani, citra = Device(client, "ani"), Device(client, "citra")
+    household = str(uuid.uuid4())
+    conflict = _conflict(client, ani, citra, household)
+    seen = [h["stamp"] for h in conflict["heads"]]
+    # citra, still offline, edits again over her own value
+    citra.push([citra.edit(household, {"head_name": "Versi Citra 2"},
+                           {"head_name": [h["stamp"] for h in conflict["heads"] if h["officer"] == "citra"]})])
+    supervisor = login(client, "supervisor")
+    body = {"id": str(uuid.uuid4()), "value": "Versi Ani", "heads": seen}
+    resolved = client.post(f"/api/v1/conflicts/{conflict['id']}/resolve", json=body, headers=supervisor).get_json()
+    assert resolved["in_conflict"] is True
+    assert resolved["conflict_id"] != conflict["id"]
+    assert sorted(h["value"] for h in resolved["heads"]) == ["Versi Ani", "Versi Citra 2"]
+    open_now = client.get("/api/v1/conflicts", headers=supervisor).get_json()
+    assert [c["id"] for c in open_now] == [resolved["conflict_id"]]
+
+
+def test_resolution_naming_unknown_heads_is_422(client, setup):
+    ani, citra = Device(client, "ani"), Device(client, "citra")
+    conflict = _conflict(client, ani, citra, str(uuid.uuid4()))
+    response = client.post(f"/api/v1/conflicts/{conflict['id']}/resolve", headers=login(client, "supervisor"),
+                           json={"id": str(uuid.uuid4()), "value": "x",
+                                 "heads": ["1763790000000-0001/ghost/event-1"]})
+    assert response.status_code == 422
+    assert "heads" in response.get_json()["errors"]
+
+
+def test_household_history_lists_every_change(client, setup):
+    ani, citra = Device(client, "ani"), Device(client, "citra")
+    household = str(uuid.uuid4())
+    ani.push([visit(ani, household, {"head_name": "Siti"})])
+    citra.push([citra.edit(household, {"address": "RT 03"})])
+    body = client.get(f"/api/v1/households/{household}", headers=login(client, "supervisor")).get_json()
+    assert [(h["type"], h["officer"]) for h in body["history"]] == [("visit", "ani"), ("household_edit", "citra")]
+    assert body["history"][0]["writes"] == {"head_name": "Siti"}
+    assert body["fields"]["address"]["value"] == "RT 03"
+    assert client.get(f"/api/v1/households/{household}", headers=login(client, "budi")).status_code == 404
+    listed = client.get("/api/v1/households", headers=login(client, "supervisor"),
+                        query_string={"village": VILLAGE}).get_json()
+    assert [h["id"] for h in listed] == [household]
+    assert client.get("/api/v1/households", headers=login(client, "budi"),
+                      query_string={"village": VILLAGE}).status_code == 404
+
+
+def test_rebuild_households_finds_no_difference_then_reports_a_tampered_one(app, client, setup, monkeypatch):
+    from server.cli import cli
+    from server.store import get_store
+
+    ani, citra = Device(client, "ani"), Device(client, "citra")
+    household = str(uuid.uuid4())
+    _conflict(client, ani, citra, household)
+    ani.push([visit(ani, str(uuid.uuid4()), {"head_name": "Lain"})])
+    monkeypatch.setenv("KUNJUNG_DATABASE_URL", app.config["DATABASE_URL"])
+    monkeypatch.setenv("KUNJUNG_SECRET_KEY", app.config["SECRET_KEY"])
+    clean = CliRunner().invoke(cli, ["rebuild-households"])
+    assert clean.exit_code == 0, clean.output
+    assert "2 households checked, 0 differ" in clean.output
+    with app.app_context():
+        store = get_store()
+        doc = store.get("households", household)
+        doc["record"]["fields"]["head_name"]["heads"] = doc["record"]["fields"]["head_name"]["heads"][:1]
+        store.put("households", doc)
+    dirty = CliRunner().invoke(cli, ["rebuild-households"])
+    assert dirty.exit_code == 1
+    assert household in dirty.output
+    fixed = CliRunner().invoke(cli, ["rebuild-households", "--fix"])
+    assert "1 fixed" in fixed.output
+    assert CliRunner().invoke(cli, ["rebuild-households"]).exit_code == 0

@@ -1,0 +1,263 @@
+"""Field scenarios through the sync endpoints: offline edits, conflicts, retries, skewed clocks, scope, pulls."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from http_helpers import login, make_user
+from sync_helpers import OTHER_VILLAGE, VILLAGE, Device, households_in, statuses
+
+
+@pytest.fixture
+def field(app, client, users):
+    """Two officers of the same village (ani, citra) and one of another (budi)."""
+    make_user(app, "citra", "officer", [VILLAGE])
+    return app
+
+
+def new_household() -> str:
+    return str(uuid.uuid4())
+
+
+def test_two_officers_edit_the_same_field_offline_and_both_values_are_kept(client, field):
+    ani, citra = Device(client, "ani"), Device(client, "citra")
+    household = new_household()
+    created = ani.push([ani.edit(household, {"head_name": "Siti Aminah"})])
+    assert statuses(created) == ["applied"]
+    ani.pull_all()
+    citra.pull_all()
+    base = ani.base(household, "head_name")
+    assert base == citra.base(household, "head_name")
+    # both edit offline, from the same base
+    edit_ani = ani.edit(household, {"head_name": "Siti Aminah binti Ahmad"}, base)
+    edit_citra = citra.edit(household, {"head_name": "Siti Aminah Ahmad"}, base)
+    assert statuses(citra.push([edit_citra])) == ["applied"]
+    assert statuses(ani.push([edit_ani])) == ["applied"]
+
+    state = households_in(ani.pull_all())[household]["fields"]["head_name"]
+    values = sorted(head["value"] for head in state["heads"])
+    assert values == ["Siti Aminah Ahmad", "Siti Aminah binti Ahmad"]
+    winner = max(state["heads"], key=lambda head: head["stamp"])
+    assert state["value"] == winner["value"]
+    assert {head["officer"] for head in state["heads"]} == {"ani", "citra"}
+
+    supervisor = login(client, "supervisor")
+    conflicts = client.get("/api/v1/conflicts", headers=supervisor).get_json()
+    assert len(conflicts) == 1
+    assert conflicts[0]["household_id"] == household
+    assert conflicts[0]["field"] == "head_name"
+    assert {h["event_id"] for h in conflicts[0]["heads"]} == {edit_ani["id"], edit_citra["id"]}
+    assert all(h["device_id"] and h["at"] for h in conflicts[0]["heads"])
+
+
+def test_two_officers_edit_different_fields_and_there_is_no_conflict(client, field):
+    ani, citra = Device(client, "ani"), Device(client, "citra")
+    household = new_household()
+    ani.push([ani.edit(household, {"head_name": "Budi Santoso", "address": "RT 01 RW 02"})])
+    ani.pull_all()
+    citra.pull_all()
+    ani.push([ani.edit(household, {"head_name": "Budi Santoso S."}, ani.base(household, "head_name"))])
+    citra.push([citra.edit(household, {"address": "RT 01 RW 03"}, citra.base(household, "address"))])
+    fields = households_in(ani.pull_all())[household]["fields"]
+    assert fields["head_name"]["value"] == "Budi Santoso S."
+    assert fields["address"]["value"] == "RT 01 RW 03"
+    assert "heads" not in fields["head_name"]
+    assert "heads" not in fields["address"]
+    assert client.get("/api/v1/conflicts", headers=login(client, "supervisor")).get_json() == []
+
+
+def test_two_officers_add_different_members_and_both_are_kept(client, field):
+    ani, citra = Device(client, "ani"), Device(client, "citra")
+    household = new_household()
+    ani.push([ani.edit(household, {"head_name": "Dewi"})])
+    m1, m2 = str(uuid.uuid4()), str(uuid.uuid4())
+    ani.push([ani.edit(household, {f"members/{m1}/name": "Rahmat", f"members/{m1}/relation": "3"})])
+    citra.push([citra.edit(household, {f"members/{m2}/name": "Nur", f"members/{m2}/relation": "3"})])
+    fields = households_in(ani.pull_all())[household]["fields"]
+    assert fields[f"members/{m1}/name"]["value"] == "Rahmat"
+    assert fields[f"members/{m2}/name"]["value"] == "Nur"
+
+
+def test_retry_of_a_whole_batch_after_a_dropped_connection_doubles_nothing(app, client, field):
+    ani = Device(client, "ani")
+    batch = [ani.edit(new_household(), {"head_name": f"Kepala {i}"}) for i in range(20)]
+    assert statuses(ani.push(batch)) == ["applied"] * 20
+    assert statuses(ani.push(batch)) == ["duplicate"] * 20
+    from server.store import get_store
+
+    with app.app_context():
+        assert get_store().count("events") == 20
+        assert get_store().count("households") == 20
+
+
+def test_same_id_with_a_different_body_is_rejected_not_overwritten(client, field):
+    ani = Device(client, "ani")
+    household = new_household()
+    event = ani.edit(household, {"head_name": "Asli"})
+    ani.push([event])
+    forged = {**event, "set": {"head_name": "Palsu"}}
+    result = ani.push([forged])["results"][0]
+    assert result["status"] == "rejected"
+    assert result["code"] == "id_reused"
+    assert households_in(ani.pull_all())[household]["fields"]["head_name"]["value"] == "Asli"
+
+
+def test_a_batch_with_one_bad_event_applies_the_others(client, field):
+    ani = Device(client, "ani")
+    good1, good2 = ani.edit(new_household(), {"head_name": "A"}), ani.edit(new_household(), {"head_name": "B"})
+    bad = ani.edit(new_household(), {"head$name": "C"})
+    not_an_object = "just a string"
+    reply = ani.push([good1, bad, not_an_object, good2])
+    assert statuses(reply) == ["applied", "rejected", "rejected", "applied"]
+    assert reply["results"][1]["code"] == "invalid"
+    assert reply["results"][1]["errors"]
+    assert reply["results"][2]["id"] is None
+
+
+def test_a_device_clock_an_hour_fast_is_told_server_time_and_its_restamped_event_applies(client, field):
+    fast = Device(client, "ani", clock_offset_ms=3_600_000)
+    event = fast.edit(new_household(), {"head_name": "Wati"})
+    result = fast.push([event])["results"][0]
+    assert result["status"] == "rejected"
+    assert result["code"] == "clock_skew"
+    assert result["server_time"].endswith("Z")
+    fast.offset = 0
+    restamped = {**event, "hlc": fast.hlc()}
+    assert statuses(fast.push([restamped])) == ["applied"]
+    devices = client.get("/api/v1/users/ani/devices", headers=login(client, "admin")).get_json()
+    skewed = next(d for d in devices if d["device_id"] == fast.device_id)
+    assert skewed["last_sync_at"]
+
+
+def test_officer_cannot_write_to_another_village(client, field):
+    budi = Device(client, "budi")
+    result = budi.push([budi.edit(new_household(), {"head_name": "X"}, village=VILLAGE)])["results"][0]
+    assert result["code"] == "out_of_scope"
+    # nor to a household stored in another village, whatever the event claims
+    ani = Device(client, "ani")
+    household = new_household()
+    ani.push([ani.edit(household, {"head_name": "Y"})])
+    sneaky = budi.push([budi.edit(household, {"head_name": "Z"}, village=OTHER_VILLAGE)])["results"][0]
+    assert sneaky["code"] == "out_of_scope"
+
+
+def test_stale_base_is_rejected(client, field):
+    ani = Device(client, "ani")
+    household = new_household()
+    ani.push([ani.edit(household, {"head_name": "A"})])
+    stamp = households_in(ani.pull_all())[household]["fields"]["head_name"]["stamp"]
+    old = ani.edit(household, {"head_name": "B"}, {"head_name": [stamp]})
+    old["hlc"] = "0000000000001-0000"
+    result = ani.push([old])["results"][0]
+    assert result["code"] == "stale_base"
+
+
+def test_push_needs_a_device_login_and_the_same_device(client, field):
+    no_device = login(client, "ani")
+    response = client.post("/api/v1/sync/push", headers=no_device, json={"device_id": "x", "events": []})
+    assert response.status_code == 403
+    assert response.get_json()["code"] == "device_required"
+    ani = Device(client, "ani")
+    other = client.post("/api/v1/sync/push", headers=ani.headers, json={"device_id": "someone-else", "events": []})
+    assert other.status_code == 422
+    stolen = ani.edit(new_household(), {"head_name": "A"})
+    stolen["device_id"] = "someone-else"
+    assert ani.push([stolen])["results"][0]["code"] == "invalid"
+
+
+def test_batch_over_the_limit_names_the_limit(app_factory):
+    app = app_factory(MAX_BATCH_EVENTS=5)
+    make_user(app, "ani", "officer", [VILLAGE])
+    client = app.test_client()
+    ani = Device(client, "ani")
+    response = client.post("/api/v1/sync/push", headers=ani.headers,
+                           json={"device_id": ani.device_id, "events": [{}] * 6})
+    assert response.status_code == 413
+    assert response.get_json()["code"] == "batch_too_large"
+    assert "5" in response.get_json()["message"]
+
+
+def test_pull_pages_and_only_shows_the_callers_scope(client, field):
+    ani, budi = Device(client, "ani"), Device(client, "budi")
+    ani.push([ani.edit(new_household(), {"head_name": f"A{i}"}) for i in range(7)])
+    budi.push([budi.edit(new_household(), {"head_name": f"B{i}"}, village=OTHER_VILLAGE) for i in range(3)])
+    pages = []
+    while True:
+        query = {"limit": 3, **({"since": ani.cursor} if ani.cursor else {})}
+        body = client.get("/api/v1/sync/pull", headers=ani.headers, query_string=query).get_json()
+        pages.append(len(body["changes"]))
+        ani.cursor = body["next"]
+        assert body["server_hlc"]
+        if not body["has_more"]:
+            break
+    assert sum(pages) == 7
+    assert max(pages) == 3
+    assert {c["village"] for c in households_in(budi.pull_all()).values()} == {OTHER_VILLAGE}
+    # nothing new: an empty page with the same position
+    assert ani.pull_all() == []
+    supervisor = Device(client, "supervisor")
+    assert len(households_in(supervisor.pull_all())) == 7  # kecamatan 32.04.05 only
+
+
+def test_a_malformed_cursor_is_a_400(client, field):
+    headers = login(client, "ani")
+    response = client.get("/api/v1/sync/pull", headers=headers, query_string={"since": "not-a-cursor!"})
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "invalid_cursor"
+
+
+def test_village_assigned_then_withdrawn_brings_records_then_left_scope(client, field):
+    ani, budi = Device(client, "ani"), Device(client, "budi")
+    budi.push([budi.edit(new_household(), {"head_name": f"B{i}"}, village=OTHER_VILLAGE) for i in range(4)])
+    ani.push([ani.edit(new_household(), {"head_name": "A"})])
+    assert len(households_in(ani.pull_all())) == 1
+    admin = login(client, "admin")
+    client.patch("/api/v1/users/ani", headers=admin, json={"villages": [VILLAGE, OTHER_VILLAGE]})
+    gained = households_in(ani.pull_all())
+    assert len(gained) == 4
+    assert {c["village"] for c in gained.values()} == {OTHER_VILLAGE}
+    client.patch("/api/v1/users/ani", headers=admin, json={"villages": [VILLAGE]})
+    left = ani.pull_all()
+    assert {"type": "left_scope", "village": OTHER_VILLAGE} in left
+
+
+def test_pull_running_while_eight_threads_push_skips_nothing(app, field):
+    devices = [Device(app.test_client(), name) for name in ("ani", "citra") * 4]
+    reader = Device(app.test_client(), "supervisor")
+    expected: set[str] = set()
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def writer(device: Device) -> None:
+        try:
+            for _ in range(6):
+                batch = [device.edit(new_household(), {"head_name": "x"}) for _ in range(5)]
+                reply = device.push(batch)
+                assert statuses(reply) == ["applied"] * 5
+                with lock:
+                    expected.update(event["household_id"] for event in batch)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(exc)
+
+    seen: set[str] = set()
+
+    def pull_loop() -> None:
+        while not done.is_set():
+            seen.update(households_in(reader.pull_all(limit=7)))
+
+    threads = [threading.Thread(target=writer, args=(d,)) for d in devices]
+    puller = threading.Thread(target=pull_loop)
+    puller.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    puller.join()
+    seen.update(households_in(reader.pull_all()))
+    assert errors == []
+    assert len(expected) == 8 * 6 * 5
+    assert seen == expected
