@@ -65,8 +65,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .store import init_store, prepare_store
 
     init_store(app, app.config.get("STORE"))
+    from .clock import start_node
     from .forms_registry import seed_library_on_first_start
+    from .store import on_store_ready
 
+    on_store_ready(app, start_node)  # the node's id, and its clock above every stored HLC
     seed_library_on_first_start(app)  # the shipped forms, once the schema is in place
     from .auth import init_auth
 

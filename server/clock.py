@@ -55,6 +55,13 @@ class StoredClock:
             self._start = self.clock.last
 
 
+def start_node(store: Any) -> None:
+    """At start-up: make sure the node has its id, and its clock is above every stored event's HLC."""
+    node_device_id(store)
+    newest = store.find("events", order_by="-hlc", limit=1)
+    raise_clock_above(store, newest[0]["hlc"] if newest else None)
+
+
 def raise_clock_above(store: Any, hlc: str | None) -> None:
     """Start-up: make the stored clock at least ``hlc`` (the largest stored event HLC)."""
     if not hlc:

@@ -40,6 +40,28 @@ def app_factory(tmp_path):
         raw_store(application).close()
 
 
+def make_mongo_stand_in_app(tmp_path, **overrides):
+    """An app on the MongoDB backend over mongomock-ng: a stand-in, not a MongoDB (DESIGN.md §6)."""
+    import mongomock_ng
+
+    from server.storage import open_store
+    from server.store import COLLECTIONS
+
+    store = open_store("mongodb://stand-in/kunjung", COLLECTIONS, client=mongomock_ng.MongoClient())
+    return make_app(tmp_path, STORE=store, DATABASE_URL="mongodb://stand-in/kunjung", **overrides)
+
+
+@pytest.fixture(params=["sqlite", "mongo-stand-in[mongomock-ng]"])
+def backend_app(request, tmp_path):
+    """The app on each backend; for HTTP scenarios that must hold on both (not threaded ones)."""
+    if request.param == "sqlite":
+        application = make_app(tmp_path)
+    else:
+        application = make_mongo_stand_in_app(tmp_path)
+    yield application
+    raw_store(application).close()
+
+
 @pytest.fixture
 def app(tmp_path):
     application = make_app(tmp_path)

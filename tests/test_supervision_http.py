@@ -31,8 +31,19 @@ BOUNDARY = {"type": "FeatureCollection", "features": [{
                                                       [107.59, -6.99], [107.59, -7.01]]]}}]}
 
 
+
+@pytest.fixture
+def app(backend_app):
+    """Every scenario here runs on SQLite and on the MongoDB stand-in."""
+    return backend_app
+
 @pytest.fixture
 def setup(app, client, users):
+    return prepare(app, client)
+
+
+def prepare(app, client):
+    """Users, the mini form published to all villages, and the village boundary."""
     make_user(app, "citra", "officer", [VILLAGE])
     admin = login(client, "admin")
     assert client.post("/api/v1/forms", json=FORM, headers=admin).status_code == 201
@@ -223,9 +234,17 @@ def test_household_history_lists_every_change(client, setup):
                       query_string={"village": VILLAGE}).status_code == 404
 
 
-def test_rebuild_households_finds_no_difference_then_reports_a_tampered_one(app, client, setup, monkeypatch):
+def test_rebuild_households_finds_no_difference_then_reports_a_tampered_one(app_factory, monkeypatch):
+    """Through the CLI, which opens the store by URL: so on SQLite."""
     from server.cli import cli
     from server.store import get_store
+
+    app = app_factory()
+    client = app.test_client()
+    for name, role, villages in (("admin", "admin", []), ("supervisor", "supervisor", ["32.04.05"]),
+                                 ("ani", "officer", [VILLAGE])):
+        make_user(app, name, role, villages)
+    prepare(app, client)
 
     ani, citra = Device(client, "ani"), Device(client, "citra")
     household = str(uuid.uuid4())

@@ -10,6 +10,12 @@ from http_helpers import login, make_user
 from sync_helpers import OTHER_VILLAGE, VILLAGE, Device, households_in, statuses
 
 
+
+@pytest.fixture
+def app(backend_app):
+    """Every scenario here runs on SQLite and on the MongoDB stand-in."""
+    return backend_app
+
 @pytest.fixture
 def field(app, client, users):
     """Two officers of the same village (ani, citra) and one of another (budi)."""
@@ -223,7 +229,12 @@ def test_village_assigned_then_withdrawn_brings_records_then_left_scope(client, 
     assert {"type": "left_scope", "village": OTHER_VILLAGE} in left
 
 
-def test_pull_running_while_eight_threads_push_skips_nothing(app, field):
+def test_pull_running_while_eight_threads_push_skips_nothing(app_factory):
+    """Threaded, so on SQLite only: the stand-in is not atomic across threads."""
+    app = app_factory()
+    for name, role, villages in (("ani", "officer", [VILLAGE]), ("citra", "officer", [VILLAGE]),
+                                 ("supervisor", "supervisor", ["32.04.05"])):
+        make_user(app, name, role, villages)
     devices = [Device(app.test_client(), name) for name in ("ani", "citra") * 4]
     reader = Device(app.test_client(), "supervisor")
     expected: set[str] = set()
@@ -261,3 +272,24 @@ def test_pull_running_while_eight_threads_push_skips_nothing(app, field):
     assert errors == []
     assert len(expected) == 8 * 6 * 5
     assert seen == expected
+
+
+def test_server_clock_starts_above_every_stored_hlc_after_a_restart(app_factory, tmp_path):
+    from server.store import get_store
+
+    app = app_factory()
+    make_user(app, "ani", "officer", [VILLAGE])
+    client = app.test_client()
+    ani = Device(client, "ani")
+    event = ani.edit(new_household(), {"head_name": "A"})
+    ani.push([event])
+    with app.app_context():
+        store = get_store()
+        # an operator restored a backup whose clock record is older than its events
+        store.put("server_state", {"id": "clock", "last": "0000000000001-0000"})
+    restarted = app_factory()
+    with restarted.app_context():
+        assert get_store().get("server_state", "clock")["last"] >= event["hlc"]
+    again = Device(restarted.test_client(), "ani")
+    reply = again.push([again.edit(new_household(), {"head_name": "B"})])
+    assert reply["server_hlc"] > event["hlc"]
