@@ -54,10 +54,8 @@ def make_mongo_stand_in_app(tmp_path, **overrides):
 @pytest.fixture(params=["sqlite", "mongo-stand-in[mongomock-ng]"])
 def backend_app(request, tmp_path):
     """The app on each backend; for HTTP scenarios that must hold on both (not threaded ones)."""
-    if request.param == "sqlite":
-        application = make_app(tmp_path)
-    else:
-        application = make_mongo_stand_in_app(tmp_path)
+    maker = make_app if request.param == "sqlite" else make_mongo_stand_in_app
+    application = maker(tmp_path)
     yield application
     raw_store(application).close()
 

@@ -10,7 +10,6 @@ from http_helpers import login, make_user
 from sync_helpers import OTHER_VILLAGE, VILLAGE, Device, households_in, statuses
 
 
-
 @pytest.fixture
 def app(backend_app):
     """Every scenario here runs on SQLite and on the MongoDB stand-in."""

@@ -32,18 +32,18 @@ class TranslatedField(ma.fields.Dict):
         super().__init__(keys=ma.fields.String(), values=ma.fields.String(), **kwargs)
 
 
-class AssignmentSchema(ma.Schema):
+class FormAssignmentSchema(ma.Schema):
     all = ma.fields.Boolean(load_default=False,
                             metadata={"description": "assigned to every village (then villages is empty)"})
     villages = ma.fields.List(ma.fields.String(), load_default=list,
                               metadata={"description": "village codes (32.04.05.2001) or kecamatan codes (32.04.05)"})
 
 
-class AssignmentResultSchema(AssignmentSchema):
+class FormAssignmentResultSchema(FormAssignmentSchema):
     form_id = ma.fields.String(required=True)
 
 
-class VersionSchema(ma.Schema):
+class FormVersionSchema(ma.Schema):
     form_id = ma.fields.String(required=True)
     version = ma.fields.String(required=True)
     state = ma.fields.String(required=True, metadata={"description": "draft or published"})
@@ -67,10 +67,10 @@ class FormSchema(ma.Schema):
     hash = ma.fields.String(allow_none=True, metadata={"description": "the latest published version's hash"})
     url = ma.fields.String(allow_none=True, metadata={"description": "path of the latest published definition"})
     archived = ma.fields.Boolean(metadata={"description": "admins only"})
-    assignment = ma.fields.Nested(AssignmentSchema, metadata={"description": "admins only"})
+    assignment = ma.fields.Nested(FormAssignmentSchema, metadata={"description": "admins only"})
     created_at = ma.fields.String(allow_none=True, metadata={"description": "admins only"})
     updated_at = ma.fields.String(allow_none=True, metadata={"description": "admins only"})
-    versions = ma.fields.List(ma.fields.Nested(VersionSchema), metadata={"description": "admins only: drafts too"})
+    versions = ma.fields.List(ma.fields.Nested(FormVersionSchema), metadata={"description": "admins only: drafts too"})
 
 
 class FormListQuerySchema(ma.Schema):
@@ -78,7 +78,7 @@ class FormListQuerySchema(ma.Schema):
         "description": "admins only: every form, drafts and archived ones too, with its versions"})
 
 
-class DefinitionSchema(ma.Schema):
+class FormDefinitionSchema(ma.Schema):
     """A form definition (CONTRACT.md, "Forms"; the language is forms/definition.py)."""
 
     class Meta:
@@ -86,7 +86,7 @@ class DefinitionSchema(ma.Schema):
 
     settings = ma.fields.Dict(required=True, metadata={
         "description": '{"form_id", "version", "title": {"id", "en"}, "default_language"}'})
-    fields = ma.fields.List(ma.fields.Dict(), required=True, metadata={
+    fields_ = ma.fields.List(ma.fields.Dict(), required=True, data_key="fields", metadata={
         "description": 'questions: {"type", "name", "label", "hint"?, "required"?, "relevant"?, "constraint"?, '
                        '"calculation"?, "default"?, "list"?, "choice_filter"?, "appearance"?, "save_to"?, '
                        '"fields"?}'})
@@ -94,15 +94,15 @@ class DefinitionSchema(ma.Schema):
                              metadata={"description": 'choice lists: {"<list>": [{"name", "label"}]}'})
 
 
-class UploadSchema(ma.Schema):
+class FormUploadSchema(ma.Schema):
     file = ma.fields.Raw(required=True, metadata={
         "type": "string", "format": "binary",
         "description": "an XLSForm workbook (.xlsx or .xls), or a .json definition"})
 
 
 DEFINITION_BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": DefinitionSchema},
-    "multipart/form-data": {"schema": UploadSchema},
+    "application/json": {"schema": FormDefinitionSchema},
+    "multipart/form-data": {"schema": FormUploadSchema},
 }}}
 EXISTS = {"schema": ErrorSchema, "description": "That version exists: version_exists (a draft; PUT it) or "
                                                   "published_immutable"}
@@ -171,7 +171,7 @@ class Forms(MethodView):
 
     @auth_required("admin")
     @blp.doc(**DEFINITION_BODY)
-    @blp.response(201, VersionSchema)
+    @blp.response(201, FormVersionSchema)
     @blp.alt_response(409, **EXISTS)
     @blp.alt_response(415, **NOT_JSON_OR_UPLOAD)
     @blp.alt_response(422, **BAD_DEFINITION)
@@ -195,7 +195,7 @@ def form(form_id):
 @blp.route("/forms/<form_id>/versions/<version>")
 class FormVersion(MethodView):
     @auth_required()
-    @blp.response(200, DefinitionSchema, headers={"ETag": {"schema": {"type": "string"}}})
+    @blp.response(200, FormDefinitionSchema, headers={"ETag": {"schema": {"type": "string"}}})
     @blp.alt_response(304, **NOT_MODIFIED)
     def get(self, form_id, version):
         """The definition of a version; its ETag is the definition's hash (If-None-Match → 304).
@@ -207,7 +207,7 @@ class FormVersion(MethodView):
 
     @auth_required("admin")
     @blp.doc(**DEFINITION_BODY)
-    @blp.response(200, VersionSchema)
+    @blp.response(200, FormVersionSchema)
     @blp.alt_response(409, **IMMUTABLE)
     @blp.alt_response(415, **NOT_JSON_OR_UPLOAD)
     @blp.alt_response(422, **BAD_DEFINITION)
@@ -221,7 +221,7 @@ class FormVersion(MethodView):
 
 @blp.route("/forms/<form_id>/versions/<version>/publish", methods=["POST"])
 @auth_required("admin")
-@blp.response(200, VersionSchema)
+@blp.response(200, FormVersionSchema)
 @blp.alt_response(422, **INCOMPATIBLE)
 def publish(form_id, version):
     """Publish a draft: immutable from now on, identified by its hash, and pulled by assigned devices.
@@ -248,8 +248,8 @@ def unarchive(form_id):
 
 @blp.route("/forms/<form_id>/assignment", methods=["PUT"])
 @auth_required("admin")
-@blp.arguments(AssignmentSchema)
-@blp.response(200, AssignmentResultSchema)
+@blp.arguments(FormAssignmentSchema)
+@blp.response(200, FormAssignmentResultSchema)
 def assignment(data, form_id):
     """Assign the form to villages and kecamatan (``{"villages": [...]}``) or to all (``{"all": true}``).
 
