@@ -39,7 +39,7 @@ COLLECTIONS: list[CollectionSpec] = [
                    indexes=(("village", "seq"), ("officer", "reviewed", "seq"), ("village", "reviewed", "seq"),
                             ("household_id",), ("form_id", "received_at"), ("review_state",), ("flagged",),
                             ("received_at",)),
-                   tracked=True),
+                   tracked=True, geo=("location",)),
     CollectionSpec("conflicts", fields=("household_id", "village", "field", "open"),
                    indexes=(("household_id", "open"), ("village", "open"))),
     # form definitions (server/forms_registry.py): one tracked document per form, so that publishing,

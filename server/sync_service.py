@@ -304,6 +304,9 @@ class SyncService:
             "flag_codes": sorted({f["code"] for f in flags}), "supersedes": supersedes, "superseded_by": None,
             "review_state": "pending", "reviewed": False, "review": None, "review_record": None,
         }
+        if geotag:
+            # GeoJSON, so that MongoDB's 2dsphere index serves spatial queries on visits
+            visit["location"] = {"type": "Point", "coordinates": [geotag["lon"], geotag["lat"]]}
         return engine_event, flags, visit
 
     def _write_households(self, batch: _Batch) -> None:

@@ -57,6 +57,8 @@ class CollectionSpec:
     ``fields`` are the top-level document keys that may appear in queries and indexes.
     Their values must be scalars (str, int, float, bool or None). ``indexes`` and
     ``unique`` are tuples of those fields; ``tracked`` collections get a ``seq``.
+    ``geo`` names top-level keys holding a GeoJSON geometry (or nothing): MongoDB gives
+    them a 2dsphere index for QGIS-style spatial queries; SQLite keeps them in the body.
     """
 
     name: str
@@ -64,9 +66,10 @@ class CollectionSpec:
     indexes: tuple[tuple[str, ...], ...] = ()
     unique: tuple[tuple[str, ...], ...] = ()
     tracked: bool = False
+    geo: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in (self.name, *self.fields):
+        for name in (self.name, *self.fields, *self.geo):
             if not _IDENTIFIER.match(name):
                 raise SchemaError(f"{name!r} is not a valid collection or field name")
         for index in (*self.indexes, *self.unique):

@@ -246,6 +246,8 @@ class MongoStore(Store):
             coll = self.db[spec.name]
             if spec.tracked:
                 coll.create_index([("seq", ASCENDING)], name="seq", unique=True)
+            for name in spec.geo:
+                coll.create_index([(name, "2dsphere")], name=f"{name}_2dsphere")
             for unique, indexes in ((True, spec.unique), (False, spec.indexes)):
                 for index in indexes:
                     keys = [("_id" if f == "id" else f, ASCENDING) for f in index]

@@ -18,7 +18,7 @@ from server.storage import CollectionSpec, Store, open_store
 
 COLLECTIONS = [
     CollectionSpec("things", fields=("village", "kind", "size"),
-                   indexes=(("village",), ("kind", "size"), ("village", "seq")), tracked=True),
+                   indexes=(("village",), ("kind", "size"), ("village", "seq")), tracked=True, geo=("location",)),
     CollectionSpec("notes", fields=("author", "code"), indexes=(("author",),), unique=(("code",),)),
 ]
 

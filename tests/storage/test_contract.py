@@ -303,3 +303,18 @@ def test_data_survives_reopening(disk_backend_store):
     assert reopened.get("notes", "n1")["author"] == "ani"
     reopened.insert("things", _thing(2))
     assert reopened.get("things", "t0002")["seq"] > seq
+
+
+def test_geojson_points_round_trip_and_mongodb_indexes_them(store, backend_store):
+    backend, _ = backend_store
+    point = {"type": "Point", "coordinates": [107.6, -7.0]}
+    store.insert("things", _thing(1, location=point))
+    store.insert("things", _thing(2))
+    assert store.get("things", "t0001")["location"] == point
+    if backend.name.startswith("mongo"):
+        indexes = store.db["things"].index_information()
+        assert indexes["location_2dsphere"]["key"] == [("location", "2dsphere")]
+        square = {"type": "Polygon", "coordinates": [[[107.5, -7.1], [107.7, -7.1], [107.7, -6.9],
+                                                      [107.5, -6.9], [107.5, -7.1]]]}
+        inside = list(store.db["things"].find({"location": {"$geoWithin": {"$geometry": square}}}))
+        assert [d["_id"] for d in inside] == ["t0001"]
