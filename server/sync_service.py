@@ -33,9 +33,11 @@ from .auth import VILLAGE_CODE, Scope, iso, now_utc
 from .clock import StoredClock, node_device_id, wall_ms
 from .errors import ApiError
 from .jsonio import canonical
+from .storage import WriteConflict
 
 EVENT_TYPES = ("visit", "household_edit")
 REVIEW_STATES = ("approved", "needs_revision", "rejected")
+MAX_ATTEMPTS = 3
 COMMON_KEYS = {"id", "type", "device_id", "hlc", "household_id", "village", "base"}
 TYPE_KEYS = {
     "visit": {"form_id", "form_version", "answers", "geotag", "started_at", "ended_at", "supersedes"},
@@ -70,6 +72,23 @@ class _Batch:
     households: dict[str, tuple[Record, int | None, dict[str, Any]]] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     seen: dict[str, str] = field(default_factory=dict)  # event id -> body hash, within this batch
+    # Events and visits are written after the households they change: on a store without
+    # transactions, a batch cut short then leaves households that a retry re-applies
+    # idempotently, never an event stored without its effect.
+    later: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def insert_later(self, collection: str, doc: dict[str, Any]) -> None:
+        self.later.append(("insert", collection, doc))
+
+    def put_later(self, collection: str, doc: dict[str, Any]) -> None:
+        self.later.append(("put", collection, doc))
+
+    def flush(self) -> None:
+        for op, collection, doc in self.later:
+            if op == "insert":
+                self.tx.insert(collection, doc)
+            else:
+                self.tx.put(collection, doc)
 
 
 def body_hash(event: Mapping[str, Any]) -> str:
@@ -157,6 +176,18 @@ class SyncService:
     def push(self, caller: Caller, device_hlc: str | None, events: list[Any],
              settings: PushSettings) -> tuple[list[dict[str, Any]], str]:
         """Take in a batch; one result per event, in order, and the server's HLC after it."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return self._push_once(caller, device_hlc, events, settings)
+            except WriteConflict:
+                # Another worker changed one of these households meanwhile (MongoDB only:
+                # SQLite has one writer). Everything is re-read and re-judged.
+                if attempt == MAX_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _push_once(self, caller: Caller, device_hlc: str | None, events: list[Any],
+                   settings: PushSettings) -> tuple[list[dict[str, Any]], str]:
         now = settings.wall_ms()
         received_at = iso(datetime.fromtimestamp(now / 1000, UTC))
         with self.store.transaction() as tx:
@@ -166,6 +197,7 @@ class SyncService:
                 batch.clock.observe(device_hlc)
             results = [self._take(batch, caller, raw, now, received_at, settings) for raw in events]
             self._write_households(batch)
+            batch.flush()
             self._note_device(tx, caller, events, results, now, received_at)
             batch.clock.save()
             return results, batch.clock.last
@@ -217,13 +249,13 @@ class SyncService:
         batch.dirty.add(household_id)
         batch.clock.observe(raw["hlc"])
         batch.seen[event_id] = digest
-        batch.tx.insert("events", {
+        batch.insert_later("events", {
             "id": event_id, "type": raw["type"], "household_id": household_id, "village": record.village,
             "device_id": raw["device_id"], "officer": caller.username, "hlc": raw["hlc"],
             "received_at": received_at, "body_hash": digest, "body": dict(raw), "engine": engine_event,
             "flags": flags})
         if visit is not None:
-            batch.tx.insert("visits", visit)
+            batch.insert_later("visits", visit)
         return _result(event_id, "applied", flags=flags or None)
 
     def _stored_hash(self, tx: Any, event_id: str) -> str | None:
@@ -292,7 +324,7 @@ class SyncService:
             if earlier.get("review_state") != "needs_revision":
                 flags.append({"code": "supersedes_unrequested",
                               "message": "Replaces a visit that no supervisor sent back for revision."})
-            batch.tx.put("visits", {**earlier, "superseded_by": event_id})
+            batch.put_later("visits", {**earlier, "superseded_by": event_id})
         writes = household_writes(definition, report.answers)
         engine_event = self._engine_event(raw, caller.username, writes, raw.get("ended_at"))
         visit = {

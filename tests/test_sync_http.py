@@ -292,3 +292,27 @@ def test_server_clock_starts_above_every_stored_hlc_after_a_restart(app_factory,
     again = Device(restarted.test_client(), "ani")
     reply = again.push([again.edit(new_household(), {"head_name": "B"})])
     assert reply["server_hlc"] > event["hlc"]
+
+
+def test_a_push_that_meets_a_concurrent_household_write_is_judged_again(client, field, monkeypatch):
+    """On MongoDB two workers may change one household at once; the loser re-reads and re-applies."""
+    from server import sync_service as module
+    from server.storage import WriteConflict
+
+    real = module.write_household
+    calls = {"n": 0}
+
+    def flaky(tx, record, previous, seq):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise WriteConflict("changed meanwhile")
+        return real(tx, record, previous, seq)
+
+    monkeypatch.setattr(module, "write_household", flaky)
+    ani = Device(client, "ani")
+    household = new_household()
+    reply = ani.push([ani.edit(household, {"head_name": "Sekali"})])
+    assert statuses(reply) == ["applied"]
+    assert calls["n"] == 2
+    history = client.get(f"/api/v1/households/{household}", headers=login(client, "supervisor")).get_json()
+    assert len(history["history"]) == 1
