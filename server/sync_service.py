@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sync import (
@@ -38,6 +38,7 @@ from .storage import WriteConflict
 EVENT_TYPES = ("visit", "household_edit")
 REVIEW_STATES = ("approved", "needs_revision", "rejected")
 MAX_ATTEMPTS = 3
+PULL_TOUCH_INTERVAL = timedelta(minutes=1)
 COMMON_KEYS = {"id", "type", "device_id", "hlc", "household_id", "village", "base"}
 TYPE_KEYS = {
     "visit": {"form_id", "form_version", "answers", "geotag", "started_at", "ended_at", "supersedes"},
@@ -360,6 +361,21 @@ class SyncService:
             update["skew_ms"] = max(skews)
             update["skew_seen_at"] = received_at
         tx.put("devices", update)
+
+    def note_pull(self, username: str, device_id: str | None) -> None:
+        """A pull is a sync too: keep the device's last_sync_at within a minute, without a
+        write on every page of a first sync."""
+        if not device_id:
+            return
+        key = f"{username}/{device_id}"
+        device = self.store.get("devices", key)
+        now = now_utc()
+        if device is None or (device.get("last_sync_at") or "") > iso(now - PULL_TOUCH_INTERVAL):
+            return
+        with self.store.transaction() as tx:
+            current = tx.get("devices", key)
+            if current is not None:
+                tx.put("devices", {**current, "last_sync_at": iso(now)})
 
     # -- server-made writes: resolutions and reviews ------------------------------------------------
     def resolve_conflict(self, actor: str, scope: Scope, conflict_id: str, event_id: str, value: Any,

@@ -134,6 +134,7 @@ def test_a_device_clock_an_hour_fast_is_told_server_time_and_its_restamped_event
     devices = client.get("/api/v1/users/ani/devices", headers=login(client, "admin")).get_json()
     skewed = next(d for d in devices if d["device_id"] == fast.device_id)
     assert skewed["last_sync_at"]
+    assert skewed["skew_ms"] > 3_500_000
 
 
 def test_officer_cannot_write_to_another_village(client, field):
@@ -316,3 +317,16 @@ def test_a_push_that_meets_a_concurrent_household_write_is_judged_again(client, 
     assert calls["n"] == 2
     history = client.get(f"/api/v1/households/{household}", headers=login(client, "supervisor")).get_json()
     assert len(history["history"]) == 1
+
+
+def test_a_pull_marks_the_device_as_synced(client, field):
+    ani = Device(client, "ani")
+    admin = login(client, "admin")
+
+    def last_sync():
+        devices = client.get("/api/v1/users/ani/devices", headers=admin).get_json()
+        return next(d for d in devices if d["device_id"] == ani.device_id)["last_sync_at"]
+
+    assert last_sync() is None
+    ani.pull_all()
+    assert last_sync() is not None

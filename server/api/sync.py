@@ -83,6 +83,7 @@ def push(body):
 @blp.response(200, PullReplySchema)
 def pull(query):
     """Changes in your scope since a cursor, a page at a time; omit `since` for a first sync."""
-    reply = sync_service().pull(current_user(), current_scope(), query.get("since"), query["limit"],
-                                form_changes())
+    service = sync_service()
+    reply = service.pull(current_user(), current_scope(), query.get("since"), query["limit"], form_changes())
+    service.note_pull(current_user()["id"], current_device())
     return {**reply, "server_hlc": server_hlc()}

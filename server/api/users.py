@@ -46,6 +46,8 @@ class DeviceSchema(ma.Schema):
     last_sync_at = ma.fields.String(allow_none=True)
     app_version = ma.fields.String(allow_none=True)
     revoked = ma.fields.Boolean()
+    skew_ms = ma.fields.Integer(metadata={"description": "how far ahead of server time its clock was last seen"})
+    skew_seen_at = ma.fields.String(allow_none=True)
 
 
 class AuditQuerySchema(ma.Schema):
