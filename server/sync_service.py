@@ -92,6 +92,18 @@ class _Batch:
                 self.tx.put(collection, doc)
 
 
+@dataclass
+class _Prepared:
+    """An event after the checks that need no store: a verdict already, or what to fold."""
+
+    raw: Any
+    digest: str | None  # None when the event is refused before its identity counts
+    verdict: dict[str, Any] | None
+    engine_event: dict[str, Any] | None = None
+    flags: list[dict[str, Any]] = field(default_factory=list)
+    visit: dict[str, Any] | None = None
+
+
 def body_hash(event: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(event).encode("utf-8")).hexdigest()
 
@@ -191,39 +203,63 @@ class SyncService:
                    settings: PushSettings) -> tuple[list[dict[str, Any]], str]:
         now = settings.wall_ms()
         received_at = iso(datetime.fromtimestamp(now / 1000, UTC))
+        # Judging answers and geotags needs no lock; only what follows holds the write lock,
+        # so several workers check batches in parallel.
+        prepared = [self._prepare(caller, raw, now, received_at, settings) for raw in events]
         with self.store.transaction() as tx:
             batch = _Batch(tx, StoredClock(tx, settings.wall_ms))
             if device_hlc and is_hlc(device_hlc) and not is_too_far_ahead(device_hlc, now,
                                                                             settings.skew_bound_ms):
                 batch.clock.observe(device_hlc)
-            results = [self._take(batch, caller, raw, now, received_at, settings) for raw in events]
+            results = [self._take(batch, caller, item) for item in prepared]
             self._write_households(batch)
             batch.flush()
             self._note_device(tx, caller, events, results, now, received_at)
             batch.clock.save()
             return results, batch.clock.last
 
-    def _take(self, batch: _Batch, caller: Caller, raw: Any, now: int, received_at: str,
-              settings: PushSettings) -> dict[str, Any]:
+    def _prepare(self, caller: Caller, raw: Any, now: int, received_at: str,
+                 settings: PushSettings) -> _Prepared:
+        """Every check that does not depend on what is stored."""
         event_id = raw.get("id") if isinstance(raw, Mapping) else None
         errors = envelope_errors(raw)
         if errors:
-            return _rejected(event_id, "invalid", "The event is not valid.", errors)
+            return _Prepared(raw, None, _rejected(event_id, "invalid", "The event is not valid.", errors))
         if raw["device_id"] != caller.device_id:
-            return _rejected(event_id, "invalid", "An event's device_id must be the device you logged in with.",
-                             {"device_id": [f"must be {caller.device_id}"]})
+            return _Prepared(raw, None, _rejected(
+                event_id, "invalid", "An event's device_id must be the device you logged in with.",
+                {"device_id": [f"must be {caller.device_id}"]}))
         digest = body_hash(raw)
+        if is_too_far_ahead(raw["hlc"], now, settings.skew_bound_ms):
+            return _Prepared(raw, digest, _rejected(
+                event_id, "clock_skew",
+                "The event's clock is ahead of the server's; correct the clock, re-stamp and resend.",
+                {"hlc": [f"is {hlc_ms(raw['hlc']) - now} ms ahead of server time"]},
+                server_time=iso(datetime.fromtimestamp(now / 1000, UTC))))
+        outcome = self._visit(caller, raw, received_at) if raw["type"] == "visit" else self._edit(caller, raw)
+        if isinstance(outcome, dict):
+            return _Prepared(raw, digest, outcome)
+        engine_event, flags, visit = outcome
+        problem = check_base(engine_event)
+        if problem is not None:
+            return _Prepared(raw, digest, _rejected(event_id, problem.code, problem.message, problem.errors))
+        return _Prepared(raw, digest, None, engine_event, flags, visit)
+
+    def _take(self, batch: _Batch, caller: Caller, item: _Prepared) -> dict[str, Any]:
+        """The checks against what is stored, then the fold; within the batch's unit of work."""
+        raw = item.raw
+        if item.digest is None:
+            return item.verdict  # type: ignore[return-value]
+        event_id = raw["id"]
         stored = batch.seen.get(event_id) or self._stored_hash(batch.tx, event_id)
         if stored is not None:
-            if stored == digest:
+            # A resend answers as it did the first time, whatever the checks would say today.
+            if stored == item.digest:
                 return _result(event_id, "duplicate")
             return _rejected(event_id, "id_reused", "Another event was received with this id; make a new id.",
                              {"id": ["already used for an event with different content"]})
-        if is_too_far_ahead(raw["hlc"], now, settings.skew_bound_ms):
-            return _rejected(event_id, "clock_skew",
-                             "The event's clock is ahead of the server's; correct the clock, re-stamp and resend.",
-                             {"hlc": [f"is {hlc_ms(raw['hlc']) - now} ms ahead of server time"]},
-                             server_time=iso(datetime.fromtimestamp(now / 1000, UTC)))
+        if item.verdict is not None:
+            return item.verdict
         household_id = raw["household_id"]
         record, _, _ = self._household(batch, household_id)
         village = record.village if record.created else raw["village"]
@@ -233,30 +269,32 @@ class SyncService:
         if record.created and raw["village"] != record.village:
             return _rejected(event_id, "invalid", "The household belongs to another village.",
                              {"village": [f"household {household_id} is in {record.village}"]})
-        if raw["type"] == "visit":
-            outcome = self._visit(batch, caller, raw, record, received_at)
-        else:
-            outcome = self._edit(caller, raw)
-        if isinstance(outcome, dict) and outcome.get("status") == "rejected":
-            return outcome
-        engine_event, flags, visit = outcome
-        problem = check_base(engine_event)
-        if problem is not None:
-            return _rejected(event_id, problem.code, problem.message, problem.errors)
+        flags, visit = list(item.flags), item.visit
+        supersedes = raw.get("supersedes")
+        if supersedes:
+            earlier = batch.tx.get("visits", supersedes)
+            if earlier is None or earlier["household_id"] != household_id:
+                return _rejected(event_id, "invalid", "supersedes must name an earlier visit of this household.",
+                                 {"supersedes": ["no such visit of this household"]})
+            if earlier.get("review_state") != "needs_revision":
+                flags.append({"code": "supersedes_unrequested",
+                              "message": "Replaces a visit that no supervisor sent back for revision."})
+            batch.put_later("visits", {**earlier, "superseded_by": event_id})
         try:
-            record.apply_event(engine_event)
+            record.apply_event(item.engine_event)
         except EventError as error:
             return _rejected(event_id, error.code, error.message, error.errors)
         batch.dirty.add(household_id)
         batch.clock.observe(raw["hlc"])
-        batch.seen[event_id] = digest
+        batch.seen[event_id] = item.digest
         batch.insert_later("events", {
             "id": event_id, "type": raw["type"], "household_id": household_id, "village": record.village,
             "device_id": raw["device_id"], "officer": caller.username, "hlc": raw["hlc"],
-            "received_at": received_at, "body_hash": digest, "body": dict(raw), "engine": engine_event,
-            "flags": flags})
+            "received_at": visit["received_at"] if visit else iso(now_utc()), "body_hash": item.digest,
+            "body": dict(raw), "engine": item.engine_event, "flags": flags})
         if visit is not None:
-            batch.insert_later("visits", visit)
+            batch.insert_later("visits", {**visit, "flags": flags, "flagged": bool(flags),
+                                          "flag_codes": sorted({f["code"] for f in flags})})
         return _result(event_id, "applied", flags=flags or None)
 
     def _stored_hash(self, tx: Any, event_id: str) -> str | None:
@@ -281,16 +319,13 @@ class SyncService:
                 "base": {path: base[path] for path in writes if path in base}, "at": at}
 
     def _edit(self, caller: Caller, raw: Mapping[str, Any]) -> Any:
-        engine_event = self._engine_event(raw, caller.username, raw["set"], raw.get("at"))
-        # unknown base paths are reported by the engine's own checks
         for path in raw.get("base") or {}:
             if path not in raw["set"]:
                 return _rejected(raw["id"], "invalid", "base names a field the event does not write.",
                                  {f"base.{path}": ["not written by this event"]})
-        return engine_event, [], None
+        return self._engine_event(raw, caller.username, raw["set"], raw.get("at")), [], None
 
-    def _visit(self, batch: _Batch, caller: Caller, raw: Mapping[str, Any], record: Record,
-               received_at: str) -> Any:
+    def _visit(self, caller: Caller, raw: Mapping[str, Any], received_at: str) -> Any:
         from forms import household_writes, validate_answers
 
         event_id = raw["id"]
@@ -316,16 +351,6 @@ class SyncService:
             found = self.boundaries.locate(raw["village"], float(geotag["lat"]), float(geotag["lon"]))
             if found:
                 flags.append(found)
-        supersedes = raw.get("supersedes")
-        if supersedes:
-            earlier = batch.tx.get("visits", supersedes)
-            if earlier is None or earlier["household_id"] != raw["household_id"]:
-                return _rejected(event_id, "invalid", "supersedes must name an earlier visit of this household.",
-                                 {"supersedes": ["no such visit of this household"]})
-            if earlier.get("review_state") != "needs_revision":
-                flags.append({"code": "supersedes_unrequested",
-                              "message": "Replaces a visit that no supervisor sent back for revision."})
-            batch.put_later("visits", {**earlier, "superseded_by": event_id})
         writes = household_writes(definition, report.answers)
         engine_event = self._engine_event(raw, caller.username, writes, raw.get("ended_at"))
         visit = {
@@ -333,8 +358,7 @@ class SyncService:
             "form_id": raw["form_id"], "form_version": raw["form_version"], "officer": caller.username,
             "device_id": raw["device_id"], "hlc": raw["hlc"], "started_at": raw.get("started_at"),
             "ended_at": raw.get("ended_at"), "received_at": received_at, "geotag": geotag,
-            "answers": report.answers, "flags": flags, "flagged": bool(flags),
-            "flag_codes": sorted({f["code"] for f in flags}), "supersedes": supersedes, "superseded_by": None,
+            "answers": report.answers, "supersedes": raw.get("supersedes"), "superseded_by": None,
             "review_state": "pending", "reviewed": False, "review": None, "review_record": None,
         }
         if geotag:
