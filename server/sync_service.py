@@ -505,8 +505,10 @@ class SyncService:
         has_more = False
         while backfill and remaining > 0:
             job = backfill[0]
+            # A newly assigned village brings its history, forms included, up to where the
+            # main stream already was; the main stream carries on from there.
             page, more = self._collect(user, Scope(scope.role, tuple(job["areas"])), job["s"], job["upto"],
-                                       remaining, form_changes, include_forms=False)
+                                       remaining, form_changes, include_forms=True)
             changes.extend(page)
             remaining -= len(page)
             if more:

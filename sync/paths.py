@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 MEMBERS = "members"
 
@@ -28,6 +29,12 @@ def split_path(path: object) -> tuple[str | None, str]:
     """(member uuid or None, field name) of a path; ValueError when the path is malformed."""
     if not isinstance(path, str):
         raise ValueError(f"field path {path!r} is not a string")
+    return _split_text(path)
+
+
+# Folding a household checks the same few hundred paths over and over.
+@lru_cache(maxsize=65536)
+def _split_text(path: str) -> tuple[str | None, str]:
     parts = path.split("/")
     if len(parts) == 1 and is_field_name(path) and path != MEMBERS:
         return None, path

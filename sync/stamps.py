@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 from sync.hlc import parse_hlc
@@ -45,6 +46,12 @@ def parse_stamp(text: object) -> Stamp:
     """The parts of a stamp string; ValueError on anything but exactly hlc/device_id/event_id."""
     if not isinstance(text, str):
         raise ValueError(f"malformed stamp {text!r}: not a string")
+    return _parse_text(text)
+
+
+# Every write of an event shares its stamp, and stored heads are parsed again on each load.
+@lru_cache(maxsize=65536)
+def _parse_text(text: str) -> Stamp:
     parts = text.split("/")
     if len(parts) != 3:
         raise ValueError(f"malformed stamp {text!r}: expected <hlc>/<device_id>/<event_id>")

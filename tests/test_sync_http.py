@@ -330,3 +330,18 @@ def test_a_pull_marks_the_device_as_synced(client, field):
     assert last_sync() is None
     ani.pull_all()
     assert last_sync() is not None
+
+
+def test_a_newly_assigned_village_brings_the_forms_assigned_there(client, field):
+    admin = login(client, "admin")
+    form = {"settings": {"form_id": "khusus", "version": "1", "title": {"id": "Khusus", "en": "Special"},
+                         "default_language": "id"},
+            "fields": [{"type": "text", "name": "catatan", "label": {"id": "Catatan", "en": "Note"}}],
+            "choices": {}}
+    assert client.post("/api/v1/forms", json=form, headers=admin).status_code == 201
+    client.post("/api/v1/forms/khusus/versions/1/publish", headers=admin)
+    client.put("/api/v1/forms/khusus/assignment", json={"villages": [OTHER_VILLAGE]}, headers=admin)
+    ani = Device(client, "ani")
+    assert [c for c in ani.pull_all() if c["type"] == "form"] == []
+    client.patch("/api/v1/users/ani", headers=admin, json={"villages": [VILLAGE, OTHER_VILLAGE]})
+    assert [c["form_id"] for c in ani.pull_all() if c["type"] == "form"] == ["khusus"]
