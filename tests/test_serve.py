@@ -96,6 +96,14 @@ def test_serve_answers_and_keeps_data_across_a_restart(serve_env):
         assert status == 200
         token = body["access_token"]
         assert _request(server.url + "/api/v1/users", token=token)[0] == 200
+        villages = subprocess.run([str(ROOT / ".venv" / "bin" / "kunjung"), "import-villages",
+                                   str(ROOT / "server" / "data" / "sample_villages.geojson")],
+                                  text=True, env=serve_env, capture_output=True, check=False)
+        assert villages.returncode == 0, villages.stdout + villages.stderr
+        status, listed = _request(server.url + "/api/v1/villages", token=token)
+        assert status == 200
+        assert len(listed) == 6
+        assert all(v["has_boundary"] for v in listed)
     finally:
         server.stop()
 
