@@ -48,6 +48,33 @@ def loads(data: bytes | str) -> Any:
     return value
 
 
+INT64 = 2**63
+
+
+def storage_problems(value: Any, path: str = "") -> dict[str, list[str]]:
+    """What in a JSON value no store may hold safely: keys that start with ``$`` or hold ``.``
+    or NUL (MongoDB reads them as operators or paths), and integers beyond 64 bits."""
+    problems: dict[str, list[str]] = {}
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                child_path = f"{where}.{key}" if where else str(key)
+                if not isinstance(key, str) or key.startswith("$") or "." in key or "\x00" in key:
+                    problems.setdefault(where or "_schema", []).append(
+                        f"key {str(key)[:64]!r} may not start with '$' or contain '.' or NUL")
+                    continue
+                stack.append((child, child_path))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
+        elif isinstance(item, int) and not isinstance(item, bool) and not -INT64 <= item < INT64:
+            problems.setdefault(where, []).append("integer out of the 64-bit range")
+        if len(problems) >= 20:
+            break
+    return problems
+
+
 def canonical(value: Any) -> str:
     """One spelling per value (sorted keys, no spaces), for hashes and duplicate checks."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

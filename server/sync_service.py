@@ -32,7 +32,7 @@ from sync.stamps import is_id
 from .auth import VILLAGE_CODE, Scope, iso, now_utc
 from .clock import StoredClock, node_device_id, wall_ms
 from .errors import ApiError
-from .jsonio import canonical
+from .jsonio import canonical, storage_problems
 from .storage import WriteConflict
 
 EVENT_TYPES = ("visit", "household_edit")
@@ -140,6 +140,9 @@ def envelope_errors(raw: Any) -> dict[str, list[str]]:
     def add(key: str, message: str) -> None:
         errors.setdefault(key, []).append(message)
 
+    unsafe = storage_problems(raw)
+    if unsafe:
+        return unsafe
     kind = raw.get("type")
     if kind not in EVENT_TYPES:
         add("type", f"must be one of {', '.join(EVENT_TYPES)}")

@@ -345,3 +345,17 @@ def test_a_newly_assigned_village_brings_the_forms_assigned_there(client, field)
     assert [c for c in ani.pull_all() if c["type"] == "form"] == []
     client.patch("/api/v1/users/ani", headers=admin, json={"villages": [VILLAGE, OTHER_VILLAGE]})
     assert [c["form_id"] for c in ani.pull_all() if c["type"] == "form"] == ["khusus"]
+
+
+@pytest.mark.parametrize("value", [{"$gt": ""}, {"a.b": 1}, {"nul\u0000": 1}, 2**70, [1, {"$where": "1"}]])
+def test_values_no_store_can_hold_safely_are_rejected_and_not_stored(app, client, field, value):
+    from server.store import get_store
+
+    ani = Device(client, "ani")
+    household = new_household()
+    result = ani.push([ani.edit(household, {"notes": value})])["results"][0]
+    assert result["status"] == "rejected"
+    assert result["code"] == "invalid"
+    with app.app_context():
+        assert get_store().count("events") == 0
+        assert get_store().get("households", household) is None
