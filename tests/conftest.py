@@ -80,3 +80,16 @@ def users(app):
     make_user(app, "ani", "officer", ["32.04.05.2001"])
     make_user(app, "budi", "officer", ["32.04.06.2001"])
     return ["admin", "supervisor", "ani", "budi"]
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """KUNJUNG_* variables for commands run through the CLI, on a store in this test's directory."""
+    values = {
+        "KUNJUNG_DATABASE_URL": f"sqlite:///{tmp_path}/live.db",
+        "KUNJUNG_SECRET_KEY_FILE": str(tmp_path / "secret_key"),
+        "KUNJUNG_LOAD_LIBRARY_FORMS": "false",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values

@@ -10,18 +10,6 @@ from server.storage import open_store
 from server.store import COLLECTIONS
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    values = {
-        "KUNJUNG_DATABASE_URL": f"sqlite:///{tmp_path}/live.db",
-        "KUNJUNG_SECRET_KEY_FILE": str(tmp_path / "secret_key"),
-        "KUNJUNG_LOAD_LIBRARY_FORMS": "false",
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
-
-
 def run(*args, input=None):
     result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
     return result

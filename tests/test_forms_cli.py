@@ -15,18 +15,6 @@ from server.store import COLLECTIONS
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    values = {
-        "KUNJUNG_DATABASE_URL": f"sqlite:///{tmp_path}/live.db",
-        "KUNJUNG_SECRET_KEY_FILE": str(tmp_path / "secret_key"),
-        "KUNJUNG_LOAD_LIBRARY_FORMS": "false",
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
-
-
-@pytest.fixture
 def store(env):
     opened = open_store(env["KUNJUNG_DATABASE_URL"], COLLECTIONS)
     opened.ensure_schema()

@@ -51,18 +51,6 @@ LINE = {"type": "LineString", "coordinates": [[107.60, -7.0], [107.62, -7.0]]}
 # -- the command line ---------------------------------------------------------------------
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    values = {
-        "KUNJUNG_DATABASE_URL": f"sqlite:///{tmp_path}/live.db",
-        "KUNJUNG_SECRET_KEY_FILE": str(tmp_path / "secret_key"),
-        "KUNJUNG_LOAD_LIBRARY_FORMS": "false",
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
-
-
-@pytest.fixture
 def stored(env):
     """Read what the CLI wrote, through a store of our own."""
     opened = []
