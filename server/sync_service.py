@@ -619,8 +619,9 @@ def decode_cursor(cursor: str | None) -> dict[str, Any]:
 
 def rebuild_household(store: Any, household_id: str) -> Record:
     """Fold a household again from its stored events (the engine shapes kept with each)."""
+    # Reviews fold into visits, not households; every other event type writes household fields.
     events = [doc["engine"] for doc in store.iterate("events", {"household_id": household_id}, order_by="seq")
-              if doc["type"] in ("visit", "household_edit", "resolution")]
+              if doc["type"] != "review"]
     record = Record(household_id)
     for event in events:
         record.apply_event(event, check=False)
