@@ -130,6 +130,36 @@ def import_villages_command(ctx: Context, file: str, code_field: str, name_field
         sys.exit(1)
 
 
+@cli.command("import-households")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--village-field", default=None,
+              help="Column holding the village code, when it is not named kode desa / village_code.")
+@pass_context
+def import_households_command(ctx: Context, file: str, village_field: str | None) -> None:
+    """Load a household register (.csv or .xlsx) as households to verify; exits 1 if any row is refused."""
+    from .household_import import CHUNK, RegisterError, import_households, read_register
+
+    def progress(done: int, total: int | None) -> None:
+        if done and (total is None or total > CHUNK):  # a file of one chunk is done before progress would help
+            share = f" ({100 * done // total}%)" if total else ""
+            click.echo(f"  {done}/{total if total else '?'} rows{share}", err=True)
+
+    with ctx.app.app_context():
+        try:
+            register = read_register(file, village_field)
+            report = import_households(ctx.store, register, actor="cli", progress=progress, address="cli")
+        except RegisterError as exc:
+            click.echo(f"kunjung: {exc.message}", err=True)
+            for where, messages in exc.errors.items():
+                for message in messages:
+                    click.echo(f"  {where}: {message}", err=True)
+            sys.exit(1)
+    for line in report.summary_lines():
+        click.echo(line)
+    if report.rejected:
+        sys.exit(1)
+
+
 @cli.command("import-form")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--publish", "publish_it", is_flag=True, help="Publish the version once imported.")

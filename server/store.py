@@ -38,7 +38,10 @@ COLLECTIONS: list[CollectionSpec] = [
                                      "review_state", "reviewed", "flagged", "received_at", "ended_at"),
                    indexes=(("village", "seq"), ("officer", "reviewed", "seq"), ("village", "reviewed", "seq"),
                             ("household_id",), ("form_id", "received_at"), ("review_state",), ("flagged",),
-                            ("received_at",)),
+                            ("received_at",),
+                            # exports and figures stream one form version at a time in seq order
+                            # (server/reporting.py); this index serves that filter and order together
+                            ("form_id", "form_version", "seq")),
                    tracked=True, geo=("location",)),
     CollectionSpec("conflicts", fields=("household_id", "village", "field", "open"),
                    indexes=(("household_id", "open"), ("village", "open"))),
@@ -46,6 +49,8 @@ COLLECTIONS: list[CollectionSpec] = [
     # archiving and assignment reach devices through the pull; versions are immutable once published.
     CollectionSpec("forms", fields=("archived", "published"), tracked=True),
     CollectionSpec("form_versions", fields=("form_id", "state", "hash"), indexes=(("form_id",),)),
+    # every export of visits or household history (server/exports.py): exports carry personal data
+    CollectionSpec("exports", fields=("at", "actor", "format"), indexes=(("at",), ("actor", "at"))),
 ]
 
 EXTENSION = "kunjung.store"

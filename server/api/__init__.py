@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import auth, forms, health, supervision, sync, users, villages
+from . import auth, exports, forms, health, reports, supervision, sync, users, villages
 
 BLUEPRINTS = [
     health.blp,
@@ -12,4 +12,6 @@ BLUEPRINTS = [
     villages.blp,
     sync.blp,
     supervision.blp,
+    reports.blp,
+    exports.blp,
 ]

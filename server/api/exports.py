@@ -1,0 +1,167 @@
+"""Exports of visits (CSV in a ZIP, XLSX, GeoJSON) and household history, streamed; and the log of exports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import marshmallow as ma
+from flask import Response, stream_with_context
+
+from ..auth import auth_required, client_address, current_scope, current_user
+from ..exports import (
+    LABEL_MODES,
+    Tally,
+    VisitFilter,
+    csv_zip,
+    filename_stamp,
+    geojson,
+    households_history_csv,
+    list_records,
+    open_record,
+    parse_bound,
+    recorded,
+    xlsx,
+)
+from ..reporting import scoped_areas
+from ..store import get_store
+from ..sync_service import REVIEW_STATES
+from .base import Blueprint
+
+blp = Blueprint("exports", __name__, url_prefix="/api/v1/exports",
+                description="Exports of visits and household history (personal data: every export is recorded)")
+
+AREA = ma.validate.Regexp(r"^[1-9]\d(\.\d{2}(\.\d{2}(\.[123]\d{3})?)?)?$",
+                          error="not a Kemendagri code (32, 32.04, 32.04.05 or 32.04.05.2001)")
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class VisitExportQuery(ma.Schema):
+    form_id = ma.fields.String(validate=ma.validate.Length(max=64))
+    village = ma.fields.String(validate=AREA, metadata={"description": "a village or any area above it, in scope"})
+    officer = ma.fields.String(validate=ma.validate.Length(max=64))
+    review = ma.fields.String(validate=ma.validate.OneOf(("pending", *REVIEW_STATES)))
+    start = ma.fields.String(data_key="from", validate=ma.validate.Length(max=40), metadata={
+        "description": "first day (YYYY-MM-DD, in each village's own time zone) or instant (with offset), inclusive"})
+    end = ma.fields.String(data_key="to", validate=ma.validate.Length(max=40),
+                           metadata={"description": "last day or instant, inclusive"})
+    labels = ma.fields.String(load_default="codes", validate=ma.validate.OneOf(LABEL_MODES), metadata={
+        "description": "choices and column headers as codes and field names, or as labels in Indonesian (id) "
+                       "or English (en)"})
+
+
+class HistoryExportQuery(ma.Schema):
+    village = ma.fields.String(validate=AREA, metadata={"description": "a village or any area above it, in scope"})
+
+
+class ExportListQuery(ma.Schema):
+    actor = ma.fields.String(validate=ma.validate.Length(max=64))
+    after = ma.fields.String(validate=ma.validate.Length(max=64),
+                             metadata={"description": "id of the last export of the previous page"})
+    limit = ma.fields.Integer(load_default=100, validate=ma.validate.Range(min=1, max=1000))
+
+
+class ExportRecordSchema(ma.Schema):
+    id = ma.fields.String()
+    at = ma.fields.String()
+    actor = ma.fields.String()
+    role = ma.fields.String()
+    format = ma.fields.String(metadata={"enum": ["csv_zip", "xlsx", "geojson", "history_csv"]})
+    filters = ma.fields.Dict()
+    address = ma.fields.String(allow_none=True)
+    status = ma.fields.String(metadata={"enum": ["started", "completed", "aborted", "failed"]})
+    rows = ma.fields.Integer(metadata={"description": "visits (or history rows) exported"})
+    repeat_rows = ma.fields.Integer(metadata={"description": "rows of repeats (member rosters) exported"})
+    finished_at = ma.fields.String(allow_none=True)
+
+
+def _filters(query: dict[str, Any]) -> VisitFilter:
+    return VisitFilter(form_id=query.get("form_id"), area=query.get("village"), officer=query.get("officer"),
+                       review=query.get("review"),
+                       start=parse_bound(query["start"], "from") if query.get("start") else None,
+                       end=parse_bound(query["end"], "to") if query.get("end") else None, labels=query["labels"])
+
+
+def _stream(export_format: str, filters: dict[str, Any], make: Callable[[Tally], Iterator[bytes]], mimetype: str,
+            filename: str) -> Response:
+    """Record the export, then stream it; the record is completed with the row count at the end."""
+    store = get_store()
+    user = current_user()
+    record = open_record(store, actor=user["id"], role=user["role"], export_format=export_format, filters=filters,
+                         address=client_address())
+    tally = Tally()
+    body = stream_with_context(recorded(store, record, make(tally), tally))
+    return Response(body, mimetype=mimetype, headers={
+        "Content-Disposition": f'attachment; filename="{filename}"', "X-Export-Id": record["id"]})
+
+
+def _visits(query: dict[str, Any], export_format: str, writer: Callable[..., Iterator[bytes]], mimetype: str,
+            suffix: str) -> Response:
+    filters = _filters(query)
+    # Scope is settled before streaming starts, while a 404 can still be answered.
+    areas = scoped_areas(current_scope(), filters.area)
+    store = get_store()
+    extra = {"actor": current_user()["id"]} if writer is xlsx else {}
+    return _stream(export_format, filters.as_dict(), lambda tally: writer(store, areas, filters, tally, **extra),
+                   mimetype, f"kunjung-visits-{filename_stamp()}.{suffix}")
+
+
+STREAMED = "Streamed; the export is recorded in GET /api/v1/exports."
+
+
+def _body(content_type: str) -> dict[str, Any]:
+    return {"responses": {"200": {"description": STREAMED,
+                                  "content": {content_type: {"schema": {"type": "string", "format": "binary"}}}}}}
+
+
+@blp.route("/visits.csv.zip")
+@auth_required("supervisor", "admin")
+@blp.arguments(VisitExportQuery, location="query")
+@blp.response(200, description=STREAMED)
+@blp.doc(**_body("application/zip"))
+def visits_csv(query):
+    """Visits in your scope as CSV files in a ZIP: one per form version, one per repeat joined by visit_id/row_id."""
+    return _visits(query, "csv_zip", csv_zip, "application/zip", "csv.zip")
+
+
+@blp.route("/visits.xlsx")
+@auth_required("supervisor", "admin")
+@blp.arguments(VisitExportQuery, location="query")
+@blp.response(200, description=STREAMED)
+@blp.doc(**_body(XLSX_TYPE))
+def visits_xlsx(query):
+    """Visits in your scope as one workbook: an index sheet, a sheet per form version and one per repeat."""
+    return _visits(query, "xlsx", xlsx, XLSX_TYPE, "xlsx")
+
+
+@blp.route("/visits.geojson")
+@auth_required("supervisor", "admin")
+@blp.arguments(VisitExportQuery, location="query")
+@blp.response(200, description=STREAMED)
+@blp.doc(**_body("application/geo+json"))
+def visits_geojson(query):
+    """Visits in your scope as GeoJSON points (for QGIS) with their answers and flags as properties."""
+    return _visits(query, "geojson", geojson, "application/geo+json", "geojson")
+
+
+@blp.route("/households-history.csv")
+@auth_required("supervisor", "admin")
+@blp.arguments(HistoryExportQuery, location="query")
+@blp.response(200, description=STREAMED)
+@blp.doc(**_body("text/csv"))
+def households_history(query):
+    """The history of every household in your scope: one row per field each event wrote, before and after."""
+    areas = scoped_areas(current_scope(), query.get("village"))
+    store = get_store()
+    filters = {"village": query["village"]} if query.get("village") else {}
+    return _stream("history_csv", filters, lambda tally: households_history_csv(store, areas, tally),
+                   "text/csv", f"kunjung-household-history-{filename_stamp()}.csv")
+
+
+@blp.route("")
+@auth_required("admin")
+@blp.arguments(ExportListQuery, location="query")
+@blp.response(200, ExportRecordSchema(many=True))
+def exports(query):
+    """Every export: who, when, which filters, which format and how many rows; newest first."""
+    return list_records(get_store(), actor=query.get("actor"), after=query.get("after"), limit=query["limit"])

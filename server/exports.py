@@ -1,0 +1,674 @@
+"""Exports of visits (CSV in a ZIP, XLSX, GeoJSON) and of household history, streamed, and their record."""
+
+# Exports carry personal data (NIK, health, disability), so each one is written to the
+# ``exports`` collection before its first byte leaves, and completed with its row count at
+# the end (or marked aborted when the client goes away).
+#
+# Memory stays flat however many visits match: visits are read a batch at a time
+# (reporting.stream_visits), rows are written as they come, and whatever must be written
+# later (repeat rows of a CSV ZIP, the sheets of a workbook) waits in temporary files, not in
+# memory. The only per-export state is the column layout of each form version.
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sync import Record
+
+from .auth import iso, now_utc
+from .errors import ApiError
+from .forms_registry import published_definition
+from .reporting import (
+    area_condition,
+    in_areas,
+    stream_visits,
+    visit_date,
+    visit_moment,
+)
+
+EXPORTS = "exports"
+LABEL_MODES = ("codes", "id", "en")
+# Household events that change fields; reviews are about visits and carry a visit id instead.
+HOUSEHOLD_EVENTS = ("visit", "household_edit", "resolution", "import")
+CHUNK_BYTES = 64 * 1024
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection");
+# tab and carriage return too, since some spreadsheets strip them before looking.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_CHARS = frozenset(FORMULA_START)
+# openpyxl refuses the C0 control characters other than tab, newline and carriage return.
+_XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_SHEET_UNSAFE = re.compile(r"[\[\]:*?/\\]")
+# Data rows per sheet: Excel opens at most 1,048,576 rows, the header included.
+XLSX_MAX_ROWS = 1_048_575
+
+VISIT_COLUMNS = ("visit_id", "form_id", "form_version", "household_id", "village", "officer", "device_id",
+                 "started_at", "ended_at", "received_at", "visit_date", "geotag_lat", "geotag_lon",
+                 "geotag_accuracy_m", "review_state", "flags", "supersedes", "superseded_by")
+REPEAT_COLUMNS = ("visit_id", "parent_row_id", "row_id")
+GEOPOINT_PARTS = ("lat", "lon", "altitude_m", "accuracy_m")
+
+
+def neutralise(value: Any) -> Any:
+    """A cell value a spreadsheet shows as written: text that would run as a formula gets a leading
+    apostrophe; numbers stay numbers (a negative latitude is data, not a formula)."""
+    if value.__class__ is str and value[:1] in _FORMULA_CHARS:
+        return "'" + value
+    return value
+
+
+def _csv_cell(value: Any) -> Any:
+    # Called for every cell of every row: the common cases are tested first and cheaply.
+    cls = value.__class__
+    if cls is str:
+        return "'" + value if value[:1] in _FORMULA_CHARS else value
+    if value is None:
+        return ""
+    if cls is bool:
+        return "true" if value else "false"
+    return value
+
+
+def _xlsx_cell(value: Any) -> Any:
+    if value.__class__ is str:
+        return neutralise(_XLSX_ILLEGAL.sub("", value))
+    return value
+
+
+# -- filters ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VisitFilter:
+    """Which visits an export holds. ``start``/``end`` are inclusive: a date is a whole day in each
+    visit's own village time zone, a date-time an instant."""
+
+    form_id: str | None = None
+    area: str | None = None
+    officer: str | None = None
+    review: str | None = None
+    start: date | datetime | None = None
+    end: date | datetime | None = None
+    labels: str = "codes"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"form_id": self.form_id, "village": self.area, "officer": self.officer, "review": self.review,
+               "from": self.start.isoformat() if self.start else None,
+               "to": self.end.isoformat() if self.end else None, "labels": self.labels}
+        return {key: value for key, value in out.items() if value is not None}
+
+    def indexed(self) -> dict[str, Any]:
+        where: dict[str, Any] = {}
+        if self.officer:
+            where["officer"] = self.officer
+        if self.review:
+            where["review_state"] = self.review
+        return where
+
+    def in_time(self, visit: Mapping[str, Any]) -> bool:
+        # Visit times are the device's own strings with any offset: they cannot be compared in
+        # the store. At scale, a normalised UTC visit time indexed beside received_at would let
+        # this range be pushed down.
+        if self.start is None and self.end is None:
+            return True
+        for bound, later in ((self.start, False), (self.end, True)):
+            if bound is None:
+                continue
+            if isinstance(bound, datetime):
+                moment = visit_moment(visit)
+                if moment is None or (moment > bound if later else moment < bound):
+                    return False
+            else:
+                day = visit_date(visit)
+                if day is None or (day > bound if later else day < bound):
+                    return False
+        return True
+
+
+def parse_bound(text: str, name: str) -> date | datetime:
+    """A ``from``/``to`` value: a date (YYYY-MM-DD) or a date-time with an offset."""
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(422, "invalid", "The request has invalid fields.",
+                       {name: ["must be a date (2026-11-22) or a date-time with an offset"]}) from None
+    if moment.tzinfo is None:
+        raise ApiError(422, "invalid", "The request has invalid fields.",
+                       {name: ["a date-time needs an offset (Z or +07:00): villages are in three time zones"]})
+    return moment
+
+
+def matching_visits(store: Any, areas: list[str] | None, filters: VisitFilter) -> Iterator[dict[str, Any]]:
+    """The visits an export of ``filters`` holds, by form version then arrival. ``areas`` come from
+    ``reporting.scoped_areas``, called before the response starts so that 404 can still be answered."""
+    for visit in stream_visits(store, areas, form_id=filters.form_id, where=filters.indexed()):
+        if filters.in_time(visit):
+            yield visit
+
+
+# -- the export record ----------------------------------------------------------------------------
+def open_record(store: Any, *, actor: str, role: str, export_format: str, filters: Mapping[str, Any],
+                address: str | None) -> dict[str, Any]:
+    doc = {"id": uuid.uuid4().hex, "at": iso(now_utc()), "actor": actor, "role": role, "format": export_format,
+           "filters": dict(filters), "address": address, "status": "started", "rows": 0, "repeat_rows": 0,
+           "finished_at": None}
+    store.insert(EXPORTS, doc)
+    return doc
+
+
+def close_record(store: Any, record: dict[str, Any], status: str, rows: int, repeat_rows: int = 0) -> None:
+    store.put(EXPORTS, {**record, "status": status, "rows": rows, "repeat_rows": repeat_rows,
+                        "finished_at": iso(now_utc())})
+
+
+def list_records(store: Any, *, actor: str | None = None, after: str | None = None,
+                 limit: int = 100) -> list[dict[str, Any]]:
+    """Exports, newest first; ``after`` is the id of the last export of the previous page."""
+    where = {"actor": actor} if actor else {}
+    position = None
+    if after:
+        last = store.get(EXPORTS, after)
+        if last is None:
+            raise ApiError(400, "invalid_cursor", "after must be the id of an export on the previous page.",
+                           {"after": ["no such export"]})
+        position = (last["at"], last["id"])
+    return store.find(EXPORTS, where, order_by="-at", after=position, limit=limit)
+
+
+@dataclass
+class Tally:
+    rows: int = 0
+    repeat_rows: int = 0
+
+
+def recorded(store: Any, record: dict[str, Any], chunks: Iterator[bytes], tally: Tally) -> Iterator[bytes]:
+    """``chunks`` with the export record closed when they end, fail or the client leaves."""
+    status = "failed"
+    try:
+        yield from chunks
+        status = "completed"
+    except GeneratorExit:
+        status = "aborted"
+        raise
+    finally:
+        close_record(store, record, status, tally.rows, tally.repeat_rows)
+
+
+# -- columns of a form version ------------------------------------------------------------------------
+def _text(label: Any, language: str, fallback: str, default_language: str) -> str:
+    if isinstance(label, Mapping):
+        return label.get(language) or label.get(default_language) or fallback
+    return label if isinstance(label, str) and label else fallback
+
+
+_GEOPOINT, _ONE, _MULTI, _OTHER = range(4)
+
+
+@dataclass
+class Layout:
+    """How one form version becomes tables: the visit table and one per repeat, with headers
+    from the labels (or field names for ``codes``) and choices as codes or labels.
+
+    Each table's columns are planned once, as (answer name, kind, choice list) triples, since
+    a large export renders every answer of every visit through them."""
+
+    definition: Any
+    labels: str
+    main: list[Any] = field(default_factory=list)  # answer FieldRefs of the visit table
+    repeats: dict[str, list[Any]] = field(default_factory=dict)  # repeat name -> its answer FieldRefs
+    choice_text: dict[tuple[str, str], str] = field(default_factory=dict)
+    _plans: dict[str | None, list[tuple[str, int, Any]]] = field(default_factory=dict)
+    _children: dict[str | None, list[str]] = field(default_factory=dict)  # repeats directly inside a table
+
+    def __post_init__(self) -> None:
+        definition = self.definition
+        self.main = [ref for ref in definition.answer_fields(None) if ref.type not in ("repeat", "note")]
+        for ref in definition.iter_fields():
+            if ref.type == "repeat":
+                self.repeats[ref.name] = [r for r in definition.answer_fields(ref.name)
+                                          if r.type not in ("repeat", "note")]
+                self._children.setdefault(ref.repeat, []).append(ref.name)
+        kinds = {"geopoint": _GEOPOINT, "select_one": _ONE, "select_multiple": _MULTI}
+        for repeat, refs in ((None, self.main), *self.repeats.items()):
+            self._plans[repeat] = [(ref.name, kinds.get(ref.type, _OTHER), ref.field.get("list")) for ref in refs]
+        if self.labels != "codes":
+            for list_name, choices in definition.choices.items():
+                for choice in choices:
+                    self.choice_text[(list_name, choice["name"])] = _text(
+                        choice.get("label"), self.labels, choice["name"], definition.default_language)
+
+    @property
+    def key(self) -> str:
+        return f"{self.definition.form_id}-{self.definition.version}"
+
+    def _headers(self, refs: list[Any]) -> list[str]:
+        headers = []
+        for ref in refs:
+            title = ref.name if self.labels == "codes" else _text(
+                ref.field.get("label"), self.labels, ref.name, self.definition.default_language)
+            if ref.type == "geopoint":
+                headers.extend(f"{title}_{part}" if self.labels == "codes" else f"{title} ({part})"
+                               for part in GEOPOINT_PARTS)
+            else:
+                headers.append(title)
+        return headers
+
+    def main_headers(self) -> list[str]:
+        return [*VISIT_COLUMNS, *self._headers(self.main)]
+
+    def repeat_headers(self, repeat: str) -> list[str]:
+        return [*REPEAT_COLUMNS, *self._headers(self.repeats[repeat])]
+
+    def render(self, ref: Any, value: Any) -> Any:
+        """One answer as cell text: choices as codes or labels, select_multiple joined."""
+        kind = {"select_one": _ONE, "select_multiple": _MULTI}.get(ref.type, _OTHER)
+        return self._render(kind, ref.field.get("list"), value)
+
+    def _render(self, kind: int, list_name: Any, value: Any) -> Any:
+        if value is None:
+            return None
+        if kind == _ONE:
+            return value if self.labels == "codes" else self.choice_text.get((list_name, value), value)
+        if kind == _MULTI:
+            picked = value if isinstance(value, list) else [value]
+            if self.labels == "codes":
+                return " ".join(str(v) for v in picked)
+            # Labels hold spaces, so they are joined with "; " where codes are joined with spaces;
+            # a code not in the list (flagged unknown_choice) is shown as sent.
+            return "; ".join(str(self.choice_text.get((list_name, v), v)) for v in picked)
+        if isinstance(value, list | dict):
+            return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return value
+
+    def _cells(self, table: str | None, answers: Mapping[str, Any]) -> list[Any]:
+        cells: list[Any] = []
+        for name, kind, list_name in self._plans[table]:
+            value = answers.get(name)
+            if kind == _GEOPOINT:
+                point = value if isinstance(value, Mapping) else {}
+                cells.extend([point.get("lat"), point.get("lon"), point.get("altitude_m"), point.get("accuracy_m")])
+            elif kind == _OTHER and value.__class__ not in (list, dict):
+                cells.append(value)
+            else:
+                cells.append(self._render(kind, list_name, value))
+        return cells
+
+    def visit_row(self, visit: Mapping[str, Any]) -> list[Any]:
+        geotag = visit.get("geotag") or {}
+        day = visit_date(visit)
+        meta = [visit["id"], visit["form_id"], visit["form_version"], visit["household_id"], visit["village"],
+                visit["officer"], visit["device_id"], visit.get("started_at"), visit.get("ended_at"),
+                visit.get("received_at"), day.isoformat() if day else None, geotag.get("lat"), geotag.get("lon"),
+                geotag.get("accuracy_m"), visit.get("review_state"), " ".join(visit.get("flag_codes") or ()),
+                visit.get("supersedes"), visit.get("superseded_by")]
+        return meta + self._cells(None, visit.get("answers") or {})
+
+    def repeat_rows(self, visit: Mapping[str, Any]) -> Iterator[tuple[str, list[Any]]]:
+        """(repeat name, row) for every row of every repeat, nested ones under their parent row."""
+        if self._children:
+            yield from self._rows_in(visit["id"], None, None, visit.get("answers") or {})
+
+    def _rows_in(self, visit_id: str, repeat: str | None, parent_row: str | None,
+                 container: Mapping[str, Any]) -> Iterator[tuple[str, list[Any]]]:
+        for name in self._children.get(repeat, ()):
+            rows = container.get(name)
+            for row in rows if isinstance(rows, list) else ():
+                if not isinstance(row, Mapping):
+                    continue
+                yield name, [visit_id, parent_row, row.get("_id"), *self._cells(name, row)]
+                if name in self._children:
+                    yield from self._rows_in(visit_id, name, row.get("_id"), row)
+
+
+class Layouts:
+    """The layout of each form version met, made once per export."""
+
+    def __init__(self, store: Any, labels: str):
+        self.store = store
+        self.labels = labels
+        self._cache: dict[tuple[str, str], Layout | None] = {}
+
+    def of(self, visit: Mapping[str, Any]) -> Layout | None:
+        key = (visit["form_id"], visit["form_version"])
+        if key not in self._cache:
+            definition = published_definition(self.store, *key)
+            self._cache[key] = None if definition is None else Layout(definition, self.labels)
+        return self._cache[key]
+
+
+# -- CSV in a ZIP ----------------------------------------------------------------------------------
+class _Pipe(io.RawIOBase):
+    """A write-only stream whose bytes the response takes away as they come; zipfile writes to
+    it as to an unseekable file (sizes go in data descriptors after each entry)."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.buffer += data
+        return len(data)
+
+    def take(self) -> bytes:
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data
+
+
+class _CsvEntry:
+    """A CSV file inside the ZIP being written (UTF-8 with a BOM, so spreadsheets read it right)."""
+
+    def __init__(self, archive: zipfile.ZipFile, name: str, headers: list[str]):
+        self.raw = archive.open(name, mode="w", force_zip64=True)
+        self.text = io.TextIOWrapper(self.raw, encoding="utf-8", newline="")
+        self.text.write("\ufeff")
+        self.writer = csv.writer(self.text)
+        self.writer.writerow([_csv_cell(h) for h in headers])
+
+    def write(self, row: list[Any]) -> None:
+        self.writer.writerow([_csv_cell(v) for v in row])
+
+    def close(self) -> None:
+        self.text.close()
+
+
+def csv_zip(store: Any, areas: list[str] | None, filters: VisitFilter, tally: Tally) -> Iterator[bytes]:
+    """One CSV per form version (a row per visit) and one per repeat of it (a row per repeat row,
+    joined by visit_id and row_id), as ODK Central lays them out.
+
+    The visit CSV streams straight into the ZIP; repeat rows of the same version wait in
+    temporary files and follow it."""
+    pipe = _Pipe()
+    layouts = Layouts(store, filters.labels)
+    with zipfile.ZipFile(pipe, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:
+        current: Layout | None = None
+        entry: _CsvEntry | None = None
+        spills: dict[str, Any] = {}
+
+        def finish_version() -> Iterator[bytes]:
+            if entry is not None:
+                entry.close()
+            for repeat, (spill, _) in spills.items():
+                spill.seek(0)
+                with archive.open(f"{current.key}-{repeat}.csv", mode="w", force_zip64=True) as out:
+                    while block := spill.read(CHUNK_BYTES):
+                        out.write(block.encode("utf-8"))
+                        if len(pipe.buffer) >= CHUNK_BYTES:
+                            yield pipe.take()
+                spill.close()
+            spills.clear()
+
+        for visit in matching_visits(store, areas, filters):
+            layout = layouts.of(visit)
+            if layout is None:
+                continue
+            if layout is not current:
+                yield from finish_version()
+                current = layout
+                entry = _CsvEntry(archive, f"{layout.key}.csv", layout.main_headers())
+                for repeat in layout.repeats:
+                    spill = tempfile.TemporaryFile(mode="w+", encoding="utf-8", newline="")  # noqa: SIM115
+                    spill.write("\ufeff")
+                    spills[repeat] = (spill, csv.writer(spill))
+                    spills[repeat][1].writerow([_csv_cell(h) for h in layout.repeat_headers(repeat)])
+            entry.write(layout.visit_row(visit))
+            tally.rows += 1
+            for repeat, row in layout.repeat_rows(visit):
+                spills[repeat][1].writerow([_csv_cell(v) for v in row])
+                tally.repeat_rows += 1
+            if len(pipe.buffer) >= CHUNK_BYTES:
+                yield pipe.take()
+        yield from finish_version()
+    yield pipe.take()
+
+
+# -- XLSX -------------------------------------------------------------------------------------------
+def _sheet_title(wanted: str, taken: set[str]) -> str:
+    base = _SHEET_UNSAFE.sub("_", wanted)[:31]
+    title, n = base, 2
+    while title.lower() in taken:
+        suffix = f"~{n}"
+        title, n = base[:31 - len(suffix)] + suffix, n + 1
+    taken.add(title.lower())
+    return title
+
+
+@dataclass
+class _Part:
+    title: str
+    sheet: Any
+    form_version: str
+    repeat: str | None
+    rows: int = 0
+
+
+class _Sheets:
+    """The sheets of a workbook by (form version, repeat); a table longer than a sheet can hold
+    goes on in a continuation sheet (``name~2``) with the same header."""
+
+    def __init__(self, workbook: Any):
+        self.workbook = workbook
+        self.taken: set[str] = set()
+        self.current: dict[tuple[str, str | None], _Part] = {}
+        self.parts: list[_Part] = []
+
+    def create(self, title: str) -> Any:
+        return self.workbook.create_sheet(_sheet_title(title, self.taken))
+
+    def append(self, layout: Layout, repeat: str | None, row: list[Any]) -> None:
+        key = (layout.key, repeat)
+        part = self.current.get(key)
+        if part is None or part.rows >= XLSX_MAX_ROWS:
+            first = part is None
+            part = self._open(layout, repeat)
+            if first and repeat is None:
+                for name in layout.repeats:  # a version's repeat sheets follow its visit sheet, rows or not
+                    self._open(layout, name)
+        part.sheet.append([_xlsx_cell(v) for v in row])
+        part.rows += 1
+
+    def _open(self, layout: Layout, repeat: str | None) -> _Part:
+        key = (layout.key, repeat)
+        wanted = layout.key if repeat is None else f"{layout.key}-{repeat}"
+        title = _sheet_title(wanted, self.taken)
+        part = _Part(title, self.workbook.create_sheet(title), layout.key, repeat)
+        headers = layout.main_headers() if repeat is None else layout.repeat_headers(repeat)
+        part.sheet.append([_xlsx_cell(h) for h in headers])
+        self.current[key] = part
+        self.parts.append(part)
+        return part
+
+
+def xlsx(store: Any, areas: list[str] | None, filters: VisitFilter, tally: Tally, *, actor: str) -> Iterator[bytes]:
+    """One workbook: an index sheet, then a sheet per form version and one per repeat of it.
+
+    openpyxl's write-only mode keeps each sheet in a temporary file as rows are appended, so
+    sheets can be filled side by side; the saved workbook is a temporary file streamed out.
+    Nothing can be sent before the workbook is complete (its directory comes last)."""
+    from openpyxl import Workbook
+
+    sheets = _Sheets(Workbook(write_only=True))
+    index = sheets.create("export")
+    layouts = Layouts(store, filters.labels)
+    for visit in matching_visits(store, areas, filters):
+        layout = layouts.of(visit)
+        if layout is None:
+            continue
+        sheets.append(layout, None, layout.visit_row(visit))
+        tally.rows += 1
+        for repeat, row in layout.repeat_rows(visit):
+            sheets.append(layout, repeat, row)
+            tally.repeat_rows += 1
+    index.append(["exported_at", iso(now_utc())])
+    index.append(["exported_by", actor])
+    for name, value in filters.as_dict().items():
+        index.append([f"filter_{name}", _xlsx_cell(value)])
+    index.append([])
+    index.append(["sheet", "form_version", "repeat", "rows"])
+    for part in sheets.parts:
+        index.append([part.title, part.form_version, part.repeat or "", part.rows])
+    handle, path = tempfile.mkstemp(suffix=".xlsx")
+    os.close(handle)
+    try:
+        sheets.workbook.save(path)
+        with open(path, "rb") as saved:
+            while block := saved.read(CHUNK_BYTES):
+                yield block
+    finally:
+        os.remove(path)
+
+
+# -- GeoJSON ----------------------------------------------------------------------------------------
+def _property(layout: Layout, ref: Any, value: Any) -> Any:
+    """An answer as a GeoJSON property: repeats as lists of rows, geopoints as objects."""
+    if ref.type == "repeat":
+        return [{"_id": row.get("_id"), **{child.name: _property(layout, child, row.get(child.name))
+                                           for child in layout.definition.answer_fields(ref.name)
+                                           if child.type != "note" and child.name in row}}
+                for row in (value if isinstance(value, list) else ()) if isinstance(row, Mapping)]
+    if ref.type == "geopoint":
+        return value
+    return layout.render(ref, value)
+
+
+def _feature(layout: Layout, visit: Mapping[str, Any]) -> dict[str, Any]:
+    geotag = visit.get("geotag") or {}
+    day = visit_date(visit)
+    properties: dict[str, Any] = {
+        "visit_id": visit["id"], "form_id": visit["form_id"], "form_version": visit["form_version"],
+        "household_id": visit["household_id"], "village": visit["village"], "officer": visit["officer"],
+        "device_id": visit["device_id"], "started_at": visit.get("started_at"), "ended_at": visit.get("ended_at"),
+        "received_at": visit.get("received_at"), "visit_date": day.isoformat() if day else None,
+        "accuracy_m": geotag.get("accuracy_m"), "review_state": visit.get("review_state"),
+        "flagged": bool(visit.get("flagged")), "flag_codes": " ".join(visit.get("flag_codes") or ()),
+        "flags": visit.get("flags") or [],
+    }
+    answers = visit.get("answers") or {}
+    for ref in layout.definition.answer_fields(None):
+        if ref.type == "note" or ref.name not in answers:
+            continue
+        # Property names are field names, whatever the labels: QGIS makes them column names.
+        name = ref.name if ref.name not in properties else f"answer_{ref.name}"
+        properties[name] = _property(layout, ref, answers[ref.name])
+    point = None
+    if isinstance(geotag.get("lat"), int | float) and isinstance(geotag.get("lon"), int | float):
+        point = {"type": "Point", "coordinates": [geotag["lon"], geotag["lat"]]}
+    return {"type": "Feature", "id": visit["id"], "geometry": point, "properties": properties}
+
+
+def geojson(store: Any, areas: list[str] | None, filters: VisitFilter, tally: Tally) -> Iterator[bytes]:
+    """A FeatureCollection of visits as Points (WGS 84 lon/lat) for QGIS; a visit without a GPS fix
+    is a feature with a null geometry, so it still appears in the attribute table."""
+    layouts = Layouts(store, filters.labels)
+    parts = ['{"type":"FeatureCollection","name":"kunjung_visits","features":[']
+    size, first = len(parts[0]), True
+    for visit in matching_visits(store, areas, filters):
+        layout = layouts.of(visit)
+        if layout is None:
+            continue
+        text = ("" if first else ",") + json.dumps(_feature(layout, visit), ensure_ascii=False)
+        first = False
+        parts.append(text)
+        size += len(text)
+        tally.rows += 1
+        if size >= CHUNK_BYTES:
+            yield "".join(parts).encode("utf-8")
+            parts, size = [], 0
+    parts.append("]}\n")
+    yield "".join(parts).encode("utf-8")
+
+
+# -- household history -------------------------------------------------------------------------------
+HISTORY_COLUMNS = ("household_id", "village", "step", "event_id", "type", "officer", "device_id", "at",
+                   "received_at", "field", "before", "after", "changed", "in_conflict")
+
+
+def household_history(store: Any, household_id: str) -> Iterator[dict[str, Any]]:
+    """Every event that changed the household, oldest first, each with the value of every field it
+    wrote before and after it was folded in (a write can lose to a newer one, or open a conflict)."""
+    record = Record(household_id)
+    step = 0
+    for event in store.iterate("events", {"household_id": household_id}, order_by="seq"):
+        if event["type"] not in HOUSEHOLD_EVENTS:
+            continue
+        engine = event["engine"]
+        paths = sorted(engine.get("set") or {})
+        before = {path: record.get(path) for path in paths}
+        record.apply_event(engine, check=False)
+        step += 1
+        changes = []
+        for path in paths:
+            state = record.fields.get(path)
+            after = record.get(path)
+            changes.append({"field": path, "before": before[path], "after": after,
+                            "changed": before[path] != after, "in_conflict": bool(state and state.in_conflict)})
+        yield {"step": step, "event_id": event["id"], "type": event["type"], "officer": event["officer"],
+               "device_id": event["device_id"], "at": engine.get("at") or event.get("received_at"),
+               "received_at": event.get("received_at"), "hlc": event["hlc"], "changes": changes}
+
+
+def _history_value(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return value
+
+
+def history_rows(store: Any, household: Mapping[str, Any]) -> Iterator[list[Any]]:
+    """The history as CSV rows: one per field an event wrote."""
+    for entry in household_history(store, household["id"]):
+        for change in entry["changes"]:
+            yield [household["id"], household["village"], entry["step"], entry["event_id"], entry["type"],
+                   entry["officer"], entry["device_id"], entry["at"], entry["received_at"], change["field"],
+                   _history_value(change["before"]), _history_value(change["after"]), change["changed"],
+                   change["in_conflict"]]
+
+
+def csv_text(rows: Iterator[list[Any]], headers: tuple[str, ...] | list[str],
+             count: Callable[[], None] | None = None) -> Iterator[bytes]:
+    """Rows as CSV bytes (UTF-8 with a BOM), in chunks, neutralised."""
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out)
+    writer.writerow([_csv_cell(h) for h in headers])
+    for row in rows:
+        writer.writerow([_csv_cell(v) for v in row])
+        if count:
+            count()
+        if out.tell() >= CHUNK_BYTES:
+            yield out.getvalue().encode("utf-8")
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue().encode("utf-8")
+
+
+def households_history_csv(store: Any, areas: list[str] | None, tally: Tally) -> Iterator[bytes]:
+    """The history of every household in ``areas``, household by household."""
+    queries = [{}] if areas is None else [{"village": area_condition(a)} for a in areas]
+
+    def rows() -> Iterator[list[Any]]:
+        for where in queries:
+            for household in store.iterate("households", where, order_by="village"):
+                if in_areas(household["village"], areas):
+                    yield from history_rows(store, household)
+
+    def count() -> None:
+        tally.rows += 1
+
+    yield from csv_text(rows(), HISTORY_COLUMNS, count)
+
+
+def filename_stamp() -> str:
+    """The export's time in a file name, in UTC: the people receiving it live in three time zones."""
+    return now_utc().strftime("%Y%m%dT%H%M%SZ")

@@ -1,0 +1,227 @@
+"""Household registers: import through HTTP and the CLI, bad rows, re-imports, officers' corrections, devices' pulls."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from http_helpers import login
+from sync_helpers import VILLAGE, Device, households_in
+
+from server.cli import cli
+from server.store import get_store
+
+REGISTERS = Path(__file__).parent / "fixtures" / "registers"
+# The namespace of household ids is part of the contract with devices: a device that derives a
+# household's id from its village code and No. KK must get the server's.
+NAMESPACE = uuid.UUID("6f1c8f0e-3b7a-5d2e-9a41-6b756e6a756e")
+
+
+def hid(village, no_kk):
+    return str(uuid.uuid5(NAMESPACE, f"{village}/{no_kk}"))
+
+
+def upload(client, headers, path, **query):
+    with open(path, "rb") as handle:
+        return client.post("/api/v1/households/import", headers=headers, query_string=query,
+                           data={"file": (handle, path.name)}, content_type="multipart/form-data")
+
+
+def values(client, headers, household_id):
+    response = client.get(f"/api/v1/households/{household_id}", headers=headers)
+    assert response.status_code == 200, response.get_json()
+    return {path: state["value"] for path, state in response.get_json()["fields"].items()}
+
+
+def import_events(app):
+    with app.app_context():
+        return get_store().count("events", {"type": "import"})
+
+
+def test_a_register_loads_every_household_with_the_id_devices_derive(client, users):
+    admin = login(client, "admin")
+    response = upload(client, admin, REGISTERS / "desa_contoh.csv")
+    assert response.status_code == 200, response.get_json()
+    report = response.get_json()
+    assert (report["rows"], report["created"], report["rejected"], report["problems"]) == (5, 5, 0, [])
+    assert report["ignored_columns"] == ["Keterangan"]
+    # headers " No. KK ", "NAMA_KEPALA_KELUARGA", "Lintang"... were recognised; ';' and decimal commas read
+    assert values(client, admin, hid(VILLAGE, "3204050101200001")) == {
+        "no_kk": "3204050101200001", "head_nik": "3204054107900001", "head_name": "Siti Aminah",
+        "address": "Jl. Mawar No. 1", "rt": "003", "rw": "002", "house_location": {"lat": -7.0012, "lon": 107.6003}}
+    assert values(client, admin, hid(VILLAGE, "3204050101200003")) == {
+        "no_kk": "3204050101200003", "head_name": "Rahmat Hidayat", "address": "Dusun Krajan", "rt": "005",
+        "rw": "001"}
+    listed = client.get("/api/v1/households", headers=admin).get_json()
+    assert {h["id"]: h["village"] for h in listed} == {
+        hid(VILLAGE, "3204050101200001"): VILLAGE, hid(VILLAGE, "3204050101200002"): VILLAGE,
+        hid(VILLAGE, "3204050101200003"): VILLAGE, hid("32.04.05.2002", "3204050202190004"): "32.04.05.2002",
+        hid("32.04.06.2001", "3204060303180005"): "32.04.06.2001"}
+
+
+def test_bad_rows_are_reported_with_their_row_number_and_good_rows_still_load(client, users):
+    admin = login(client, "admin")
+    report = upload(client, admin, REGISTERS / "desa_contoh_bad_rows.csv").get_json()
+    assert (report["rows"], report["created"], report["rejected"]) == (8, 2, 6)
+    problems = {p["row"]: " ".join(p["reasons"]) for p in report["problems"]}
+    assert sorted(problems) == [3, 4, 5, 6, 7, 8]
+    assert "birth month 99" in problems[3]
+    assert "No. KK must be exactly 16 digits" in problems[4]
+    assert "village code must look like" in problems[5]
+    assert "head_name is empty" in problems[6]
+    assert "also on row 2" in problems[7]
+    assert "outside Indonesia" in problems[8]
+    listed = {h["id"] for h in client.get("/api/v1/households", headers=admin).get_json()}
+    assert listed == {hid(VILLAGE, "3204050101200001"), hid(VILLAGE, "3204050101200013")}
+    assert values(client, admin, hid(VILLAGE, "3204050101200013"))["address"] == "Jl. G, Gg. 2"
+
+
+def test_importing_the_same_register_again_changes_nothing(app, client, users):
+    admin = login(client, "admin")
+    ani = Device(client, "ani")
+    upload(client, admin, REGISTERS / "desa_contoh.csv")
+    ani.pull_all()
+    events_before = import_events(app)
+    again = upload(client, admin, REGISTERS / "desa_contoh.csv").get_json()
+    assert (again["created"], again["updated"], again["unchanged"], again["rejected"]) == (0, 0, 5, 0)
+    assert import_events(app) == events_before == 5
+    assert [c for c in ani.pull_all() if c["type"] == "household"] == []
+
+
+def test_devices_pull_the_imported_households_of_their_villages(client, users):
+    upload(client, login(client, "admin"), REGISTERS / "desa_contoh.csv")
+    ani, budi = Device(client, "ani"), Device(client, "budi")
+    pulled = households_in(ani.pull_all())
+    assert set(pulled) == {hid(VILLAGE, f"320405010120000{n}") for n in (1, 2, 3)}
+    siti = pulled[hid(VILLAGE, "3204050101200001")]["fields"]
+    assert siti["head_name"]["value"] == "Siti Aminah"
+    assert siti["head_name"]["stamp"].split("/")[1].startswith("server-")  # a server-stamped write
+    assert set(households_in(budi.pull_all())) == {hid("32.04.06.2001", "3204060303180005")}
+
+
+def test_an_officers_correction_survives_a_reimport_and_a_value_both_changed_becomes_a_conflict(client, users):
+    admin = login(client, "admin")
+    ani = Device(client, "ani")
+    upload(client, admin, REGISTERS / "desa_contoh.csv")
+    ani.pull_all()
+    siti = hid(VILLAGE, "3204050101200001")
+    corrected = ani.push([ani.edit(siti, {"head_name": "Siti Aminah Lubis"}, ani.base(siti, "head_name"))])
+    assert corrected["results"][0]["status"] == "applied"
+
+    unchanged = upload(client, admin, REGISTERS / "desa_contoh.csv").get_json()
+    assert unchanged["unchanged"] == 5
+    assert values(client, admin, siti)["head_name"] == "Siti Aminah Lubis"
+
+    # The register now changes the head's name (which ani corrected) and the address (which nobody touched).
+    rows = [{"no_kk": "3204050101200001", "nik": "3204054107900001", "nama": "Siti A.", "alamat": "Jl. Mawar No. 1A",
+             "rt": "3", "rw": "2", "kode_desa": VILLAGE, "lat": -7.0012, "lon": 107.6003}]
+    report = client.post("/api/v1/households/import", headers=admin, json={"rows": rows}).get_json()
+    assert (report["updated"], report["conflicts"]) == (1, 1)
+    now = values(client, admin, siti)
+    assert now["address"] == "Jl. Mawar No. 1A"
+    conflicts = client.get("/api/v1/conflicts", headers=login(client, "supervisor")).get_json()
+    assert [(c["household_id"], c["field"]) for c in conflicts] == [(siti, "head_name")]
+    assert sorted((h["value"], h["officer"]) for h in conflicts[0]["heads"]) == [
+        ("Siti A.", "admin"), ("Siti Aminah Lubis", "ani")]
+    # Importing that same register once more changes nothing either.
+    again = client.post("/api/v1/households/import", headers=admin, json={"rows": rows}).get_json()
+    assert (again["unchanged"], again["conflicts"]) == (1, 0)
+
+
+def test_a_register_without_the_required_columns_is_refused_whole(client, users):
+    admin = login(client, "admin")
+    response = upload(client, admin, REGISTERS / "desa_makmur.xlsx")  # its village column is called "Desa"
+    assert response.status_code == 422
+    body = response.get_json()
+    assert body["code"] == "invalid_register"
+    assert any("missing column village_code" in m for m in body["errors"]["columns"])
+    missing_all = client.post("/api/v1/households/import", headers=admin, json={"rows": [{"alamat": "x"}]})
+    assert missing_all.status_code == 422
+    assert len(missing_all.get_json()["errors"]["columns"]) == 3
+
+
+def test_an_xlsx_register_with_its_own_village_column_name(client, users):
+    admin = login(client, "admin")
+    report = upload(client, admin, REGISTERS / "desa_makmur.xlsx", village_field="Desa").get_json()
+    assert (report["rows"], report["created"], report["rejected"]) == (3, 2, 1)
+    assert report["problems"][0]["row"] == 5  # the spreadsheet's own row number, the blank row 3 included
+    andi = values(client, admin, hid("73.71.01.1001", "7371010101200001"))
+    assert andi["rt"] == "001"
+    assert andi["house_location"] == {"lat": -5.1477, "lon": 119.4327}
+
+
+def test_a_windows_1252_register_with_an_unreadable_line_loads_the_rest(client, users, tmp_path, cli_env):
+    register = tmp_path / "ekspor_lama.csv"
+    lines = ["no_kk;nama;kode_desa", "3204050101200001;Siti Nurdéwi;32.04.05.2001",
+             "3204050101200002;" + "x" * 200_000 + ";32.04.05.2001", "3204050101200003;Rahmat;32.04.05.2001"]
+    register.write_bytes("\r\n".join(lines).encode("cp1252"))
+    admin = login(client, "admin")
+    report = upload(client, admin, register).get_json()
+    assert (report["created"], report["rejected"]) == (2, 1)
+    assert report["problems"][0]["row"] == 3
+    assert "cannot be read as CSV" in report["problems"][0]["reasons"][0]
+    assert values(client, admin, hid(VILLAGE, "3204050101200001"))["head_name"] == "Siti Nurdéwi"
+    # the command line reads the file from disk the same way
+    again = CliRunner().invoke(cli, ["import-households", str(register)])
+    assert "row 3: the line cannot be read as CSV" in again.stdout
+    assert "3 rows: 0 created, 0 updated, 2 unchanged, 1 rejected" in again.stdout
+
+@pytest.mark.parametrize("username", ["supervisor", "ani"])
+def test_only_admins_import(client, users, username):
+    response = client.post("/api/v1/households/import", headers=login(client, username), json={"rows": []})
+    assert response.status_code == 403
+
+
+def test_an_unknown_file_type_or_body_is_refused(client, users):
+    admin = login(client, "admin")
+    refused = client.post("/api/v1/households/import", headers=admin, content_type="multipart/form-data",
+                          data={"file": (REGISTERS.joinpath("desa_contoh.csv").open("rb"), "register.txt")})
+    assert refused.status_code == 422
+    assert client.post("/api/v1/households/import", headers=admin, data="x",
+                       content_type="text/plain").status_code == 415
+
+
+# -- the command line ------------------------------------------------------------------------------
+@pytest.fixture
+def cli_env(app, monkeypatch):
+    """The CLI on the same store as the app under test, so HTTP sees what the CLI wrote."""
+    monkeypatch.setenv("KUNJUNG_DATABASE_URL", app.config["DATABASE_URL"])
+    monkeypatch.setenv("KUNJUNG_SECRET_KEY", app.config["SECRET_KEY"])
+    monkeypatch.setenv("KUNJUNG_LOAD_LIBRARY_FORMS", "false")
+
+
+def test_cli_imports_a_register_and_devices_receive_it(client, users, cli_env):
+    result = CliRunner().invoke(cli, ["import-households", str(REGISTERS / "desa_contoh.csv")])
+    assert result.exit_code == 0, result.output
+    assert "5 rows: 5 created, 0 updated, 0 unchanged, 0 rejected" in result.stdout
+    ani = Device(client, "ani")
+    assert hid(VILLAGE, "3204050101200002") in households_in(ani.pull_all())
+    again = CliRunner().invoke(cli, ["import-households", str(REGISTERS / "desa_contoh.csv")])
+    assert "0 created, 0 updated, 5 unchanged" in again.stdout
+
+
+def test_cli_reports_bad_rows_and_exits_1(client, users, cli_env):
+    result = CliRunner().invoke(cli, ["import-households", str(REGISTERS / "desa_makmur.xlsx"),
+                                      "--village-field", "Desa"])
+    assert result.exit_code == 1
+    assert "row 5: NIK must be exactly 16 digits" in result.stdout
+    assert "3 rows: 2 created" in result.stdout
+    missing = CliRunner().invoke(cli, ["import-households", str(REGISTERS / "desa_makmur.xlsx")])
+    assert missing.exit_code == 1
+    assert "missing column village_code" in missing.stderr
+
+
+def test_cli_shows_progress_on_a_large_register(client, users, cli_env, tmp_path):
+    register = tmp_path / "besar.csv"
+    lines = ["no_kk,nama,kode_desa"] + [f"3204050101{n:06d},Kepala {n},{VILLAGE}" for n in range(1, 601)]
+    register.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(cli, ["import-households", str(register)])
+    assert result.exit_code == 0, result.output
+    assert "600 rows: 600 created" in result.stdout
+    progress = [line.strip() for line in result.stderr.splitlines()]
+    assert progress == ["250/600 rows (41%)", "500/600 rows (83%)", "600/600 rows (100%)"]
+    with client.application.app_context():
+        assert get_store().count("households", {"village": VILLAGE}) == 600
+
