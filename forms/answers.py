@@ -5,6 +5,11 @@
 # or understood (wrong JSON shapes, unknown keys, keys MongoDB cannot hold); every
 # judgement about the content (a failed constraint, a missing required answer, a
 # choice not in the list) becomes a flag for the supervisor and the data is kept.
+#
+# The sync server runs this for every pushed visit, so what can be worked out from
+# the definition alone (each scope's fields, their checks, compiled expressions,
+# choice lookups, save_to targets) is worked out once per definition (_Plan), and
+# the common well-formed answers take short paths that yield what the full checks would.
 
 from __future__ import annotations
 
@@ -12,12 +17,12 @@ import dataclasses
 import datetime as dt
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from forms.definition import ROSTER, SELECT_TYPES, Definition, FieldRef
-from forms.expressions import Context, ExpressionError, parse, truthy
+from forms.expressions import Compiled, Context, ExpressionError, parse, truthy
 from forms.identifiers import check_kk, check_nik
 
 __all__ = ["MAX_STRING_LENGTH", "AnswerReport", "household_writes", "validate_answers"]
@@ -30,6 +35,9 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}.*", re.DOTALL)
 _GEOPOINT_KEYS = frozenset({"lat", "lon", "accuracy_m", "altitude_m"})
 _INVALID = object()
+# What a short path returns when the answer needs the full check.
+_UNSURE = object()
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 @dataclass
@@ -61,20 +69,26 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def _is_empty(value: Any) -> bool:
-    return value is None or value == "" or value == []
-
-
 def _nesting_exceeds(value: Any, limit: int) -> bool:
-    """Whether JSON nests deeper than `limit`, checked without recursion."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, Mapping | list):
+    """Whether JSON nests deeper than `limit`, checked one level at a time without recursion."""
+    level = [value]
+    depth = 1
+    while level:
+        deeper: list[Any] = []
+        for item in level:
+            if item.__class__ in _SCALARS:
+                continue
+            if isinstance(item, Mapping):
+                children: Any = item.values()
+            elif isinstance(item, list):
+                children = item
+            else:
+                continue
             if depth > limit:
                 return True
-            children = item.values() if isinstance(item, Mapping) else item
-            stack.extend((child, depth + 1) for child in children)
+            deeper.extend(children)
+        level = deeper
+        depth += 1
     return False
 
 
@@ -278,14 +292,27 @@ def _check_rows(ref: FieldRef, value: Any, path: str, report: AnswerReport, defi
 def _check_scope(
     definition: Definition, values: Mapping[str, Any], repeat: str | None, prefix: str, report: AnswerReport
 ) -> Any:
-    allowed = {ref.name: ref for ref in definition.answer_fields(repeat)}
+    plan = _plan(definition)
+    allowed = plan.allowed.get(repeat, {})
+    shortcuts = plan.shortcuts.get(repeat, {})
     normalised: dict[str, Any] = {}
     ok = True
     for key, value in values.items():
-        path = _join(prefix, str(key))
         if repeat is not None and key == "_id":
             normalised[key] = value
             continue
+        if key.__class__ is str:
+            shortcut = shortcuts.get(key)
+            if shortcut is not None:
+                # Most answers are text: _short_text inlined.
+                if shortcut is _short_text and value.__class__ is str and len(value) <= MAX_STRING_LENGTH:
+                    normalised[key] = value
+                    continue
+                checked = None if value is None else shortcut(value)
+                if checked is not _UNSURE:
+                    normalised[key] = checked
+                    continue
+        path = _join(prefix, str(key))
         if not _check_key(key, path, report):
             ok = False
             continue
@@ -314,6 +341,245 @@ def _misplaced(definition: Definition, key: str, repeat: str | None) -> str:
 
 
 # ---------------------------------------------------------------------------
+# Short paths: a well-formed answer normalised without the full check
+
+
+def _short_text(value: Any) -> Any:
+    if value.__class__ is str and len(value) <= MAX_STRING_LENGTH:
+        return value
+    return _UNSURE
+
+
+def _short_integer(value: Any) -> Any:
+    if value.__class__ is int and -_INT64 <= value < _INT64:
+        return value
+    return _UNSURE
+
+
+def _short_decimal(value: Any) -> Any:
+    kind = value.__class__
+    if (kind is int and -_INT64 <= value < _INT64) or (kind is float and math.isfinite(value)):
+        return value
+    return _UNSURE
+
+
+def _short_date(value: Any) -> Any:
+    if value.__class__ is str and _DATE.fullmatch(value):
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            return _UNSURE
+        return value
+    return _UNSURE
+
+
+def _short_datetime(value: Any) -> Any:
+    if value.__class__ is str and len(value) <= MAX_STRING_LENGTH and _DATETIME.fullmatch(value):
+        try:
+            dt.datetime.fromisoformat(value)
+        except ValueError:
+            return _UNSURE
+        return value
+    return _UNSURE
+
+
+def _short_select_multiple(value: Any) -> Any:
+    kind = value.__class__
+    if kind is list:
+        for item in value:
+            if item.__class__ is not str or len(item) > MAX_STRING_LENGTH:
+                return _UNSURE
+        return list(value)
+    if kind is str and len(value) <= MAX_STRING_LENGTH:
+        return value.split()
+    return _UNSURE
+
+
+def _short_note(value: Any) -> Any:
+    return value if value.__class__ is str and value == "" else _UNSURE
+
+
+def _short_calculate(value: Any) -> Any:
+    kind = value.__class__
+    if (
+        (kind is str and len(value) <= MAX_STRING_LENGTH)
+        or kind is bool
+        or (kind is int and -_INT64 <= value < _INT64)
+        or (kind is float and math.isfinite(value))
+    ):
+        return value
+    return _UNSURE
+
+
+_GEOPOINT_LIMITS = {
+    "lat": (-90, 90),
+    "lon": (-180, 180),
+    "accuracy_m": (0, math.inf),
+    "altitude_m": (-math.inf, math.inf),
+}
+
+
+def _short_geopoint(value: Any) -> Any:
+    if value.__class__ is not dict or "lat" not in value or "lon" not in value:
+        return _UNSURE
+    for key, number in value.items():
+        limits = _GEOPOINT_LIMITS.get(key)
+        kind = number.__class__
+        # Ints only within 64 bits: the full check's isfinite() raises on huge ones.
+        if limits is None or not (
+            (kind is float and math.isfinite(number)) or (kind is int and -_INT64 <= number < _INT64)
+        ):
+            return _UNSURE
+        if not limits[0] <= number <= limits[1]:
+            return _UNSURE
+    return dict(value)
+
+
+def _no_short_path(value: Any) -> Any:
+    return _UNSURE
+
+
+_SHORT_PATHS: dict[str, Callable[[Any], Any]] = {
+    "text": _short_text,
+    "select_one": _short_text,
+    "integer": _short_integer,
+    "decimal": _short_decimal,
+    "date": _short_date,
+    "datetime": _short_datetime,
+    "select_multiple": _short_select_multiple,
+    "note": _short_note,
+    "calculate": _short_calculate,
+    "geopoint": _short_geopoint,
+}
+
+
+# ---------------------------------------------------------------------------
+# The plan: what a definition asks of every visit, worked out once
+
+
+# Functions whose value can change from one call to the next.
+_VOLATILE = frozenset({"now", "today", "uuid"})
+
+
+class _Rule:
+    """One expression of a field (relevant, constraint, choice_filter), compiled.
+
+    `shared`: a relevant whose value in a scope is the same for every field that has it
+    (the scope's answers are fixed and it calls nothing volatile), so a scope computes it
+    once; forms repeat one relevant over many fields.
+    """
+
+    __slots__ = ("key", "run", "shared")
+
+    def __init__(self, key: str, run: Compiled, shared: bool) -> None:
+        self.key = key
+        self.run = run
+        self.shared = shared
+
+
+def _rule(field: Mapping[str, Any], key: str) -> _Rule | None:
+    text = field.get(key)
+    if not isinstance(text, str):
+        return None
+    try:
+        expression = parse(text)
+    except ExpressionError as exc:
+        # A validated definition parses; should one not, each evaluation is flagged as before.
+        message, position = exc.message, exc.position
+
+        def unparsable(ctx: Context) -> Any:
+            raise ExpressionError(message, position)
+
+        return _Rule(key, unparsable, False)
+    shared = key == "relevant" and not expression.functions & _VOLATILE
+    return _Rule(key, expression.compiled, shared)
+
+
+class _Item:
+    """A field of the definition as the flag walk meets it."""
+
+    __slots__ = (
+        "children",
+        "choice_filter",
+        "choices",
+        "constraint",
+        "field",
+        "identifiers",
+        "kind",
+        "name",
+        "relevant",
+        "required",
+        "uses_current",
+    )
+
+    def __init__(self, field: Mapping[str, Any], choices: Mapping[str, list[Mapping[str, Any]]]) -> None:
+        self.field = field
+        self.name: str = field["name"]
+        self.kind: str = field["type"]
+        self.relevant = _rule(field, "relevant")
+        self.children = [_Item(child, choices) for child in field["fields"]] if self.kind in ("group", "repeat") else []
+        self.required = field.get("required") is True and self.kind not in ("calculate", "note")
+        self.constraint = _rule(field, "constraint")
+        self.choices: dict[str, Mapping[str, Any]] | None = None
+        self.choice_filter: _Rule | None = None
+        if self.kind in SELECT_TYPES:
+            self.choices = {choice["name"]: choice for choice in choices.get(field["list"], ())}
+            self.choice_filter = _rule(field, "choice_filter")
+        self.uses_current = self.choice_filter is not None or self.constraint is not None
+        # A text field declares itself a NIK or No. KK with an appearance token.
+        tokens = str(field.get("appearance") or "").split() if self.kind == "text" else []
+        self.identifiers = [
+            (check, code)
+            for token, check, code in (("nik", check_nik, "invalid_nik"), ("kk", check_kk, "invalid_kk"))
+            if token in tokens
+        ]
+
+
+class _Write:
+    """A field with save_to: where its answer goes in the household."""
+
+    __slots__ = ("name", "ref", "repeat", "short", "target")
+
+    def __init__(self, ref: FieldRef, target: str) -> None:
+        self.ref = ref
+        self.name = ref.name
+        self.repeat = ref.repeat
+        self.target = target
+        self.short = _SHORT_PATHS.get(ref.type, _no_short_path)
+
+
+class _Plan:
+    """What validate_answers and household_writes need of a definition, worked out once and kept on it."""
+
+    def __init__(self, definition: Definition) -> None:
+        repeat_depth = max((len(ref.repeats) for ref in definition.iter_fields()), default=0)
+        # Each repeat level adds a list and a row object; a geopoint or a selection adds one more.
+        self.limit = 2 * repeat_depth + 2
+        scopes = [None, *(ref.name for ref in definition.iter_fields() if ref.type == "repeat")]
+        self.allowed: dict[str | None, dict[str, FieldRef]] = {}
+        self.shortcuts: dict[str | None, dict[str, Callable[[Any], Any]]] = {}
+        # Per scope, (name, type) of its answers in definition order, for _expression_values.
+        self.answers: dict[str | None, list[tuple[str, str]]] = {}
+        for scope in scopes:
+            refs = definition.answer_fields(scope)
+            self.allowed[scope] = {ref.name: ref for ref in refs}
+            self.shortcuts[scope] = {ref.name: _SHORT_PATHS.get(ref.type, _no_short_path) for ref in refs}
+            self.answers[scope] = [(ref.name, ref.type) for ref in refs]
+        self.items = [_Item(field, definition.choices) for field in definition.data["fields"]]
+        self.writes = [
+            _Write(ref, ref.field["save_to"])
+            for ref in definition.iter_fields()
+            if isinstance(ref.field.get("save_to"), str)
+            and ref.type not in ("repeat", "group", "note")
+            and len(ref.repeats) <= 1
+        ]
+
+
+def _plan(definition: Definition) -> _Plan:
+    return definition.derived("answers._Plan", _Plan)
+
+
+# ---------------------------------------------------------------------------
 # Content: what to flag
 
 
@@ -330,98 +596,171 @@ def _expression_value(ref_type: str, value: Any) -> Any:
     return value
 
 
-def _expression_values(definition: Definition, values: Mapping[str, Any], repeat: str | None) -> dict[str, Any]:
-    converted: dict[str, Any] = {}
-    for ref in definition.answer_fields(repeat):
-        if ref.name not in values:
+def _expression_values(
+    plan: _Plan, values: Mapping[str, Any], repeat: str | None, converted: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The answers of a scope as expressions see them (each row led by its _id), added to `converted`."""
+    converted = {} if converted is None else converted
+    for name, kind in plan.answers.get(repeat, ()):
+        if name not in values:
             continue
-        value = values[ref.name]
-        if ref.type == "repeat" and isinstance(value, list):
-            converted[ref.name] = [
-                {"_id": row.get("_id"), **_expression_values(definition, row, ref.name)} for row in value
-            ]
+        value = values[name]
+        if kind == "repeat" and isinstance(value, list):
+            converted[name] = [_expression_values(plan, row, name, {"_id": row.get("_id")}) for row in value]
+        elif kind == "date" or kind == "datetime":
+            converted[name] = _expression_value(kind, value)
         else:
-            converted[ref.name] = _expression_value(ref.type, value)
+            converted[name] = value
     return converted
 
 
+class _Scope(Context):
+    """The context of one scope of a visit: the top level or a repeat row.
+
+    It remembers what each ${name} resolved to, since the answers do not change while
+    they are checked. The walk sets `current` and `choice` in place around the
+    expressions that see them, rather than copying the context for each.
+    """
+
+    __slots__ = ("_resolved", "relevance")
+
+    def __init__(
+        self,
+        values: Mapping[str, Any],
+        rows: tuple[tuple[str, Mapping[str, Any]], ...],
+        repeat_of: Mapping[str, str | None],
+        today: dt.date | None,
+    ) -> None:
+        super().__init__(values, rows=rows, repeat_of=repeat_of, today=today)
+        self._resolved: dict[str, Any] = {}
+        #: the shared relevant rules' outcomes here, by compiled expression (see _Flagger.relevance)
+        self.relevance: dict[Compiled, bool | ExpressionError] = {}
+
+    def resolve(self, name: str) -> Any:
+        resolved = self._resolved
+        if name in resolved:
+            return resolved[name]
+        value = resolved[name] = Context.resolve(self, name)
+        return value
+
+
 class _Flagger:
-    def __init__(self, definition: Definition, report: AnswerReport) -> None:
-        self.definition = definition
+    def __init__(self, report: AnswerReport) -> None:
         self.report = report
 
-    def evaluate(self, field: Mapping[str, Any], key: str, ctx: Context, path: str) -> Any:
+    def evaluate(self, rule: _Rule, ctx: Context, prefix: str, name: str) -> Any:
         """The expression's value, or None (after a flag) when it cannot be evaluated."""
         try:
-            return parse(field[key]).evaluate(ctx)
+            return rule.run(ctx)
         except ExpressionError as exc:
-            self.report._flag("expression_error", path, f"the form's {key} could not be evaluated: {exc.message}")
+            self.expression_error(rule, exc, _join(prefix, name))
             return None
 
-    def is_true(self, field: Mapping[str, Any], key: str, ctx: Context, path: str, default: bool) -> bool:
-        if not isinstance(field.get(key), str):
-            return default
-        result = self.evaluate(field, key, ctx, path)
-        return default if result is None else truthy(result)
+    def expression_error(self, rule: _Rule, exc: ExpressionError, path: str) -> None:
+        self.report._flag("expression_error", path, f"the form's {rule.key} could not be evaluated: {exc.message}")
+
+    def relevance(self, rule: _Rule, ctx: _Scope) -> bool | ExpressionError:
+        """Whether a relevant rule holds in the scope, or why it cannot be evaluated.
+
+        A field whose relevant cannot be evaluated is taken as relevant, after a flag.
+        """
+        try:
+            result = rule.run(ctx)
+            outcome: bool | ExpressionError = True if result is None else truthy(result)
+        except ExpressionError as exc:
+            outcome = exc
+        if rule.shared:
+            ctx.relevance[rule.run] = outcome
+        return outcome
 
     def walk(
         self,
-        fields: list[Mapping[str, Any]],
+        items: list[_Item],
         values: Mapping[str, Any],
         expression_values: Mapping[str, Any],
-        ctx: Context,
+        ctx: _Scope,
         prefix: str,
-        relevant: bool,
     ) -> None:
-        for field in fields:
-            name, kind = field["name"], field["type"]
-            path = _join(prefix, name)
-            if kind == "group":
-                here = relevant and self.is_true(field, "relevant", ctx, path, True)
-                self.walk(field["fields"], values, expression_values, ctx, prefix, here)
-                continue
+        """Flags the relevant fields of `items`; a field that is not relevant has nothing to flag."""
+        shared = ctx.relevance
+        for item in items:
+            name, kind, relevant = item.name, item.kind, item.relevant
             if kind == "repeat":
                 rows = values.get(name) or []
                 expression_rows = expression_values.get(name) or []
+                path = _join(prefix, name)
                 for index, (row, expression_row) in enumerate(zip(rows, expression_rows, strict=True)):
-                    row_ctx = ctx.with_row(name, expression_row)
+                    row_ctx = _Scope(ctx.values, (*ctx.rows, (name, expression_row)), ctx.repeat_of, ctx.today)
                     row_path = f"{path}[{index}]"
-                    here = relevant and self.is_true(field, "relevant", row_ctx, row_path, True)
-                    self.walk(field["fields"], row, expression_row, row_ctx, row_path, here)
+                    if relevant is not None:
+                        here = self.relevance(relevant, row_ctx)
+                        if here is False:
+                            continue
+                        if here is not True:
+                            self.expression_error(relevant, here, row_path)
+                    self.walk(item.children, row, expression_row, row_ctx, row_path)
                 continue
-            if not relevant or not self.is_true(field, "relevant", ctx, path, True):
+            if relevant is not None:
+                here = shared.get(relevant.run)
+                if here is None:
+                    here = self.relevance(relevant, ctx)
+                if here is False:
+                    continue
+                if here is not True:
+                    self.expression_error(relevant, here, _join(prefix, name))
+            if kind == "group":
+                self.walk(item.children, values, expression_values, ctx, prefix)
                 continue
             value = values.get(name)
-            if _is_empty(value):
-                if field.get("required") is True and kind not in ("calculate", "note"):
-                    self.report._flag("required_missing", path, "a required question was not answered")
+            # `not value` first: answered is the usual case, and then nothing else is compared.
+            if not value and (value is None or value == "" or value == []):
+                if item.required:
+                    self.report._flag("required_missing", _join(prefix, name), "a required question was not answered")
                 continue
-            field_ctx = ctx.replace(current=expression_values.get(name))
-            if kind in SELECT_TYPES:
-                self.check_choices(field, value, field_ctx, path)
-            if isinstance(field.get("constraint"), str):
-                result = self.evaluate(field, "constraint", field_ctx, path)
-                if result is not None and not truthy(result):
-                    self.constraint_failed(field, path)
-            if kind == "text":
-                self.check_identifier(field, value, path)
+            choices = item.choices
+            if not item.uses_current:
+                # The common select: only whether the answer is in the list.
+                if choices is not None and (
+                    not all(n in choices for n in value) if isinstance(value, list) else value not in choices
+                ):
+                    self.check_choices(item, value, ctx, prefix)
+            else:
+                # `.` is the answer as ${name} reads here; converting it again changes nothing.
+                ctx.current = ctx.resolve(name)
+                if choices is not None:
+                    self.check_choices(item, value, ctx, prefix)
+                if item.constraint is not None:
+                    result = self.evaluate(item.constraint, ctx, prefix, name)
+                    if result is not None and not truthy(result):
+                        self.constraint_failed(item.field, _join(prefix, name))
+                ctx.current = None
+            if item.identifiers:
+                for check, code in item.identifiers:
+                    problems = check(value)
+                    if problems:
+                        self.report._flag(code, _join(prefix, name), "; ".join(problems))
 
-    def check_choices(self, field: Mapping[str, Any], value: Any, ctx: Context, path: str) -> None:
-        choices = {choice["name"]: choice for choice in self.definition.choices.get(field["list"], ())}
+    def check_choices(self, item: _Item, value: Any, ctx: _Scope, prefix: str) -> None:
+        choices = item.choices or {}
         chosen = value if isinstance(value, list) else [value]
         for name in chosen:
             choice = choices.get(name)
             if choice is None:
                 self.report._flag(
-                    "unknown_choice", path, f"{name!r} is not a choice of list {field['list']!r}", value=name
+                    "unknown_choice",
+                    _join(prefix, item.name),
+                    f"{name!r} is not a choice of list {item.field['list']!r}",
+                    value=name,
                 )
                 continue
-            if isinstance(field.get("choice_filter"), str):
-                kept = self.evaluate(field, "choice_filter", ctx.replace(choice=choice), path)
+            if item.choice_filter is not None:
+                ctx.choice = choice
+                kept = self.evaluate(item.choice_filter, ctx, prefix, item.name)
+                ctx.choice = None
                 if kept is not None and not truthy(kept):
                     self.report._flag(
                         "unknown_choice",
-                        path,
+                        _join(prefix, item.name),
                         f"{name!r} is not offered here: the form's choice filter leaves it out",
                         value=name,
                     )
@@ -433,15 +772,6 @@ class _Flagger:
         if extra:
             text = f"{text}: {message.get('en') or message.get('id')}"
         self.report._flag("constraint_failed", path, text, constraint=field["constraint"], **extra)
-
-    def check_identifier(self, field: Mapping[str, Any], value: Any, path: str) -> None:
-        # A text field declares itself a NIK or No. KK with an appearance token.
-        tokens = str(field.get("appearance") or "").split()
-        for token, check, code in (("nik", check_nik, "invalid_nik"), ("kk", check_kk, "invalid_kk")):
-            if token in tokens:
-                problems = check(value)
-                if problems:
-                    self.report._flag(code, path, "; ".join(problems))
 
 
 def validate_answers(definition: Definition, answers: Any, *, today: dt.date | None = None) -> AnswerReport:
@@ -455,9 +785,8 @@ def validate_answers(definition: Definition, answers: Any, *, today: dt.date | N
     if not isinstance(answers, Mapping):
         report._error("", f"answers must be an object, not {_json_type(answers)}")
         return report
-    repeat_depth = max((len(ref.repeats) for ref in definition.iter_fields()), default=0)
-    # Each repeat level adds a list and a row object; a geopoint or a selection adds one more.
-    limit = 2 * repeat_depth + 2
+    plan = _plan(definition)
+    limit = plan.limit
     if _nesting_exceeds(answers, limit):
         report._error("", f"answers are nested more than {limit} levels deep; the form does not nest that far")
         return report
@@ -465,9 +794,9 @@ def validate_answers(definition: Definition, answers: Any, *, today: dt.date | N
     if report.errors or normalised is _INVALID:
         return report
     report.answers = normalised
-    expression_values = _expression_values(definition, normalised, None)
-    ctx = Context(expression_values, repeat_of=definition.repeat_map, today=today)
-    _Flagger(definition, report).walk(definition.data["fields"], normalised, expression_values, ctx, "", True)
+    expression_values = _expression_values(plan, normalised, None)
+    ctx = _Scope(expression_values, (), definition.repeat_map, today)
+    _Flagger(report).walk(plan.items, normalised, expression_values, ctx, "")
     return report
 
 
@@ -481,25 +810,32 @@ def household_writes(definition: Definition, answers: Mapping[str, Any]) -> dict
     if not isinstance(answers, Mapping):
         return writes
     scratch = AnswerReport()
-    for ref in definition.iter_fields():
-        target = ref.field.get("save_to")
-        if not isinstance(target, str) or ref.type in ("repeat", "group", "note"):
-            continue
-        if ref.repeat is None:
-            sources = [(target, answers.get(ref.name))]
-        elif len(ref.repeats) == 1:
-            rows = answers.get(ref.repeat)
-            sources = [
-                (f"{ROSTER}/{row['_id']}/{target}", row.get(ref.name))
-                for row in (rows if isinstance(rows, list) else [])
-                if isinstance(row, Mapping) and isinstance(row.get("_id"), str) and _UUID.fullmatch(row["_id"])
-            ]
-        else:
-            continue
-        for path, value in sources:
-            if _is_empty(value):
+    # Top-level fields read the answers themselves, with no path prefix.
+    identified: dict[str | None, list[tuple[str, Mapping[str, Any]]]] = {None: [("", answers)]}
+    for write in _plan(definition).writes:
+        rows = identified.get(write.repeat)
+        if rows is None:
+            rows = identified[write.repeat] = _identified_rows(answers.get(write.repeat))
+        name, short = write.name, write.short
+        for row_prefix, row in rows:
+            value = row.get(name)
+            if value is None or value == "" or value == []:
                 continue
-            checked = _check_value(ref, value, path, scratch, definition)
-            if checked is not _INVALID and not _is_empty(checked):
+            path = row_prefix + write.target
+            checked = short(value)
+            if checked is _UNSURE:
+                checked = _check_value(write.ref, value, path, scratch, definition)
+            if checked is not _INVALID and checked is not None and checked != "" and checked != []:
                 writes[path] = checked
     return writes
+
+
+def _identified_rows(rows: Any) -> list[tuple[str, Mapping[str, Any]]]:
+    """The rows of a repeat answer that have a well-formed _id, with the prefix of their household paths."""
+    if not isinstance(rows, list):
+        return []
+    return [
+        (f"{ROSTER}/{row['_id']}/", row)
+        for row in rows
+        if isinstance(row, Mapping) and isinstance(row.get("_id"), str) and _UUID.fullmatch(row["_id"])
+    ]

@@ -252,6 +252,7 @@ class Definition:
         for ref in refs:
             if ref.type != "group":
                 self._answered_in.setdefault(ref.repeat, []).append(ref)
+        self._derived: dict[str, Any] = {}
 
     # settings
     @property
@@ -348,6 +349,19 @@ class Definition:
         elif not isinstance(text, str) or not text.strip():
             return None
         return ex.parse(text)
+
+    def derived(self, key: str, build: Callable[[Definition], Any]) -> Any:
+        """`build(self)`, worked out on first use and then kept under `key`.
+
+        How other modules keep what they precompute from a definition (answers.py its
+        compiled expressions and per-field checks): a validated definition is never changed.
+        """
+        try:
+            return self._derived[key]
+        except KeyError:
+            # Two threads may both build it; either result is the same.
+            value = self._derived[key] = build(self)
+            return value
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(dict(self.data))

@@ -3,7 +3,10 @@
 # Why lark: it is maintained, it takes the grammar as readable text, and its LALR(1)
 # parser runs in linear time without backtracking or recursion, so no expression an
 # admin uploads can make parsing slow or deep. The parse builds our own small node
-# tree, which a tree-walking evaluator interprets: Python's eval is never involved.
+# tree. The sync server evaluates every relevance, constraint and choice filter of
+# every pushed visit, so each tree is compiled once into nested Python closures
+# (see Node.compile); the nodes' own evaluate() walks the tree and is kept as the
+# reference the closures are tested against. Python's eval is never involved.
 # regex() goes through google-re2, whose automata match in linear time, so a
 # catastrophic pattern such as `(a+)+$` cannot hang a sync request.
 #
@@ -17,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
+import operator
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,6 +35,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from forms.identifiers import check_kk, check_nik
 
 __all__ = [
+    "Compiled",
     "Context",
     "Expression",
     "ExpressionError",
@@ -247,6 +252,10 @@ def _date_number(value: Any) -> float:
 
 def _from_answer(value: Any) -> Any:
     """Turns a stored answer into an expression value, as ODK reads its instance."""
+    kind = value.__class__
+    if kind is str or kind is float:
+        # The usual answers first; to_number() would return a float unchanged.
+        return value
     if value is None:
         return ""
     if isinstance(value, str | bool | dt.date | NodeSet):
@@ -346,6 +355,10 @@ class Context:
         return dt.datetime.now().astimezone()
 
 
+#: An expression compiled for one context at a time: what Expression.evaluate runs.
+Compiled = Callable[[Context], Any]
+
+
 # ---------------------------------------------------------------------------
 # Nodes
 
@@ -365,6 +378,15 @@ class Node:
     def evaluate(self, ctx: Context) -> Any:  # pragma: no cover - every node overrides it
         raise NotImplementedError
 
+    def compile(self) -> Compiled:  # pragma: no cover - every node overrides it
+        """A closure computing what evaluate() does, with the dispatch on node types done once."""
+        raise NotImplementedError
+
+    @property
+    def always_bool(self) -> bool:
+        """Whether the value is always a Python bool, so that truthy() can be skipped."""
+        return False
+
     def infer(self, env: _TypeEnv) -> str:  # pragma: no cover - every node overrides it
         raise NotImplementedError
 
@@ -382,6 +404,10 @@ class Literal(Node):
     def evaluate(self, ctx: Context) -> Any:
         return self.value
 
+    def compile(self) -> Compiled:
+        value = self.value
+        return lambda ctx: value
+
     def infer(self, env: _TypeEnv) -> str:
         return STRING if isinstance(self.value, str) else NUMBER
 
@@ -395,6 +421,10 @@ class Ref(Node):
 
     def evaluate(self, ctx: Context) -> Any:
         return ctx.resolve(self.name)
+
+    def compile(self) -> Compiled:
+        name = self.name
+        return lambda ctx: ctx.resolve(name)
 
     def infer(self, env: _TypeEnv) -> str:
         return env.ref_type(self.name)
@@ -417,6 +447,17 @@ class ChoiceName(Node):
             raise ExpressionError(f"'{self.name}' is not a field reference; write ${{{self.name}}}", self.position)
         return _from_answer(ctx.choice.get(self.name))
 
+    def compile(self) -> Compiled:
+        name, position = self.name, self.position
+
+        def choice_column(ctx: Context) -> Any:
+            choice = ctx.choice
+            if choice is None:
+                raise ExpressionError(f"'{name}' is not a field reference; write ${{{name}}}", position)
+            return _from_answer(choice.get(name))
+
+        return choice_column
+
     def infer(self, env: _TypeEnv) -> str:
         return ANY
 
@@ -429,6 +470,9 @@ class Current(Node):
 
     def evaluate(self, ctx: Context) -> Any:
         return ctx.current_value()
+
+    def compile(self) -> Compiled:
+        return _compiled_current
 
     def infer(self, env: _TypeEnv) -> str:
         return env.current
@@ -449,6 +493,10 @@ class Negate(Node):
 
     def evaluate(self, ctx: Context) -> Any:
         return -to_number(self.operand.evaluate(ctx))
+
+    def compile(self) -> Compiled:
+        operand = self.operand.compile()
+        return lambda ctx: -to_number(operand(ctx))
 
     def infer(self, env: _TypeEnv) -> str:
         kind = self.operand.infer(env)
@@ -479,6 +527,19 @@ class Binary(Node):
         if op in _COMPARISONS:
             return _compare(op, left, right)
         return _arithmetic(op, to_number(left), to_number(right))
+
+    @property
+    def always_bool(self) -> bool:
+        return self.op in _COMPARISONS or self.op in ("and", "or")
+
+    def compile(self) -> Compiled:
+        op = self.op
+        left, right = self.left.compile(), self.right.compile()
+        if op in ("and", "or"):
+            return _compile_logic(op, left, right, self.left.always_bool and self.right.always_bool)
+        if op in _COMPARISONS:
+            return _compile_comparison(op, left, right, self.right)
+        return _compile_arithmetic(op, left, right)
 
     def infer(self, env: _TypeEnv) -> str:
         left, right = self.left.infer(env), self.right.infer(env)
@@ -519,6 +580,22 @@ class Call(Node):
         if fn.lazy:
             return fn.impl(ctx, self.args)
         return fn.impl(ctx, [arg.evaluate(ctx) for arg in self.args])
+
+    @property
+    def always_bool(self) -> bool:
+        # Every function declared to return a boolean returns a Python bool.
+        return self.function.returns == BOOLEAN
+
+    def compile(self) -> Compiled:
+        fn = self.function
+        args = [arg.compile() for arg in self.args]
+        if fn.compile is not None:
+            special = fn.compile(self.args, args)
+            if special is not None:
+                return special
+        if fn.lazy:  # pragma: no cover - every lazy function has its compile
+            raise AssertionError(f"{self.name}() has no compiled form")
+        return _compile_call(fn.impl, args)
 
     def infer(self, env: _TypeEnv) -> str:
         kinds = [arg.infer(env) for arg in self.args]
@@ -582,6 +659,80 @@ def _compare(op: str, a: Any, b: Any) -> bool:
     return _compare_scalars(op, a, b)
 
 
+_PYTHON_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_PYTHON_ARITHMETIC: dict[str, Callable[[float, float], float]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+}
+
+
+def _compiled_current(ctx: Context) -> Any:
+    return _from_answer(ctx.current)
+
+
+def _compile_logic(op: str, left: Compiled, right: Compiled, both_bool: bool) -> Compiled:
+    if op == "and":
+        if both_bool:
+            return lambda ctx: left(ctx) and right(ctx)
+        return lambda ctx: truthy(left(ctx)) and truthy(right(ctx))
+    if both_bool:
+        return lambda ctx: left(ctx) or right(ctx)
+    return lambda ctx: truthy(left(ctx)) or truthy(right(ctx))
+
+
+def _compile_comparison(op: str, left: Compiled, right: Compiled, right_node: Node) -> Compiled:
+    # Where _compare_scalars would convert nothing (text = text, number with number,
+    # date with date), Python's own operator gives the same answer without the checks.
+    test = _PYTHON_COMPARISONS[op]
+    equality = op in ("=", "!=")
+    if isinstance(right_node, Literal):
+        literal = right_node.value
+        fast: type | None = None
+        if isinstance(literal, float):
+            fast = float
+        elif equality:
+            fast = str
+
+        def compare_literal(ctx: Context) -> bool:
+            value = left(ctx)
+            if value.__class__ is fast:
+                return test(value, literal)
+            return _compare(op, value, literal)
+
+        return compare_literal
+
+    def compare(ctx: Context) -> bool:
+        a = left(ctx)
+        b = right(ctx)
+        kind = a.__class__
+        if kind is b.__class__ and (kind is float or kind is dt.date or (equality and kind is str)):
+            return test(a, b)
+        return _compare(op, a, b)
+
+    return compare
+
+
+def _compile_arithmetic(op: str, left: Compiled, right: Compiled) -> Compiled:
+    fn = _PYTHON_ARITHMETIC.get(op)
+
+    def arithmetic(ctx: Context) -> float:
+        a = left(ctx)
+        b = right(ctx)
+        if fn is not None:
+            return fn(to_number(a), to_number(b))
+        return _arithmetic(op, to_number(a), to_number(b))
+
+    return arithmetic
+
+
 def _arithmetic(op: str, x: float, y: float) -> float:
     if op == "+":
         return x + y
@@ -613,6 +764,9 @@ class _Function:
     params: tuple[str, ...] = ("any",)
     returns: str = ANY
     lazy: bool = False
+    #: Given the argument nodes and their compiled closures, a closure doing the call, or
+    #: None for the general one; required where `lazy`, since impl takes nodes.
+    compile: Callable[[Sequence[Node], list[Compiled]], Compiled | None] | None = None
 
 
 _WANTS = {
@@ -663,6 +817,54 @@ def _fn_coalesce(ctx: Context, args: Sequence[Node]) -> Any:
 def _fn_once(ctx: Context, args: Sequence[Node]) -> Any:
     current = ctx.current_value()
     return current if to_string(current) != "" else args[0].evaluate(ctx)
+
+
+def _compile_if(nodes: Sequence[Node], args: list[Compiled]) -> Compiled:
+    condition, yes, no = args
+    if nodes[0].always_bool:
+        return lambda ctx: yes(ctx) if condition(ctx) else no(ctx)
+    return lambda ctx: yes(ctx) if truthy(condition(ctx)) else no(ctx)
+
+
+def _compile_coalesce(nodes: Sequence[Node], args: list[Compiled]) -> Compiled:
+    def coalesce(ctx: Context) -> Any:
+        value: Any = ""
+        for arg in args:
+            value = arg(ctx)
+            if to_string(value) != "":
+                return value
+        return value
+
+    return coalesce
+
+
+def _compile_once(nodes: Sequence[Node], args: list[Compiled]) -> Compiled:
+    (first,) = args
+
+    def once(ctx: Context) -> Any:
+        current = ctx.current_value()
+        return current if to_string(current) != "" else first(ctx)
+
+    return once
+
+
+def _compile_not(nodes: Sequence[Node], args: list[Compiled]) -> Compiled:
+    (arg,) = args
+    if nodes[0].always_bool:
+        return lambda ctx: not arg(ctx)
+    return lambda ctx: not truthy(arg(ctx))
+
+
+def _compile_call(impl: Callable[[Context, Any], Any], args: list[Compiled]) -> Compiled:
+    if not args:
+        return lambda ctx: impl(ctx, [])
+    if len(args) == 1:
+        (only,) = args
+        return lambda ctx: impl(ctx, [only(ctx)])
+    if len(args) == 2:
+        first, second = args
+        return lambda ctx: impl(ctx, [first(ctx), second(ctx)])
+    return lambda ctx: impl(ctx, [arg(ctx) for arg in args])
 
 
 def _selected_names(value: Any) -> list[str]:
@@ -861,6 +1063,15 @@ def _fn_regex(ctx: Context, args: list[Any]) -> bool:
     return _compile_regex(to_string(args[1])).search(to_string(args[0])) is not None
 
 
+def _compile_regex_call(nodes: Sequence[Node], args: list[Compiled]) -> Compiled | None:
+    if not isinstance(nodes[1], Literal):
+        return None
+    # The parser has already compiled a literal pattern, so this cannot fail.
+    pattern = _compile_regex(to_string(nodes[1].value))
+    text = args[0]
+    return lambda ctx: pattern.search(to_string(text(ctx))) is not None
+
+
 def _fn_selected_at(ctx: Context, args: list[Any]) -> str:
     names = _selected_names(args[0])
     index = to_number(args[1])
@@ -907,10 +1118,10 @@ def _fn_uuid(ctx: Context, args: list[Any]) -> str:
 
 
 _FUNCTIONS: dict[str, _Function] = {
-    "if": _Function(3, 3, _fn_if, ("scalar", "any", "any"), "branches", lazy=True),
-    "coalesce": _Function(2, None, _fn_coalesce, ("scalar",), "branches", lazy=True),
-    "once": _Function(1, 1, _fn_once, ("scalar",), "first", lazy=True),
-    "not": _Function(1, 1, lambda ctx, a: not truthy(a[0]), ("any",), BOOLEAN),
+    "if": _Function(3, 3, _fn_if, ("scalar", "any", "any"), "branches", lazy=True, compile=_compile_if),
+    "coalesce": _Function(2, None, _fn_coalesce, ("scalar",), "branches", lazy=True, compile=_compile_coalesce),
+    "once": _Function(1, 1, _fn_once, ("scalar",), "first", lazy=True, compile=_compile_once),
+    "not": _Function(1, 1, lambda ctx, a: not truthy(a[0]), ("any",), BOOLEAN, compile=_compile_not),
     "true": _Function(0, 0, lambda ctx, a: True, (), BOOLEAN),
     "false": _Function(0, 0, lambda ctx, a: False, (), BOOLEAN),
     "boolean": _Function(1, 1, lambda ctx, a: truthy(a[0]), ("any",), BOOLEAN),
@@ -942,7 +1153,7 @@ _FUNCTIONS: dict[str, _Function] = {
     "abs": _Function(1, 1, _math(abs), ("number",), NUMBER),
     "pow": _Function(2, 2, _math(math.pow), ("number",), NUMBER),
     "sqrt": _Function(1, 1, _math(math.sqrt), ("number",), NUMBER),
-    "regex": _Function(2, 2, _fn_regex, ("scalar", "scalar"), BOOLEAN),
+    "regex": _Function(2, 2, _fn_regex, ("scalar", "scalar"), BOOLEAN, compile=_compile_regex_call),
     "today": _Function(0, 0, _fn_today, (), DATE),
     "now": _Function(0, 0, _fn_now, (), DATETIME),
     "date": _Function(1, 1, _fn_date, ("number",), DATE),
@@ -1087,11 +1298,12 @@ class _TypeEnv:
 class Expression:
     """A parsed expression: what it refers to, and how to evaluate it."""
 
-    __slots__ = ("functions", "names", "references", "root", "text", "uses_current")
+    __slots__ = ("_compiled", "functions", "names", "references", "root", "text", "uses_current")
 
     def __init__(self, text: str, root: Node) -> None:
         self.text = text
         self.root = root
+        self._compiled: Compiled | None = None
         refs: set[str] = set()
         names: set[str] = set()
         functions: set[str] = set()
@@ -1112,8 +1324,22 @@ class Expression:
         self.functions: frozenset[str] = frozenset(functions)
         self.uses_current = uses_current
 
+    @property
+    def compiled(self) -> Compiled:
+        """The expression as a closure taking a Context; compiled on first use, then kept."""
+        compiled = self._compiled
+        if compiled is None:
+            # Two threads may both compile; they build equivalent closures.
+            compiled = self._compiled = self.root.compile()
+        return compiled
+
     def evaluate(self, context: Context | Mapping[str, Any] | None = None) -> Any:
         """The value: str, float, bool, datetime.date/datetime, or a NodeSet."""
+        ctx = context if isinstance(context, Context) else Context(context)
+        return self.compiled(ctx)
+
+    def interpret(self, context: Context | Mapping[str, Any] | None = None) -> Any:
+        """What evaluate() gives, by walking the tree: the reference the compiled form is tested against."""
         ctx = context if isinstance(context, Context) else Context(context)
         return self.root.evaluate(ctx)
 
