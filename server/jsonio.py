@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 MAX_DEPTH = 64
@@ -45,6 +46,13 @@ def loads(data: bytes | str) -> Any:
         raise BadJSON(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if _depth(value) > MAX_DEPTH:
         raise BadJSON(f"the JSON is nested deeper than {MAX_DEPTH} levels")
+    # Valid UTF-8 bytes can still spell a lone surrogate as an escape (\ud800), which no
+    # store can hold; only look closer when such an escape appears at all.
+    if "\\u" in data and re.search(r"\\u[dD][89a-fA-F]", data):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadJSON("the JSON holds a lone surrogate escape (\\ud800-\\udfff), which is not text") from None
     return value
 
 

@@ -130,6 +130,7 @@ def test_bad_content_encoding(echo_app, data, headers, status, code):
     (b'{"name": "Siti"', "application/json", 400, "malformed_json"),
     (b'{"name": "Siti", "count": NaN}', "application/json", 400, "malformed_json"),
     (b'{"name": "\xff\xfe"}', "application/json", 400, "malformed_json"),
+    (b'{"name": "\\ud800"}', "application/json", 400, "malformed_json"),
     (b"[" * 200 + b"]" * 200, "application/json", 400, "malformed_json"),
     (b"name=Siti", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
     (b'{"name": "Siti"}', "text/plain", 415, "unsupported_media_type"),
