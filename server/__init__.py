@@ -44,6 +44,9 @@ def _configure_logging(level: str) -> None:
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the application. ``test_config`` overrides settings (and may pass a ready ``STORE``)."""
     app = Flask(__name__, instance_relative_config=False)
+    from .jsonio import FastJSONProvider
+
+    app.json = FastJSONProvider(app)
     settings = config_module.from_environment()
     settings.update(test_config or {})
     app.config.update(settings)

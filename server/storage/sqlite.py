@@ -8,7 +8,6 @@ a number is allocated and committed while no other writer can run.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -16,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .base import (
     AnyOf,
@@ -37,7 +38,8 @@ _UNSET = ...
 
 
 def _dumps(doc: Document) -> str:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    # orjson is several times faster than json here; it also refuses integers beyond 64 bits.
+    return orjson.dumps(doc).decode("utf-8")
 
 
 def _table(name: str) -> str:
@@ -253,7 +255,7 @@ class SQLiteStore(Store):
     def _get(self, conn: sqlite3.Connection, collection: str, id: str) -> Document | None:
         self.spec(collection)
         row = conn.execute(f"SELECT body FROM {_table(collection)} WHERE id = ?", (id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return orjson.loads(row[0]) if row else None
 
     def _find(self, conn: sqlite3.Connection, collection: str, where: Where | None, *, order_by: str,
               after: Any = None, limit: int | None = None) -> list[Document]:
@@ -274,7 +276,7 @@ class SQLiteStore(Store):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return [json.loads(row[0]) for row in conn.execute(sql, params)]
+        return [orjson.loads(row[0]) for row in conn.execute(sql, params)]
 
     def get(self, collection: str, id: str) -> Document | None:
         with self._reading() as conn:
