@@ -21,12 +21,13 @@ from typing import Any
 from sync import (
     EventError,
     Record,
-    check_base,
     hlc_ms,
     is_hlc,
     is_too_far_ahead,
+    parse_event,
     parse_stamp,
 )
+from sync.events import stale_base_error
 from sync.stamps import is_id
 
 from .auth import VILLAGE_CODE, Scope, iso, now_utc
@@ -102,6 +103,7 @@ class _Prepared:
     engine_event: dict[str, Any] | None = None
     flags: list[dict[str, Any]] = field(default_factory=list)
     visit: dict[str, Any] | None = None
+    parsed: Any = None  # the engine's Event, parsed once
 
 
 def body_hash(event: Mapping[str, Any]) -> str:
@@ -208,7 +210,8 @@ class SyncService:
         received_at = iso(datetime.fromtimestamp(now / 1000, UTC))
         # Judging answers and geotags needs no lock; only what follows holds the write lock,
         # so several workers check batches in parallel.
-        prepared = [self._prepare(caller, raw, now, received_at, settings) for raw in events]
+        memo: dict[tuple[str, str], Any] = {}
+        prepared = [self._prepare(caller, raw, now, received_at, settings, memo) for raw in events]
         with self.store.transaction() as tx:
             batch = _Batch(tx, StoredClock(tx, settings.wall_ms))
             if device_hlc and is_hlc(device_hlc) and not is_too_far_ahead(device_hlc, now,
@@ -222,7 +225,7 @@ class SyncService:
             return results, batch.clock.last
 
     def _prepare(self, caller: Caller, raw: Any, now: int, received_at: str,
-                 settings: PushSettings) -> _Prepared:
+                 settings: PushSettings, definitions: dict[tuple[str, str], Any]) -> _Prepared:
         """Every check that does not depend on what is stored."""
         event_id = raw.get("id") if isinstance(raw, Mapping) else None
         errors = envelope_errors(raw)
@@ -239,14 +242,21 @@ class SyncService:
                 "The event's clock is ahead of the server's; correct the clock, re-stamp and resend.",
                 {"hlc": [f"is {hlc_ms(raw['hlc']) - now} ms ahead of server time"]},
                 server_time=iso(datetime.fromtimestamp(now / 1000, UTC))))
-        outcome = self._visit(caller, raw, received_at) if raw["type"] == "visit" else self._edit(caller, raw)
+        if raw["type"] == "visit":
+            outcome = self._visit(caller, raw, received_at, definitions)
+        else:
+            outcome = self._edit(caller, raw)
         if isinstance(outcome, dict):
             return _Prepared(raw, digest, outcome)
         engine_event, flags, visit = outcome
-        problem = check_base(engine_event)
+        try:
+            parsed = parse_event(engine_event)
+        except EventError as problem:
+            return _Prepared(raw, digest, _rejected(event_id, problem.code, problem.message, problem.errors))
+        problem = stale_base_error(parsed)
         if problem is not None:
             return _Prepared(raw, digest, _rejected(event_id, problem.code, problem.message, problem.errors))
-        return _Prepared(raw, digest, None, engine_event, flags, visit)
+        return _Prepared(raw, digest, None, engine_event, flags, visit, parsed)
 
     def _take(self, batch: _Batch, caller: Caller, item: _Prepared) -> dict[str, Any]:
         """The checks against what is stored, then the fold; within the batch's unit of work."""
@@ -284,7 +294,7 @@ class SyncService:
                               "message": "Replaces a visit that no supervisor sent back for revision."})
             batch.put_later("visits", {**earlier, "superseded_by": event_id})
         try:
-            record.apply_event(item.engine_event)
+            record.apply_event(item.parsed)
         except EventError as error:
             return _rejected(event_id, error.code, error.message, error.errors)
         batch.dirty.add(household_id)
@@ -328,11 +338,15 @@ class SyncService:
                                  {f"base.{path}": ["not written by this event"]})
         return self._engine_event(raw, caller.username, raw["set"], raw.get("at")), [], None
 
-    def _visit(self, caller: Caller, raw: Mapping[str, Any], received_at: str) -> Any:
+    def _visit(self, caller: Caller, raw: Mapping[str, Any], received_at: str,
+               definitions: dict[tuple[str, str], Any]) -> Any:
         from forms import household_writes, validate_answers
 
         event_id = raw["id"]
-        definition = self.definitions(raw["form_id"], raw["form_version"])
+        key = (raw["form_id"], raw["form_version"])
+        if key not in definitions:  # a batch is mostly one form: look it up once
+            definitions[key] = self.definitions(*key)
+        definition = definitions[key]
         if definition is None:
             return _rejected(event_id, "invalid", "Unknown form or form version.",
                              {"form_version": [f"{raw['form_id']} version {raw['form_version']} is not published"]})
@@ -568,14 +582,17 @@ def field_state(record: Record, path: str) -> dict[str, Any]:
 
 
 def household_change(doc: Mapping[str, Any]) -> dict[str, Any]:
-    return Record.from_document(doc["record"]).to_pull()
+    """The pull change of a stored household: kept with it when written, so a first sync of
+    a village reads documents instead of folding each household again."""
+    view = doc.get("view")
+    return dict(view) if view is not None else Record.from_document(doc["record"]).to_pull()
 
 
 def write_household(tx: Any, record: Record, previous: Mapping[str, Any], seq: int | None) -> None:
     """Store a household and bring its entries in the conflict index up to date."""
     conflicts = record.conflicts()
     doc = {"id": record.id, "village": record.village, "open_conflicts": len(conflicts),
-           "updated_at": iso(now_utc()), "record": record.to_document()}
+           "updated_at": iso(now_utc()), "record": record.to_document(), "view": record.to_pull()}
     for key in ("source", "imported"):
         if key in previous:
             doc[key] = previous[key]

@@ -46,7 +46,7 @@ class Write:
         parse_stamp(self.stamp)
         check_json_value(self.value)
         # Stored values must not change when the caller later mutates its event dict.
-        object.__setattr__(self, "value", copy.deepcopy(self.value))
+        object.__setattr__(self, "value", _own(self.value))
         object.__setattr__(self, "base", frozenset(self.base))
         for stamp in self.base:
             parse_stamp(stamp)
@@ -126,12 +126,32 @@ def _check_keys(doc: object, required: set[str], optional: set[str], what: str) 
         raise ValueError(f"{what} document: missing {sorted(missing)}, unknown {sorted(unknown)}")
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _own(value: JsonValue) -> JsonValue:
+    """A copy the caller cannot change under us; scalars are immutable already."""
+    return value if isinstance(value, _SCALARS) else copy.deepcopy(value)
+
+
+def _checked_write(path: str, value: JsonValue, stamp: str, base: frozenset[str], officer: str,
+                   at: str | None) -> Write:
+    """A Write from parts parse_event has already checked: folding a visit makes dozens of
+    writes, and checking each part again was most of the cost of a push."""
+    write = object.__new__(Write)
+    for name, part in (("path", path), ("value", _own(value)), ("stamp", stamp), ("base", base),
+                       ("officer", officer), ("at", at)):
+        object.__setattr__(write, name, part)
+    return write
+
+
 def writes_of(event: Mapping[str, Any] | Event) -> tuple[Write, ...]:
     """The field writes an event makes, in path order (EventError when it is invalid)."""
     parsed = parse_event(event)
     stamp = parsed.stamp
     return tuple(
-        Write(path, parsed.set[path], stamp, frozenset(parsed.base.get(path, ())), parsed.officer, parsed.at)
+        _checked_write(path, parsed.set[path], stamp, frozenset(parsed.base.get(path, ())), parsed.officer,
+                       parsed.at)
         for path in sorted(parsed.set)
     )
 
