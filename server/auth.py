@@ -332,7 +332,11 @@ def init_auth(app: Flask) -> None:
     @jwt.token_in_blocklist_loader
     def _revoked(header: dict[str, Any], data: dict[str, Any]) -> bool:
         store = get_store()
-        user = store.get("users", data.get("sub", ""))
+        if not all(isinstance(data.get(k), str) for k in ("sub", "login")):
+            return True  # well signed but not a token of ours
+        if data.get("device") is not None and not isinstance(data["device"], str):
+            return True
+        user = store.get("users", data["sub"])
         if user is None or user.get("disabled"):
             return True
         if data.get("ver") != user.get("token_version", 0):

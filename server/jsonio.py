@@ -20,6 +20,13 @@ def _refuse_constant(name: str) -> Any:
     raise BadJSON(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise BadJSON(f"the number {text[:40]} is too large to hold")
+    return value
+
+
 def _depth(value: Any) -> int:
     # Iterative so that a hostile document cannot exhaust the Python stack here.
     deepest, stack = 0, [(value, 1)]
@@ -42,7 +49,7 @@ def loads(data: bytes | str) -> Any:
         except UnicodeDecodeError as exc:
             raise BadJSON(f"the body is not valid UTF-8 (byte {exc.start})") from None
     try:
-        value = json.loads(data, parse_constant=_refuse_constant)
+        value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise BadJSON(f"the JSON is nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
@@ -62,9 +69,10 @@ def loads(data: bytes | str) -> Any:
 INT64 = 2**63
 
 
-def storage_problems(value: Any, path: str = "") -> dict[str, list[str]]:
+def storage_problems(value: Any, path: str = "", max_text: int | None = None) -> dict[str, list[str]]:
     """What in a JSON value no store may hold safely: keys that start with ``$`` or hold ``.``
-    or NUL (MongoDB reads them as operators or paths), and integers beyond 64 bits."""
+    or NUL (MongoDB reads them as operators or paths), integers beyond 64 bits, and with
+    ``max_text`` strings longer than that."""
     problems: dict[str, list[str]] = {}
     stack = [(value, path)]
     while stack:
@@ -81,6 +89,8 @@ def storage_problems(value: Any, path: str = "") -> dict[str, list[str]]:
             stack.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
         elif isinstance(item, int) and not isinstance(item, bool) and not -INT64 <= item < INT64:
             problems.setdefault(where, []).append("integer out of the 64-bit range")
+        elif isinstance(item, str) and max_text is not None and len(item) > max_text:
+            problems.setdefault(where, []).append(f"text longer than {max_text:,} characters")
         if len(problems) >= 20:
             break
     return problems

@@ -39,6 +39,7 @@ from .storage import WriteConflict
 EVENT_TYPES = ("visit", "household_edit")
 REVIEW_STATES = ("approved", "needs_revision", "rejected")
 MAX_ATTEMPTS = 3
+MAX_TEXT = 10_000
 PULL_TOUCH_INTERVAL = timedelta(minutes=1)
 COMMON_KEYS = {"id", "type", "device_id", "hlc", "household_id", "village", "base"}
 TYPE_KEYS = {
@@ -142,7 +143,8 @@ def envelope_errors(raw: Any) -> dict[str, list[str]]:
     def add(key: str, message: str) -> None:
         errors.setdefault(key, []).append(message)
 
-    unsafe = storage_problems(raw)
+    # A visit's answers are bounded by the form checks; the same bound holds for any text.
+    unsafe = storage_problems(raw, max_text=MAX_TEXT)
     if unsafe:
         return unsafe
     kind = raw.get("type")

@@ -138,7 +138,10 @@ def visits_xlsx(query):
 @auth_required("supervisor", "admin")
 @blp.arguments(VisitExportQuery, location="query")
 @blp.response(200, description=STREAMED)
-@blp.doc(**_body("application/geo+json"))
+@blp.doc(responses={"200": {"description": STREAMED, "content": {"application/geo+json": {"schema": {
+    "type": "object", "required": ["type", "features"], "description": "a FeatureCollection of Point features",
+    "properties": {"type": {"type": "string", "enum": ["FeatureCollection"]},
+                   "features": {"type": "array", "items": {"type": "object"}}}}}}}})
 def visits_geojson(query):
     """Visits in your scope as GeoJSON points (for QGIS) with their answers and flags as properties."""
     return _visits(query, "geojson", geojson, "application/geo+json", "geojson")

@@ -7,7 +7,7 @@ from flask import Response, request
 
 from .. import jsonio
 from ..auth import auth_required, client_address, current_scope, current_user, require_in_scope
-from ..errors import ApiError
+from ..errors import ApiError, flatten_messages
 from ..exports import HISTORY_COLUMNS, csv_text, history_rows, household_history
 from ..household_import import RegisterError, import_households, read_rows, read_upload
 from ..reporting import device_figures, officer_figures, review_queue, village_coverage
@@ -277,7 +277,8 @@ def _register(village_field: str | None):
             raise ApiError(400, "malformed_json", str(exc)) from None
         problems = RegisterRowsSchema().validate(body if isinstance(body, dict) else {})
         if problems or not isinstance(body, dict):
-            raise ApiError(422, "invalid", "Send {\"rows\": [{...}, ...]}.", problems or {"_schema": ["not an object"]})
+            raise ApiError(422, "invalid", "Send {\"rows\": [{...}, ...]}.",
+                           flatten_messages(problems) or {"_schema": ["not an object"]})
         return read_rows(body["rows"], village_field or body.get("village_field"))
     raise ApiError(415, "unsupported_media_type", "Send the register as multipart/form-data or application/json.")
 
@@ -309,6 +310,9 @@ def import_register(query):
 @auth_required()
 @blp.arguments(HistoryQuery, location="query")
 @blp.response(200, HistorySchema, description="JSON, or with format=csv one CSV row per field an event wrote")
+@blp.doc(responses={"200": {
+    "description": "JSON, or with format=csv one CSV row per field an event wrote",
+    "content": {"application/json": {"schema": HistorySchema}, "text/csv": {"schema": {"type": "string"}}}}})
 def history(query, household_id):
     """Every change of a household: the event, officer, device, time, and each field's value before and after."""
     store = get_store()

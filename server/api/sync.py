@@ -18,7 +18,7 @@ class PushSchema(ma.Schema):
     device_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=128))
     hlc = ma.fields.String(metadata={"description": "the device clock now"})
     # Events are checked one by one by the service, so that each gets its own verdict.
-    events = ma.fields.List(ma.fields.Raw(), required=True)
+    events = ma.fields.List(ma.fields.Raw(allow_none=True), required=True)
 
 
 class FlagSchema(ma.Schema):

@@ -1,0 +1,1010 @@
+"""The benchmark behind ``./scripts/bench``: kunjung's speed, memory and concurrency, each beside a baseline.
+
+Every figure is measured against gunicorn started here on 127.0.0.1 with the embedded SQLite
+store in a temporary directory, next to a baseline measured in the same run, and written as a
+ratio to ``var/bench/results.json``. ``--quick`` lowers the scales so the test suite can run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+FORM_ID, FORM_VERSION = "verval_keluarga", "2026.1"
+VILLAGE = "32.04.05.2001"  # Cileunyi Kulon in server/data/sample_villages.geojson
+BIG_VILLAGE = "32.04.05.2002"  # holds the households of the memory figure
+INSIDE = (-6.93, 107.675)  # lat, lon inside Cileunyi Kulon
+OUTSIDE = (-6.955, 107.676)  # about 1 km south of it: flagged, and its distance computed
+SAMPLE_VILLAGES = ROOT / "server" / "data" / "sample_villages.geojson"
+SIMULATOR = ROOT / "scripts" / "simulate_devices.py"
+REGION = "320405"  # NIK / KK region of kecamatan 32.04.05
+BATCH = 500
+PASSWORD = "bench-" + uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Scale:
+    push_batches: int  # 500-event batches pushed through HTTP
+    small_store: int  # households stored for the small incremental pull
+    large_store: int  # ... and for the large one
+    village_households: int  # households of the officer's village (first sync)
+    memory_households: int  # households pulled while memory is watched
+    pull_repeats: int  # incremental pulls timed at each size (the median is kept)
+    form_seconds: float  # how long each requests/s figure runs
+    devices: int  # simulated devices syncing at once
+    device_rounds: int  # offline periods each simulated device ends with a sync
+
+
+FULL = Scale(push_batches=24, small_store=10_000, large_store=1_000_000, village_households=2_000,
+             memory_households=100_000, pull_repeats=15, form_seconds=5.0, devices=200, device_rounds=3)
+QUICK = Scale(push_batches=4, small_store=2_000, large_store=20_000, village_households=400,
+              memory_households=3_000, pull_repeats=5, form_seconds=1.5, devices=20, device_rounds=2)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- the workload: the shipped household verification form filled with 4 members -------------------------------
+
+def _nik(birth: dt.date, *, female: bool, serial: int) -> str:
+    day = birth.day + (40 if female else 0)
+    return f"{REGION}{day:02d}{birth.month:02d}{birth.year % 100:02d}{serial % 9999 + 1:04d}"
+
+
+def _born(today: dt.date, age: int, month: int, day: int) -> dt.date:
+    birth = dt.date(today.year - age, month, day)
+    return birth if (today.month, today.day) >= (month, day) else dt.date(today.year - age - 1, month, day)
+
+
+def _age(birth: dt.date, today: dt.date) -> int:
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
+def household_answers(today: dt.date, serial: int) -> dict[str, Any]:
+    """A complete, flag-free verval_keluarga visit (the one tests/forms/test_library.py checks), with
+    fresh member ids and NIK serials so that every household is distinct."""
+
+    def member(name: str, birth: dt.date, *, female: bool, n: int, relation: str, marital: str,
+               **answers: Any) -> dict[str, Any]:
+        return {"_id": str(uuid.uuid4()), "member_nik": _nik(birth, female=female, serial=serial * 4 + n),
+                "member_name": name, "presence": "1", "sex": "2" if female else "1",
+                "birth_date": birth.isoformat(), "age": _age(birth, today), "marital_status": marital,
+                "relation_to_head": relation,
+                **{f"difficulty_{d}": "4" for d in ("seeing", "hearing", "walking", "hands", "learning",
+                                                    "behaviour", "communicating", "self_care", "remembering")},
+                "sad_frequency": "4", **answers}
+
+    members = [
+        member("Asep Saepudin", _born(today, 44, 1, 12), female=False, n=0, relation="1", marital="2",
+               id_documents=["1", "4"], school_participation="3", education_level="3", highest_grade=8,
+               highest_certificate="3", worked_last_week="1", work_hours=45, work_industry="1", work_status="6",
+               chronic_illness=["2"], health_insurance=["1"]),
+        member("Euis Komariah", _born(today, 40, 2, 25), female=True, n=1, relation="2", marital="2",
+               pregnant="2", id_documents=["1", "4"], school_participation="3", education_level="8",
+               highest_grade=8, highest_certificate="8", worked_last_week="1", work_hours=20, work_industry="12",
+               work_status="1", chronic_illness=["1"], health_insurance=["1"]),
+        member("Dede Kurniawan", _born(today, 17, 2, 2), female=False, n=2, relation="3", marital="1",
+               id_documents=["1", "4"], school_participation="2", education_level="15", highest_grade=2,
+               highest_certificate="8", worked_last_week="2", chronic_illness=["1"], health_insurance=["1"]),
+        member("Siti Nurhaliza", _born(today, 9, 1, 9), female=True, n=3, relation="3", marital="1",
+               id_documents=["1", "2"], school_participation="2", education_level="3", highest_grade=4,
+               highest_certificate="23", worked_last_week="2", chronic_illness=["4"], health_insurance=["1"]),
+    ]
+    return {
+        "village_code": VILLAGE, "sls_code": "0003", "sls_name": "RT 003 RW 002 Kampung Sukamaju",
+        "address": f"Kp. Sukamaju RT 003/RW 002 No. {serial}, Desa Cileunyi Kulon", "head_name": "Asep Saepudin",
+        "family_status": "0", "member_count": 4, "no_kk": f"{REGION}1503150004",
+        "visit_date": (today - dt.timedelta(days=1)).isoformat(), "visit_result": "1",
+        "respondent_name": "Euis Komariah", "respondent_phone": "081322456789", "building_status": "1",
+        "floor_area": 42.5, "floor_material": "2", "wall_material": "1", "roof_material": "2",
+        "drinking_water": "2", "lighting_source": "1", "electricity_power": "1", "cooking_fuel": "4",
+        "toilet_facility": "1", "toilet_type": "1", "sewage_disposal": "1", "members": members,
+        "programme_sembako": "1", "programme_pkh": "1", "programme_blt_dana_desa": "2",
+        "programme_electricity_subsidy": "1", "programme_regional_aid": "2", "programme_fertiliser_subsidy": "2",
+        "programme_lpg_subsidy": "1", "assets": ["i", "j", "n"], "owns_land": "2", "owns_other_house": "2",
+        "internet_access": "3", "bank_account": "4",
+        "house_location": {"lat": INSIDE[0], "lon": INSIDE[1], "accuracy_m": 6.5},
+        "notes": "Ibu Euis menjawab; Pak Asep sedang di sawah.",
+    }
+
+
+class DeviceClock:
+    """A device's HLC strings: a minute behind server time, so no event trips the skew check."""
+
+    def __init__(self) -> None:
+        self.counter = 0
+
+    def __call__(self) -> str:
+        self.counter += 1
+        return f"{int(time.time() * 1000) - 60_000:013d}-{self.counter % 10_000:04d}"
+
+
+def visit_event(device_id: str, clock: DeviceClock, serial: int, today: dt.date) -> dict[str, Any]:
+    """One new household's verification visit; every 20th geotag lies outside the village."""
+    lat, lon = OUTSIDE if serial % 20 == 19 else INSIDE
+    now = dt.datetime.now(dt.UTC)
+    return {"id": str(uuid.uuid4()), "type": "visit", "device_id": device_id, "hlc": clock(),
+            "form_id": FORM_ID, "form_version": FORM_VERSION, "village": VILLAGE,
+            "household_id": str(uuid.uuid4()),
+            "geotag": {"lat": lat, "lon": lon, "accuracy_m": 6.5,
+                       "captured_at": (now - dt.timedelta(minutes=20)).isoformat().replace("+00:00", "Z")},
+            "started_at": (now - dt.timedelta(minutes=45)).isoformat().replace("+00:00", "Z"),
+            "ended_at": (now - dt.timedelta(minutes=20)).isoformat().replace("+00:00", "Z"),
+            "answers": household_answers(today, serial)}
+
+
+# -- HTTP --------------------------------------------------------------------------------------------------------
+
+class Http:
+    """One keep-alive connection to the server under test."""
+
+    def __init__(self, port: int, timeout: float = 120.0):
+        self.port = port
+        self.timeout = timeout
+        self.conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            try:
+                self.conn.request(method, path, body=body, headers=headers or {})
+                response = self.conn.getresponse()
+                data = response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # gunicorn closes idle keep-alive connections; reconnect once.
+                self.close()
+                if attempt:
+                    raise
+                continue
+            if response.getheader("Connection", "").lower() == "close":
+                self.close()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+        raise AssertionError("unreachable")
+
+    def json(self, method: str, path: str, payload: Any = None, token: str | None = None,
+             expect: int = 200) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        body = None if payload is None else json.dumps(payload).encode()
+        status, _, data = self.request(method, path, body, headers)
+        if status != expect:
+            raise RuntimeError(f"{method} {path} answered {status}: {data[:500]!r}")
+        return json.loads(data) if data else None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """gunicorn as ./scripts/serve runs it (2 workers x 4 threads, gthread), on a store of our own."""
+
+    def __init__(self, workdir: Path, db: Path, secret: str, workers: int = 2):
+        self.workdir = workdir
+        self.db = db
+        self.secret = secret
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUNJUNG_")}
+        env.update({"KUNJUNG_DATABASE_URL": f"sqlite:///{self.db}", "KUNJUNG_SECRET_KEY": self.secret,
+                    "KUNJUNG_SECRET_KEY_FILE": str(self.workdir / "secret_key"),
+                    "KUNJUNG_LOAD_LIBRARY_FORMS": "false", "KUNJUNG_LOG_LEVEL": "WARNING"})
+        return env
+
+    def __enter__(self) -> Server:
+        self.logfile = logfile = (self.workdir / f"gunicorn-{self.port}.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+             "--worker-class", "gthread", "--threads", "4", "--graceful-timeout", "20", "--timeout", "300",
+             "--access-logfile", str(self.workdir / f"access-{self.port}.log"), "server.wsgi:app"],
+            cwd=ROOT, env=self.env(), stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        probe = Http(self.port, timeout=5)
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log_tail()}")
+            try:
+                if probe.request("GET", "/health/ready")[0] == 200 and len(self.worker_pids()) == self.workers:
+                    probe.close()
+                    return self
+            except OSError:
+                probe.close()
+            time.sleep(0.2)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"gunicorn did not become ready: {self.log_tail()}")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self.logfile.close()
+
+    def log_tail(self) -> str:
+        return (self.workdir / f"gunicorn-{self.port}.log").read_text(errors="replace")[-3000:]
+
+    def worker_pids(self) -> list[int]:
+        assert self.process is not None
+        try:
+            text = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(pid) for pid in text.split()]
+
+    def login(self, username: str, device_id: str | None = None) -> str:
+        body: dict[str, Any] = {"username": username, "password": PASSWORD}
+        if device_id:
+            body["device_id"] = device_id
+        http = Http(self.port)
+        try:
+            return http.json("POST", "/api/v1/auth/login", body)["access_token"]
+        finally:
+            http.close()
+
+
+# -- stores ------------------------------------------------------------------------------------------------------
+
+def make_store(db: Path, secret: str, users: list[tuple[str, str, list[str]]], *, cheap_hashes: bool = False
+               ) -> None:
+    """A store as a fresh install has it (schema, the shipped forms, the sample villages) plus ``users``.
+    ``cheap_hashes`` keeps argon2 at 1 MiB for accounts made only to be logged into by a simulator."""
+    from server import create_app
+    from server.store import get_store, raw_store
+    from server.users import create_user
+    from server.villages import import_villages, read_geojson_file
+
+    config = {"DATABASE_URL": f"sqlite:///{db}", "SECRET_KEY": secret, "LOAD_LIBRARY_FORMS": True,
+              "SECRET_KEY_FILE": str(db.parent / "secret_key"), "LOG_LEVEL": "WARNING"}
+    if cheap_hashes:
+        config.update(PASSWORD_HASH_MEMORY_KIB=1024, PASSWORD_HASH_TIME_COST=1)
+    app = create_app(config)
+    try:
+        with app.app_context():
+            store = get_store()
+            report = import_villages(store, read_geojson_file(SAMPLE_VILLAGES))
+            if report.counts.get("imported") != 6:
+                raise RuntimeError(f"sample villages not imported: {report.counts}")
+            for username, role, villages in users:
+                create_user(username, PASSWORD, role, villages, actor="bench")
+    finally:
+        raw_store(app).close()
+
+
+def _fields(collection: str) -> list[str]:
+    """The indexed fields the embedded store keeps in columns of their own (server/storage/sqlite.py)."""
+    from server.store import COLLECTIONS
+
+    return list(next(s for s in COLLECTIONS if s.name == collection).fields)
+
+
+def _insert_sql(collection: str, verb: str = "INSERT") -> str:
+    columns = ["id", "seq", "body", *(f'"f_{name}"' for name in _fields(collection))]
+    # Names come from server.store.COLLECTIONS (checked identifiers); every value is a bound parameter.
+    return (f"{verb} INTO c_{collection} ({','.join(columns)}) "
+            f"VALUES ({','.join('?' * len(columns))})")
+
+
+def _row(collection: str, doc: dict[str, Any]) -> tuple[Any, ...]:
+    body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    return (doc["id"], doc.get("seq"), body, *(doc.get(name) for name in _fields(collection)))
+
+
+def _connect(db: Path) -> sqlite3.Connection:
+    # The pragmas the embedded store uses, so the raw baseline pays the same fsyncs.
+    conn = sqlite3.connect(db, isolation_level=None, timeout=60)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+class HouseholdTemplate:
+    """A stored household (a 4-member verification visit folded) as a string with holes for id, village, seq,
+    so that a million can be written without a million json.dumps calls."""
+
+    def __init__(self, doc: dict[str, Any]):
+        doc = json.loads(json.dumps(doc))
+        doc.update({"id": "@@ID@@", "village": "@@VILLAGE@@", "seq": "@@SEQ@@"})
+        doc["record"].update({"id": "@@ID@@", "village": "@@VILLAGE@@"})
+        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).replace('"@@SEQ@@"', "@@SEQ@@")
+        self.parts = text.split("@@")
+        self.size = len(text.encode())
+
+    def body(self, household_id: str, village: str, seq: int) -> str:
+        values = {"ID": household_id, "VILLAGE": village, "SEQ": str(seq)}
+        return "".join(values.get(part, part) if i % 2 else part for i, part in enumerate(self.parts))
+
+
+def template_household(workdir: Path) -> HouseholdTemplate:
+    """Push one benchmark visit through the app in-process and keep the household it made."""
+    from server import create_app
+    from server.store import get_store, raw_store
+
+    db = workdir / "template.db"
+    secret = uuid.uuid4().hex * 2
+    make_store(db, secret, [("petugas", "officer", [VILLAGE])])
+    app = create_app({"DATABASE_URL": f"sqlite:///{db}", "SECRET_KEY": secret, "LOAD_LIBRARY_FORMS": False,
+                      "SECRET_KEY_FILE": str(workdir / "secret_key"), "LOG_LEVEL": "WARNING"})
+    try:
+        client = app.test_client()
+        token = client.post("/api/v1/auth/login", json={"username": "petugas", "password": PASSWORD,
+                                                        "device_id": "template-phone"}).get_json()["access_token"]
+        event = visit_event("template-phone", DeviceClock(), 0, dt.date.today())
+        reply = client.post("/api/v1/sync/push", headers={"Authorization": f"Bearer {token}"},
+                            json={"device_id": "template-phone", "events": [event]}).get_json()
+        if reply["results"][0]["status"] != "applied":
+            raise RuntimeError(f"template visit not applied: {reply}")
+        with app.app_context():
+            return HouseholdTemplate(get_store().get("households", event["household_id"]))
+    finally:
+        raw_store(app).close()
+
+
+def seed_households(db: Path, template: HouseholdTemplate, villages: Iterator[str], count: int, *,
+                    bulk: bool = False) -> list[str]:
+    """Append ``count`` households straight into the store's table (villages in turn from ``villages``),
+    advancing the change sequence as the store would; returns the ids. ``bulk`` (only while no server
+    has the file open) writes without the WAL, which halves the time of a million rows."""
+    sql = _insert_sql("households")
+    extra = [{"open_conflicts": 0}.get(name) for name in _fields("households") if name != "village"]
+    if _fields("households")[0] != "village":
+        raise RuntimeError("seeding expects village as the households' first indexed field")
+    conn = sqlite3.connect(db, isolation_level=None, timeout=60)
+    # Seeding is set-up, not a measured figure: no fsync per chunk, and a cache that holds the indexes.
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA cache_size=-1000000")
+    if bulk:
+        conn.execute("PRAGMA journal_mode=DELETE")
+    ids: list[str] = []
+    try:
+        done = 0
+        while done < count:
+            chunk = min(50_000, count - done)
+            conn.execute("BEGIN IMMEDIATE")
+            (start,) = conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()
+            rows = []
+            for seq in range(start + 1, start + chunk + 1):
+                household_id = str(uuid.uuid4())
+                village = next(villages)
+                ids.append(household_id)
+                rows.append((household_id, seq, template.body(household_id, village, seq), village, *extra))
+            conn.executemany(sql, rows)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (start + chunk,))
+            conn.execute("COMMIT")
+            done += chunk
+        if bulk:
+            conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
+    return ids
+
+
+def filler_villages(every: int, own: str) -> Iterator[str]:
+    """Village codes for a big store: ``own`` once in ``every`` households, the rest over 200 other villages."""
+    others = [f"32.{10 + k // 100:02d}.{k % 100 // 10 + 1:02d}.{2001 + k % 10}" for k in range(200)]
+    n = 0
+    while True:
+        n += 1
+        yield own if n % every == 0 else others[n % len(others)]
+
+
+# -- figures -----------------------------------------------------------------------------------------------------
+
+@dataclass
+class Figure:
+    name: str
+    label: str
+    value: float
+    unit: str
+    baseline: float
+    baseline_label: str
+    ratio: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "value": self.value, "unit": self.unit, "baseline": self.baseline,
+                "baseline_label": self.baseline_label, "ratio": self.ratio, "details": self.details}
+
+
+def push_figure(workdir: Path, scale: Scale, profile: Path | None) -> Figure:
+    """Visits/s through gunicorn in 500-event batches vs sqlite3 executemany of the same rows."""
+    db = workdir / "push.db"
+    secret = uuid.uuid4().hex * 2
+    # Four phones at once, each batch on a connection of its own (as a phone syncing at the village hall
+    # would), so that the kernel spreads them over both workers rather than pinning a keep-alive to one.
+    devices = [(f"petugas{n}", f"phone-bench-{n}") for n in range(4)]
+    make_store(db, secret, [(user, "officer", [VILLAGE]) for user, _ in devices])
+    today = dt.date.today()
+    clocks = [DeviceClock() for _ in devices]
+    serial = 0
+
+    def batch(device: int, size: int = BATCH) -> bytes:
+        nonlocal serial
+        events = []
+        for _ in range(size):
+            events.append(visit_event(devices[device][1], clocks[device], serial, today))
+            serial += 1
+        return json.dumps({"device_id": devices[device][1], "events": events}).encode()
+
+    # Bodies are made before the clock starts: the figure is the server's, not this client's JSON encoder.
+    warmup = [batch(i % len(devices), 50) for i in range(8)]  # fresh connections: most likely both workers
+    bodies = [batch(i % len(devices)) for i in range(scale.push_batches)]
+    with Server(workdir, db, secret) as server:
+        tokens = [server.login(user, device) for user, device in devices]
+        for i, body in enumerate(warmup):
+            _push(server, tokens[i % len(devices)], body)
+        spy = _start_profiler(server, profile) if profile else None
+        results: list[tuple[int, float]] = []
+        lock = threading.Lock()
+
+        def pusher(which: int) -> None:
+            for index in range(which, len(bodies), len(devices)):
+                began = time.perf_counter()
+                applied, outside = _push(server, tokens[which], bodies[index])
+                with lock:
+                    results.append((applied, outside, time.perf_counter() - began))
+
+        began = time.perf_counter()
+        threads = [threading.Thread(target=pusher, args=(i,)) for i in range(len(devices))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - began
+        if spy is not None:
+            _stop_profiler(spy)
+    pushed = BATCH * len(bodies)
+    applied = sum(count for count, _, _ in results)
+    if applied != pushed:
+        raise RuntimeError(f"{pushed - applied} of {pushed} benchmark visits were not applied")
+    outside = sum(flagged for _, flagged, _ in results)
+    if outside != pushed // 20:  # every 20th geotag lies outside: the boundary check ran on every visit
+        raise RuntimeError(f"{outside} visits flagged outside their village, expected {pushed // 20}")
+    raw_rate, raw_details = raw_insert_rate(db, workdir)
+    rate = pushed / elapsed
+    latencies = sorted(seconds for _, _, seconds in results)
+    return Figure("push", "push, 500-visit batches over HTTP", round(rate, 1), "visits/s", round(raw_rate, 1),
+                  "sqlite3 executemany of the same rows", round(rate / raw_rate, 3), {
+                      "visits": pushed, "outside_village_flags": outside, "seconds": round(elapsed, 2),
+                      "concurrent_devices": len(devices),
+                      "batch_seconds_median": round(statistics.median(latencies), 3),
+                      "batch_seconds_max": round(latencies[-1], 3), "request_body_bytes": len(bodies[0]),
+                      **raw_details})
+
+
+def _push(server: Server, token: str, body: bytes) -> tuple[int, int]:
+    """One push on a fresh connection; every visit must be applied. Returns (applied, flagged outside)."""
+    http = Http(server.port)
+    try:
+        status, _, data = http.request("POST", "/api/v1/sync/push", body, {
+            "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    finally:
+        http.close()
+    if status != 200:
+        raise RuntimeError(f"push answered {status}: {data[:500]!r}")
+    results = json.loads(data)["results"]
+    statuses = {result["status"] for result in results}
+    if statuses != {"applied"}:
+        raise RuntimeError(f"push not applied: {sorted(statuses)}: {data[:1000]!r}")
+    outside = sum(1 for result in results for flag in result.get("flags", []) if flag["code"] == "outside_village")
+    return len(results), outside
+
+
+def raw_insert_rate(db: Path, workdir: Path) -> tuple[float, dict[str, Any]]:
+    """The rows the push stored (events and the households they changed) re-inserted with executemany,
+    500 events and their households per transaction, JSON encoding included."""
+    from server.storage import open_store
+    from server.store import COLLECTIONS
+
+    source = sqlite3.connect(db)
+    events = [json.loads(body) for (body,) in source.execute("SELECT body FROM c_events ORDER BY seq")]
+    households = {doc["id"]: doc for doc in (json.loads(body) for (body,) in
+                                             source.execute("SELECT body FROM c_households"))}
+    source.close()
+    target = workdir / "raw.db"
+    store = open_store(f"sqlite:///{target}", COLLECTIONS)
+    store.ensure_schema()
+    store.close()
+    event_sql, household_sql = _insert_sql("events"), _insert_sql("households", "INSERT OR REPLACE")
+    conn = _connect(target)
+    began = time.perf_counter()
+    for start in range(0, len(events), BATCH):
+        chunk = events[start:start + BATCH]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(event_sql, [_row("events", doc) for doc in chunk])
+        conn.executemany(household_sql, [_row("households", households[doc["household_id"]]) for doc in chunk])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - began
+    conn.close()
+    sample = events[:50]
+    event_bytes = sum(len(_row("events", doc)[2]) for doc in sample) // len(sample)
+    household_bytes = sum(len(_row("households", households[doc["household_id"]])[2]) for doc in sample) // len(sample)
+    return len(events) / elapsed, {"raw_seconds": round(elapsed, 3), "event_doc_bytes": event_bytes,
+                                   "household_doc_bytes": household_bytes}
+
+
+def first_sync(server: Server, token: str, limit: int = 500, on_page: Callable[[], None] | None = None
+               ) -> tuple[int, str, int]:
+    """Pull pages until has_more is false; returns (household changes, cursor, pages)."""
+    http = Http(server.port)
+    cursor, households, pages = "", 0, 0
+    try:
+        for _ in range(100_000):
+            query = f"?limit={limit}" + (f"&since={cursor}" if cursor else "")
+            body = http.json("GET", "/api/v1/sync/pull" + query, token=token)
+            households += sum(1 for change in body["changes"] if change["type"] == "household")
+            cursor = body["next"]
+            pages += 1
+            if on_page:
+                on_page()
+            if not body["has_more"]:
+                return households, cursor, pages
+    finally:
+        http.close()
+    raise RuntimeError("first sync did not finish in 100,000 pages")
+
+
+def raw_read_rate(db: Path, village: str) -> tuple[float, int]:
+    """The village's households read straight from SQLite in seq order and parsed."""
+    conn = sqlite3.connect(db)
+    began = time.perf_counter()
+    count = 0
+    for (body,) in conn.execute('SELECT body FROM c_households WHERE "f_village" = ? ORDER BY seq', (village,)):
+        json.loads(body)
+        count += 1
+    elapsed = time.perf_counter() - began
+    conn.close()
+    return count / elapsed, count
+
+
+@dataclass
+class PullStore:
+    size: int
+    first_sync_rate: float
+    first_sync_households: int
+    raw_rate: float
+    incremental_ms: list[float]
+    seed_seconds: float
+    memory: dict[str, Any] | None = None
+
+
+def pull_store(workdir: Path, template: HouseholdTemplate, size: int, scale: Scale, *,
+               memory_households: int = 0) -> PullStore:
+    """A store of ``size`` households: the officer's village holds ``scale.village_households`` of them, the last
+    500 arrive after the officer's first sync, and with ``memory_households`` another village holds that many
+    for a first sync watched for memory."""
+    db = workdir / f"pull-{size}.db"
+    secret = uuid.uuid4().hex * 2
+    make_store(db, secret, [("petugas", "officer", [VILLAGE]), ("petugas-besar", "officer", [BIG_VILLAGE])])
+    began = time.perf_counter()
+    if memory_households:
+        seed_households(db, template, iter(lambda: BIG_VILLAGE, None), memory_households, bulk=True)
+    before = size - BATCH - memory_households
+    seed_households(db, template, filler_villages(max(1, before // scale.village_households), VILLAGE), before,
+                    bulk=True)
+    seed_seconds = time.perf_counter() - began
+    log(f"seeded {size - BATCH:,} households in {seed_seconds:.1f} s ({template.size:,} bytes each)")
+    raw_rate, _ = raw_read_rate(db, VILLAGE)
+    with Server(workdir, db, secret) as server:
+        token = server.login("petugas", "phone-pull")
+        began = time.perf_counter()
+        households, cursor, _ = first_sync(server, token)
+        rate = households / (time.perf_counter() - began)
+        seed_households(db, template, iter(lambda: VILLAGE, None), BATCH)
+        http = Http(server.port)
+        timings = []
+        for _ in range(scale.pull_repeats):
+            started = time.perf_counter()
+            body = http.json("GET", f"/api/v1/sync/pull?limit={BATCH}&since={cursor}", token=token)
+            timings.append((time.perf_counter() - started) * 1000)
+            got = sum(1 for change in body["changes"] if change["type"] == "household")
+            if got != BATCH or body["has_more"]:
+                raise RuntimeError(f"incremental pull returned {got} households (has_more={body['has_more']})")
+        http.close()
+        memory = memory_figure(server, memory_households) if memory_households else None
+    return PullStore(size, rate, households, raw_rate, timings, seed_seconds, memory)
+
+
+def _status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {key} for {pid}")
+
+
+def memory_figure(server: Server, households: int) -> dict[str, Any]:
+    """Worker RSS before, and peak during, a first sync of ``households`` households."""
+    pids = server.worker_pids()
+    token = server.login("petugas-besar", "phone-memory")
+    http = Http(server.port)
+    http.json("GET", "/api/v1/sync/pull?limit=10", token=token)  # warm both code paths before the baseline
+    http.close()
+    before = {pid: _status_kib(pid, "VmRSS") for pid in pids}
+    reset = True
+    for pid in pids:
+        try:
+            # "5" resets the peak RSS (VmHWM) to the current RSS (proc(5), clear_refs).
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+        except OSError:
+            reset = False
+    sampled = dict(before)
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.02):
+            for pid in pids:
+                with contextlib.suppress(OSError, RuntimeError):
+                    sampled[pid] = max(sampled[pid], _status_kib(pid, "VmRSS"))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    began = time.perf_counter()
+    pulled, _, pages = first_sync(server, token)
+    elapsed = time.perf_counter() - began
+    stop.set()
+    sampler.join()
+    if pulled != households:
+        raise RuntimeError(f"memory first sync pulled {pulled} of {households} households")
+    peaks = {pid: max(sampled[pid], _status_kib(pid, "VmHWM") if reset else 0) for pid in pids}
+    growth = {pid: peaks[pid] - before[pid] for pid in pids}
+    worst = max(pids, key=lambda pid: growth[pid])  # the worker that served the sync
+    return {"households": households, "pages": pages, "seconds": round(elapsed, 2),
+            "records_per_s": round(households / elapsed, 1),
+            "rss_before_mb": round(before[worst] / 1024, 1),
+            "peak_mb": round(peaks[worst] / 1024, 1),
+            "growth_mb": round(growth[worst] / 1024, 1),
+            "growth_all_workers_mb": round(sum(growth.values()) / 1024, 1),
+            "peak_source": "VmHWM after clear_refs" if reset else "VmRSS sampled every 20 ms"}
+
+
+def rate_for(server: Server, path: str, headers: dict[str, str], seconds: float, expect: int,
+             clients: int = 4) -> float:
+    """Requests/s from ``clients`` keep-alive connections for ``seconds``."""
+    counts = [0] * clients
+    failures: list[str] = []
+    deadline = time.perf_counter() + seconds
+
+    def run(which: int) -> None:
+        http = Http(server.port)
+        while time.perf_counter() < deadline:
+            status, _, data = http.request("GET", path, headers=headers)
+            if status != expect:
+                failures.append(f"{status}: {data[:200]!r}")
+                return
+            counts[which] += 1
+        http.close()
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(f"GET {path} answered {failures[0]}")
+    return sum(counts) / (time.perf_counter() - began)
+
+
+def form_figures(workdir: Path, scale: Scale) -> list[Figure]:
+    """If-None-Match revalidation of the form list and of a definition, against /health/live."""
+    db = workdir / "forms.db"
+    secret = uuid.uuid4().hex * 2
+    make_store(db, secret, [("petugas", "officer", [VILLAGE])])
+    figures = []
+    with Server(workdir, db, secret) as server:
+        token = server.login("petugas", "phone-forms")
+        auth = {"Authorization": f"Bearer {token}"}
+        live = rate_for(server, "/health/live", {}, scale.form_seconds, 200)
+        http = Http(server.port)
+        for name, label, path in (
+                ("form_list_304", "form list, If-None-Match -> 304", "/api/v1/forms"),
+                ("form_definition_304", "form definition, If-None-Match -> 304",
+                 f"/api/v1/forms/{FORM_ID}/versions/{FORM_VERSION}")):
+            status, headers, _ = http.request("GET", path, headers=auth)
+            if status != 200 or "etag" not in headers:
+                raise RuntimeError(f"GET {path} answered {status} without an ETag")
+            rate = rate_for(server, path, {**auth, "If-None-Match": headers["etag"]}, scale.form_seconds, 304)
+            figures.append(Figure(name, label, round(rate, 1), "requests/s", round(live, 1),
+                                  "GET /health/live", round(rate / live, 3), {"clients": 4}))
+        http.close()
+    return figures
+
+
+def simulate(server: Server, workdir: Path, accounts: dict[str, Any], scale: Scale, tag: str) -> dict[str, Any]:
+    """One run of scripts/simulate_devices.py (its bad day: lost requests and replies, resent batches, a fast
+    clock), every device at once, with ``accounts`` made beforehand; returns its JSON figures."""
+    out, given = workdir / f"devices-{tag}.json", workdir / f"accounts-{tag}.json"
+    given.write_text(json.dumps(accounts))
+    devices = len(accounts["officers"])
+    command = [sys.executable, str(SIMULATOR), "--url", server.url, "--devices", str(devices),
+               "--concurrency", str(devices), "--rounds", str(scale.device_rounds), "--seed", "7",
+               "--run-tag", tag, "--accounts", str(given), "--quiet", "--json", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False)
+    if not out.exists():
+        raise RuntimeError(f"simulator exited {done.returncode} without figures: {done.stderr[-2000:]}")
+    return json.loads(out.read_text())
+
+
+def _latency(report: dict[str, Any], label: str) -> dict[str, float]:
+    stats = report["latency_ms"].get(label)
+    if not stats:
+        raise RuntimeError(f"simulator measured no {label} requests")
+    return stats
+
+
+def concurrency_figures(workdir: Path, scale: Scale) -> list[Figure]:
+    """p50/p95/p99 of push and pull requests with ``scale.devices`` phones syncing at once, beside one phone
+    syncing alone on the same server; and the simulator's count of lost and duplicated events."""
+    if not SIMULATOR.exists():
+        raise RuntimeError(f"{SIMULATOR.relative_to(ROOT)} is missing")
+    db = workdir / "devices.db"
+    secret = uuid.uuid4().hex * 2
+    codes = [feature["properties"]["code"] for feature in json.loads(SAMPLE_VILLAGES.read_text())["features"]]
+    # As the simulator would make them (one village each, every fifth officer two), but beforehand: the
+    # figures are about syncing, not about 200 argon2 hashes made at once.
+    officers = [(f"bench-o{n:04d}", "officer", [codes[n % len(codes)]] + (
+        [codes[(n + 1) % len(codes)]] if n % 5 == 4 else [])) for n in range(scale.devices)]
+    supervisor = ("bench-sup", "supervisor", sorted({code.rsplit(".", 1)[0] for code in codes}))
+    make_store(db, secret, [supervisor, ("bench-alone", "officer", [VILLAGE]), *officers], cheap_hashes=True)
+
+    def accounts(names: list[str]) -> dict[str, Any]:
+        return {"supervisor": {"username": supervisor[0], "password": PASSWORD},
+                "officers": [{"username": name, "password": PASSWORD} for name in names]}
+
+    with Server(workdir, db, secret) as server:
+        alone = simulate(server, workdir, accounts(["bench-alone"]), scale, "alone")
+        began = time.perf_counter()
+        crowd = simulate(server, workdir, accounts([name for name, _, _ in officers]), scale, "crowd")
+        elapsed = time.perf_counter() - began
+    checks = crowd["checks"]
+    lost = checks["no_lost_events"]["failures"]
+    duplicated = checks["no_duplicated_events"]["failures"]
+    failed = sorted(name for name, check in checks.items() if not check["ok"])
+    figures = []
+    for name, label, what in (("concurrency_push", "POST /api/v1/sync/push", "push"),
+                              ("concurrency_pull", "GET /api/v1/sync/pull", "pull")):
+        busy, quiet = _latency(crowd, label), _latency(alone, label)
+        figures.append(Figure(
+            name, f"{what} latency p95, {scale.devices} devices at once", busy["p95_ms"], "ms", quiet["p95_ms"],
+            "same, 1 device alone", round(busy["p95_ms"] / quiet["p95_ms"], 3) if quiet["p95_ms"] else 0.0, {
+                "devices": scale.devices, "requests": busy["count"], "p50_ms": busy["p50_ms"],
+                "p95_ms": busy["p95_ms"], "p99_ms": busy["p99_ms"], "max_ms": busy["max_ms"],
+                "alone_p50_ms": quiet["p50_ms"], "alone_p99_ms": quiet["p99_ms"], "lost": lost,
+                "duplicated": duplicated, "checks_failed": failed, "events": crowd["events"],
+                "push": crowd["push"], "rounds": scale.device_rounds, "seconds": round(elapsed, 1),
+                "all_requests_ms": crowd["latency_ms"]}))
+    return figures
+
+
+# -- profiling (optional) ----------------------------------------------------------------------------------------
+
+def _start_profiler(server: Server, out: Path) -> list[subprocess.Popen[bytes]]:
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        raise RuntimeError("--profile needs py-spy in the venv (.venv/bin/pip install py-spy)")
+    out.mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen([str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+                              "--output", str(out / f"push-worker-{pid}.txt"), "--nonblocking"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for pid in server.worker_pids()]
+
+
+def _stop_profiler(spies: list[subprocess.Popen[bytes]]) -> None:
+    for process in spies:
+        process.send_signal(signal.SIGINT)
+    for process in spies:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+# -- the report --------------------------------------------------------------------------------------------------
+
+def machine() -> dict[str, Any]:
+    model = platform.processor() or "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        memory = round(int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024, 1)
+    return {"cores": os.cpu_count(), "cpu": model, "memory_gib": memory, "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version, "platform": platform.platform(),
+            "load_average_1m": round(os.getloadavg()[0], 2)}
+
+
+def goals(figures: dict[str, Figure]) -> list[dict[str, Any]]:
+    """The goals of issue 7 (for 2 cores and the embedded store), each with what was reached."""
+    out = []
+
+    def goal(name: str, target: str, reached: str, met: bool | None) -> None:
+        out.append({"goal": name, "target": target, "reached": reached, "met": met})
+
+    push = figures.get("push")
+    if push:
+        goal("push throughput", ">= 2000 visits/s", f"{push.value:,.0f} visits/s ({push.value / 2000:.2f}x the goal)",
+             push.value >= 2000)
+        goal("push vs raw insert", ">= 0.25 of raw", f"{push.ratio:.3f} of raw ({push.ratio / 0.25:.2f}x the goal)",
+             push.ratio >= 0.25)
+    incremental = figures.get("pull_incremental")
+    if incremental:
+        goal("incremental pull vs store size", "large store within 1.5x of small",
+             f"{incremental.ratio:.2f}x", incremental.ratio <= 1.5)
+    memory = figures.get("first_sync_memory")
+    if memory:
+        households = memory.details["households"]
+        goal(f"first-sync memory growth ({households:,} households)", "< 100 MB",
+             f"{memory.value:.1f} MB", memory.value < 100)
+    concurrency = figures.get("concurrency_push")
+    if concurrency:
+        lost, duplicated = concurrency.details["lost"], concurrency.details["duplicated"]
+        goal(f"lost / duplicated events ({concurrency.details['devices']} devices)", "0 / 0",
+             f"{lost} / {duplicated}", lost == 0 and duplicated == 0)
+    return out
+
+
+def table(figures: dict[str, Figure], goal_rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
+    box = info["machine"]
+    lines = [f"kunjung bench ({info['mode']}) on {box['cores']} cores, {box['cpu']} (load average "
+             f"{box['load_average_1m_before']} before, {box['load_average_1m']} after)", ""]
+    header = f"{'figure':<44} {'value':>14}  {'unit':<20} {'baseline':>14}  {'baseline is':<38} {'ratio':>7}"
+    lines += [header, "-" * len(header)]
+    for figure in figures.values():
+        lines.append(f"{figure.label:<44} {figure.value:>14,.1f}  {figure.unit:<20} {figure.baseline:>14,.1f}  "
+                     f"{figure.baseline_label:<38} {figure.ratio:>7.3f}")
+    for name, problem in info.get("errors", {}).items():
+        lines.append(f"{name:<44} {'NOT MEASURED':>14}  {problem}")
+    crowd = [figures[name] for name in ("concurrency_push", "concurrency_pull") if name in figures]
+    if crowd:
+        lines += ["", f"per request with {crowd[0].details['devices']} devices at once (ms):"
+                  f"{'p50':>10} {'p95':>9} {'p99':>9}   1 device alone: p50 / p95"]
+        for figure in crowd:
+            d = figure.details
+            lines.append(f"  {figure.name.removeprefix('concurrency_'):<41}{d['p50_ms']:>10,.1f} {d['p95_ms']:>9,.1f} "
+                         f"{d['p99_ms']:>9,.1f}   {d['alone_p50_ms']:,.1f} / {figure.baseline:,.1f}")
+        lines.append(f"  lost events {crowd[0].details['lost']}, duplicated events {crowd[0].details['duplicated']}, "
+                     f"simulator checks failed: {', '.join(crowd[0].details['checks_failed']) or 'none'}")
+    lines += ["", "goals (2 cores, embedded store):"]
+    for row in goal_rows:
+        verdict = "met" if row["met"] else "NOT MET"
+        lines.append(f"  [{verdict:>7}] {row['goal']:<48} target {row['target']:<34} reached {row['reached']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    scale = QUICK if args.quick else FULL
+    if args.devices:
+        scale = Scale(**{**scale.__dict__, "devices": args.devices})
+    only = set(args.only.split(",")) if args.only else None
+    figures: dict[str, Figure] = {}
+    errors: dict[str, str] = {}
+    started = time.time()
+    load_before = os.getloadavg()[0]
+    if load_before > (os.cpu_count() or 1):
+        log(f"the machine is busy (load average {load_before:.1f}): figures will be lower than on a quiet one")
+    with tempfile.TemporaryDirectory(prefix="kunjung-bench-") as tmp:
+        workdir = Path(tmp)
+
+        def measure(name: str, step: Callable[[], Figure | list[Figure]]) -> None:
+            if only and name not in only:
+                return
+            log(f"measuring {name}")
+            began = time.perf_counter()
+            try:
+                made = step()
+            except Exception as exc:  # noqa: BLE001 (one figure failing must not hide the others)
+                errors[name] = f"{type(exc).__name__}: {exc}"[:500]
+                log(f"{name} failed: {errors[name]}")
+                return
+            for figure in made if isinstance(made, list) else [made]:
+                figures[figure.name] = figure
+            log(f"{name} done in {time.perf_counter() - began:.1f} s")
+
+        measure("push", lambda: push_figure(workdir, scale, args.profile))
+        template: list[HouseholdTemplate] = []
+
+        def pulls() -> list[Figure]:
+            template.append(template_household(workdir))
+            small = pull_store(workdir, template[0], scale.small_store, scale)
+            large = pull_store(workdir, template[0], scale.large_store, scale,
+                               memory_households=scale.memory_households)
+            small_ms, large_ms = statistics.median(small.incremental_ms), statistics.median(large.incremental_ms)
+            made = [
+                Figure("pull_first_sync", f"first sync of a village ({small.first_sync_households:,} households)",
+                       round(small.first_sync_rate, 1), "households/s", round(small.raw_rate, 1),
+                       "sqlite3 read + json.loads of the rows", round(small.first_sync_rate / small.raw_rate, 3),
+                       {"households": small.first_sync_households, "store_households": small.size,
+                        "same_village_in_large_store_per_s": round(large.first_sync_rate, 1),
+                        "household_doc_bytes": template[0].size}),
+                Figure("pull_incremental", f"500-record incremental pull at {large.size:,} stored",
+                       round(large_ms, 2), "ms (median)", round(small_ms, 2), f"same at {small.size:,} stored",
+                       round(large_ms / small_ms, 3),
+                       {"small_store": small.size, "large_store": large.size, "repeats": scale.pull_repeats,
+                        "small_ms": [round(t, 2) for t in small.incremental_ms],
+                        "large_ms": [round(t, 2) for t in large.incremental_ms],
+                        "large_seed_seconds": round(large.seed_seconds, 1)}),
+            ]
+            if large.memory:
+                memory = large.memory
+                made.append(Figure("first_sync_memory", f"worker memory, first sync of {memory['households']:,}",
+                                   memory["growth_mb"], "MB growth (peak)", memory["rss_before_mb"],
+                                   "MB RSS before the sync", round(memory["growth_mb"] / memory["rss_before_mb"], 3),
+                                   memory))
+            return made
+
+        measure("pull", pulls)
+        measure("forms", lambda: form_figures(workdir, scale))
+        measure("concurrency", lambda: concurrency_figures(workdir, scale))
+    goal_rows = goals(figures)
+    info = {"mode": "quick" if args.quick else "full", "machine": {**machine(), "load_average_1m_before": round(
+        load_before, 2)}, "errors": errors}
+    print(table(figures, goal_rows, info))
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "mode": info["mode"], "machine": info["machine"],
+        "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.time() - started, 1), "scale": scale.__dict__,
+        "figures": {name: figure.to_json() for name, figure in figures.items()},
+        "goals": goal_rows, "errors": errors}, indent=2) + "\n")
+    print(f"\nwritten to {out}")
+    return 1 if errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small scales (about a minute); the test suite runs it")
+    parser.add_argument("--output", default=str(ROOT / "var" / "bench" / "results.json"),
+                        help="where the JSON results go (default var/bench/results.json)")
+    parser.add_argument("--only", help="comma-separated subset of: push, pull, forms, concurrency")
+    parser.add_argument("--devices", type=int, help="simulated devices for the concurrency figure")
+    parser.add_argument("--profile", type=Path, help="record the push with py-spy into this directory")
+    args = parser.parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
