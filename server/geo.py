@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -246,6 +247,10 @@ class _Entry:
     digest: str
     geometry: Any  # prepared shapely geometry, or None for a village without a boundary
     lock: threading.Lock = field(default_factory=threading.Lock)
+    checked_at: float = field(default_factory=lambda: time.monotonic())
+
+
+FRESH_SECONDS = 1.0
 
 
 class BoundaryIndex:
@@ -257,7 +262,9 @@ class BoundaryIndex:
     lock; gunicorn's threads share the cache.
     """
 
-    def __init__(self, store: Any, collection: str, max_entries: int = 2048):
+    def __init__(self, store: Any, collection: str, max_entries: int = 2048,
+                 fresh_seconds: float = FRESH_SECONDS):
+        self.fresh_seconds = fresh_seconds
         self.store = store
         self.collection = collection
         self.max_entries = max_entries
@@ -283,8 +290,13 @@ class BoundaryIndex:
     def _entry(self, village_code: str) -> _Entry | None:
         with self._lock:
             entry = self._entries.get(village_code)
+        # A batch of 500 visits in one village need not ask the store 500 times whether its
+        # boundary changed: an answer from the last second is fresh enough.
+        if entry is not None and time.monotonic() - entry.checked_at < self.fresh_seconds:
+            return entry
         if entry is not None and self.store.count(
                 self.collection, {"id": village_code, "boundary_hash": entry.digest}) == 1:
+            entry.checked_at = time.monotonic()
             with self._lock:
                 if village_code in self._entries:
                     self._entries.move_to_end(village_code)

@@ -116,4 +116,7 @@ class FastJSONProvider(DefaultJSONProvider):
 
 def canonical(value: Any) -> str:
     """One spelling per value (sorted keys, no spaces), for hashes and duplicate checks."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    except TypeError:  # integers beyond 64 bits: spelt by the standard library instead
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

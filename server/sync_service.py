@@ -600,7 +600,9 @@ def write_household(tx: Any, record: Record, previous: Mapping[str, Any], seq: i
             doc[key] = previous[key]
     tx.put("households", doc, expect_seq=seq)
     current = {c["id"] for c in conflicts}
-    for old in tx.find("conflicts", {"household_id": record.id, "open": True}):
+    # Only a household that had open conflicts can have one to close.
+    had_open = previous.get("open_conflicts", 0) > 0
+    for old in tx.find("conflicts", {"household_id": record.id, "open": True}) if had_open else ():
         if old["id"] not in current:
             tx.put("conflicts", {**old, "open": False, "closed_at": doc["updated_at"]})
     for conflict in conflicts:

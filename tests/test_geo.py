@@ -284,7 +284,7 @@ def test_multipolygon_villages_and_holes(store):
 def test_the_prepared_boundary_is_cached_and_refreshed_when_the_village_changes(store):
     load(store, feature(CODE, polygon(square(WEST, SOUTH, EAST, NORTH))))
     counting = CountingStore(store)
-    index = BoundaryIndex(counting, VILLAGES)
+    index = BoundaryIndex(counting, VILLAGES, fresh_seconds=0)  # ask the store every time
     east_of_village = metres_east(-7.0, EAST, 1000)
     assert index.locate(CODE, -7.0, east_of_village)["code"] == "outside_village"
     for _ in range(5):
@@ -344,7 +344,7 @@ def test_import_and_locate_on_every_backend(backend, tmp_path):
         village = feature(CODE, polygon(square(WEST, SOUTH, EAST, NORTH)))
         assert import_villages(store, [village]).counts["imported"] == 1
         assert import_villages(store, [village]).counts["unchanged"] == 1
-        index = BoundaryIndex(store, VILLAGES)
+        index = BoundaryIndex(store, VILLAGES, fresh_seconds=0)
         assert index.locate(CODE, -7.0, 107.61) is None
         grown = feature(CODE, polygon(square(WEST, SOUTH, EAST + 0.02, NORTH)))
         assert import_villages(store, [grown]).counts["updated"] == 1
@@ -352,3 +352,19 @@ def test_import_and_locate_on_every_backend(backend, tmp_path):
         assert index.locate(CODE, -7.0, EAST + 0.03)["code"] == "outside_village"
     finally:
         store.close()
+
+
+def test_a_fresh_answer_is_reused_for_a_second_then_checked_again(store, monkeypatch):
+    from server import geo
+
+    load(store, feature(CODE, polygon(square(WEST, SOUTH, EAST, NORTH))))
+    counting = CountingStore(store)
+    index = BoundaryIndex(counting, VILLAGES)
+    clock = [1000.0]
+    monkeypatch.setattr(geo.time, "monotonic", lambda: clock[0])
+    east_of_village = metres_east(-7.0, EAST, 1000)
+    assert index.locate(CODE, -7.0, east_of_village)["code"] == "outside_village"
+    load(store, feature(CODE, polygon(square(WEST, SOUTH, EAST + 0.02, NORTH))))
+    assert index.locate(CODE, -7.0, east_of_village)["code"] == "outside_village"  # still within the second
+    clock[0] += 1.5
+    assert index.locate(CODE, -7.0, east_of_village) is None
