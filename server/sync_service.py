@@ -428,6 +428,9 @@ class SyncService:
         if conflict is None or not scope.covers(conflict["village"]):
             raise ApiError(404, "not_found", "No such conflict.")
         path = conflict["field"]
+        unsafe = storage_problems(value, "value", max_text=MAX_TEXT)
+        if unsafe:
+            raise ApiError(422, "invalid", "The value cannot be stored.", unsafe)
         payload = {"conflict": conflict_id, "value": value, "heads": sorted(set(heads))}
         digest = body_hash(payload)
         with self.store.transaction() as tx:
@@ -449,7 +452,10 @@ class SyncService:
             engine_event = {"id": event_id, "device_id": node_device_id(self.store), "hlc": clock.now(),
                             "officer": actor, "household_id": record.id, "village": record.village,
                             "set": {path: value}, "base": {path: payload["heads"]}, "at": iso(now_utc())}
-            record.apply_event(engine_event)
+            try:
+                record.apply_event(engine_event)
+            except EventError as error:
+                raise ApiError(422, "invalid", error.message, error.errors) from None
             tx.insert("events", {
                 "id": event_id, "type": "resolution", "household_id": record.id, "village": record.village,
                 "device_id": engine_event["device_id"], "officer": actor, "hlc": engine_event["hlc"],

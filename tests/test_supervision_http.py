@@ -266,3 +266,15 @@ def test_rebuild_households_finds_no_difference_then_reports_a_tampered_one(app_
     fixed = CliRunner().invoke(cli, ["rebuild-households", "--fix"])
     assert "1 fixed" in fixed.output
     assert CliRunner().invoke(cli, ["rebuild-households"]).exit_code == 0
+
+
+@pytest.mark.parametrize("value", [{"$set": 1}, 2**70, "x" * 20_000])
+def test_a_resolution_value_no_store_can_hold_is_422(client, setup, value):
+    ani, citra = Device(client, "ani"), Device(client, "citra")
+    conflict = _conflict(client, ani, citra, str(uuid.uuid4()))
+    response = client.post(f"/api/v1/conflicts/{conflict['id']}/resolve", headers=login(client, "supervisor"),
+                           json={"id": str(uuid.uuid4()), "value": value,
+                                 "heads": [h["stamp"] for h in conflict["heads"]]})
+    assert response.status_code == 422
+    assert response.get_json()["code"] == "invalid"
+    assert len(client.get("/api/v1/conflicts", headers=login(client, "supervisor")).get_json()) == 1
