@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -104,6 +105,9 @@ def test_serve_answers_and_keeps_data_across_a_restart(serve_env):
         assert status == 200
         assert len(listed) == 6
         assert all(v["has_boundary"] for v in listed)
+        # every access-log line names the request id the answer carried
+        time.sleep(0.5)
+        assert re.search(r'"GET /api/v1/villages HTTP/1.1" 200 .* request_id=[0-9a-f]{32}', server.output())
     finally:
         server.stop()
 
