@@ -259,7 +259,8 @@ def _device_view(device: Mapping[str, Any]) -> dict[str, Any]:
     return {"device_id": device["device_id"], "first_seen_at": device.get("first_seen_at"),
             "last_login_at": device.get("last_login_at"), "last_sync_at": device.get("last_sync_at"),
             "revoked": bool(device.get("revoked")), "app_version": device.get("app_version"),
-            "skew_ms": device.get("skew_ms"), "skew_seen_at": device.get("skew_seen_at")}
+            "skew_ms": device.get("skew_ms"), "skew_seen_at": device.get("skew_seen_at"),
+            "skew_cleared_at": device.get("skew_cleared_at")}
 
 
 def officer_figures(store: Any, scope: Scope, *, area: str | None = None, officer: str | None = None,

@@ -403,6 +403,11 @@ class SyncService:
         if skews:
             update["skew_ms"] = max(skews)
             update["skew_seen_at"] = received_at
+            update["skew_cleared_at"] = None
+        elif device.get("skew_ms") is not None and not device.get("skew_cleared_at") and any(
+                result["status"] == "applied" for result in results):
+            # The finding stays for the supervisor; this says the clock has been right since.
+            update["skew_cleared_at"] = received_at
         tx.put("devices", update)
 
     def note_pull(self, username: str, device_id: str | None) -> None:

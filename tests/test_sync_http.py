@@ -135,6 +135,7 @@ def test_a_device_clock_an_hour_fast_is_told_server_time_and_its_restamped_event
     skewed = next(d for d in devices if d["device_id"] == fast.device_id)
     assert skewed["last_sync_at"]
     assert skewed["skew_ms"] > 3_500_000
+    assert skewed["skew_cleared_at"] >= skewed["skew_seen_at"]
 
 
 def test_officer_cannot_write_to_another_village(client, field):

@@ -106,6 +106,7 @@ class DeviceStatusSchema(ma.Schema):
     app_version = ma.fields.String(allow_none=True)
     skew_ms = ma.fields.Integer(allow_none=True, metadata={"description": "how far ahead the clock was"})
     skew_seen_at = ma.fields.String(allow_none=True)
+    skew_cleared_at = ma.fields.String(allow_none=True, metadata={"description": "clock right again since"})
     days_since_sync = ma.fields.Integer(allow_none=True)
     days_since_skew = ma.fields.Integer(allow_none=True)
 

@@ -48,6 +48,8 @@ class DeviceSchema(ma.Schema):
     revoked = ma.fields.Boolean()
     skew_ms = ma.fields.Integer(metadata={"description": "how far ahead of server time its clock was last seen"})
     skew_seen_at = ma.fields.String(allow_none=True)
+    skew_cleared_at = ma.fields.String(allow_none=True,
+                                       metadata={"description": "when its events came within the bound again"})
 
 
 class AuditQuerySchema(ma.Schema):
