@@ -212,9 +212,14 @@ def _decode(token: str) -> dict[str, Any]:
     return decode_token(token)
 
 
+def device_key(username: str, device_id: str) -> str:
+    """The id of a user's device record: a phone shared by two officers is two records."""
+    return f"{username}/{device_id}"
+
+
 def record_device(tx: Any, username: str, device_id: str, address: str | None, app_version: str | None,
                   at: str) -> dict[str, Any]:
-    key = f"{username}/{device_id}"
+    key = device_key(username, device_id)
     device = tx.get("devices", key) or {"id": key, "username": username, "device_id": device_id,
                                          "first_seen_at": at, "revoked": False, "last_sync_at": None}
     device.update({"last_login_at": at, "last_address": address})
@@ -346,7 +351,7 @@ def init_auth(app: Flask) -> None:
             return True
         device_id = data.get("device")
         if device_id:
-            device = store.get("devices", f"{user['id']}/{device_id}")
+            device = store.get("devices", device_key(user["id"], device_id))
             if device is None or device.get("revoked"):
                 return True
         g.kunjung_user = user

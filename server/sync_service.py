@@ -30,7 +30,7 @@ from sync import (
 from sync.events import stale_base_error
 from sync.stamps import is_id
 
-from .auth import VILLAGE_CODE, Scope, iso, now_utc
+from .auth import VILLAGE_CODE, Scope, device_key, iso, now_utc
 from .clock import StoredClock, node_device_id, wall_ms
 from .errors import ApiError
 from .jsonio import canonical, storage_problems
@@ -393,7 +393,7 @@ class SyncService:
     @staticmethod
     def _note_device(tx: Any, caller: Caller, events: list[Any], results: list[dict[str, Any]], now: int,
                      received_at: str) -> None:
-        key = f"{caller.username}/{caller.device_id}"
+        key = device_key(caller.username, caller.device_id)
         device = tx.get("devices", key)
         if device is None:
             return
@@ -415,7 +415,7 @@ class SyncService:
         write on every page of a first sync."""
         if not device_id:
             return
-        key = f"{username}/{device_id}"
+        key = device_key(username, device_id)
         device = self.store.get("devices", key)
         now = now_utc()
         if device is None or (device.get("last_sync_at") or "") > iso(now - PULL_TOUCH_INTERVAL):

@@ -8,6 +8,7 @@ from .auth import (
     ROLES,
     USERNAME,
     area_problems,
+    device_key,
     iso,
     now_utc,
     password_problems,
@@ -105,11 +106,11 @@ def list_devices(username: str | None = None) -> list[dict[str, Any]]:
 
 def revoke_device(username: str, device_id: str, *, actor: str | None, address: str | None = None) -> dict:
     with get_store().transaction() as tx:
-        device = tx.get("devices", f"{username}/{device_id}")
+        device = tx.get("devices", device_key(username, device_id))
         if device is None:
             raise ApiError(404, "not_found", "No such device for this user.")
         if not device.get("revoked"):
             device = tx.put("devices", {**device, "revoked": True, "revoked_at": iso(now_utc()),
                                         "revoked_by": actor})
-            record_audit(tx, "device_revoked", actor=actor, target=f"{username}/{device_id}", address=address)
+            record_audit(tx, "device_revoked", actor=actor, target=device_key(username, device_id), address=address)
     return device
