@@ -12,6 +12,7 @@ from flask import Flask, Response, g, request
 from . import config as config_module
 from .errors import register_error_handlers
 from .middleware import RequestBodyGuard
+from .security.keys import install_keyring
 
 __all__ = ["create_app"]
 
@@ -51,6 +52,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     settings.update(test_config or {})
     app.config.update(settings)
     app.config["SECRET_KEY"] = config_module.ensure_secret_key(app.config)
+    install_keyring(app)
     # Werkzeug's own limit covers bodies sent without Content-Length (chunked).
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_DECOMPRESSED_BYTES"]
     app.config.update(

@@ -14,6 +14,8 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from flask import Flask, current_app
+
 PURPOSES = ("tokens", "cursors", "sessions", "audit", "relay", "credentials")
 KEY_BYTES = 32
 KID_LENGTH = 8
@@ -76,3 +78,18 @@ class KeyRing:
         if key is None or not mac:
             return False
         return hmac.compare_digest(mac, hmac.new(key, payload, hashlib.sha256).hexdigest())
+
+
+EXTENSION = "kunjung.keys"
+
+
+def install_keyring(app: Flask, retired: Iterable[RetiredSecret] = ()) -> KeyRing:
+    """The app's key ring from its secret; retired secrets verify for the refresh-token lifetime."""
+    ring = KeyRing(app.config["SECRET_KEY"], retired, grace_seconds=app.config["REFRESH_TOKEN_DAYS"] * 86400)
+    app.extensions[EXTENSION] = ring
+    return ring
+
+
+def keyring(app: Flask | None = None) -> KeyRing:
+    """The key ring of ``app`` (the current app by default)."""
+    return (app or current_app).extensions[EXTENSION]
