@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_evaluator import interpret
 
 from forms import answers as answers_module
 from forms.answers import AnswerReport, household_writes, validate_answers
 from forms.definition import ROSTER, SELECT_TYPES, Definition, validate_definition
-from forms.expressions import _FUNCTIONS, Context, ExpressionError, NodeSet, parse, truthy
+from forms.expressions import FUNCTIONS, Context, ExpressionError, NodeSet, parse, truthy
 from forms.identifiers import check_kk, check_nik
 
 TODAY = dt.date(2025, 3, 14)
@@ -43,12 +44,12 @@ _ATOMS = st.sampled_from(
 )  # fmt: skip
 _OPERATORS = st.sampled_from(["+", "-", "*", "div", "mod", "=", "!=", "<", "<=", ">", ">=", "and", "or"])
 # uuid() differs at every call, so no two evaluations can agree on it.
-_CALLABLE = sorted(name for name in _FUNCTIONS if name != "uuid")
+_CALLABLE = sorted(name for name in FUNCTIONS if name != "uuid")
 
 
 def _call(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     def arguments(name: str) -> st.SearchStrategy[str]:
-        fn = _FUNCTIONS[name]
+        fn = FUNCTIONS[name]
         most = fn.max_args if fn.max_args is not None else fn.min_args + 2
         return st.lists(inner, min_size=fn.min_args, max_size=most).map(lambda args: f"{name}({', '.join(args)})")
 
@@ -103,7 +104,7 @@ def test_compiled_expressions_evaluate_as_the_tree_walker_does(text, context):
     except ExpressionError:
         return
     compiled = _outcome(lambda: expression.evaluate(context))
-    assert compiled == _outcome(lambda: expression.interpret(context)), text
+    assert compiled == _outcome(lambda: interpret(expression, context)), text
 
 
 @pytest.mark.parametrize(
@@ -162,13 +163,13 @@ def test_compiled_fast_paths_agree_on_the_usual_values(text, a, b, current):
     ]
     for context in contexts:
         compiled = _outcome(lambda context=context: expression.evaluate(context))
-        assert compiled == _outcome(lambda context=context: expression.interpret(context))
+        assert compiled == _outcome(lambda context=context: interpret(expression, context))
 
 
 def test_boolean_functions_return_python_bools():
     # The compiled and/or/not/if skip truthy() on values these functions give.
     samples = ["", "1", "abc", 0.0, 2.0, True, NodeSet(["x"])]
-    for name, fn in _FUNCTIONS.items():
+    for name, fn in FUNCTIONS.items():
         if fn.returns != "boolean" or fn.lazy:
             continue
         for value in samples:
@@ -331,7 +332,7 @@ def _reference_flags(definition: Definition, answers: Mapping[str, Any], today: 
 
     def evaluate(field: Mapping[str, Any], key: str, ctx: Context, path: str) -> Any:
         try:
-            return parse(field[key]).interpret(ctx)
+            return interpret(parse(field[key]), ctx)
         except ExpressionError as exc:
             flag("expression_error", path, f"the form's {key} could not be evaluated: {exc.message}")
             return None
