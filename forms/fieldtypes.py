@@ -39,6 +39,7 @@ __all__ = [
     "Parameter",
     "field_type",
     "json_type",
+    "scalar_cells",
     "xlsform_names",
 ]
 
@@ -152,7 +153,8 @@ def _json_cell(value: Any) -> Any:
     return canonical_json(value) if isinstance(value, list | dict) else value
 
 
-def _scalar_cells(value: Any, definition_field: Mapping[str, Any], how: Cells) -> tuple[Any, ...]:
+def scalar_cells(value: Any, definition_field: Mapping[str, Any], how: Cells) -> tuple[Any, ...]:
+    """One cell: the value itself, a list or an object as canonical JSON."""
     return (_json_cell(value),)
 
 
@@ -190,7 +192,7 @@ class FieldType:
     #: export sub-columns: `house_location_lat`, ...; empty for one column named after the field
     columns: tuple[str, ...] = ()
     #: an answer's export cells (one per column, or one): (value, field, Cells) -> cells
-    cells: Callable[[Any, Mapping[str, Any], Cells], tuple[Any, ...]] = _scalar_cells
+    cells: Callable[[Any, Mapping[str, Any], Cells], tuple[Any, ...]] = scalar_cells
     #: an answer as a GeoJSON property, when not its one cell
     geojson: Callable[[Any, Mapping[str, Any], Cells], Any] | None = None
     label_required: bool = True

@@ -19,6 +19,9 @@ from pyxform.xls2json_backends import xls_value_to_unicode, xlsx_value_to_str
 from xlrd.compdoc import CompDocError
 from xlrd.xldate import XLDateError
 
+from forms.definition import DefinitionError, validate_definition
+from forms.fieldtypes import FIELD_TYPES, FieldType, field_type, xlsform_names
+
 __all__ = [
     "FILE_KEY",
     "XLSFormError",
@@ -41,30 +44,10 @@ _XLS_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # pyxform stops after 60 blank rows; kunjung allows a wider gap before it gives up on a sheet.
 _MAX_BLANK_ROWS = 1000
 
-# --- question types --------------------------------------------------------------------------------
-# Keys are lower-cased with single spaces; pyxform's aliases are accepted so real-world files import.
-_SIMPLE_TYPE_ALIASES = {
-    "text": ("text", "string", "add text prompt", "q string"),
-    "integer": ("integer", "int", "add integer prompt", "q int"),
-    "decimal": ("decimal", "add decimal prompt", "q decimal"),
-    "date": ("date", "add date prompt", "q date"),
-    "datetime": (
-        "datetime", "date time", "add datetime prompt", "add date time prompt", "q datetime", "q date time",
-    ),
-    "geopoint": ("geopoint", "gps", "location", "add location prompt", "q geopoint", "q location"),
-    "note": ("note", "add note prompt", "q note"),
-    "calculate": ("calculate", "add calculate prompt", "q calculate"),
-}
-_SIMPLE_TYPES = {alias: kind for kind, aliases in _SIMPLE_TYPE_ALIASES.items() for alias in aliases}
-
-# pyxform types that are an integer or text with a built-in constraint: keep the constraint.
-_CONSTRAINED_TYPES: dict[str, tuple[str, str]] = {
-    "phone number": ("text", r"regex(., '^\d*$')"),
-    "percentage": ("integer", "0 <= . and . <= 100"),
-    "number of days in last month": ("integer", "0 <= . and . <= 31"),
-    "number of days in last six months": ("integer", "0 <= . and . <= 183"),
-    "number of days in last year": ("integer", "0 <= . and . <= 365"),
-}
+# --- question types ---------------------------------------------------------------------------------
+# Keys are lower-cased with single spaces. The names of kunjung's own types and pyxform's aliases for
+# them come from the field-type registry (forms/fieldtypes.py), so real-world files import.
+_SIMPLE_TYPES = xlsform_names()
 
 # Metadata a phone records by itself. A kunjung visit already carries start/end times, the device,
 # the officer and a geotag in its envelope, and the rest (SIM, subscriber, phone number, e-mail) is
@@ -103,13 +86,7 @@ _REFUSED_TYPE_REASONS = {
 _REFUSED_TYPES = {alias: why for why, aliases in _REFUSED_TYPE_REASONS.items() for alias in aliases}
 
 _SELECT_COMMANDS = {
-    "select_one": "select_one", "select one": "select_one", "select one from": "select_one",
-    "select1": "select_one", "select one using": "select_one", "add select one prompt using": "select_one",
-    "q select1": "select_one",
-    "select_multiple": "select_multiple", "select multiple": "select_multiple",
-    "select all that apply": "select_multiple", "select all that apply from": "select_multiple",
-    "select multiple from": "select_multiple", "select multiple using": "select_multiple",
-    "add select multiple prompt using": "select_multiple", "q select": "select_multiple",
+    command: ftype.name for ftype in FIELD_TYPES.values() for command in ftype.xlsform_list_commands
 }
 _REFUSED_SELECTS = {
     "select_one_from_file", "select_multiple_from_file", "select one from file", "select multiple from file",
@@ -149,6 +126,7 @@ _SURVEY_COLUMNS = {
     "choice_filter": "choice_filter", "choice filter": "choice_filter",
     "appearance": "appearance",
     "save_to": "save_to",
+    "parameters": "parameters",
 }
 _CHOICE_COLUMNS = {
     "list_name": "list_name", "list name": "list_name",
@@ -165,7 +143,7 @@ _TRANSLATABLE = {"label", "hint", "constraint_message", "title"}
 # Columns with a meaning kunjung cannot honour yet: importing goes on, with a warning, so the admin knows.
 _UNSUPPORTED_COLUMNS = {
     "readonly", "read_only", "repeat_count", "jr:count", "count", "required_message", "jr:requiredmsg",
-    "image", "big-image", "audio", "video", "guidance_hint", "parameters", "trigger", "autoplay", "rows",
+    "image", "big-image", "audio", "video", "guidance_hint", "trigger", "autoplay", "rows",
     "noapperrorstring", "no_app_error_string", "media", "instance", "body",
 }
 # On the choices sheet any other column is kept for choice_filter; only media columns are dropped.
@@ -182,6 +160,8 @@ _RE_BARE_CODE = re.compile(r"^([a-z]{2,3})(?:[-_][a-z0-9]+)*$")
 
 # Extra choice columns are kept for choice_filter, which can only name identifier-like columns.
 _RE_CHOICE_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+_RE_PARAMETER_SEPARATOR = re.compile(r"[\s,;]+")
 
 _TRUE = {"yes", "true", "true()", "1", "ya"}
 _FALSE = {"no", "false", "false()", "0", "tidak"}
@@ -224,9 +204,6 @@ def xlsform_to_definition_with_rows(data: bytes, filename: str) -> XLSFormImport
 
 def import_xlsform(data: bytes, filename: str) -> XLSFormImport:
     """Convert and validate an XLSForm; every error and warning, the validator's too, is keyed by sheet!row."""
-    # Imported here so that reading a workbook does not depend on the validator module.
-    from forms.definition import DefinitionError, validate_definition
-
     result = xlsform_to_definition_with_rows(data, filename)
     try:
         validated = validate_definition(result.definition)
@@ -683,9 +660,33 @@ class _Converter:
                     "choice_filter", "appearance", "save_to"):
             if key in values:
                 new[key] = values[key]
+        if "parameters" in values and type_ in FIELD_TYPES:
+            parameters = self._parameters(field_type(type_), values["parameters"], where)
+            if parameters:
+                new["parameters"] = parameters
         if "constraint_message" in new:
             new["constraint_message"] = self._indonesian(new["constraint_message"], where, "constraint_message")
         return new
+
+    def _parameters(self, ftype: FieldType, text: str, where: str) -> dict[str, Any]:
+        """The `parameters` cell (`key=value` pairs, as pyxform reads them) as the type's parameters."""
+        parameters: dict[str, Any] = {}
+        for pair in _RE_PARAMETER_SEPARATOR.split(text.strip()):
+            key, equals, raw = pair.partition("=")
+            key = key.strip().lower()
+            if not equals or not key or not raw.strip():
+                self._error(where, f"parameters: {pair!r} is not key=value (parameters are written "
+                                   "'key=value key2=value2')")
+                continue
+            parameter = ftype.parameters.get(key)
+            if parameter is None:
+                self._warn(where, f"parameter '{key}' is not used by kunjung for a {ftype.name}; ignored")
+                continue
+            try:
+                parameters[key] = parameter.read(raw.strip())
+            except ValueError:
+                self._error(where, f"parameters: {key}={raw.strip()!r} {parameter.problem(raw)}")
+        return parameters
 
     def _indonesian(self, texts: dict[str, str], where: str, what: str) -> dict[str, str]:
         """Kunjung needs Indonesian text; a form written in English only shows its English text instead."""
@@ -704,6 +705,15 @@ class _Converter:
         if lowered in _UNCOLLECTED_METADATA:
             self._warn(where, f"metadata type '{type_}' is not collected by kunjung; row skipped")
             return []
+        if lowered in _SIMPLE_TYPES:
+            ftype, constraint = _SIMPLE_TYPES[lowered]
+            # pyxform names unnamed notes the same way; a note holds no answer, so its name is never seen.
+            generated = f"generated_note_name_{where.rsplit('!', 1)[1]}" if ftype.name == "note" else None
+            new = self._base_field(ftype.name, values, where, generated_name=generated)
+            if new is not None and constraint is not None:
+                own = new.get("constraint")
+                new["constraint"] = f"({own}) and {constraint}" if own else constraint
+            return [new] if new is not None else []
         # `rank fruit`, `xml-external data`: refused whatever follows the command.
         command = lowered if lowered in _REFUSED_TYPES else lowered.split(" ", 1)[0]
         if command in _REFUSED_TYPES:
@@ -719,21 +729,8 @@ class _Converter:
         if lowered in _SELECT_COMMANDS:
             self._error(where, f"type '{type_}' needs the name of its choice list, like '{type_} yes_no'")
             return []
-        new = None
-        if lowered in _SIMPLE_TYPES:
-            kind = _SIMPLE_TYPES[lowered]
-            # pyxform names unnamed notes the same way; a note holds no answer, so its name is never seen.
-            generated = f"generated_note_name_{where.rsplit('!', 1)[1]}" if kind == "note" else None
-            new = self._base_field(kind, values, where, generated_name=generated)
-        elif lowered in _CONSTRAINED_TYPES:
-            kind, constraint = _CONSTRAINED_TYPES[lowered]
-            new = self._base_field(kind, values, where)
-            if new is not None:
-                own = new.get("constraint")
-                new["constraint"] = f"({own}) and {constraint}" if own else constraint
-        else:
-            self._error(where, f"type '{type_}' is not supported: unknown question type")
-        return [new] if new is not None else []
+        self._error(where, f"type '{type_}' is not supported: unknown question type")
+        return []
 
     def _select(self, match: re.Match, type_: str, values: dict[str, Any], where: str,
                 choices: dict[str, list[dict]]) -> list[dict[str, Any]]:
