@@ -288,14 +288,12 @@ class _Item:
 class _Write:
     """A field with save_to: where its answer goes in the household."""
 
-    __slots__ = ("name", "ref", "repeat", "short", "target")
+    __slots__ = ("name", "repeat", "target")
 
     def __init__(self, ref: FieldRef, target: str) -> None:
-        self.ref = ref
         self.name = ref.name
         self.repeat = ref.repeat
         self.target = target
-        self.short = _short_path(ref.ftype)
 
 
 class _Plan:
@@ -383,8 +381,31 @@ class _Scope(Context):
 
 
 class _Flagger:
+    """The walk over a visit's answers that flags what is relevant and notes what is not.
+
+    What a `relevant` hides (a field, a group's fields, a repeat row) is noted in `hidden` and
+    `hidden_rows` while the walk runs, and removed afterwards by `drop_hidden`: the
+    expressions of the walk see the answers as the device sent them.
+    """
+
     def __init__(self, report: AnswerReport) -> None:
         self.report = report
+        self.hidden: list[tuple[dict[str, Any], str]] = []
+        self.hidden_rows: dict[int, tuple[list[Any], set[int]]] = {}
+
+    def hide(self, item: _Item, values: Mapping[str, Any]) -> None:
+        if item.kind == "group":
+            for child in item.children:
+                self.hide(child, values)
+        elif item.name in values:
+            self.hidden.append((values, item.name))  # type: ignore[arg-type]
+
+    def drop_hidden(self) -> None:
+        """Removes the answers the walk found hidden: they were never asked."""
+        for values, name in self.hidden:
+            values.pop(name, None)
+        for rows, indexes in self.hidden_rows.values():
+            rows[:] = [row for index, row in enumerate(rows) if index not in indexes]
 
     def evaluate(self, rule: _Rule, ctx: Context, prefix: str, name: str) -> Any:
         """The expression's value, or None (after a flag) when it cannot be evaluated."""
@@ -419,7 +440,7 @@ class _Flagger:
         ctx: _Scope,
         prefix: str,
     ) -> None:
-        """Flags the relevant fields of `items`; a field that is not relevant has nothing to flag."""
+        """Flags the relevant fields of `items`; a field that is not relevant has nothing to flag, and is noted."""
         shared = ctx.relevance
         for item in items:
             name, kind, relevant = item.name, item.kind, item.relevant
@@ -433,6 +454,7 @@ class _Flagger:
                     if relevant is not None:
                         here = self.relevance(relevant, row_ctx)
                         if here is False:
+                            self.hidden_rows.setdefault(id(rows), (rows, set()))[1].add(index)
                             continue
                         if here is not True:
                             self.expression_error(relevant, here, row_path)
@@ -443,6 +465,7 @@ class _Flagger:
                 if here is None:
                     here = self.relevance(relevant, ctx)
                 if here is False:
+                    self.hide(item, values)
                     continue
                 if here is not True:
                     self.expression_error(relevant, here, _join(prefix, name))
@@ -518,6 +541,10 @@ def validate_answers(definition: Definition, answers: Any, *, today: dt.date | N
     Answer keys are field names (a group's fields are answered at the top level by
     their own names); a repeat is a list of rows `{"_id": "<uuid>", "<child>": value}`.
     Flags are computed only for answers without errors. `today` fixes today() for tests.
+
+    The answers returned (`report.answers`) leave out what the form's `relevant`s hide: a
+    field whose relevant is false, the fields of a hidden group, a repeat row whose
+    relevant is false there. Relevance is judged on the answers as sent, in one pass.
     """
     report = AnswerReport()
     if not isinstance(answers, Mapping):
@@ -534,37 +561,39 @@ def validate_answers(definition: Definition, answers: Any, *, today: dt.date | N
     report.answers = normalised
     expression_values = _expression_values(plan, normalised, None)
     ctx = _Scope(expression_values, (), definition.repeat_map, today)
-    _Flagger(report).walk(plan.items, normalised, expression_values, ctx, "")
+    flagger = _Flagger(report)
+    flagger.walk(plan.items, normalised, expression_values, ctx, "")
+    flagger.drop_hidden()
     return report
 
 
-def household_writes(definition: Definition, answers: Mapping[str, Any]) -> dict[str, Any]:
-    """The household field writes a visit makes through save_to, for answered fields only.
+def household_writes(
+    definition: Definition, answers: Mapping[str, Any] | AnswerReport, *, today: dt.date | None = None
+) -> dict[str, Any]:
+    """The household field writes a visit makes through save_to: its answered, relevant fields.
 
     Top-level `save_to: "head_name"` gives `{"head_name": value}`; a roster row's
-    `save_to: "name"` gives `{"members/<row _id>/name": value}`.
+    `save_to: "name"` gives `{"members/<row _id>/name": value}`. Give the AnswerReport of
+    validate_answers to use its checked answers as they are; raw answers are checked first,
+    and answers that cannot be stored (the visit is refused) write nothing. An answer hidden
+    by a `relevant` is never written, whether it was sent or not.
     """
+    report = answers if isinstance(answers, AnswerReport) else validate_answers(definition, answers, today=today)
     writes: dict[str, Any] = {}
-    if not isinstance(answers, Mapping):
+    if not report.ok:
         return writes
-    scratch = AnswerReport()
+    checked = report.answers
     # Top-level fields read the answers themselves, with no path prefix.
-    identified: dict[str | None, list[tuple[str, Mapping[str, Any]]]] = {None: [("", answers)]}
+    identified: dict[str | None, list[tuple[str, Mapping[str, Any]]]] = {None: [("", checked)]}
     for write in _plan(definition).writes:
         rows = identified.get(write.repeat)
         if rows is None:
-            rows = identified[write.repeat] = _identified_rows(answers.get(write.repeat))
-        name, short = write.name, write.short
+            rows = identified[write.repeat] = _identified_rows(checked.get(write.repeat))
+        name = write.name
         for row_prefix, row in rows:
             value = row.get(name)
-            if value is None or value == "" or value == []:
-                continue
-            path = row_prefix + write.target
-            checked = short(value)
-            if checked is UNSURE:
-                checked = _check_value(write.ref, value, path, scratch, definition)
-            if checked is not INVALID and checked is not None and checked != "" and checked != []:
-                writes[path] = checked
+            if value is not None and value != "" and value != []:
+                writes[row_prefix + write.target] = value
     return writes
 
 

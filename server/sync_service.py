@@ -370,7 +370,7 @@ class SyncService:
             found = self.boundaries.locate(raw["village"], float(geotag["lat"]), float(geotag["lon"]))
             if found:
                 flags.append(found)
-        writes = household_writes(definition, report.answers)
+        writes = household_writes(definition, report)
         engine_event = self._engine_event(raw, caller.username, writes, raw.get("ended_at"))
         visit = {
             "id": event_id, "village": raw["village"], "household_id": raw["household_id"],

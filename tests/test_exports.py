@@ -491,3 +491,26 @@ def test_geojson_names_answers_that_meet_metadata_names_as_the_csv_does(client, 
     # answer_geotag_lat is the text field geotag_lat's column already, so the geopoint is prefixed twice
     assert properties["answer_answer_geotag"] == {"lat": -7.2, "lon": 107.5, "accuracy_m": 9}
     assert properties["rows"] == [{"_id": M1, "answer_row_id": "baris satu", "answer_parent_row_id": "induk"}]
+
+
+def test_an_answer_the_form_hid_is_neither_exported_nor_written_to_the_household(app, client, users):
+    admin = login(client, "admin")
+    hidden = {"settings": {"form_id": "tersembunyi", "version": "1", "title": label("Uji", "Test"),
+                           "default_language": "id"},
+              "fields": [{"type": "select_one", "name": "result", "label": label("Hasil", "Result"), "list": "yn"},
+                         {"type": "text", "name": "head_name", "label": label("Nama", "Name"),
+                          "relevant": "${result} = '1'", "save_to": "head_name"}],
+              "choices": {"yn": [{"name": "1", "label": label("Ya", "Yes")},
+                                 {"name": "2", "label": label("Tidak", "No")}]}}
+    assert client.post("/api/v1/forms", json=hidden, headers=admin).status_code == 201
+    assert client.post("/api/v1/forms/tersembunyi/versions/1/publish", headers=admin).status_code == 200
+    assert client.put("/api/v1/forms/tersembunyi/assignment", json={"all": True}, headers=admin).status_code == 200
+    ani = Device(client, "ani")
+    # the officer typed a name, then the household refused: the phone still sends the name
+    event = {**visit(ani, A, "2026-01-15T02:00:00Z", {"result": "2", "head_name": "Siti"}), "form_id": "tersembunyi"}
+    assert ani.push([event])["results"][0]["status"] == "applied"
+    files, _ = csv_zip(client, form_id="tersembunyi")
+    assert files["tersembunyi-1.csv"][0]["head_name"] == ""
+    response = client.get(f"/api/v1/households/{event['household_id']}", headers=admin)
+    assert response.status_code == 200
+    assert "head_name" not in response.get_json()["fields"]

@@ -290,12 +290,14 @@ _DEFINITION = validate_definition(FORM)
 
 @settings(max_examples=300, deadline=None)
 @given(_scope_answers(_DEFINITION, None))
-def test_flags_are_those_of_the_plain_walk(answers):
+def test_flags_and_kept_answers_are_those_of_the_plain_walk(answers):
     report = validate_answers(_DEFINITION, copy.deepcopy(answers), today=TODAY)
     assert report.errors == {}
-    assert report.flags == _reference_flags(_DEFINITION, report.answers, TODAY)
-    assert household_writes(_DEFINITION, report.answers) == _reference_writes(_DEFINITION, report.answers)
-    assert household_writes(_DEFINITION, answers) == _reference_writes(_DEFINITION, report.answers)
+    flags, kept = _reference_flags(_DEFINITION, _normalised(_DEFINITION, answers), TODAY)
+    assert report.flags == flags
+    assert report.answers == kept
+    assert household_writes(_DEFINITION, report) == _reference_writes(_DEFINITION, kept)
+    assert household_writes(_DEFINITION, answers, today=TODAY) == _reference_writes(_DEFINITION, kept)
 
 
 @pytest.mark.parametrize("visit", ["household", "refused", "wrong"])
@@ -319,12 +321,35 @@ def test_the_shipped_household_form_flags_as_the_plain_walk_does(visit):
     report = validate_answers(household, answers, today=LIBRARY_TODAY)
     assert report.errors == {}
     assert (report.flags != []) == (visit == "wrong")
-    assert report.flags == _reference_flags(household, report.answers, LIBRARY_TODAY)
-    assert household_writes(household, answers) == _reference_writes(household, report.answers)
+    flags, kept = _reference_flags(household, _normalised(household, answers), LIBRARY_TODAY)
+    assert report.flags == flags
+    assert report.answers == kept
+    assert household_writes(household, answers, today=LIBRARY_TODAY) == _reference_writes(household, kept)
 
 
-def _reference_flags(definition: Definition, answers: Mapping[str, Any], today: dt.date) -> list[dict[str, Any]]:
-    """The flags as the straightforward walk computes them, interpreting each expression where it is met."""
+_UNCONDITIONAL: dict[int, Definition] = {}
+
+
+def _normalised(definition: Definition, answers: Mapping[str, Any]) -> dict[str, Any]:
+    """The answers normalised as validate_answers does, with nothing left out for relevance."""
+    if id(definition) not in _UNCONDITIONAL:
+        data = copy.deepcopy(definition.to_dict())
+        stack = list(data["fields"])
+        while stack:
+            field = stack.pop()
+            field.pop("relevant", None)
+            stack.extend(field.get("fields", ()))
+        _UNCONDITIONAL[id(definition)] = validate_definition(data)
+    report = validate_answers(_UNCONDITIONAL[id(definition)], copy.deepcopy(answers))
+    assert report.ok, report.errors
+    return report.answers
+
+
+def _reference_flags(
+    definition: Definition, answers: Mapping[str, Any], today: dt.date
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The flags as the straightforward walk computes them, interpreting each expression where it is met,
+    and the answers it keeps: those of the fields the relevants leave shown."""
     flags: list[dict[str, Any]] = []
 
     def flag(code: str, path: str, message: str, **extra: Any) -> None:
@@ -344,24 +369,30 @@ def _reference_flags(definition: Definition, answers: Mapping[str, Any], today: 
         return True if result is None else truthy(result)
 
     def walk(fields: list[Any], values: Mapping[str, Any], converted: Mapping[str, Any], ctx: Context, prefix: str,
-             relevant: bool) -> None:  # fmt: skip
+             relevant: bool, kept: dict[str, Any]) -> None:  # fmt: skip
         for field in fields:
             name, kind = field["name"], field["type"]
             path = f"{prefix}.{name}" if prefix else name
             if kind == "group":
-                walk(field["fields"], values, converted, ctx, prefix, relevant and is_true(field, ctx, path))
+                walk(field["fields"], values, converted, ctx, prefix, relevant and is_true(field, ctx, path), kept)
                 continue
             if kind == "repeat":
+                kept_rows = []
                 for index, (row, converted_row) in enumerate(
                     zip(values.get(name) or [], converted.get(name) or [], strict=True)
                 ):
                     row_ctx = ctx.with_row(name, converted_row)
                     row_path = f"{path}[{index}]"
-                    here = relevant and is_true(field, row_ctx, row_path)
-                    walk(field["fields"], row, converted_row, row_ctx, row_path, here)
+                    if relevant and is_true(field, row_ctx, row_path):
+                        kept_rows.append({"_id": row["_id"]})
+                        walk(field["fields"], row, converted_row, row_ctx, row_path, True, kept_rows[-1])
+                if relevant and name in values:
+                    kept[name] = kept_rows
                 continue
             if not relevant or not is_true(field, ctx, path):
                 continue
+            if name in values:
+                kept[name] = values[name]
             value = values.get(name)
             if value is None or value == "" or value == []:
                 if field.get("required") is True and kind not in ("calculate", "note"):
@@ -375,8 +406,8 @@ def _reference_flags(definition: Definition, answers: Mapping[str, Any], today: 
                         flag("unknown_choice", path, f"{chosen!r} is not a choice of list {field['list']!r}",
                              value=chosen)  # fmt: skip
                     elif isinstance(field.get("choice_filter"), str):
-                        kept = evaluate(field, "choice_filter", field_ctx.replace(choice=choices[chosen]), path)
-                        if kept is not None and not truthy(kept):
+                        offered = evaluate(field, "choice_filter", field_ctx.replace(choice=choices[chosen]), path)
+                        if offered is not None and not truthy(offered):
                             flag("unknown_choice", path,
                                  f"{chosen!r} is not offered here: the form's choice filter leaves it out",
                                  value=chosen)  # fmt: skip
@@ -398,8 +429,9 @@ def _reference_flags(definition: Definition, answers: Mapping[str, Any], today: 
 
     converted = _converted(definition, answers, None)
     ctx = Context(converted, repeat_of=definition.repeat_map, today=today)
-    walk(definition.data["fields"], answers, converted, ctx, "", True)
-    return flags
+    kept: dict[str, Any] = {}
+    walk(definition.data["fields"], answers, converted, ctx, "", True, kept)
+    return flags, kept
 
 
 def _converted(definition: Definition, values: Mapping[str, Any], repeat: str | None) -> dict[str, Any]:
