@@ -194,6 +194,9 @@ def import_form_command(ctx: Context, file: str, publish_it: bool, assign_all: b
     if result["assignment"]:
         where = "all villages" if result["assignment"]["all"] else ", ".join(result["assignment"]["villages"])
         click.echo(f"assigned to {where}")
+    if result["unassigned"]:
+        click.echo(f"warning: form {summary['form_id']} is published but assigned to no village: officers will not "
+                   "see it; assign it with --assign-all or --village", err=True)
 
 
 @cli.command("load-library")

@@ -284,6 +284,15 @@ def test_exports_are_scoped(client, visits):
         assert client.get(f"/api/v1/exports/{path}", headers=login(client, "ani")).status_code == 403
 
 
+def test_an_area_filter_is_a_kemendagri_code_and_nothing_like_one(client, users):
+    admin = login(client, "admin")
+    for path in ("visits.csv.zip", "households-history.csv"):
+        for village in ("32.04.05.2001\n", "3\u0662", "32.0", "32.04.05.2001 "):
+            response = client.get(f"/api/v1/exports/{path}", headers=admin, query_string={"village": village})
+            assert response.status_code == 422, (path, village)
+            assert list(response.get_json()["errors"]) == ["village"]
+
+
 def test_every_export_is_recorded_and_listed_for_admins(client, visits):
     assert fetch(client, "supervisor", "visits.csv.zip", village=A, labels="id").data
     assert fetch(client, "admin", "visits.geojson", officer="budi").data

@@ -87,6 +87,18 @@ def test_assign_all(env, store, tmp_path):
     assert both.exit_code != 0
 
 
+def test_publishing_without_an_assignment_warns_that_officers_will_not_see_the_form(env, store, tmp_path):
+    result = run("import-form", write_json(tmp_path, definition()), "--publish")
+    assert result.exit_code == 0, result.output
+    assert "assigned to no village" in result.stderr
+    assert "--assign-all or --village" in result.stderr
+    assigned = run("import-form", write_json(tmp_path, definition(version="2")), "--publish", "--village", "32.04.05")
+    assert assigned.exit_code == 0, assigned.output
+    assert "assigned to no village" not in assigned.stderr
+    draft = run("import-form", write_json(tmp_path, definition(version="3")))
+    assert "assigned to no village" not in draft.stderr
+
+
 def test_invalid_json_definition_prints_every_path_and_exits_1(env, store, tmp_path):
     data = definition()
     del data["fields"][2]["list"]

@@ -141,6 +141,20 @@ def test_admin_creates_edits_and_publishes_a_draft(app, client, admin):
     assert [(a["target"], a["actor"]) for a in audit] == [("survei_rumah@1", "admin")]
 
 
+def test_publishing_a_form_assigned_to_nobody_says_officers_will_not_see_it(client, admin):
+    create(client, admin, definition())
+    published = publish(client, admin, "survei_rumah")
+    assert published["assigned"] is False
+    assert any("officers will not see it" in m for m in published["warnings"]["assignment"])
+    assign(client, admin, "survei_rumah", villages=["32.04.05"])
+    retried = publish(client, admin, "survei_rumah")
+    assert retried["assigned"] is True
+    assert "warnings" not in retried
+    create(client, admin, definition(version="2"))
+    second = publish(client, admin, "survei_rumah", "2")
+    assert (second["assigned"], second.get("warnings")) == (True, None)
+
+
 def test_second_post_of_a_draft_version_points_to_put(client, admin):
     create(client, admin, definition())
     response = client.post(FORMS, headers=admin, json=definition())
@@ -393,8 +407,10 @@ def test_etags_answer_304_and_change_with_the_list(client, users, admin):
 def test_assignment_codes_are_checked(client, admin):
     published_form(client, admin, "survei_rumah")
     url = f"{FORMS}/survei_rumah/assignment"
+    # a trailing newline and Arabic-Indic digits are no codes, though a `\d...$` pattern takes them
     for body in ({"villages": ["32.04"]}, {"villages": ["3204052001"]}, {"all": True, "villages": ["32.04.05"]},
-                 {"villages": "32.04.05"}):
+                 {"villages": "32.04.05"}, {"villages": ["32.04.05.2001\n"]}, {"villages": ["٣٢.04.05"]},
+                 {"villages": ["32.04.05.4001"]}):
         response = client.put(url, headers=admin, json=body)
         assert response.status_code == 422, body
         assert "villages" in response.get_json()["errors"]
