@@ -7,7 +7,7 @@ import uuid
 import pytest
 from click.testing import CliRunner
 from http_helpers import login, make_user
-from sync_helpers import VILLAGE, Device, households_in, statuses
+from sync_helpers import VILLAGE, Device, households_in, listed, statuses
 
 FORM = {
     "settings": {"form_id": "verval_mini", "version": "1", "title": {"id": "Verval mini", "en": "Mini check"},
@@ -85,7 +85,7 @@ def test_a_visit_outside_the_village_is_accepted_and_flagged_with_the_distance(c
     flag = next(f for f in result["flags"] if f["code"] == "outside_village")
     assert 1050 < flag["distance_m"] < 1160
     supervisor = login(client, "supervisor")
-    flagged = client.get("/api/v1/visits", headers=supervisor, query_string={"flag": "outside_village"}).get_json()
+    flagged = listed(client, "/api/v1/visits", supervisor, flag="outside_village")
     assert [v["id"] for v in flagged] == [result["id"]]
 
 
@@ -164,7 +164,7 @@ def _conflict(client, ani, citra, household):
     base = ani.base(household, "head_name")
     ani.push([ani.edit(household, {"head_name": "Versi Ani"}, base)])
     citra.push([citra.edit(household, {"head_name": "Versi Citra"}, base)])
-    conflicts = client.get("/api/v1/conflicts", headers=login(client, "supervisor")).get_json()
+    conflicts = listed(client, "/api/v1/conflicts", login(client, "supervisor"))
     assert len(conflicts) == 1
     return conflicts[0]
 
@@ -181,7 +181,7 @@ def test_supervisor_resolves_a_conflict_once_however_often_the_request_is_sent(c
     assert resolved.get_json()["in_conflict"] is False
     repeat = client.post(f"/api/v1/conflicts/{conflict['id']}/resolve", json=body, headers=supervisor)
     assert repeat.get_json() == resolved.get_json()
-    assert client.get("/api/v1/conflicts", headers=supervisor).get_json() == []
+    assert listed(client, "/api/v1/conflicts", supervisor) == []
     fields = households_in(ani.pull_all())[household]["fields"]
     assert fields["head_name"]["value"] == "Versi Citra"
     assert "heads" not in fields["head_name"]
@@ -203,7 +203,7 @@ def test_a_resolution_racing_a_new_offline_write_leaves_the_field_in_conflict(cl
     assert resolved["in_conflict"] is True
     assert resolved["conflict_id"] != conflict["id"]
     assert sorted(h["value"] for h in resolved["heads"]) == ["Versi Ani", "Versi Citra 2"]
-    open_now = client.get("/api/v1/conflicts", headers=supervisor).get_json()
+    open_now = listed(client, "/api/v1/conflicts", supervisor)
     assert [c["id"] for c in open_now] == [resolved["conflict_id"]]
 
 
@@ -225,11 +225,15 @@ def test_household_history_lists_every_change(client, setup):
     body = client.get(f"/api/v1/households/{household}", headers=login(client, "supervisor")).get_json()
     assert [(h["type"], h["officer"]) for h in body["history"]] == [("visit", "ani"), ("household_edit", "citra")]
     assert body["history"][0]["writes"] == {"head_name": "Siti"}
+    # one shape of a household's history, here and at /history
+    history = client.get(f"/api/v1/households/{household}/history", headers=login(client, "supervisor")).get_json()
+    assert history["history"] == body["history"]
+    assert body["history"][1]["changes"] == [{"field": "address", "before": None, "after": "RT 03", "changed": True,
+                                              "in_conflict": False}]
     assert body["fields"]["address"]["value"] == "RT 03"
     assert client.get(f"/api/v1/households/{household}", headers=login(client, "budi")).status_code == 404
-    listed = client.get("/api/v1/households", headers=login(client, "supervisor"),
-                        query_string={"village": VILLAGE}).get_json()
-    assert [h["id"] for h in listed] == [household]
+    households = listed(client, "/api/v1/households", login(client, "supervisor"), village=VILLAGE)
+    assert [h["id"] for h in households] == [household]
     assert client.get("/api/v1/households", headers=login(client, "budi"),
                       query_string={"village": VILLAGE}).status_code == 404
 
@@ -277,4 +281,4 @@ def test_a_resolution_value_no_store_can_hold_is_422(client, setup, value):
                                  "heads": [h["stamp"] for h in conflict["heads"]]})
     assert response.status_code == 422
     assert response.get_json()["code"] == "invalid"
-    assert len(client.get("/api/v1/conflicts", headers=login(client, "supervisor")).get_json()) == 1
+    assert len(listed(client, "/api/v1/conflicts", login(client, "supervisor"))) == 1

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from http_helpers import login, make_user
-from sync_helpers import OTHER_VILLAGE, VILLAGE, Device, households_in, statuses
+from sync_helpers import OTHER_VILLAGE, VILLAGE, Device, households_in, listed, statuses
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_two_officers_edit_the_same_field_offline_and_both_values_are_kept(clien
     assert {head["officer"] for head in state["heads"]} == {"ani", "citra"}
 
     supervisor = login(client, "supervisor")
-    conflicts = client.get("/api/v1/conflicts", headers=supervisor).get_json()
+    conflicts = listed(client, "/api/v1/conflicts", supervisor)
     assert len(conflicts) == 1
     assert conflicts[0]["household_id"] == household
     assert conflicts[0]["field"] == "head_name"
@@ -70,7 +70,7 @@ def test_two_officers_edit_different_fields_and_there_is_no_conflict(client, fie
     assert fields["address"]["value"] == "RT 01 RW 03"
     assert "heads" not in fields["head_name"]
     assert "heads" not in fields["address"]
-    assert client.get("/api/v1/conflicts", headers=login(client, "supervisor")).get_json() == []
+    assert listed(client, "/api/v1/conflicts", login(client, "supervisor")) == []
 
 
 def test_two_officers_add_different_members_and_both_are_kept(client, field):
@@ -298,7 +298,7 @@ def test_server_clock_starts_above_every_stored_hlc_after_a_restart(app_factory,
 
 def test_a_push_that_meets_a_concurrent_household_write_is_judged_again(client, field, monkeypatch):
     """On MongoDB two workers may change one household at once; the loser re-reads and re-applies."""
-    from server import sync_service as module
+    from server import push as module
     from server.storage import WriteConflict
 
     real = module.write_household
