@@ -282,3 +282,65 @@ def test_a_resolution_value_no_store_can_hold_is_422(client, setup, value):
     assert response.status_code == 422
     assert response.get_json()["code"] == "invalid"
     assert len(listed(client, "/api/v1/conflicts", login(client, "supervisor"))) == 1
+
+
+def test_resolutions_reviews_and_imports_are_server_events_stamped_by_the_node_above_their_base(app, client, setup):
+    from server.store import get_store
+
+    ani, citra = Device(client, "ani"), Device(client, "citra")
+    household = str(uuid.uuid4())
+    conflict = _conflict(client, ani, citra, household)
+    supervisor = login(client, "supervisor")
+    heads = [h["stamp"] for h in conflict["heads"]]
+    resolution = {"id": str(uuid.uuid4()), "value": "Versi Ani", "heads": heads}
+    assert client.post(f"/api/v1/conflicts/{conflict['id']}/resolve", json=resolution,
+                       headers=supervisor).status_code == 200
+    seen = visit(ani, str(uuid.uuid4()), {"head_name": "Siti"})
+    ani.push([seen])
+    review = {"id": str(uuid.uuid4()), "state": "approved"}
+    assert client.post(f"/api/v1/visits/{seen['id']}/review", json=review, headers=supervisor).status_code == 200
+    rows = [{"no_kk": "3204050101200001", "nama": "Dari Register", "kode_desa": VILLAGE}]
+    assert client.post("/api/v1/households/import", json={"rows": rows},
+                       headers=login(client, "admin")).get_json()["created"] == 1
+    with app.app_context():
+        store = get_store()
+        node = store.get("server_state", "node")["device_id"]
+        made = {doc["type"]: doc for doc in store.iterate("events") if doc["type"] in ("resolution", "review",
+                                                                                        "import")}
+    assert set(made) == {"resolution", "review", "import"}
+    for doc in made.values():
+        engine = doc["engine"]
+        assert (engine["origin"], engine["device_id"], doc["device_id"]) == ("server", node, node)
+        assert doc["received_at"] == engine["at"]
+    assert made["resolution"]["engine"]["base"] == {"head_name": sorted(heads)}
+    assert made["resolution"]["engine"]["hlc"] > max(h.split("/")[0] for h in heads)
+    assert made["review"]["visit_id"] == seen["id"]
+    assert made["review"]["engine"]["set"]["review"]["at"] == made["review"]["engine"]["at"]
+
+
+def test_visits_filtered_by_flag_page_like_every_list_and_match_the_review_queue(client, setup):
+    ani = Device(client, "ani")
+    far = [visit(ani, str(uuid.uuid4()), {"head_name": f"Jauh {n}"}, lon=107.62) for n in range(3)]
+    near = visit(ani, str(uuid.uuid4()), {"head_name": "Dekat"})
+    ani.push([*far, near])
+    supervisor = login(client, "supervisor")
+    pages, after, found = 0, None, []
+    while True:
+        body = client.get("/api/v1/visits", headers=supervisor, query_string={
+            "flag": "outside_village", "limit": 1, **({"after": after} if after else {})}).get_json()
+        pages += 1
+        found.extend(v["id"] for v in body["items"])
+        after = body["next"]
+        if after is None:
+            break
+    assert sorted(found) == sorted(v["id"] for v in far)
+    assert found == sorted(found)
+    assert pages == 3
+    queue = client.get("/api/v1/reports/review-queue", headers=supervisor,
+                       query_string={"kind": "visit", "flag": "outside_village"}).get_json()
+    assert [item["id"] for item in queue["items"]] == found
+    assert queue["totals"]["visits"] == 3
+    # officers see only their own, whatever they ask for
+    citra = login(client, "citra")
+    assert listed(client, "/api/v1/visits", citra, officer="ani") == []
+    assert len(listed(client, "/api/v1/visits", ani.headers)) == 4

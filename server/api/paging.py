@@ -28,8 +28,9 @@ _SCHEMAS: dict[str, type[ma.Schema]] = {}
 
 
 class PageQuery(ma.Schema):
-    after = ma.fields.String(validate=ma.validate.Length(min=1, max=MAX_CURSOR_LENGTH), metadata={
-        "description": "the `next` of the previous page; omit it for the first page"})
+    # Not bounded here: a cursor too long to be one is answered invalid_cursor like any other.
+    after = ma.fields.String(metadata={"description": "the `next` of the previous page; omit it for the first page",
+                                       "maxLength": MAX_CURSOR_LENGTH})
     limit = ma.fields.Integer(load_default=DEFAULT_LIMIT, validate=ma.validate.Range(min=1, max=MAX_LIMIT),
                               metadata={"description": "at most this many items"})
 

@@ -116,8 +116,10 @@ class PushReplySchema(ma.Schema):
 
 
 class PullQuerySchema(ma.Schema):
-    since = ma.fields.String(validate=ma.validate.Length(max=MAX_CURSOR_LENGTH), metadata={
-        "description": "the `next` of the previous pull; omit it for a first sync, and after `invalid_cursor`"})
+    # Not bounded here: a cursor too long to be one is answered invalid_cursor like any other.
+    since = ma.fields.String(metadata={
+        "description": "the `next` of the previous pull; omit it for a first sync, and after `invalid_cursor`",
+        "maxLength": MAX_CURSOR_LENGTH})
     limit = ma.fields.Integer(load_default=500, validate=ma.validate.Range(min=1, max=1000))
 
 
