@@ -658,3 +658,43 @@ def test_device_seq_is_kept_with_the_event_and_pushed_events_are_marked_as_from_
         engine = get_store().get("events", without["id"])["engine"]
     assert "device_seq" not in engine
     assert engine["origin"] == "device"
+
+
+@pytest.mark.parametrize("village", ["32.04.05.2001\n", "٣٢.٠٤.٠٥.٢٠٠١", "32.04.05", "32.04.05.2001 ",
+                                     " 32.04.05.2001"])
+def test_an_event_whose_village_is_no_village_code_is_rejected(client, field, village):
+    ani = Device(client, "ani")
+    result = ani.push([ani.edit(new_household(), {"head_name": "A"}, village=village)])["results"][0]
+    assert (result["status"], result["code"]) == ("rejected", "invalid")
+    assert "village" in result["errors"]
+
+
+@pytest.mark.parametrize(("path", "query"), [("/api/v1/visits", {"village": "32.04.05.2001\n"}),
+                                             ("/api/v1/households", {"village": "32.04\n"}),
+                                             ("/api/v1/conflicts", {"village": "٣٢"})])
+def test_list_filters_take_only_area_codes(client, field, path, query):
+    response = client.get(path, headers=login(client, "supervisor"), query_string=query)
+    assert response.status_code == 422
+    assert "village" in response.get_json()["errors"]
+
+
+def test_the_openapi_document_types_the_push_events_as_the_service_accepts_them(client):
+    from server.push import COMMON_KEYS, TYPE_KEYS
+
+    spec = client.get("/api/openapi.json").get_json()
+    schemas = spec["components"]["schemas"]
+    items = schemas["Push"]["properties"]["events"]["items"]
+    assert items["oneOf"] == [{"$ref": "#/components/schemas/VisitEvent"},
+                              {"$ref": "#/components/schemas/HouseholdEditEvent"}]
+    for name, kind in (("VisitEvent", "visit"), ("HouseholdEditEvent", "household_edit")):
+        schema = schemas[name]
+        assert schema["properties"]["type"]["enum"] == [kind]
+        # the document and the envelope check name the same keys: neither may drift from the other
+        assert set(schema["properties"]) == COMMON_KEYS | TYPE_KEYS[kind]
+        assert {"id", "type", "device_id", "hlc", "household_id", "village"} <= set(schema["required"])
+    pages = {path: spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+             for path in ("/api/v1/visits", "/api/v1/households", "/api/v1/conflicts", "/api/v1/villages")}
+    assert pages == {"/api/v1/visits": {"$ref": "#/components/schemas/VisitPage"},
+                     "/api/v1/households": {"$ref": "#/components/schemas/HouseholdPage"},
+                     "/api/v1/conflicts": {"$ref": "#/components/schemas/ConflictPage"},
+                     "/api/v1/villages": {"$ref": "#/components/schemas/VillagePage"}}

@@ -6,6 +6,7 @@ import marshmallow as ma
 from flask import Response, request
 
 from forms.identifiers import AreaCode
+from sync.stamps import is_id
 
 from .. import jsonio
 from ..auth import auth_required, client_address, current_scope, current_user
@@ -21,10 +22,14 @@ from .paging import PageQuery, id_position, page, page_schema
 
 blp = Blueprint("supervision", __name__, url_prefix="/api/v1",
                 description="Visits, reviews, conflicts, households, household registers and household history")
-
-ID = ma.validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", error="not an id")
 AREA_HELP = {"description": "a village, or any area above it (kecamatan 32.04.05, regency, province); "
                             "within your scope"}
+
+
+def event_id(value: str) -> None:
+    """An event id as sync.stamps.is_id has it (a regex with ``$`` would let "id\n" through)."""
+    if not is_id(value):
+        raise ma.ValidationError("not an id: 1-128 characters of A-Z a-z 0-9 . _ : -, starting alphanumeric")
 
 
 # -- query and body schemas ---------------------------------------------------------------------
@@ -42,13 +47,13 @@ class VillageQuery(PageQuery):
 
 
 class ReviewSchema(ma.Schema):
-    id = ma.fields.String(required=True, validate=ID, metadata={"description": "client-made event id"})
+    id = ma.fields.String(required=True, validate=event_id, metadata={"description": "client-made event id"})
     state = ma.fields.String(required=True, validate=ma.validate.OneOf(REVIEW_STATES))
     comment = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=2000))
 
 
 class ResolveSchema(ma.Schema):
-    id = ma.fields.String(required=True, validate=ID, metadata={"description": "client-made event id"})
+    id = ma.fields.String(required=True, validate=event_id, metadata={"description": "client-made event id"})
     value = ma.fields.Raw(required=True, allow_none=True)
     heads = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=300)), required=True,
                            validate=ma.validate.Length(min=1, max=100))
