@@ -246,6 +246,19 @@ class Session:
         raise SimError(f"{label} as {self.username} failed {REQUEST_RETRIES} times")
 
 
+def paged(session: Session, path: str, label: str, query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every item of a paged list (``{"items", "next"}``), following ``next``."""
+    items: list[dict[str, Any]] = []
+    after = None
+    while True:
+        page = session.call("GET", path, label, query={**(query or {}), "limit": 1000,
+                                                        **({"after": after} if after else {})})
+        items.extend(page["items"])
+        after = page["next"]
+        if after is None:
+            return items
+
+
 def _backoff(attempt: int) -> None:
     time.sleep(min(2.0, 0.05 * 2**attempt))
 
@@ -1208,7 +1221,7 @@ class Simulation:
                                     payload=json.loads(config.villages_file.read_text(encoding="utf-8")))
                 self.log(f"villages: {report['imported']} imported, {report['updated']} updated, "
                          f"{report['unchanged']} unchanged, {report['refused']} refused")
-            known = {v["code"]: v for v in admin.call("GET", "/api/v1/villages", "GET /api/v1/villages")}
+            known = {v["code"]: v for v in paged(admin, "/api/v1/villages", "GET /api/v1/villages")}
             codes = [code for code in codes if known.get(code, {}).get("has_boundary")]
             if not codes:
                 raise SimError("no sample village has a boundary on the server; import them or drop --no-import")
@@ -1240,8 +1253,8 @@ class Simulation:
             accounts = {**accounts, "officers": accounts["officers"][:config.devices]}
         self.supervisor = Session(self.link, accounts["supervisor"]["username"], accounts["supervisor"]["password"])
         self.supervisor.login()
-        self.server_boundaries = {village["code"] for village in self.supervisor.call(
-            "GET", "/api/v1/villages", "GET /api/v1/villages") if village["has_boundary"]}
+        self.server_boundaries = {village["code"] for village in paged(
+            self.supervisor, "/api/v1/villages", "GET /api/v1/villages") if village["has_boundary"]}
         skewed = config.skewed_devices if config.skewed_devices is not None else max(1, len(accounts["officers"])
                                                                                       // 10)
         fast = set(self.rng.sample(range(len(accounts["officers"])), min(skewed, len(accounts["officers"]))))
@@ -1372,15 +1385,7 @@ class Simulation:
 
     def _paged(self, path: str, label: str, query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         assert self.supervisor is not None
-        items: list[dict[str, Any]] = []
-        after = None
-        while True:
-            page_query = {**(query or {}), "limit": 1000, **({"after": after} if after else {})}
-            page = self.supervisor.call("GET", path, label, query=page_query)
-            items.extend(page)
-            if len(page) < 1000:
-                return items
-            after = page[-1]["id"]
+        return paged(self.supervisor, path, label, query)
 
     def verify(self) -> dict[str, Any]:
         started = time.perf_counter()

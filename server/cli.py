@@ -72,8 +72,11 @@ def restore_command(ctx: Context, source: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Replace everything in {_safe_url(ctx.app.config['DATABASE_URL'])} with {source}?",
                       abort=True)
+    from .cursors import renew_store_epoch
+
     store.restore_from(source)
     store.ensure_schema()
+    renew_store_epoch(store)  # cursors given out before the restore name another history
     click.echo(f"restored from {source} (schema v{store.schema_version()})")
 
 
@@ -225,7 +228,7 @@ def rebuild_households_command(ctx: Context, fix: bool) -> None:
     """Fold every household again from its events and report any difference from the stored state."""
     from sync import Record
 
-    from .sync_service import rebuild_household, write_household
+    from .households import rebuild_household, write_household
 
     store = ctx.store
     total = store.count("households")

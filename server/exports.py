@@ -27,24 +27,17 @@ from typing import Any
 from openpyxl import Workbook
 
 from forms.fieldtypes import Cells, FieldType, scalar_cells
-from sync import Record
 from sync.values import canonical_json
 
+from .areas import area_condition, in_areas
 from .auth import iso, now_utc
 from .errors import ApiError
 from .forms_registry import published_definition
-from .reporting import (
-    area_condition,
-    in_areas,
-    stream_visits,
-    visit_date,
-    visit_moment,
-)
+from .households import household_history
+from .reporting import stream_visits, visit_date, visit_moment
 
 EXPORTS = "exports"
 LABEL_MODES = ("codes", "id", "en")
-# Household events that change fields; reviews are about visits and carry a visit id instead.
-HOUSEHOLD_EVENTS = ("visit", "household_edit", "resolution", "import")
 CHUNK_BYTES = 64 * 1024
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection");
 # tab and carriage return too, since some spreadsheets strip them before looking.
@@ -617,30 +610,6 @@ def geojson(store: Any, areas: list[str] | None, filters: VisitFilter, tally: Ta
 # -- household history -------------------------------------------------------------------------------
 HISTORY_COLUMNS = ("household_id", "village", "step", "event_id", "type", "officer", "device_id", "at",
                    "received_at", "field", "before", "after", "changed", "in_conflict")
-
-
-def household_history(store: Any, household_id: str) -> Iterator[dict[str, Any]]:
-    """Every event that changed the household, oldest first, each with the value of every field it
-    wrote before and after it was folded in (a write can lose to a newer one, or open a conflict)."""
-    record = Record(household_id)
-    step = 0
-    for event in store.iterate("events", {"household_id": household_id}, order_by="seq"):
-        if event["type"] not in HOUSEHOLD_EVENTS:
-            continue
-        engine = event["engine"]
-        paths = sorted(engine.get("set") or {})
-        before = {path: record.get(path) for path in paths}
-        record.apply_event(engine, check=False)
-        step += 1
-        changes = []
-        for path in paths:
-            state = record.fields.get(path)
-            after = record.get(path)
-            changes.append({"field": path, "before": before[path], "after": after,
-                            "changed": before[path] != after, "in_conflict": bool(state and state.in_conflict)})
-        yield {"step": step, "event_id": event["id"], "type": event["type"], "officer": event["officer"],
-               "device_id": event["device_id"], "at": engine.get("at") or event.get("received_at"),
-               "received_at": event.get("received_at"), "hlc": event["hlc"], "changes": changes}
 
 
 def _history_value(value: Any) -> Any:

@@ -83,3 +83,18 @@ def households_in(changes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if change["type"] == "household":
             latest[change["id"]] = change
     return latest
+
+
+def listed(client: Any, path: str, headers: dict[str, str], **query: Any) -> list[dict[str, Any]]:
+    """Every item of a paged list (``{"items", "next"}``), following ``next`` to the last page."""
+    items: list[dict[str, Any]] = []
+    after = None
+    while True:
+        response = client.get(path, headers=headers, query_string={**query, **({"after": after} if after else {})})
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert set(body) == {"items", "next"}, body
+        items.extend(body["items"])
+        after = body["next"]
+        if after is None:
+            return items

@@ -103,6 +103,7 @@ def test_serve_answers_and_keeps_data_across_a_restart(serve_env):
         assert villages.returncode == 0, villages.stdout + villages.stderr
         status, listed = _request(server.url + "/api/v1/villages", token=token)
         assert status == 200
+        listed = listed["items"]
         assert len(listed) == 6
         assert all(v["has_boundary"] for v in listed)
         # every access-log line names the request id the answer carried

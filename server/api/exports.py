@@ -28,7 +28,7 @@ from ..exports import (
 )
 from ..reporting import scoped_areas
 from ..store import get_store
-from ..sync_service import REVIEW_STATES
+from ..visits import REVIEW_STATES
 from .base import Blueprint
 
 blp = Blueprint("exports", __name__, url_prefix="/api/v1/exports",
