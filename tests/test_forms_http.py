@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -15,7 +16,8 @@ from http_helpers import login, make_user
 from forms import Definition, definition_hash
 from server import forms_registry
 from server.auth import Scope
-from server.store import get_store
+from server.storage import open_store
+from server.store import COLLECTIONS, get_store
 
 FORMS = "/api/v1/forms"
 
@@ -401,8 +403,6 @@ def test_an_xlsform_with_thousands_of_problems_reports_the_first_few_hundred(cli
 
 
 def test_json_definition_may_be_uploaded_as_a_file(client, admin):
-    import json
-
     response = upload(client, admin, json.dumps(definition()).encode(), filename="survei.json")
     assert response.status_code == 201
     assert response.get_json()["hash"] == definition_hash(definition())
@@ -684,9 +684,6 @@ def test_the_library_is_not_loaded_when_the_setting_is_off_or_forms_exist(app_fa
 
 
 def test_two_workers_loading_at_once_publish_each_form_once(app_factory, tmp_path):
-    from server.storage import open_store
-    from server.store import COLLECTIONS
-
     app_factory()  # creates the schema
     url = f"sqlite:///{tmp_path}/kunjung.db"
     stores = [open_store(url, COLLECTIONS) for _ in range(2)]
