@@ -176,12 +176,18 @@ class SettingsSchema(Schema):
     )
 
 
+def _known_type(kind: str) -> None:
+    # Read from the registry at each check, so that the registry alone says which types exist.
+    if kind not in fieldtypes.FIELD_TYPES:
+        raise ValidationError("must be one of: " + ", ".join(fieldtypes.FIELD_TYPES))
+
+
 class FieldSchema(Schema):
     class Meta:
         unknown = INCLUDE
 
     type = fields.String(
-        required=True, validate=validate.OneOf(FIELD_TYPES, error="must be one of: " + ", ".join(FIELD_TYPES))
+        required=True, validate=_known_type
     )
     name = fields.String(required=True, validate=_identifier)
     label = Translated()

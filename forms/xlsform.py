@@ -62,8 +62,8 @@ _RE_DTD = re.compile(r"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 
 # --- question types ---------------------------------------------------------------------------------
 # Keys are lower-cased with single spaces. The names of kunjung's own types and pyxform's aliases for
-# them come from the field-type registry (forms/fieldtypes.py), so real-world files import.
-_SIMPLE_TYPES = xlsform_names()
+# them come from the field-type registry (forms/fieldtypes.py), so real-world files import; the
+# registry is read before the refusals below, so a type added there stops being refused.
 
 # Metadata a phone records by itself. A kunjung visit already carries start/end times, the device,
 # the officer and a geotag in its envelope, and the rest (SIM, subscriber, phone number, e-mail) is
@@ -472,6 +472,7 @@ class _Open:
 class _Converter:
     def __init__(self, sheets: dict[str, _Sheet], filename: str):
         self.filename = filename
+        self.types = xlsform_names()
         self.errors: dict[str, list[str]] = {}
         self.warnings: dict[str, list[str]] = {}
         self.rows: dict[str, str] = {}
@@ -808,8 +809,8 @@ class _Converter:
         if lowered in _UNCOLLECTED_METADATA:
             self._warn(where, f"metadata type '{type_}' is not collected by kunjung; row skipped")
             return []
-        if lowered in _SIMPLE_TYPES:
-            ftype, constraint = _SIMPLE_TYPES[lowered]
+        if lowered in self.types:
+            ftype, constraint = self.types[lowered]
             # pyxform names unnamed notes the same way; a note holds no answer, so its name is never seen.
             generated = f"generated_note_name_{where.rsplit('!', 1)[1]}" if ftype.name == "note" else None
             new = self._base_field(ftype.name, values, where, generated_name=generated)
