@@ -33,6 +33,7 @@ __all__ = [
     "FieldRef",
     "check_new_version",
     "definition_hash",
+    "limit_errors",
     "validate_definition",
 ]
 
@@ -80,12 +81,33 @@ _WHITESPACE = re.compile(r"\s")
 # "dynamic defaults"; anything else is a literal value.
 _DYNAMIC_DEFAULT = re.compile(r"\$\{|\(")
 
+#: Problems reported at most: a form with more has a systematic fault, and the answer stays small.
+MAX_ERRORS = 200
+MORE_KEY = "…"
+
+
+def limit_errors(errors: dict[str, list[str]], limit: int = MAX_ERRORS) -> dict[str, list[str]]:
+    """The first `limit` messages, and under the key "…" how many more were found."""
+    count = sum(len(messages) for messages in errors.values())
+    if count <= limit:
+        return errors
+    kept: dict[str, list[str]] = {}
+    left = limit
+    for path, messages in errors.items():
+        if left <= 0:
+            break
+        kept[path] = list(messages[:left])
+        left -= len(kept[path])
+    kept[MORE_KEY] = [f"… and {count - limit} more"]
+    return kept
+
+
 class DefinitionError(ValueError):
-    """A definition that does not validate; `errors` maps a path into it to messages."""
+    """A definition that does not validate; `errors` maps a path into it to messages (the first MAX_ERRORS)."""
 
     def __init__(self, errors: dict[str, list[str]]) -> None:
-        self.errors = errors
         count = sum(len(messages) for messages in errors.values())
+        self.errors = errors = limit_errors(errors)
         first = next(iter(errors.items()), ("", [""]))
         where = first[0] or "definition"
         super().__init__(f"{count} problem{'s' if count != 1 else ''} in the form definition; {where}: {first[1][0]}")
@@ -154,12 +176,18 @@ class SettingsSchema(Schema):
     )
 
 
+def _known_type(kind: str) -> None:
+    # Read from the registry at each check, so that the registry alone says which types exist.
+    if kind not in fieldtypes.FIELD_TYPES:
+        raise ValidationError("must be one of: " + ", ".join(fieldtypes.FIELD_TYPES))
+
+
 class FieldSchema(Schema):
     class Meta:
         unknown = INCLUDE
 
     type = fields.String(
-        required=True, validate=validate.OneOf(FIELD_TYPES, error="must be one of: " + ", ".join(FIELD_TYPES))
+        required=True, validate=_known_type
     )
     name = fields.String(required=True, validate=_identifier)
     label = Translated()

@@ -10,6 +10,8 @@ import click
 from flask import Flask
 
 from .config import ConfigError
+from .errors import ApiError
+from .forms_registry import import_form, load_library
 from .storage import StorageError
 
 
@@ -173,9 +175,6 @@ def import_households_command(ctx: Context, file: str, village_field: str | None
 def import_form_command(ctx: Context, file: str, publish_it: bool, assign_all: bool,
                         villages: tuple[str, ...]) -> None:
     """Import FILE (.xlsx, .xls XLSForm or .json definition) as a draft, or publish it; problems exit 1."""
-    from .errors import ApiError
-    from .forms_registry import import_form
-
     if assign_all and villages:
         raise click.UsageError("give --assign-all or --village, not both")
     with ctx.app.app_context():
@@ -206,8 +205,6 @@ def import_form_command(ctx: Context, file: str, publish_it: bool, assign_all: b
 @pass_context
 def load_library_command(ctx: Context) -> None:
     """Publish the shipped forms not yet in the store (a new form is assigned to every village)."""
-    from .forms_registry import load_library
-
     with ctx.app.app_context():
         outcomes = load_library(ctx.store, actor="cli", address="cli")
     failed = False

@@ -28,7 +28,7 @@ from flask import Flask
 from forms import Definition, DefinitionError, check_new_version, definition_hash, validate_definition
 from forms.identifiers import Area
 from forms.library import library_forms
-from forms.xlsform import XLSFormError, translate_errors, xlsform_to_definition_with_rows
+from forms.xlsform import MAX_FILE_BYTES, XLSFormError, translate_errors, xlsform_to_definition_with_rows
 
 from . import jsonio
 from .auth import Scope, iso, now_utc, record_audit
@@ -99,11 +99,14 @@ def from_upload(content: bytes, filename: str) -> Submission:
 
 def read_file(path: str) -> Submission:
     """A definition file on disk: ``.json``, ``.xlsx`` or ``.xls``."""
-    with open(path, "rb") as handle:
-        content = handle.read()
     if not path.lower().endswith((".json", *XLSFORM_SUFFIXES)):
         raise ApiError(422, "invalid_definition", "Give a .json definition or an .xlsx/.xls XLSForm.",
                        {"file": [f"{path}: unknown file type"]})
+    with open(path, "rb") as handle:
+        content = handle.read(MAX_FILE_BYTES + 1)
+    if len(content) > MAX_FILE_BYTES:
+        raise ApiError(422, "invalid_definition", "The file is too large for a form definition.",
+                       {"file": [f"{path} is larger than {MAX_FILE_BYTES:,} bytes"]})
     return from_upload(content, path)
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from test_forms_http import definition, xlsform
+from test_forms_http import definition, doctype_xlsx, inflating_xlsx, long_xlsx, xlsform
 
 from forms import definition_hash
 from server.cli import cli
@@ -136,6 +136,18 @@ def test_incompatible_new_version_and_bad_villages_and_bad_files_exit_1(env, sto
     result = run("import-form", broken)
     assert result.exit_code == 1
     assert "file:" in result.stderr
+
+
+@pytest.mark.parametrize(("build", "words"), [(inflating_xlsx, "inflates"), (lambda: long_xlsx(25_000), "20,000 rows"),
+                                             (doctype_xlsx, "DOCTYPE")])
+def test_a_hostile_xlsform_is_refused_in_a_few_lines(env, store, tmp_path, build, words):
+    path = tmp_path / "hostile.xlsx"
+    path.write_bytes(build())
+    result = run("import-form", path, "--publish")
+    assert result.exit_code == 1
+    assert words in result.stderr
+    assert len(result.stderr.splitlines()) <= 3
+    assert store.count("form_versions") == 0
 
 
 def test_load_library_publishes_then_skips(env, store):

@@ -84,7 +84,7 @@ class FormListQuerySchema(ma.Schema):
 
 
 class FormDefinitionSchema(ma.Schema):
-    """A form definition (CONTRACT.md, "Forms"; the language is forms/definition.py)."""
+    """A form definition (docs/protocol.md, "Forms"; the language is forms/definition.py)."""
 
     class Meta:
         unknown = ma.INCLUDE
@@ -93,8 +93,8 @@ class FormDefinitionSchema(ma.Schema):
         "description": '{"form_id", "version", "title": {"id", "en"}, "default_language"}'})
     fields_ = ma.fields.List(ma.fields.Dict(), required=True, data_key="fields", metadata={
         "description": 'questions: {"type", "name", "label", "hint"?, "required"?, "relevant"?, "constraint"?, '
-                       '"calculation"?, "default"?, "list"?, "choice_filter"?, "appearance"?, "save_to"?, '
-                       '"fields"?}'})
+                       '"calculation"?, "default"?, "list"?, "choice_filter"?, "appearance"?, "parameters"?, '
+                       '"save_to"?, "fields"?} (field types: forms/fieldtypes.py)'})
     choices = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.Dict()),
                              metadata={"description": 'choice lists: {"<list>": [{"name", "label"}]}'})
 

@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_evaluator import interpret
+from test_library import TODAY as LIBRARY_TODAY
+from test_library import definition, household_visit
 
 from forms import answers as answers_module
 from forms.answers import AnswerReport, household_writes, validate_answers
@@ -302,9 +304,6 @@ def test_flags_and_kept_answers_are_those_of_the_plain_walk(answers):
 
 @pytest.mark.parametrize("visit", ["household", "refused", "wrong"])
 def test_the_shipped_household_form_flags_as_the_plain_walk_does(visit):
-    from test_library import TODAY as LIBRARY_TODAY
-    from test_library import definition, household_visit
-
     household = definition("verval_keluarga")
     answers = household_visit()
     if visit == "refused":
