@@ -26,6 +26,7 @@ from typing import Any
 from flask import Flask
 
 from forms import Definition, DefinitionError, check_new_version, definition_hash, validate_definition
+from forms.household import HouseholdFields, household_field_catalog
 from forms.identifiers import Area
 from forms.library import library_forms
 from forms.xlsform import MAX_FILE_BYTES, XLSFormError, translate_errors, xlsform_to_definition_with_rows
@@ -465,6 +466,23 @@ def published_definition(store: Store, form_id: str, version: str) -> Definition
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return definition
+
+
+def village_household_fields(store: Store, village: str) -> HouseholdFields:
+    """The household fields a household edit in ``village`` may write: those declared by every published
+    version of the forms assigned to it (archived ones too: their households keep their fields), with
+    kunjung's status marks and the register's own fields."""
+    scope = Scope("officer", (village,))
+    definitions = []
+    for form in store.iterate(FORMS, {"published": True}):
+        if not assigned_to(form.get("assignment"), scope):
+            continue
+        for doc in store.find(VERSIONS, {"form_id": form["id"]}):
+            definition = published_definition(store, form["id"], doc["version"]) if doc["state"] == PUBLISHED \
+                else None
+            if definition is not None:
+                definitions.append(definition)
+    return household_field_catalog(definitions)
 
 
 def forms_changed_since(store: Store, seq: int, scope: Scope, *, upto: int | None = None,

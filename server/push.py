@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from forms import household_writes, validate_answers
+from forms.household import HouseholdFields
 from forms.identifiers import Area
 from sync import EventError, Record, hlc_ms, is_hlc, is_too_far_ahead, parse_event
 from sync.events import stale_base_error
@@ -201,10 +202,12 @@ def engine_event(raw: Mapping[str, Any], officer: str, writes: Mapping[str, Any]
 class PushService:
     """The server's side of a push, over one store. Stateless apart from the caches it is given."""
 
-    def __init__(self, store: Any, *, definitions: Callable[[str, str], Any], boundaries: BoundaryIndex):
+    def __init__(self, store: Any, *, definitions: Callable[[str, str], Any], boundaries: BoundaryIndex,
+                 household_fields: Callable[[str], HouseholdFields]):
         self.store = store
         self.definitions = definitions  # (form_id, version) -> forms.Definition | None
         self.boundaries = boundaries
+        self.household_fields = household_fields  # village -> the fields a household edit may write
 
     def push(self, caller: Caller, device_hlc: str | None, events: list[Any],
              settings: PushSettings) -> tuple[list[dict[str, Any]], str]:
@@ -254,7 +257,7 @@ class PushService:
         if raw["type"] == "visit":
             outcome = self._visit(caller, raw, received_at, definitions)
         else:
-            outcome = self._edit(caller, raw)
+            outcome = self._edit(caller, raw, definitions)
         if isinstance(outcome, dict):
             return _Prepared(raw, digest, outcome)
         engine, flags, visit = outcome
@@ -344,11 +347,18 @@ class PushService:
                 batch.households[household_id] = (Record.from_document(doc["record"]), doc["seq"], doc)
         return batch.households[household_id]
 
-    def _edit(self, caller: Caller, raw: Mapping[str, Any]) -> Any:
+    def _edit(self, caller: Caller, raw: Mapping[str, Any], memo: dict[Any, Any]) -> Any:
         for path in raw.get("base") or {}:
             if path not in raw["set"]:
                 return _rejected(raw["id"], "invalid", "base names a field the event does not write.",
                                  {f"base.{path}": ["not written by this event"]})
+        key = ("household_fields", raw["village"])
+        if key not in memo:  # a batch is mostly one village: gather its fields once
+            memo[key] = self.household_fields(raw["village"])
+        problems = memo[key].check_writes(raw["set"])
+        if problems:
+            return _rejected(raw["id"], "invalid", "The edit writes fields or values households do not have.",
+                             {f"set.{path}": messages for path, messages in problems.items()})
         return engine_event(raw, caller.username, raw["set"], raw.get("at")), [], None
 
     def _visit(self, caller: Caller, raw: Mapping[str, Any], received_at: str,

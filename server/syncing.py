@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from .cursors import CursorCodec
-from .forms_registry import published_definition
+from .forms_registry import published_definition, village_household_fields
 from .pull import PullService
 from .push import PushService
 from .security.keys import keyring
@@ -41,8 +41,12 @@ def push_service() -> PushService:
         def definitions(form_id: str, version: str) -> Any:
             return published_definition(store, form_id, version)
 
+        def household_fields(village: str) -> Any:
+            return village_household_fields(store, village)
+
         service = app.extensions.setdefault(
-            PUSH_EXTENSION, PushService(store, definitions=definitions, boundaries=boundary_index(app)))
+            PUSH_EXTENSION, PushService(store, definitions=definitions, boundaries=boundary_index(app),
+                                        household_fields=household_fields))
     return service
 
 

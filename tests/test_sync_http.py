@@ -698,3 +698,24 @@ def test_the_openapi_document_types_the_push_events_as_the_service_accepts_them(
                      "/api/v1/households": {"$ref": "#/components/schemas/HouseholdPage"},
                      "/api/v1/conflicts": {"$ref": "#/components/schemas/ConflictPage"},
                      "/api/v1/villages": {"$ref": "#/components/schemas/VillagePage"}}
+
+
+def test_a_household_edit_with_a_malformed_nik_or_an_unknown_field_is_refused_per_event(client, field):
+    ani = Device(client, "ani")
+    household = new_household()
+    reply = ani.push([
+        ani.edit(household, {"head_nik": "not-a-nik"}),
+        ani.edit(household, {"favourite_colour": "blue"}),
+        ani.edit(household, {"head_name": "Siti Aminah", "status": "moved"}),
+        ani.edit(household, {"status": "vanished"}),
+    ])
+    assert statuses(reply) == ["rejected", "rejected", "applied", "rejected"]
+    bad_nik, unknown, _, bad_status = reply["results"]
+    assert bad_nik["code"] == unknown["code"] == bad_status["code"] == "invalid"
+    assert list(bad_nik["errors"]) == ["set.head_nik"]
+    assert unknown["errors"] == {"set.favourite_colour": ["unknown household field"]}
+    assert list(bad_status["errors"]) == ["set.status"]
+    ani.pull_all()
+    fields = ani.known[household]["fields"]
+    assert {path: state["value"] for path, state in fields.items()} == {"head_name": "Siti Aminah",
+                                                                       "status": "moved"}
