@@ -281,6 +281,17 @@ def test_invalid_definitions_are_422_with_paths(client, admin, mutate, path):
     assert listed(client, admin, all="true") == {}
 
 
+def test_a_definition_with_operator_or_dotted_keys_is_refused_with_the_path(client, admin):
+    data = definition()
+    data["fields"][1]["$where"] = "sleep(1000)"
+    data["choices"]["yatidak"][0]["label"]["en.US"] = "Yes"
+    response = client.post(FORMS, headers=admin, json=data)
+    assert response.status_code == 422
+    errors = response.get_json()["errors"]
+    assert set(errors) == {"fields[1]", "choices.yatidak[0].label"}
+    assert client.get(FORMS, headers=admin, query_string={"all": True}).get_json() == []
+
+
 def test_not_an_object_is_422(client, admin):
     response = client.post(FORMS, headers=admin, json=["not", "a", "form"])
     assert response.status_code == 422
