@@ -26,6 +26,7 @@ from typing import Any
 from flask import Flask
 
 from forms import Definition, DefinitionError, check_new_version, definition_hash, validate_definition
+from forms.household import HouseholdFields, household_field_catalog
 from forms.identifiers import Area
 from forms.library import library_forms
 from forms.xlsform import MAX_FILE_BYTES, XLSFormError, translate_errors, xlsform_to_definition_with_rows
@@ -465,6 +466,26 @@ def published_definition(store: Store, form_id: str, version: str) -> Definition
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return definition
+
+
+def published_definitions_for(store: Store, village: str) -> list[Definition]:
+    """Every published version (archived forms too) of every form ever assigned to the village's area."""
+    reach = Scope("officer", (village,))
+    definitions = []
+    for form in sorted(store.iterate(FORMS, {"published": True}), key=_form_order):
+        if not (assigned_to(form.get("assignment"), reach) or assigned_to(form.get("assigned_ever"), reach)):
+            continue
+        for doc in _by_creation(store.find(VERSIONS, {"form_id": form["id"], "state": PUBLISHED})):
+            definition = published_definition(store, doc["form_id"], doc["version"])
+            if definition is not None:
+                definitions.append(definition)
+    return definitions
+
+
+def household_fields_for(store: Store, village: str) -> HouseholdFields:
+    """The household fields a household_edit in the village may write (forms.household), from the
+    published versions of the forms that reach the village."""
+    return household_field_catalog(published_definitions_for(store, village))
 
 
 def forms_changed_since(store: Store, seq: int, scope: Scope, *, upto: int | None = None,
