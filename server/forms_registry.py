@@ -468,21 +468,24 @@ def published_definition(store: Store, form_id: str, version: str) -> Definition
     return definition
 
 
-def village_household_fields(store: Store, village: str) -> HouseholdFields:
-    """The household fields a household edit in ``village`` may write: those declared by every published
-    version of the forms assigned to it (archived ones too: their households keep their fields), with
-    kunjung's status marks and the register's own fields."""
-    scope = Scope("officer", (village,))
+def published_definitions_for(store: Store, village: str) -> list[Definition]:
+    """Every published version (archived forms too) of every form ever assigned to the village's area."""
+    reach = Scope("officer", (village,))
     definitions = []
-    for form in store.iterate(FORMS, {"published": True}):
-        if not assigned_to(form.get("assignment"), scope):
+    for form in sorted(store.iterate(FORMS, {"published": True}), key=_form_order):
+        if not (assigned_to(form.get("assignment"), reach) or assigned_to(form.get("assigned_ever"), reach)):
             continue
-        for doc in store.find(VERSIONS, {"form_id": form["id"]}):
-            definition = published_definition(store, form["id"], doc["version"]) if doc["state"] == PUBLISHED \
-                else None
+        for doc in _by_creation(store.find(VERSIONS, {"form_id": form["id"], "state": PUBLISHED})):
+            definition = published_definition(store, doc["form_id"], doc["version"])
             if definition is not None:
                 definitions.append(definition)
-    return household_field_catalog(definitions)
+    return definitions
+
+
+def household_fields_for(store: Store, village: str) -> HouseholdFields:
+    """The household fields a household_edit in the village may write (forms.household), from the
+    published versions of the forms that reach the village."""
+    return household_field_catalog(published_definitions_for(store, village))
 
 
 def forms_changed_since(store: Store, seq: int, scope: Scope, *, upto: int | None = None,

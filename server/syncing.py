@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from .cursors import CursorCodec
-from .forms_registry import published_definition, village_household_fields
+from .forms_registry import household_fields_for, published_definition
 from .pull import PullService
 from .push import PushService
 from .security.keys import keyring
@@ -42,7 +42,7 @@ def push_service() -> PushService:
             return published_definition(store, form_id, version)
 
         def household_fields(village: str) -> Any:
-            return village_household_fields(store, village)
+            return household_fields_for(store, village)
 
         service = app.extensions.setdefault(
             PUSH_EXTENSION, PushService(store, definitions=definitions, boundaries=boundary_index(app),

@@ -281,6 +281,17 @@ def test_invalid_definitions_are_422_with_paths(client, admin, mutate, path):
     assert listed(client, admin, all="true") == {}
 
 
+def test_a_definition_with_operator_or_dotted_keys_is_refused_with_the_path(client, admin):
+    data = definition()
+    data["fields"][1]["$where"] = "sleep(1000)"
+    data["choices"]["yatidak"][0]["label"]["en.US"] = "Yes"
+    response = client.post(FORMS, headers=admin, json=data)
+    assert response.status_code == 422
+    errors = response.get_json()["errors"]
+    assert set(errors) == {"fields[1]", "choices.yatidak[0].label"}
+    assert client.get(FORMS, headers=admin, query_string={"all": True}).get_json() == []
+
+
 def test_not_an_object_is_422(client, admin):
     response = client.post(FORMS, headers=admin, json=["not", "a", "form"])
     assert response.status_code == 422
@@ -749,3 +760,27 @@ def test_the_form_life_cycle_holds_on_every_backend(backend_app):
         assert (change["type"], change["archived"], change["version"]) == ("form", True, "1")
         assert forms_registry.published_definition(store, "survei_rumah", "1").version == "1"
         assert forms_registry.published_definition(store, "survei_rumah", "2") is None
+
+
+def test_household_fields_of_a_village_come_from_the_forms_that_reach_it(app, client, admin):
+    saving = definition("pendataan_kk", extra_fields=[
+        {"type": "text", "name": "nik_kepala", "label": {"id": "NIK", "en": "NIK"}, "appearance": "nik",
+         "save_to": "head_nik_checked"}])
+    create(client, admin, saving)
+    publish(client, admin, "pendataan_kk")
+    assign(client, admin, "pendataan_kk", villages=["32.04.05"])
+    other = definition("lain", extra_fields=[
+        {"type": "integer", "name": "luas", "label": {"id": "Luas", "en": "Area"}, "save_to": "floor_area_other"}])
+    create(client, admin, other)
+    publish(client, admin, "lain")
+    assign(client, admin, "lain", villages=["32.04.06.2001"])
+    with app.app_context():
+        store = get_store()
+        here = forms_registry.household_fields_for(store, "32.04.05.2001")
+        assert here.check("head_nik_checked", "not-a-nik") == ["NIK must be exactly 16 digits"]
+        assert here.check("floor_area_other", 3) == ["unknown household field"]
+        assert forms_registry.household_fields_for(store, "32.04.06.2001").check("floor_area_other", 3) == []
+    # taken away, the form's fields stay known: households were visited with it
+    assign(client, admin, "pendataan_kk", villages=[])
+    with app.app_context():
+        assert "head_nik_checked" in forms_registry.household_fields_for(get_store(), "32.04.05.2001")
