@@ -7,7 +7,7 @@ import threading
 
 from flask import Flask, current_app
 
-from .storage import CollectionSpec, Query, Store, StoreUnavailable, open_store
+from .storage import CollectionSpec, Query, Store, StoreMisconfigured, StoreUnavailable, open_store
 
 log = logging.getLogger("kunjung.store")
 
@@ -170,16 +170,23 @@ def init_store(app: Flask, store: Store | None = None) -> Store:
     starts, and the first request that needs the store tries again (503 meanwhile).
     """
     if store is None:
-        store = open_store(app.config["DATABASE_URL"], COLLECTIONS, **app.config.get("STORE_OPTIONS", {}))
+        url = app.config["DATABASE_URL"]
+        options = dict(app.config.get("STORE_OPTIONS", {}))
+        if url.startswith(("mongodb://", "mongodb+srv://")):
+            options.setdefault("allow_standalone", bool(app.config.get("MONGO_ALLOW_STANDALONE")))
+        store = open_store(url, COLLECTIONS, **options)
     holder = _Holder(store)
     app.extensions[EXTENSION] = holder
     return store
 
 
 def prepare_store(app: Flask) -> None:
-    """Create the schema and run start-up hooks now, tolerating a store that is down."""
+    """Create the schema and run start-up hooks now, tolerating a store that is down (but not
+    one that cannot serve kunjung, such as a MongoDB without transactions: that stops start-up)."""
     try:
         app.extensions[EXTENSION].ensure()
+    except StoreMisconfigured:
+        raise
     except StoreUnavailable as exc:
         log.warning("store not reachable at start-up (%s); will retry on each request", exc)
 

@@ -224,12 +224,13 @@ class _Session:
                 raise InvalidOperation("No transaction started")
             txn = self.txn
             self.state = "committed"  # pymongo's state after any commit attempt, so a retry is allowed
-            if txn.committed:
-                return  # a retried commit of a committed transaction answers ok, as on the server
             fault = self.client.take("commit", None, True)
             if fault is not None and fault.applied:
-                txn.apply()
+                if not txn.committed:
+                    txn.apply()
                 raise fault.error()
+            if txn.committed:
+                return  # a retried commit of a committed transaction answers ok, as on the server
             if fault is not None:
                 error = fault.error()
                 if isinstance(error, mongo_errors.PyMongoError) and error.has_error_label(TRANSIENT):
@@ -325,6 +326,7 @@ class _Collection:
     def _txn(self, session: Any, op: str) -> _Txn | None:
         """The transaction an operation runs in (raising what the server would for it), or None."""
         in_txn = session is not None and session.in_transaction
+        self.client.ops.append((op, self.name, in_txn))
         fault = self.client.take(op, self.name, in_txn)
         if in_txn:
             txn = session.txn
@@ -554,6 +556,7 @@ class StandIn:
         self.open: list[_Txn] = []
         self.faults: list[Fault] = []
         self.started: list[dict[str, Any]] = []
+        self.ops: list[tuple[str, str, bool]] = []  # (operation, collection, in a transaction)
         self.databases: dict[str, _Database] = {}
         self.commits = self.aborts = self.aborted_on_server = self.conflicts = 0
         self.admin = _Admin(self)

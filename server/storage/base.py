@@ -53,6 +53,11 @@ class StoreUnavailable(StorageError):
     """The store does not answer (file unreadable, server down, timeout). Retry later."""
 
 
+class StoreMisconfigured(StoreUnavailable):
+    """The store answers but cannot give what kunjung needs (e.g. MongoDB without transactions);
+    the message says what to change. Start-up stops on it; a request meeting it answers 503."""
+
+
 class CommitOutcomeUnknown(StoreUnavailable):
     """The store could not say whether a unit of work committed: it may have. The request should
     be retried as a whole; kunjung's writes are idempotent (events by id), so a retry that finds
@@ -63,11 +68,6 @@ class WriteConflict(StorageError):
     """A conditional write found the document changed since it was read, or the store reported
     a conflict between concurrent units of work. Retry the unit of work (:meth:`Store.unit_of_work`
     does); raised by ``unit_of_work`` itself once its attempts are spent."""
-
-
-class StoreMisconfigured(StorageError):
-    """The store cannot give what kunjung needs (e.g. MongoDB without transactions); the message
-    says what to change. Raised at start-up so that a worker refuses to serve."""
 
 
 class UniqueViolation(StorageError):
