@@ -50,6 +50,8 @@ def _non_negative_int(text: str) -> int:
 SETTINGS: tuple[Setting, ...] = (
     Setting("DATABASE_URL", "KUNJUNG_DATABASE_URL", "sqlite:///var/kunjung.db", str,
             "Store URL: sqlite:///path (embedded) or mongodb://host/db?replicaSet=rs0"),
+    Setting("MONGO_ALLOW_STANDALONE", "KUNJUNG_MONGO_ALLOW_STANDALONE", False, _bool,
+            "Accept a standalone mongod, which has no transactions (a push cut short may leave part of it)"),
     Setting("SECRET_KEY", "KUNJUNG_SECRET_KEY", None, str,
             "Key that signs tokens; if unset, one is generated and kept in KUNJUNG_SECRET_KEY_FILE"),
     Setting("SECRET_KEY_FILE", "KUNJUNG_SECRET_KEY_FILE", "var/secret_key", str,

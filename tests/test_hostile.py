@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from http_helpers import login, make_user
+from mongo_stand_in import StandIn
 from sync_helpers import OTHER_VILLAGE, VILLAGE, Device
 
 from server import create_app
@@ -65,9 +66,7 @@ class Target:
 def target(request, tmp_path_factory):
     overrides: dict[str, Any] = {"LOAD_LIBRARY_FORMS": True, "LOGIN_RATE_LIMIT": 1000}
     if request.param != "sqlite":
-        import mongomock_ng
-
-        overrides["STORE"] = open_store("mongodb://stand-in/kunjung", COLLECTIONS, client=mongomock_ng.MongoClient())
+        overrides["STORE"] = open_store("mongodb://stand-in/kunjung", COLLECTIONS, client=StandIn())
     app = make_app(tmp_path_factory.mktemp("hostile"), **overrides)
     make_user(app, "admin", "admin")
     make_user(app, "ani", "officer", [VILLAGE])
