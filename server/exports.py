@@ -26,7 +26,6 @@ from typing import Any
 
 from sync import Record
 
-from .auth import iso, now_utc
 from .errors import ApiError
 from .forms_registry import published_definition
 from .reporting import (
@@ -36,6 +35,7 @@ from .reporting import (
     visit_date,
     visit_moment,
 )
+from .timeutil import iso, now_utc
 
 EXPORTS = "exports"
 LABEL_MODES = ("codes", "id", "en")

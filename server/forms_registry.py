@@ -26,12 +26,15 @@ from typing import Any
 from flask import Flask
 
 from forms import Definition, DefinitionError, check_new_version, definition_hash, validate_definition
+from forms.identifiers import Area
 from forms.xlsform import XLSFormError, translate_errors, xlsform_to_definition_with_rows
 
 from . import jsonio
-from .auth import KECAMATAN_CODE, VILLAGE_CODE, Scope, iso, now_utc, record_audit
+from .audit import record_audit
 from .errors import ApiError
+from .security.scope import Scope
 from .storage import StorageError, Store, WriteConflict
+from .timeutil import iso, now_utc
 
 log = logging.getLogger("kunjung.forms")
 
@@ -204,11 +207,11 @@ def assigned_to(assignment: dict[str, Any] | None, scope: Scope) -> bool:
     """Whether a form with this assignment reaches some village of the scope (admins: every form)."""
     if scope.is_all:
         return True
-    if not assignment or not scope.areas:
+    if not assignment or not scope.codes:
         return False
     if assignment.get("all"):
         return True
-    return any(_overlaps(code, area) for code in assignment.get("villages") or () for area in scope.areas)
+    return any(_overlaps(code, area) for code in assignment.get("villages") or () for area in scope.codes)
 
 
 def assignment_in_scope(assignment: dict[str, Any], scope: Scope) -> dict[str, Any]:
@@ -216,7 +219,7 @@ def assignment_in_scope(assignment: dict[str, Any], scope: Scope) -> dict[str, A
     if scope.is_all or assignment.get("all"):
         return {"all": bool(assignment.get("all")), "villages": list(assignment.get("villages") or [])}
     return {"all": False, "villages": [code for code in assignment.get("villages") or ()
-                                       if any(_overlaps(code, area) for area in scope.areas)]}
+                                       if any(_overlaps(code, area) for area in scope.codes)]}
 
 
 # -- admin operations --------------------------------------------------------------------------------
@@ -327,7 +330,7 @@ def assignment_problems(villages: Any) -> list[str]:
     if not isinstance(villages, list) or not all(isinstance(code, str) for code in villages):
         return ["must be a list of Kemendagri codes"]
     return [f"{code!r} is neither a village code (32.04.05.2001) nor a kecamatan code (32.04.05)"
-            for code in villages if not (VILLAGE_CODE.match(code) or KECAMATAN_CODE.match(code))]
+            for code in villages if not Area.is_code(code, levels=("village", "kecamatan"))]
 
 
 def set_assignment(store: Store, form_id: str, *, all_villages: bool, villages: Iterable[str] = (),

@@ -31,10 +31,11 @@ from sync import EventError, Record
 from sync.stamps import make_stamp
 from sync.values import same_json
 
-from .auth import iso, now_utc, record_audit
+from .audit import record_audit
 from .clock import StoredClock, node_device_id
 from .storage import WriteConflict
 from .sync_service import body_hash, write_household
+from .timeutil import iso, now_utc
 
 # Fixed for ever: household ids derived from it are shared with every device and every re-import.
 NAMESPACE = uuid.UUID("6f1c8f0e-3b7a-5d2e-9a41-6b756e6a756e")

@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from .auth import VILLAGE_CODE, Scope, iso, now_utc
+from forms.identifiers import Area
+
 from .errors import ApiError
+from .security.scope import Scope
 from .storage import AnyOf, In, prefix_range
+from .timeutil import iso, now_utc
 
 # -- time zones ---------------------------------------------------------------------------------
 # Indonesia keeps three time zones, set by Keputusan Presiden No. 41 Tahun 1987 (in force since
@@ -120,7 +123,7 @@ def scoped_areas(scope: Scope, area: str | None) -> list[str] | None:
     if scope.is_all:
         return [area] if area else None
     found = []
-    for mine in scope.areas:
+    for mine in scope.codes:
         if area is None or mine == area or mine.startswith(area + "."):
             found.append(mine)
         elif area.startswith(mine + "."):
@@ -131,7 +134,7 @@ def scoped_areas(scope: Scope, area: str | None) -> list[str] | None:
 
 
 def area_condition(area: str) -> Any:
-    return area if VILLAGE_CODE.match(area) else prefix_range(area + ".")
+    return area if Area.is_code(area, levels=("village",)) else prefix_range(area + ".")
 
 
 def village_where(areas: list[str] | None, field_name: str = "village") -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from forms.identifiers import Area
 from sync import (
     EventError,
     Record,
@@ -30,11 +31,13 @@ from sync import (
 from sync.events import stale_base_error
 from sync.stamps import is_id
 
-from .auth import VILLAGE_CODE, Scope, device_key, iso, now_utc
 from .clock import StoredClock, node_device_id, wall_ms
+from .devices import device_key
 from .errors import ApiError
 from .jsonio import canonical, storage_problems
+from .security.scope import Scope
 from .storage import WriteConflict
+from .timeutil import iso, now_utc
 
 EVENT_TYPES = ("visit", "household_edit")
 REVIEW_STATES = ("approved", "needs_revision", "rejected")
@@ -158,7 +161,7 @@ def envelope_errors(raw: Any) -> dict[str, list[str]]:
             add(key, "must be an id: 1-128 characters of A-Z a-z 0-9 . _ : -")
     if not is_hlc(raw.get("hlc")):
         add("hlc", "must be an HLC string like 1763790000000-0003")
-    if not isinstance(raw.get("village"), str) or not VILLAGE_CODE.match(raw["village"]):
+    if not Area.is_code(raw.get("village"), levels=("village",)):
         add("village", "must be a Kemendagri village code like 32.04.05.2001")
     if "base" in raw and not isinstance(raw["base"], Mapping):
         add("base", "must be an object mapping field paths to lists of stamps")
@@ -517,7 +520,7 @@ class SyncService:
         state = decode_cursor(cursor)
         bound = self.store.visible_seq()
         changes: list[tuple[int, dict[str, Any]]] = []
-        areas = sorted(scope.areas) if not scope.is_all else ["*"]
+        areas = list(scope.codes) if not scope.is_all else ["*"]
         previous = state.get("a")
         backfill = list(state.get("b") or [])
         if previous is not None and previous != areas:

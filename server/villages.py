@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from forms import check_village_code
 
 from . import jsonio
-from .auth import record_audit
+from .audit import record_audit
 from .geo import BoundaryIndex, boundary_hash, check_boundary
 from .storage import In, Store
 from .storage.base import Where

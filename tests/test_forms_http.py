@@ -12,7 +12,7 @@ from http_helpers import login, make_user
 
 from forms import Definition, definition_hash
 from server import forms_registry
-from server.auth import Scope
+from server.security.scope import Scope
 from server.store import get_store
 
 FORMS = "/api/v1/forms"

@@ -8,7 +8,7 @@ from typing import Any
 import marshmallow as ma
 from flask import Response, stream_with_context
 
-from ..auth import auth_required, client_address, current_scope, current_user
+from ..audit import client_address
 from ..exports import (
     LABEL_MODES,
     Tally,
@@ -24,6 +24,7 @@ from ..exports import (
     xlsx,
 )
 from ..reporting import scoped_areas
+from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
 from ..sync_service import REVIEW_STATES
 from .base import Blueprint

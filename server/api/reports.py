@@ -6,11 +6,12 @@ import marshmallow as ma
 from flask import Response, request
 
 from .. import jsonio
-from ..auth import auth_required, client_address, current_scope, current_user, require_in_scope
+from ..audit import client_address
 from ..errors import ApiError, flatten_messages
 from ..exports import HISTORY_COLUMNS, csv_text, history_rows, household_history
 from ..household_import import RegisterError, import_households, read_rows, read_upload
 from ..reporting import device_figures, officer_figures, review_queue, village_coverage
+from ..security.guard import auth_required, current_scope, current_user, require_in_scope
 from ..store import get_store
 from ..sync_service import REVIEW_STATES
 from .base import Blueprint, ErrorSchema

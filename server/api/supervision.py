@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from ..auth import auth_required, current_scope, current_user, require_in_scope
 from ..errors import ApiError
+from ..security.guard import auth_required, current_scope, current_user, require_in_scope
 from ..store import get_store
 from ..sync_service import REVIEW_STATES
 from ..syncing import sync_service

@@ -5,8 +5,8 @@ from __future__ import annotations
 import marshmallow as ma
 from flask import current_app
 
-from ..auth import auth_required, current_device, current_scope, current_user
 from ..errors import ApiError
+from ..security.guard import auth_required, current_device, current_scope, current_user
 from ..sync_service import Caller, PushSettings
 from ..syncing import form_changes, server_hlc, sync_service
 from .base import Blueprint
