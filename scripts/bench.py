@@ -290,6 +290,7 @@ def make_store(db: Path, secret: str, users: list[tuple[str, str, list[str]]], *
     """A store as a fresh install has it (schema, the shipped forms, the sample villages) plus ``users``.
     ``cheap_hashes`` keeps argon2 at 1 MiB for accounts made only to be logged into by a simulator."""
     from server import create_app
+    from server.security.passwords import passwords
     from server.store import get_store, raw_store
     from server.users import create_user
     from server.villages import import_villages, read_geojson_file
@@ -306,7 +307,7 @@ def make_store(db: Path, secret: str, users: list[tuple[str, str, list[str]]], *
             if report.counts.get("imported") != 6:
                 raise RuntimeError(f"sample villages not imported: {report.counts}")
             for username, role, villages in users:
-                create_user(username, PASSWORD, role, villages, actor="bench")
+                create_user(store, passwords(), username, PASSWORD, role, villages, actor="bench")
     finally:
         raw_store(app).close()
 

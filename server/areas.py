@@ -10,8 +10,8 @@ from typing import Any
 
 from forms.identifiers import Area, outermost
 
-from .auth import Scope
 from .errors import ApiError
+from .security.scope import Scope
 from .storage import AnyOf, prefix_range
 
 
@@ -28,7 +28,7 @@ def parse_areas(codes: Iterable[Any]) -> list[Area]:
 
 def scope_areas(scope: Scope) -> list[Area] | None:
     """The caller's areas, outermost only; None for an admin, who sees everything."""
-    return None if scope.is_all else list(outermost(parse_areas(scope.areas)))
+    return None if scope.is_all else list(outermost(parse_areas(scope.codes)))
 
 
 def scoped_areas(scope: Scope, area: str | None) -> list[str] | None:

@@ -7,11 +7,11 @@ from typing import Any
 from sync import EventError, Record
 
 from .areas import scoped_areas, village_where
-from .auth import Scope
 from .errors import ApiError
 from .eventlog import body_hash, same_body
 from .households import write_household
 from .jsonio import storage_problems
+from .security.scope import Scope
 from .server_events import ServerStamper
 from .unit_of_work import run_unit_of_work
 

@@ -30,11 +30,11 @@ from forms.fieldtypes import Cells, FieldType, scalar_cells
 from sync.values import canonical_json
 
 from .areas import area_condition, in_areas
-from .auth import iso, now_utc
 from .errors import ApiError
 from .forms_registry import published_definition
 from .households import household_history
 from .reporting import stream_visits, visit_date, visit_moment
+from .timeutil import iso, now_utc
 
 EXPORTS = "exports"
 LABEL_MODES = ("codes", "id", "en")

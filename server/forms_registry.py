@@ -32,10 +32,12 @@ from forms.library import library_forms
 from forms.xlsform import MAX_FILE_BYTES, XLSFormError, translate_errors, xlsform_to_definition_with_rows
 
 from . import jsonio
-from .auth import Scope, iso, now_utc, record_audit
+from .audit import record_audit
 from .errors import ApiError
+from .security.scope import Scope
 from .storage import StorageError, Store, WriteConflict
 from .store import on_store_ready
+from .timeutil import iso, now_utc
 
 log = logging.getLogger("kunjung.forms")
 
@@ -217,11 +219,11 @@ def assigned_to(assignment: dict[str, Any] | None, scope: Scope) -> bool:
     """Whether a form with this assignment reaches some village of the scope (admins: every form)."""
     if scope.is_all:
         return True
-    if not assignment or not scope.areas:
+    if not assignment or not scope.codes:
         return False
     if assignment.get("all"):
         return True
-    return any(_overlaps(code, area) for code in assignment.get("villages") or () for area in scope.areas)
+    return any(_overlaps(code, area) for code in assignment.get("villages") or () for area in scope.codes)
 
 
 def assignment_in_scope(assignment: dict[str, Any], scope: Scope) -> dict[str, Any]:
@@ -229,7 +231,7 @@ def assignment_in_scope(assignment: dict[str, Any], scope: Scope) -> dict[str, A
     if scope.is_all or assignment.get("all"):
         return {"all": bool(assignment.get("all")), "villages": list(assignment.get("villages") or [])}
     return {"all": False, "villages": [code for code in assignment.get("villages") or ()
-                                       if any(_overlaps(code, area) for area in scope.areas)]}
+                                       if any(_overlaps(code, area) for area in scope.codes)]}
 
 
 # -- admin operations --------------------------------------------------------------------------------

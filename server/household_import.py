@@ -36,7 +36,7 @@ from sync import EventError, Record
 from sync.stamps import make_stamp
 from sync.values import same_json
 
-from .auth import record_audit
+from .audit import record_audit
 from .geo import BoundaryIndex
 from .households import write_household
 from .server_events import ServerStamper

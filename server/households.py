@@ -8,9 +8,10 @@ from typing import Any
 from sync import Record
 
 from .areas import scoped_areas, village_where
-from .auth import Scope, iso, now_utc
 from .errors import ApiError
 from .eventlog import household_events
+from .security.scope import Scope
+from .timeutil import iso, now_utc
 
 HOUSEHOLDS = "households"
 

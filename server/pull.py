@@ -14,10 +14,10 @@ from typing import Any
 from forms.identifiers import Area
 
 from .areas import within_scope
-from .auth import Scope
 from .cursors import CursorCodec, InvalidCursor, store_identity
 from .forms_registry import form_pull_changes
 from .households import household_change
+from .security.scope import Scope
 
 KIND = "pull"
 VERSION = 2
@@ -87,7 +87,7 @@ class PullService:
         state = self._open(cursor, user, identity.store_id, identity.epoch)
         bound = self.store.visible_seq()
         since = state.get("s", 0)
-        current = [ALL] if scope.is_all else within_scope(scope.areas, scope)
+        current = [ALL] if scope.is_all else within_scope(scope.codes, scope)
         changes: list[Change] = []
         backfill: list[dict[str, Any]] = []
         for job in state.get("b", []):

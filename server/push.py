@@ -21,14 +21,15 @@ from sync import EventError, Record, hlc_ms, is_hlc, is_too_far_ahead, parse_eve
 from sync.events import stale_base_error
 from sync.stamps import is_id
 
-from .auth import Scope, iso
 from .clock import StoredClock, wall_ms
 from .devices import note_push
 from .eventlog import body_hash, event_document, same_body
 from .geo import BoundaryIndex, check_geotag
 from .households import write_household
 from .jsonio import storage_problems
+from .security.scope import Scope
 from .server_events import DEVICE_ORIGIN
+from .timeutil import iso
 from .unit_of_work import run_unit_of_work
 
 EVENT_TYPES = ("visit", "household_edit")

@@ -21,8 +21,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from .areas import area_condition, scoped_areas, user_in_areas, village_where
-from .auth import Scope, iso, now_utc
+from .security.scope import Scope
 from .storage import In
+from .timeutil import iso, now_utc
 from .visits import count_visits, find_visits
 
 # -- time zones ---------------------------------------------------------------------------------

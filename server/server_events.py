@@ -12,9 +12,9 @@ from typing import Any
 
 from sync import parse_stamp
 
-from .auth import iso, now_utc
 from .clock import StoredClock, node_device_id
 from .eventlog import body_hash, event_document
+from .timeutil import iso, now_utc
 from .unit_of_work import run_unit_of_work
 
 SERVER_ORIGIN = "server"

@@ -13,8 +13,9 @@ from flask import Flask, current_app
 from forms.identifiers import Area
 from sync import canonical_json
 
-from .auth import Scope, record_audit
+from .audit import record_audit
 from .geo import BoundaryIndex, boundary_hash, check_boundary
+from .security.scope import Scope
 from .storage import In, Store
 from .store import get_store
 

@@ -8,10 +8,11 @@ from typing import Any
 from sync import Record
 
 from .areas import scoped_areas, village_where
-from .auth import Scope, iso, now_utc
 from .errors import ApiError
 from .eventlog import body_hash, same_body
+from .security.scope import Scope
 from .server_events import ServerStamper
+from .timeutil import iso, now_utc
 from .unit_of_work import run_unit_of_work
 
 VISITS = "visits"

@@ -326,7 +326,7 @@ def test_create_user_from_the_cli_reads_the_password_from_stdin(tmp_path, monkey
     assert "a very secret phrase" not in result.output
     short = CliRunner().invoke(cli, ["create-user", "kurang", "--role", "admin", "--password-stdin"], input="short\n")
     assert short.exit_code != 0
-    assert "at least 10 characters" in short.output
+    assert "at least 12 characters for an admin" in short.output
     prompted = CliRunner().invoke(cli, ["create-user", "sari", "--role", "officer", "--village", "32.04.05.2001"],
                                   input="another secret one\nanother secret one\n")
     assert prompted.exit_code == 0, prompted.output

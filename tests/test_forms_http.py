@@ -15,7 +15,7 @@ from http_helpers import login, make_user
 
 from forms import Definition, definition_hash
 from server import forms_registry
-from server.auth import Scope
+from server.security.scope import Scope
 from server.storage import open_store
 from server.store import COLLECTIONS, get_store
 

@@ -22,6 +22,7 @@ from mongo_stand_in import StandIn
 from sync_helpers import OTHER_VILLAGE, VILLAGE, Device
 
 from server import create_app
+from server.security.keys import derive_key, key_id
 from server.storage import open_store
 from server.store import COLLECTIONS, get_store, raw_store
 
@@ -339,6 +340,7 @@ def _token(header: dict[str, Any], claims: dict[str, Any], key: bytes | None) ->
     return f"{signing}.{_b64(hmac.new(key, signing.encode(), digest).digest())}"
 
 
+TOKENS_KEY = derive_key(SECRET, "tokens")  # what the server signs tokens with (server/security/tokens.py)
 TOKENS: list[tuple[str, Callable[[Target], str], str]] = [
     ("alg-none", lambda t: "Bearer " + _token({"alg": "none", "typ": "JWT"}, _claims(t), None), "invalid_token"),
     ("alg-None-capitalised", lambda t: "Bearer " + _token({"alg": "None", "typ": "JWT"}, _claims(t), None),
@@ -356,8 +358,8 @@ TOKENS: list[tuple[str, Callable[[Target], str], str]] = [
     ("claims-changed-signature-kept", lambda t: "Bearer " + _token(
         {"alg": "HS256", "typ": "JWT"}, {**_claims(t), "sub": "admin"}, None)
      + t.phone.headers["Authorization"].rsplit(".", 1)[1], "invalid_token"),
-    ("expired", lambda t: "Bearer " + _token({"alg": "HS256", "typ": "JWT"}, {
-        **_claims(t), "exp": int(time.time()) - 60}, SECRET.encode()), "token_expired"),
+    ("expired", lambda t: "Bearer " + _token({"alg": "HS256", "typ": "JWT", "kid": key_id(TOKENS_KEY)}, {
+        **_claims(t), "exp": int(time.time()) - 60}, TOKENS_KEY), "token_expired"),
     ("not-a-jwt", lambda t: "Bearer " + "a" * 10_000, "invalid_token"),
     ("empty-bearer", lambda t: "Bearer ", ("invalid_token", "unauthenticated")),
     ("basic-auth", lambda t: "Basic " + base64.b64encode(b"admin:admin").decode(), "unauthenticated"),

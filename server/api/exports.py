@@ -11,7 +11,7 @@ from flask import Response, stream_with_context
 
 from forms.identifiers import AreaCode
 
-from ..auth import auth_required, client_address, current_scope, current_user
+from ..audit import client_address
 from ..exports import (
     LABEL_MODES,
     Tally,
@@ -27,6 +27,7 @@ from ..exports import (
     xlsx,
 )
 from ..reporting import scoped_areas
+from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
 from ..visits import REVIEW_STATES
 from .base import Blueprint

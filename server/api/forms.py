@@ -13,8 +13,9 @@ from sync.values import canonical_json
 
 from .. import forms_registry as registry
 from .. import jsonio
-from ..auth import auth_required, client_address, current_scope, current_user
+from ..audit import client_address
 from ..errors import ApiError
+from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
 from .base import Blueprint, ErrorSchema
 

@@ -6,9 +6,9 @@ import marshmallow as ma
 
 from forms.identifiers import AreaCode
 
-from ..auth import auth_required, current_scope
 from ..cursors import InvalidCursor
 from ..reporting import QUEUE_KINDS, device_figures, officer_figures, review_queue, village_coverage
+from ..security.guard import auth_required, current_scope
 from ..store import get_store
 from ..visits import REVIEW_STATES
 from .base import Blueprint

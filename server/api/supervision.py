@@ -9,12 +9,13 @@ from forms.identifiers import AreaCode
 from sync.stamps import is_id
 
 from .. import jsonio
-from ..auth import auth_required, client_address, current_scope, current_user
+from ..audit import client_address
 from ..conflicts import list_conflicts, resolve_conflict
 from ..errors import ApiError, flatten_messages
 from ..exports import HISTORY_COLUMNS, csv_text, history_rows
 from ..household_import import RegisterError, import_households, read_rows, read_upload
 from ..households import get_household, history_of, list_households, scoped_household
+from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
 from ..visits import ANY_FLAG, REVIEW_STATES, get_visit, list_visits, review_visit
 from .base import Blueprint, ErrorSchema

@@ -7,11 +7,11 @@ from flask import current_app
 
 from forms.identifiers import AreaCode
 
-from ..auth import auth_required, current_device, current_scope, current_user
 from ..cursors import MAX_CURSOR_LENGTH
 from ..devices import note_pull
 from ..errors import ApiError
 from ..push import MAX_DEVICE_SEQ, Caller, PushSettings
+from ..security.guard import auth_required, current_device, current_scope, current_user
 from ..server_events import current_hlc
 from ..store import get_store
 from ..syncing import pull_service, push_service

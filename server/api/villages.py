@@ -5,8 +5,9 @@ from __future__ import annotations
 import marshmallow as ma
 from flask.views import MethodView
 
-from ..auth import auth_required, client_address, current_scope, current_user
+from ..audit import client_address
 from ..errors import ApiError
+from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
 from ..villages import GeoJsonError, features_of, get_village, import_villages, list_villages, village_detail
 from .base import Blueprint
