@@ -68,6 +68,7 @@ COLLECTIONS: list[CollectionSpec] = [
                                   why="a household's history and its rebuild"),
                             Query((), "hlc", ("hlc", "id"), why="start-up: the largest stored HLC"),
                             Query((), None, residual=("type",), why="tests: events of a type, a scan"),
+                            Query((), "id", why="every event by id: rebuilds and checks read them all"),
                             _counted())),
     CollectionSpec("households", fields=("village", "open_conflicts"),
                    indexes=(("village", "seq"), ("village", "id")), tracked=True, retired=(("open_conflicts",),),

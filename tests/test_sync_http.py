@@ -10,7 +10,15 @@ import uuid
 
 import pytest
 from http_helpers import login, make_user
-from sync_helpers import OTHER_VILLAGE, VILLAGE, Device, households_in, listed, statuses
+from sync_helpers import (
+    OTHER_VILLAGE,
+    VILLAGE,
+    Device,
+    households_in,
+    listed,
+    publish_household_form,
+    statuses,
+)
 
 
 @pytest.fixture
@@ -77,6 +85,7 @@ def test_two_officers_edit_different_fields_and_there_is_no_conflict(client, fie
 
 
 def test_two_officers_add_different_members_and_both_are_kept(client, field):
+    publish_household_form(client)
     ani, citra = Device(client, "ani"), Device(client, "citra")
     household = new_household()
     ani.push([ani.edit(household, {"head_name": "Dewi"})])
@@ -591,6 +600,7 @@ def test_a_device_resending_its_own_event_after_its_village_was_taken_away_gets_
 def test_an_event_stored_under_the_old_hash_spelling_still_answers_duplicate(app, client, field):
     """Events stored before the body hash used sync.values.canonical_json were hashed from orjson's
     spelling, which writes 1e-05 as 0.00001."""
+    publish_household_form(client)
     import hashlib
 
     import orjson
