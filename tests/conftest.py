@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import mongomock_ng
 import pytest
-from http_helpers import make_user
+from http_helpers import TEST_SECRET, make_user
 
 from server import create_app
-from server.store import raw_store
-
-TEST_SECRET = "kunjung-test-secret-that-is-long-enough-0123456789"
+from server.storage import open_store
+from server.store import COLLECTIONS, raw_store
 
 
 def make_app(tmp_path, **overrides):
@@ -42,11 +42,6 @@ def app_factory(tmp_path):
 
 def make_mongo_stand_in_app(tmp_path, **overrides):
     """An app on the MongoDB backend over mongomock-ng: a stand-in, not a MongoDB (DESIGN.md §6)."""
-    import mongomock_ng
-
-    from server.storage import open_store
-    from server.store import COLLECTIONS
-
     store = open_store("mongodb://stand-in/kunjung", COLLECTIONS, client=mongomock_ng.MongoClient())
     return make_app(tmp_path, STORE=store, DATABASE_URL="mongodb://stand-in/kunjung", **overrides)
 

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from datetime import timedelta
 
+import jwt as pyjwt
 import pytest
 from click.testing import CliRunner
-from conftest import TEST_SECRET
-from http_helpers import PASSWORD, login, make_user
+from flask_jwt_extended import create_access_token
+from http_helpers import PASSWORD, TEST_SECRET, login, make_user
+
+from server import ratelimit
+from server.cli import cli
+from server.config import rotate_secret
+from server.security.keys import derive_key, key_id
+from server.store import get_store
 
 PHONE = "phone-ani-0001"
 
@@ -55,8 +64,6 @@ def test_login_with_missing_fields_is_422(client, users):
 
 
 def test_passwords_are_stored_hashed(app, users):
-    from server.store import get_store
-
     with app.app_context():
         stored = get_store().get("users", "ani")
     assert PASSWORD not in json.dumps(stored)
@@ -208,8 +215,6 @@ def test_refresh_token_is_not_an_access_token_and_vice_versa(client, users):
 
 # -- forged and expired tokens --------------------------------------------------------------------------
 def test_expired_token_is_401(app, client, users):
-    from flask_jwt_extended import create_access_token
-
     tokens = _tokens(client, "ani")
     claims = json.loads(base64.urlsafe_b64decode(tokens["access_token"].split(".")[1] + "=="))
     with app.app_context():
@@ -230,8 +235,6 @@ def test_alg_none_token_is_401(client, users):
 
 
 def test_token_signed_with_another_key_is_401(client, users):
-    import jwt as pyjwt
-
     tokens = _tokens(client, "ani")
     payload = json.loads(base64.urlsafe_b64decode(tokens["access_token"].split(".")[1] + "=="))
     payload["role"] = "admin"
@@ -317,8 +320,6 @@ def test_security_events_are_audited(client, users):
 
 # -- CLI -----------------------------------------------------------------------------------------------
 def test_create_user_from_the_cli_reads_the_password_from_stdin(tmp_path, monkeypatch, app_factory):
-    from server.cli import cli
-
     monkeypatch.setenv("KUNJUNG_DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
     monkeypatch.setenv("KUNJUNG_SECRET_KEY_FILE", str(tmp_path / "secret_key"))
     result = CliRunner().invoke(cli, ["create-user", "Admin", "--role", "admin", "--password-stdin"],
@@ -350,16 +351,12 @@ def _payload(token):
 
 
 def test_tokens_are_signed_with_the_tokens_key_and_name_it(client, users):
-    from server.security.keys import derive_key, key_id
-
     tokens = _tokens(client, "ani", device_id=PHONE)
     assert _header(tokens["access_token"])["kid"] == key_id(derive_key(TEST_SECRET, "tokens"))
     assert _header(tokens["refresh_token"])["kid"] == key_id(derive_key(TEST_SECRET, "tokens"))
 
 
 def test_a_token_signed_with_the_raw_secret_is_refused(client, users):
-    import jwt as pyjwt
-
     claims = _payload(_tokens(client, "ani", device_id=PHONE)["access_token"])
     for headers in ({}, {"kid": _header(_tokens(client, "ani")["access_token"])["kid"]}):
         forged = pyjwt.encode(claims, TEST_SECRET, algorithm="HS256", headers=headers)
@@ -374,8 +371,6 @@ def _key_file_app(app_factory, tmp_path, **overrides):
 
 
 def test_a_token_signed_before_the_key_was_rotated_still_works(app_factory, tmp_path, monkeypatch):
-    from server.cli import cli
-
     before = _key_file_app(app_factory, tmp_path)
     make_user(before, "ani", "officer", ["32.04.05.2001"])
     old = _tokens(before.test_client(), "ani", device_id=PHONE)
@@ -395,9 +390,6 @@ def test_a_token_signed_before_the_key_was_rotated_still_works(app_factory, tmp_
 
 
 def test_a_key_retired_longer_than_the_refresh_lifetime_verifies_nothing(app_factory, tmp_path):
-    import time
-
-    from server.config import rotate_secret
 
     before = _key_file_app(app_factory, tmp_path, REFRESH_TOKEN_DAYS=30)
     make_user(before, "ani", "officer", ["32.04.05.2001"])
@@ -416,8 +408,6 @@ def test_a_key_retired_longer_than_the_refresh_lifetime_verifies_nothing(app_fac
 
 
 def test_rotate_key_refuses_while_the_secret_comes_from_the_environment(env, monkeypatch):
-    from server.cli import cli
-
     monkeypatch.setenv("KUNJUNG_SECRET_KEY", TEST_SECRET)
     result = CliRunner().invoke(cli, ["rotate-key"])
     assert result.exit_code != 0
@@ -426,8 +416,6 @@ def test_rotate_key_refuses_while_the_secret_comes_from_the_environment(env, mon
 
 # -- token claims bound to the login --------------------------------------------------------------------
 def test_a_token_without_an_expiry_is_refused(app, client, users):
-    from flask_jwt_extended import create_access_token
-
     claims = _payload(_tokens(client, "ani", device_id=PHONE)["access_token"])
     with app.app_context():
         forever = create_access_token("ani", expires_delta=False,
@@ -440,8 +428,6 @@ def test_a_token_without_an_expiry_is_refused(app, client, users):
 
 @pytest.mark.parametrize(("change", "value"), [("sub", "budi"), ("device", "phone-budi-0009"), ("device", None)])
 def test_a_token_whose_login_belongs_to_another_user_or_device_is_refused(app, client, users, change, value):
-    from flask_jwt_extended import create_access_token
-
     login(client, "budi", device_id="phone-budi-0009")
     claims = _payload(_tokens(client, "ani", device_id=PHONE)["access_token"])
     bound = {k: claims[k] for k in ("login", "device", "role", "ver")}
@@ -458,8 +444,6 @@ def test_a_token_whose_login_belongs_to_another_user_or_device_is_refused(app, c
 
 
 def test_logging_in_with_a_revoked_device_is_403_and_makes_no_login(app, client, users):
-    from server.store import get_store
-
     _tokens(client, "ani", device_id=PHONE)
     admin = login(client, "admin")
     assert client.post(f"/api/v1/users/ani/devices/{PHONE}/revoke", headers=admin).status_code == 200
@@ -478,9 +462,6 @@ def test_logging_in_with_a_revoked_device_is_403_and_makes_no_login(app, client,
 
 # -- the login limits, raced and abused -------------------------------------------------------------------
 def test_forty_concurrent_wrong_passwords_are_all_counted_and_only_the_allowance_is_checked(app_factory):
-    import threading
-
-    from server.store import get_store
 
     app = app_factory(LOGIN_RATE_LIMIT=10)
     make_user(app, "ani", "officer", ["32.04.05.2001"])
@@ -506,8 +487,6 @@ def test_forty_concurrent_wrong_passwords_are_all_counted_and_only_the_allowance
 
 
 def test_failures_for_a_username_slow_it_down_more_each_time(app_factory, monkeypatch):
-    from server import ratelimit
-
     now = [1_800_000_000.0]
     monkeypatch.setattr(ratelimit, "wall_seconds", lambda: now[0])
     app = app_factory(LOGIN_RATE_LIMIT=3, LOGIN_RATE_WINDOW_SECONDS=3600)
@@ -591,8 +570,6 @@ def test_an_officer_may_have_an_eleven_character_password_an_admin_may_not(clien
 @pytest.mark.parametrize(("password", "expected"), [
     ("password1234", "most common"), ("zzzzzzzzzzzzzz", "too regular"), ("   ", "only spaces")])
 def test_weak_passwords_are_refused_by_the_cli(env, password, expected):
-    from server.cli import cli
-
     result = CliRunner().invoke(cli, ["create-user", "dewi", "--role", "officer", "--village", "32.04.05.2001",
                                       "--password-stdin"], input=password + "\n")
     assert result.exit_code != 0

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from server.cli import cli
+from server import config
+from server.cli import cli, main
 from server.storage import open_store
 from server.store import COLLECTIONS
 
@@ -62,8 +63,6 @@ def test_restore_refuses_a_file_that_is_not_a_backup(env, tmp_path):
 
 
 def test_bad_setting_is_a_clear_error(env, monkeypatch):
-    from server.cli import main
-
     monkeypatch.setenv("KUNJUNG_ACCESS_TOKEN_MINUTES", "fifteen")
     with pytest.raises(SystemExit) as exit_info:
         main(["init"])
@@ -76,8 +75,6 @@ def _mode(path):
 
 
 def test_run_from_another_folder_the_cli_uses_the_checkouts_store_not_the_folders(tmp_path, monkeypatch):
-    from server import config
-
     monkeypatch.chdir(tmp_path)
     for name in ("KUNJUNG_DATABASE_URL", "KUNJUNG_SECRET_KEY", "KUNJUNG_SECRET_KEY_FILE"):
         monkeypatch.delenv(name, raising=False)
@@ -89,9 +86,6 @@ def test_run_from_another_folder_the_cli_uses_the_checkouts_store_not_the_folder
 
 
 def test_an_installed_copy_without_a_store_setting_refuses_and_makes_nothing(tmp_path, monkeypatch):
-    from server import config
-    from server.cli import main
-
     monkeypatch.chdir(tmp_path)
     for name in ("KUNJUNG_DATABASE_URL", "KUNJUNG_SECRET_KEY", "KUNJUNG_SECRET_KEY_FILE"):
         monkeypatch.delenv(name, raising=False)
@@ -103,9 +97,6 @@ def test_an_installed_copy_without_a_store_setting_refuses_and_makes_nothing(tmp
 
 
 def test_an_installed_copy_says_how_to_set_the_store(tmp_path, monkeypatch, capsys):
-    from server import config
-    from server.cli import main
-
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KUNJUNG_DATABASE_URL", raising=False)
     monkeypatch.setenv("KUNJUNG_SECRET_KEY_FILE", str(tmp_path / "secret_key"))

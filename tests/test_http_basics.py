@@ -15,12 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+import marshmallow as ma
 import pytest
-from conftest import TEST_SECRET
-from http_helpers import login
+from http_helpers import TEST_SECRET, login
 
+from server import api as api_package
 from server.api.base import Blueprint
 from server.middleware import BodyTooLarge, BoundedInput
+from server.store import get_store
 
 
 def assert_error_shape(response, status, code=None):
@@ -39,8 +41,6 @@ def assert_error_shape(response, status, code=None):
 @pytest.fixture
 def echo_app(app_factory):
     """An app with one extra JSON endpoint, to exercise the request parser and the 500 handler."""
-    import marshmallow as ma
-
     blp = Blueprint("echo", __name__, url_prefix="/test")
 
     class EchoSchema(ma.Schema):
@@ -56,8 +56,6 @@ def echo_app(app_factory):
     @blp.route("/boom")
     def boom():
         raise RuntimeError("secret internals /etc/passwd")
-
-    from server import api as api_package
 
     api_package.BLUEPRINTS.append(blp)
     try:
@@ -75,8 +73,6 @@ def test_live_and_ready(client):
 
 
 def test_ready_answers_503_when_the_store_is_gone(app, client):
-    from server.store import get_store
-
     get_store(app).close()
     response = client.get("/health/ready")
     body = assert_error_shape(response, 503, "unavailable")
