@@ -94,8 +94,11 @@ def rotate_key_command() -> None:
 
     Restart the server afterwards: it reads the secret file when it starts.
     """
-    settings = config_module.resolve_locations(config_module.from_environment())
-    _new, retired = config_module.rotate_secret(settings)
+    try:
+        settings = config_module.resolve_locations(config_module.from_environment())
+        _new, retired = config_module.rotate_secret(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     days = settings["REFRESH_TOKEN_DAYS"]
     click.echo(f"new secret written to {settings['SECRET_KEY_FILE']}; the old one verifies tokens and cursors "
                f"for {days} more days ({len(retired)} retired secret(s) kept). Restart the server to use it.")

@@ -7,6 +7,7 @@ from server.store import get_store
 from server.users import create_user
 
 PASSWORD = "correct horse battery"
+TEST_SECRET = "kunjung-test-secret-that-is-long-enough-0123456789"
 
 
 def make_user(app, username, role, villages=(), password=PASSWORD):
