@@ -3,7 +3,7 @@
 The clock's last HLC lives in ``server_state/clock`` and only grows: every unit of work that
 stamps or receives HLCs raises it with :meth:`Writer.advance` (a monotone ``$max``) before it
 commits, so a restart or a second worker never stamps below an HLC already issued or received
-(DESIGN.md §3), and a crash can never leave a stored event above the stored clock (on MongoDB
+(docs/design.md §3), and a crash can never leave a stored event above the stored clock (on MongoDB
 the raise is durable before the commit; on SQLite it commits with the events). The raise is
 not part of the unit's transaction on MongoDB, so two pushes never conflict on the clock; on
 SQLite the unit's write lock serialises them anyway. Two workers may issue the same HLC at once:

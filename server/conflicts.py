@@ -13,7 +13,6 @@ from .households import write_household
 from .jsonio import storage_problems
 from .security.scope import Scope
 from .server_events import ServerStamper
-from .unit_of_work import run_unit_of_work
 
 CONFLICTS = "conflicts"
 MAX_TEXT = 10_000  # as for a pushed value
@@ -82,4 +81,4 @@ def resolve_conflict(store: Any, actor: str, scope: Scope, conflict_id: str, eve
         stamper.save()
         return field_state(record, path)
 
-    return run_unit_of_work(store, unit)
+    return store.unit_of_work(unit)

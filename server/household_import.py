@@ -40,7 +40,6 @@ from .audit import record_audit
 from .geo import BoundaryIndex
 from .households import write_household
 from .server_events import ServerStamper
-from .unit_of_work import run_unit_of_work
 from .villages import VILLAGES
 
 # Fixed for ever: household ids derived from it are shared with every device and every re-import.
@@ -540,7 +539,7 @@ def _store_chunk(store: Any, rows: list[Row], actor: str, source: str) -> list[_
         stamper.save()
         return outcomes
 
-    return run_unit_of_work(store, unit)
+    return store.unit_of_work(unit)
 
 
 def _store_row(tx: Any, stamper: ServerStamper, row: Row, actor: str, source: str) -> _Outcome:

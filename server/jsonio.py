@@ -119,11 +119,3 @@ class FastJSONProvider(DefaultJSONProvider):
         obj = self._prepare_response_obj(args, kwargs)
         body = orjson.dumps(obj, default=self.default, option=orjson.OPT_NON_STR_KEYS) + b"\n"
         return self._app.response_class(body, mimetype=self.mimetype)
-
-
-def canonical(value: Any) -> str:
-    """One spelling per value (sorted keys, no spaces), for hashes and duplicate checks."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
-    except TypeError:  # integers beyond 64 bits: spelt by the standard library instead
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -30,7 +30,6 @@ from .jsonio import storage_problems
 from .security.scope import Scope
 from .server_events import DEVICE_ORIGIN
 from .timeutil import iso
-from .unit_of_work import run_unit_of_work
 
 EVENT_TYPES = ("visit", "household_edit")
 MAX_TEXT = 10_000
@@ -235,7 +234,7 @@ class PushService:
             batch.clock.save()
             return results, hlc
 
-        return run_unit_of_work(self.store, unit)
+        return self.store.unit_of_work(unit)
 
     def _prepare(self, caller: Caller, raw: Any, now: int, received_at: str,
                  settings: PushSettings, definitions: dict[tuple[str, str], Any]) -> _Prepared:

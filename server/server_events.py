@@ -15,7 +15,6 @@ from sync import parse_stamp
 from .clock import StoredClock, node_device_id
 from .eventlog import body_hash, event_document
 from .timeutil import iso, now_utc
-from .unit_of_work import run_unit_of_work
 
 SERVER_ORIGIN = "server"
 DEVICE_ORIGIN = "device"
@@ -86,4 +85,4 @@ def current_hlc(store: Any) -> str:
         clock.save()
         return hlc
 
-    return run_unit_of_work(store, issue)
+    return store.unit_of_work(issue)

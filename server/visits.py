@@ -13,7 +13,6 @@ from .eventlog import body_hash, same_body
 from .security.scope import Scope
 from .server_events import ServerStamper
 from .timeutil import iso, now_utc
-from .unit_of_work import run_unit_of_work
 
 VISITS = "visits"
 REVIEW_STATES = ("approved", "needs_revision", "rejected")
@@ -116,4 +115,4 @@ def review_visit(store: Any, actor: str, scope: Scope, visit_id: str, event_id: 
         stamper.save()
         return visit
 
-    return run_unit_of_work(store, unit)
+    return store.unit_of_work(unit)

@@ -20,7 +20,7 @@ behaviour a MongoDB 7 replica set documents, as far as kunjung's store relies on
   raise for an unknown commit result, a primary stepping down, NoSuchTransaction, and so on.
 
 Every operation holds one lock, so the stand-in is safe to drive from several threads; but it
-scans whole collections, so nothing may be timed on it (DESIGN.md §6).
+scans whole collections, so nothing may be timed on it (docs/design.md §6).
 """
 
 from __future__ import annotations

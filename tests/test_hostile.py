@@ -82,7 +82,7 @@ def target(request, tmp_path_factory):
 
 
 def assert_error(response: Any, status: int, code: str | tuple[str, ...]) -> dict[str, Any]:
-    """The one error shape (DESIGN.md §7), as JSON, with this status and code."""
+    """The one error shape (docs/design.md §7), as JSON, with this status and code."""
     assert response.status_code == status, response.get_data(as_text=True)[:500]
     assert response.mimetype == "application/json"
     body = response.get_json()

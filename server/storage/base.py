@@ -6,7 +6,7 @@ indexed (and so may be queried) and whether it is *tracked*: every write to a tr
 collection is given a number from one store-wide **change sequence** (``seq``), and the
 sequence is commit-ordered: a reader that has seen ``seq = n`` has seen, or will never
 be shown, nothing below ``n``. That promise is what lets a device pull "everything
-since my cursor" without ever skipping a change while others push (DESIGN.md §4).
+since my cursor" without ever skipping a change while others push (docs/design.md §4).
 
 Every way a collection is read is declared once, as a :class:`Query` of its
 :class:`CollectionSpec`, together with the index that serves it; both backends build their

@@ -17,7 +17,7 @@ the unit's pending mark kept. A duplicate key inside a transaction aborts it; on
 means a concurrent writer inserted the document first, and the unit is run again.
 
 **The change sequence** stays commit-ordered with operations that mongomock-ng also
-supports, so the same code is exercised on the development machines (DESIGN.md §4):
+supports, so the same code is exercised on the development machines (docs/design.md §4):
 
 1. a writer first upserts a *pending mark* carrying the counter value it read (its floor)
    and the server's time (``$currentDate``);

@@ -3,7 +3,7 @@
 The stand-in (tests/mongo_stand_in.py) is mongomock-ng answering as a replica set, with
 transactions and conflicts as a MongoDB 7 server reports them; it is not a MongoDB. Its
 test ids say ``mongo-stand-in``. Threaded tests run on SQLite and, when
-``KUNJUNG_TEST_MONGO_URI`` names a server, on real MongoDB (DESIGN.md §6).
+``KUNJUNG_TEST_MONGO_URI`` names a server, on real MongoDB (docs/design.md §6).
 """
 
 from __future__ import annotations
