@@ -1,4 +1,4 @@
-"""The merge engine: hybrid logical clocks, stamps, events, folding events into records, conflicts."""
+"""The merge engine: hybrid logical clocks, stamps, events, device order, folding events into records, conflicts."""
 
 from sync.events import ID_REUSED, INVALID, STALE_BASE, Event, EventError, check_base, parse_event
 from sync.hlc import (
@@ -11,19 +11,47 @@ from sync.hlc import (
     parse_hlc,
     skew_ms,
 )
-from sync.merge import FieldState, Record, Write, conflict_id, fold, writes_of
-from sync.paths import is_field_name, is_member_id, member_path, split_path
+from sync.merge import (
+    DOCUMENT_FORMAT,
+    DocumentFormatError,
+    FieldState,
+    Recall,
+    Record,
+    Write,
+    conflict_id,
+    fold,
+    writes_of,
+)
+from sync.order import DEVICE, ORIGINS, SERVER, Chain, DeviceOrder, device_order
+from sync.paths import (
+    ERASE_ALL,
+    erase_pattern_covers,
+    is_field_name,
+    is_member_id,
+    member_path,
+    split_erase_pattern,
+    split_path,
+)
 from sync.stamps import Stamp, is_id, is_stamp, make_stamp, parse_stamp, stamp_hlc
 from sync.values import canonical_json, check_json_value, json_key, same_json
 
 __all__ = [
+    "DEVICE",
+    "DOCUMENT_FORMAT",
+    "ERASE_ALL",
     "ID_REUSED",
     "INVALID",
+    "ORIGINS",
+    "SERVER",
     "STALE_BASE",
+    "Chain",
+    "DeviceOrder",
+    "DocumentFormatError",
     "Event",
     "EventError",
     "FieldState",
     "HybridClock",
+    "Recall",
     "Record",
     "Stamp",
     "Write",
@@ -31,6 +59,8 @@ __all__ = [
     "check_base",
     "check_json_value",
     "conflict_id",
+    "device_order",
+    "erase_pattern_covers",
     "fold",
     "format_hlc",
     "hlc_ms",
@@ -49,6 +79,7 @@ __all__ = [
     "parse_stamp",
     "same_json",
     "skew_ms",
+    "split_erase_pattern",
     "split_path",
     "stamp_hlc",
     "writes_of",

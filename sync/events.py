@@ -8,11 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from sync.hlc import is_hlc
-from sync.paths import check_path
+from sync.order import DEVICE, ORIGINS, SERVER, DeviceOrder, device_order
+from sync.paths import check_path, split_erase_pattern
 from sync.stamps import is_id, make_stamp, parse_stamp
 from sync.values import JsonValue, check_json_value
 
 INVALID = "invalid"
+MAX_DEVICE_SEQ = 2**63 - 1
 STALE_BASE = "stale_base"
 ID_REUSED = "id_reused"
 
@@ -21,7 +23,8 @@ class EventError(ValueError):
     """Why an event cannot be folded, in the shape of the HTTP error body.
 
     ``code`` is stable (``invalid``, ``stale_base`` or ``id_reused``); ``errors`` maps a path into the
-    event (``hlc``, ``set.<field path>``, ``base.<field path>``) to messages.
+    event (``hlc``, ``device_seq``, ``origin``, ``set.<field path>``, ``base.<field path>``,
+    ``erase.<index>``) to messages.
     """
 
     def __init__(self, code: str, message: str, errors: Mapping[str, list[str]]) -> None:
@@ -46,6 +49,11 @@ class Event:
     """A validated event: field writes to one record, all stamped ``hlc/device_id/id``.
 
     ``base`` holds only paths that ``set`` writes, each as a sorted tuple of distinct stamps.
+    ``origin`` is ``device`` for an event a device pushed (its writes take part in the chain
+    rule, ordered by ``device_seq`` when it has one, else by HLC) and ``server`` for a write a
+    server made (a resolution, review, register import or erasure), which supersedes exactly
+    its base. ``erase`` (server-made only, with nothing in ``set``) lists what an erasure
+    covers: ``*``, ``members/<uuid>/*`` or exact field paths.
     """
 
     id: str
@@ -57,11 +65,19 @@ class Event:
     set: Mapping[str, JsonValue] = field(default_factory=dict)
     base: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     at: str | None = None
+    device_seq: int | None = None
+    origin: str = DEVICE
+    erase: tuple[str, ...] = ()
 
     @property
     def stamp(self) -> str:
         """The stamp of every write this event makes."""
         return make_stamp(self.hlc, self.device_id, self.id)
+
+    @property
+    def order(self) -> DeviceOrder | None:
+        """The device order of this event's writes (None when server-made)."""
+        return device_order(self.origin, self.device_id, self.device_seq, self.hlc)
 
 
 def _check_text_field(errors: dict[str, list[str]], data: Mapping[str, Any], key: str) -> None:
@@ -126,6 +142,49 @@ def _parse_base(errors: dict[str, list[str]], base: object) -> dict[str, tuple[s
     return parsed
 
 
+def _parse_origin(errors: dict[str, list[str]], data: Mapping[str, Any]) -> str:
+    origin = data.get("origin", DEVICE)
+    if origin not in ORIGINS:
+        errors.setdefault("origin", []).append(f"must be one of {', '.join(ORIGINS)}")
+        return DEVICE
+    return origin
+
+
+def _parse_device_seq(errors: dict[str, list[str]], data: Mapping[str, Any], origin: str) -> int | None:
+    seq = data.get("device_seq")
+    if seq is None:
+        return None
+    # bool is an int subclass; true is never a counter.
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_DEVICE_SEQ:
+        errors.setdefault("device_seq", []).append(f"must be an integer from 1 to {MAX_DEVICE_SEQ}")
+        return None
+    if origin != DEVICE:
+        errors.setdefault("device_seq", []).append("only events a device pushed carry a device_seq")
+    return seq
+
+
+def _parse_erase(errors: dict[str, list[str]], data: Mapping[str, Any], origin: str) -> tuple[str, ...]:
+    patterns = data.get("erase")
+    if patterns is None:
+        return ()
+    if not isinstance(patterns, list | tuple):
+        errors.setdefault("erase", []).append("must be a list of field paths, members/<uuid>/* or *")
+        return ()
+    parsed = set()
+    for index, pattern in enumerate(patterns):
+        try:
+            split_erase_pattern(pattern)
+        except ValueError as error:
+            errors.setdefault(f"erase.{index}", []).append(str(error))
+        else:
+            parsed.add(pattern)
+    if patterns and origin != SERVER:
+        errors.setdefault("erase", []).append("only a server-made event (origin server) erases")
+    if patterns and data.get("set"):
+        errors.setdefault("set", []).append("an erasure writes nothing")
+    return tuple(sorted(parsed))
+
+
 def parse_event(data: Mapping[str, Any] | Event) -> Event:
     """The validated :class:`Event` of an event dict; EventError ``invalid`` listing every problem.
 
@@ -144,6 +203,9 @@ def parse_event(data: Mapping[str, Any] | Event) -> Event:
     if not is_hlc(data.get("hlc")):
         errors.setdefault("hlc", []).append("must be an HLC string: 13 digits, '-', 4 digits")
     _check_at(errors, data.get("at"))
+    origin = _parse_origin(errors, data)
+    device_seq = _parse_device_seq(errors, data, origin)
+    erase = _parse_erase(errors, data, origin)
     writes = _parse_set(errors, data.get("set", {}))
     base = _parse_base(errors, data.get("base"))
     if errors:
@@ -158,6 +220,9 @@ def parse_event(data: Mapping[str, Any] | Event) -> Event:
         set=dict(writes),
         base={path: stamps for path, stamps in base.items() if path in writes and stamps},
         at=data.get("at"),
+        device_seq=device_seq,
+        origin=origin,
+        erase=erase,
     )
 
 

@@ -1,23 +1,38 @@
-"""The merge rule: folding field writes into records, conflicts, and record documents."""
+"""The merge rule: folding field writes into records, conflicts, erasures, and compact record documents.
+
+The rule and the argument for what a record may forget are in docs/merge-rule.md.
+"""
 
 from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from sync.events import ID_REUSED, INVALID, Event, EventError, check_base, parse_event, stale_base_error
-from sync.hlc import hlc_to_iso
-from sync.paths import check_path, split_path
-from sync.stamps import check_id, parse_stamp
+from sync.events import (
+    ID_REUSED,
+    INVALID,
+    MAX_DEVICE_SEQ,
+    Event,
+    EventError,
+    check_base,
+    parse_event,
+    stale_base_error,
+)
+from sync.hlc import hlc_to_iso, is_hlc
+from sync.order import CLOCK_LANE, DEVICE, ORIGINS, SEQ_LANE, Chain, DeviceOrder, device_order
+from sync.paths import check_path, split_erase_pattern, split_path
+from sync.stamps import check_id, make_stamp, parse_stamp
 from sync.values import JsonValue, canonical_json, check_json_value, json_key
 
 __all__ = [
     "DOCUMENT_FORMAT",
+    "DocumentFormatError",
     "FieldState",
+    "Recall",
     "Record",
     "Write",
     "check_base",
@@ -26,13 +41,67 @@ __all__ = [
     "writes_of",
 ]
 
-DOCUMENT_FORMAT = 1
+DOCUMENT_FORMAT = 2
 CONFLICT_ID_LENGTH = 16
+
+# What a node knows of a stamp from its own event log: the event, if it holds one by that stamp.
+Recall = Callable[[str], "Event | Mapping[str, Any] | None"]
+# (stamp, path) -> the device order of that stamp's write to path, when the event log has one.
+_Lookup = Callable[[str, str], DeviceOrder | None]
+
+
+class DocumentFormatError(ValueError):
+    """A record document in a format this engine does not read.
+
+    Format 1 (before compact memory) kept every superseded stamp; it cannot be converted, because
+    it lacks the device order of the writes. Rebuild such a record by folding its stored events.
+    """
+
+    def __init__(self, found: object) -> None:
+        self.format = found
+        super().__init__(
+            f"record document format {found!r} is not {DOCUMENT_FORMAT}; rebuild the record from its events"
+        )
+
+
+class _Entry:
+    """One event as the record remembers it: shared by every field the event wrote."""
+
+    __slots__ = ("at", "device_id", "device_seq", "hlc", "id", "officer", "order", "origin", "stamp")
+
+    def __init__(self, hlc: str, device_id: str, event_id: str, device_seq: int | None, officer: str,
+                 at: str | None, origin: str, stamp: str | None = None) -> None:
+        self.hlc = hlc
+        self.device_id = device_id
+        self.id = event_id
+        self.device_seq = device_seq
+        self.officer = officer
+        self.at = at
+        self.origin = origin
+        self.stamp = stamp if stamp is not None else f"{hlc}/{device_id}/{event_id}"
+        self.order = device_order(origin, device_id, device_seq, hlc)
+
+    @classmethod
+    def of_event(cls, event: Event) -> _Entry:
+        return cls(event.hlc, event.device_id, event.id, event.device_seq, event.officer, event.at, event.origin,
+                   event.stamp)
+
+    def meta(self) -> tuple[Any, ...]:
+        return (self.device_seq, self.officer, self.at, self.origin)
+
+
+def _differences(known: _Entry, other: _Entry) -> list[str]:
+    return [name for name in ("device_seq", "officer", "at", "origin") if getattr(known, name) != getattr(other, name)]
 
 
 @dataclass(frozen=True, eq=False)
 class Write:
-    """One field write: ``value`` at ``path``, named by ``stamp``, superseding ``base``."""
+    """One field write: ``value`` at ``path``, named by ``stamp``, superseding ``base``.
+
+    ``device_seq`` and ``origin`` place it in its device's order (see :mod:`sync.order`).
+    A head of an erased field is a Write with ``erased`` set and no value. Heads read from a
+    record carry no ``base``: a base has done all its work when its write is folded in.
+    """
 
     path: str
     value: JsonValue
@@ -40,6 +109,9 @@ class Write:
     base: frozenset[str] = field(default_factory=frozenset)
     officer: str = ""
     at: str | None = None
+    device_seq: int | None = None
+    origin: str = DEVICE
+    erased: bool = False
 
     def __post_init__(self) -> None:
         check_path(self.path)
@@ -54,6 +126,14 @@ class Write:
             raise ValueError(f"officer {self.officer!r} is not a string")
         if self.at is not None and not isinstance(self.at, str):
             raise ValueError(f"at {self.at!r} is not a string")
+        if self.origin not in ORIGINS:
+            raise ValueError(f"origin {self.origin!r} is not one of {', '.join(ORIGINS)}")
+        if self.device_seq is not None and (
+                not isinstance(self.device_seq, int) or isinstance(self.device_seq, bool)
+                or not 1 <= self.device_seq <= MAX_DEVICE_SEQ or self.origin != DEVICE):
+            raise ValueError(f"device_seq {self.device_seq!r} is not a counter of a device write")
+        if not isinstance(self.erased, bool) or (self.erased and self.value is not None):
+            raise ValueError("an erased write has no value")
 
     @property
     def hlc(self) -> str:
@@ -70,8 +150,14 @@ class Write:
         """The event that carried the write (from the stamp)."""
         return parse_stamp(self.stamp).event_id
 
+    @property
+    def order(self) -> DeviceOrder | None:
+        """Where the write stands in its device's order (None when server-made)."""
+        return device_order(self.origin, self.device_id, self.device_seq, self.hlc)
+
     def _identity(self) -> tuple[Any, ...]:
-        return (self.path, self.stamp, json_key(self.value), self.base, self.officer, self.at)
+        return (self.path, self.stamp, json_key(self.value), self.base, self.officer, self.at, self.device_seq,
+                self.origin, self.erased)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Write):
@@ -87,7 +173,7 @@ class Write:
         ``at`` falls back to the HLC's physical time when the event carried none.
         """
         stamp = parse_stamp(self.stamp)
-        return {
+        view = {
             "value": copy.deepcopy(self.value),
             "stamp": self.stamp,
             "officer": self.officer,
@@ -95,35 +181,9 @@ class Write:
             "event_id": stamp.event_id,
             "at": self.at if self.at is not None else hlc_to_iso(stamp.hlc),
         }
-
-    def to_document(self) -> dict[str, Any]:
-        """JSON-compatible form; ``path`` is the key it is stored under."""
-        doc: dict[str, Any] = {
-            "value": copy.deepcopy(self.value),
-            "stamp": self.stamp,
-            "base": sorted(self.base),
-            "officer": self.officer,
-        }
-        if self.at is not None:
-            doc["at"] = self.at
-        return doc
-
-    @classmethod
-    def from_document(cls, path: str, doc: Mapping[str, Any]) -> Write:
-        """The write stored by :meth:`to_document` under ``path``; ValueError when malformed."""
-        _check_keys(doc, required={"value", "stamp", "base", "officer"}, optional={"at"}, what="write")
-        if not isinstance(doc["base"], list):
-            raise ValueError(f"write {doc.get('stamp')!r}: base is not a list")
-        return cls(path, doc["value"], doc["stamp"], frozenset(doc["base"]), doc["officer"], doc.get("at"))
-
-
-def _check_keys(doc: object, required: set[str], optional: set[str], what: str) -> None:
-    if not isinstance(doc, Mapping):
-        raise ValueError(f"{what} document is not an object")
-    missing = required - doc.keys()
-    unknown = doc.keys() - required - optional
-    if missing or unknown:
-        raise ValueError(f"{what} document: missing {sorted(missing)}, unknown {sorted(unknown)}")
+        if self.erased:
+            view["erased"] = True
+        return view
 
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -134,13 +194,14 @@ def _own(value: JsonValue) -> JsonValue:
     return value if isinstance(value, _SCALARS) else copy.deepcopy(value)
 
 
-def _checked_write(path: str, value: JsonValue, stamp: str, base: frozenset[str], officer: str,
-                   at: str | None) -> Write:
-    """A Write from parts parse_event has already checked: folding a visit makes dozens of
-    writes, and checking each part again was most of the cost of a push."""
+def _checked_write(path: str, value: JsonValue, stamp: str, base: frozenset[str], officer: str, at: str | None,
+                   device_seq: int | None = None, origin: str = DEVICE, erased: bool = False) -> Write:
+    """A Write from parts already checked: folding a visit makes dozens of writes, and checking
+    each part again was most of the cost of a push."""
     write = object.__new__(Write)
     for name, part in (("path", path), ("value", _own(value)), ("stamp", stamp), ("base", base),
-                       ("officer", officer), ("at", at)):
+                       ("officer", officer), ("at", at), ("device_seq", device_seq), ("origin", origin),
+                       ("erased", erased)):
         object.__setattr__(write, name, part)
     return write
 
@@ -151,145 +212,290 @@ def writes_of(event: Mapping[str, Any] | Event) -> tuple[Write, ...]:
     stamp = parsed.stamp
     return tuple(
         _checked_write(path, parsed.set[path], stamp, frozenset(parsed.base.get(path, ())), parsed.officer,
-                       parsed.at)
+                       parsed.at, parsed.device_seq, parsed.origin)
         for path in sorted(parsed.set)
     )
 
 
 class FieldState:
-    """One field's heads and every stamp some received write superseded.
+    """What one field must remember of the writes it received (docs/merge-rule.md).
 
-    A write supersedes the writes its base names. The heads are the received writes
-    that no received write supersedes; the value is the greatest head's; the field is
-    in conflict when its heads hold two or more JSON-distinct values. All of it depends
-    only on the set of writes received, so replicas fed the same events in any order agree.
+    - heads: the received writes that no received write supersedes, with their values;
+    - floor: per chain (device and lane), the received writes at the chain's greatest rank that
+      are not heads (so the chain's top is known when the device has no head here);
+    - named: stamps some base names that are not received device-made writes of this field
+      (writes yet to arrive, and server-made writes, which have no chain to recognise them by).
 
-    Superseded stamps are kept, not just dropped heads: a write that arrives after a
-    write superseding it must not become a head.
+    Everything else a superseded write was is forgotten: no future write's fate depends on it.
+    The value is the greatest head's; the field is in conflict when its heads hold two or more
+    JSON-distinct values. An erased field keeps its heads' stamps but none of their values.
     """
 
-    def __init__(self, path: str, heads: Iterable[Write] = (), superseded: Iterable[str] = ()) -> None:
+    def __init__(self, path: str, *, erased: bool = False) -> None:
         self.path = check_path(path)
-        self._heads: dict[str, Write] = {}
-        self._superseded: set[str] = set()
-        for stamp in superseded:
-            parse_stamp(stamp)
-            self._superseded.add(stamp)
-        for write in heads:
-            if write.path != path or write.stamp in self._superseded or write.stamp in self._heads:
-                raise ValueError(f"{path}: {write.stamp} cannot be a head here")
-            self._heads[write.stamp] = write
+        self._heads: dict[str, tuple[_Entry, JsonValue]] = {}
+        self._floor: dict[Chain, list[_Entry]] = {}
+        self._tops: dict[Chain, tuple[int, str]] = {}
+        self._named: set[str] = set()
+        self._erased = erased
+
+    # -- reading -----------------------------------------------------------------------------------
+    def _write(self, entry: _Entry, value: JsonValue) -> Write:
+        return _checked_write(self.path, value, entry.stamp, frozenset(), entry.officer, entry.at, entry.device_seq,
+                              entry.origin, self._erased)
 
     @property
     def heads(self) -> tuple[Write, ...]:
         """The writes nothing received supersedes, by ascending stamp."""
-        return tuple(self._heads[stamp] for stamp in sorted(self._heads))
-
-    @property
-    def superseded(self) -> frozenset[str]:
-        """Every stamp named in the base of a received write."""
-        return frozenset(self._superseded)
+        return tuple(self._write(*self._heads[stamp]) for stamp in sorted(self._heads))
 
     @property
     def winner(self) -> Write | None:
         """The greatest head, whose value is the field's value (None only for a field with no head)."""
-        return self._heads[max(self._heads)] if self._heads else None
+        return self._write(*self._heads[max(self._heads)]) if self._heads else None
 
     @property
     def value(self) -> JsonValue:
-        """The value of the greatest head."""
-        winner = self.winner
-        return None if winner is None else copy.deepcopy(winner.value)
+        """The value of the greatest head (None when erased or without a head)."""
+        if not self._heads:
+            return None
+        return copy.deepcopy(self._heads[max(self._heads)][1])
 
     @property
     def stamp(self) -> str | None:
         """The stamp of the greatest head."""
-        winner = self.winner
-        return None if winner is None else winner.stamp
+        return max(self._heads) if self._heads else None
+
+    @property
+    def erased(self) -> bool:
+        """Whether an erasure covers this field: its writes keep their stamps, never their values."""
+        return self._erased
 
     @property
     def in_conflict(self) -> bool:
-        """Whether the heads hold two or more JSON-distinct values."""
-        return len({json_key(write.value) for write in self._heads.values()}) > 1
+        """Whether the heads hold two or more JSON-distinct values (never for an erased field)."""
+        if self._erased or len(self._heads) < 2:
+            return False
+        values = iter(self._heads.values())
+        first = json_key(next(values)[1])
+        return any(json_key(value) != first for _entry, value in values)
+
+    @property
+    def floor(self) -> frozenset[str]:
+        """Stamps of the writes at each chain's top that are not heads."""
+        return frozenset(entry.stamp for entries in self._floor.values() for entry in entries)
+
+    @property
+    def named(self) -> frozenset[str]:
+        """Stamps named by a base that are not received device-made writes of this field."""
+        return frozenset(self._named)
+
+    @property
+    def superseded(self) -> frozenset[str]:
+        """The superseded stamps this state still remembers (floor and named), not every one ever superseded."""
+        return self.floor | self._named
+
+    def knows(self, stamp: str, recall: Recall | None = None) -> bool:
+        """Whether ``stamp`` is a write of this field, a head or superseded, as far as this node knows.
+
+        The compact state forgets most superseded writes; ``recall`` (the node's event log)
+        answers for those.
+        """
+        if stamp in self._heads or stamp in self._named or self._in_floor(stamp):
+            return True
+        if recall is None:
+            return False
+        found = _recalled(recall, stamp)
+        return found is not None and self.path in found.set
 
     def clash(self, write: Write) -> bool:
-        """Whether ``write`` reuses the stamp of a different head (a reused event id)."""
-        held = self._heads.get(write.stamp)
-        return held is not None and held != write
+        """Whether ``write`` reuses the stamp of a head with other content (a reused event id)."""
+        return self._clash_value(write.stamp, write.value) or self._clash_meta(write.stamp, _entry_of(write))
 
-    def apply(self, write: Write) -> bool:
+    def _clash_value(self, stamp: str, value: JsonValue) -> bool:
+        held = self._heads.get(stamp)
+        return held is not None and not self._erased and json_key(held[1]) != json_key(value)
+
+    def _clash_meta(self, stamp: str, entry: _Entry) -> bool:
+        held = self._heads.get(stamp)
+        return held is not None and held[0].meta() != entry.meta()
+
+    def _in_floor(self, stamp: str) -> bool:
+        device_id = parse_stamp(stamp).device_id
+        for lane in (SEQ_LANE, CLOCK_LANE):
+            entries = self._floor.get(Chain(device_id, lane))
+            if entries is not None and any(entry.stamp == stamp for entry in entries):
+                return True
+        return False
+
+    # -- folding -----------------------------------------------------------------------------------
+    def apply(self, write: Write, recall: Recall | None = None) -> bool:
         """Take in one write; True when the heads changed. Applying it again changes nothing."""
         if write.path != self.path:
             raise ValueError(f"write to {write.path} applied to field {self.path}")
+        if write.erased:
+            raise ValueError(f"{self.path}: an erased write has no value to apply")
         if self.clash(write):
             raise ValueError(f"{self.path}: stamp {write.stamp} reused with different content")
+        return self._take(_entry_of(write), write.value, write.base, _lookup_of(recall))
+
+    def _take(self, entry: _Entry, value: JsonValue, base: Iterable[str], lookup: _Lookup | None) -> bool:
+        """The chain rule and the base rule for one incoming write (see docs/merge-rule.md)."""
+        stamp = entry.stamp
+        heads = self._heads
+        if stamp in heads:
+            return False
+        order = entry.order
+        if order is not None:
+            floor = self._floor.get(order.chain)
+            if floor is not None and any(held.stamp == stamp for held in floor):
+                return False
         changed = False
-        for stamp in write.base:
-            self._superseded.add(stamp)
-            changed = self._heads.pop(stamp, None) is not None or changed
-        if write.stamp not in self._superseded and write.stamp not in self._heads:
-            self._heads[write.stamp] = write
-            changed = True
-        return changed
+        named = self._named
+        superseded = stamp in base
+        if stamp in named:
+            superseded = True
+            if order is not None:
+                named.discard(stamp)  # received now: its chain position recognises it from here on
+        unknown = []
+        for named_stamp in base:
+            if named_stamp == stamp:
+                continue
+            held_head = heads.pop(named_stamp, None)
+            if held_head is not None:
+                changed = True
+                held_order = held_head[0].order
+                if held_order is None:
+                    named.add(named_stamp)
+                else:
+                    self._floor.setdefault(held_order.chain, []).append(held_head[0])
+            elif named_stamp not in named and not self._in_floor(named_stamp):
+                unknown.append(named_stamp)
+        if order is not None:
+            chain, rank = order
+            top = self._tops.get(chain)
+            if top is None or rank > top:
+                if top is not None:
+                    # The device had seen its own earlier writes: they all go, and are forgotten.
+                    beaten = [held for held, (other, _value) in heads.items()
+                              if other.order is not None and other.order.chain == chain]
+                    for held in beaten:
+                        del heads[held]
+                    changed = changed or bool(beaten)
+                    self._floor.pop(chain, None)
+                self._tops[chain] = rank
+            elif rank < top:
+                superseded = True
+        for named_stamp in unknown:
+            # Yet to arrive, or received long ago and forgotten: only the event log can tell.
+            if not self._forgotten(named_stamp, lookup):
+                named.add(named_stamp)
+        if superseded:
+            if order is None:
+                named.add(stamp)
+            elif self._tops[order.chain] == order.rank:
+                self._floor.setdefault(order.chain, []).append(entry)
+            return changed
+        heads[stamp] = (entry, None if self._erased else _own(value))
+        return True
 
-    def merge(self, other: FieldState) -> bool:
-        """Join another replica's state of this field into this one; True when the heads changed."""
-        if other.path != self.path:
-            raise ValueError(f"field {other.path} merged into field {self.path}")
-        for write in other._heads.values():
-            if self.clash(write):
-                raise ValueError(f"{self.path}: stamp {write.stamp} reused with different content")
-        before = set(self._heads)
-        self._superseded |= other._superseded
-        for stamp, write in other._heads.items():
-            self._heads.setdefault(stamp, write)
-        for stamp in self._superseded & self._heads.keys():
-            del self._heads[stamp]
-        return set(self._heads) != before
+    def _forgotten(self, stamp: str, lookup: _Lookup | None) -> bool:
+        """Whether a named stamp is a device write below its chain's top: received and forgotten, or
+        bound to be superseded by its chain when it arrives. Only the event log can say."""
+        if lookup is None:
+            return False
+        order = lookup(stamp, self.path)
+        if order is None:
+            return False
+        top = self._tops.get(order.chain)
+        return top is not None and order.rank < top
 
+    def _erase(self) -> bool:
+        """Drop every value; True when some head lost one."""
+        self._erased = True
+        self._heads = {stamp: (entry, None) for stamp, (entry, _value) in self._heads.items()}
+        return bool(self._heads)
+
+    # -- copies, equality, pulls -------------------------------------------------------------------
     def copy(self) -> FieldState:
-        """An independent copy (writes are immutable and shared)."""
-        return FieldState(self.path, self._heads.values(), self._superseded)
+        """An independent copy (entries are immutable and shared)."""
+        twin = FieldState(self.path, erased=self._erased)
+        twin._heads = dict(self._heads)
+        twin._floor = {chain: list(entries) for chain, entries in self._floor.items()}
+        twin._tops = dict(self._tops)
+        twin._named = set(self._named)
+        return twin
+
+    def _identity(self) -> tuple[Any, ...]:
+        return (
+            self.path,
+            self._erased,
+            {stamp: (entry.meta(), json_key(value)) for stamp, (entry, value) in self._heads.items()},
+            self.floor,
+            frozenset(self._named),
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FieldState):
             return NotImplemented
-        return (self.path, self.heads, self._superseded) == (other.path, other.heads, other._superseded)
+        return self._identity() == other._identity()
 
     __hash__ = None  # type: ignore[assignment]
 
-    def to_document(self) -> dict[str, Any]:
-        """``{"heads": [write documents by stamp], "superseded": [sorted stamps]}``."""
-        return {
-            "heads": [write.to_document() for write in self.heads],
-            "superseded": sorted(self._superseded),
-        }
-
-    @classmethod
-    def from_document(cls, path: str, doc: Mapping[str, Any]) -> FieldState:
-        """The state stored by :meth:`to_document` under ``path``; ValueError when malformed."""
-        _check_keys(doc, required={"heads", "superseded"}, optional=set(), what=f"field {path}")
-        if not isinstance(doc["heads"], list) or not isinstance(doc["superseded"], list):
-            raise ValueError(f"field {path}: heads and superseded must be lists")
-        heads = [Write.from_document(path, write) for write in doc["heads"]]
-        return cls(path, heads, doc["superseded"])
+    def __repr__(self) -> str:
+        return f"FieldState({self.path!r}, heads={len(self._heads)}, floor={len(self.floor)}, named={len(self._named)})"
 
     def to_pull(self) -> dict[str, Any]:
-        """``{"value", "stamp"}``, plus ``heads`` while in conflict.
+        """``{"value", "stamp"}``, plus ``heads`` while in conflict, ``erased`` when erased.
 
         When equal values left several heads, ``head_stamps`` lists them all: a device
         must name them all in its next write's base, or its edit would leave the other
         equal head standing and turn into a conflict nobody made.
         """
         pulled: dict[str, Any] = {"value": self.value, "stamp": self.stamp}
+        if self._erased:
+            pulled["erased"] = True
         if self.in_conflict:
             pulled["heads"] = [
-                {"value": copy.deepcopy(write.value), "stamp": write.stamp, "officer": write.officer}
-                for write in self.heads
+                {"value": copy.deepcopy(value), "stamp": stamp, "officer": entry.officer}
+                for stamp, (entry, value) in sorted(self._heads.items())
             ]
         elif len(self._heads) > 1:
             pulled["head_stamps"] = sorted(self._heads)
         return pulled
+
+
+def _entry_of(write: Write) -> _Entry:
+    stamp = parse_stamp(write.stamp)
+    return _Entry(stamp.hlc, stamp.device_id, stamp.event_id, write.device_seq, write.officer, write.at, write.origin,
+                  write.stamp)
+
+
+def _recalled(recall: Recall, stamp: str) -> Event | None:
+    found = recall(stamp)
+    if found is None:
+        return None
+    try:
+        event = parse_event(found)
+    except EventError:
+        return None
+    return event if event.stamp == stamp else None
+
+
+def _lookup_of(recall: Recall | None, record_id: str | None = None) -> _Lookup | None:
+    """The device order of named stamps from a node's event log, each event asked for once."""
+    if recall is None:
+        return None
+    seen: dict[str, Event | None] = {}
+
+    def lookup(stamp: str, path: str) -> DeviceOrder | None:
+        if stamp not in seen:
+            event = _recalled(recall, stamp)
+            seen[stamp] = event if event is None or record_id is None or event.household_id == record_id else None
+        event = seen[stamp]
+        return event.order if event is not None and path in event.set else None
+
+    return lookup
 
 
 def conflict_id(record_id: str, path: str, head_stamps: Iterable[str]) -> str:
@@ -299,7 +505,7 @@ def conflict_id(record_id: str, path: str, head_stamps: Iterable[str]) -> str:
 
 
 class Record:
-    """A household (or any record) folded from field writes.
+    """A household (or any record) folded from field writes and erasures.
 
     ``village`` is the village of the creating event, the received event with the
     smallest stamp, so it too depends only on the set of events received.
@@ -315,20 +521,27 @@ class Record:
         self.village = village
         self.created = created
         self._fields: dict[str, FieldState] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._erasures: dict[str, tuple[_Entry, tuple[str, ...]]] = {}
+        self._cover_all = False
+        self._cover_members: set[str] = set()
+        self._cover_paths: set[str] = set()
 
+    # -- reading -----------------------------------------------------------------------------------
     @property
     def fields(self) -> Mapping[str, FieldState]:
         """Field path → state, read-only."""
         return MappingProxyType(self._fields)
 
     def get(self, path: str, default: JsonValue = None) -> JsonValue:
-        """The value of a field, or ``default`` when nothing was written to it."""
+        """The value of a field, or ``default`` when nothing was written to it or it is erased."""
         state = self._fields.get(path)
-        return default if state is None or state.winner is None else state.value
+        return default if state is None or not state._heads or state.erased else state.value
 
     def values(self) -> dict[str, JsonValue]:
-        """Every field's value by path."""
-        return {path: state.value for path, state in sorted(self._fields.items()) if state.winner}
+        """Every field's value by path (erased fields have none)."""
+        return {path: state.value for path, state in sorted(self._fields.items())
+                if state._heads and not state.erased}
 
     def members(self) -> dict[str, dict[str, JsonValue]]:
         """The roster: member uuid → field name → value."""
@@ -339,19 +552,59 @@ class Record:
                 roster.setdefault(member_id, {})[name] = value
         return roster
 
+    def covers(self, path: str) -> bool:
+        """Whether an erasure received covers ``path`` (written yet or not)."""
+        if self._cover_all or path in self._cover_paths:
+            return True
+        return bool(self._cover_members) and split_path(path)[0] in self._cover_members
+
+    @property
+    def erased(self) -> tuple[str, ...]:
+        """Every erasure pattern received, sorted."""
+        return tuple(sorted({pattern for _entry, patterns in self._erasures.values() for pattern in patterns}))
+
+    def erasures(self) -> list[dict[str, Any]]:
+        """The erasures received, by stamp: who erased what, and when."""
+        return [
+            {"stamp": stamp, "event_id": entry.id, "officer": entry.officer,
+             "at": entry.at if entry.at is not None else hlc_to_iso(entry.hlc), "erase": list(patterns)}
+            for stamp, (entry, patterns) in sorted(self._erasures.items())
+        ]
+
+    # -- folding -----------------------------------------------------------------------------------
     def _note_creator(self, stamp: str, village: str) -> None:
         if self.created is None or stamp < self.created:
             self.created, self.village = stamp, village
 
-    def apply(self, write: Write) -> bool:
-        """Take in one write; True when that field's heads changed. Does not touch ``village``."""
-        state = self._fields.get(write.path)
+    def _state(self, path: str) -> FieldState:
+        state = self._fields.get(path)
         if state is None:
-            state = self._fields[write.path] = FieldState(write.path)
-        return state.apply(write)
+            state = self._fields[path] = FieldState(path, erased=self.covers(path))
+        return state
 
-    def apply_event(self, event: Mapping[str, Any] | Event, *, check: bool = True) -> set[str]:
-        """Fold one event in; returns the paths whose heads changed. Idempotent.
+    def _intern(self, entry: _Entry) -> _Entry:
+        return self._entries.setdefault(entry.stamp, entry)
+
+    def apply(self, write: Write, *, recall: Recall | None = None) -> bool:
+        """Take in one write; True when that field's heads changed. Does not touch ``village``."""
+        if write.erased:
+            raise ValueError(f"{write.path}: an erased write has no value to apply")
+        entry = _entry_of(write)
+        known = self._entries.get(entry.stamp)
+        if known is not None and _differences(known, entry):
+            raise ValueError(f"{write.path}: stamp {write.stamp} reused with different content")
+        state = self._state(write.path)
+        if state._clash_value(write.stamp, write.value):
+            raise ValueError(f"{write.path}: stamp {write.stamp} reused with different content")
+        return state._take(self._intern(entry), write.value, write.base, _lookup_of(recall, self.id))
+
+    def apply_event(self, event: Mapping[str, Any] | Event, *, check: bool = True,
+                    recall: Recall | None = None) -> set[str]:
+        """Fold one event in; returns the paths whose heads changed (or lost their values). Idempotent.
+
+        ``recall`` lets the record ask the node's event log for a stamp it has forgotten
+        (docs/merge-rule.md, "Compact memory"): without it every answer is still exact, but a
+        late base naming a long-superseded write leaves that stamp in the document.
 
         Raises EventError: ``invalid`` for a malformed event or one about another
         record, ``stale_base`` (unless ``check`` is False), ``id_reused`` when its
@@ -363,56 +616,64 @@ class Record:
                              {"household_id": [f"must be {self.id}"]})
         if check and (stale := stale_base_error(parsed)) is not None:
             raise stale
-        writes = writes_of(parsed)
-        self._refuse_reuse(parsed, writes)
-        self._note_creator(parsed.stamp, parsed.village)
-        return {write.path for write in writes if self.apply(write)}
+        entry = _Entry.of_event(parsed)
+        self._refuse_reuse(parsed, entry)
+        entry = self._intern(entry)
+        self._note_creator(entry.stamp, parsed.village)
+        changed = self._erase(entry, parsed.erase) if parsed.erase else set()
+        lookup = _lookup_of(recall, self.id)
+        base = parsed.base
+        for path, value in parsed.set.items():
+            if self._state(path)._take(entry, value, base.get(path, ()), lookup):
+                changed.add(path)
+        return changed
 
-    def _refuse_reuse(self, event: Event, writes: Iterable[Write]) -> None:
+    def _refuse_reuse(self, event: Event, entry: _Entry) -> None:
         errors: dict[str, list[str]] = {}
+        message = [f"event {event.id} was received with other content"]
         if self.created == event.stamp and self.village != event.village:
             errors["village"] = [f"event {event.id} was received with village {self.village}"]
-        for write in writes:
-            state = self._fields.get(write.path)
-            if state is not None and state.clash(write):
-                errors[f"set.{write.path}"] = [f"event {event.id} was received with other content"]
+        known = self._entries.get(entry.stamp)
+        if known is not None:
+            for name in _differences(known, entry):
+                errors[name] = message
+        for path, value in event.set.items():
+            state = self._fields.get(path)
+            if state is not None and state._clash_value(entry.stamp, value):
+                errors[f"set.{path}"] = message
+        held = self._erasures.get(entry.stamp)
+        if held is not None and held[1] != event.erase:
+            errors["erase"] = message
         if errors:
             raise EventError(ID_REUSED, f"event {event.id} was received before with other content", errors)
 
-    def merge(self, other: Record) -> set[str]:
-        """Join another replica of this record into this one; returns the paths whose heads changed.
-
-        The join is the union of writes and superseded stamps: commutative,
-        associative and idempotent, so replicas may merge in any topology.
-        """
-        if other.id != self.id:
-            raise ValueError(f"record {other.id} merged into record {self.id}")
-        if other.created is not None and other.created == self.created and other.village != self.village:
-            raise ValueError(f"record {self.id}: creating event {self.created} seen with two villages")
-        for path, state in other._fields.items():
-            mine = self._fields.get(path)
-            if mine is not None:
-                for write in state.heads:
-                    if mine.clash(write):
-                        raise ValueError(f"{path}: stamp {write.stamp} reused with different content")
-        if other.created is not None and other.village is not None:
-            self._note_creator(other.created, other.village)
-        changed = set()
-        for path, state in other._fields.items():
-            mine = self._fields.get(path)
-            if mine is None:
-                self._fields[path] = state.copy()
-                changed.add(path)
-            elif mine.merge(state):
-                changed.add(path)
-        return changed
+    def _erase(self, entry: _Entry, patterns: tuple[str, ...]) -> set[str]:
+        if entry.stamp in self._erasures:
+            return set()
+        self._erasures[entry.stamp] = (entry, patterns)
+        for pattern in patterns:
+            kind, subject = split_erase_pattern(pattern)
+            if kind == "record":
+                self._cover_all = True
+            elif kind == "member":
+                self._cover_members.add(subject)  # type: ignore[arg-type]
+            else:
+                self._cover_paths.add(subject)  # type: ignore[arg-type]
+        return {path for path, state in self._fields.items()
+                if not state.erased and self.covers(path) and state._erase()}
 
     def copy(self) -> Record:
         """An independent copy."""
         twin = Record(self.id, self.village, self.created)
         twin._fields = {path: state.copy() for path, state in self._fields.items()}
+        twin._entries = dict(self._entries)
+        twin._erasures = dict(self._erasures)
+        twin._cover_all = self._cover_all
+        twin._cover_members = set(self._cover_members)
+        twin._cover_paths = set(self._cover_paths)
         return twin
 
+    # -- views -------------------------------------------------------------------------------------
     def conflicts(self) -> list[dict[str, Any]]:
         """Every field in conflict, by path, with all its heads by ascending stamp."""
         found = []
@@ -429,51 +690,114 @@ class Record:
         return found
 
     def to_pull(self) -> dict[str, Any]:
-        """The pull change for this household (CONTRACT.md "Sync")."""
-        return {
+        """The pull change for this household (docs/protocol.md "Sync"); ``erased`` lists the
+        erasure patterns received, so a device drops what it holds there, written here or not."""
+        pulled = {
             "type": "household",
             "id": self.id,
             "village": self.village,
-            "fields": {
-                path: state.to_pull() for path, state in sorted(self._fields.items()) if state.winner
-            },
+            "fields": {path: state.to_pull() for path, state in sorted(self._fields.items()) if state._heads},
         }
+        if self._erasures:
+            pulled["erased"] = list(self.erased)
+        return pulled
 
+    # -- documents ---------------------------------------------------------------------------------
     def to_document(self) -> dict[str, Any]:
-        """Lossless JSON-compatible form for storage: heads with metadata and superseded stamps."""
-        return {
+        """The compact, canonical JSON-compatible form for storage (format 2, docs/merge-rule.md)."""
+        used: dict[str, _Entry] = {}
+        for state in self._fields.values():
+            for entry, _value in state._heads.values():
+                used[entry.stamp] = entry
+            for entries in state._floor.values():
+                for entry in entries:
+                    used[entry.stamp] = entry
+        for entry, _patterns in self._erasures.values():
+            used[entry.stamp] = entry
+        stamps = sorted(used)
+        index = {stamp: position for position, stamp in enumerate(stamps)}
+        devices = sorted({entry.device_id for entry in used.values()})
+        device_index = {device_id: position for position, device_id in enumerate(devices)}
+        events = []
+        for stamp in stamps:
+            entry = used[stamp]
+            events.append([entry.hlc, device_index[entry.device_id], entry.id, entry.device_seq, entry.officer,
+                           entry.at, entry.origin])
+        fields: dict[str, Any] = {}
+        # One visit leaves the same devices' latest writes under every field it wrote: such floors
+        # are stored once and named by position.
+        floors: dict[tuple[int, ...], int] = {}
+        for path, state in sorted(self._fields.items()):
+            if state.erased:
+                heads: list[list[Any]] = [[index[stamp]] for stamp in sorted(state._heads)]
+            else:
+                heads = [[index[stamp], _own(state._heads[stamp][1])] for stamp in sorted(state._heads)]
+            doc: dict[str, Any] = {"heads": heads}
+            if state._floor:
+                floor = tuple(sorted(index[entry.stamp] for entries in state._floor.values() for entry in entries))
+                doc["floor"] = floors.setdefault(floor, len(floors))
+            if state._named:
+                doc["named"] = sorted(state._named)
+            fields[path] = doc
+        document: dict[str, Any] = {
             "format": DOCUMENT_FORMAT,
             "id": self.id,
             "village": self.village,
             "created": self.created,
-            "fields": {path: state.to_document() for path, state in sorted(self._fields.items())},
+            "devices": devices,
+            "events": events,
+            "floors": [list(floor) for floor in floors],
+            "fields": fields,
         }
+        if self._erasures:
+            document["erasures"] = [[index[stamp], list(patterns)] for stamp, (_entry, patterns)
+                                    in sorted(self._erasures.items())]
+        return document
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> Record:
         """The record stored by :meth:`to_document`; ValueError when malformed.
 
+        DocumentFormatError (a ValueError) when the document is of another format, as every
+        household stored before compact memory is: rebuild those from their events.
         Top-level keys other than ours are ignored, so a store may add its own (``seq``, ``_id``).
         """
         if not isinstance(doc, Mapping):
             raise ValueError("record document is not an object")
         if doc.get("format") != DOCUMENT_FORMAT:
-            raise ValueError(f"record document format {doc.get('format')!r} is not {DOCUMENT_FORMAT}")
-        for key in ("id", "village", "created", "fields"):
+            raise DocumentFormatError(doc.get("format"))
+        for key in ("id", "village", "created", "devices", "events", "floors", "fields"):
             if key not in doc:
                 raise ValueError(f"record document has no {key!r}")
-        if not isinstance(doc["fields"], Mapping):
-            raise ValueError("record document fields is not an object")
         record = cls(doc["id"], doc["village"], doc["created"])
-        for path, state in doc["fields"].items():
-            record._fields[path] = FieldState.from_document(path, state)
+        entries = _load_entries(doc["devices"], doc["events"])
+        for item in _list(doc.get("erasures", []), "erasures"):
+            if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], list):
+                raise ValueError("record document erasure is not [event, [patterns]]")
+            entry = _pick(entries, item[0])
+            if entry.origin == DEVICE:
+                raise ValueError(f"erasure {entry.stamp} is not server-made")
+            patterns = tuple(sorted(set(item[1])))
+            if not patterns or entry.stamp in record._erasures:
+                raise ValueError(f"erasure {entry.stamp} is empty or listed twice")
+            record._erase(entry, patterns)
+        floors = [_list(floor, "floor") for floor in _list(doc["floors"], "floors")]
+        fields = doc["fields"]
+        if not isinstance(fields, Mapping):
+            raise ValueError("record document fields is not an object")
+        for path, state_doc in fields.items():
+            record._fields[path] = _load_field(record, path, state_doc, entries, floors)
+        for entry in entries:
+            record._entries.setdefault(entry.stamp, entry)
         return record
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Record):
             return NotImplemented
-        return (self.id, self.village, self.created, self._fields) == (
-            other.id, other.village, other.created, other._fields
+        mine = {stamp: patterns for stamp, (_entry, patterns) in self._erasures.items()}
+        theirs = {stamp: patterns for stamp, (_entry, patterns) in other._erasures.items()}
+        return (self.id, self.village, self.created, self._fields, mine) == (
+            other.id, other.village, other.created, other._fields, theirs
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -482,18 +806,99 @@ class Record:
         return f"Record({self.id!r}, village={self.village!r}, fields={len(self._fields)})"
 
 
+def _list(value: object, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"record document {what} is not a list")
+    return value
+
+
+def _pick(entries: list[_Entry], position: object) -> _Entry:
+    if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position < len(entries):
+        raise ValueError(f"record document names event {position!r}, which it does not list")
+    return entries[position]
+
+
+def _load_entries(devices: object, events: object) -> list[_Entry]:
+    device_ids = _list(devices, "devices")
+    for device_id in device_ids:
+        check_id("device_id", device_id)
+    if len(set(device_ids)) != len(device_ids):
+        raise ValueError("record document lists a device twice")
+    entries = []
+    for item in _list(events, "events"):
+        if not isinstance(item, list) or len(item) != 7:
+            raise ValueError("record document event is not [hlc, device, id, device_seq, officer, at, origin]")
+        hlc, device, event_id, device_seq, officer, at, origin = item
+        if not is_hlc(hlc):
+            raise ValueError(f"record document event has a malformed HLC {hlc!r}")
+        if not isinstance(device, int) or isinstance(device, bool) or not 0 <= device < len(device_ids):
+            raise ValueError(f"record document event names device {device!r}, which it does not list")
+        check_id("event_id", event_id)
+        if not isinstance(officer, str) or (at is not None and not isinstance(at, str)):
+            raise ValueError(f"record document event {event_id}: officer and at must be strings")
+        if origin not in ORIGINS:
+            raise ValueError(f"record document event {event_id}: origin {origin!r}")
+        if device_seq is not None and (not isinstance(device_seq, int) or isinstance(device_seq, bool)
+                                       or not 1 <= device_seq <= MAX_DEVICE_SEQ or origin != DEVICE):
+            raise ValueError(f"record document event {event_id}: device_seq {device_seq!r}")
+        entries.append(_Entry(hlc, device_ids[device], event_id, device_seq, officer, at, origin,
+                              make_stamp(hlc, device_ids[device], event_id)))
+    if len({entry.stamp for entry in entries}) != len(entries):
+        raise ValueError("record document lists an event twice")
+    return entries
+
+
+def _load_field(record: Record, path: str, doc: object, entries: list[_Entry], floors: list[list[Any]]
+                ) -> FieldState:
+    state = FieldState(path, erased=record.covers(path))
+    if not isinstance(doc, Mapping) or "heads" not in doc or not set(doc) <= {"heads", "floor", "named"}:
+        raise ValueError(f"field {path} document: expected heads, and floor and named when not empty")
+    for item in _list(doc["heads"], f"field {path} heads"):
+        if not isinstance(item, list) or len(item) != (1 if state.erased else 2):
+            raise ValueError(f"field {path}: a head is [event, value], or [event] when the field is erased")
+        entry = _pick(entries, item[0])
+        value = None if state.erased else item[1]
+        check_json_value(value, f"field {path} value")
+        if entry.stamp in state._heads:
+            raise ValueError(f"field {path}: {entry.stamp} cannot be a head twice")
+        state._heads[entry.stamp] = (entry, value)
+    floor = doc.get("floor")
+    if floor is not None and (not isinstance(floor, int) or isinstance(floor, bool) or not 0 <= floor < len(floors)):
+        raise ValueError(f"field {path}: floor {floor!r} is not one the document lists")
+    for position in floors[floor] if floor is not None else ():
+        entry = _pick(entries, position)
+        if entry.order is None or entry.stamp in state._heads or state._in_floor(entry.stamp):
+            raise ValueError(f"field {path}: {entry.stamp} cannot be at the floor")
+        state._floor.setdefault(entry.order.chain, []).append(entry)
+    for stamp in _list(doc.get("named", []), f"field {path} named"):
+        parse_stamp(stamp)
+        if stamp in state._heads or stamp in state._named or state._in_floor(stamp):
+            raise ValueError(f"field {path}: {stamp} cannot be named here")
+        state._named.add(stamp)
+    for entry in [entry for entry, _value in state._heads.values()] + [
+            entry for entries in state._floor.values() for entry in entries]:
+        if entry.order is None:
+            continue
+        top = state._tops.setdefault(entry.order.chain, entry.order.rank)
+        if top != entry.order.rank:
+            raise ValueError(f"field {path}: {entry.stamp} is below its device's latest write, so not remembered")
+    return state
+
+
 def fold(events: Iterable[Mapping[str, Any] | Event], record_id: str | None = None, *,
          check: bool = True) -> Record:
     """The record folded from scratch from ``events`` (all about one record).
 
-    ``record_id`` is needed only to fold an empty list into an empty record.
+    The events themselves answer the record's questions about stamps it has forgotten, so the
+    document is the same whatever their order. ``record_id`` is needed only to fold an empty list.
     """
     parsed = [parse_event(event) for event in events]
     if record_id is None:
         if not parsed:
             raise ValueError("fold of no events needs a record_id")
         record_id = parsed[0].household_id
+    by_stamp = {event.stamp: event for event in parsed}
     record = Record(record_id)
     for event in parsed:
-        record.apply_event(event, check=check)
+        record.apply_event(event, check=check, recall=by_stamp.get)
     return record

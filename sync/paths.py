@@ -1,4 +1,4 @@
-"""Field paths: household fields by name, roster fields as members/<member-uuid>/<field>."""
+"""Field paths: household fields by name, roster fields as members/<member-uuid>/<field>; erasure patterns."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 from functools import lru_cache
 
 MEMBERS = "members"
+ERASE_ALL = "*"
 
 # snake_case from a letter, so no '$', '.', NUL or upper case can reach a store key.
 FIELD_NAME_PATTERN = r"[a-z][a-z0-9_]{0,63}"
@@ -57,3 +58,35 @@ def member_path(member_id: str, field: str) -> str:
     path = f"{MEMBERS}/{member_id}/{field}"
     check_path(path)
     return path
+
+
+def split_erase_pattern(pattern: object) -> tuple[str, str | None]:
+    """(kind, subject) of an erasure pattern; ValueError when malformed.
+
+    ``("record", None)`` for ``*`` (every path of the record, written or not), ``("member", uuid)``
+    for ``members/<uuid>/*`` (every field of that member), ``("path", path)`` for one exact path.
+    """
+    if pattern == ERASE_ALL:
+        return "record", None
+    if isinstance(pattern, str):
+        parts = pattern.split("/")
+        if len(parts) == 3 and parts[0] == MEMBERS and parts[2] == ERASE_ALL:
+            if not is_member_id(parts[1]):
+                raise ValueError(f"malformed erasure {pattern!r}: members/<lower-case member uuid>/*")
+            return "member", parts[1]
+    try:
+        return "path", check_path(pattern)
+    except ValueError:
+        raise ValueError(
+            f"malformed erasure {pattern!r}: expected '*', members/<member uuid>/* or a field path"
+        ) from None
+
+
+def erase_pattern_covers(pattern: str, path: str) -> bool:
+    """Whether the erasure ``pattern`` covers the field ``path`` (both well-formed)."""
+    kind, subject = split_erase_pattern(pattern)
+    if kind == "record":
+        return True
+    if kind == "member":
+        return split_path(path)[0] == subject
+    return path == subject

@@ -1,4 +1,8 @@
-"""A reference fold written straight from the merge rule in DESIGN.md §2, sharing no code with sync/."""
+"""A reference fold written straight from the rule text in docs/merge-rule.md, sharing no code with sync/.
+
+Deliberately naive: it looks at the whole set of received events at once and compares every
+pair of writes. Events are plain dicts in the engine's shape.
+"""
 
 from __future__ import annotations
 
@@ -23,46 +27,86 @@ def ref_normal(value: Any) -> Any:
     return ("dict", tuple(sorted((key, ref_normal(item)) for key, item in value.items())))
 
 
+ERASED = ("erased",)  # the one "value" every erased write has, so erased heads never conflict
+
+
+def ref_unique(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every received event once (a duplicate is the same event)."""
+    return list({ref_stamp(event): event for event in events}.values())
+
+
 def ref_writes(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every received write once (a duplicate event is the same event)."""
-    unique = {ref_stamp(event): event for event in events}
+    """Every received write once."""
     writes = []
-    for stamp, event in unique.items():
+    for event in ref_unique(events):
         base = event.get("base") or {}
-        for path, value in event["set"].items():
+        for path, value in (event.get("set") or {}).items():
             writes.append({
-                "path": path, "value": value, "stamp": stamp, "base": list(base.get(path, [])),
-                "officer": event["officer"],
+                "path": path, "value": value, "stamp": ref_stamp(event), "base": set(base.get(path, [])),
+                "device": event["device_id"], "hlc": event["hlc"], "seq": event.get("device_seq"),
+                "origin": event.get("origin", "device"), "officer": event["officer"],
             })
     return writes
 
 
-def ref_fold(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """``{"id", "village", "fields": {path: {"value", "stamp", "heads", "conflict"}}}`` by the rule text.
+def earlier_on_the_same_device(v: dict[str, Any], w: dict[str, Any]) -> bool:
+    """The device order: v came before w on one device. Only writes a device pushed have it; one
+    device's writes with a device_seq and those without are not ordered against each other."""
+    if v["origin"] != "device" or w["origin"] != "device" or v["device"] != w["device"]:
+        return False
+    if v["seq"] is not None and w["seq"] is not None:
+        return (v["seq"], v["hlc"]) < (w["seq"], w["hlc"])
+    if v["seq"] is None and w["seq"] is None:
+        return v["hlc"] < w["hlc"]
+    return False
 
-    Deliberately naive: it looks at the whole set of received events at once.
-    heads: writes whose stamp no received write of that field names in its base;
-    value: the greatest head's; conflict: two or more distinct head values.
+
+def supersedes(w: dict[str, Any], v: dict[str, Any]) -> bool:
+    """w supersedes v (same field): w's base names v, or v came earlier on w's device."""
+    return v["stamp"] in w["base"] or earlier_on_the_same_device(v, w)
+
+
+def ref_covers(pattern: str, path: str) -> bool:
+    if pattern == "*":
+        return True
+    if pattern.endswith("/*"):
+        return path.startswith(pattern[:-1])
+    return pattern == path
+
+
+def ref_erased_patterns(events: Iterable[dict[str, Any]]) -> list[str]:
+    return sorted({pattern for event in ref_unique(events) for pattern in event.get("erase") or []})
+
+
+def ref_fold(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """``{"id", "village", "erased", "fields": {path: {"value", "stamp", "heads", "conflict", "erased"}}}``.
+
+    heads: received writes no received write supersedes (by base or by the device order);
+    value: the greatest head's (none when an erasure covers the path); conflict: two or more
+    distinct head values, an erased value being one value.
     """
     events = list(events)
     writes = ref_writes(events)
+    patterns = ref_erased_patterns(events)
     fields: dict[str, Any] = {}
     for path in sorted({write["path"] for write in writes}):
         mine = [write for write in writes if write["path"] == path]
-        named = {stamp for write in mine for stamp in write["base"]}
-        heads = sorted((write for write in mine if write["stamp"] not in named), key=lambda w: w["stamp"])
+        heads = sorted((v for v in mine if not any(supersedes(w, v) for w in mine)), key=lambda w: w["stamp"])
         if not heads:
             continue
+        erased = any(ref_covers(pattern, path) for pattern in patterns)
         fields[path] = {
-            "value": heads[-1]["value"],
+            "value": None if erased else heads[-1]["value"],
             "stamp": heads[-1]["stamp"],
-            "heads": [(write["stamp"], write["value"], write["officer"]) for write in heads],
-            "conflict": len({ref_normal(write["value"]) for write in heads}) >= 2,
+            "heads": [(w["stamp"], None if erased else w["value"], w["officer"]) for w in heads],
+            "conflict": len({ERASED if erased else ref_normal(w["value"]) for w in heads}) >= 2,
+            "erased": erased,
         }
-    if not events:
-        return {"id": None, "village": None, "fields": fields}
-    first = min(events, key=ref_stamp)
-    return {"id": first["household_id"], "village": first["village"], "fields": fields}
+    unique = ref_unique(events)
+    if not unique:
+        return {"id": None, "village": None, "erased": patterns, "fields": fields}
+    first = min(unique, key=ref_stamp)
+    return {"id": first["household_id"], "village": first["village"], "erased": patterns, "fields": fields}
 
 
 def ref_heads(events: Iterable[dict[str, Any]], path: str) -> list[tuple[str, Any]]:
@@ -74,8 +118,3 @@ def ref_heads(events: Iterable[dict[str, Any]], path: str) -> list[tuple[str, An
 def ref_known_stamps(events: Iterable[dict[str, Any]], path: str) -> list[str]:
     """Every stamp of a write to ``path`` among ``events``, ascending."""
     return sorted({write["stamp"] for write in ref_writes(events) if write["path"] == path})
-
-
-def ref_named(events: Iterable[dict[str, Any]], path: str) -> set[str]:
-    """Every stamp that some received write to ``path`` names in its base."""
-    return {stamp for write in ref_writes(events) if write["path"] == path for stamp in write["base"]}

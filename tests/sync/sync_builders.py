@@ -22,7 +22,8 @@ def hlc(ms: int, counter: int = 0) -> str:
 def event(ms: int, device: str = "dev-a", *, counter: int = 0, event_id: str | None = None,
           writes: dict[str, Any] | None = None, base: dict[str, list[str]] | None = None,
           officer: str = "siti", household: str = HOUSEHOLD, village: str = VILLAGE,
-          at: str | None = None) -> dict[str, Any]:
+          at: str | None = None, seq: int | None = None, origin: str | None = None,
+          erase: list[str] | None = None) -> dict[str, Any]:
     """An event in the engine's shape; its id defaults to one derived from device and clock."""
     built: dict[str, Any] = {
         "id": event_id or f"ev-{device}-{ms}-{counter}",
@@ -37,7 +38,21 @@ def event(ms: int, device: str = "dev-a", *, counter: int = 0, event_id: str | N
         built["base"] = base
     if at is not None:
         built["at"] = at
+    if seq is not None:
+        built["device_seq"] = seq
+    if origin is not None:
+        built["origin"] = origin
+    if erase is not None:
+        built["erase"] = erase
     return built
+
+
+def server_event(ms: int, *, writes: dict[str, Any] | None = None, base: dict[str, list[str]] | None = None,
+                 erase: list[str] | None = None, event_id: str | None = None,
+                 officer: str = "supervisor") -> dict[str, Any]:
+    """A server-made event (resolution, import or erasure) of the node ``server-1``."""
+    return event(ms, "server-1", event_id=event_id, writes=writes, base=base, officer=officer, origin="server",
+                 erase=erase)
 
 
 def stamp_of(built: dict[str, Any]) -> str:

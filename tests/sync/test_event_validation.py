@@ -23,6 +23,21 @@ def test_household_edit_parses_into_an_event() -> None:
     assert parse_event(parsed) is parsed
 
 
+def test_device_seq_origin_and_erase_are_parsed() -> None:
+    counted = parse_event(event(10, seq=42, writes={"head_name": "Siti"}))
+    assert (counted.device_seq, counted.origin, counted.erase) == (42, "device", ())
+    assert counted.order is not None
+    assert counted.order.rank == (42, hlc(10))
+    erasure = parse_event(event(11, "server-1", origin="server",
+                                erase=[member(MEMBER_ANI, "name"), "*", f"members/{MEMBER_ANI}/*", "*"]))
+    assert erasure.origin == "server"
+    assert erasure.order is None
+    assert erasure.erase == ("*", f"members/{MEMBER_ANI}/*", member(MEMBER_ANI, "name"))
+    assert writes_of(erasure) == ()
+    (write,) = writes_of(event(12, seq=3, writes={"head_name": "Siti"}))
+    assert (write.device_seq, write.origin) == (3, "device")
+
+
 def test_visit_keys_the_engine_does_not_fold_are_ignored() -> None:
     visit = event(10, writes={"head_name": "Siti"}) | {
         "type": "visit", "form_id": "dtks_verval", "geotag": {"lat": -6.9, "lon": 107.6}}
@@ -73,6 +88,21 @@ def _broken(change: dict[str, Any], drop: str | None = None) -> dict[str, Any]:
     (_broken({"base": {"head_name": "not-a-list"}}), "base.head_name"),
     (_broken({"base": {"head_name": ["garbage"]}}), "base.head_name"),
     (_broken({"base": {"Bad": []}}), "base.Bad"),
+    (_broken({"device_seq": 0}), "device_seq"),
+    (_broken({"device_seq": -3}), "device_seq"),
+    (_broken({"device_seq": True}), "device_seq"),
+    (_broken({"device_seq": "7"}), "device_seq"),
+    (_broken({"device_seq": 7.0}), "device_seq"),
+    (_broken({"device_seq": 2**63}), "device_seq"),
+    (_broken({"device_seq": 7, "origin": "server"}), "device_seq"),
+    (_broken({"origin": "phone"}), "origin"),
+    (_broken({"origin": ["device"]}), "origin"),
+    (_broken({"erase": ["head_name"], "set": {}}), "erase"),
+    (_broken({"erase": ["head_name"], "origin": "server"}), "set"),
+    (_broken({"erase": "*", "origin": "server", "set": {}}), "erase"),
+    (_broken({"erase": ["members/*"], "origin": "server", "set": {}}), "erase.0"),
+    (_broken({"erase": ["*", f"members/{MEMBER_ANI.upper()}/*"], "origin": "server", "set": {}}), "erase.1"),
+    (_broken({"erase": ["head.name"], "origin": "server", "set": {}}), "erase.0"),
 ])
 def test_malformed_events_are_invalid_with_the_offending_key(broken: dict[str, Any], error_key: str) -> None:
     with pytest.raises(EventError) as raised:

@@ -7,7 +7,17 @@ from itertools import permutations
 from typing import Any
 
 import pytest
-from sync_builders import HOUSEHOLD, MEMBER_ANI, MEMBER_BUDI, OTHER_VILLAGE, VILLAGE, event, member, stamp_of
+from sync_builders import (
+    HOUSEHOLD,
+    MEMBER_ANI,
+    MEMBER_BUDI,
+    OTHER_VILLAGE,
+    VILLAGE,
+    event,
+    member,
+    server_event,
+    stamp_of,
+)
 
 from sync import ID_REUSED, INVALID, STALE_BASE, EventError, FieldState, Record, Write, fold
 
@@ -41,7 +51,8 @@ def test_officer_correcting_own_entry_replaces_the_value() -> None:
     fix = event(2, writes={"head_name": "Siti Aminah"}, base={"head_name": [stamp_of(create)]})
     record = fold([create, fix])
     assert heads_of(record, "head_name") == [(stamp_of(fix), "Siti Aminah")]
-    assert record.fields["head_name"].superseded == {stamp_of(create)}
+    # The phone's own earlier write is below its latest: recognised by the device order, forgotten.
+    assert record.fields["head_name"].superseded == set()
     assert not record.fields["head_name"].in_conflict
 
 
@@ -109,8 +120,9 @@ def test_winner_is_the_greatest_stamp_not_the_last_arrival() -> None:
 
 
 def test_same_millisecond_writes_are_ordered_by_counter_then_device_then_event() -> None:
+    # One phone's two events at the very same HLC are a tie in its device order: both stay heads.
     writes = [
-        event(5, "dev-b", counter=0, event_id="e-9", writes={"status": "b0"}),
+        event(5, "dev-c", counter=0, event_id="e-9", writes={"status": "b0"}),
         event(5, "dev-a", counter=1, event_id="e-1", writes={"status": "a1"}),
         event(5, "dev-b", counter=1, event_id="e-2", writes={"status": "b1"}),
         event(5, "dev-b", counter=1, event_id="e-3", writes={"status": "b1-later-id"}),
@@ -135,8 +147,8 @@ def test_resolution_naming_all_heads_ends_the_conflict() -> None:
     by_budi = event(7, "dev-b", writes={"head_name": "Siti A."})
     record = fold([by_siti, by_budi])
     (conflict,) = record.conflicts()
-    resolution = event(30, "server-1", officer="supervisor", writes={"head_name": "Siti Aminah"},
-                       base={"head_name": [head["stamp"] for head in conflict["heads"]]})
+    resolution = server_event(30, writes={"head_name": "Siti Aminah"},
+                              base={"head_name": [head["stamp"] for head in conflict["heads"]]})
     assert record.apply_event(resolution) == {"head_name"}
     assert record.conflicts() == []
     assert record.get("head_name") == "Siti Aminah"
@@ -148,8 +160,8 @@ def test_resolution_racing_new_offline_write_stays_in_conflict() -> None:
     by_budi = event(7, "dev-b", writes={"head_name": "Siti B."}, base={"head_name": [stamp_of(create)]})
     seen = fold([create, by_siti, by_budi])
     (before,) = seen.conflicts()
-    resolution = event(30, "server-1", officer="supervisor", writes={"head_name": "Siti Aminah"},
-                       base={"head_name": [stamp_of(by_siti), stamp_of(by_budi)]})
+    resolution = server_event(30, writes={"head_name": "Siti Aminah"},
+                              base={"head_name": [stamp_of(by_siti), stamp_of(by_budi)]})
     # Budi's phone, still offline, edits again from the value it had.
     offline = event(25, "dev-b", writes={"head_name": "Siti Budiarti"},
                     base={"head_name": [stamp_of(by_budi)]})
@@ -308,33 +320,6 @@ def test_values_are_copied_so_the_senders_dict_cannot_change_the_record() -> Non
     assert record.get("assets") == {"house": "own"}
 
 
-def test_replica_merge_equals_fold_of_all_events() -> None:
-    create = event(1, writes={"head_name": "Siti"})
-    by_siti = event(5, "dev-a", writes={"head_name": "Siti A."}, base={"head_name": [stamp_of(create)]})
-    by_budi = event(7, "dev-b", writes={"head_name": "Siti B.", member(MEMBER_ANI, "name"): "Ani"})
-    hall_laptop = fold([create, by_siti])
-    central = fold([by_budi])
-    merged = central.copy()
-    assert merged.merge(hall_laptop) == {"head_name"}
-    assert merged == fold([create, by_siti, by_budi])
-    assert merged.merge(hall_laptop) == set()
-    assert merged.merge(central) == set()
-    hall_laptop.merge(central)
-    assert hall_laptop == merged
-
-
-def test_merge_refuses_another_record_and_reused_stamps() -> None:
-    with pytest.raises(ValueError, match="merged into record"):
-        Record(HOUSEHOLD).merge(Record("another-household"))
-    create = event(1, writes={"head_name": "Siti"})
-    twisted = create | {"set": {"head_name": "Budi"}}
-    with pytest.raises(ValueError, match="reused"):
-        fold([create]).merge(fold([twisted], check=False))
-    moved = create | {"village": OTHER_VILLAGE}
-    with pytest.raises(ValueError, match="two villages"):
-        fold([create]).merge(fold([moved]))
-
-
 def test_fold_of_nothing_needs_the_record_id() -> None:
     assert fold([], HOUSEHOLD) == Record(HOUSEHOLD)
     with pytest.raises(ValueError, match="record_id"):
@@ -345,8 +330,6 @@ def test_field_state_refuses_writes_of_another_field() -> None:
     state = FieldState("head_name")
     with pytest.raises(ValueError, match="applied to field"):
         state.apply(Write("address", "RT 01", stamp_of(event(1))))
-    with pytest.raises(ValueError, match="merged into field"):
-        state.merge(FieldState("address"))
 
 
 def test_write_exposes_the_parts_of_its_stamp() -> None:
