@@ -614,29 +614,37 @@ class SentEvent:
         return make_stamp(self.body["hlc"], self.body["device_id"], self.body["id"])
 
 
-def pulled_writes(path: str, state: dict[str, Any]) -> list[Write]:
+def pulled_writes(path: str, state: dict[str, Any], officers: dict[str, str]) -> list[Write]:
     """The head writes a pulled field shows: its heads in conflict, its equal heads, or its one value."""
     if "heads" in state:
-        return [Write(path, head["value"], head["stamp"], officer=head.get("officer") or "")
+        return [Write(path, head["value"], head["stamp"], officer=officers.get(head["stamp"], ""))
                 for head in state["heads"]]
     stamps = state.get("head_stamps") or [state["stamp"]]
-    return [Write(path, state["value"], stamp) for stamp in stamps]
+    return [Write(path, state["value"], stamp, officer=officers.get(stamp, "")) for stamp in stamps]
 
 
 def merge_replica(household_id: str, pulled: dict[str, Any] | None, own: Iterable[SentEvent],
                   officer: str) -> Record:
     """A replica: the server's pulled record, then the device's own unconfirmed writes folded over it by sync/."""
+    own = list(own)
+    # The record holds one entry per stamp, so a stamp must name the same officer in every field:
+    # conflict heads show theirs, and the device's own writes are its officer's.
+    officers = {event.stamp: officer for event in own}
+    if pulled is not None:
+        for state in pulled["fields"].values():
+            for head in state.get("heads", ()):
+                officers.setdefault(head["stamp"], head.get("officer") or "")
     record = Record(household_id)
     if pulled is not None:
         for path, state in pulled["fields"].items():
-            for write in pulled_writes(path, state):
+            for write in pulled_writes(path, state, officers):
                 record.apply(write)
     for event in own:
         for path, value in event.writes.items():
             held = record.fields.get(path)
             if held is not None and any(head.stamp == event.stamp for head in held.heads):
                 continue
-            record.apply(Write(path, value, event.stamp, frozenset(event.base.get(path, ())), officer, event.at))
+            record.apply(Write(path, value, event.stamp, frozenset(event.base.get(path, ())), officer))
     return record
 
 

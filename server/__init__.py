@@ -23,6 +23,7 @@ from .security.keys import install_keyring
 from .security.passwords import install_passwords
 from .security.tokens import install_tokens
 from .store import init_store, on_store_ready, prepare_store
+from .upgrade import upgrade_on_start
 
 __all__ = ["create_app"]
 
@@ -78,6 +79,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         config_module.protect_store_files(app.config["DATABASE_URL"])
     init_store(app, app.config.get("STORE"))
     on_store_ready(app, start_node)  # the node's id, and its clock above every stored HLC
+    on_store_ready(app, upgrade_on_start)  # records of an older merge engine, folded again
     seed_library_on_first_start(app)  # the shipped forms, once the schema is in place
     install_passwords(app)
     install_guard(install_tokens(app))

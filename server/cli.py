@@ -7,11 +7,12 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask
 
-from sync import Record
+from sync import DocumentFormatError, Record
 
 from . import config as config_module
 from . import create_app
@@ -265,23 +266,32 @@ def rebuild_households_command(ctx: Context, fix: bool) -> None:
     checked = differ = fixed = 0
     for doc in store.iterate("households", order_by="id"):
         checked += 1
-        rebuilt = rebuild_household(store, doc["id"])
-        stored = Record.from_document(doc["record"])
-        if rebuilt != stored:
-            differ += 1
-            paths = sorted(p for p in set(rebuilt.fields) | set(stored.fields)
-                           if rebuilt.fields.get(p) != stored.fields.get(p))
-            click.echo(f"{doc['id']} ({doc['village']}): differs in {', '.join(paths) or 'village/creation'}")
-            if fix:
-                with store.transaction() as tx:
-                    current = tx.get("households", doc["id"])
-                    write_household(tx, rebuilt, current, current["seq"])
-                fixed += 1
         if checked % 1000 == 0:
             click.echo(f"... {checked:,} of {total:,} checked", err=True)
+        rebuilt = rebuild_household(store, doc["id"])
+        try:
+            stored = Record.from_document(doc["record"])
+        except DocumentFormatError:
+            difference = "stored in an older record format"  # a start-up upgrades these too
+        else:
+            if rebuilt == stored:
+                continue
+            paths = sorted(p for p in set(rebuilt.fields) | set(stored.fields)
+                           if rebuilt.fields.get(p) != stored.fields.get(p))
+            difference = f"differs in {', '.join(paths) or 'village/creation'}"
+        differ += 1
+        click.echo(f"{doc['id']} ({doc['village']}): {difference}")
+        if fix:
+            store.unit_of_work(lambda tx, hid=doc["id"], record=rebuilt: _rewrite_household(tx, hid, record))
+            fixed += 1
     click.echo(f"{checked} households checked, {differ} differ" + (f", {fixed} fixed" if fix else ""))
     if differ and not fix:
         sys.exit(1)
+
+
+def _rewrite_household(tx: Any, household_id: str, record: Record) -> None:
+    current = tx.get("households", household_id)
+    write_household(tx, record, current, current["seq"])
 
 
 def _safe_url(url: str) -> str:

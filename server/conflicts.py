@@ -8,7 +8,7 @@ from sync import EventError, Record
 
 from .areas import scoped_areas, village_where
 from .errors import ApiError
-from .eventlog import body_hash, same_body
+from .eventlog import body_hash, event_recall, same_body
 from .households import write_household
 from .jsonio import storage_problems
 from .security.scope import Scope
@@ -23,13 +23,6 @@ def list_conflicts(store: Any, scope: Scope, *, area: str | None, after: str | N
     """Open conflicts in scope (and in ``area``), by id."""
     where = {"open": True, **village_where(scoped_areas(scope, area))}
     return store.find(CONFLICTS, where, after=after, limit=limit)
-
-
-def _known_stamps(record: Record, path: str) -> set[str]:
-    state = record.fields.get(path)
-    if state is None:
-        return set()
-    return {w.stamp for w in state.heads} | set(state.superseded)
 
 
 def field_state(record: Record, path: str) -> dict[str, Any]:
@@ -64,8 +57,11 @@ def resolve_conflict(store: Any, actor: str, scope: Scope, conflict_id: str, eve
             if not same_body(existing, digest):
                 raise ApiError(409, "id_reused", "Another event was received with this id.")
             return field_state(record, path)
-        known = _known_stamps(record, path)
-        unknown = [s for s in body["heads"] if s not in known]
+        # A head named may have been superseded since the supervisor looked (it is then left as it
+        # is, and the resolution supersedes only what was seen), but it must be a write of this field.
+        state = record.fields.get(path)
+        recall = event_recall(tx, record.id)
+        unknown = [s for s in body["heads"] if state is None or not state.knows(s, recall)]
         if unknown or not body["heads"]:
             raise ApiError(422, "invalid", "A resolution names the heads it saw.",
                            {"heads": [f"{s} is not a write of {path}" for s in unknown] or ["must not be empty"]})
@@ -73,7 +69,7 @@ def resolve_conflict(store: Any, actor: str, scope: Scope, conflict_id: str, eve
         made = stamper.event("resolution", event_id=event_id, actor=actor, record_id=record.id,
                              village=record.village, writes={path: value}, base={path: body["heads"]}, body=body)
         try:
-            record.apply_event(made.engine)
+            record.apply_event(made.engine, recall=recall)
         except EventError as error:
             raise ApiError(422, "invalid", error.message, error.errors) from None
         tx.insert("events", made.document)

@@ -10,7 +10,8 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sync import canonical_json
+from sync import Event, Recall, canonical_json
+from sync.stamps import parse_stamp
 
 EVENTS = "events"
 # The event types that write household fields. A review is stored with the household id of its
@@ -45,6 +46,26 @@ def household_events(store: Any, household_id: str) -> Iterator[dict[str, Any]]:
     for doc in store.iterate(EVENTS, {"household_id": household_id}, order_by="seq"):
         if folds_into_household(doc["type"]):
             yield doc
+
+
+def event_recall(reader: Any, household_id: str,
+                 pending: Mapping[str, Event | Mapping[str, Any]] | None = None) -> Recall:
+    """What this node's event log knows of a stamp of ``household_id`` (the engine's ``Recall``).
+
+    A household document remembers only the writes the merge still needs (docs/merge-rule.md,
+    "Compact memory"); a base naming a write it has forgotten is answered from the log.
+    ``pending`` holds the engine shapes of a push's events not yet written, by event id.
+    """
+    def recall(stamp: str) -> Event | Mapping[str, Any] | None:
+        event_id = parse_stamp(stamp).event_id
+        if pending is not None and event_id in pending:
+            return pending[event_id]
+        doc = reader.get(EVENTS, event_id)
+        if doc is None or doc.get("household_id") != household_id or not folds_into_household(doc["type"]):
+            return None
+        return doc.get("engine")
+
+    return recall
 
 
 def event_document(event_type: str, engine: Mapping[str, Any], *, household_id: str, body: Any, digest: str,

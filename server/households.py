@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sync import Record
+from sync import Record, fold
 
 from .areas import scoped_areas, village_where
 from .errors import ApiError
@@ -39,10 +39,7 @@ def write_household(tx: Any, record: Record, previous: Mapping[str, Any], seq: i
 
 def rebuild_household(store: Any, household_id: str) -> Record:
     """Fold a household again from its stored events (the engine shapes kept with each)."""
-    record = Record(household_id)
-    for doc in household_events(store, household_id):
-        record.apply_event(doc["engine"], check=False)
-    return record
+    return fold([doc["engine"] for doc in household_events(store, household_id)], household_id, check=False)
 
 
 def household_change(doc: Mapping[str, Any]) -> dict[str, Any]:

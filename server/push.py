@@ -23,7 +23,7 @@ from sync.stamps import is_id
 
 from .clock import StoredClock, wall_ms
 from .devices import note_push
-from .eventlog import body_hash, event_document, same_body
+from .eventlog import body_hash, event_document, event_recall, same_body
 from .geo import BoundaryIndex, check_geotag
 from .households import write_household
 from .jsonio import storage_problems
@@ -71,6 +71,7 @@ class _Batch:
     households: dict[str, tuple[Record, int | None, dict[str, Any]]] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     seen: dict[str, str] = field(default_factory=dict)  # event id -> body hash, within this batch
+    applied: dict[str, Any] = field(default_factory=dict)  # event id -> engine Event, not yet written
     # Events and visits are written after the households they change: on a store without
     # transactions, a batch cut short then leaves households that a retry re-applies
     # idempotently, never an event stored without its effect.
@@ -324,9 +325,10 @@ class PushService:
                               "message": "Replaces a visit that no supervisor sent back for revision."})
             batch.put_later("visits", {**earlier, "superseded_by": event_id})
         try:
-            record.apply_event(item.parsed)
+            record.apply_event(item.parsed, recall=event_recall(batch.tx, household_id, batch.applied))
         except EventError as error:
             return _rejected(event_id, error.code, error.message, error.errors)
+        batch.applied[event_id] = item.parsed
         batch.dirty.add(household_id)
         batch.clock.observe(raw["hlc"])
         batch.seen[event_id] = item.digest

@@ -6,7 +6,7 @@ import marshmallow as ma
 from flask import Response, request
 
 from forms.identifiers import AreaCode
-from sync.stamps import is_id
+from sync.stamps import is_id, is_stamp
 
 from .. import jsonio
 from ..audit import client_address
@@ -33,6 +33,12 @@ def event_id(value: str) -> None:
         raise ma.ValidationError("not an id: 1-128 characters of A-Z a-z 0-9 . _ : -, starting alphanumeric")
 
 
+def head_stamp(value: str) -> None:
+    """A write's stamp as a conflict lists it: ``<hlc>/<device_id>/<event_id>``."""
+    if not is_stamp(value):
+        raise ma.ValidationError("not a stamp: <hlc>/<device_id>/<event_id>, as the conflict lists its heads")
+
+
 # -- query and body schemas ---------------------------------------------------------------------
 class VisitQuery(PageQuery):
     village = AreaCode(metadata=AREA_HELP)
@@ -56,7 +62,7 @@ class ReviewSchema(ma.Schema):
 class ResolveSchema(ma.Schema):
     id = ma.fields.String(required=True, validate=event_id, metadata={"description": "client-made event id"})
     value = ma.fields.Raw(required=True, allow_none=True)
-    heads = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=300)), required=True,
+    heads = ma.fields.List(ma.fields.String(validate=[ma.validate.Length(max=300), head_stamp]), required=True,
                            validate=ma.validate.Length(min=1, max=100))
 
 
