@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_app
 from http_helpers import login, make_user
 from sync_helpers import VILLAGE, Device, households_in, listed, publish_household_form, statuses
 
@@ -142,7 +141,7 @@ def load_rule_1_store(store) -> dict:
 
 
 def test_a_store_of_merge_rule_1_is_folded_again_at_start_up_and_the_closed_conflict_is_reported(
-        app, client, users, tmp_path, caplog):
+        app, client, users, app_factory, caplog):
     with app.app_context():
         fixture = load_rule_1_store(get_store())
     [household] = fixture["households"]
@@ -151,7 +150,7 @@ def test_a_store_of_merge_rule_1_is_folded_again_at_start_up_and_the_closed_conf
     assert old_conflict["field"] == "head_name"
 
     caplog.set_level("WARNING", logger="kunjung.upgrade")
-    upgraded = make_app(tmp_path, STORE=raw_store(app))  # the new release starting on that store
+    upgraded = app_factory(STORE=raw_store(app))  # the new release starting on that store
     assert "1 conflicts closed" in caplog.text
     with upgraded.app_context():
         store = get_store()
@@ -176,7 +175,7 @@ def test_a_store_of_merge_rule_1_is_folded_again_at_start_up_and_the_closed_conf
     assert listed(client, "/api/v1/conflicts", supervisor) == []
     # a second start finds nothing to do and says nothing
     caplog.clear()
-    make_app(tmp_path, STORE=raw_store(app))
+    app_factory(STORE=raw_store(app))
     assert "folded again" not in caplog.text
 
 
