@@ -30,8 +30,9 @@ from server.storage import StoreMisconfigured
 from server.store import get_store, raw_store
 
 
-@pytest.fixture
+@pytest.fixture(params=["mongo-stand-in[mongomock-ng]"])
 def stand_in_app(app_factory):
+    """An app on a MongoDB store over the stand-in (the test id says so), with three officers."""
     stand_in = StandIn()
     app = app_factory(STORE=stand_in_store(stand_in), DATABASE_URL=STAND_IN_URL)
     raw_store(app).hooks.sleep = lambda seconds: None
@@ -161,13 +162,13 @@ def test_the_connection_drops_as_the_server_commits_and_the_resend_is_a_duplicat
     assert [c["id"] for c in pulled] == [household]
 
 
-def test_a_standalone_mongod_stops_start_up_with_a_message_saying_what_to_do(app_factory):
+def test_a_standalone_mongod_stops_start_up_with_a_message_saying_what_to_do_on_the_stand_in(app_factory):
     store = stand_in_store(StandIn(topology=STANDALONE))
     with pytest.raises(StoreMisconfigured, match="KUNJUNG_MONGO_ALLOW_STANDALONE"):
         app_factory(STORE=store, DATABASE_URL=STAND_IN_URL)
 
 
-def test_a_standalone_mongod_accepted_by_setting_serves_pushes_without_transactions(app_factory):
+def test_a_standalone_mongod_accepted_by_setting_serves_pushes_without_transactions_on_the_stand_in(app_factory):
     stand_in = StandIn(topology=STANDALONE)
     app = app_factory(STORE=stand_in_store(stand_in, allow_standalone=True), DATABASE_URL=STAND_IN_URL)
     make_user(app, "ani", "officer", [VILLAGE])
