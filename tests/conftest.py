@@ -6,12 +6,11 @@ import os
 
 import pytest
 from http_helpers import TEST_SECRET, make_user
-from mongo_stand_in import StandIn
+from mongo_stand_in import STAND_IN_URL, StandIn, stand_in_store
 
 from server import create_app
-from server.storage import open_store
 from server.storage.base import STRICT_QUERIES_ENV
-from server.store import COLLECTIONS, raw_store
+from server.store import raw_store
 
 # Every read the suite makes must be a declared query with its index (server/store.py).
 os.environ[STRICT_QUERIES_ENV] = "1"
@@ -46,16 +45,10 @@ def app_factory(tmp_path):
         raw_store(application).close()
 
 
-def stand_in_store(stand_in: StandIn | None = None):
-    """A MongoDB store over the stand-in (mongomock-ng answering as a replica set), not a MongoDB."""
-    return open_store("mongodb://stand-in/kunjung", COLLECTIONS, client=stand_in or StandIn())
-
-
 def make_mongo_stand_in_app(tmp_path, stand_in: StandIn | None = None, **overrides):
     """An app on the MongoDB backend over the stand-in, not a MongoDB (docs/design.md §6); pass
     ``stand_in`` to inject faults into it."""
-    store = stand_in_store(stand_in)
-    return make_app(tmp_path, STORE=store, DATABASE_URL="mongodb://stand-in/kunjung", **overrides)
+    return make_app(tmp_path, STORE=stand_in_store(stand_in), DATABASE_URL=STAND_IN_URL, **overrides)
 
 
 @pytest.fixture(params=["sqlite", "mongo-stand-in[mongomock-ng]"])

@@ -644,3 +644,14 @@ class StandIn:
 
     def close(self) -> None:
         """Nothing to release; the data stays, as a server's would."""
+
+
+def stand_in_store(stand_in: StandIn | None = None, **options: Any) -> Any:
+    """A MongoDB store of the server's collections over a stand-in (not a MongoDB)."""
+    from server.storage import open_store
+    from server.store import COLLECTIONS
+
+    return open_store(STAND_IN_URL, COLLECTIONS, client=stand_in or StandIn(), **options)
+
+
+STAND_IN_URL = "mongodb://stand-in/kunjung"

@@ -451,25 +451,25 @@ class Store(abc.ABC):
             return tx.advance(collection, id, field, value)
 
     def insert(self, collection: str, doc: Document) -> bool:
-        """:meth:`Writer.insert` in a unit of work of its own."""
-        with self.transaction() as tx:
-            return tx.insert(collection, doc)
+        """:meth:`Writer.insert` in a unit of work of its own (retried on conflict)."""
+        return self.unit_of_work(lambda tx: tx.insert(collection, doc))
 
     def put(self, collection: str, doc: Document, **kwargs: Any) -> Document:
-        """:meth:`Writer.put` in a unit of work of its own."""
-        with self.transaction() as tx:
-            return tx.put(collection, doc, **kwargs)
+        """:meth:`Writer.put` in a unit of work of its own: retried on conflict, except with
+        ``expect_seq``, whose conflict a retry would only meet again."""
+        if "expect_seq" in kwargs:
+            with self.transaction() as tx:
+                return tx.put(collection, doc, **kwargs)
+        return self.unit_of_work(lambda tx: tx.put(collection, doc, **kwargs))
 
     def delete(self, collection: str, id: str) -> bool:
-        """:meth:`Writer.delete` in a unit of work of its own."""
-        with self.transaction() as tx:
-            return tx.delete(collection, id)
+        """:meth:`Writer.delete` in a unit of work of its own (retried on conflict)."""
+        return self.unit_of_work(lambda tx: tx.delete(collection, id))
 
     def increment(self, collection: str, id: str, field: str, by: int = 1,
                   defaults: Document | None = None) -> Document:
-        """:meth:`Writer.increment` in a unit of work of its own."""
-        with self.transaction() as tx:
-            return tx.increment(collection, id, field, by, defaults)
+        """:meth:`Writer.increment` in a unit of work of its own (retried on conflict)."""
+        return self.unit_of_work(lambda tx: tx.increment(collection, id, field, by, defaults))
 
     # -- care of the data -------------------------------------------------------------
     def backup(self, destination: str) -> None:

@@ -233,9 +233,9 @@ def test_concurrent_writers_from_several_threads_lose_nothing(atomic_store):
     def write(worker: int) -> None:
         try:
             for i in range(40):
-                with atomic_store.transaction() as tx:
-                    tx.insert("things", _thing(worker * 1000 + i))
-                    tx.increment("notes", "counter", "n")
+                # One shared counter: on MongoDB concurrent units conflict on it and run again.
+                atomic_store.unit_of_work(lambda tx, i=i: (tx.insert("things", _thing(worker * 1000 + i)),
+                                                           tx.increment("notes", "counter", "n")))
         except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 

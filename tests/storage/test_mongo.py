@@ -13,7 +13,7 @@ import uuid
 
 import mongomock_ng
 import pytest
-from conftest import COLLECTIONS, REAL_MONGO, STAND_IN
+from backends import COLLECTIONS, REAL_MONGO, STAND_IN
 from mongo_stand_in import (
     MONGOS,
     STANDALONE,
