@@ -97,13 +97,13 @@ def test_two_officers_pushing_to_one_household_at_once_one_is_judged_again_and_b
     store = raw_store(app)
     household = str(uuid.uuid4())
     citra = Device(app.test_client(), "citra")
-    citra.push([citra.edit(household, {"size": 3})])
+    citra.push([citra.edit(household, {"rt": "003"})])
     paused, release = _pause_first_allocation_of(store, "ani-push")
     thread, ani_reply = _push_in_thread(app, "ani", lambda d: [d.edit(household, {"head_name": "Ani"})],
                                         "ani-push")
     thread.start()
     assert paused.wait(10)
-    citra_reply = citra.push([citra.edit(household, {"phone": "0812"})])
+    citra_reply = citra.push([citra.edit(household, {"address": "Jl. Melati 2"})])
     release.set()
     thread.join(10)
     assert statuses(citra_reply) == ["applied"]
@@ -111,7 +111,7 @@ def test_two_officers_pushing_to_one_household_at_once_one_is_judged_again_and_b
     assert stand_in.conflicts >= 1
     with app.app_context():
         fields = get_store().get("households", household)["record"]["fields"]
-        assert {"head_name", "phone", "size"} <= set(fields)
+        assert {"head_name", "address", "rt"} <= set(fields)
         assert get_store().count("events") == 3
 
 
