@@ -6,6 +6,10 @@ kunjung's own `status` marks (a household or a member moved, deceased, duplicate
 household register import (`REGISTER_FIELDS`). `household_field_catalog(definitions)` gathers
 them from a set of definitions; `HouseholdFields.check(path, value)` judges one write.
 
+Some register fields are the register's alone (`read_only`): the DTSEN welfare decile (`desil`)
+is BPS's ranking, which devices show but no household edit may change; a village operator who
+disputes it files a proposal (the `usulan_dtsen` form) for the village meeting instead.
+
 A field declared by several forms (or versions) takes a value any of its declarations takes,
 so a household edit made against an older version of a form is still accepted. Visits are
 judged more leniently (forms/answers.py flags what a household edit refuses): field work
@@ -23,8 +27,12 @@ from forms.fieldtypes import INVALID, IdentifierCheck, field_type
 from sync.paths import split_path
 
 __all__ = [
+    "DECILE",
+    "DECILE_MAX",
+    "DECILE_MIN",
     "HOUSEHOLD_STATUSES",
     "MEMBER_STATUSES",
+    "READ_ONLY",
     "REGISTER_FIELDS",
     "REGISTER_TEXT_LENGTH",
     "STATUS",
@@ -45,12 +53,20 @@ UNKNOWN_FIELD = "unknown household field"
 #: The longest text the register import keeps for a name or an address.
 REGISTER_TEXT_LENGTH = 500
 
+#: The household field of DTSEN's welfare decile: 1 is the poorest tenth of households nationally,
+#: 10 the richest. BPS ranks households; aid programmes target by decile (docs/domain.md).
+DECILE = "desil"
+DECILE_MIN, DECILE_MAX = 1, 10
+
+READ_ONLY = "is set by the household register import only; propose a correction (usulan) instead"
+
 
 @dataclass(frozen=True)
 class Declaration:
     """One thing that writes a household field: its field type, and what narrows its values.
 
     `source` says who declares it ("verval_keluarga@2026.1 head_name", "status", "register").
+    `read_only`: only the register import writes it; a household edit may not, even to clear it.
     """
 
     source: str
@@ -59,6 +75,9 @@ class Declaration:
     identifiers: tuple[IdentifierCheck, ...] = ()
     max_length: int | None = None
     pattern: str | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    read_only: bool = False
 
     def problems(self, value: Any) -> list[str]:
         """Why `value` cannot be this field's; an empty list when it can."""
@@ -79,6 +98,10 @@ class Declaration:
             found.extend(f"{name!r} is not a choice of this field" for name in chosen if name not in self.choices)
         if self.max_length is not None and isinstance(value, str) and len(value) > self.max_length:
             found.append(f"is longer than {self.max_length} characters")
+        if isinstance(normalised, int | float) and (
+                (self.minimum is not None and normalised < self.minimum)
+                or (self.maximum is not None and normalised > self.maximum)):
+            found.append(f"must be from {self.minimum} to {self.maximum}")
         if self.pattern == "rt_rw" and not (isinstance(value, str) and len(value) == 3 and value.isascii()
                                             and value.isdigit() and value != "000"):
             found.append("must be a number from 001 to 999, three digits")
@@ -100,6 +123,7 @@ REGISTER_FIELDS: dict[str, Declaration] = {
     "rt": Declaration("register", "text", pattern="rt_rw"),
     "rw": Declaration("register", "text", pattern="rt_rw"),
     "house_location": Declaration("register", "geopoint"),
+    DECILE: Declaration("register", "integer", minimum=DECILE_MIN, maximum=DECILE_MAX, read_only=True),
 }
 
 
@@ -120,12 +144,21 @@ class HouseholdField:
     def sources(self) -> tuple[str, ...]:
         return tuple(declaration.source for declaration in self.declarations)
 
+    @property
+    def read_only(self) -> bool:
+        """Only the register import writes it: nothing else declares it writable."""
+        return all(declaration.read_only for declaration in self.declarations)
+
     def check(self, value: Any) -> list[str]:
-        """Why `value` cannot be written to this field; empty when it can. None clears a field."""
+        """Why a household edit cannot write `value` to this field; empty when it can. None clears a field."""
+        if self.read_only:
+            return [READ_ONLY]
         if value is None:
             return []
         problems: list[str] = []
         for declaration in self.declarations:
+            if declaration.read_only:
+                continue
             found = declaration.problems(value)
             if not found:
                 return []

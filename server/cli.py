@@ -180,7 +180,8 @@ def import_villages_command(ctx: Context, file: str, code_field: str, name_field
               help="Column holding the village code, when it is not named kode desa / village_code.")
 @pass_context
 def import_households_command(ctx: Context, file: str, village_field: str | None) -> None:
-    """Load a household register (.csv or .xlsx) as households to verify; exits 1 if any row is refused."""
+    """Load a household register (.csv or .xlsx, such as a DTSEN extract with its desil column) as households to
+    verify; exits 1 if any row is refused."""
 
     def progress(done: int, total: int | None) -> None:
         if done and (total is None or total > REGISTER_CHUNK):  # a file of one chunk is done before progress would help

@@ -1,4 +1,5 @@
-"""Exports of visits (CSV in a ZIP, XLSX, GeoJSON) and of household history, streamed, and their record."""
+"""Exports of visits (CSV in a ZIP, XLSX, GeoJSON), of household history and of the village meeting's list of
+DTSEN proposals, streamed, and their record."""
 
 # Exports carry personal data (NIK, health, disability), so each one is written to the
 # ``exports`` collection before its first byte leaves, and completed with its row count at
@@ -27,13 +28,22 @@ from typing import Any
 from openpyxl import Workbook
 
 from forms.fieldtypes import Cells, FieldType, scalar_cells
+from forms.household import DECILE
+from sync import Record
 from sync.values import canonical_json
 
 from .areas import area_condition, in_areas
 from .errors import ApiError
 from .forms_registry import published_definition
 from .households import household_history
-from .reporting import stream_visits, visit_date, visit_moment
+from .reporting import (
+    PROPOSAL_FORM,
+    proposal_villages,
+    stream_visits,
+    village_proposals,
+    visit_date,
+    visit_moment,
+)
 from .timeutil import iso, now_utc
 
 EXPORTS = "exports"
@@ -553,10 +563,15 @@ def xlsx(store: Any, areas: list[str] | None, filters: VisitFilter, tally: Tally
     index.append(["sheet", "form_version", "repeat", "rows"])
     for part in sheets.parts:
         index.append([part.title, part.form_version, part.repeat or "", part.rows])
+    yield from _saved(sheets.workbook)
+
+
+def _saved(workbook: Any) -> Iterator[bytes]:
+    """A write-only workbook saved to a temporary file, streamed out and removed."""
     handle, path = tempfile.mkstemp(suffix=".xlsx")
     os.close(handle)
     try:
-        sheets.workbook.save(path)
+        workbook.save(path)
         with open(path, "rb") as saved:
             while block := saved.read(CHUNK_BYTES):
                 yield block
@@ -660,6 +675,169 @@ def households_history_csv(store: Any, areas: list[str] | None, tally: Tally) ->
         tally.rows += 1
 
     yield from csv_text(rows(), HISTORY_COLUMNS, count)
+
+
+# -- DTSEN proposals for the village meeting --------------------------------------------------------
+# The list a musyawarah desa goes through: every proposal of the village by name and by address,
+# what it asks and why, the household's DTSEN decile as the register gave it, and where the
+# supervisor's review stands. Headers and choices are in Indonesian by default (the meeting's
+# language), in English, or as codes and field names for a machine.
+PROPOSAL_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("no", "No.", "No."),
+    ("village", "Kode desa", "Village code"),
+    ("village_name", "Desa/kelurahan", "Village"),
+    ("proposal_type", "Jenis usulan", "Kind of proposal"),
+    ("proposal_date", "Tanggal usulan", "Date of the proposal"),
+    ("head_name", "Nama kepala keluarga", "Head of the family"),
+    ("head_nik", "NIK kepala keluarga", "Head's NIK"),
+    ("no_kk", "No. KK", "Family card (No. KK)"),
+    ("address", "Alamat", "Address"),
+    ("rt", "RT", "RT"),
+    ("rw", "RW", "RW"),
+    ("member_count", "Jumlah anggota keluarga", "Family members"),
+    (DECILE, "Desil DTSEN", "DTSEN decile"),
+    ("reason", "Alasan", "Reason"),
+    ("details", "Uraian", "Details"),
+    ("proposal_source", "Sumber usulan", "Raised by"),
+    ("review_state", "Status pemeriksaan", "Review state"),
+    ("review_comment", "Catatan pemeriksa", "Reviewer's comment"),
+    ("reviewed_by", "Diperiksa oleh", "Reviewed by"),
+    ("reviewed_at", "Waktu pemeriksaan", "Reviewed at"),
+    ("officer", "Dicatat oleh", "Recorded by"),
+    ("lat", "Lintang", "Latitude"),
+    ("lon", "Bujur", "Longitude"),
+    ("visit_id", "ID kunjungan", "Visit id"),
+    ("household_id", "ID keluarga", "Household id"),
+)
+REVIEW_LABELS = {"pending": ("Belum diperiksa", "Not reviewed yet"), "approved": ("Disetujui", "Approved"),
+                 "needs_revision": ("Perlu perbaikan", "Needs revision"), "rejected": ("Ditolak", "Rejected")}
+# What each kind of proposal gives as its reason (choices) and its details (text).
+_REASONS = {"baru": ("new_conditions", "new_reason"), "perbaikan": ("correction_fields", "correction_details"),
+            "sanggahan": ("objection_reason", "objection_explanation")}
+
+
+@dataclass(frozen=True)
+class ProposalFilter:
+    """Which proposals the meeting's list holds: ``visits`` filters them as a visit export does
+    (area, review state, time, labels); ``kind`` keeps one kind of proposal."""
+
+    visits: VisitFilter
+    kind: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {key: value for key, value in self.visits.as_dict().items() if key != "form_id"}
+        return {**out, "kind": self.kind} if self.kind else out
+
+    def keep(self, visit: Mapping[str, Any]) -> bool:
+        if self.kind and (visit.get("answers") or {}).get("proposal_type") != self.kind:
+            return False
+        return self.visits.in_time(visit)
+
+
+def proposal_filter(*, area: str | None = None, review: str | None = None, kind: str | None = None,
+                    start: date | datetime | None = None, end: date | datetime | None = None,
+                    labels: str = "id") -> ProposalFilter:
+    return ProposalFilter(VisitFilter(form_id=PROPOSAL_FORM, area=area, review=review, start=start, end=end,
+                                      labels=labels), kind)
+
+
+class _ProposalRows:
+    """Proposals as rows of the meeting's list, with choices and headers in the list's language."""
+
+    def __init__(self, store: Any, labels: str):
+        self.store = store
+        self.labels = labels
+        self.layouts = Layouts(store, labels)
+        self.language = 1 if labels == "id" else 2
+
+    def headers(self) -> list[str]:
+        return [column[self.language] if self.labels != "codes" else column[0] for column in PROPOSAL_COLUMNS]
+
+    def village_name(self, code: str) -> str | None:
+        doc = self.store.get("villages", code)
+        return doc.get("name") if doc else None
+
+    def _choices(self, layout: Layout | None, name: str, value: Any) -> Any:
+        definition_field = layout.definition.field(name) if layout else None
+        if value is None or definition_field is None or self.labels == "codes":
+            return " ".join(value) if isinstance(value, list) else value
+        list_name = definition_field.get("list")
+        names = value if isinstance(value, list) else [value]
+        return "; ".join(layout.choice_text.get((list_name, str(code)), str(code)) for code in names)
+
+    def _decile(self, household_id: str) -> Any:
+        doc = self.store.get("households", household_id)
+        return Record.from_document(doc["record"]).get(DECILE) if doc else None
+
+    def row(self, number: int, visit: Mapping[str, Any], village_name: str | None) -> list[Any]:
+        answers = visit.get("answers") or {}
+        layout = self.layouts.of(visit)
+        kind = answers.get("proposal_type")
+        reason_field, details_field = _REASONS.get(kind, (None, None))
+        place = answers.get("house_location") or visit.get("geotag") or {}
+        review = visit.get("review") or {}
+        state = visit.get("review_state") or "pending"
+        state_text = state if self.labels == "codes" else REVIEW_LABELS.get(state, (state,) * 2)[self.language - 1]
+        return [number, visit["village"], village_name, self._choices(layout, "proposal_type", kind),
+                answers.get("proposal_date"), answers.get("head_name"), answers.get("head_nik"), answers.get("no_kk"),
+                answers.get("address"), answers.get("rt"), answers.get("rw"), answers.get("member_count"),
+                self._decile(visit["household_id"]),
+                self._choices(layout, reason_field, answers.get(reason_field)) if reason_field else None,
+                answers.get(details_field) if details_field else None,
+                self._choices(layout, "proposal_source", answers.get("proposal_source")), state_text,
+                review.get("comment"), review.get("by"), review.get("at"), visit["officer"], place.get("lat"),
+                place.get("lon"), visit["id"], visit["household_id"]]
+
+
+def _proposals_by_village(store: Any, areas: list[str] | None,
+                          filters: ProposalFilter) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    where = filters.visits.indexed()
+    for village in proposal_villages(store, areas, where, filters.keep):
+        yield village, village_proposals(store, village, where, filters.keep)
+
+
+def proposals_csv(store: Any, areas: list[str] | None, filters: ProposalFilter, tally: Tally) -> Iterator[bytes]:
+    """The meeting's list as one CSV: village after village, numbered from 1 in each."""
+    rows = _ProposalRows(store, filters.visits.labels)
+
+    def table() -> Iterator[list[Any]]:
+        for village, proposals in _proposals_by_village(store, areas, filters):
+            name = rows.village_name(village)
+            for number, visit in enumerate(proposals, start=1):
+                yield rows.row(number, visit, name)
+
+    def count() -> None:
+        tally.rows += 1
+
+    yield from csv_text(table(), rows.headers(), count)
+
+
+def proposals_xlsx(store: Any, areas: list[str] | None, filters: ProposalFilter, tally: Tally, *,
+                   actor: str) -> Iterator[bytes]:
+    """The meeting's list as a workbook: an index sheet, then one sheet per village."""
+    rows = _ProposalRows(store, filters.visits.labels)
+    workbook = Workbook(write_only=True)
+    taken: set[str] = set()
+    index = workbook.create_sheet(_sheet_title("usulan", taken))
+    villages: list[tuple[str, str, str | None, int]] = []
+    for village, proposals in _proposals_by_village(store, areas, filters):
+        name = rows.village_name(village)
+        title = _sheet_title(f"{village} {name}" if name else village, taken)
+        sheet = workbook.create_sheet(title)
+        sheet.append([_xlsx_cell(h) for h in rows.headers()])
+        for number, visit in enumerate(proposals, start=1):
+            sheet.append([_xlsx_cell(v) for v in rows.row(number, visit, name)])
+            tally.rows += 1
+        villages.append((title, village, name, len(proposals)))
+    index.append(["exported_at", iso(now_utc())])
+    index.append(["exported_by", actor])
+    for key, value in filters.as_dict().items():
+        index.append([f"filter_{key}", _xlsx_cell(value)])
+    index.append([])
+    index.append(["sheet", "village", "village_name", "proposals"])
+    for title, village, name, count in villages:
+        index.append([title, village, _xlsx_cell(name), count])
+    yield from _saved(workbook)
 
 
 def filename_stamp() -> str:

@@ -16,6 +16,10 @@
 # register does change a value, the write names the previous import's stamp as its base: if
 # no officer touched the field it simply replaces the old import, and if one did, both writes
 # stay as heads and the supervisor sees a conflict instead of one silently winning.
+#
+# A DTSEN extract also gives each household's welfare decile (``desil``, 1-10). It is BPS's
+# ranking, stored as the read-only household field ``desil`` (forms/household.py): devices
+# pull it and supervisors see it, but only a later import changes it.
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from typing import Any
 
 from openpyxl import load_workbook
 
+from forms.household import DECILE, DECILE_MAX, DECILE_MIN, REGISTER_FIELDS
 from forms.identifiers import check_kk, check_nik, check_village_code
 from sync import EventError, Record
 from sync.stamps import make_stamp
@@ -50,7 +55,7 @@ REQUIRED = ("no_kk", "head_name", "village_code")
 UNREADABLE = "_unreadable"  # the key of a row the csv module could not read
 # Household fields the import writes; the names are the save_to targets of the shipped forms
 # (forms/library/NOTES.md), so a verification visit overwrites exactly what the register gave.
-FIELDS = ("no_kk", "head_nik", "head_name", "address", "rt", "rw", "house_location")
+FIELDS = ("no_kk", "head_nik", "head_name", "address", "rt", "rw", "house_location", DECILE)
 
 # Column names as registers spell them, after _normalise (lower case, punctuation as spaces).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -64,9 +69,12 @@ ALIASES: dict[str, tuple[str, ...]] = {
                      "kode wilayah desa"),
     "lat": ("lat", "latitude", "lintang"),
     "lon": ("lon", "lng", "long", "longitude", "bujur"),
+    DECILE: ("decile", "desil dtsen", "desil kesejahteraan", "peringkat desil", "welfare decile"),
 }
 _SEPARATORS = re.compile(r"[\s_.\-/]+")
 _NUMBER_PART = re.compile(r"(?:rt|rw)?\s*0*([0-9]{1,3})")
+# "3", "03" or "Desil 3", as registers and OpenSID's lists write a decile.
+_DECILE = re.compile(r"(?:desil)?\s*0*([0-9]{1,2})")
 # A rough box around Indonesia: a point outside it has its latitude and longitude swapped,
 # or a sign lost, far more often than it lies abroad.
 LAT_RANGE, LON_RANGE = (-11.5, 6.5), (94.5, 141.5)
@@ -327,6 +335,17 @@ def _number_part(value: Any, what: str, reasons: list[str]) -> str | None:
     return f"{int(match.group(1)):03d}"
 
 
+def _decile(value: Any, reasons: list[str]) -> int | None:
+    text = _text(value)
+    if text is None:
+        return None
+    match = _DECILE.fullmatch(text.lower())
+    if match is None or REGISTER_FIELDS[DECILE].problems(int(match.group(1))):
+        reasons.append(f"desil must be a whole number from {DECILE_MIN} to {DECILE_MAX}, not {text[:20]!r}")
+        return None
+    return int(match.group(1))
+
+
 def _coordinate(value: Any, what: str, reasons: list[str]) -> float | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -385,6 +404,9 @@ def check_row(number: int, raw: Mapping[str, Any]) -> Row:
         part = _number_part(raw.get(name), name, reasons)
         if part is not None:
             values[name] = part
+    decile = _decile(raw.get(DECILE), reasons)
+    if decile is not None:
+        values[DECILE] = decile
     lat = _coordinate(raw.get("lat"), "lat", reasons)
     lon = _coordinate(raw.get("lon"), "lon", reasons)
     if (lat is None) != (lon is None) and not any(r.startswith(("lat", "lon")) for r in reasons):

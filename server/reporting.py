@@ -1,4 +1,5 @@
-"""Coverage and work figures for supervisors: villages, officers, devices, the review queue, and village time zones."""
+"""Coverage and work figures for supervisors: villages, officers, devices, the review queue, village time zones,
+and the DTSEN proposals of each village for its meeting."""
 
 # Every figure is computed by streaming the store (``Store.iterate``, a batch at a time), so
 # memory grows with the number of villages, officers and households, never with visits.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -343,3 +344,40 @@ def review_queue(store: Any, scope: Scope, *, kind: str | None = None, area: str
     if "visit" in kinds:
         totals["visits"] = count_visits(store, visit_where, flag=visit_flag)
     return {"items": items, "next": next_position, "totals": totals}
+
+
+# -- DTSEN proposals for the village meeting ------------------------------------------------------------
+# A village operator's proposals (the shipped form usulan_dtsen: a new household, a correction or an
+# objection) are agreed village by village in the musyawarah desa, so they are listed village by
+# village. Two passes keep memory to one village's proposals: the proposals in scope are streamed
+# once through the form index to learn which villages have any, then each village's visits are read
+# through the (village, id) index and sorted for the meeting.
+PROPOSAL_FORM = "usulan_dtsen"
+PROPOSAL_KINDS = ("baru", "perbaikan", "sanggahan")
+
+
+def proposal_villages(store: Any, areas: list[str] | None, where: Mapping[str, Any],
+                      keep: Callable[[Mapping[str, Any]], bool]) -> list[str]:
+    """The villages in ``areas`` with a proposal matching the indexed ``where`` and ``keep``, by code."""
+    found: set[str] = set()
+    for visit in stream_visits(store, areas, form_id=PROPOSAL_FORM, where=where):
+        if counted(visit) and keep(visit):
+            found.add(visit["village"])
+    return sorted(found)
+
+
+def _meeting_order(visit: Mapping[str, Any]) -> tuple[Any, ...]:
+    answers = visit.get("answers") or {}
+    kind = answers.get("proposal_type")
+    return (PROPOSAL_KINDS.index(kind) if kind in PROPOSAL_KINDS else len(PROPOSAL_KINDS),
+            str(answers.get("rt") or ""), str(answers.get("rw") or ""),
+            str(answers.get("head_name") or "").casefold(), visit["id"])
+
+
+def village_proposals(store: Any, village: str, where: Mapping[str, Any],
+                      keep: Callable[[Mapping[str, Any]], bool]) -> list[dict[str, Any]]:
+    """One village's proposals as the meeting goes through them: new households, corrections, then
+    objections, each by RT, RW and name. A revised proposal is listed once, as revised."""
+    found = [visit for visit in store.iterate("visits", {"village": village, "form_id": PROPOSAL_FORM, **where})
+             if counted(visit) and keep(visit)]
+    return sorted(found, key=_meeting_order)

@@ -653,7 +653,7 @@ def test_forms_changed_since_reports_publish_archive_and_assignment_in_seq_order
 
 
 # -- the shipped library -----------------------------------------------------------------------------
-LIBRARY = {"verval_keluarga", "puskesos_pengaduan", "kunjungan_pendampingan"}
+LIBRARY = {"verval_keluarga", "puskesos_pengaduan", "kunjungan_pendampingan", "usulan_dtsen"}
 
 
 def test_a_new_install_publishes_the_library_to_every_village_once(app_factory):
@@ -672,14 +672,14 @@ def test_a_new_install_publishes_the_library_to_every_village_once(app_factory):
     assert all(f["assignment"] == {"all": True, "villages": []} for f in every.values())
     audit = client.get("/api/v1/audit", headers=admin, query_string={"action": "form_published"}).get_json()
     assert {a["actor"] for a in audit} == {"system"}
-    assert len(audit) == 3
+    assert len(audit) == len(LIBRARY)
 
     # a second process starting on the same store finds them and does nothing
     second = app_factory(LOAD_LIBRARY_FORMS=True)
     with second.app_context():
         store = get_store()
-        assert store.count("forms") == 3
-        assert store.count("form_versions") == 3
+        assert store.count("forms") == len(LIBRARY)
+        assert store.count("form_versions") == len(LIBRARY)
     assert set(listed(second.test_client(), login(second.test_client(), "ani"))) == LIBRARY
 
 
@@ -716,9 +716,9 @@ def test_two_workers_loading_at_once_publish_each_form_once(app_factory, tmp_pat
     assert errors == []
     assert sorted(o.form_id for o in outcomes if o.published) == sorted(LIBRARY)
     assert {o.reason for o in outcomes if not o.published} == {"already published"}
-    assert stores[0].count("forms") == 3
-    assert stores[0].count("form_versions") == 3
-    assert stores[0].count("audit", {"action": "form_published"}) == 3
+    assert stores[0].count("forms") == len(LIBRARY)
+    assert stores[0].count("form_versions") == len(LIBRARY)
+    assert stores[0].count("audit", {"action": "form_published"}) == len(LIBRARY)
     for store in stores:
         store.close()
 

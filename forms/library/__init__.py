@@ -13,6 +13,7 @@ LIBRARY_FILES = (
     "household_verification.json",
     "puskesos_pengaduan.json",
     "kunjungan_pendampingan.json",
+    "usulan_dtsen.json",
 )
 
 

@@ -1,4 +1,5 @@
-"""Exports of visits (CSV in a ZIP, XLSX, GeoJSON) and household history, streamed; and the log of exports."""
+"""Exports of visits (CSV in a ZIP, XLSX, GeoJSON), household history and the village meeting's DTSEN proposals,
+streamed; and the log of exports."""
 
 from __future__ import annotations
 
@@ -23,17 +24,21 @@ from ..exports import (
     list_records,
     open_record,
     parse_bound,
+    proposal_filter,
+    proposals_csv,
+    proposals_xlsx,
     recorded,
     xlsx,
 )
-from ..reporting import scoped_areas
+from ..reporting import PROPOSAL_KINDS, scoped_areas
 from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
 from ..visits import REVIEW_STATES
 from .base import Blueprint
 
 blp = Blueprint("exports", __name__, url_prefix="/api/v1/exports",
-                description="Exports of visits and household history (personal data: every export is recorded)")
+                description="Exports of visits, household history and the village meeting's DTSEN proposals "
+                            "(personal data: every export is recorded)")
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -52,6 +57,21 @@ class VisitExportQuery(ma.Schema):
                        "or English (en)"})
 
 
+class ProposalExportQuery(ma.Schema):
+    village = AreaCode(metadata={"description": "a village or any area above it, in scope"})
+    review = ma.fields.String(validate=ma.validate.OneOf(("pending", *REVIEW_STATES)),
+                              metadata={"description": "only proposals in this review state"})
+    kind = ma.fields.String(validate=ma.validate.OneOf(PROPOSAL_KINDS), metadata={
+        "description": "only new households (baru), corrections (perbaikan) or objections (sanggahan)"})
+    start = ma.fields.String(data_key="from", validate=ma.validate.Length(max=40), metadata={
+        "description": "first day (YYYY-MM-DD, in each village's own time zone) or instant (with offset), inclusive"})
+    end = ma.fields.String(data_key="to", validate=ma.validate.Length(max=40),
+                           metadata={"description": "last day or instant, inclusive"})
+    labels = ma.fields.String(load_default="id", validate=ma.validate.OneOf(LABEL_MODES), metadata={
+        "description": "headers and choices in Indonesian (id, the meeting's language), English (en), or as "
+                       "codes and field names"})
+
+
 class HistoryExportQuery(ma.Schema):
     village = AreaCode(metadata={"description": "a village or any area above it, in scope"})
 
@@ -68,11 +88,12 @@ class ExportRecordSchema(ma.Schema):
     at = ma.fields.String()
     actor = ma.fields.String()
     role = ma.fields.String()
-    format = ma.fields.String(metadata={"enum": ["csv_zip", "xlsx", "geojson", "history_csv"]})
+    format = ma.fields.String(metadata={"enum": ["csv_zip", "xlsx", "geojson", "history_csv", "proposals_csv",
+                                                 "proposals_xlsx"]})
     filters = ma.fields.Dict()
     address = ma.fields.String(allow_none=True)
     status = ma.fields.String(metadata={"enum": ["started", "completed", "aborted", "failed"]})
-    rows = ma.fields.Integer(metadata={"description": "visits (or history rows) exported"})
+    rows = ma.fields.Integer(metadata={"description": "visits (history rows, proposals) exported"})
     repeat_rows = ma.fields.Integer(metadata={"description": "rows of repeats (member rosters) exported"})
     finished_at = ma.fields.String(allow_none=True)
 
@@ -160,6 +181,40 @@ def households_history(query):
     filters = {"village": query["village"]} if query.get("village") else {}
     return _stream("history_csv", filters, lambda tally: households_history_csv(store, areas, tally),
                    "text/csv", f"kunjung-household-history-{filename_stamp()}.csv")
+
+
+def _proposals(query: dict[str, Any], export_format: str, writer: Callable[..., Iterator[bytes]], mimetype: str,
+               suffix: str) -> Response:
+    filters = proposal_filter(area=query.get("village"), review=query.get("review"), kind=query.get("kind"),
+                              start=parse_bound(query["start"], "from") if query.get("start") else None,
+                              end=parse_bound(query["end"], "to") if query.get("end") else None,
+                              labels=query["labels"])
+    areas = scoped_areas(current_scope(), filters.visits.area)
+    store = get_store()
+    return _stream(export_format, filters.as_dict(), lambda tally: writer(store, areas, filters, tally),
+                   mimetype, f"kunjung-usulan-dtsen-{filename_stamp()}.{suffix}")
+
+
+@blp.route("/proposals.csv")
+@auth_required("supervisor", "admin")
+@blp.arguments(ProposalExportQuery, location="query")
+@blp.response(200, description=STREAMED)
+@blp.doc(**_body("text/csv"))
+def proposals_list_csv(query):
+    """The DTSEN proposals (usulan_dtsen) in your scope for the village meeting, village by village, by name and
+    address, with the household's decile and the review state; one CSV."""
+    return _proposals(query, "proposals_csv", proposals_csv, "text/csv", "csv")
+
+
+@blp.route("/proposals.xlsx")
+@auth_required("supervisor", "admin")
+@blp.arguments(ProposalExportQuery, location="query")
+@blp.response(200, description=STREAMED)
+@blp.doc(**_body(XLSX_TYPE))
+def proposals_list_xlsx(query):
+    """The same list as a workbook: an index sheet, then one sheet per village."""
+    return _proposals(query, "proposals_xlsx", partial(proposals_xlsx, actor=current_user()["id"]), XLSX_TYPE,
+                      "xlsx")
 
 
 @blp.route("")

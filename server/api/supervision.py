@@ -195,7 +195,7 @@ class RegisterUploadSchema(ma.Schema):
 class RegisterRowsSchema(ma.Schema):
     rows = ma.fields.List(ma.fields.Dict(), required=True, metadata={
         "description": "one object per household, keys named like register columns (no_kk, nik, nama, alamat, "
-                       "rt, rw, kode_desa, lat, lon)"})
+                       "rt, rw, kode_desa, lat, lon, desil)"})
     village_field = ma.fields.String()
 
 
@@ -321,7 +321,7 @@ def _register(village_field: str | None):
 @blp.alt_response(415, schema=ErrorSchema, description="Neither multipart/form-data nor application/json")
 @blp.alt_response(422, schema=ErrorSchema, description="The file cannot be read or lacks required columns")
 def import_register(query):
-    """Load a household register (No. KK, NIK and name of the head, address, RT/RW, village code, lat/lon).
+    """Load a household register (No. KK, NIK and name of the head, address, RT/RW, village code, lat/lon, DTSEN desil).
 
     Each household gets the id uuid5(village code/No. KK) and reaches devices on their next pull.
     Bad rows, and rows of villages never imported, are reported with their row number and why;

@@ -47,9 +47,9 @@ def flags_at(report: Any, path: str) -> set[str]:
 # --- the forms themselves --------------------------------------------------------------------------
 
 
-def test_library_has_the_three_forms_in_order():
+def test_library_has_the_four_forms_in_order():
     ids = [form["settings"]["form_id"] for form in library_forms()]
-    assert ids == ["verval_keluarga", "puskesos_pengaduan", "kunjungan_pendampingan"]
+    assert ids == ["verval_keluarga", "puskesos_pengaduan", "kunjungan_pendampingan", "usulan_dtsen"]
 
 
 @pytest.mark.parametrize("form", library_forms(), ids=lambda form: form["settings"]["form_id"])
