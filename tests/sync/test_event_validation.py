@@ -40,7 +40,7 @@ def test_device_seq_origin_and_erase_are_parsed() -> None:
 
 def test_visit_keys_the_engine_does_not_fold_are_ignored() -> None:
     visit = event(10, writes={"head_name": "Siti"}) | {
-        "type": "visit", "form_id": "dtks_verval", "geotag": {"lat": -6.9, "lon": 107.6}}
+        "type": "visit", "form_id": "dtsen_verval", "geotag": {"lat": -6.9, "lon": 107.6}}
     assert parse_event(visit).set == {"head_name": "Siti"}
 
 
