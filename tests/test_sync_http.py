@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
 import uuid
 
+import orjson
 import pytest
+from click.testing import CliRunner
 from http_helpers import login, make_user
 from sync_helpers import (
     OTHER_VILLAGE,
@@ -19,6 +22,15 @@ from sync_helpers import (
     publish_household_form,
     statuses,
 )
+
+from server import push as push_module
+from server.cli import cli
+from server.push import COMMON_KEYS, TYPE_KEYS
+from server.security.keys import RetiredSecret, install_keyring
+from server.storage import WriteConflict
+from server.store import get_store
+from server.syncing import cursor_codec
+from sync import canonical_json
 
 
 @pytest.fixture
@@ -102,7 +114,6 @@ def test_retry_of_a_whole_batch_after_a_dropped_connection_doubles_nothing(app, 
     batch = [ani.edit(new_household(), {"head_name": f"Kepala {i}"}) for i in range(20)]
     assert statuses(ani.push(batch)) == ["applied"] * 20
     assert statuses(ani.push(batch)) == ["duplicate"] * 20
-    from server.store import get_store
 
     with app.app_context():
         assert get_store().count("events") == 20
@@ -288,7 +299,6 @@ def test_pull_running_while_eight_threads_push_skips_nothing(app_factory):
 
 
 def test_server_clock_starts_above_every_stored_hlc_after_a_restart(app_factory, tmp_path):
-    from server.store import get_store
 
     app = app_factory()
     make_user(app, "ani", "officer", [VILLAGE])
@@ -310,10 +320,8 @@ def test_server_clock_starts_above_every_stored_hlc_after_a_restart(app_factory,
 
 def test_a_push_that_meets_a_concurrent_household_write_is_judged_again(client, field, monkeypatch):
     """On MongoDB two workers may change one household at once; the loser re-reads and re-applies."""
-    from server import push as module
-    from server.storage import WriteConflict
 
-    real = module.write_household
+    real = push_module.write_household
     calls = {"n": 0}
 
     def flaky(tx, record, previous, seq):
@@ -322,7 +330,7 @@ def test_a_push_that_meets_a_concurrent_household_write_is_judged_again(client, 
             raise WriteConflict("changed meanwhile")
         return real(tx, record, previous, seq)
 
-    monkeypatch.setattr(module, "write_household", flaky)
+    monkeypatch.setattr(push_module, "write_household", flaky)
     ani = Device(client, "ani")
     household = new_household()
     reply = ani.push([ani.edit(household, {"head_name": "Sekali"})])
@@ -362,7 +370,6 @@ def test_a_newly_assigned_village_brings_the_forms_assigned_there(client, field)
 
 @pytest.mark.parametrize("value", [{"$gt": ""}, {"a.b": 1}, {"nul\u0000": 1}, 2**70, [1, {"$where": "1"}]])
 def test_values_no_store_can_hold_safely_are_rejected_and_not_stored(app, client, field, value):
-    from server.store import get_store
 
     ani = Device(client, "ani")
     household = new_household()
@@ -387,7 +394,6 @@ def _unsigned(state: dict) -> str:
 
 def _signed(app, state: dict) -> str:
     """A cursor this server would accept the signature of: as if the state had been made by it."""
-    from server.syncing import cursor_codec
 
     with app.app_context():
         return cursor_codec().seal("pull", state)
@@ -509,10 +515,7 @@ def test_on_invalid_cursor_a_fresh_pull_brings_everything_again(client, province
 
 def test_a_cursor_from_before_a_restore_is_refused(app_factory, tmp_path, monkeypatch):
     """Through the CLI, which opens the store by URL: so on SQLite."""
-    from click.testing import CliRunner
 
-    from server.cli import cli
-    from server.store import get_store
 
     app = app_factory()
     make_user(app, "ani", "officer", [VILLAGE])
@@ -535,7 +538,6 @@ def test_a_cursor_from_before_a_restore_is_refused(app_factory, tmp_path, monkey
 
 def test_a_cursor_signed_before_the_secret_rotated_still_works(app_factory):
     """Two apps on one SQLite file: the same store before and after the secret rotated."""
-    from server.security.keys import RetiredSecret, install_keyring
 
     before = app_factory()
     make_user(before, "ani", "officer", [VILLAGE])
@@ -601,12 +603,8 @@ def test_an_event_stored_under_the_old_hash_spelling_still_answers_duplicate(app
     """Events stored before the body hash used sync.values.canonical_json were hashed from orjson's
     spelling, which writes 1e-05 as 0.00001."""
     publish_household_form(client)
-    import hashlib
 
-    import orjson
 
-    from server.store import get_store
-    from sync import canonical_json
 
     ani = Device(client, "ani")
     event = ani.edit(new_household(), {"head_name": "Siti", "land_area_ha": 1e-05})
@@ -653,7 +651,6 @@ def test_a_device_seq_that_is_no_counter_is_rejected(client, field, value):
 
 
 def test_device_seq_is_kept_with_the_event_and_pushed_events_are_marked_as_from_a_device(app, client, field):
-    from server.store import get_store
 
     ani = Device(client, "ani")
     household = new_household()
@@ -689,7 +686,6 @@ def test_list_filters_take_only_area_codes(client, field, path, query):
 
 
 def test_the_openapi_document_types_the_push_events_as_the_service_accepts_them(client):
-    from server.push import COMMON_KEYS, TYPE_KEYS
 
     spec = client.get("/api/openapi.json").get_json()
     schemas = spec["components"]["schemas"]
