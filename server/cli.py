@@ -7,7 +7,6 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import click
 from flask import Flask
@@ -24,7 +23,7 @@ from .household_import import CHUNK as REGISTER_CHUNK
 from .household_import import RegisterError, import_households, read_register
 from .households import rebuild_household, write_household
 from .security.passwords import minimum_length, passwords
-from .storage import StorageError, Store
+from .storage import StorageError, Store, Writer
 from .store import get_store
 from .users import create_user
 from .villages import CHUNK as VILLAGES_CHUNK
@@ -290,7 +289,7 @@ def rebuild_households_command(ctx: Context, fix: bool) -> None:
         sys.exit(1)
 
 
-def _rewrite_household(tx: Any, household_id: str, record: Record) -> None:
+def _rewrite_household(tx: Writer, household_id: str, record: Record) -> None:
     current = tx.get("households", household_id)
     write_household(tx, record, current, current["seq"])
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from sync import HybridClock, format_hlc
 
+from .storage import Store, Writer
+
 CLOCK_ID = "clock"
 NODE_ID = "node"
 STATE = "server_state"
@@ -28,7 +30,7 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-def node_device_id(store: Any) -> str:
+def node_device_id(store: Store) -> str:
     """This node's own device id (for its stamps: resolutions, reviews, imports), made once."""
     node = store.get(STATE, NODE_ID)
     if node is None:
@@ -37,7 +39,7 @@ def node_device_id(store: Any) -> str:
     return node["device_id"]
 
 
-def stored_hlc(store: Any) -> str:
+def stored_hlc(store: Store) -> str:
     """The stored clock: the largest HLC this server has issued or received."""
     doc = store.get(STATE, CLOCK_ID)
     return doc["last"] if doc else ZERO
@@ -50,7 +52,7 @@ class StoredClock:
     (not as the unit's snapshot saw it) and raised, never overwritten, by ``save()``.
     """
 
-    def __init__(self, tx: Any, wall: Any = wall_ms):
+    def __init__(self, tx: Writer, wall: Any = wall_ms):
         self.tx = tx
         # Advancing to zero reads the clock as it is now, also on MongoDB, where a read in the
         # transaction would see its snapshot, older than another worker's advance since.
@@ -75,7 +77,7 @@ class StoredClock:
             self._saved = self.clock.last
 
 
-def start_node(store: Any) -> None:
+def start_node(store: Store) -> None:
     """At start-up: make sure the node has its id, and the stored clock is at least the largest
     stored event HLC.
 

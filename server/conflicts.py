@@ -13,12 +13,13 @@ from .households import write_household
 from .jsonio import storage_problems
 from .security.scope import Scope
 from .server_events import ServerStamper
+from .storage import Store, Writer
 
 CONFLICTS = "conflicts"
 MAX_TEXT = 10_000  # as for a pushed value
 
 
-def list_conflicts(store: Any, scope: Scope, *, area: str | None, after: str | None,
+def list_conflicts(store: Store, scope: Scope, *, area: str | None, after: str | None,
                    limit: int) -> list[dict[str, Any]]:
     """Open conflicts in scope (and in ``area``), by id."""
     where = {"open": True, **village_where(scoped_areas(scope, area))}
@@ -36,7 +37,7 @@ def field_state(record: Record, path: str) -> dict[str, Any]:
     return out
 
 
-def resolve_conflict(store: Any, actor: str, scope: Scope, conflict_id: str, event_id: str, value: Any,
+def resolve_conflict(store: Store, actor: str, scope: Scope, conflict_id: str, event_id: str, value: Any,
                      heads: list[str]) -> dict[str, Any]:
     """Write ``value`` over exactly the ``heads`` named; idempotent by ``event_id``."""
     conflict = store.get(CONFLICTS, conflict_id)
@@ -49,7 +50,7 @@ def resolve_conflict(store: Any, actor: str, scope: Scope, conflict_id: str, eve
     body = {"conflict": conflict_id, "value": value, "heads": sorted(set(heads))}
     digest = body_hash(body)
 
-    def unit(tx: Any) -> dict[str, Any]:
+    def unit(tx: Writer) -> dict[str, Any]:
         existing = tx.get("events", event_id)
         doc = tx.get("households", conflict["household_id"])
         record = Record.from_document(doc["record"])

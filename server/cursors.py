@@ -22,6 +22,7 @@ from sync import canonical_json
 
 from .errors import ApiError
 from .security.keys import KeyRing
+from .storage import Store
 
 PURPOSE = "cursors"
 MAX_CURSOR_LENGTH = 8192
@@ -79,7 +80,7 @@ class StoreIdentity:
     epoch: str
 
 
-def store_identity(store: Any) -> StoreIdentity:
+def store_identity(store: Store) -> StoreIdentity:
     doc = store.get(SERVER_STATE, IDENTITY_ID)
     if doc is None:
         store.insert(SERVER_STATE, {"id": IDENTITY_ID, "store_id": uuid.uuid4().hex, "epoch": uuid.uuid4().hex})
@@ -87,7 +88,7 @@ def store_identity(store: Any) -> StoreIdentity:
     return StoreIdentity(doc["store_id"], doc["epoch"])
 
 
-def renew_store_epoch(store: Any) -> StoreIdentity:
+def renew_store_epoch(store: Store) -> StoreIdentity:
     """After ``kunjung restore``: every cursor given out before names positions of another history.
 
     The epoch is a new random value, not a counter, so restoring the same backup twice still

@@ -74,7 +74,7 @@ def revoke_device(store: Store, username: str, device_id: str, *, actor: str | N
 PULL_TOUCH_INTERVAL = timedelta(minutes=1)
 
 
-def note_push(tx: Any, username: str, device_id: str, events: list[Any], results: list[dict[str, Any]],
+def note_push(tx: Writer, username: str, device_id: str, events: list[Any], results: list[dict[str, Any]],
               now_ms: int, received_at: str) -> None:
     """After a push, within its unit of work: the device synced, and how far ahead its clock ran."""
     key = device_key(username, device_id)
@@ -95,7 +95,7 @@ def note_push(tx: Any, username: str, device_id: str, events: list[Any], results
     tx.put(DEVICES, update)
 
 
-def note_pull(store: Any, username: str, device_id: str | None) -> None:
+def note_pull(store: Store, username: str, device_id: str | None) -> None:
     """A pull is a sync too: keep the device's last_sync_at within a minute, without a write on
     every page of a first sync."""
     if not device_id:

@@ -44,6 +44,7 @@ from .reporting import (
     visit_date,
     visit_moment,
 )
+from .storage import Store
 from .timeutil import iso, now_utc
 
 EXPORTS = "exports"
@@ -160,7 +161,7 @@ def parse_bound(text: str, name: str) -> date | datetime:
     return moment
 
 
-def matching_visits(store: Any, areas: list[str] | None, filters: VisitFilter) -> Iterator[dict[str, Any]]:
+def matching_visits(store: Store, areas: list[str] | None, filters: VisitFilter) -> Iterator[dict[str, Any]]:
     """The visits an export of ``filters`` holds, by form version then arrival. ``areas`` come from
     ``reporting.scoped_areas``, called before the response starts so that 404 can still be answered."""
     for visit in stream_visits(store, areas, form_id=filters.form_id, where=filters.indexed()):
@@ -169,7 +170,7 @@ def matching_visits(store: Any, areas: list[str] | None, filters: VisitFilter) -
 
 
 # -- the export record ----------------------------------------------------------------------------
-def open_record(store: Any, *, actor: str, role: str, export_format: str, filters: Mapping[str, Any],
+def open_record(store: Store, *, actor: str, role: str, export_format: str, filters: Mapping[str, Any],
                 address: str | None) -> dict[str, Any]:
     doc = {"id": uuid.uuid4().hex, "at": iso(now_utc()), "actor": actor, "role": role, "format": export_format,
            "filters": dict(filters), "address": address, "status": "started", "rows": 0, "repeat_rows": 0,
@@ -178,12 +179,12 @@ def open_record(store: Any, *, actor: str, role: str, export_format: str, filter
     return doc
 
 
-def close_record(store: Any, record: dict[str, Any], status: str, rows: int, repeat_rows: int = 0) -> None:
+def close_record(store: Store, record: dict[str, Any], status: str, rows: int, repeat_rows: int = 0) -> None:
     store.put(EXPORTS, {**record, "status": status, "rows": rows, "repeat_rows": repeat_rows,
                         "finished_at": iso(now_utc())})
 
 
-def list_records(store: Any, *, actor: str | None = None, after: str | None = None,
+def list_records(store: Store, *, actor: str | None = None, after: str | None = None,
                  limit: int = 100) -> list[dict[str, Any]]:
     """Exports, newest first; ``after`` is the id of the last export of the previous page."""
     where = {"actor": actor} if actor else {}
@@ -203,7 +204,7 @@ class Tally:
     repeat_rows: int = 0
 
 
-def recorded(store: Any, record: dict[str, Any], chunks: Iterator[bytes], tally: Tally) -> Iterator[bytes]:
+def recorded(store: Store, record: dict[str, Any], chunks: Iterator[bytes], tally: Tally) -> Iterator[bytes]:
     """``chunks`` with the export record closed when they end, fail or the client leaves."""
     status = "failed"
     try:
@@ -379,7 +380,7 @@ class Layout:
 class Layouts:
     """The layout of each form version met, made once per export."""
 
-    def __init__(self, store: Any, labels: str):
+    def __init__(self, store: Store, labels: str):
         self.store = store
         self.labels = labels
         self._cache: dict[tuple[str, str], Layout | None] = {}
@@ -430,7 +431,7 @@ class _CsvEntry:
         self.text.close()
 
 
-def csv_zip(store: Any, areas: list[str] | None, filters: VisitFilter, tally: Tally) -> Iterator[bytes]:
+def csv_zip(store: Store, areas: list[str] | None, filters: VisitFilter, tally: Tally) -> Iterator[bytes]:
     """One CSV per form version (a row per visit) and one per repeat of it (a row per repeat row,
     joined by visit_id and row_id), as ODK Central lays them out.
 
@@ -537,7 +538,7 @@ class _Sheets:
         return part
 
 
-def xlsx(store: Any, areas: list[str] | None, filters: VisitFilter, tally: Tally, *, actor: str) -> Iterator[bytes]:
+def xlsx(store: Store, areas: list[str] | None, filters: VisitFilter, tally: Tally, *, actor: str) -> Iterator[bytes]:
     """One workbook: an index sheet, then a sheet per form version and one per repeat of it.
 
     openpyxl's write-only mode keeps each sheet in a temporary file as rows are appended, so
@@ -600,7 +601,7 @@ def _feature(layout: Layout, visit: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "Feature", "id": visit["id"], "geometry": point, "properties": properties}
 
 
-def geojson(store: Any, areas: list[str] | None, filters: VisitFilter, tally: Tally) -> Iterator[bytes]:
+def geojson(store: Store, areas: list[str] | None, filters: VisitFilter, tally: Tally) -> Iterator[bytes]:
     """A FeatureCollection of visits as Points (WGS 84 lon/lat) for QGIS; a visit without a GPS fix
     is a feature with a null geometry, so it still appears in the attribute table."""
     layouts = Layouts(store, filters.labels)
@@ -633,7 +634,7 @@ def _history_value(value: Any) -> Any:
     return value
 
 
-def history_rows(store: Any, household: Mapping[str, Any]) -> Iterator[list[Any]]:
+def history_rows(store: Store, household: Mapping[str, Any]) -> Iterator[list[Any]]:
     """The history as CSV rows: one per field an event wrote."""
     for entry in household_history(store, household["id"]):
         for change in entry["changes"]:
@@ -661,7 +662,7 @@ def csv_text(rows: Iterator[list[Any]], headers: tuple[str, ...] | list[str],
     yield out.getvalue().encode("utf-8")
 
 
-def households_history_csv(store: Any, areas: list[str] | None, tally: Tally) -> Iterator[bytes]:
+def households_history_csv(store: Store, areas: list[str] | None, tally: Tally) -> Iterator[bytes]:
     """The history of every household in ``areas``, household by household."""
     queries = [{}] if areas is None else [{"village": area_condition(a)} for a in areas]
 
@@ -744,7 +745,7 @@ def proposal_filter(*, area: str | None = None, review: str | None = None, kind:
 class _ProposalRows:
     """Proposals as rows of the meeting's list, with choices and headers in the list's language."""
 
-    def __init__(self, store: Any, labels: str):
+    def __init__(self, store: Store, labels: str):
         self.store = store
         self.labels = labels
         self.layouts = Layouts(store, labels)
@@ -789,14 +790,14 @@ class _ProposalRows:
                 place.get("lon"), visit["id"], visit["household_id"]]
 
 
-def _proposals_by_village(store: Any, areas: list[str] | None,
+def _proposals_by_village(store: Store, areas: list[str] | None,
                           filters: ProposalFilter) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     where = filters.visits.indexed()
     for village in proposal_villages(store, areas, where, filters.keep):
         yield village, village_proposals(store, village, where, filters.keep)
 
 
-def proposals_csv(store: Any, areas: list[str] | None, filters: ProposalFilter, tally: Tally) -> Iterator[bytes]:
+def proposals_csv(store: Store, areas: list[str] | None, filters: ProposalFilter, tally: Tally) -> Iterator[bytes]:
     """The meeting's list as one CSV: village after village, numbered from 1 in each."""
     rows = _ProposalRows(store, filters.visits.labels)
 
@@ -812,7 +813,7 @@ def proposals_csv(store: Any, areas: list[str] | None, filters: ProposalFilter, 
     yield from csv_text(table(), rows.headers(), count)
 
 
-def proposals_xlsx(store: Any, areas: list[str] | None, filters: ProposalFilter, tally: Tally, *,
+def proposals_xlsx(store: Store, areas: list[str] | None, filters: ProposalFilter, tally: Tally, *,
                    actor: str) -> Iterator[bytes]:
     """The meeting's list as a workbook: an index sheet, then one sheet per village."""
     rows = _ProposalRows(store, filters.visits.labels)

@@ -35,7 +35,7 @@ from . import jsonio
 from .audit import record_audit
 from .errors import ApiError
 from .security.scope import Scope
-from .storage import StorageError, Store, WriteConflict
+from .storage import StorageError, Store, WriteConflict, Writer
 from .store import on_store_ready
 from .timeutil import iso, now_utc
 
@@ -142,7 +142,7 @@ def _warnings(submission: Submission, definition: Definition) -> dict[str, list[
     return _merge({k: list(v) for k, v in submission.warnings.items()}, submission.keyed(definition.warnings))
 
 
-def _check_against_published(tx: Any, definition: Definition, submission: Submission) -> None:
+def _check_against_published(tx: Writer, definition: Definition, submission: Submission) -> None:
     """A new version may not change the type (or repeat) of a field any published version has."""
     problems: dict[str, list[str]] = {}
     for doc in tx.find(VERSIONS, {"form_id": definition.form_id, "state": PUBLISHED}):
@@ -385,7 +385,7 @@ def set_assignment(store: Store, form_id: str, *, all_villages: bool, villages: 
     return {"form_id": form_id, **assignment}
 
 
-def _require_form(tx: Any, form_id: str) -> dict[str, Any]:
+def _require_form(tx: Writer, form_id: str) -> dict[str, Any]:
     form = tx.get(FORMS, form_id)
     if form is None:
         raise ApiError(404, "not_found", f"No form {form_id!r}.")

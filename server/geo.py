@@ -17,6 +17,8 @@ from shapely.geometry import mapping, shape
 
 from sync import canonical_json
 
+from .storage import Store
+
 __all__ = [
     "BoundaryCheck",
     "BoundaryIndex",
@@ -262,7 +264,7 @@ class BoundaryIndex:
     lock; gunicorn's threads share the cache.
     """
 
-    def __init__(self, store: Any, collection: str, max_entries: int = 2048,
+    def __init__(self, store: Store, collection: str, max_entries: int = 2048,
                  fresh_seconds: float = FRESH_SECONDS):
         self.fresh_seconds = fresh_seconds
         self.store = store

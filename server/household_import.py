@@ -45,6 +45,7 @@ from .audit import record_audit
 from .geo import BoundaryIndex
 from .households import write_household
 from .server_events import ServerStamper
+from .storage import Store, Writer
 from .villages import VILLAGES
 
 # Fixed for ever: household ids derived from it are shared with every device and every re-import.
@@ -460,7 +461,7 @@ class _Outcome:
     reason: str | None = None
 
 
-def import_households(store: Any, register: Register, *, actor: str,
+def import_households(store: Store, register: Register, *, actor: str,
                       progress: Callable[[int, int | None], None] | None = None,
                       address: str | None = None) -> ImportReport:
     """Load every good row of ``register``; bad rows are reported with their row number and why.
@@ -527,7 +528,7 @@ def _count(report: ImportReport, outcome: _Outcome) -> None:
 class _Places:
     """Which villages the server knows, and where their boundaries lie, looked up once per village."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.known: dict[str, bool] = {}
         self.boundaries = BoundaryIndex(store, VILLAGES)
@@ -551,11 +552,11 @@ class _Places:
                                 f"{FAR_OUTSIDE_M / 1000:g} km): check the coordinates and the village code")
 
 
-def _store_chunk(store: Any, rows: list[Row], actor: str, source: str) -> list[_Outcome]:
+def _store_chunk(store: Store, rows: list[Row], actor: str, source: str) -> list[_Outcome]:
     if not rows:
         return []
 
-    def unit(tx: Any) -> list[_Outcome]:
+    def unit(tx: Writer) -> list[_Outcome]:
         stamper = ServerStamper(tx, store)
         outcomes = [_store_row(tx, stamper, row, actor, source) for row in rows]
         stamper.save()
@@ -564,7 +565,7 @@ def _store_chunk(store: Any, rows: list[Row], actor: str, source: str) -> list[_
     return store.unit_of_work(unit)
 
 
-def _store_row(tx: Any, stamper: ServerStamper, row: Row, actor: str, source: str) -> _Outcome:
+def _store_row(tx: Writer, stamper: ServerStamper, row: Row, actor: str, source: str) -> _Outcome:
     hid = household_id(row.village, row.no_kk)
     doc = tx.get("households", hid)
     record = Record.from_document(doc["record"]) if doc else Record(hid)

@@ -23,7 +23,7 @@ from typing import Any
 
 from .areas import area_condition, scoped_areas, user_in_areas, village_where
 from .security.scope import Scope
-from .storage import In
+from .storage import In, Store
 from .timeutil import iso, now_utc
 from .visits import count_visits, find_visits
 
@@ -108,7 +108,7 @@ def local_today(code: str | None, now: datetime) -> date:
     return now.astimezone(zone_of(code)).date()
 
 
-def published_versions(store: Any, form_id: str | None = None) -> list[tuple[str, str]]:
+def published_versions(store: Store, form_id: str | None = None) -> list[tuple[str, str]]:
     """Every published (form_id, version), oldest first; visits exist only for these."""
     where: dict[str, Any] = {"state": "published"}
     if form_id:
@@ -118,7 +118,7 @@ def published_versions(store: Any, form_id: str | None = None) -> list[tuple[str
     return [(form, version) for _, form, version in sorted(found)]
 
 
-def stream_visits(store: Any, areas: list[str] | None, *, form_id: str | None = None,
+def stream_visits(store: Store, areas: list[str] | None, *, form_id: str | None = None,
                   where: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
     """Visits in ``areas`` matching the indexed ``where``, one form version after another."""
     if areas is not None and not areas:
@@ -156,7 +156,7 @@ class _Village:
         }
 
 
-def village_coverage(store: Any, scope: Scope, *, area: str | None = None, days: int = 7,
+def village_coverage(store: Store, scope: Scope, *, area: str | None = None, days: int = 7,
                      now: datetime | None = None) -> dict[str, Any]:
     """Per village: households known, visited at least once, visited in the last ``days`` days
     (today included, in the village's own time zone), and visits per form per local day."""
@@ -213,7 +213,7 @@ def _device_view(device: Mapping[str, Any]) -> dict[str, Any]:
             "skew_cleared_at": device.get("skew_cleared_at")}
 
 
-def officer_figures(store: Any, scope: Scope, *, area: str | None = None, officer: str | None = None,
+def officer_figures(store: Store, scope: Scope, *, area: str | None = None, officer: str | None = None,
                     days: int = 7, now: datetime | None = None) -> dict[str, Any]:
     """Per officer: visits, visits in the last ``days`` days, flagged visits and flags by code,
     the villages visited, last sync and devices. Lists every officer assigned in the area and
@@ -259,7 +259,7 @@ def officer_figures(store: Any, scope: Scope, *, area: str | None = None, office
 
 
 # -- devices -----------------------------------------------------------------------------------------
-def device_figures(store: Any, scope: Scope, *, area: str | None = None, stale_days: int = 3,
+def device_figures(store: Store, scope: Scope, *, area: str | None = None, stale_days: int = 3,
                    now: datetime | None = None) -> dict[str, Any]:
     """Devices that have not synced for ``stale_days`` days (never-synced ones count from their
     first login; revoked phones are left out) and devices whose clocks were found skewed."""
@@ -304,7 +304,7 @@ def _visit_item(doc: Mapping[str, Any]) -> dict[str, Any]:
             "flag_codes": doc.get("flag_codes") or [], "flags": doc.get("flags") or []}
 
 
-def review_queue(store: Any, scope: Scope, *, kind: str | None = None, area: str | None = None,
+def review_queue(store: Store, scope: Scope, *, kind: str | None = None, area: str | None = None,
                  flag: str | None = None, officer: str | None = None, form_id: str | None = None,
                  review: str = "pending", after: tuple[str, str] | None = None, limit: int = 50) -> dict[str, Any]:
     """Open conflicts, then flagged visits, by id, a page at a time.
@@ -356,7 +356,7 @@ PROPOSAL_FORM = "usulan_dtsen"
 PROPOSAL_KINDS = ("baru", "perbaikan", "sanggahan")
 
 
-def proposal_villages(store: Any, areas: list[str] | None, where: Mapping[str, Any],
+def proposal_villages(store: Store, areas: list[str] | None, where: Mapping[str, Any],
                       keep: Callable[[Mapping[str, Any]], bool]) -> list[str]:
     """The villages in ``areas`` with a proposal matching the indexed ``where`` and ``keep``, by code."""
     found: set[str] = set()
@@ -374,7 +374,7 @@ def _meeting_order(visit: Mapping[str, Any]) -> tuple[Any, ...]:
             str(answers.get("head_name") or "").casefold(), visit["id"])
 
 
-def village_proposals(store: Any, village: str, where: Mapping[str, Any],
+def village_proposals(store: Store, village: str, where: Mapping[str, Any],
                       keep: Callable[[Mapping[str, Any]], bool]) -> list[dict[str, Any]]:
     """One village's proposals as the meeting goes through them: new households, corrections, then
     objections, each by RT, RW and name. A revised proposal is listed once, as revised."""

@@ -14,6 +14,7 @@ from sync import parse_stamp
 
 from .clock import StoredClock, node_device_id
 from .eventlog import body_hash, event_document
+from .storage import Store, Writer
 from .timeutil import iso, now_utc
 
 SERVER_ORIGIN = "server"
@@ -42,7 +43,7 @@ class ServerStamper:
     Call :meth:`save` before the unit of work ends, so that no later stamp is below these.
     """
 
-    def __init__(self, tx: Any, store: Any, clock: StoredClock | None = None) -> None:
+    def __init__(self, tx: Writer, store: Store, clock: StoredClock | None = None) -> None:
         self.tx = tx
         self.clock = clock or StoredClock(tx)
         self.device_id = node_device_id(store)
@@ -75,11 +76,11 @@ class ServerStamper:
         self.clock.save()
 
 
-def current_hlc(store: Any) -> str:
+def current_hlc(store: Store) -> str:
     """A fresh HLC from the node clock, persisted, so that no later server stamp is below it: what a
     sync reply tells a device the server's time is (its own HLC then orders after it)."""
 
-    def issue(tx: Any) -> str:
+    def issue(tx: Writer) -> str:
         clock = StoredClock(tx)
         hlc = clock.now()
         clock.save()

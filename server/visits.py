@@ -12,6 +12,7 @@ from .errors import ApiError
 from .eventlog import body_hash, same_body
 from .security.scope import Scope
 from .server_events import ServerStamper
+from .storage import Store, Writer
 from .timeutil import iso, now_utc
 
 VISITS = "visits"
@@ -22,7 +23,7 @@ ANY_FLAG = "any"
 FLAG_SCAN = 500
 
 
-def find_visits(store: Any, where: Mapping[str, Any], *, flag: str | None = None, after: str | None = None,
+def find_visits(store: Store, where: Mapping[str, Any], *, flag: str | None = None, after: str | None = None,
                 limit: int) -> list[dict[str, Any]]:
     """Visits matching the indexed ``where`` and carrying ``flag`` (a flag code, ``any``, or None for
     no flag filter), by id, after the id ``after``."""
@@ -41,7 +42,7 @@ def find_visits(store: Any, where: Mapping[str, Any], *, flag: str | None = None
     return found[:limit]
 
 
-def count_visits(store: Any, where: Mapping[str, Any], *, flag: str | None = None) -> int:
+def count_visits(store: Store, where: Mapping[str, Any], *, flag: str | None = None) -> int:
     """How many visits :func:`find_visits` would find without a limit."""
     if flag is None:
         return store.count(VISITS, where)
@@ -56,7 +57,7 @@ def _own_visits(user: Mapping[str, Any]) -> dict[str, Any]:
     return {"officer": user["id"]} if user["role"] == "officer" else {}
 
 
-def list_visits(store: Any, user: Mapping[str, Any], scope: Scope, *, area: str | None = None,
+def list_visits(store: Store, user: Mapping[str, Any], scope: Scope, *, area: str | None = None,
                 form_id: str | None = None, officer: str | None = None, review: str | None = None,
                 flag: str | None = None, after: str | None = None, limit: int) -> list[dict[str, Any]]:
     """Visits in scope, filtered, by id."""
@@ -72,7 +73,7 @@ def list_visits(store: Any, user: Mapping[str, Any], scope: Scope, *, area: str 
     return find_visits(store, where, flag=flag, after=after, limit=limit)
 
 
-def get_visit(store: Any, user: Mapping[str, Any], scope: Scope, visit_id: str) -> dict[str, Any]:
+def get_visit(store: Store, user: Mapping[str, Any], scope: Scope, visit_id: str) -> dict[str, Any]:
     """One visit; 404 alike for an unknown one and one the caller may not see."""
     visit = store.get(VISITS, visit_id)
     if visit is None or not scope.covers(visit["village"]) or any(
@@ -81,14 +82,14 @@ def get_visit(store: Any, user: Mapping[str, Any], scope: Scope, visit_id: str) 
     return visit
 
 
-def review_visit(store: Any, actor: str, scope: Scope, visit_id: str, event_id: str, state: str,
+def review_visit(store: Store, actor: str, scope: Scope, visit_id: str, event_id: str, state: str,
                  comment: str | None) -> dict[str, Any]:
     """Record a supervisor's review; idempotent by ``event_id``. Reviews fold by the merge rule
     too, so two supervisors reviewing at once both stay visible as a conflict."""
     body = {"visit": visit_id, "state": state, "comment": comment}
     digest = body_hash(body)
 
-    def unit(tx: Any) -> dict[str, Any]:
+    def unit(tx: Writer) -> dict[str, Any]:
         visit = tx.get(VISITS, visit_id)
         if visit is None or not scope.covers(visit["village"]):
             raise ApiError(404, "not_found", "No such visit.")

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from .base import SchemaError
+from .base import SchemaError, Store, Writer
 
 
 @dataclass(frozen=True)
 class Migration:
     version: int
-    migrate: Callable[[Any, Any], None]  # (store, writer)
+    migrate: Callable[[Store, Writer], None]
     description: str
 
 
-def _initial(store: Any, writer: Any) -> None:
+def _initial(store: Store, writer: Writer) -> None:
     """Version 1 is the first layout: nothing stored before it needs changing."""
 
 
