@@ -189,8 +189,17 @@ class Write:
 _SCALARS = (str, int, float, bool, type(None))
 
 
+_SCALAR_TYPES = frozenset(_SCALARS)
+
+
 def _own(value: JsonValue) -> JsonValue:
     """A copy the caller cannot change under us; scalars are immutable already."""
+    kind = value.__class__
+    if kind in _SCALAR_TYPES:
+        return value
+    # A select_multiple answer is a list of strings: a shallow copy is already independent.
+    if kind is list and all(item.__class__ in _SCALAR_TYPES for item in value):
+        return list(value)
     return value if isinstance(value, _SCALARS) else copy.deepcopy(value)
 
 
@@ -231,8 +240,11 @@ class FieldState:
     JSON-distinct values. An erased field keeps its heads' stamps but none of their values.
     """
 
-    def __init__(self, path: str, *, erased: bool = False) -> None:
-        self.path = check_path(path)
+    __slots__ = ("_erased", "_floor", "_heads", "_named", "_tops", "path")
+
+    def __init__(self, path: str, *, erased: bool = False, checked: bool = False) -> None:
+        # ``checked``: the path comes from a parsed event, whose paths are checked already.
+        self.path = path if checked else check_path(path)
         self._heads: dict[str, tuple[_Entry, JsonValue]] = {}
         self._floor: dict[Chain, list[_Entry]] = {}
         self._tops: dict[Chain, tuple[int, str]] = {}
@@ -343,6 +355,14 @@ class FieldState:
         """The chain rule and the base rule for one incoming write (see docs/merge-rule.md)."""
         stamp = entry.stamp
         heads = self._heads
+        if not heads and not base and not self._tops and not self._named:
+            # A field's first write (a visit to a new household writes dozens): nothing to supersede
+            # and nothing that supersedes it, so it is the head and tops its chain.
+            order = entry.order
+            if order is not None:
+                self._tops[order.chain] = order.rank
+            heads[stamp] = (entry, None if self._erased else _own(value))
+            return True
         if stamp in heads:
             return False
         order = entry.order
@@ -577,9 +597,10 @@ class Record:
             self.created, self.village = stamp, village
 
     def _state(self, path: str) -> FieldState:
+        """The state of ``path``, a checked path (of a parsed event or a Write)."""
         state = self._fields.get(path)
         if state is None:
-            state = self._fields[path] = FieldState(path, erased=self.covers(path))
+            state = self._fields[path] = FieldState(path, erased=self.covers(path), checked=True)
         return state
 
     def _intern(self, entry: _Entry) -> _Entry:
@@ -727,11 +748,15 @@ class Record:
         # One visit leaves the same devices' latest writes under every field it wrote: such floors
         # are stored once and named by position.
         floors: dict[tuple[int, ...], int] = {}
-        for path, state in sorted(self._fields.items()):
-            if state.erased:
-                heads: list[list[Any]] = [[index[stamp]] for stamp in sorted(state._heads)]
+        for path in sorted(self._fields):
+            state = self._fields[path]
+            held = state._heads
+            # Most fields have one head: no sort to make.
+            order = list(held) if len(held) == 1 else sorted(held)
+            if state._erased:
+                heads: list[list[Any]] = [[index[stamp]] for stamp in order]
             else:
-                heads = [[index[stamp], _own(state._heads[stamp][1])] for stamp in sorted(state._heads)]
+                heads = [[index[stamp], _own(held[stamp][1])] for stamp in order]
             doc: dict[str, Any] = {"heads": heads}
             if state._floor:
                 floor = tuple(sorted(index[entry.stamp] for entries in state._floor.values() for entry in entries))
