@@ -42,8 +42,53 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+# orjson reads integers beyond 64 bits as floats, where the stdlib keeps them exact (and the
+# per-value checks then refuse them): a body with such a run of digits anywhere is read by the stdlib.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _text_depth(data: bytes) -> int:
+    """The nesting depth of valid JSON text, as :func:`_depth` counts it: the brackets outside
+    strings, their innermost empty pairs removed one level a round (each round is one C pass)."""
+    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    depth = 0
+    while brackets and depth <= MAX_DEPTH:
+        brackets = _EMPTY_PAIR.sub(b"", brackets)
+        depth += 1
+    return depth
+
+
+def _fast_loads(data: bytes | str) -> tuple[bool, Any]:
+    """(True, value) when orjson reads the body as the stdlib path below would, else (False, None).
+
+    orjson refuses everything the stdlib path refuses (invalid UTF-8, NaN and Infinity, numbers
+    too large for a float, lone surrogates, control characters, and more), and more besides; a
+    body it refuses is read again by the stdlib path, whose message the client gets.
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if _LONG_DIGITS.search(raw):
+        return False, None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False, None
+    if _text_depth(raw) > MAX_DEPTH:
+        raise BadJSON(f"the JSON is nested deeper than {MAX_DEPTH} levels")
+    return True, value
+
+
 def loads(data: bytes | str) -> Any:
     """Parse a request body, raising :class:`BadJSON` with a reason a client can act on."""
+    done, value = _fast_loads(data)
+    if done:
+        return value
+    return _stdlib_loads(data)
+
+
+def _stdlib_loads(data: bytes | str) -> Any:
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
