@@ -28,37 +28,26 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _depth(value: Any) -> int:
-    # Iterative so that a hostile document cannot exhaust the Python stack here.
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
+def _depth(value: Any, level: int = 1) -> int:
+    """How deep containers nest (a scalar: 0), counted up to MAX_DEPTH + 1; only containers are
+    visited, and the recursion stops there, so a hostile document cannot exhaust the stack."""
+    if value.__class__ is not dict and value.__class__ is not list:
+        return 0
+    deepest = level
+    for child in value.values() if value.__class__ is dict else value:
+        kind = child.__class__
+        if kind is dict or kind is list:
             if level > MAX_DEPTH:
-                return level
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
+                return level + 1
+            found = _depth(child, level + 1)
+            if found > deepest:
+                deepest = found
     return deepest
 
 
 # orjson reads integers beyond 64 bits as floats, where the stdlib keeps them exact (and the
 # per-value checks then refuse them): a body with such a run of digits anywhere is read by the stdlib.
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-
-
-def _text_depth(data: bytes) -> int:
-    """The nesting depth of valid JSON text, as :func:`_depth` counts it: the brackets outside
-    strings, their innermost empty pairs removed one level a round (each round is one C pass)."""
-    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
-    depth = 0
-    while brackets and depth <= MAX_DEPTH:
-        brackets = _EMPTY_PAIR.sub(b"", brackets)
-        depth += 1
-    return depth
 
 
 def _fast_loads(data: bytes | str) -> tuple[bool, Any]:
@@ -75,7 +64,7 @@ def _fast_loads(data: bytes | str) -> tuple[bool, Any]:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return False, None
-    if _text_depth(raw) > MAX_DEPTH:
+    if _depth(value) > MAX_DEPTH:
         raise BadJSON(f"the JSON is nested deeper than {MAX_DEPTH} levels")
     return True, value
 

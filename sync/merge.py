@@ -190,6 +190,8 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 _SCALAR_TYPES = frozenset(_SCALARS)
+_NO_FLOOR: Mapping[Chain, list[_Entry]] = MappingProxyType({})
+_NO_NAMED: frozenset[str] = frozenset()
 
 
 def _own(value: JsonValue) -> JsonValue:
@@ -246,9 +248,11 @@ class FieldState:
         # ``checked``: the path comes from a parsed event, whose paths are checked already.
         self.path = path if checked else check_path(path)
         self._heads: dict[str, tuple[_Entry, JsonValue]] = {}
-        self._floor: dict[Chain, list[_Entry]] = {}
+        # Most fields never have a floor or a named stamp: they share read-only empties until their
+        # first one (_add_floor, _add_named), so a visit's dozens of fields make fewer objects.
+        self._floor: dict[Chain, list[_Entry]] = _NO_FLOOR  # type: ignore[assignment]
         self._tops: dict[Chain, tuple[int, str]] = {}
-        self._named: set[str] = set()
+        self._named: set[str] = _NO_NAMED  # type: ignore[assignment]
         self._erased = erased
 
     # -- reading -----------------------------------------------------------------------------------
@@ -341,6 +345,16 @@ class FieldState:
         return False
 
     # -- folding -----------------------------------------------------------------------------------
+    def _add_floor(self, chain: Chain, entry: _Entry) -> None:
+        if not self._floor:
+            self._floor = {}
+        self._floor.setdefault(chain, []).append(entry)
+
+    def _add_named(self, stamp: str) -> None:
+        if not self._named:
+            self._named = set()
+        self._named.add(stamp)
+
     def apply(self, write: Write, recall: Recall | None = None) -> bool:
         """Take in one write; True when the heads changed. Applying it again changes nothing."""
         if write.path != self.path:
@@ -371,12 +385,11 @@ class FieldState:
             if floor is not None and any(held.stamp == stamp for held in floor):
                 return False
         changed = False
-        named = self._named
         superseded = stamp in base
-        if stamp in named:
+        if stamp in self._named:
             superseded = True
             if order is not None:
-                named.discard(stamp)  # received now: its chain position recognises it from here on
+                self._named.discard(stamp)  # received now: its chain position recognises it from here on
         unknown = []
         for named_stamp in base:
             if named_stamp == stamp:
@@ -386,10 +399,10 @@ class FieldState:
                 changed = True
                 held_order = held_head[0].order
                 if held_order is None:
-                    named.add(named_stamp)
+                    self._add_named(named_stamp)
                 else:
-                    self._floor.setdefault(held_order.chain, []).append(held_head[0])
-            elif named_stamp not in named and not self._in_floor(named_stamp):
+                    self._add_floor(held_order.chain, held_head[0])
+            elif named_stamp not in self._named and not self._in_floor(named_stamp):
                 unknown.append(named_stamp)
         if order is not None:
             chain, rank = order
@@ -402,19 +415,20 @@ class FieldState:
                     for held in beaten:
                         del heads[held]
                     changed = changed or bool(beaten)
-                    self._floor.pop(chain, None)
+                    if self._floor:
+                        self._floor.pop(chain, None)
                 self._tops[chain] = rank
             elif rank < top:
                 superseded = True
         for named_stamp in unknown:
             # Yet to arrive, or received long ago and forgotten: only the event log can tell.
             if not self._forgotten(named_stamp, lookup):
-                named.add(named_stamp)
+                self._add_named(named_stamp)
         if superseded:
             if order is None:
-                named.add(stamp)
+                self._add_named(stamp)
             elif self._tops[order.chain] == order.rank:
-                self._floor.setdefault(order.chain, []).append(entry)
+                self._add_floor(order.chain, entry)
             return changed
         heads[stamp] = (entry, None if self._erased else _own(value))
         return True
@@ -894,12 +908,12 @@ def _load_field(record: Record, path: str, doc: object, entries: list[_Entry], f
         entry = _pick(entries, position)
         if entry.order is None or entry.stamp in state._heads or state._in_floor(entry.stamp):
             raise ValueError(f"field {path}: {entry.stamp} cannot be at the floor")
-        state._floor.setdefault(entry.order.chain, []).append(entry)
+        state._add_floor(entry.order.chain, entry)
     for stamp in _list(doc.get("named", []), f"field {path} named"):
         parse_stamp(stamp)
         if stamp in state._heads or stamp in state._named or state._in_floor(stamp):
             raise ValueError(f"field {path}: {stamp} cannot be named here")
-        state._named.add(stamp)
+        state._add_named(stamp)
     for entry in [entry for entry, _value in state._heads.values()] + [
             entry for entries in state._floor.values() for entry in entries]:
         if entry.order is None:
