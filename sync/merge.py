@@ -24,7 +24,7 @@ from sync.events import (
 )
 from sync.hlc import hlc_to_iso, is_hlc
 from sync.order import CLOCK_LANE, DEVICE, ORIGINS, SEQ_LANE, Chain, DeviceOrder, device_order
-from sync.paths import check_path, split_erase_pattern, split_path
+from sync.paths import ERASE_ALL, MEMBERS, check_path, split_erase_pattern, split_path
 from sync.stamps import check_id, make_stamp, parse_stamp
 from sync.values import JsonValue, canonical_json, check_json_value, json_key
 
@@ -38,6 +38,7 @@ __all__ = [
     "check_base",
     "conflict_id",
     "fold",
+    "pull_of_document",
     "writes_of",
 ]
 
@@ -922,6 +923,72 @@ def _load_field(record: Record, path: str, doc: object, entries: list[_Entry], f
         if top != entry.order.rank:
             raise ValueError(f"field {path}: {entry.stamp} is below its device's latest write, so not remembered")
     return state
+
+
+def pull_of_document(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``Record.from_document(doc).to_pull()``, read straight off a stored document.
+
+    A first sync sends thousands of stored households: building each record (and checking every
+    part of its document) cost ten times reading its JSON. The pull needs only each field's heads,
+    so this reads those, trusting the document to be one :meth:`Record.to_document` wrote (a
+    document of another format still raises DocumentFormatError). The values returned are the
+    document's own objects, not copies.
+    """
+    if not isinstance(doc, Mapping):
+        raise ValueError("record document is not an object")
+    if doc.get("format") != DOCUMENT_FORMAT:
+        raise DocumentFormatError(doc.get("format"))
+    devices = doc["devices"]
+    events = doc["events"]
+    stamps: dict[int, str] = {}
+    officers: dict[int, str] = {}
+
+    def stamp_of(position: int) -> str:
+        stamp = stamps.get(position)
+        if stamp is None:
+            event = events[position]
+            stamp = stamps[position] = f"{event[0]}/{devices[event[1]]}/{event[2]}"
+            officers[position] = event[4]
+        return stamp
+
+    patterns: set[str] = set()
+    for _position, erased in doc.get("erasures", ()):
+        patterns.update(erased)
+    cover_all = ERASE_ALL in patterns
+    covered_members = {pattern.split("/")[1] for pattern in patterns
+                       if pattern.startswith(MEMBERS + "/") and pattern.endswith("/" + ERASE_ALL)}
+    fields: dict[str, Any] = {}
+    for path in sorted(doc["fields"]):
+        heads = doc["fields"][path]["heads"]
+        if not heads:
+            continue
+        erased = cover_all or path in patterns or (
+            bool(covered_members) and split_path(path)[0] in covered_members)
+        if len(heads) == 1:
+            position = heads[0][0]
+            pulled: dict[str, Any] = {"value": None if erased else heads[0][1], "stamp": stamp_of(position)}
+            if erased:
+                pulled["erased"] = True
+            fields[path] = pulled
+            continue
+        held = sorted((stamp_of(head[0]), head) for head in heads)
+        top = held[-1]
+        pulled = {"value": None if erased else top[1][1], "stamp": top[0]}
+        if erased:
+            pulled["erased"] = True
+            pulled["head_stamps"] = [stamp for stamp, _head in held]
+        else:
+            first = json_key(held[0][1][1])
+            if any(json_key(head[1]) != first for _stamp, head in held[1:]):
+                pulled["heads"] = [{"value": head[1], "stamp": stamp, "officer": officers[head[0]]}
+                                   for stamp, head in held]
+            else:
+                pulled["head_stamps"] = [stamp for stamp, _head in held]
+        fields[path] = pulled
+    view: dict[str, Any] = {"type": "household", "id": doc["id"], "village": doc["village"], "fields": fields}
+    if doc.get("erasures"):
+        view["erased"] = sorted(patterns)
+    return view
 
 
 def fold(events: Iterable[Mapping[str, Any] | Event], record_id: str | None = None, *,
