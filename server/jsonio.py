@@ -110,10 +110,39 @@ def _stdlib_loads(data: bytes | str) -> Any:
 INT64 = 2**63
 
 
+def _storable(value: Any, max_text: int | None) -> bool:
+    """Whether :func:`storage_problems` finds nothing, without naming paths (every pushed event
+    is checked, and nearly all are fine; only a refused one is walked again for its messages)."""
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        kind = item.__class__
+        if kind is str:
+            if max_text is not None and len(item) > max_text:
+                return False
+        elif kind is dict:
+            for key, child in item.items():
+                if key.__class__ is not str or key.startswith("$") or "." in key or "\x00" in key:
+                    return False
+                if child.__class__ is not str or (max_text is not None and len(child) > max_text):
+                    push(child)
+        elif kind is list:
+            stack.extend(item)
+        elif kind is int:
+            if not -INT64 <= item < INT64:
+                return False
+        elif kind is not float and kind is not bool and item is not None:
+            return False  # anything else: the full walk says what
+    return True
+
+
 def storage_problems(value: Any, path: str = "", max_text: int | None = None) -> dict[str, list[str]]:
     """What in a JSON value no store may hold safely: keys that start with ``$`` or hold ``.``
     or NUL (MongoDB reads them as operators or paths), integers beyond 64 bits, and with
     ``max_text`` strings longer than that."""
+    if _storable(value, max_text):
+        return {}
     problems: dict[str, list[str]] = {}
     stack = [(value, path)]
     while stack:
