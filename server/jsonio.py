@@ -28,22 +28,56 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _depth(value: Any) -> int:
-    # Iterative so that a hostile document cannot exhaust the Python stack here.
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
+def _depth(value: Any, level: int = 1) -> int:
+    """How deep containers nest (a scalar: 0), counted up to MAX_DEPTH + 1; only containers are
+    visited, and the recursion stops there, so a hostile document cannot exhaust the stack."""
+    if value.__class__ is not dict and value.__class__ is not list:
+        return 0
+    deepest = level
+    for child in value.values() if value.__class__ is dict else value:
+        kind = child.__class__
+        if kind is dict or kind is list:
             if level > MAX_DEPTH:
-                return level
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
+                return level + 1
+            found = _depth(child, level + 1)
+            if found > deepest:
+                deepest = found
     return deepest
+
+
+# orjson reads integers beyond 64 bits as floats, where the stdlib keeps them exact (and the
+# per-value checks then refuse them): a body with such a run of digits anywhere is read by the stdlib.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _fast_loads(data: bytes | str) -> tuple[bool, Any]:
+    """(True, value) when orjson reads the body as the stdlib path below would, else (False, None).
+
+    orjson refuses everything the stdlib path refuses (invalid UTF-8, NaN and Infinity, numbers
+    too large for a float, lone surrogates, control characters, and more), and more besides; a
+    body it refuses is read again by the stdlib path, whose message the client gets.
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if _LONG_DIGITS.search(raw):
+        return False, None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False, None
+    if _depth(value) > MAX_DEPTH:
+        raise BadJSON(f"the JSON is nested deeper than {MAX_DEPTH} levels")
+    return True, value
 
 
 def loads(data: bytes | str) -> Any:
     """Parse a request body, raising :class:`BadJSON` with a reason a client can act on."""
+    done, value = _fast_loads(data)
+    if done:
+        return value
+    return _stdlib_loads(data)
+
+
+def _stdlib_loads(data: bytes | str) -> Any:
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
@@ -76,10 +110,39 @@ def loads(data: bytes | str) -> Any:
 INT64 = 2**63
 
 
+def _storable(value: Any, max_text: int | None) -> bool:
+    """Whether :func:`storage_problems` finds nothing, without naming paths (every pushed event
+    is checked, and nearly all are fine; only a refused one is walked again for its messages)."""
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        kind = item.__class__
+        if kind is str:
+            if max_text is not None and len(item) > max_text:
+                return False
+        elif kind is dict:
+            for key, child in item.items():
+                if key.__class__ is not str or key.startswith("$") or "." in key or "\x00" in key:
+                    return False
+                if child.__class__ is not str or (max_text is not None and len(child) > max_text):
+                    push(child)
+        elif kind is list:
+            stack.extend(item)
+        elif kind is int:
+            if not -INT64 <= item < INT64:
+                return False
+        elif kind is not float and kind is not bool and item is not None:
+            return False  # anything else: the full walk says what
+    return True
+
+
 def storage_problems(value: Any, path: str = "", max_text: int | None = None) -> dict[str, list[str]]:
     """What in a JSON value no store may hold safely: keys that start with ``$`` or hold ``.``
     or NUL (MongoDB reads them as operators or paths), integers beyond 64 bits, and with
     ``max_text`` strings longer than that."""
+    if _storable(value, max_text):
+        return {}
     problems: dict[str, list[str]] = {}
     stack = [(value, path)]
     while stack:

@@ -14,6 +14,7 @@ from typing import Any
 from forms.identifiers import Area
 
 from .areas import within_scope
+from .collector import collector_paused
 from .cursors import CursorCodec, InvalidCursor, store_identity
 from .forms_registry import form_pull_changes
 from .households import household_change
@@ -83,6 +84,10 @@ class PullService:
 
     def pull(self, user: Mapping[str, Any], scope: Scope, cursor: str | None, limit: int) -> dict[str, Any]:
         """Changes in scope since ``cursor``, oldest first, never past the commit-ordered bound."""
+        with collector_paused():
+            return self._pull(user, scope, cursor, limit)
+
+    def _pull(self, user: Mapping[str, Any], scope: Scope, cursor: str | None, limit: int) -> dict[str, Any]:
         identity = store_identity(self.store)
         state = self._open(cursor, user, identity.store_id, identity.epoch)
         bound = self.store.visible_seq()

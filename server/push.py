@@ -22,6 +22,7 @@ from sync.events import stale_base_error
 from sync.stamps import is_id
 
 from .clock import StoredClock, wall_ms
+from .collector import collector_paused
 from .devices import note_push
 from .eventlog import body_hash, event_document, event_recall, same_body
 from .geo import BoundaryIndex, check_geotag
@@ -213,6 +214,11 @@ class PushService:
     def push(self, caller: Caller, device_hlc: str | None, events: list[Any],
              settings: PushSettings) -> tuple[list[dict[str, Any]], str]:
         """Take in a batch; one result per event, in order, and the server's HLC after it."""
+        with collector_paused():
+            return self._push(caller, device_hlc, events, settings)
+
+    def _push(self, caller: Caller, device_hlc: str | None, events: list[Any],
+              settings: PushSettings) -> tuple[list[dict[str, Any]], str]:
         now = settings.wall_ms()
         received_at = iso(datetime.fromtimestamp(now / 1000, UTC))
         # Judging answers and geotags needs no store; only the unit of work below holds the

@@ -20,6 +20,7 @@ from sync.merge import (
     Write,
     conflict_id,
     fold,
+    pull_of_document,
     writes_of,
 )
 from sync.order import DEVICE, ORIGINS, SERVER, Chain, DeviceOrder, device_order
@@ -77,6 +78,7 @@ __all__ = [
     "parse_event",
     "parse_hlc",
     "parse_stamp",
+    "pull_of_document",
     "same_json",
     "skew_ms",
     "split_erase_pattern",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from sync.hlc import is_hlc
@@ -69,7 +70,7 @@ class Event:
     origin: str = DEVICE
     erase: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def stamp(self) -> str:
         """The stamp of every write this event makes."""
         return make_stamp(self.hlc, self.device_id, self.id)

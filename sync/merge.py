@@ -24,7 +24,7 @@ from sync.events import (
 )
 from sync.hlc import hlc_to_iso, is_hlc
 from sync.order import CLOCK_LANE, DEVICE, ORIGINS, SEQ_LANE, Chain, DeviceOrder, device_order
-from sync.paths import check_path, split_erase_pattern, split_path
+from sync.paths import ERASE_ALL, MEMBERS, check_path, split_erase_pattern, split_path
 from sync.stamps import check_id, make_stamp, parse_stamp
 from sync.values import JsonValue, canonical_json, check_json_value, json_key
 
@@ -38,6 +38,7 @@ __all__ = [
     "check_base",
     "conflict_id",
     "fold",
+    "pull_of_document",
     "writes_of",
 ]
 
@@ -189,8 +190,19 @@ class Write:
 _SCALARS = (str, int, float, bool, type(None))
 
 
+_SCALAR_TYPES = frozenset(_SCALARS)
+_NO_FLOOR: Mapping[Chain, list[_Entry]] = MappingProxyType({})
+_NO_NAMED: frozenset[str] = frozenset()
+
+
 def _own(value: JsonValue) -> JsonValue:
     """A copy the caller cannot change under us; scalars are immutable already."""
+    kind = value.__class__
+    if kind in _SCALAR_TYPES:
+        return value
+    # A select_multiple answer is a list of strings: a shallow copy is already independent.
+    if kind is list and all(item.__class__ in _SCALAR_TYPES for item in value):
+        return list(value)
     return value if isinstance(value, _SCALARS) else copy.deepcopy(value)
 
 
@@ -231,12 +243,17 @@ class FieldState:
     JSON-distinct values. An erased field keeps its heads' stamps but none of their values.
     """
 
-    def __init__(self, path: str, *, erased: bool = False) -> None:
-        self.path = check_path(path)
+    __slots__ = ("_erased", "_floor", "_heads", "_named", "_tops", "path")
+
+    def __init__(self, path: str, *, erased: bool = False, checked: bool = False) -> None:
+        # ``checked``: the path comes from a parsed event, whose paths are checked already.
+        self.path = path if checked else check_path(path)
         self._heads: dict[str, tuple[_Entry, JsonValue]] = {}
-        self._floor: dict[Chain, list[_Entry]] = {}
+        # Most fields never have a floor or a named stamp: they share read-only empties until their
+        # first one (_add_floor, _add_named), so a visit's dozens of fields make fewer objects.
+        self._floor: dict[Chain, list[_Entry]] = _NO_FLOOR  # type: ignore[assignment]
         self._tops: dict[Chain, tuple[int, str]] = {}
-        self._named: set[str] = set()
+        self._named: set[str] = _NO_NAMED  # type: ignore[assignment]
         self._erased = erased
 
     # -- reading -----------------------------------------------------------------------------------
@@ -329,6 +346,16 @@ class FieldState:
         return False
 
     # -- folding -----------------------------------------------------------------------------------
+    def _add_floor(self, chain: Chain, entry: _Entry) -> None:
+        if not self._floor:
+            self._floor = {}
+        self._floor.setdefault(chain, []).append(entry)
+
+    def _add_named(self, stamp: str) -> None:
+        if not self._named:
+            self._named = set()
+        self._named.add(stamp)
+
     def apply(self, write: Write, recall: Recall | None = None) -> bool:
         """Take in one write; True when the heads changed. Applying it again changes nothing."""
         if write.path != self.path:
@@ -343,6 +370,14 @@ class FieldState:
         """The chain rule and the base rule for one incoming write (see docs/merge-rule.md)."""
         stamp = entry.stamp
         heads = self._heads
+        if not heads and not base and not self._tops and not self._named:
+            # A field's first write (a visit to a new household writes dozens): nothing to supersede
+            # and nothing that supersedes it, so it is the head and tops its chain.
+            order = entry.order
+            if order is not None:
+                self._tops[order.chain] = order.rank
+            heads[stamp] = (entry, None if self._erased else _own(value))
+            return True
         if stamp in heads:
             return False
         order = entry.order
@@ -351,12 +386,11 @@ class FieldState:
             if floor is not None and any(held.stamp == stamp for held in floor):
                 return False
         changed = False
-        named = self._named
         superseded = stamp in base
-        if stamp in named:
+        if stamp in self._named:
             superseded = True
             if order is not None:
-                named.discard(stamp)  # received now: its chain position recognises it from here on
+                self._named.discard(stamp)  # received now: its chain position recognises it from here on
         unknown = []
         for named_stamp in base:
             if named_stamp == stamp:
@@ -366,10 +400,10 @@ class FieldState:
                 changed = True
                 held_order = held_head[0].order
                 if held_order is None:
-                    named.add(named_stamp)
+                    self._add_named(named_stamp)
                 else:
-                    self._floor.setdefault(held_order.chain, []).append(held_head[0])
-            elif named_stamp not in named and not self._in_floor(named_stamp):
+                    self._add_floor(held_order.chain, held_head[0])
+            elif named_stamp not in self._named and not self._in_floor(named_stamp):
                 unknown.append(named_stamp)
         if order is not None:
             chain, rank = order
@@ -382,19 +416,20 @@ class FieldState:
                     for held in beaten:
                         del heads[held]
                     changed = changed or bool(beaten)
-                    self._floor.pop(chain, None)
+                    if self._floor:
+                        self._floor.pop(chain, None)
                 self._tops[chain] = rank
             elif rank < top:
                 superseded = True
         for named_stamp in unknown:
             # Yet to arrive, or received long ago and forgotten: only the event log can tell.
             if not self._forgotten(named_stamp, lookup):
-                named.add(named_stamp)
+                self._add_named(named_stamp)
         if superseded:
             if order is None:
-                named.add(stamp)
+                self._add_named(stamp)
             elif self._tops[order.chain] == order.rank:
-                self._floor.setdefault(order.chain, []).append(entry)
+                self._add_floor(order.chain, entry)
             return changed
         heads[stamp] = (entry, None if self._erased else _own(value))
         return True
@@ -577,9 +612,10 @@ class Record:
             self.created, self.village = stamp, village
 
     def _state(self, path: str) -> FieldState:
+        """The state of ``path``, a checked path (of a parsed event or a Write)."""
         state = self._fields.get(path)
         if state is None:
-            state = self._fields[path] = FieldState(path, erased=self.covers(path))
+            state = self._fields[path] = FieldState(path, erased=self.covers(path), checked=True)
         return state
 
     def _intern(self, entry: _Entry) -> _Entry:
@@ -727,11 +763,15 @@ class Record:
         # One visit leaves the same devices' latest writes under every field it wrote: such floors
         # are stored once and named by position.
         floors: dict[tuple[int, ...], int] = {}
-        for path, state in sorted(self._fields.items()):
-            if state.erased:
-                heads: list[list[Any]] = [[index[stamp]] for stamp in sorted(state._heads)]
+        for path in sorted(self._fields):
+            state = self._fields[path]
+            held = state._heads
+            # Most fields have one head: no sort to make.
+            order = list(held) if len(held) == 1 else sorted(held)
+            if state._erased:
+                heads: list[list[Any]] = [[index[stamp]] for stamp in order]
             else:
-                heads = [[index[stamp], _own(state._heads[stamp][1])] for stamp in sorted(state._heads)]
+                heads = [[index[stamp], _own(held[stamp][1])] for stamp in order]
             doc: dict[str, Any] = {"heads": heads}
             if state._floor:
                 floor = tuple(sorted(index[entry.stamp] for entries in state._floor.values() for entry in entries))
@@ -869,12 +909,12 @@ def _load_field(record: Record, path: str, doc: object, entries: list[_Entry], f
         entry = _pick(entries, position)
         if entry.order is None or entry.stamp in state._heads or state._in_floor(entry.stamp):
             raise ValueError(f"field {path}: {entry.stamp} cannot be at the floor")
-        state._floor.setdefault(entry.order.chain, []).append(entry)
+        state._add_floor(entry.order.chain, entry)
     for stamp in _list(doc.get("named", []), f"field {path} named"):
         parse_stamp(stamp)
         if stamp in state._heads or stamp in state._named or state._in_floor(stamp):
             raise ValueError(f"field {path}: {stamp} cannot be named here")
-        state._named.add(stamp)
+        state._add_named(stamp)
     for entry in [entry for entry, _value in state._heads.values()] + [
             entry for entries in state._floor.values() for entry in entries]:
         if entry.order is None:
@@ -883,6 +923,72 @@ def _load_field(record: Record, path: str, doc: object, entries: list[_Entry], f
         if top != entry.order.rank:
             raise ValueError(f"field {path}: {entry.stamp} is below its device's latest write, so not remembered")
     return state
+
+
+def pull_of_document(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``Record.from_document(doc).to_pull()``, read straight off a stored document.
+
+    A first sync sends thousands of stored households: building each record (and checking every
+    part of its document) cost ten times reading its JSON. The pull needs only each field's heads,
+    so this reads those, trusting the document to be one :meth:`Record.to_document` wrote (a
+    document of another format still raises DocumentFormatError). The values returned are the
+    document's own objects, not copies.
+    """
+    if not isinstance(doc, Mapping):
+        raise ValueError("record document is not an object")
+    if doc.get("format") != DOCUMENT_FORMAT:
+        raise DocumentFormatError(doc.get("format"))
+    devices = doc["devices"]
+    events = doc["events"]
+    stamps: dict[int, str] = {}
+    officers: dict[int, str] = {}
+
+    def stamp_of(position: int) -> str:
+        stamp = stamps.get(position)
+        if stamp is None:
+            event = events[position]
+            stamp = stamps[position] = f"{event[0]}/{devices[event[1]]}/{event[2]}"
+            officers[position] = event[4]
+        return stamp
+
+    patterns: set[str] = set()
+    for _position, erased in doc.get("erasures", ()):
+        patterns.update(erased)
+    cover_all = ERASE_ALL in patterns
+    covered_members = {pattern.split("/")[1] for pattern in patterns
+                       if pattern.startswith(MEMBERS + "/") and pattern.endswith("/" + ERASE_ALL)}
+    fields: dict[str, Any] = {}
+    for path in sorted(doc["fields"]):
+        heads = doc["fields"][path]["heads"]
+        if not heads:
+            continue
+        erased = cover_all or path in patterns or (
+            bool(covered_members) and split_path(path)[0] in covered_members)
+        if len(heads) == 1:
+            position = heads[0][0]
+            pulled: dict[str, Any] = {"value": None if erased else heads[0][1], "stamp": stamp_of(position)}
+            if erased:
+                pulled["erased"] = True
+            fields[path] = pulled
+            continue
+        held = sorted((stamp_of(head[0]), head) for head in heads)
+        top = held[-1]
+        pulled = {"value": None if erased else top[1][1], "stamp": top[0]}
+        if erased:
+            pulled["erased"] = True
+            pulled["head_stamps"] = [stamp for stamp, _head in held]
+        else:
+            first = json_key(held[0][1][1])
+            if any(json_key(head[1]) != first for _stamp, head in held[1:]):
+                pulled["heads"] = [{"value": head[1], "stamp": stamp, "officer": officers[head[0]]}
+                                   for stamp, head in held]
+            else:
+                pulled["head_stamps"] = [stamp for stamp, _head in held]
+        fields[path] = pulled
+    view: dict[str, Any] = {"type": "household", "id": doc["id"], "village": doc["village"], "fields": fields}
+    if doc.get("erasures"):
+        view["erased"] = sorted(patterns)
+    return view
 
 
 def fold(events: Iterable[Mapping[str, Any] | Event], record_id: str | None = None, *,

@@ -21,6 +21,10 @@ def check_json_value(value: object, where: str = "value", depth: int = 0) -> Non
     """
     if depth > MAX_DEPTH:
         raise ValueError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    kind = value.__class__
+    # The common answers first: ASCII text cannot hold a lone surrogate (isascii is a flag test).
+    if kind is str and value.isascii():
+        return
     if value is None or isinstance(value, bool | int):
         return
     if isinstance(value, float):
