@@ -1,0 +1,134 @@
+"""A device's copy of the households it pulled, and the record it merges from that copy and its own writes."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from forms.identifiers import Area
+from sync import Record, Write
+
+
+def field_stamps(state: Mapping[str, Any]) -> list[str]:
+    """Every stamp a pulled field shows: its heads while in conflict, its equal heads, or its one stamp.
+
+    These are what a new write to the field must name in its ``base``: naming fewer would leave a
+    head standing beside the new value, a conflict nobody made.
+    """
+    if "heads" in state:
+        return sorted(head["stamp"] for head in state["heads"])
+    return sorted(state.get("head_stamps") or [state["stamp"]])
+
+
+def pulled_writes(path: str, state: Mapping[str, Any]) -> list[Write]:
+    """The head writes a pulled field shows, as :class:`sync.Write` objects."""
+    if "heads" in state:
+        return [Write(path, head["value"], head["stamp"], officer=head.get("officer") or "")
+                for head in state["heads"]]
+    return [Write(path, state["value"], stamp) for stamp in field_stamps(state)]
+
+
+class PulledHousehold:
+    """One household exactly as a pull gave it (``id``, ``village``, ``fields``); treat it as read-only.
+
+    Replicas that pulled the same state may share one object (see :class:`Interner`), so nothing may
+    change it after it is made.
+    """
+
+    __slots__ = ("__weakref__", "digest", "fields", "id", "village")
+
+    def __init__(self, change: Mapping[str, Any], digest: bytes = b"") -> None:
+        self.id: str = change["id"]
+        self.village: str = change["village"]
+        self.fields: Mapping[str, Any] = change["fields"]
+        self.digest = digest
+
+    def record(self) -> Record:
+        """A new :class:`sync.Record` of the pulled heads (not kept: thousands of replicas may share this copy)."""
+        record = Record(self.id)
+        for path, state in self.fields.items():
+            for write in pulled_writes(path, state):
+                record.apply(write)
+        return record
+
+    def to_change(self) -> dict[str, Any]:
+        """The pull change this copy was made from."""
+        return {"type": "household", "id": self.id, "village": self.village, "fields": dict(self.fields)}
+
+
+def digest_of(change: Mapping[str, Any]) -> bytes:
+    """A short digest of a household change's content (key order ignored)."""
+    return hashlib.blake2b(orjson.dumps(change, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+
+
+class Interner:
+    """Shares one :class:`PulledHousehold` between every replica that pulled the same state.
+
+    Many simulated phones of one village hold the same households; sharing keeps their memory to one
+    copy per distinct state. Entries go when no replica holds them any more. Safe between threads.
+    """
+
+    def __init__(self) -> None:
+        self._known: weakref.WeakValueDictionary[bytes, PulledHousehold] = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+
+    def household(self, change: Mapping[str, Any]) -> PulledHousehold:
+        digest = digest_of(change)
+        with self._lock:
+            held = self._known.get(digest)
+            if held is None:
+                held = self._known[digest] = PulledHousehold(change, digest)
+            return held
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+
+class Replica:
+    """The households a device holds, as the pull last gave each one.
+
+    A pulled household replaces the copy held before; ``left_scope`` drops a village's households; a
+    fresh pull (after the server refused the cursor) starts from :meth:`clear`.
+    """
+
+    def __init__(self, interner: Interner | None = None) -> None:
+        self._interner = interner
+        self._households: dict[str, PulledHousehold] = {}
+
+    def take(self, change: Mapping[str, Any]) -> PulledHousehold:
+        """Keep a pulled household change in place of the copy held before."""
+        held = (self._interner.household(change) if self._interner is not None
+                else PulledHousehold(change, digest_of(change)))
+        self._households[held.id] = held
+        return held
+
+    def drop_area(self, code: str) -> list[str]:
+        """Forget the households of a village (or of every village inside an area); returns their ids."""
+        area = Area(code)
+        gone = [hid for hid, held in self._households.items() if area.contains(held.village)]
+        for hid in gone:
+            del self._households[hid]
+        return gone
+
+    def clear(self) -> None:
+        self._households.clear()
+
+    def get(self, household_id: str) -> PulledHousehold | None:
+        return self._households.get(household_id)
+
+    def __contains__(self, household_id: object) -> bool:
+        return household_id in self._households
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._households)
+
+    def __len__(self) -> int:
+        return len(self._households)
+
+    def items(self) -> Iterable[tuple[str, PulledHousehold]]:
+        return self._households.items()
