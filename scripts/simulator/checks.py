@@ -142,6 +142,9 @@ def check_household(checks: Mapping[str, Check], household_id: str, events: list
     if history_body is not None:
         _check_history(duplicated, household_id, history, {event.id: event for event in accepted})
     if not accepted:
+        if pulled is not None:
+            checks["server_matches_oracle"].fail(f"household {household_id} is on the server, but no event of "
+                                                 "it was accepted")
         return verdict
     oracle = oracle_fold(accepted, own_writes_supersede=own_writes_supersede)
     verdict.oracle_conflicts = len(oracle["conflicts"])

@@ -329,7 +329,8 @@ class Simulation:
         resolutions: dict[str, list[Resolution]] = defaultdict(list)
         for resolution in self.resolutions:
             resolutions[resolution.household_id].append(resolution)
-        households = sorted(set(events) | set(resolutions))
+        # every household this run made, even one whose events a phone no longer holds
+        households = sorted(set(events) | set(resolutions) | self._households)
         snapshot = self.snapshot()
         run_households = set(households)
         listed = index_conflicts(checks["conflicts_match_oracle"],
