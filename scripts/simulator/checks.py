@@ -190,10 +190,10 @@ def _check_state(check: Check, household_id: str, oracle: Mapping[str, Any], pul
         return
     if pulled.village != oracle["village"]:
         check.fail(f"household {household_id}: village {pulled.village}, oracle {oracle['village']}")
-    pulled_canon = canon(dict(pulled.fields))
+    fields = pulled.fields
+    pulled_canon = canon(fields)
     if pulled_canon != canon(oracle["fields"]):
-        check.fail(f"household {household_id} differs from the oracle at "
-                   f"{_differing(pulled.fields, oracle['fields'])[:5]}")
+        check.fail(f"household {household_id} differs from the oracle at {_differing(fields, oracle['fields'])[:5]}")
     if history_body is not None and canon(history_body["fields"]) != pulled_canon:
         check.fail(f"household {household_id}: GET /households/<id> and the pull disagree")
 
@@ -259,11 +259,11 @@ def check_replicas(check: Check, devices: Iterable[SimDevice], snapshot: Mapping
             if copy is not None and not client.unconfirmed(household_id):
                 if copy.digest == server.digest:
                     continue  # the same state pulled twice: equal without unpacking it
-                replica = dict(copy.fields)
+                replica = copy.fields
             else:
                 replica = client.record(household_id).to_pull()["fields"]
             if household_id not in server_canon:
-                server_canon[household_id] = canon(dict(server.fields))
+                server_canon[household_id] = canon(server.fields)
             if canon(replica) != server_canon[household_id]:
                 check.fail(f"{device.device_id} household {household_id} differs at "
                            f"{_differing(replica, server.fields)[:5]}")

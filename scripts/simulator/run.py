@@ -98,6 +98,7 @@ class Simulation:
         self._households: set[str] = set()
         self._lock = threading.Lock()
         self._definitions: dict[str, Any] = {}
+        self._parse_lock = threading.Lock()
         self._resolver_rng = random.Random(f"{config.seed}:{self.run_tag}:supervisor")
 
     # shared state -------------------------------------------------------------------------------
@@ -112,12 +113,12 @@ class Simulation:
         return self.village_names.get(code, code)
 
     def parsed_definition(self, digest: str, definition: dict[str, Any]) -> Any:
-        with self._lock:
+        """The form parsed once for every phone (parsing takes a good part of a second; a thousand phones
+        starting at once would each parse it)."""
+        with self._parse_lock:
             parsed = self._definitions.get(digest)
-        if parsed is None:
-            parsed = validate_definition(definition)
-            with self._lock:
-                parsed = self._definitions.setdefault(digest, parsed)
+            if parsed is None:
+                parsed = self._definitions[digest] = validate_definition(definition)
         return parsed
 
     def session(self, username: str, password: str) -> Session:

@@ -34,22 +34,28 @@ def pulled_writes(path: str, state: Mapping[str, Any]) -> list[Write]:
 
 
 class PulledHousehold:
-    """One household exactly as a pull gave it (``id``, ``village``, ``fields``); treat it as read-only.
+    """One household exactly as a pull gave it: ``id``, ``village``, and its ``fields`` (decoded on each use).
 
-    Replicas that pulled the same state may share one object (see :class:`Interner`), so nothing may
-    change it after it is made.
+    The change is kept encoded (sorted keys), a third of its size as Python objects, and replicas that
+    pulled the same state may share one object (see :class:`Interner`); nothing may change it.
     """
 
-    __slots__ = ("__weakref__", "digest", "fields", "id", "village")
+    __slots__ = ("__weakref__", "digest", "encoded", "id", "village")
 
-    def __init__(self, change: Mapping[str, Any], digest: bytes = b"") -> None:
+    def __init__(self, change: Mapping[str, Any]) -> None:
         self.id: str = change["id"]
         self.village: str = change["village"]
-        self.fields: Mapping[str, Any] = change["fields"]
-        self.digest = digest
+        self.encoded = orjson.dumps({"id": self.id, "village": self.village, "fields": change["fields"]},
+                                    option=orjson.OPT_SORT_KEYS)
+        self.digest = hashlib.blake2b(self.encoded, digest_size=16).digest()
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """Field path -> the pulled state (``value``, ``stamp``, and ``heads`` or ``head_stamps``); a new dict."""
+        return orjson.loads(self.encoded)["fields"]
 
     def record(self) -> Record:
-        """A new :class:`sync.Record` of the pulled heads (not kept: thousands of replicas may share this copy)."""
+        """A new :class:`sync.Record` of the pulled heads."""
         record = Record(self.id)
         for path, state in self.fields.items():
             for write in pulled_writes(path, state):
@@ -58,12 +64,7 @@ class PulledHousehold:
 
     def to_change(self) -> dict[str, Any]:
         """The pull change this copy was made from."""
-        return {"type": "household", "id": self.id, "village": self.village, "fields": dict(self.fields)}
-
-
-def digest_of(change: Mapping[str, Any]) -> bytes:
-    """A short digest of a household change's content (key order ignored)."""
-    return hashlib.blake2b(orjson.dumps(change, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+        return {"type": "household", **orjson.loads(self.encoded)}
 
 
 class Interner:
@@ -78,12 +79,9 @@ class Interner:
         self._lock = threading.Lock()
 
     def household(self, change: Mapping[str, Any]) -> PulledHousehold:
-        digest = digest_of(change)
+        made = PulledHousehold(change)
         with self._lock:
-            held = self._known.get(digest)
-            if held is None:
-                held = self._known[digest] = PulledHousehold(change, digest)
-            return held
+            return self._known.setdefault(made.digest, made)
 
     def __len__(self) -> int:
         return len(self._known)
@@ -102,8 +100,7 @@ class Replica:
 
     def take(self, change: Mapping[str, Any]) -> PulledHousehold:
         """Keep a pulled household change in place of the copy held before."""
-        held = (self._interner.household(change) if self._interner is not None
-                else PulledHousehold(change, digest_of(change)))
+        held = self._interner.household(change) if self._interner is not None else PulledHousehold(change)
         self._households[held.id] = held
         return held
 
