@@ -10,6 +10,8 @@ from forms.definition import (
     validate_definition,
 )
 from forms.expressions import Context, Expression, ExpressionError, parse
+from forms.fieldtypes import FIELD_TYPES, FieldType, field_type
+from forms.household import HouseholdField, HouseholdFields, household_field_catalog
 from forms.identifiers import (
     NikInfo,
     area_contains,
@@ -21,6 +23,7 @@ from forms.identifiers import (
 )
 
 __all__ = [
+    "FIELD_TYPES",
     "AnswerReport",
     "Context",
     "Definition",
@@ -28,6 +31,9 @@ __all__ = [
     "Expression",
     "ExpressionError",
     "FieldRef",
+    "FieldType",
+    "HouseholdField",
+    "HouseholdFields",
     "NikInfo",
     "area_contains",
     "check_area_code",
@@ -36,6 +42,8 @@ __all__ = [
     "check_nik",
     "check_village_code",
     "definition_hash",
+    "field_type",
+    "household_field_catalog",
     "household_writes",
     "parse",
     "parse_nik",

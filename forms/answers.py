@@ -15,28 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from forms.definition import ROSTER, SELECT_TYPES, Definition, FieldRef
+from forms.definition import ROSTER, Definition, FieldRef
 from forms.expressions import Compiled, Context, ExpressionError, parse, truthy
-from forms.identifiers import check_kk, check_nik
+from forms.fieldtypes import INVALID, MAX_STRING_LENGTH, UNSURE, FieldType, IdentifierCheck, field_type, json_type
 
 __all__ = ["MAX_STRING_LENGTH", "AnswerReport", "household_writes", "validate_answers"]
 
-MAX_STRING_LENGTH = 10_000
-# MongoDB stores integers as signed 64-bit; a bigger one would be silently turned into a double.
-_INT64 = 2**63
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}.*", re.DOTALL)
-_GEOPOINT_KEYS = frozenset({"lat", "lon", "accuracy_m", "altitude_m"})
-_INVALID = object()
-# What a short path returns when the answer needs the full check.
-_UNSURE = object()
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -109,165 +99,30 @@ def _check_key(key: Any, path: str, report: AnswerReport) -> bool:
     return True
 
 
-def _string(value: Any, path: str, report: AnswerReport, what: str = "text") -> Any:
-    if not isinstance(value, str):
-        report._error(path, f"must be {what} (a JSON string), not {_json_type(value)}")
-        return _INVALID
-    if len(value) > MAX_STRING_LENGTH:
-        report._error(path, f"is longer than {MAX_STRING_LENGTH} characters")
-        return _INVALID
-    return value
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
-
-
-def _finite_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return -_INT64 <= value < _INT64
-    return isinstance(value, float) and math.isfinite(value)
-
-
 def _check_value(ref: FieldRef, value: Any, path: str, report: AnswerReport, definition: Definition) -> Any:
-    """The normalised answer, or _INVALID after recording why it cannot be stored."""
-    kind = ref.type
+    """The normalised answer, or INVALID after recording why it cannot be stored."""
     if value is None:
         return None
-    if kind == "note":
-        if value != "":
-            report._error(path, "a note takes no answer")
-            return _INVALID
-        return value
-    if kind == "text":
-        return _string(value, path, report)
-    if kind == "integer":
-        if isinstance(value, float) and math.isfinite(value) and value == int(value):
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool):
-            report._error(path, f"must be a whole number, not {_json_type(value)}")
-            return _INVALID
-        if not _finite_number(value):
-            report._error(path, "is too large to store")
-            return _INVALID
-        return value
-    if kind == "decimal":
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            report._error(path, f"must be a number, not {_json_type(value)}")
-            return _INVALID
-        if not _finite_number(value):
-            report._error(path, "must be a finite number that can be stored")
-            return _INVALID
-        return value
-    if kind == "date":
-        if _string(value, path, report, "a date text YYYY-MM-DD") is _INVALID:
-            return _INVALID
-        try:
-            if not _DATE.fullmatch(value):
-                raise ValueError
-            dt.date.fromisoformat(value)
-        except ValueError:
-            report._error(path, "must be a date YYYY-MM-DD")
-            return _INVALID
-        return value
-    if kind == "datetime":
-        if _string(value, path, report, "an ISO-8601 date and time") is _INVALID:
-            return _INVALID
-        try:
-            if not _DATETIME.fullmatch(value):
-                raise ValueError
-            dt.datetime.fromisoformat(value)
-        except ValueError:
-            report._error(path, "must be an ISO-8601 date and time, like 2025-01-31T09:30:00+07:00")
-            return _INVALID
-        return value
-    if kind == "select_one":
-        return _string(value, path, report, "a choice name")
-    if kind == "select_multiple":
-        return _check_select_multiple(value, path, report)
-    if kind == "geopoint":
-        return _check_geopoint(value, path, report)
-    if kind == "calculate":
-        if isinstance(value, str):
-            return _string(value, path, report)
-        if isinstance(value, bool) or _finite_number(value):
-            return value
-        if isinstance(value, int | float):
-            report._error(path, "must be a finite number that can be stored")
-            return _INVALID
-        report._error(path, f"a calculated value must be a string, number or boolean, not {_json_type(value)}")
-        return _INVALID
-    if kind == "repeat":
+    if ref.type == "repeat":
         return _check_rows(ref, value, path, report, definition)
-    report._error(path, f"a {kind} takes no answer")  # pragma: no cover - groups are refused by the caller
-    return _INVALID  # pragma: no cover
-
-
-def _check_select_multiple(value: Any, path: str, report: AnswerReport) -> Any:
-    if isinstance(value, str):
-        # ODK sends the chosen names separated by spaces.
-        if _string(value, path, report) is _INVALID:
-            return _INVALID
-        return value.split()
-    if not isinstance(value, list):
-        report._error(path, f"must be a list of choice names, not {_json_type(value)}")
-        return _INVALID
-    ok = True
-    for index, item in enumerate(value):
-        if _string(item, f"{path}[{index}]", report, "a choice name") is _INVALID:
-            ok = False
-    return list(value) if ok else _INVALID
-
-
-def _check_geopoint(value: Any, path: str, report: AnswerReport) -> Any:
-    if not isinstance(value, Mapping):
-        report._error(path, f"must be an object {{lat, lon, accuracy_m?, altitude_m?}}, not {_json_type(value)}")
-        return _INVALID
-    before = len(report.errors)
-    for key in value:
-        if key not in _GEOPOINT_KEYS:
-            report._error(_join(path, str(key)), "is not part of a geopoint (lat, lon, accuracy_m, altitude_m)")
-    limits = {"lat": (-90, 90), "lon": (-180, 180), "accuracy_m": (0, math.inf), "altitude_m": (-math.inf, math.inf)}
-    for key, (low, high) in limits.items():
-        if key not in value:
-            if key in ("lat", "lon"):
-                report._error(_join(path, key), "is required")
-            continue
-        number = value[key]
-        if not isinstance(number, int | float) or isinstance(number, bool) or not math.isfinite(number):
-            report._error(_join(path, key), "must be a finite number")
-        elif not low <= number <= high:
-            report._error(
-                _join(path, key), "cannot be negative" if math.isinf(high) else f"must be between {low} and {high}"
-            )
-    return _INVALID if len(report.errors) > before else dict(value)
+    check = ref.ftype.check
+    if check is None:  # pragma: no cover - groups are refused by the caller
+        report._error(path, f"a {ref.type} takes no answer")
+        return INVALID
+    return check(value, path, report._error)
 
 
 def _check_rows(ref: FieldRef, value: Any, path: str, report: AnswerReport, definition: Definition) -> Any:
     if not isinstance(value, list):
-        report._error(path, f"a repeat must be a list of rows, not {_json_type(value)}")
-        return _INVALID
+        report._error(path, f"a repeat must be a list of rows, not {json_type(value)}")
+        return INVALID
     rows = []
     seen: dict[str, int] = {}
     ok = True
     for index, row in enumerate(value):
         row_path = f"{path}[{index}]"
         if not isinstance(row, Mapping):
-            report._error(row_path, f"a repeat row must be an object, not {_json_type(row)}")
+            report._error(row_path, f"a repeat row must be an object, not {json_type(row)}")
             ok = False
             continue
         row_id = row.get("_id")
@@ -282,11 +137,11 @@ def _check_rows(ref: FieldRef, value: Any, path: str, report: AnswerReport, defi
         else:
             seen[row_id] = index
         normalised = _check_scope(definition, row, ref.name, row_path, report)
-        if normalised is _INVALID:
+        if normalised is INVALID:
             ok = False
         else:
             rows.append(normalised)
-    return rows if ok else _INVALID
+    return rows if ok else INVALID
 
 
 def _check_scope(
@@ -304,12 +159,12 @@ def _check_scope(
         if key.__class__ is str:
             shortcut = shortcuts.get(key)
             if shortcut is not None:
-                # Most answers are text: _short_text inlined.
-                if shortcut is _short_text and value.__class__ is str and len(value) <= MAX_STRING_LENGTH:
+                # Most answers are text: its short path inlined.
+                if shortcut is _SHORT_TEXT and value.__class__ is str and len(value) <= MAX_STRING_LENGTH:
                     normalised[key] = value
                     continue
                 checked = None if value is None else shortcut(value)
-                if checked is not _UNSURE:
+                if checked is not UNSURE:
                     normalised[key] = checked
                     continue
         path = _join(prefix, str(key))
@@ -322,11 +177,11 @@ def _check_scope(
             ok = False
             continue
         checked = _check_value(ref, value, path, report, definition)
-        if checked is _INVALID:
+        if checked is INVALID:
             ok = False
         else:
             normalised[key] = checked
-    return normalised if ok else _INVALID
+    return normalised if ok else INVALID
 
 
 def _misplaced(definition: Definition, key: str, repeat: str | None) -> str:
@@ -340,117 +195,15 @@ def _misplaced(definition: Definition, key: str, repeat: str | None) -> str:
     return f"is not a field of repeat {repeat!r}; answer it at the top level"
 
 
-# ---------------------------------------------------------------------------
-# Short paths: a well-formed answer normalised without the full check
-
-
-def _short_text(value: Any) -> Any:
-    if value.__class__ is str and len(value) <= MAX_STRING_LENGTH:
-        return value
-    return _UNSURE
-
-
-def _short_integer(value: Any) -> Any:
-    if value.__class__ is int and -_INT64 <= value < _INT64:
-        return value
-    return _UNSURE
-
-
-def _short_decimal(value: Any) -> Any:
-    kind = value.__class__
-    if (kind is int and -_INT64 <= value < _INT64) or (kind is float and math.isfinite(value)):
-        return value
-    return _UNSURE
-
-
-def _short_date(value: Any) -> Any:
-    if value.__class__ is str and _DATE.fullmatch(value):
-        try:
-            dt.date.fromisoformat(value)
-        except ValueError:
-            return _UNSURE
-        return value
-    return _UNSURE
-
-
-def _short_datetime(value: Any) -> Any:
-    if value.__class__ is str and len(value) <= MAX_STRING_LENGTH and _DATETIME.fullmatch(value):
-        try:
-            dt.datetime.fromisoformat(value)
-        except ValueError:
-            return _UNSURE
-        return value
-    return _UNSURE
-
-
-def _short_select_multiple(value: Any) -> Any:
-    kind = value.__class__
-    if kind is list:
-        for item in value:
-            if item.__class__ is not str or len(item) > MAX_STRING_LENGTH:
-                return _UNSURE
-        return list(value)
-    if kind is str and len(value) <= MAX_STRING_LENGTH:
-        return value.split()
-    return _UNSURE
-
-
-def _short_note(value: Any) -> Any:
-    return value if value.__class__ is str and value == "" else _UNSURE
-
-
-def _short_calculate(value: Any) -> Any:
-    kind = value.__class__
-    if (
-        (kind is str and len(value) <= MAX_STRING_LENGTH)
-        or kind is bool
-        or (kind is int and -_INT64 <= value < _INT64)
-        or (kind is float and math.isfinite(value))
-    ):
-        return value
-    return _UNSURE
-
-
-_GEOPOINT_LIMITS = {
-    "lat": (-90, 90),
-    "lon": (-180, 180),
-    "accuracy_m": (0, math.inf),
-    "altitude_m": (-math.inf, math.inf),
-}
-
-
-def _short_geopoint(value: Any) -> Any:
-    if value.__class__ is not dict or "lat" not in value or "lon" not in value:
-        return _UNSURE
-    for key, number in value.items():
-        limits = _GEOPOINT_LIMITS.get(key)
-        kind = number.__class__
-        # Ints only within 64 bits: the full check's isfinite() raises on huge ones.
-        if limits is None or not (
-            (kind is float and math.isfinite(number)) or (kind is int and -_INT64 <= number < _INT64)
-        ):
-            return _UNSURE
-        if not limits[0] <= number <= limits[1]:
-            return _UNSURE
-    return dict(value)
-
-
 def _no_short_path(value: Any) -> Any:
-    return _UNSURE
+    return UNSURE
 
 
-_SHORT_PATHS: dict[str, Callable[[Any], Any]] = {
-    "text": _short_text,
-    "select_one": _short_text,
-    "integer": _short_integer,
-    "decimal": _short_decimal,
-    "date": _short_date,
-    "datetime": _short_datetime,
-    "select_multiple": _short_select_multiple,
-    "note": _short_note,
-    "calculate": _short_calculate,
-    "geopoint": _short_geopoint,
-}
+def _short_path(ftype: FieldType) -> Callable[[Any], Any]:
+    return ftype.short or _no_short_path
+
+
+_SHORT_TEXT = _short_path(field_type("text"))
 
 
 # ---------------------------------------------------------------------------
@@ -516,36 +269,31 @@ class _Item:
         self.field = field
         self.name: str = field["name"]
         self.kind: str = field["type"]
+        ftype = field_type(self.kind)
         self.relevant = _rule(field, "relevant")
-        self.children = [_Item(child, choices) for child in field["fields"]] if self.kind in ("group", "repeat") else []
-        self.required = field.get("required") is True and self.kind not in ("calculate", "note")
+        self.children = [_Item(child, choices) for child in field["fields"]] if ftype.container else []
+        self.required = field.get("required") is True and ftype.requirable
         self.constraint = _rule(field, "constraint")
         self.choices: dict[str, Mapping[str, Any]] | None = None
         self.choice_filter: _Rule | None = None
-        if self.kind in SELECT_TYPES:
+        if ftype.takes_list:
             self.choices = {choice["name"]: choice for choice in choices.get(field["list"], ())}
             self.choice_filter = _rule(field, "choice_filter")
         self.uses_current = self.choice_filter is not None or self.constraint is not None
-        # A text field declares itself a NIK or No. KK with an appearance token.
-        tokens = str(field.get("appearance") or "").split() if self.kind == "text" else []
-        self.identifiers = [
-            (check, code)
-            for token, check, code in (("nik", check_nik, "invalid_nik"), ("kk", check_kk, "invalid_kk"))
-            if token in tokens
-        ]
+        # A field declares itself a NIK or No. KK with an appearance token its type knows.
+        tokens = str(field.get("appearance") or "").split()
+        self.identifiers: list[IdentifierCheck] = [check for check in ftype.identifiers if check.token in tokens]
 
 
 class _Write:
     """A field with save_to: where its answer goes in the household."""
 
-    __slots__ = ("name", "ref", "repeat", "short", "target")
+    __slots__ = ("name", "repeat", "target")
 
     def __init__(self, ref: FieldRef, target: str) -> None:
-        self.ref = ref
         self.name = ref.name
         self.repeat = ref.repeat
         self.target = target
-        self.short = _SHORT_PATHS.get(ref.type, _no_short_path)
 
 
 class _Plan:
@@ -558,19 +306,20 @@ class _Plan:
         scopes = [None, *(ref.name for ref in definition.iter_fields() if ref.type == "repeat")]
         self.allowed: dict[str | None, dict[str, FieldRef]] = {}
         self.shortcuts: dict[str | None, dict[str, Callable[[Any], Any]]] = {}
-        # Per scope, (name, type) of its answers in definition order, for _expression_values.
-        self.answers: dict[str | None, list[tuple[str, str]]] = {}
+        # Per scope, its answers in definition order as (name, is a repeat, conversion for expressions),
+        # for _expression_values.
+        self.answers: dict[str | None, list[tuple[str, bool, Callable[[Any], Any] | None]]] = {}
         for scope in scopes:
             refs = definition.answer_fields(scope)
             self.allowed[scope] = {ref.name: ref for ref in refs}
-            self.shortcuts[scope] = {ref.name: _SHORT_PATHS.get(ref.type, _no_short_path) for ref in refs}
-            self.answers[scope] = [(ref.name, ref.type) for ref in refs]
+            self.shortcuts[scope] = {ref.name: _short_path(ref.ftype) for ref in refs}
+            self.answers[scope] = [(ref.name, ref.type == "repeat", ref.ftype.to_expression) for ref in refs]
         self.items = [_Item(field, definition.choices) for field in definition.data["fields"]]
         self.writes = [
             _Write(ref, ref.field["save_to"])
             for ref in definition.iter_fields()
             if isinstance(ref.field.get("save_to"), str)
-            and ref.type not in ("repeat", "group", "note")
+            and ref.ftype.saves_to_household
             and len(ref.repeats) <= 1
         ]
 
@@ -583,32 +332,19 @@ def _plan(definition: Definition) -> _Plan:
 # Content: what to flag
 
 
-def _expression_value(ref_type: str, value: Any) -> Any:
-    """An answer as the expressions see it: dates as dates, so they compare and subtract."""
-    if isinstance(value, str):
-        try:
-            if ref_type == "date":
-                return dt.date.fromisoformat(value)
-            if ref_type == "datetime":
-                return dt.datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    return value
-
-
 def _expression_values(
     plan: _Plan, values: Mapping[str, Any], repeat: str | None, converted: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The answers of a scope as expressions see them (each row led by its _id), added to `converted`."""
     converted = {} if converted is None else converted
-    for name, kind in plan.answers.get(repeat, ()):
+    for name, is_repeat, convert in plan.answers.get(repeat, ()):
         if name not in values:
             continue
         value = values[name]
-        if kind == "repeat" and isinstance(value, list):
+        if is_repeat and isinstance(value, list):
             converted[name] = [_expression_values(plan, row, name, {"_id": row.get("_id")}) for row in value]
-        elif kind == "date" or kind == "datetime":
-            converted[name] = _expression_value(kind, value)
+        elif convert is not None:
+            converted[name] = convert(value)
         else:
             converted[name] = value
     return converted
@@ -645,8 +381,31 @@ class _Scope(Context):
 
 
 class _Flagger:
+    """The walk over a visit's answers that flags what is relevant and notes what is not.
+
+    What a `relevant` hides (a field, a group's fields, a repeat row) is noted in `hidden` and
+    `hidden_rows` while the walk runs, and removed afterwards by `drop_hidden`: the
+    expressions of the walk see the answers as the device sent them.
+    """
+
     def __init__(self, report: AnswerReport) -> None:
         self.report = report
+        self.hidden: list[tuple[dict[str, Any], str]] = []
+        self.hidden_rows: dict[int, tuple[list[Any], set[int]]] = {}
+
+    def hide(self, item: _Item, values: Mapping[str, Any]) -> None:
+        if item.kind == "group":
+            for child in item.children:
+                self.hide(child, values)
+        elif item.name in values:
+            self.hidden.append((values, item.name))  # type: ignore[arg-type]
+
+    def drop_hidden(self) -> None:
+        """Removes the answers the walk found hidden: they were never asked."""
+        for values, name in self.hidden:
+            values.pop(name, None)
+        for rows, indexes in self.hidden_rows.values():
+            rows[:] = [row for index, row in enumerate(rows) if index not in indexes]
 
     def evaluate(self, rule: _Rule, ctx: Context, prefix: str, name: str) -> Any:
         """The expression's value, or None (after a flag) when it cannot be evaluated."""
@@ -681,7 +440,7 @@ class _Flagger:
         ctx: _Scope,
         prefix: str,
     ) -> None:
-        """Flags the relevant fields of `items`; a field that is not relevant has nothing to flag."""
+        """Flags the relevant fields of `items`; a field that is not relevant has nothing to flag, and is noted."""
         shared = ctx.relevance
         for item in items:
             name, kind, relevant = item.name, item.kind, item.relevant
@@ -695,6 +454,7 @@ class _Flagger:
                     if relevant is not None:
                         here = self.relevance(relevant, row_ctx)
                         if here is False:
+                            self.hidden_rows.setdefault(id(rows), (rows, set()))[1].add(index)
                             continue
                         if here is not True:
                             self.expression_error(relevant, here, row_path)
@@ -705,6 +465,7 @@ class _Flagger:
                 if here is None:
                     here = self.relevance(relevant, ctx)
                 if here is False:
+                    self.hide(item, values)
                     continue
                 if here is not True:
                     self.expression_error(relevant, here, _join(prefix, name))
@@ -735,10 +496,10 @@ class _Flagger:
                         self.constraint_failed(item.field, _join(prefix, name))
                 ctx.current = None
             if item.identifiers:
-                for check, code in item.identifiers:
-                    problems = check(value)
+                for identifier in item.identifiers:
+                    problems = identifier.check(value)
                     if problems:
-                        self.report._flag(code, _join(prefix, name), "; ".join(problems))
+                        self.report._flag(identifier.code, _join(prefix, name), "; ".join(problems))
 
     def check_choices(self, item: _Item, value: Any, ctx: _Scope, prefix: str) -> None:
         choices = item.choices or {}
@@ -780,10 +541,14 @@ def validate_answers(definition: Definition, answers: Any, *, today: dt.date | N
     Answer keys are field names (a group's fields are answered at the top level by
     their own names); a repeat is a list of rows `{"_id": "<uuid>", "<child>": value}`.
     Flags are computed only for answers without errors. `today` fixes today() for tests.
+
+    The answers returned (`report.answers`) leave out what the form's `relevant`s hide: a
+    field whose relevant is false, the fields of a hidden group, a repeat row whose
+    relevant is false there. Relevance is judged on the answers as sent, in one pass.
     """
     report = AnswerReport()
     if not isinstance(answers, Mapping):
-        report._error("", f"answers must be an object, not {_json_type(answers)}")
+        report._error("", f"answers must be an object, not {json_type(answers)}")
         return report
     plan = _plan(definition)
     limit = plan.limit
@@ -791,42 +556,44 @@ def validate_answers(definition: Definition, answers: Any, *, today: dt.date | N
         report._error("", f"answers are nested more than {limit} levels deep; the form does not nest that far")
         return report
     normalised = _check_scope(definition, answers, None, "", report)
-    if report.errors or normalised is _INVALID:
+    if report.errors or normalised is INVALID:
         return report
     report.answers = normalised
     expression_values = _expression_values(plan, normalised, None)
     ctx = _Scope(expression_values, (), definition.repeat_map, today)
-    _Flagger(report).walk(plan.items, normalised, expression_values, ctx, "")
+    flagger = _Flagger(report)
+    flagger.walk(plan.items, normalised, expression_values, ctx, "")
+    flagger.drop_hidden()
     return report
 
 
-def household_writes(definition: Definition, answers: Mapping[str, Any]) -> dict[str, Any]:
-    """The household field writes a visit makes through save_to, for answered fields only.
+def household_writes(
+    definition: Definition, answers: Mapping[str, Any] | AnswerReport, *, today: dt.date | None = None
+) -> dict[str, Any]:
+    """The household field writes a visit makes through save_to: its answered, relevant fields.
 
     Top-level `save_to: "head_name"` gives `{"head_name": value}`; a roster row's
-    `save_to: "name"` gives `{"members/<row _id>/name": value}`.
+    `save_to: "name"` gives `{"members/<row _id>/name": value}`. Give the AnswerReport of
+    validate_answers to use its checked answers as they are; raw answers are checked first,
+    and answers that cannot be stored (the visit is refused) write nothing. An answer hidden
+    by a `relevant` is never written, whether it was sent or not.
     """
+    report = answers if isinstance(answers, AnswerReport) else validate_answers(definition, answers, today=today)
     writes: dict[str, Any] = {}
-    if not isinstance(answers, Mapping):
+    if not report.ok:
         return writes
-    scratch = AnswerReport()
+    checked = report.answers
     # Top-level fields read the answers themselves, with no path prefix.
-    identified: dict[str | None, list[tuple[str, Mapping[str, Any]]]] = {None: [("", answers)]}
+    identified: dict[str | None, list[tuple[str, Mapping[str, Any]]]] = {None: [("", checked)]}
     for write in _plan(definition).writes:
         rows = identified.get(write.repeat)
         if rows is None:
-            rows = identified[write.repeat] = _identified_rows(answers.get(write.repeat))
-        name, short = write.name, write.short
+            rows = identified[write.repeat] = _identified_rows(checked.get(write.repeat))
+        name = write.name
         for row_prefix, row in rows:
             value = row.get(name)
-            if value is None or value == "" or value == []:
-                continue
-            path = row_prefix + write.target
-            checked = short(value)
-            if checked is _UNSURE:
-                checked = _check_value(write.ref, value, path, scratch, definition)
-            if checked is not _INVALID and checked is not None and checked != "" and checked != []:
-                writes[path] = checked
+            if value is not None and value != "" and value != []:
+                writes[row_prefix + write.target] = value
     return writes
 
 

@@ -9,9 +9,7 @@
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import hashlib
-import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -22,7 +20,10 @@ from typing import Any
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 from forms import expressions as ex
+from forms import fieldtypes
 from forms.expressions import Expression, ExpressionError
+from forms.fieldtypes import FieldType, field_type
+from sync.values import canonical_json
 
 __all__ = [
     "FIELD_TYPES",
@@ -32,27 +33,13 @@ __all__ = [
     "FieldRef",
     "check_new_version",
     "definition_hash",
+    "limit_errors",
     "validate_definition",
 ]
 
-FIELD_TYPES = (
-    "text",
-    "integer",
-    "decimal",
-    "date",
-    "datetime",
-    "select_one",
-    "select_multiple",
-    "geopoint",
-    "note",
-    "calculate",
-    "group",
-    "repeat",
-)
-SELECT_TYPES = frozenset({"select_one", "select_multiple"})
-CONTAINER_TYPES = frozenset({"group", "repeat"})
-# Every type but these needs a label a person can read.
-UNLABELLED_TYPES = frozenset({"calculate", "group", "repeat"})
+#: The type names a field may have, in the registry's order (forms/fieldtypes.py declares each).
+FIELD_TYPES = tuple(fieldtypes.FIELD_TYPES)
+SELECT_TYPES = frozenset(name for name, ftype in fieldtypes.FIELD_TYPES.items() if ftype.takes_list)
 EXPRESSION_KEYS = ("relevant", "constraint", "calculation", "choice_filter")
 KNOWN_FIELD_KEYS = frozenset(
     {
@@ -70,6 +57,7 @@ KNOWN_FIELD_KEYS = frozenset(
         "choice_filter",
         "appearance",
         "save_to",
+        "parameters",
         "fields",
     }
 )
@@ -80,7 +68,8 @@ MAX_NAME_LENGTH = 64
 MAX_NESTING = 32
 # Far beyond any real form (each group level adds two), well within Python's recursion limit.
 MAX_JSON_DEPTH = 4 * MAX_NESTING
-RESERVED_NAMES = frozenset({"_id"})  # the row id of a repeat row
+RESERVED_NAMES = frozenset({"_id"})
+_INT64 = 2**63  # the row id of a repeat row
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOUSEHOLD_FIELD = re.compile(r"[a-z][a-z0-9_]*")
@@ -92,28 +81,33 @@ _WHITESPACE = re.compile(r"\s")
 # "dynamic defaults"; anything else is a literal value.
 _DYNAMIC_DEFAULT = re.compile(r"\$\{|\(")
 
-_STATIC_TYPES = {
-    "text": ex.STRING,
-    "integer": ex.NUMBER,
-    "decimal": ex.NUMBER,
-    "date": ex.DATE,
-    "datetime": ex.DATETIME,
-    "select_one": ex.STRING,
-    "select_multiple": ex.SELECT_MULTIPLE,
-    "geopoint": ex.GEOPOINT,
-    "note": ex.STRING,
-    "calculate": ex.ANY,
-    "repeat": ex.REPEAT,
-    "group": ex.ANY,
-}
+#: Problems reported at most: a form with more has a systematic fault, and the answer stays small.
+MAX_ERRORS = 200
+MORE_KEY = "…"
+
+
+def limit_errors(errors: dict[str, list[str]], limit: int = MAX_ERRORS) -> dict[str, list[str]]:
+    """The first `limit` messages, and under the key "…" how many more were found."""
+    count = sum(len(messages) for messages in errors.values())
+    if count <= limit:
+        return errors
+    kept: dict[str, list[str]] = {}
+    left = limit
+    for path, messages in errors.items():
+        if left <= 0:
+            break
+        kept[path] = list(messages[:left])
+        left -= len(kept[path])
+    kept[MORE_KEY] = [f"… and {count - limit} more"]
+    return kept
 
 
 class DefinitionError(ValueError):
-    """A definition that does not validate; `errors` maps a path into it to messages."""
+    """A definition that does not validate; `errors` maps a path into it to messages (the first MAX_ERRORS)."""
 
     def __init__(self, errors: dict[str, list[str]]) -> None:
-        self.errors = errors
         count = sum(len(messages) for messages in errors.values())
+        self.errors = errors = limit_errors(errors)
         first = next(iter(errors.items()), ("", [""]))
         where = first[0] or "definition"
         super().__init__(f"{count} problem{'s' if count != 1 else ''} in the form definition; {where}: {first[1][0]}")
@@ -182,12 +176,18 @@ class SettingsSchema(Schema):
     )
 
 
+def _known_type(kind: str) -> None:
+    # Read from the registry at each check, so that the registry alone says which types exist.
+    if kind not in fieldtypes.FIELD_TYPES:
+        raise ValidationError("must be one of: " + ", ".join(fieldtypes.FIELD_TYPES))
+
+
 class FieldSchema(Schema):
     class Meta:
         unknown = INCLUDE
 
     type = fields.String(
-        required=True, validate=validate.OneOf(FIELD_TYPES, error="must be one of: " + ", ".join(FIELD_TYPES))
+        required=True, validate=_known_type
     )
     name = fields.String(required=True, validate=_identifier)
     label = Translated()
@@ -202,6 +202,7 @@ class FieldSchema(Schema):
     choice_filter = fields.String()
     appearance = fields.String()
     save_to = fields.String()
+    parameters = fields.Dict(keys=fields.String())
     children = fields.Raw(data_key="fields")
 
 
@@ -233,6 +234,11 @@ class FieldRef:
     @property
     def type(self) -> str:
         return self.field["type"]
+
+    @property
+    def ftype(self) -> FieldType:
+        """The field's type as the registry declares it."""
+        return field_type(self.field["type"])
 
     @property
     def repeat(self) -> str | None:
@@ -447,7 +453,8 @@ def validate_definition(data: Any) -> Definition:
 
 
 def _json_problems(data: Any) -> dict[str, list[str]]:
-    """Values that are not plain JSON (NaN, non-string keys, other types) or nest absurdly deep."""
+    """What no store may hold: values that are not plain JSON (NaN, non-string keys, other types), keys a
+    store reads as operators or paths ('$', '.'), integers beyond 64 bits, or absurdly deep nesting."""
     problems = _Errors()
     stack: list[tuple[Any, str, int]] = [(data, "", 1)]
     while stack and len(problems.errors) < 20:
@@ -456,14 +463,19 @@ def _json_problems(data: Any) -> dict[str, list[str]]:
             problems.add(path, f"nested more than {MAX_JSON_DEPTH} levels deep")
         elif isinstance(value, Mapping):
             for key, item in value.items():
-                if isinstance(key, str):
-                    stack.append((item, f"{path}.{key}" if path else key, depth + 1))
-                else:
+                if not isinstance(key, str):
                     problems.add(path, f"object keys must be strings, not {key!r}")
+                elif key.startswith("$") or "." in key or "\x00" in key:
+                    # A store reads such a key as an operator or a path (as for events).
+                    problems.add(path, f"key {key[:64]!r} may not start with '$' or contain '.' or NUL")
+                else:
+                    stack.append((item, f"{path}.{key}" if path else key, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value))
         elif isinstance(value, float) and not math.isfinite(value):
             problems.add(path, "numbers must be finite (JSON has no NaN or Infinity)")
+        elif isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+            problems.add(path, "integers must fit in 64 bits to be stored")
         elif not (value is None or isinstance(value, str | int | float | bool)):
             problems.add(path, f"{type(value).__name__} is not a JSON value")
     return problems.errors
@@ -534,7 +546,7 @@ def _walk_fields(
         for key in field:
             if key not in KNOWN_FIELD_KEYS:
                 warnings.add(f"{path}.{key}", "unknown key; kunjung ignores it")
-        if kind_ok and kind not in UNLABELLED_TYPES and "label" not in field:
+        if kind_ok and field_type(kind).label_required and "label" not in field:
             errors.add(f"{path}.label", "a label is required for this type of field")
         _warn_english(warnings, f"{path}.label", field.get("label"))
         if name in RESERVED_NAMES:
@@ -544,7 +556,7 @@ def _walk_fields(
         if kind_ok and isinstance(name, str):
             refs.append(FieldRef(path, field, repeats, groups))
         label = name if isinstance(name, str) else f"<{path}>"
-        if kind in CONTAINER_TYPES or (not kind_ok and "fields" in field):
+        if (kind_ok and field_type(kind).container) or (not kind_ok and "fields" in field):
             if "fields" not in field:
                 errors.add(f"{path}.fields", f"a {kind} needs its fields")
             elif depth + 1 >= MAX_NESTING:
@@ -573,8 +585,8 @@ def _check_semantics(refs: list[FieldRef], choices: Mapping[Any, Any], errors: _
 
     used_lists: set[str] = set()
     for ref in refs:
-        field, kind = ref.field, ref.type
-        if kind in SELECT_TYPES:
+        field, kind, ftype = ref.field, ref.type, ref.ftype
+        if ftype.takes_list:
             list_name = field.get("list")
             if list_name is None:
                 errors.add(f"{ref.path}.list", f"a {kind} needs the name of its choice list")
@@ -586,10 +598,13 @@ def _check_semantics(refs: list[FieldRef], choices: Mapping[Any, Any], errors: _
             for key in ("list", "choice_filter"):
                 if key in field:
                     errors.add(f"{ref.path}.{key}", f"only select_one and select_multiple have a {key}")
-        if kind == "calculate" and not (isinstance(field.get("calculation"), str) and field["calculation"].strip()):
-            errors.add(f"{ref.path}.calculation", "a calculate field needs a calculation")
-        if kind in CONTAINER_TYPES and "default" in field:
+        if ftype.needs_calculation and not (
+            isinstance(field.get("calculation"), str) and field["calculation"].strip()
+        ):
+            errors.add(f"{ref.path}.calculation", f"a {kind} field needs a calculation")
+        if ftype.container and "default" in field:
             errors.add(f"{ref.path}.default", f"a {kind} has no value, so no default")
+        _check_parameters(ref, errors)
     for list_name in choices:
         if list_name not in used_lists:
             warnings.add(f"choices.{list_name}", "no select uses this choice list")
@@ -605,7 +620,7 @@ def _static_type(user: FieldRef, target: FieldRef) -> str:
         return ex.REPEAT
     if target.repeat is not None and target.repeat not in user.repeats and target.repeat != user.name:
         return ex.NODESET
-    return _STATIC_TYPES[target.type]
+    return target.ftype.expression_type
 
 
 def _choice_columns(choices: Mapping[Any, Any], list_name: Any) -> set[str]:
@@ -654,55 +669,34 @@ def _check_expressions(
             def ref_type(name: str, user: FieldRef = ref) -> str:
                 return _static_type(user, by_name[name])
 
-            for message in expression.type_errors(ref_type, _STATIC_TYPES[ref.type]):
+            for message in expression.type_errors(ref_type, ref.ftype.expression_type):
                 errors.add(path, message)
 
 
-def _literal_default_problem(field: Mapping[str, Any], value: Any, choices: Mapping[Any, Any]) -> str | None:
-    kind = field["type"]
-    if value is None:
-        return None
-    if kind == "select_multiple" and isinstance(value, list):
-        # The same shape as its answers: a list of choice names.
-        if not all(isinstance(item, str) for item in value):
-            return "a select_multiple default must be a list of choice names"
-        value = " ".join(value)
-    if not _is_scalar(value):
-        return "a default must be a string, number or boolean"
-    text = value if isinstance(value, str) else None
-    if kind == "integer":
-        ok = (isinstance(value, int) and not isinstance(value, bool)) or (
-            text is not None and re.fullmatch(r"-?[0-9]+", text) is not None
-        )
-        return None if ok else "must be a whole number"
-    if kind == "decimal":
-        ok = (isinstance(value, int | float) and not isinstance(value, bool)) or (
-            text is not None and ex.to_number(text) == ex.to_number(text)
-        )
-        return None if ok else "must be a number"
-    if kind in ("date", "datetime"):
-        if text is None:
-            return "must be an ISO-8601 date text"
-        try:
-            dt.date.fromisoformat(text) if kind == "date" else dt.datetime.fromisoformat(text)
-        except ValueError:
-            return "must be an ISO-8601 date" + (" (YYYY-MM-DD)" if kind == "date" else " and time")
-        return None
-    if kind in SELECT_TYPES:
-        if text is None:
-            return "must be a choice name"
-        names = {c.get("name") for c in choices.get(field.get("list"), ()) or () if isinstance(c, Mapping)}
-        missing = [name for name in text.split() if name not in names]
-        if missing:
-            return f"{missing[0]!r} is not a choice of list {field.get('list')!r}"
-    return None
+def _check_parameters(ref: FieldRef, errors: _Errors) -> None:
+    parameters = ref.field.get("parameters")
+    if not isinstance(parameters, Mapping):
+        return  # absent, or already refused by the schema
+    accepted = ref.ftype.parameters
+    for name, value in parameters.items():
+        parameter = accepted.get(name)
+        path = f"{ref.path}.parameters.{name}"
+        if parameter is None:
+            known = ", ".join(accepted) if accepted else "none"
+            errors.add(path, f"a {ref.type} has no parameter {name!r} (it takes: {known})")
+            continue
+        problem = parameter.problem(value)
+        if problem:
+            errors.add(path, problem)
 
 
 def _check_defaults(refs: list[FieldRef], choices: Mapping[Any, Any], errors: _Errors) -> None:
     for ref in refs:
-        if "default" not in ref.field or ref.type in CONTAINER_TYPES or is_dynamic_default(ref.field["default"]):
+        value = ref.field.get("default")
+        check = ref.ftype.default_problem
+        if value is None or check is None or is_dynamic_default(value):
             continue
-        problem = _literal_default_problem(ref.field, ref.field["default"], choices)
+        problem = check(value, ref.field, choices)
         if problem:
             errors.add(f"{ref.path}.default", problem)
 
@@ -799,9 +793,6 @@ def _check_save_to(refs: list[FieldRef], errors: _Errors) -> None:
         if not isinstance(target, str):
             continue
         path = f"{ref.path}.save_to"
-        if ref.type in ("group", "note"):
-            errors.add(path, f"a {ref.type} has no value to save")
-            continue
         if ref.type == "repeat":
             if target != ROSTER:
                 errors.add(path, f"a repeat can only save to {ROSTER!r}, the household roster")
@@ -809,6 +800,9 @@ def _check_save_to(refs: list[FieldRef], errors: _Errors) -> None:
                 errors.add(path, "the household roster cannot be inside another repeat")
             else:
                 rosters.setdefault(ref.name, ref.path)
+            continue
+        if not ref.ftype.saves_to_household:
+            errors.add(path, f"a {ref.type} has no value to save")
             continue
         if len(target) > MAX_NAME_LENGTH or not _HOUSEHOLD_FIELD.fullmatch(target):
             errors.add(
@@ -846,11 +840,10 @@ def _check_save_to(refs: list[FieldRef], errors: _Errors) -> None:
 
 
 def definition_hash(data: Any) -> str:
-    """sha256 (hex) of the definition's canonical JSON: sorted keys, no spaces, UTF-8."""
+    """sha256 (hex) of the definition's canonical JSON (sync.values.canonical_json), as UTF-8."""
     if isinstance(data, Definition):
         data = data.data
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
 
 
 def _field_index(data: Any) -> dict[str, tuple[str, str, tuple[str, ...]]]:

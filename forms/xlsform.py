@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import PurePath
 from typing import Any
-from xml.etree.ElementTree import ParseError
 
 import openpyxl
 import xlrd
@@ -18,6 +18,9 @@ from openpyxl.utils.exceptions import InvalidFileException
 from pyxform.xls2json_backends import xls_value_to_unicode, xlsx_value_to_str
 from xlrd.compdoc import CompDocError
 from xlrd.xldate import XLDateError
+
+from forms.definition import DefinitionError, limit_errors, validate_definition
+from forms.fieldtypes import FIELD_TYPES, FieldType, field_type, xlsform_names
 
 __all__ = [
     "FILE_KEY",
@@ -41,30 +44,26 @@ _XLS_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # pyxform stops after 60 blank rows; kunjung allows a wider gap before it gives up on a sheet.
 _MAX_BLANK_ROWS = 1000
 
-# --- question types --------------------------------------------------------------------------------
-# Keys are lower-cased with single spaces; pyxform's aliases are accepted so real-world files import.
-_SIMPLE_TYPE_ALIASES = {
-    "text": ("text", "string", "add text prompt", "q string"),
-    "integer": ("integer", "int", "add integer prompt", "q int"),
-    "decimal": ("decimal", "add decimal prompt", "q decimal"),
-    "date": ("date", "add date prompt", "q date"),
-    "datetime": (
-        "datetime", "date time", "add datetime prompt", "add date time prompt", "q datetime", "q date time",
-    ),
-    "geopoint": ("geopoint", "gps", "location", "add location prompt", "q geopoint", "q location"),
-    "note": ("note", "add note prompt", "q note"),
-    "calculate": ("calculate", "add calculate prompt", "q calculate"),
-}
-_SIMPLE_TYPES = {alias: kind for kind, aliases in _SIMPLE_TYPE_ALIASES.items() for alias in aliases}
+# Bounds on what a workbook may make kunjung read; real XLSForms are far below each. They are
+# checked before inflating (sizes, ratios) and while reading (rows, cells), so a hostile file
+# is refused early, fast and with a short answer.
+MAX_FILE_BYTES = 20 * 2**20
+MAX_PARTS = 1_000
+MAX_INFLATED_BYTES = 100 * 2**20
+MAX_RATIO = 100
+RATIO_FLOOR = 2**20
+MAX_ROWS = 20_000
+MAX_COLUMNS = 500
+MAX_CELLS = 1_000_000
+_XML_PARTS = (".xml", ".rels", ".vml")
+_PROLOGUE_BYTES = 64 * 1024
+_RE_ROOT = re.compile(r"<[A-Za-z_]")
+_RE_DTD = re.compile(r"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 
-# pyxform types that are an integer or text with a built-in constraint: keep the constraint.
-_CONSTRAINED_TYPES: dict[str, tuple[str, str]] = {
-    "phone number": ("text", r"regex(., '^\d*$')"),
-    "percentage": ("integer", "0 <= . and . <= 100"),
-    "number of days in last month": ("integer", "0 <= . and . <= 31"),
-    "number of days in last six months": ("integer", "0 <= . and . <= 183"),
-    "number of days in last year": ("integer", "0 <= . and . <= 365"),
-}
+# --- question types ---------------------------------------------------------------------------------
+# Keys are lower-cased with single spaces. The names of kunjung's own types and pyxform's aliases for
+# them come from the field-type registry (forms/fieldtypes.py), so real-world files import; the
+# registry is read before the refusals below, so a type added there stops being refused.
 
 # Metadata a phone records by itself. A kunjung visit already carries start/end times, the device,
 # the officer and a geotag in its envelope, and the rest (SIM, subscriber, phone number, e-mail) is
@@ -103,13 +102,7 @@ _REFUSED_TYPE_REASONS = {
 _REFUSED_TYPES = {alias: why for why, aliases in _REFUSED_TYPE_REASONS.items() for alias in aliases}
 
 _SELECT_COMMANDS = {
-    "select_one": "select_one", "select one": "select_one", "select one from": "select_one",
-    "select1": "select_one", "select one using": "select_one", "add select one prompt using": "select_one",
-    "q select1": "select_one",
-    "select_multiple": "select_multiple", "select multiple": "select_multiple",
-    "select all that apply": "select_multiple", "select all that apply from": "select_multiple",
-    "select multiple from": "select_multiple", "select multiple using": "select_multiple",
-    "add select multiple prompt using": "select_multiple", "q select": "select_multiple",
+    command: ftype.name for ftype in FIELD_TYPES.values() for command in ftype.xlsform_list_commands
 }
 _REFUSED_SELECTS = {
     "select_one_from_file", "select_multiple_from_file", "select one from file", "select multiple from file",
@@ -149,6 +142,7 @@ _SURVEY_COLUMNS = {
     "choice_filter": "choice_filter", "choice filter": "choice_filter",
     "appearance": "appearance",
     "save_to": "save_to",
+    "parameters": "parameters",
 }
 _CHOICE_COLUMNS = {
     "list_name": "list_name", "list name": "list_name",
@@ -165,7 +159,7 @@ _TRANSLATABLE = {"label", "hint", "constraint_message", "title"}
 # Columns with a meaning kunjung cannot honour yet: importing goes on, with a warning, so the admin knows.
 _UNSUPPORTED_COLUMNS = {
     "readonly", "read_only", "repeat_count", "jr:count", "count", "required_message", "jr:requiredmsg",
-    "image", "big-image", "audio", "video", "guidance_hint", "parameters", "trigger", "autoplay", "rows",
+    "image", "big-image", "audio", "video", "guidance_hint", "trigger", "autoplay", "rows",
     "noapperrorstring", "no_app_error_string", "media", "instance", "body",
 }
 # On the choices sheet any other column is kept for choice_filter; only media columns are dropped.
@@ -183,15 +177,17 @@ _RE_BARE_CODE = re.compile(r"^([a-z]{2,3})(?:[-_][a-z0-9]+)*$")
 # Extra choice columns are kept for choice_filter, which can only name identifier-like columns.
 _RE_CHOICE_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
+_RE_PARAMETER_SEPARATOR = re.compile(r"[\s,;]+")
+
 _TRUE = {"yes", "true", "true()", "1", "ya"}
 _FALSE = {"no", "false", "false()", "0", "tidak"}
 
 
 class XLSFormError(ValueError):
-    """An XLSForm that cannot become a definition; `errors` maps "sheet!row" to messages."""
+    """An XLSForm that cannot become a definition; `errors` maps "sheet!row" to messages (the first few hundred)."""
 
     def __init__(self, errors: dict[str, list[str]]):
-        self.errors = errors
+        self.errors = errors = limit_errors(errors)
         first = next(iter(errors.items()), ("", []))
         summary = f"{first[0]}: {'; '.join(first[1])}"
         more = len(errors) - 1
@@ -224,9 +220,6 @@ def xlsform_to_definition_with_rows(data: bytes, filename: str) -> XLSFormImport
 
 def import_xlsform(data: bytes, filename: str) -> XLSFormImport:
     """Convert and validate an XLSForm; every error and warning, the validator's too, is keyed by sheet!row."""
-    # Imported here so that reading a workbook does not depend on the validator module.
-    from forms.definition import DefinitionError, validate_definition
-
     result = xlsform_to_definition_with_rows(data, filename)
     try:
         validated = validate_definition(result.definition)
@@ -289,6 +282,9 @@ class _Sheet:
 
 def _read_workbook(data: bytes, filename: str) -> dict[str, _Sheet]:
     """Read every sheet with openpyxl (.xlsx) or xlrd (.xls); the file's bytes decide, not its name."""
+    if len(data) > MAX_FILE_BYTES:
+        raise XLSFormError({FILE_KEY: [f"the file is {len(data):,} bytes; an XLSForm is at most "
+                                       f"{MAX_FILE_BYTES:,} bytes"]})
     if data.startswith(_XLSX_MAGIC):
         return _read_xlsx(data)
     if data.startswith(_XLS_MAGIC):
@@ -296,39 +292,115 @@ def _read_workbook(data: bytes, filename: str) -> dict[str, _Sheet]:
     raise XLSFormError({FILE_KEY: [f"{filename or 'the file'} is not an Excel workbook (.xlsx or .xls)"]})
 
 
+def _refuse(message: str) -> XLSFormError:
+    return XLSFormError({FILE_KEY: [message]})
+
+
+def _check_package(archive: zipfile.ZipFile) -> None:
+    """Refuses, before anything is inflated, a package that would unpack too large or that declares a DTD.
+
+    A zip entry's declared size bounds what zipfile inflates from it (and a wrong one fails its
+    CRC), so the sizes and ratios checked here bound the work openpyxl can be made to do.
+    """
+    parts = archive.infolist()
+    if len(parts) > MAX_PARTS:
+        raise _refuse(f"the workbook has {len(parts):,} parts; an XLSForm has far fewer (at most {MAX_PARTS:,})")
+    inflated = sum(part.file_size for part in parts)
+    if inflated > MAX_INFLATED_BYTES:
+        raise _refuse(f"the workbook unpacks to {inflated:,} bytes; kunjung reads at most "
+                      f"{MAX_INFLATED_BYTES:,} (an XLSForm is far smaller)")
+    for part in parts:
+        if part.file_size > RATIO_FLOOR and part.file_size > MAX_RATIO * max(part.compress_size, 1):
+            raise _refuse(f"part {part.filename[:80]!r} inflates {part.file_size // max(part.compress_size, 1):,} "
+                          f"times (to {part.file_size:,} bytes); kunjung refuses more than {MAX_RATIO} times "
+                          "above 1 MB, as a zip bomb would")
+    for part in parts:
+        if part.filename.lower().endswith(_XML_PARTS) and _declares_dtd(archive, part):
+            raise _refuse(f"part {part.filename[:80]!r} declares a DOCTYPE; a workbook's XML has none, and "
+                          "kunjung does not read DTDs (entities can expand without bound)")
+
+
+def _declares_dtd(archive: zipfile.ZipFile, part: zipfile.ZipInfo) -> bool:
+    """Whether the XML's prologue (what comes before the root element) holds a DOCTYPE or an ENTITY."""
+    with archive.open(part) as stream:
+        prologue = stream.read(_PROLOGUE_BYTES)
+    if prologue.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = prologue.decode("utf-16", errors="ignore")
+    else:
+        text = prologue.decode("latin-1")
+    root = _RE_ROOT.search(text)
+    if root is None:
+        # No root element in the first bytes: a prologue that long is itself a sign of a DTD.
+        return len(prologue) >= _PROLOGUE_BYTES or bool(_RE_DTD.search(text))
+    return bool(_RE_DTD.search(text[:root.start()]))
+
+
+class _Budget:
+    """What one workbook may still hold: rows per sheet and cells in all; reading stops at the first excess."""
+
+    def __init__(self) -> None:
+        self.cells = MAX_CELLS
+
+    def spend(self, sheet: str, row: int, cells: int) -> None:
+        self.cells -= cells
+        if self.cells < 0:
+            raise XLSFormError({f"{sheet}!{row}": [f"the workbook has more than {MAX_CELLS:,} filled cells; "
+                                                   "an XLSForm has far fewer"]})
+
+
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, InvalidFileException, SyntaxError, KeyError, OSError, EOFError,
+                ValueError, TypeError, AttributeError, IndexError)
+
+
 def _read_xlsx(data: bytes) -> dict[str, _Sheet]:
     try:
+        with zipfile.ZipFile(BytesIO(data)) as archive:
+            _check_package(archive)
         book = openpyxl.load_workbook(BytesIO(data), read_only=True, data_only=True)
         try:
             sheets = {}
+            budget = _Budget()
             for ws in book.worksheets:
+                # A sheet's declared dimension (up to XFD1048576) would pad every row to its width.
+                ws.reset_dimensions()
                 rows = ws.iter_rows(values_only=True)
                 sheets[ws.title] = _sheet(ws.title, (
-                    [None if v is None else _clean(xlsx_value_to_str(v)) for v in row] for row in rows
-                ))
+                    [None if v is None else _clean(xlsx_value_to_str(v)) for v in row[:MAX_COLUMNS + 1]]
+                    for row in rows
+                ), budget)
             return sheets
         finally:
             book.close()
-    except (zipfile.BadZipFile, InvalidFileException, ParseError, KeyError, OSError, ValueError,
-            TypeError) as exc:
-        raise XLSFormError({FILE_KEY: [f"cannot read the .xlsx workbook: {exc}"]}) from exc
+    except XLSFormError:
+        raise
+    except _READ_ERRORS as exc:
+        # lxml's XMLSyntaxError and ElementTree's ParseError are SyntaxErrors.
+        raise _refuse(f"cannot read the .xlsx workbook: {str(exc)[:300]}") from exc
 
 
 def _read_xls(data: bytes) -> dict[str, _Sheet]:
     try:
-        book = xlrd.open_workbook(file_contents=data)
+        # on_demand: one sheet in memory at a time. A .xls is not compressed, so its size
+        # (bounded above) bounds what xlrd holds.
+        book = xlrd.open_workbook(file_contents=data, on_demand=True)
         try:
             sheets = {}
-            for ws in book.sheets():
+            budget = _Budget()
+            for index in range(book.nsheets):
+                ws = book.sheet_by_index(index)
+                width = min(ws.ncols, MAX_COLUMNS + 1)
                 sheets[ws.name] = _sheet(ws.name, (
-                    [_xls_cell(book, cell) for cell in ws.row(r)] for r in range(ws.nrows)
-                ))
+                    [_xls_cell(book, cell) for cell in ws.row_slice(r, 0, width)] for r in range(ws.nrows)
+                ), budget)
+                book.unload_sheet(index)
             return sheets
         finally:
             book.release_resources()
-    except (xlrd.XLRDError, CompDocError, struct.error, ValueError, IndexError, KeyError,
-            AssertionError) as exc:
-        raise XLSFormError({FILE_KEY: [f"cannot read the .xls workbook: {exc}"]}) from exc
+    except XLSFormError:
+        raise
+    except (xlrd.XLRDError, CompDocError, struct.error, ValueError, IndexError, KeyError, AssertionError,
+            TypeError, EOFError) as exc:
+        raise _refuse(f"cannot read the .xls workbook: {str(exc)[:300]}") from exc
 
 
 def _xls_cell(book: xlrd.book.Book, cell: xlrd.sheet.Cell) -> str | None:
@@ -345,17 +417,25 @@ def _clean(value: str) -> str | None:
     return value or None
 
 
-def _sheet(name: str, rows: Iterator[list[str | None]]) -> _Sheet:
+def _sheet(name: str, rows: Iterator[list[str | None]], budget: _Budget) -> _Sheet:
     header_row = next(rows, [])
     headers = [re.sub(r"\s+", " ", h) if h else None for h in header_row]
     while headers and headers[-1] is None:
         headers.pop()
+    if len(headers) > MAX_COLUMNS:
+        raise XLSFormError({f"{name}!1": [f"the sheet has more than {MAX_COLUMNS} columns; an XLSForm has far fewer"]})
+    budget.spend(name, 1, sum(h is not None for h in headers))
     data = []
     blank_run = 0
     for number, row in enumerate(rows, start=2):
         # Cells right of the last header carry nothing (pyxform ignores them too).
         row = row[:len(headers)]
-        if any(v is not None for v in row):
+        filled = sum(v is not None for v in row)
+        if filled:
+            if len(data) >= MAX_ROWS:
+                raise XLSFormError({f"{name}!{number}": [
+                    f"the sheet has more than {MAX_ROWS:,} rows; an XLSForm has far fewer"]})
+            budget.spend(name, number, filled)
             data.append((number, row))
             blank_run = 0
         else:
@@ -392,6 +472,7 @@ class _Open:
 class _Converter:
     def __init__(self, sheets: dict[str, _Sheet], filename: str):
         self.filename = filename
+        self.types = xlsform_names()
         self.errors: dict[str, list[str]] = {}
         self.warnings: dict[str, list[str]] = {}
         self.rows: dict[str, str] = {}
@@ -683,9 +764,33 @@ class _Converter:
                     "choice_filter", "appearance", "save_to"):
             if key in values:
                 new[key] = values[key]
+        if "parameters" in values and type_ in FIELD_TYPES:
+            parameters = self._parameters(field_type(type_), values["parameters"], where)
+            if parameters:
+                new["parameters"] = parameters
         if "constraint_message" in new:
             new["constraint_message"] = self._indonesian(new["constraint_message"], where, "constraint_message")
         return new
+
+    def _parameters(self, ftype: FieldType, text: str, where: str) -> dict[str, Any]:
+        """The `parameters` cell (`key=value` pairs, as pyxform reads them) as the type's parameters."""
+        parameters: dict[str, Any] = {}
+        for pair in _RE_PARAMETER_SEPARATOR.split(text.strip()):
+            key, equals, raw = pair.partition("=")
+            key = key.strip().lower()
+            if not equals or not key or not raw.strip():
+                self._error(where, f"parameters: {pair!r} is not key=value (parameters are written "
+                                   "'key=value key2=value2')")
+                continue
+            parameter = ftype.parameters.get(key)
+            if parameter is None:
+                self._warn(where, f"parameter '{key}' is not used by kunjung for a {ftype.name}; ignored")
+                continue
+            try:
+                parameters[key] = parameter.read(raw.strip())
+            except ValueError:
+                self._error(where, f"parameters: {key}={raw.strip()!r} {parameter.problem(raw)}")
+        return parameters
 
     def _indonesian(self, texts: dict[str, str], where: str, what: str) -> dict[str, str]:
         """Kunjung needs Indonesian text; a form written in English only shows its English text instead."""
@@ -704,6 +809,15 @@ class _Converter:
         if lowered in _UNCOLLECTED_METADATA:
             self._warn(where, f"metadata type '{type_}' is not collected by kunjung; row skipped")
             return []
+        if lowered in self.types:
+            ftype, constraint = self.types[lowered]
+            # pyxform names unnamed notes the same way; a note holds no answer, so its name is never seen.
+            generated = f"generated_note_name_{where.rsplit('!', 1)[1]}" if ftype.name == "note" else None
+            new = self._base_field(ftype.name, values, where, generated_name=generated)
+            if new is not None and constraint is not None:
+                own = new.get("constraint")
+                new["constraint"] = f"({own}) and {constraint}" if own else constraint
+            return [new] if new is not None else []
         # `rank fruit`, `xml-external data`: refused whatever follows the command.
         command = lowered if lowered in _REFUSED_TYPES else lowered.split(" ", 1)[0]
         if command in _REFUSED_TYPES:
@@ -719,21 +833,8 @@ class _Converter:
         if lowered in _SELECT_COMMANDS:
             self._error(where, f"type '{type_}' needs the name of its choice list, like '{type_} yes_no'")
             return []
-        new = None
-        if lowered in _SIMPLE_TYPES:
-            kind = _SIMPLE_TYPES[lowered]
-            # pyxform names unnamed notes the same way; a note holds no answer, so its name is never seen.
-            generated = f"generated_note_name_{where.rsplit('!', 1)[1]}" if kind == "note" else None
-            new = self._base_field(kind, values, where, generated_name=generated)
-        elif lowered in _CONSTRAINED_TYPES:
-            kind, constraint = _CONSTRAINED_TYPES[lowered]
-            new = self._base_field(kind, values, where)
-            if new is not None:
-                own = new.get("constraint")
-                new["constraint"] = f"({own}) and {constraint}" if own else constraint
-        else:
-            self._error(where, f"type '{type_}' is not supported: unknown question type")
-        return [new] if new is not None else []
+        self._error(where, f"type '{type_}' is not supported: unknown question type")
+        return []
 
     def _select(self, match: re.Match, type_: str, values: dict[str, Any], where: str,
                 choices: dict[str, list[dict]]) -> list[dict[str, Any]]:

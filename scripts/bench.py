@@ -39,6 +39,7 @@ if str(ROOT) not in sys.path:
 from scripts.simulator.households import new_visit_answers  # noqa: E402
 from server import create_app  # noqa: E402
 from server.client import FlaskTransport, HttpTransport, RetryPolicy, Session  # noqa: E402
+from server.security.passwords import passwords  # noqa: E402
 from server.storage import CollectionSpec, open_store  # noqa: E402
 from server.store import COLLECTIONS, get_store, raw_store  # noqa: E402
 from server.users import create_user  # noqa: E402
@@ -218,7 +219,7 @@ def make_store(db: Path, secret: str, users: list[tuple[str, str, list[str]]], *
             if report.counts.get("imported") != 6:
                 raise RuntimeError(f"sample villages not imported: {report.counts}")
             for username, role, villages in users:
-                create_user(username, PASSWORD, role, villages, actor="bench")
+                create_user(store, passwords(), username, PASSWORD, role, villages, actor="bench")
     finally:
         raw_store(app).close()
 

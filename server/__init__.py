@@ -7,12 +7,22 @@ import re
 import uuid
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_request_context, request
 
 from . import config as config_module
+from .api import BLUEPRINTS
+from .api.base import Api
+from .api.docs import register_docs_assets
+from .clock import start_node
 from .errors import register_error_handlers
+from .forms_registry import seed_library_on_first_start
+from .jsonio import FastJSONProvider
 from .middleware import RequestBodyGuard
+from .security.guard import install_guard
 from .security.keys import install_keyring
+from .security.passwords import install_passwords
+from .security.tokens import install_tokens
+from .store import init_store, on_store_ready, prepare_store
 
 __all__ = ["create_app"]
 
@@ -24,8 +34,6 @@ class _RequestIdFilter(logging.Filter):
     """Puts the current request's id on every log record (``-`` outside a request)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from flask import has_request_context
-
         record.request_id = getattr(g, "request_id", "-") if has_request_context() else "-"
         return True
 
@@ -45,14 +53,13 @@ def _configure_logging(level: str) -> None:
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the application. ``test_config`` overrides settings (and may pass a ready ``STORE``)."""
     app = Flask(__name__, instance_relative_config=False)
-    from .jsonio import FastJSONProvider
-
     app.json = FastJSONProvider(app)
     settings = config_module.from_environment()
     settings.update(test_config or {})
-    app.config.update(settings)
-    app.config["SECRET_KEY"] = config_module.ensure_secret_key(app.config)
-    install_keyring(app)
+    app.config.update(config_module.resolve_locations(settings))
+    secret, retired = config_module.load_secrets(app.config)
+    app.config["SECRET_KEY"] = secret
+    install_keyring(app, retired)
     # Werkzeug's own limit covers bodies sent without Content-Length (chunked).
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_DECOMPRESSED_BYTES"]
     app.config.update(
@@ -67,18 +74,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     _configure_logging(app.config["LOG_LEVEL"])
 
-    from .store import init_store, prepare_store
-
+    if app.config.get("STORE") is None:
+        config_module.protect_store_files(app.config["DATABASE_URL"])
     init_store(app, app.config.get("STORE"))
-    from .clock import start_node
-    from .forms_registry import seed_library_on_first_start
-    from .store import on_store_ready
-
     on_store_ready(app, start_node)  # the node's id, and its clock above every stored HLC
     seed_library_on_first_start(app)  # the shipped forms, once the schema is in place
-    from .auth import init_auth
-
-    init_auth(app)
+    install_passwords(app)
+    install_guard(install_tokens(app))
     _register_request_hooks(app)
     register_error_handlers(app)
     _register_api(app)
@@ -104,10 +106,6 @@ def _register_request_hooks(app: Flask) -> None:
 
 
 def _register_api(app: Flask) -> None:
-    from .api import BLUEPRINTS
-    from .api.base import Api
-    from .api.docs import register_docs_assets
-
     api = Api(app, spec_kwargs={"info": {"description": "Offline-first household visits for Indonesian villages."}})
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     for blueprint in BLUEPRINTS:

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import click
 from flask import Flask
 
+from sync import Record
+
+from . import config as config_module
+from . import create_app
 from .config import ConfigError
-from .storage import StorageError
+from .cursors import renew_store_epoch
+from .errors import ApiError
+from .forms_registry import import_form, load_library
+from .household_import import CHUNK as REGISTER_CHUNK
+from .household_import import RegisterError, import_households, read_register
+from .households import rebuild_household, write_household
+from .security.passwords import minimum_length, passwords
+from .storage import StorageError, Store
+from .store import get_store
+from .users import create_user
+from .villages import CHUNK as VILLAGES_CHUNK
+from .villages import GeoJsonError, import_villages, read_geojson_file
 
 
 class Context:
@@ -22,16 +39,22 @@ class Context:
     @property
     def app(self) -> Flask:
         if self._app is None:
-            from . import create_app
-
             self._app = create_app()
         return self._app
 
     @property
-    def store(self) -> Any:
-        from .store import get_store
-
+    def store(self) -> Store:
         return get_store(self.app)
+
+
+@contextlib.contextmanager
+def owner_only() -> Iterator[None]:
+    """Files made inside are readable by their owner only (backups hold personal data)."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 pass_context = click.make_pass_decorator(Context, ensure=True)
@@ -52,12 +75,33 @@ def init_command(ctx: Context) -> None:
 
 @cli.command("backup")
 @click.argument("destination", type=click.Path(dir_okay=False, writable=True))
+@click.option("--force", is_flag=True, help="Replace DESTINATION if it exists.")
 @pass_context
-def backup_command(ctx: Context, destination: str) -> None:
-    """Write a consistent copy of the embedded store to DESTINATION while the server runs."""
-    ctx.store.backup(destination)
-    size = Path(destination).stat().st_size
-    click.echo(f"backup written to {destination} ({size:,} bytes)")
+def backup_command(ctx: Context, destination: str, force: bool) -> None:
+    """Write a consistent copy of the embedded store to DESTINATION (mode 0600) while the server runs."""
+    target = Path(destination)
+    if target.exists() and not force:
+        raise click.ClickException(f"{destination} exists already; give --force to replace it")
+    with owner_only():
+        ctx.store.backup(destination)
+    target.chmod(0o600)
+    click.echo(f"backup written to {destination} ({target.stat().st_size:,} bytes)")
+
+
+@cli.command("rotate-key")
+def rotate_key_command() -> None:
+    """Make a new server secret; the old one keeps verifying for the refresh-token lifetime.
+
+    Restart the server afterwards: it reads the secret file when it starts.
+    """
+    try:
+        settings = config_module.resolve_locations(config_module.from_environment())
+        _new, retired = config_module.rotate_secret(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    days = settings["REFRESH_TOKEN_DAYS"]
+    click.echo(f"new secret written to {settings['SECRET_KEY_FILE']}; the old one verifies tokens and cursors "
+               f"for {days} more days ({len(retired)} retired secret(s) kept). Restart the server to use it.")
 
 
 @cli.command("restore")
@@ -72,8 +116,10 @@ def restore_command(ctx: Context, source: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Replace everything in {_safe_url(ctx.app.config['DATABASE_URL'])} with {source}?",
                       abort=True)
+
     store.restore_from(source)
     store.ensure_schema()
+    renew_store_epoch(store)  # cursors given out before the restore name another history
     click.echo(f"restored from {source} (schema v{store.schema_version()})")
 
 
@@ -87,16 +133,15 @@ def restore_command(ctx: Context, source: str, yes: bool) -> None:
 def create_user_command(ctx: Context, username: str, role: str, villages: tuple[str, ...],
                         password_stdin: bool) -> None:
     """Create a user; the password is prompted for (never an argument, never echoed)."""
-    from .errors import ApiError
-    from .users import create_user
-
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password = click.prompt(f"Password (at least {minimum_length(role)} characters, not a common one)",
+                                hide_input=True, confirmation_prompt=True)
     with ctx.app.app_context():
         try:
-            create_user(username.strip().lower(), password, role, list(villages), actor="cli", address="cli")
+            create_user(ctx.store, passwords(ctx.app), username.strip().lower(), password, role, list(villages),
+                        actor="cli", address="cli")
         except ApiError as exc:
             details = "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.errors.items())
             raise click.ClickException(f"{exc.message} {details}".strip()) from None
@@ -110,15 +155,13 @@ def create_user_command(ctx: Context, username: str, role: str, villages: tuple[
 @pass_context
 def import_villages_command(ctx: Context, file: str, code_field: str, name_field: str) -> None:
     """Load village boundaries from a GeoJSON FeatureCollection; exits 1 if any feature is refused."""
-    from .villages import CHUNK, GeoJsonError, import_villages, read_geojson_file
-
     try:
         features = read_geojson_file(file)
     except GeoJsonError as exc:
         raise click.ClickException(exc.message) from None
 
     def progress(done: int, total: int) -> None:
-        if total > CHUNK:  # a file of one chunk is done before progress would help
+        if total > VILLAGES_CHUNK:  # a file of one chunk is done before progress would help
             click.echo(f"  {done}/{total} features ({100 * done // total}%)", err=True)
 
     with ctx.app.app_context():
@@ -137,10 +180,9 @@ def import_villages_command(ctx: Context, file: str, code_field: str, name_field
 @pass_context
 def import_households_command(ctx: Context, file: str, village_field: str | None) -> None:
     """Load a household register (.csv or .xlsx) as households to verify; exits 1 if any row is refused."""
-    from .household_import import CHUNK, RegisterError, import_households, read_register
 
     def progress(done: int, total: int | None) -> None:
-        if done and (total is None or total > CHUNK):  # a file of one chunk is done before progress would help
+        if done and (total is None or total > REGISTER_CHUNK):  # a file of one chunk is done before progress would help
             share = f" ({100 * done // total}%)" if total else ""
             click.echo(f"  {done}/{total if total else '?'} rows{share}", err=True)
 
@@ -170,9 +212,6 @@ def import_households_command(ctx: Context, file: str, village_field: str | None
 def import_form_command(ctx: Context, file: str, publish_it: bool, assign_all: bool,
                         villages: tuple[str, ...]) -> None:
     """Import FILE (.xlsx, .xls XLSForm or .json definition) as a draft, or publish it; problems exit 1."""
-    from .errors import ApiError
-    from .forms_registry import import_form
-
     if assign_all and villages:
         raise click.UsageError("give --assign-all or --village, not both")
     with ctx.app.app_context():
@@ -194,14 +233,15 @@ def import_form_command(ctx: Context, file: str, publish_it: bool, assign_all: b
     if result["assignment"]:
         where = "all villages" if result["assignment"]["all"] else ", ".join(result["assignment"]["villages"])
         click.echo(f"assigned to {where}")
+    if result["unassigned"]:
+        click.echo(f"warning: form {summary['form_id']} is published but assigned to no village: officers will not "
+                   "see it; assign it with --assign-all or --village", err=True)
 
 
 @cli.command("load-library")
 @pass_context
 def load_library_command(ctx: Context) -> None:
     """Publish the shipped forms not yet in the store (a new form is assigned to every village)."""
-    from .forms_registry import load_library
-
     with ctx.app.app_context():
         outcomes = load_library(ctx.store, actor="cli", address="cli")
     failed = False
@@ -220,10 +260,6 @@ def load_library_command(ctx: Context) -> None:
 @pass_context
 def rebuild_households_command(ctx: Context, fix: bool) -> None:
     """Fold every household again from its events and report any difference from the stored state."""
-    from sync import Record
-
-    from .sync_service import rebuild_household, write_household
-
     store = ctx.store
     total = store.count("households")
     checked = differ = fixed = 0

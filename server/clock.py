@@ -1,8 +1,13 @@
 """The server node's identity and hybrid logical clock, kept in the store.
 
-The clock's last HLC is stored and advanced inside the unit of work that uses it, so a
-restart or a second worker never stamps below an HLC already issued or received
-(DESIGN.md §3). At start-up it is raised above the largest HLC among stored events.
+The clock's last HLC lives in ``server_state/clock`` and only grows: every unit of work that
+stamps or receives HLCs raises it with :meth:`Writer.advance` (a monotone ``$max``) before it
+commits, so a restart or a second worker never stamps below an HLC already issued or received
+(docs/design.md §3), and a crash can never leave a stored event above the stored clock (on MongoDB
+the raise is durable before the commit; on SQLite it commits with the events). The raise is
+not part of the unit's transaction on MongoDB, so two pushes never conflict on the clock; on
+SQLite the unit's write lock serialises them anyway. Two workers may issue the same HLC at once:
+stamps stay distinct by their device and event ids.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from sync import HybridClock, format_hlc
 
 CLOCK_ID = "clock"
 NODE_ID = "node"
+STATE = "server_state"
+ZERO = format_hlc(0, 0)
 
 
 def wall_ms() -> int:
@@ -23,21 +30,33 @@ def wall_ms() -> int:
 
 def node_device_id(store: Any) -> str:
     """This node's own device id (for its stamps: resolutions, reviews, imports), made once."""
-    node = store.get("server_state", NODE_ID)
+    node = store.get(STATE, NODE_ID)
     if node is None:
-        store.insert("server_state", {"id": NODE_ID, "device_id": f"server-{uuid.uuid4().hex[:12]}"})
-        node = store.get("server_state", NODE_ID)
+        store.insert(STATE, {"id": NODE_ID, "device_id": f"server-{uuid.uuid4().hex[:12]}"})
+        node = store.get(STATE, NODE_ID)
     return node["device_id"]
 
 
+def stored_hlc(store: Any) -> str:
+    """The stored clock: the largest HLC this server has issued or received."""
+    doc = store.get(STATE, CLOCK_ID)
+    return doc["last"] if doc else ZERO
+
+
 class StoredClock:
-    """A HybridClock loaded from and saved to ``server_state`` within one unit of work."""
+    """A HybridClock started from the stored clock and saved back to it by ``save()``.
+
+    ``tx`` is the unit of work whose stamps it makes; the stored clock is read as it is now
+    (not as the unit's snapshot saw it) and raised, never overwritten, by ``save()``.
+    """
 
     def __init__(self, tx: Any, wall: Any = wall_ms):
         self.tx = tx
-        doc = tx.get("server_state", CLOCK_ID)
-        self.clock = HybridClock(wall, doc["last"] if doc else format_hlc(0, 0))
-        self._start = self.clock.last
+        # Advancing to zero reads the clock as it is now, also on MongoDB, where a read in the
+        # transaction would see its snapshot, older than another worker's advance since.
+        last = tx.advance(STATE, CLOCK_ID, "last", ZERO)
+        self.clock = HybridClock(wall, last)
+        self._saved = self.clock.last
 
     def now(self) -> str:
         return self.clock.now()
@@ -50,23 +69,22 @@ class StoredClock:
         return self.clock.last
 
     def save(self) -> None:
-        if self.clock.last != self._start:
-            self.tx.put("server_state", {"id": CLOCK_ID, "last": self.clock.last})
-            self._start = self.clock.last
+        """Raise the stored clock to ``last``; call it before the unit of work ends."""
+        if self.clock.last != self._saved:
+            self.tx.advance(STATE, CLOCK_ID, "last", self.clock.last)
+            self._saved = self.clock.last
 
 
 def start_node(store: Any) -> None:
-    """At start-up: make sure the node has its id, and its clock is above every stored event's HLC."""
+    """At start-up: make sure the node has its id, and the stored clock is at least the largest
+    stored event HLC.
+
+    The stored clock has been raised with every stored HLC, so this changes nothing unless the
+    store was restored from a copy taken piece by piece (a ``mongodump`` of a running store may
+    copy the clock before the events). The largest HLC is one entry of the ``(hlc, id)`` index,
+    not a scan.
+    """
     node_device_id(store)
     newest = store.find("events", order_by="-hlc", limit=1)
-    raise_clock_above(store, newest[0]["hlc"] if newest else None)
-
-
-def raise_clock_above(store: Any, hlc: str | None) -> None:
-    """Start-up: make the stored clock at least ``hlc`` (the largest stored event HLC)."""
-    if not hlc:
-        return
-    with store.transaction() as tx:
-        doc = tx.get("server_state", CLOCK_ID)
-        if doc is None or doc["last"] < hlc:
-            tx.put("server_state", {"id": CLOCK_ID, "last": hlc})
+    if newest and stored_hlc(store) < newest[0]["hlc"]:
+        store.advance(STATE, CLOCK_ID, "last", newest[0]["hlc"])

@@ -1,4 +1,4 @@
-"""The one JSON error shape (DESIGN.md §7), and the one place exceptions become HTTP answers."""
+"""The one JSON error shape (docs/design.md §7), and the one place exceptions become HTTP answers."""
 
 from __future__ import annotations
 

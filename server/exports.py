@@ -24,23 +24,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sync import Record
+from openpyxl import Workbook
 
-from .auth import iso, now_utc
+from forms.fieldtypes import Cells, FieldType, scalar_cells
+from sync.values import canonical_json
+
+from .areas import area_condition, in_areas
 from .errors import ApiError
 from .forms_registry import published_definition
-from .reporting import (
-    area_condition,
-    in_areas,
-    stream_visits,
-    visit_date,
-    visit_moment,
-)
+from .households import household_history
+from .reporting import stream_visits, visit_date, visit_moment
+from .timeutil import iso, now_utc
 
 EXPORTS = "exports"
 LABEL_MODES = ("codes", "id", "en")
-# Household events that change fields; reviews are about visits and carry a visit id instead.
-HOUSEHOLD_EVENTS = ("visit", "household_edit", "resolution", "import")
 CHUNK_BYTES = 64 * 1024
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection");
 # tab and carriage return too, since some spreadsheets strip them before looking.
@@ -56,7 +53,12 @@ VISIT_COLUMNS = ("visit_id", "form_id", "form_version", "household_id", "village
                  "started_at", "ended_at", "received_at", "visit_date", "geotag_lat", "geotag_lon",
                  "geotag_accuracy_m", "review_state", "flags", "supersedes", "superseded_by")
 REPEAT_COLUMNS = ("visit_id", "parent_row_id", "row_id")
-GEOPOINT_PARTS = ("lat", "lon", "altitude_m", "accuracy_m")
+GEOJSON_PROPERTIES = ("visit_id", "form_id", "form_version", "household_id", "village", "officer", "device_id",
+                      "started_at", "ended_at", "received_at", "visit_date", "accuracy_m", "review_state", "flagged",
+                      "flag_codes", "flags")
+#: Names no answer column takes, in any table of any format, so that each answer has one name everywhere.
+METADATA_NAMES = frozenset({*VISIT_COLUMNS, *REPEAT_COLUMNS, *GEOJSON_PROPERTIES, "_id"})
+ANSWER_PREFIX = "answer_"
 
 
 def neutralise(value: Any) -> Any:
@@ -211,7 +213,23 @@ def _text(label: Any, language: str, fallback: str, default_language: str) -> st
     return label if isinstance(label, str) and label else fallback
 
 
-_GEOPOINT, _ONE, _MULTI, _OTHER = range(4)
+def _unique(columns: Callable[[str], list[str]], wanted: str, taken: set[str]) -> str:
+    """``wanted``, or ``answer_``-prefixed as often as needed, so that none of its columns is taken."""
+    base = wanted
+    while any(column in taken for column in columns(base)):
+        base = ANSWER_PREFIX + base
+    taken.update(columns(base))
+    return base
+
+
+@dataclass(frozen=True)
+class Column:
+    """An answer's place in a table: the field, its type, its base name and its header cells."""
+
+    ref: Any
+    ftype: FieldType
+    name: str  # the base name in every format: the field's name unless it meets a metadata name
+    headers: tuple[str, ...]
 
 
 @dataclass
@@ -219,89 +237,107 @@ class Layout:
     """How one form version becomes tables: the visit table and one per repeat, with headers
     from the labels (or field names for ``codes``) and choices as codes or labels.
 
-    Each table's columns are planned once, as (answer name, kind, choice list) triples, since
-    a large export renders every answer of every visit through them."""
+    Each table's columns are planned once, since a large export renders every answer of every
+    visit through them. No table repeats a column name: an answer whose column would meet a
+    metadata column (of any format: CSV, XLSX or GeoJSON) or an earlier answer's is prefixed
+    with ``answer_`` (the same name in every format), and with labels for headers a repeated
+    label gets the field's name in brackets."""
 
     definition: Any
     labels: str
-    main: list[Any] = field(default_factory=list)  # answer FieldRefs of the visit table
-    repeats: dict[str, list[Any]] = field(default_factory=dict)  # repeat name -> its answer FieldRefs
+    tables: dict[str | None, list[Column]] = field(default_factory=dict)  # None: the visit table
     choice_text: dict[tuple[str, str], str] = field(default_factory=dict)
-    _plans: dict[str | None, list[tuple[str, int, Any]]] = field(default_factory=dict)
+    cells: Cells = field(default_factory=Cells)
+    _plans: dict[str | None, list[tuple[str, Any, Any, bool]]] = field(default_factory=dict)
     _children: dict[str | None, list[str]] = field(default_factory=dict)  # repeats directly inside a table
 
     def __post_init__(self) -> None:
         definition = self.definition
-        self.main = [ref for ref in definition.answer_fields(None) if ref.type not in ("repeat", "note")]
+        scopes: list[str | None] = [None]
         for ref in definition.iter_fields():
             if ref.type == "repeat":
-                self.repeats[ref.name] = [r for r in definition.answer_fields(ref.name)
-                                          if r.type not in ("repeat", "note")]
+                scopes.append(ref.name)
                 self._children.setdefault(ref.repeat, []).append(ref.name)
-        kinds = {"geopoint": _GEOPOINT, "select_one": _ONE, "select_multiple": _MULTI}
-        for repeat, refs in ((None, self.main), *self.repeats.items()):
-            self._plans[repeat] = [(ref.name, kinds.get(ref.type, _OTHER), ref.field.get("list")) for ref in refs]
+        for scope in scopes:
+            self.tables[scope] = self._columns(scope)
         if self.labels != "codes":
             for list_name, choices in definition.choices.items():
                 for choice in choices:
                     self.choice_text[(list_name, choice["name"])] = _text(
                         choice.get("label"), self.labels, choice["name"], definition.default_language)
+            choice_text = self.choice_text
+            self.cells = Cells(lambda list_name, code: choice_text.get((list_name, code), code))
+        for scope, columns in self.tables.items():
+            self._plans[scope] = [(c.ref.name, c.ftype.cells, c.ref.field, c.ftype.cells is scalar_cells)
+                                  for c in columns]
+
+    def _columns(self, scope: str | None) -> list[Column]:
+        refs = [ref for ref in self.definition.answer_fields(scope) if ref.ftype.exported]
+        names: set[str] = set(METADATA_NAMES)
+        bases = [_unique(ref.ftype.column_names, ref.name, names) for ref in refs]
+        if self.labels == "codes":
+            return [Column(ref, ref.ftype, base, tuple(ref.ftype.column_names(base)))
+                    for ref, base in zip(refs, bases, strict=True)]
+        headers: set[str] = set(METADATA_NAMES)
+        columns = []
+        for ref, base in zip(refs, bases, strict=True):
+            title = _text(ref.field.get("label"), self.labels, ref.name, self.definition.default_language)
+
+            def labelled(text: str, ftype: FieldType = ref.ftype) -> list[str]:
+                return ftype.column_names(text, labels=True)
+
+            if any(header in headers for header in labelled(title)):
+                title = f"{title} [{base}]"
+            title = _unique(labelled, title, headers)
+            columns.append(Column(ref, ref.ftype, base, tuple(labelled(title))))
+        return columns
 
     @property
     def key(self) -> str:
         return f"{self.definition.form_id}-{self.definition.version}"
 
-    def _headers(self, refs: list[Any]) -> list[str]:
-        headers = []
-        for ref in refs:
-            title = ref.name if self.labels == "codes" else _text(
-                ref.field.get("label"), self.labels, ref.name, self.definition.default_language)
-            if ref.type == "geopoint":
-                headers.extend(f"{title}_{part}" if self.labels == "codes" else f"{title} ({part})"
-                               for part in GEOPOINT_PARTS)
-            else:
-                headers.append(title)
-        return headers
+    @property
+    def repeats(self) -> list[str]:
+        return [scope for scope in self.tables if scope is not None]
+
+    def _headers(self, scope: str | None) -> list[str]:
+        return [header for column in self.tables[scope] for header in column.headers]
 
     def main_headers(self) -> list[str]:
-        return [*VISIT_COLUMNS, *self._headers(self.main)]
+        return [*VISIT_COLUMNS, *self._headers(None)]
 
     def repeat_headers(self, repeat: str) -> list[str]:
-        return [*REPEAT_COLUMNS, *self._headers(self.repeats[repeat])]
-
-    def render(self, ref: Any, value: Any) -> Any:
-        """One answer as cell text: choices as codes or labels, select_multiple joined."""
-        kind = {"select_one": _ONE, "select_multiple": _MULTI}.get(ref.type, _OTHER)
-        return self._render(kind, ref.field.get("list"), value)
-
-    def _render(self, kind: int, list_name: Any, value: Any) -> Any:
-        if value is None:
-            return None
-        if kind == _ONE:
-            return value if self.labels == "codes" else self.choice_text.get((list_name, value), value)
-        if kind == _MULTI:
-            picked = value if isinstance(value, list) else [value]
-            if self.labels == "codes":
-                return " ".join(str(v) for v in picked)
-            # Labels hold spaces, so they are joined with "; " where codes are joined with spaces;
-            # a code not in the list (flagged unknown_choice) is shown as sent.
-            return "; ".join(str(self.choice_text.get((list_name, v), v)) for v in picked)
-        if isinstance(value, list | dict):
-            return json.dumps(value, ensure_ascii=False, sort_keys=True)
-        return value
+        return [*REPEAT_COLUMNS, *self._headers(repeat)]
 
     def _cells(self, table: str | None, answers: Mapping[str, Any]) -> list[Any]:
-        cells: list[Any] = []
-        for name, kind, list_name in self._plans[table]:
+        out: list[Any] = []
+        how = self.cells
+        for name, cells, definition_field, plain in self._plans[table]:
             value = answers.get(name)
-            if kind == _GEOPOINT:
-                point = value if isinstance(value, Mapping) else {}
-                cells.extend([point.get("lat"), point.get("lon"), point.get("altitude_m"), point.get("accuracy_m")])
-            elif kind == _OTHER and value.__class__ not in (list, dict):
-                cells.append(value)
+            if plain and value.__class__ not in (list, dict):
+                out.append(value)
             else:
-                cells.append(self._render(kind, list_name, value))
-        return cells
+                out.extend(cells(value, definition_field, how))
+        return out
+
+    def properties(self, scope: str | None, answers: Mapping[str, Any]) -> dict[str, Any]:
+        """A table's answers as GeoJSON properties, by the same names as the columns; repeats as lists of rows."""
+        out: dict[str, Any] = {}
+        for column in self.tables[scope]:
+            if column.ref.name in answers:
+                out[column.name] = column.ftype.property(answers[column.ref.name], column.ref.field, self.cells)
+        for name in self._children.get(scope, ()):
+            rows = answers.get(name)
+            if name in answers:
+                out[self._repeat_property(scope, name)] = [
+                    {"_id": row.get("_id"), **self.properties(name, row)}
+                    for row in (rows if isinstance(rows, list) else ()) if isinstance(row, Mapping)]
+        return out
+
+    def _repeat_property(self, scope: str | None, name: str) -> str:
+        # A repeat is one property (its rows) beside the scope's answers: it may not take their names.
+        taken = {column.name for column in self.tables[scope]} | set(METADATA_NAMES)
+        return _unique(lambda base: [base], name, taken)
 
     def visit_row(self, visit: Mapping[str, Any]) -> list[Any]:
         geotag = visit.get("geotag") or {}
@@ -497,8 +533,6 @@ def xlsx(store: Any, areas: list[str] | None, filters: VisitFilter, tally: Tally
     openpyxl's write-only mode keeps each sheet in a temporary file as rows are appended, so
     sheets can be filled side by side; the saved workbook is a temporary file streamed out.
     Nothing can be sent before the workbook is complete (its directory comes last)."""
-    from openpyxl import Workbook
-
     sheets = _Sheets(Workbook(write_only=True))
     index = sheets.create("export")
     layouts = Layouts(store, filters.labels)
@@ -531,18 +565,6 @@ def xlsx(store: Any, areas: list[str] | None, filters: VisitFilter, tally: Tally
 
 
 # -- GeoJSON ----------------------------------------------------------------------------------------
-def _property(layout: Layout, ref: Any, value: Any) -> Any:
-    """An answer as a GeoJSON property: repeats as lists of rows, geopoints as objects."""
-    if ref.type == "repeat":
-        return [{"_id": row.get("_id"), **{child.name: _property(layout, child, row.get(child.name))
-                                           for child in layout.definition.answer_fields(ref.name)
-                                           if child.type != "note" and child.name in row}}
-                for row in (value if isinstance(value, list) else ()) if isinstance(row, Mapping)]
-    if ref.type == "geopoint":
-        return value
-    return layout.render(ref, value)
-
-
 def _feature(layout: Layout, visit: Mapping[str, Any]) -> dict[str, Any]:
     geotag = visit.get("geotag") or {}
     day = visit_date(visit)
@@ -555,13 +577,8 @@ def _feature(layout: Layout, visit: Mapping[str, Any]) -> dict[str, Any]:
         "flagged": bool(visit.get("flagged")), "flag_codes": " ".join(visit.get("flag_codes") or ()),
         "flags": visit.get("flags") or [],
     }
-    answers = visit.get("answers") or {}
-    for ref in layout.definition.answer_fields(None):
-        if ref.type == "note" or ref.name not in answers:
-            continue
-        # Property names are field names, whatever the labels: QGIS makes them column names.
-        name = ref.name if ref.name not in properties else f"answer_{ref.name}"
-        properties[name] = _property(layout, ref, answers[ref.name])
+    # Property names are the columns' names in codes, whatever the labels: QGIS makes them column names.
+    properties.update(layout.properties(None, visit.get("answers") or {}))
     point = None
     if isinstance(geotag.get("lat"), int | float) and isinstance(geotag.get("lon"), int | float):
         point = {"type": "Point", "coordinates": [geotag["lon"], geotag["lat"]]}
@@ -595,33 +612,9 @@ HISTORY_COLUMNS = ("household_id", "village", "step", "event_id", "type", "offic
                    "received_at", "field", "before", "after", "changed", "in_conflict")
 
 
-def household_history(store: Any, household_id: str) -> Iterator[dict[str, Any]]:
-    """Every event that changed the household, oldest first, each with the value of every field it
-    wrote before and after it was folded in (a write can lose to a newer one, or open a conflict)."""
-    record = Record(household_id)
-    step = 0
-    for event in store.iterate("events", {"household_id": household_id}, order_by="seq"):
-        if event["type"] not in HOUSEHOLD_EVENTS:
-            continue
-        engine = event["engine"]
-        paths = sorted(engine.get("set") or {})
-        before = {path: record.get(path) for path in paths}
-        record.apply_event(engine, check=False)
-        step += 1
-        changes = []
-        for path in paths:
-            state = record.fields.get(path)
-            after = record.get(path)
-            changes.append({"field": path, "before": before[path], "after": after,
-                            "changed": before[path] != after, "in_conflict": bool(state and state.in_conflict)})
-        yield {"step": step, "event_id": event["id"], "type": event["type"], "officer": event["officer"],
-               "device_id": event["device_id"], "at": engine.get("at") or event.get("received_at"),
-               "received_at": event.get("received_at"), "hlc": event["hlc"], "changes": changes}
-
-
 def _history_value(value: Any) -> Any:
     if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return canonical_json(value)
     return value
 
 

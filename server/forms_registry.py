@@ -26,12 +26,18 @@ from typing import Any
 from flask import Flask
 
 from forms import Definition, DefinitionError, check_new_version, definition_hash, validate_definition
-from forms.xlsform import XLSFormError, translate_errors, xlsform_to_definition_with_rows
+from forms.household import HouseholdFields, household_field_catalog
+from forms.identifiers import Area
+from forms.library import library_forms
+from forms.xlsform import MAX_FILE_BYTES, XLSFormError, translate_errors, xlsform_to_definition_with_rows
 
 from . import jsonio
-from .auth import KECAMATAN_CODE, VILLAGE_CODE, Scope, iso, now_utc, record_audit
+from .audit import record_audit
 from .errors import ApiError
+from .security.scope import Scope
 from .storage import StorageError, Store, WriteConflict
+from .store import on_store_ready
+from .timeutil import iso, now_utc
 
 log = logging.getLogger("kunjung.forms")
 
@@ -42,6 +48,9 @@ PUBLISHED = "published"
 # Versions appear in URLs and document ids; "." and ".." would be rewritten by URL normalisation.
 SAFE_VERSION = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,32}$")
 XLSFORM_SUFFIXES = (".xlsx", ".xls")
+#: The levels a form is assigned at: villages, or every village of a kecamatan.
+ASSIGNABLE_LEVELS = ("village", "kecamatan")
+UNASSIGNED_WARNING = "assigned to no village: officers will not see it (PUT /forms/<form_id>/assignment)"
 
 
 def version_id(form_id: str, version: str) -> str:
@@ -93,11 +102,14 @@ def from_upload(content: bytes, filename: str) -> Submission:
 
 def read_file(path: str) -> Submission:
     """A definition file on disk: ``.json``, ``.xlsx`` or ``.xls``."""
-    with open(path, "rb") as handle:
-        content = handle.read()
     if not path.lower().endswith((".json", *XLSFORM_SUFFIXES)):
         raise ApiError(422, "invalid_definition", "Give a .json definition or an .xlsx/.xls XLSForm.",
                        {"file": [f"{path}: unknown file type"]})
+    with open(path, "rb") as handle:
+        content = handle.read(MAX_FILE_BYTES + 1)
+    if len(content) > MAX_FILE_BYTES:
+        raise ApiError(422, "invalid_definition", "The file is too large for a form definition.",
+                       {"file": [f"{path} is larger than {MAX_FILE_BYTES:,} bytes"]})
     return from_upload(content, path)
 
 
@@ -197,18 +209,21 @@ def admin_entry(form: dict[str, Any], versions: list[dict[str, Any]]) -> dict[st
 # -- scope -------------------------------------------------------------------------------------------
 def _overlaps(code: str, area: str) -> bool:
     """A village or kecamatan code and a scope area share at least one village."""
-    return code == area or code.startswith(area + ".") or area.startswith(code + ".")
+    try:
+        return Area(code).overlaps(Area(area))
+    except ValueError:  # stored codes are checked on the way in; a malformed one reaches nobody
+        return False
 
 
 def assigned_to(assignment: dict[str, Any] | None, scope: Scope) -> bool:
     """Whether a form with this assignment reaches some village of the scope (admins: every form)."""
     if scope.is_all:
         return True
-    if not assignment or not scope.areas:
+    if not assignment or not scope.codes:
         return False
     if assignment.get("all"):
         return True
-    return any(_overlaps(code, area) for code in assignment.get("villages") or () for area in scope.areas)
+    return any(_overlaps(code, area) for code in assignment.get("villages") or () for area in scope.codes)
 
 
 def assignment_in_scope(assignment: dict[str, Any], scope: Scope) -> dict[str, Any]:
@@ -216,7 +231,7 @@ def assignment_in_scope(assignment: dict[str, Any], scope: Scope) -> dict[str, A
     if scope.is_all or assignment.get("all"):
         return {"all": bool(assignment.get("all")), "villages": list(assignment.get("villages") or [])}
     return {"all": False, "villages": [code for code in assignment.get("villages") or ()
-                                       if any(_overlaps(code, area) for area in scope.areas)]}
+                                       if any(_overlaps(code, area) for area in scope.codes)]}
 
 
 # -- admin operations --------------------------------------------------------------------------------
@@ -293,7 +308,7 @@ def publish(store: Store, form_id: str, version: str, *, actor: str | None,
         if doc is None:
             raise ApiError(404, "not_found", f"No version {version!r} of form {form_id!r}.")
         if doc["state"] == PUBLISHED:
-            return version_summary(doc)
+            return _published(doc, tx.get(FORMS, form_id))
         submission = Submission(doc["definition"], doc.get("rows"))
         # The language may have grown stricter since the draft was saved: check again.
         definition = validate(submission)
@@ -302,12 +317,25 @@ def publish(store: Store, form_id: str, version: str, *, actor: str | None,
         doc = tx.put(VERSIONS, {**doc, "state": PUBLISHED, "hash": definition_hash(definition.data),
                                 "published_at": at, "published_by": actor})
         form = tx.get(FORMS, form_id) or _new_form(definition, actor, at)
-        tx.put(FORMS, {**form, "published": True, "latest_version": version, "latest_hash": doc["hash"],
-                       "title": dict(definition.title), "updated_at": at},
-               expect_seq=form.get("seq"))
+        form = tx.put(FORMS, {**form, "published": True, "latest_version": version, "latest_hash": doc["hash"],
+                              "title": dict(definition.title), "updated_at": at},
+                      expect_seq=form.get("seq"))
         record_audit(tx, "form_published", actor=actor, target=doc["id"], details={"hash": doc["hash"]},
                      address=address)
-    return version_summary(doc)
+    return _published(doc, form)
+
+
+def is_assigned(assignment: dict[str, Any] | None) -> bool:
+    """Whether an assignment reaches any village at all."""
+    return bool(assignment) and (bool(assignment.get("all")) or bool(assignment.get("villages")))
+
+
+def _published(doc: dict[str, Any], form: dict[str, Any] | None) -> dict[str, Any]:
+    """A published version's summary, saying whether any officer will see it."""
+    assigned = is_assigned((form or {}).get("assignment"))
+    summary = {**version_summary(doc, None if assigned else {"assignment": [UNASSIGNED_WARNING]}),
+               "assigned": assigned}
+    return summary
 
 
 def set_archived(store: Store, form_id: str, archived: bool, *, actor: str | None,
@@ -327,7 +355,7 @@ def assignment_problems(villages: Any) -> list[str]:
     if not isinstance(villages, list) or not all(isinstance(code, str) for code in villages):
         return ["must be a list of Kemendagri codes"]
     return [f"{code!r} is neither a village code (32.04.05.2001) nor a kecamatan code (32.04.05)"
-            for code in villages if not (VILLAGE_CODE.match(code) or KECAMATAN_CODE.match(code))]
+            for code in villages if not Area.is_code(code, levels=ASSIGNABLE_LEVELS)]
 
 
 def set_assignment(store: Store, form_id: str, *, all_villages: bool, villages: Iterable[str] = (),
@@ -442,6 +470,26 @@ def published_definition(store: Store, form_id: str, version: str) -> Definition
     return definition
 
 
+def published_definitions_for(store: Store, village: str) -> list[Definition]:
+    """Every published version (archived forms too) of every form ever assigned to the village's area."""
+    reach = Scope("officer", (village,))
+    definitions = []
+    for form in sorted(store.iterate(FORMS, {"published": True}), key=_form_order):
+        if not (assigned_to(form.get("assignment"), reach) or assigned_to(form.get("assigned_ever"), reach)):
+            continue
+        for doc in _by_creation(store.find(VERSIONS, {"form_id": form["id"], "state": PUBLISHED})):
+            definition = published_definition(store, doc["form_id"], doc["version"])
+            if definition is not None:
+                definitions.append(definition)
+    return definitions
+
+
+def household_fields_for(store: Store, village: str) -> HouseholdFields:
+    """The household fields a household_edit in the village may write (forms.household), from the
+    published versions of the forms that reach the village."""
+    return household_field_catalog(published_definitions_for(store, village))
+
+
 def forms_changed_since(store: Store, seq: int, scope: Scope, *, upto: int | None = None,
                         limit: int | None = None) -> list[dict[str, Any]]:
     """Pull changes for forms whose publishing, archiving or assignment changed with ``seq < s <= upto``.
@@ -515,8 +563,6 @@ def load_library(store: Store, *, actor: str | None = "system", address: str | N
     Inserts are if-absent by id, so two processes loading at once publish each form once.
     """
     if definitions is None:
-        from forms.library import library_forms
-
         definitions = library_forms()
     outcomes = []
     for data in definitions:
@@ -589,8 +635,6 @@ def seed_library(store: Store) -> None:
 
 def seed_library_on_first_start(app: Flask) -> None:
     """Register the first-start seeding when LOAD_LIBRARY_FORMS is set (call before prepare_store)."""
-    from .store import on_store_ready
-
     if app.config.get("LOAD_LIBRARY_FORMS"):
         on_store_ready(app, seed_library)
 
@@ -601,7 +645,8 @@ def import_form(store: Store, path: str, *, publish_it: bool = False, assign_all
                 address: str | None = "cli") -> dict[str, Any]:
     """``kunjung import-form``: a file becomes a draft (an existing draft of that version is replaced),
     is published if asked, and is assigned if asked. Returns the version summary, what was done and
-    the assignment; every problem is an ApiError keyed by path or sheet!row, raised before any write."""
+    the assignment, and ``unassigned`` when the form is published but assigned to no village (no
+    officer sees it); every problem is an ApiError keyed by path or sheet!row, raised before any write."""
     villages = list(villages)
     problems = assignment_problems(villages)
     if problems:
@@ -620,12 +665,17 @@ def import_form(store: Store, path: str, *, publish_it: bool = False, assign_all
     else:
         raise _existing_error(existing)
     if publish_it and summary["state"] == DRAFT:
-        summary = {**publish(store, definition.form_id, definition.version, actor=actor, address=address),
-                   "warnings": summary.get("warnings")}
+        published = publish(store, definition.form_id, definition.version, actor=actor, address=address)
+        summary = {**published, "warnings": summary.get("warnings")}
         done.append("published")
     assignment = None
     if assign_all or villages:
         assignment = set_assignment(store, definition.form_id, all_villages=assign_all, villages=villages,
                                     actor=actor, address=address)
         done.append("assigned")
-    return {"summary": summary, "done": done, "assignment": assignment}
+    form = store.get(FORMS, definition.form_id) or {}
+    assigned = is_assigned(form.get("assignment"))
+    if summary["state"] == PUBLISHED:
+        summary = {**summary, "assigned": assigned}
+    return {"summary": summary, "done": done, "assignment": assignment,
+            "unassigned": summary["state"] == PUBLISHED and not assigned}

@@ -15,7 +15,7 @@ import numpy as np
 import shapely
 from shapely.geometry import mapping, shape
 
-from . import jsonio
+from sync import canonical_json
 
 __all__ = [
     "BoundaryCheck",
@@ -214,7 +214,7 @@ def _polygonal_part(geom: Any) -> Any:
 
 def boundary_hash(boundary: dict[str, Any] | None) -> str:
     """A short digest of a stored boundary (or of its absence), so caches know when it changed."""
-    return hashlib.sha256(jsonio.canonical(boundary).encode()).hexdigest()[:32]
+    return hashlib.sha256(canonical_json(boundary).encode()).hexdigest()[:32]
 
 
 # -- distances --------------------------------------------------------------------------

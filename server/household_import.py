@@ -2,10 +2,13 @@
 
 # A register row becomes one household whose id is derived from its village code and No. KK,
 # so importing again, and a device that derives the id itself, land on the same household.
-# Each household the import changes gets one ``import`` event (type ``import`` in ``events``,
-# stamped with the server node's device id and stored clock) and is written with
-# ``write_household``, so it reaches devices on their next pull, appears in the household's
-# history and is folded again by ``rebuild-households``.
+# Each household the import changes gets one ``import`` event (a server-made event,
+# server/server_events.py) and is written with ``write_household``, so it reaches devices on
+# their next pull, appears in the household's history and is folded again by ``rebuild-households``.
+#
+# A row is loaded only for a village the server knows (imported with ``kunjung import-villages``):
+# a household in an unknown village would show in households and coverage under a code nobody
+# can check. A row whose point lies far outside its village's boundary is loaded with a warning.
 #
 # Re-importing compares each value with what the *import* wrote last time (kept on the
 # household document under ``imported``), never with the current value: a value an officer
@@ -26,15 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openpyxl import load_workbook
+
 from forms.identifiers import check_kk, check_nik, check_village_code
 from sync import EventError, Record
 from sync.stamps import make_stamp
 from sync.values import same_json
 
-from .auth import iso, now_utc, record_audit
-from .clock import StoredClock, node_device_id
-from .storage import WriteConflict
-from .sync_service import body_hash, write_household
+from .audit import record_audit
+from .geo import BoundaryIndex
+from .households import write_household
+from .server_events import ServerStamper
+from .villages import VILLAGES
 
 # Fixed for ever: household ids derived from it are shared with every device and every re-import.
 NAMESPACE = uuid.UUID("6f1c8f0e-3b7a-5d2e-9a41-6b756e6a756e")
@@ -64,6 +70,9 @@ _NUMBER_PART = re.compile(r"(?:rt|rw)?\s*0*([0-9]{1,3})")
 # A rough box around Indonesia: a point outside it has its latitude and longitude swapped,
 # or a sign lost, far more often than it lies abroad.
 LAT_RANGE, LON_RANGE = (-11.5, 6.5), (94.5, 141.5)
+# A house this far outside its village's boundary is more likely mistyped or in another village
+# than on the edge of this one (boundaries are drawn roughly; a fix is good to tens of metres).
+FAR_OUTSIDE_M = 5000.0
 
 
 def household_id(village_code: str, no_kk: str) -> str:
@@ -241,8 +250,6 @@ def read_csv_bytes(content: bytes, name: str, village_field: str | None = None) 
 
 
 def _xlsx_table(source: Any) -> tuple[Iterator[tuple[int, list[Any]]], int | None]:
-    from openpyxl import load_workbook
-
     try:
         workbook = load_workbook(source, read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a damaged file
@@ -338,6 +345,7 @@ class Row:
     village: str | None
     values: dict[str, Any]
     reasons: list[str]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def no_kk(self) -> str | None:
@@ -400,6 +408,7 @@ class ImportReport:
     rejected: int = 0
     conflicts: int = 0
     problems: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
 
     @property
@@ -408,11 +417,12 @@ class ImportReport:
                 "rejected": self.rejected, "conflicts": self.conflicts}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, **self.counts, "problems": self.problems,
+        return {"source": self.source, **self.counts, "problems": self.problems, "warnings": self.warnings,
                 "ignored_columns": self.ignored_columns}
 
     def summary_lines(self) -> list[str]:
         lines = [f"row {p['row']}: {'; '.join(p['reasons'])}" for p in self.problems]
+        lines.extend(f"row {w['row']}: warning: {'; '.join(w['warnings'])}" for w in self.warnings)
         if self.ignored_columns:
             lines.append(f"ignored columns: {', '.join(self.ignored_columns)}")
         lines.append(f"{self.rows} rows: {self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
@@ -437,6 +447,7 @@ def import_households(store: Any, register: Register, *, actor: str,
     is called after each chunk (``total`` is None when unknown)."""
     report = ImportReport(register.name, ignored_columns=register.columns.ignored)
     first_row: dict[str, int] = {}
+    places = _Places(store)
     done = 0
     chunk: list[Row] = []
 
@@ -452,6 +463,8 @@ def import_households(store: Any, register: Register, *, actor: str,
     for number, raw in register.rows:
         row = check_row(number, raw)
         report.rows += 1
+        if not row.reasons:
+            places.check(row)
         if row.no_kk and not row.reasons:
             earlier = first_row.get(row.no_kk)
             if earlier is not None:
@@ -466,7 +479,9 @@ def import_households(store: Any, register: Register, *, actor: str,
             flush()
     if chunk or progress:
         flush()
-    report.problems.sort(key=lambda problem: problem["row"])  # a chunk's refusals come after later rows' checks
+    # a chunk's refusals come after later rows' checks
+    report.problems.sort(key=lambda problem: problem["row"])
+    report.warnings.sort(key=lambda warning: warning["row"])
     with store.transaction() as tx:
         record_audit(tx, "households_imported", actor=actor, target=register.name,
                      details=report.counts, address=address)
@@ -480,29 +495,54 @@ def _count(report: ImportReport, outcome: _Outcome) -> None:
                                 "reasons": outcome.row.reasons or [outcome.reason]})
         return
     setattr(report, outcome.status, getattr(report, outcome.status) + 1)
+    if outcome.row.warnings:
+        report.warnings.append({"row": outcome.row.number, "no_kk": outcome.row.no_kk,
+                                "warnings": outcome.row.warnings})
     if outcome.conflicts:
         report.conflicts += 1
+
+
+class _Places:
+    """Which villages the server knows, and where their boundaries lie, looked up once per village."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.known: dict[str, bool] = {}
+        self.boundaries = BoundaryIndex(store, VILLAGES)
+
+    def check(self, row: Row) -> None:
+        """Refuse a row of a village never imported; warn about a house far outside its village."""
+        village = row.village or ""
+        if village not in self.known:
+            self.known[village] = self.store.get(VILLAGES, village) is not None
+        if not self.known[village]:
+            row.reasons.append(f"village {village} is not known to the server: import it first "
+                               "(kunjung import-villages, or POST /api/v1/villages)")
+            return
+        point = row.values.get("house_location")
+        if point is None:
+            return
+        found = self.boundaries.locate(village, point["lat"], point["lon"])
+        if found and found["code"] == "outside_village" and found["distance_m"] > FAR_OUTSIDE_M:
+            row.warnings.append(f"lat {point['lat']}, lon {point['lon']} lies {found['distance_m'] / 1000:.1f} km "
+                                f"outside the boundary of village {village} (more than "
+                                f"{FAR_OUTSIDE_M / 1000:g} km): check the coordinates and the village code")
 
 
 def _store_chunk(store: Any, rows: list[Row], actor: str, source: str) -> list[_Outcome]:
     if not rows:
         return []
-    device_id = node_device_id(store)
-    for attempt in range(3):
-        try:
-            with store.transaction() as tx:
-                clock = StoredClock(tx)
-                outcomes = [_store_row(tx, clock, device_id, row, actor, source) for row in rows]
-                clock.save()
-            return outcomes
-        except WriteConflict:
-            # Another writer changed one of these households meanwhile (MongoDB): redo the chunk.
-            if attempt == 2:
-                raise
-    return []  # pragma: no cover - the loop returns or raises
+
+    def unit(tx: Any) -> list[_Outcome]:
+        stamper = ServerStamper(tx, store)
+        outcomes = [_store_row(tx, stamper, row, actor, source) for row in rows]
+        stamper.save()
+        return outcomes
+
+    return store.unit_of_work(unit)
 
 
-def _store_row(tx: Any, clock: StoredClock, device_id: str, row: Row, actor: str, source: str) -> _Outcome:
+def _store_row(tx: Any, stamper: ServerStamper, row: Row, actor: str, source: str) -> _Outcome:
     hid = household_id(row.village, row.no_kk)
     doc = tx.get("households", hid)
     record = Record.from_document(doc["record"]) if doc else Record(hid)
@@ -515,25 +555,19 @@ def _store_row(tx: Any, clock: StoredClock, device_id: str, row: Row, actor: str
               if name not in last_values or not same_json(last_values[name], value)}
     if not writes:
         return _Outcome(row, "unchanged")
-    event_id = str(uuid.uuid4())
-    at = iso(now_utc())
-    event = {"id": event_id, "device_id": device_id, "hlc": clock.now(), "officer": actor, "household_id": hid,
-             "village": row.village, "set": writes,
-             "base": {name: [last_stamps[name]] for name in writes if name in last_stamps}, "at": at}
+    made = stamper.event("import", event_id=str(uuid.uuid4()), actor=actor, record_id=hid, village=row.village,
+                         writes=writes, base={name: [last_stamps[name]] for name in writes if name in last_stamps},
+                         body={"source": source, "row": row.number, "values": writes})
     try:
-        record.apply_event(event)
+        record.apply_event(made.engine)
     except EventError as error:
         return _Outcome(row, "rejected", reason=error.message)
-    stamp = make_stamp(event["hlc"], device_id, event_id)
-    payload = {"source": source, "row": row.number, "values": writes}
-    tx.insert("events", {
-        "id": event_id, "type": "import", "household_id": hid, "village": row.village, "device_id": device_id,
-        "officer": actor, "hlc": event["hlc"], "received_at": at, "body_hash": body_hash(payload), "body": payload,
-        "engine": event, "flags": []})
+    tx.insert("events", made.document)
+    stamp = make_stamp(made.hlc, stamper.device_id, made.id)
     previous = dict(doc or {})
     previous["imported"] = {"values": {**last_values, **writes},
                             "stamps": {**last_stamps, **dict.fromkeys(writes, stamp)},
-                            "event_id": event_id, "at": at, "source": source}
+                            "event_id": made.id, "at": made.engine["at"], "source": source}
     previous.setdefault("source", "import")
     write_household(tx, record, previous, doc["seq"] if doc else None)
     in_conflict = [name for name in writes if record.fields[name].in_conflict]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
 import orjson
@@ -54,6 +55,12 @@ def loads(data: bytes | str) -> Any:
         raise BadJSON(f"the JSON is nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
         raise BadJSON(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except BadJSON:
+        raise
+    except ValueError:
+        # Python refuses to turn digit strings past sys.get_int_max_str_digits() into int; the
+        # only other ValueErrors here are the two above. 64-bit bounds are judged per value later.
+        raise BadJSON(f"a number has more than {sys.get_int_max_str_digits():,} digits") from None
     if _depth(value) > MAX_DEPTH:
         raise BadJSON(f"the JSON is nested deeper than {MAX_DEPTH} levels")
     # Valid UTF-8 bytes can still spell a lone surrogate as an escape (\ud800), which no
@@ -112,11 +119,3 @@ class FastJSONProvider(DefaultJSONProvider):
         obj = self._prepare_response_obj(args, kwargs)
         body = orjson.dumps(obj, default=self.default, option=orjson.OPT_NON_STR_KEYS) + b"\n"
         return self._app.response_class(body, mimetype=self.mimetype)
-
-
-def canonical(value: Any) -> str:
-    """One spelling per value (sorted keys, no spaces), for hashes and duplicate checks."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
-    except TypeError:  # integers beyond 64 bits: spelt by the standard library instead
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -1,8 +1,10 @@
-"""WSGI layer in front of Flask: the body-size limit and gzip request bodies.
+"""WSGI layer in front of Flask: the body-size limits, counted as the body is read, and gzip request bodies.
 
-It runs before routing and authentication so that an oversized body is answered 413
-without being read (CONTRACT.md, "Order of checks"), and so that a gzip body is
-decompressed against a bound rather than trusted.
+It runs before routing and authentication so that a body declared too large is answered 413
+without being read (docs/protocol.md, "Order of checks"). A body without Content-Length
+(chunked) cannot be judged up front: its bytes are counted as they are read, and reading past
+the limit answers 413 at that moment. A gzip body is inflated here, its sent size counted
+against ``max_body`` and its inflated size against ``max_inflated``.
 """
 
 from __future__ import annotations
@@ -11,28 +13,88 @@ import io
 import json
 import uuid
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from werkzeug.exceptions import RequestEntityTooLarge
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
+PIECE = 64 * 1024
+
+
+class BodyTooLarge(RequestEntityTooLarge):
+    """Raised by a bounded body stream when reading goes past the limit (Flask answers it 413)."""
 
 
 def _json_error(start_response: StartResponse, status: str, code: str, message: str,
                 request_id: str) -> Iterable[bytes]:
     body = json.dumps({"code": code, "message": message, "errors": {}, "request_id": request_id}).encode()
+    # Connection: close, because the rest of the body was not read.
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                             ("X-Request-ID", request_id), ("Connection", "close")])
     return [body]
 
 
+class BoundedInput:
+    """A ``wsgi.input`` that counts what is read from it and raises BodyTooLarge past ``limit`` bytes.
+
+    Reads are made in pieces of at most the remaining allowance plus one byte, so an endless
+    body is never buffered beyond the limit.
+    """
+
+    def __init__(self, stream: Any, limit: int):
+        self.stream = stream
+        self.limit = limit
+        self.count = 0
+        self.overflowed = False
+
+    def _take(self, data: bytes) -> bytes:
+        self.count += len(data)
+        if self.count > self.limit:
+            self.overflowed = True
+            raise BodyTooLarge(f"The request body is larger than the limit of {self.limit} bytes.")
+        return data
+
+    def _allowance(self, size: int | None) -> int:
+        room = self.limit - self.count + 1
+        return room if size is None or size < 0 else min(size, room)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size >= 0:
+            return self._take(self.stream.read(self._allowance(size)))
+        parts = []
+        while True:
+            piece = self._take(self.stream.read(self._allowance(PIECE)))
+            if not piece:
+                return b"".join(parts)
+            parts.append(piece)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._take(self.stream.readline(self._allowance(size)))
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        return list(self)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+
 class RequestBodyGuard:
-    """Refuse bodies over ``max_body`` bytes and inflate gzip bodies up to ``max_inflated`` bytes."""
+    """Refuse bodies over ``max_body`` bytes as sent and gzip bodies that inflate past ``max_inflated``."""
 
     def __init__(self, app: Callable[..., Any], max_body: int, max_inflated: int):
         self.app = app
         self.max_body = max_body
         self.max_inflated = max_inflated
+
+    def _too_large(self, start_response: StartResponse, request_id: str) -> Iterable[bytes]:
+        return _json_error(start_response, "413 Request Entity Too Large", "too_large",
+                           f"The request body is larger than the limit of {self.max_body} bytes.", request_id)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         request_id = uuid.uuid4().hex
@@ -40,44 +102,64 @@ class RequestBodyGuard:
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
+            length = -1
+        if length < 0:
             return _json_error(start_response, "400 Bad Request", "bad_request",
                                "Content-Length is not a number.", request_id)
         if length > self.max_body:
-            return _json_error(start_response, "413 Request Entity Too Large", "too_large",
-                               f"The request body is larger than the limit of {self.max_body} bytes.",
-                               request_id)
+            return self._too_large(start_response, request_id)
         encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
         if encoding in ("", "identity"):
-            return self.app(environ, start_response)
+            if length:
+                return self.app(environ, start_response)  # the server gives no more than Content-Length
+            bounded = BoundedInput(environ["wsgi.input"], self.max_body)
+            environ["wsgi.input"] = bounded
+
+            def closing_start_response(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+                if bounded.overflowed and not any(k.lower() == "connection" for k, _ in headers):
+                    headers = [*headers, ("Connection", "close")]  # the rest of the body was not read
+                return start_response(status, headers, *args)
+
+            return self.app(environ, closing_start_response)
         if encoding != "gzip":
             return _json_error(start_response, "415 Unsupported Media Type", "unsupported_media_type",
                                "Only gzip request bodies are accepted (Content-Encoding: gzip).", request_id)
-        compressed = self._read(environ, length)
-        if compressed is None:
-            return _json_error(start_response, "413 Request Entity Too Large", "too_large",
-                               f"The request body is larger than the limit of {self.max_body} bytes.",
-                               request_id)
+        return self._inflate(environ, start_response, length, request_id)
+
+    def _inflate(self, environ: Environ, start_response: StartResponse, length: int,
+                 request_id: str) -> Iterable[bytes]:
+        stream = environ["wsgi.input"]
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            body = inflater.decompress(compressed, self.max_inflated + 1)
-        except zlib.error:
-            return _json_error(start_response, "400 Bad Request", "bad_request",
-                               "The body is not valid gzip.", request_id)
-        if len(body) > self.max_inflated or inflater.unconsumed_tail:
-            return _json_error(start_response, "413 Request Entity Too Large", "too_large",
-                               f"The body inflates past the limit of {self.max_inflated} bytes.", request_id)
+        parts: list[bytes] = []
+        sent = inflated = 0
+        while not inflater.eof:
+            want = PIECE if not length else min(PIECE, length - sent)
+            piece = stream.read(want) if want > 0 else b""
+            if not piece:
+                break
+            sent += len(piece)
+            if sent > self.max_body:
+                return self._too_large(start_response, request_id)
+            data = piece
+            while data and not inflater.eof:
+                try:
+                    out = inflater.decompress(data, self.max_inflated - inflated + 1)
+                except zlib.error:
+                    return _json_error(start_response, "400 Bad Request", "bad_request",
+                                       "The body is not valid gzip.", request_id)
+                inflated += len(out)
+                if inflated > self.max_inflated:
+                    return _json_error(start_response, "413 Request Entity Too Large", "too_large",
+                                       f"The body inflates past the limit of {self.max_inflated} bytes.",
+                                       request_id)
+                parts.append(out)
+                data = inflater.unconsumed_tail
         if not inflater.eof:
             return _json_error(start_response, "400 Bad Request", "bad_request",
                                "The gzip body is truncated.", request_id)
+        body = b"".join(parts)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         environ.pop("HTTP_CONTENT_ENCODING", None)
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
         return self.app(environ, start_response)
-
-    def _read(self, environ: Environ, length: int) -> bytes | None:
-        stream = environ["wsgi.input"]
-        if length:
-            return stream.read(length)
-        # Chunked upload without a length: read one byte past the limit to detect excess.
-        data = stream.read(self.max_body + 1)
-        return None if len(data) > self.max_body else data

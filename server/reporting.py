@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from .auth import VILLAGE_CODE, Scope, iso, now_utc
-from .errors import ApiError
-from .storage import AnyOf, In, prefix_range
+from .areas import area_condition, scoped_areas, user_in_areas, village_where
+from .security.scope import Scope
+from .storage import In
+from .timeutil import iso, now_utc
+from .visits import count_visits, find_visits
 
 # -- time zones ---------------------------------------------------------------------------------
 # Indonesia keeps three time zones, set by Keputusan Presiden No. 41 Tahun 1987 (in force since
@@ -103,59 +105,6 @@ def visit_date(visit: Mapping[str, Any]) -> date | None:
 
 def local_today(code: str | None, now: datetime) -> date:
     return now.astimezone(zone_of(code)).date()
-
-
-# -- scope and areas ------------------------------------------------------------------------------
-def _outermost(areas: Iterable[str]) -> list[str]:
-    """The areas with any area inside another dropped, so no village is counted twice."""
-    unique = sorted(set(areas))
-    return [a for a in unique if not any(a != b and a.startswith(b + ".") for b in unique)]
-
-
-def scoped_areas(scope: Scope, area: str | None) -> list[str] | None:
-    """The areas both in scope and inside ``area`` (None: no limit at all, an admin without a filter).
-
-    An area the caller asks for but may not see answers 404, as a record out of scope does.
-    """
-    if scope.is_all:
-        return [area] if area else None
-    found = []
-    for mine in scope.areas:
-        if area is None or mine == area or mine.startswith(area + "."):
-            found.append(mine)
-        elif area.startswith(mine + "."):
-            found.append(area)
-    if area is not None and not found:
-        raise ApiError(404, "not_found", "No such village.")
-    return _outermost(found)
-
-
-def area_condition(area: str) -> Any:
-    return area if VILLAGE_CODE.match(area) else prefix_range(area + ".")
-
-
-def village_where(areas: list[str] | None, field_name: str = "village") -> dict[str, Any]:
-    """A store condition for documents whose ``field_name`` lies in ``areas`` (None: any)."""
-    if areas is None:
-        return {}
-    return {field_name: AnyOf(area_condition(a) for a in areas)}
-
-
-def in_areas(code: str | None, areas: list[str] | None) -> bool:
-    if areas is None:
-        return True
-    return isinstance(code, str) and any(code == a or code.startswith(a + ".") for a in areas)
-
-
-def _overlaps(code: str, area: str) -> bool:
-    return code == area or code.startswith(area + ".") or area.startswith(code + ".")
-
-
-def user_in_areas(user: Mapping[str, Any], areas: list[str] | None) -> bool:
-    """Whether a user's assigned villages (or kecamatan) touch ``areas``."""
-    if areas is None:
-        return True
-    return any(_overlaps(code, area) for code in user.get("villages") or () for area in areas)
 
 
 def published_versions(store: Any, form_id: str | None = None) -> list[tuple[str, str]]:
@@ -356,16 +305,18 @@ def _visit_item(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 def review_queue(store: Any, scope: Scope, *, kind: str | None = None, area: str | None = None,
                  flag: str | None = None, officer: str | None = None, form_id: str | None = None,
-                 review: str = "pending", after: str | None = None, limit: int = 50) -> dict[str, Any]:
+                 review: str = "pending", after: tuple[str, str] | None = None, limit: int = 50) -> dict[str, Any]:
     """Open conflicts, then flagged visits, by id, a page at a time.
 
-    ``after`` is the ``next`` of the previous page. Visits are those carrying any flag (or the
-    ``flag`` code) in the review state ``review`` (``any`` for every state)."""
+    ``after`` is the ``next`` of the previous page: ``(kind, id)`` of its last item. Visits are
+    those carrying any flag (or the ``flag`` code) in the review state ``review`` (``any`` for
+    every state)."""
     areas = scoped_areas(scope, area)
-    stage, last = _cursor(after)
+    stage, last = after if after else ("conflict", None)
     kinds = [kind] if kind else list(QUEUE_KINDS)
     conflict_where = {"open": True, **village_where(areas)}
-    visit_where: dict[str, Any] = {"flagged": True, **village_where(areas)}
+    visit_where: dict[str, Any] = village_where(areas)
+    visit_flag = flag or "any"
     if review != "any":
         visit_where["review_state"] = review
     if officer:
@@ -380,40 +331,15 @@ def review_queue(store: Any, scope: Scope, *, kind: str | None = None, area: str
         more = len(page) > limit
         last = None
     if "visit" in kinds and not more and len(items) < limit:
-        page = _flagged_page(store, visit_where, flag, last if stage == "visit" else None, limit - len(items) + 1)
+        page = find_visits(store, visit_where, flag=visit_flag, after=last if stage == "visit" else None,
+                           limit=limit - len(items) + 1)
         room = limit - len(items)
         items.extend(_visit_item(doc) for doc in page[:room])
         more = len(page) > room
-    next_cursor = f"{items[-1]['kind']}:{items[-1]['id']}" if more and items else None
+    next_position = (items[-1]["kind"], items[-1]["id"]) if more and items else None
     totals = {}
     if "conflict" in kinds:
         totals["conflicts"] = store.count("conflicts", conflict_where)
     if "visit" in kinds:
-        # Flag codes are a list, which the store cannot index: counted by streaming the flagged visits.
-        totals["visits"] = (store.count("visits", visit_where) if not flag else
-                            sum(1 for v in store.iterate("visits", visit_where) if flag in (v.get("flag_codes") or ())))
-    return {"items": items, "next": next_cursor, "totals": totals}
-
-
-def _cursor(after: str | None) -> tuple[str, str | None]:
-    if not after:
-        return "conflict", None
-    stage, _, last = after.partition(":")
-    if stage not in QUEUE_KINDS or not last:
-        raise ApiError(400, "invalid_cursor", "The cursor is not one this server gave; omit it for the first page.",
-                       {"after": ["not a valid cursor"]})
-    return stage, last
-
-
-def _flagged_page(store: Any, where: Mapping[str, Any], flag: str | None, after: str | None,
-                  wanted: int) -> list[dict[str, Any]]:
-    if not flag:
-        return store.find("visits", where, after=after, limit=wanted)
-    found: list[dict[str, Any]] = []
-    while len(found) < wanted:
-        page = store.find("visits", where, after=after, limit=500)
-        found.extend(v for v in page if flag in (v.get("flag_codes") or ()))
-        if len(page) < 500:
-            break
-        after = page[-1]["id"]
-    return found[:wanted]
+        totals["visits"] = count_visits(store, visit_where, flag=visit_flag)
+    return {"items": items, "next": next_position, "totals": totals}

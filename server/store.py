@@ -7,50 +7,138 @@ import threading
 
 from flask import Flask, current_app
 
-from .storage import CollectionSpec, Store, StoreUnavailable, open_store
+from .storage import CollectionSpec, Query, Store, StoreMisconfigured, StoreUnavailable, open_store
 
 log = logging.getLogger("kunjung.store")
 
-# Every collection the server uses, with the fields it is queried by. Adding a field
-# here adds its index at the next start-up on every backend.
+# Every collection the server uses, with the fields it is queried by, its indexes, and every
+# shape of read the server makes with the index that serves it (one registry for both backends:
+# each backend builds these indexes, and the test suite refuses a read no Query declares).
+# Adding a field here adds its index at the next start-up on every backend.
+#
+# A Query's filter fields lead its index; the index then gives the order when they are matched
+# by value or In (a range on them, such as a kecamatan prefix, leaves the bounded matches to be
+# sorted). "residual" fields are checked on the documents the index finds: optional filters of
+# listings whose page the index already bounds. "scan" in a reason marks a read that visits the
+# whole collection on purpose (a count of everything, a small collection, a test's check).
+def _counted(why: str = "counts of everything (health checks, tests): a scan") -> Query:
+    return Query(order=None, why=why)
+
+
+_VISIT_FILTERS = ("officer", "form_id", "review_state", "flagged")
+
 COLLECTIONS: list[CollectionSpec] = [
-    CollectionSpec("server_state", fields=()),
+    CollectionSpec("server_state", fields=(), queries=(_counted(),)),
     # accounts and security (server/auth.py, server/users.py)
-    CollectionSpec("users", fields=("role", "disabled"), indexes=(("role",),)),
+    CollectionSpec("users", fields=("role", "disabled"), indexes=(("role", "id"),), retired=(("role",),),
+                   queries=(Query(why="the user list; every user, for figures"), _counted(),
+                            Query(("role",), "id", ("role", "id"), why="officer figures"))),
     CollectionSpec("devices", fields=("username", "device_id", "revoked", "last_sync_at"),
-                   indexes=(("username",), ("device_id",), ("last_sync_at",))),
+                   indexes=(("username", "id"),), retired=(("username",), ("device_id",), ("last_sync_at",)),
+                   queries=(Query(("username",), "id", ("username", "id"), why="a user's devices"),
+                            Query(("username",), "username", ("username", "id"), why="device figures"),
+                            Query((), "username", ("username", "id"), why="device figures, every user"),
+                            _counted())),
     # One document per login: every access and refresh token of that login names it.
-    CollectionSpec("logins", fields=("username", "revoked"), indexes=(("username",),)),
-    CollectionSpec("rate_limits", fields=("expires_at",), indexes=(("expires_at",),)),
+    CollectionSpec("logins", fields=("username", "revoked"), retired=(("username",),), queries=(_counted(),)),
+    CollectionSpec("rate_limits", fields=("expires_at",), indexes=(("expires_at", "id"),), retired=(("expires_at",),),
+                   queries=(Query(("expires_at",), "id", ("expires_at", "id"), why="removing expired windows"),
+                            Query(why="tests: every window, a scan"), _counted())),
     CollectionSpec("audit", fields=("at", "actor", "action", "target"),
-                   indexes=(("at",), ("actor", "at"), ("action", "at"))),
+                   indexes=(("at", "id"), ("action", "at", "id")), retired=(("at",), ("actor", "at"), ("action", "at")),
+                   queries=(Query((), "at", ("at", "id"), why="the audit log, newest first"),
+                            Query(("action",), "at", ("action", "at", "id"), why="the audit log of one action"),
+                            Query(("action",), None, ("action", "at", "id"), why="tests: how often an action"),
+                            Query((), "id", residual=("action",), why="tests: one action's entries, a scan"),
+                            _counted())),
     # villages and their boundaries (server/villages.py); the id is the Kemendagri code.
     # boundary_hash lets the boundary cache check itself with a count instead of a read.
     CollectionSpec("villages", fields=("kecamatan", "regency", "province", "has_boundary", "boundary_hash"),
-                   indexes=(("kecamatan",), ("regency",))),
+                   retired=(("kecamatan",), ("regency",)),
+                   queries=(Query(why="villages in a scope (an id condition), by code"),
+                            Query(("id",), None, ("id",), residual=("boundary_hash",),
+                                  why="the boundary cache checking itself"),
+                            _counted())),
     # sync (server/sync_service.py): every accepted event, and the records folded from them
     CollectionSpec("events", fields=("household_id", "visit_id", "village", "type", "device_id", "officer", "hlc"),
-                   indexes=(("household_id", "seq"), ("village", "seq"), ("device_id",), ("officer",), ("hlc",)),
-                   tracked=True),
+                   indexes=(("household_id", "seq"), ("hlc", "id")),
+                   retired=(("village", "seq"), ("device_id",), ("officer",), ("hlc",)),
+                   tracked=True,
+                   queries=(Query(("household_id",), "seq", ("household_id", "seq"),
+                                  why="a household's history and its rebuild"),
+                            Query((), "hlc", ("hlc", "id"), why="start-up: the largest stored HLC"),
+                            Query((), None, residual=("type",), why="tests: events of a type, a scan"),
+                            Query((), "id", why="every event by id: rebuilds and checks read them all"),
+                            _counted())),
     CollectionSpec("households", fields=("village", "open_conflicts"),
-                   indexes=(("village", "seq"), ("village", "id"), ("open_conflicts",)), tracked=True),
+                   indexes=(("village", "seq"), ("village", "id")), tracked=True, retired=(("open_conflicts",),),
+                   queries=(Query(("village", "seq"), "seq", ("village", "seq"), why="pull, in a scope"),
+                            Query(("seq",), "seq", ("seq",), why="pull, everything (admins)"),
+                            Query(("village",), "id", ("village", "id"), why="household listing"),
+                            Query((), "id", why="household listing (admins), rebuild"),
+                            Query(("village",), "village", ("village", "id"), why="exports and coverage"),
+                            Query((), "village", ("village", "id"), why="exports and coverage (admins)"),
+                            Query(("village",), None, ("village", "id"), why="households of a village"),
+                            _counted())),
     CollectionSpec("visits", fields=("village", "household_id", "form_id", "form_version", "officer", "device_id",
                                      "review_state", "reviewed", "flagged", "received_at", "ended_at"),
-                   indexes=(("village", "seq"), ("officer", "reviewed", "seq"), ("village", "reviewed", "seq"),
-                            ("household_id",), ("form_id", "received_at"), ("review_state",), ("flagged",),
-                            ("received_at",),
+                   indexes=(("officer", "reviewed", "seq"), ("village", "reviewed", "seq"), ("reviewed", "seq"),
                             # exports and figures stream one form version at a time in seq order
                             # (server/reporting.py); this index serves that filter and order together
-                            ("form_id", "form_version", "seq")),
-                   tracked=True, geo=("location",)),
+                            ("form_id", "form_version", "seq"),
+                            ("village", "id"), ("flagged", "id")),
+                   tracked=True, geo=("location",),
+                   retired=(("village", "seq"), ("household_id",), ("form_id", "received_at"), ("review_state",),
+                            ("flagged",), ("received_at",)),
+                   queries=(Query(("officer", "reviewed", "seq"), "seq", ("officer", "reviewed", "seq"),
+                                  why="an officer's pull of reviews"),
+                            Query(("village", "reviewed", "seq"), "seq", ("village", "reviewed", "seq"),
+                                  why="a supervisor's pull of reviews"),
+                            Query(("reviewed", "seq"), "seq", ("reviewed", "seq"), why="an admin's pull of reviews"),
+                            Query(("form_id", "form_version"), "seq", ("form_id", "form_version", "seq"),
+                                  residual=("officer", "review_state", "village"), why="exports and figures"),
+                            Query(("village",), "id", ("village", "id"), residual=_VISIT_FILTERS,
+                                  why="visit listing and review queue in a scope"),
+                            Query(("village",), None, ("village", "id"), residual=_VISIT_FILTERS,
+                                  why="review queue totals in a scope"),
+                            Query(("flagged",), "id", ("flagged", "id"), residual=_VISIT_FILTERS[:3],
+                                  why="review queue (admins)"),
+                            Query(("flagged",), None, ("flagged", "id"), residual=_VISIT_FILTERS[:3],
+                                  why="review queue totals (admins)"),
+                            Query((), "id", residual=_VISIT_FILTERS[:3],
+                                  why="visit listing (admins), filters checked on each visit until the page fills"),
+                            _counted())),
     CollectionSpec("conflicts", fields=("household_id", "village", "field", "open"),
-                   indexes=(("household_id", "open"), ("village", "open"))),
+                   indexes=(("household_id", "id"), ("village", "id"), ("open", "id")),
+                   retired=(("household_id", "open"), ("village", "open")),
+                   queries=(Query(("household_id",), "id", ("household_id", "id"), residual=("open",),
+                                  why="a household's open conflicts, when it is written"),
+                            Query(("village",), "id", ("village", "id"), residual=("open",),
+                                  why="conflict listing and review queue in a scope"),
+                            Query(("village",), None, ("village", "id"), residual=("open",),
+                                  why="review queue totals in a scope"),
+                            Query(("open",), "id", ("open", "id"), why="conflict listing (admins)"),
+                            Query(("open",), None, ("open", "id"), why="review queue totals (admins)"),
+                            _counted())),
     # form definitions (server/forms_registry.py): one tracked document per form, so that publishing,
     # archiving and assignment reach devices through the pull; versions are immutable once published.
-    CollectionSpec("forms", fields=("archived", "published"), tracked=True),
-    CollectionSpec("form_versions", fields=("form_id", "state", "hash"), indexes=(("form_id",),)),
+    # Both collections hold one document per form or version: reading them whole is cheap.
+    CollectionSpec("forms", fields=("archived", "published"), tracked=True,
+                   queries=(Query(("seq",), "seq", ("seq",), why="pull of forms"),
+                            Query((), "id", residual=("archived", "published"), why="form lists (a small collection)"),
+                            _counted())),
+    CollectionSpec("form_versions", fields=("form_id", "state", "hash"), indexes=(("form_id", "id"),),
+                   retired=(("form_id",),),
+                   queries=(Query(("form_id",), "id", ("form_id", "id"), residual=("state",),
+                                  why="a form's versions"),
+                            Query((), "id", residual=("state",), why="published versions (a small collection)"),
+                            _counted())),
     # every export of visits or household history (server/exports.py): exports carry personal data
-    CollectionSpec("exports", fields=("at", "actor", "format"), indexes=(("at",), ("actor", "at"))),
+    CollectionSpec("exports", fields=("at", "actor", "format"), indexes=(("at", "id"), ("actor", "at", "id")),
+                   retired=(("at",), ("actor", "at")),
+                   queries=(Query((), "at", ("at", "id"), why="the export log, newest first"),
+                            Query(("actor",), "at", ("actor", "at", "id"), why="one admin's exports"),
+                            Query(why="tests: every export record"), _counted())),
 ]
 
 EXTENSION = "kunjung.store"
@@ -83,16 +171,23 @@ def init_store(app: Flask, store: Store | None = None) -> Store:
     starts, and the first request that needs the store tries again (503 meanwhile).
     """
     if store is None:
-        store = open_store(app.config["DATABASE_URL"], COLLECTIONS, **app.config.get("STORE_OPTIONS", {}))
+        url = app.config["DATABASE_URL"]
+        options = dict(app.config.get("STORE_OPTIONS", {}))
+        if url.startswith(("mongodb://", "mongodb+srv://")):
+            options.setdefault("allow_standalone", bool(app.config.get("MONGO_ALLOW_STANDALONE")))
+        store = open_store(url, COLLECTIONS, **options)
     holder = _Holder(store)
     app.extensions[EXTENSION] = holder
     return store
 
 
 def prepare_store(app: Flask) -> None:
-    """Create the schema and run start-up hooks now, tolerating a store that is down."""
+    """Create the schema and run start-up hooks now, tolerating a store that is down (but not
+    one that cannot serve kunjung, such as a MongoDB without transactions: that stops start-up)."""
     try:
         app.extensions[EXTENSION].ensure()
+    except StoreMisconfigured:
+        raise
     except StoreUnavailable as exc:
         log.warning("store not reachable at start-up (%s); will retry on each request", exc)
 

@@ -1,51 +1,58 @@
-"""Wiring the sync service to the app: one service per app, over its store, forms and boundaries."""
+"""Wiring sync to the app: one push and one pull service per app, over its store, forms, boundaries and keys."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from flask import Flask, current_app
 
-from sync import format_hlc
-
-from .clock import CLOCK_ID
+from .cursors import CursorCodec
+from .forms_registry import household_fields_for, published_definition
+from .pull import PullService
+from .push import PushService
+from .security.keys import keyring
 from .store import get_store
+from .villages import boundary_index
 
-EXTENSION = "kunjung.sync"
+PUSH_EXTENSION = "kunjung.push"
+PULL_EXTENSION = "kunjung.pull"
+CURSORS_EXTENSION = "kunjung.cursors"
 
 
-def sync_service() -> Any:
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    service = app.extensions.get(EXTENSION)
+def _app() -> Flask:
+    return current_app._get_current_object()  # type: ignore[attr-defined]
+
+
+def cursor_codec() -> CursorCodec:
+    """The app's signer of opaque cursors (pull cursors and list pages)."""
+    app = _app()
+    codec = app.extensions.get(CURSORS_EXTENSION)
+    if codec is None:
+        codec = app.extensions.setdefault(CURSORS_EXTENSION, CursorCodec(keyring(app)))
+    return codec
+
+
+def push_service() -> PushService:
+    app = _app()
+    service = app.extensions.get(PUSH_EXTENSION)
     if service is None:
-        from .sync_service import SyncService
-        from .villages import boundary_index
-
         store = get_store()
 
         def definitions(form_id: str, version: str) -> Any:
-            from . import forms_registry
+            return published_definition(store, form_id, version)
 
-            return forms_registry.published_definition(store, form_id, version)
+        def household_fields(village: str) -> Any:
+            return household_fields_for(store, village)
 
-        service = SyncService(store, definitions=definitions, boundaries=boundary_index(app))
-        app.extensions[EXTENSION] = service
+        service = app.extensions.setdefault(
+            PUSH_EXTENSION, PushService(store, definitions=definitions, boundaries=boundary_index(app),
+                                        household_fields=household_fields))
     return service
 
 
-def form_changes() -> Any:
-    """``(since, upto, scope) -> [(seq, change)]`` for forms a pull must bring."""
-    from . import forms_registry
-
-    store = get_store()
-
-    def changes(since: int, upto: int, scope: Any) -> list[tuple[int, dict[str, Any]]]:
-        found = forms_registry.forms_changed_since(store, since, scope, upto=upto)
-        return [(change["seq"], change) for change in found]
-
-    return changes
-
-
-def server_hlc() -> str:
-    doc = get_store().get("server_state", CLOCK_ID)
-    return doc["last"] if doc else format_hlc(0, 0)
+def pull_service() -> PullService:
+    app = _app()
+    service = app.extensions.get(PULL_EXTENSION)
+    if service is None:
+        service = app.extensions.setdefault(PULL_EXTENSION, PullService(get_store(), cursor_codec()))
+    return service

@@ -1,22 +1,24 @@
-"""Accounts: creating users, changing their role, villages, password or status, and revoking devices."""
+"""Accounts: creating users, changing their role, villages, password or status."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from .auth import (
-    ROLES,
-    USERNAME,
-    area_problems,
-    device_key,
-    iso,
-    now_utc,
-    password_problems,
-    passwords,
-    record_audit,
-)
+from forms.identifiers import Area
+
+from .audit import record_audit
 from .errors import ApiError
-from .store import get_store
+from .security.passwords import Passwords, password_problems
+from .storage import Store
+from .timeutil import iso, now_utc
+
+ROLES = ("admin", "supervisor", "officer")
+# \Z, not $: "$" also matches before a trailing newline.
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}\Z")
+# The levels of area each role may be assigned: officers villages; supervisors villages or whole kecamatan.
+AREA_LEVELS = {"officer": ("village",), "admin": ("village",), "supervisor": ("village", "kecamatan")}
+MAX_AREAS = 1000
 
 
 def public_user(user: dict[str, Any]) -> dict[str, Any]:
@@ -26,9 +28,28 @@ def public_user(user: dict[str, Any]) -> dict[str, Any]:
             "updated_at": user.get("updated_at")}
 
 
+def is_username(text: Any) -> bool:
+    return isinstance(text, str) and USERNAME.match(text) is not None
+
+
+def area_problems(role: str, areas: Any) -> list[str]:
+    """Why ``areas`` may not be assigned to a user of ``role`` (an empty list when they may)."""
+    if not isinstance(areas, list) or not all(isinstance(a, str) for a in areas):
+        return ["must be a list of Kemendagri codes"]
+    if len(areas) > MAX_AREAS:
+        return [f"at most {MAX_AREAS} areas"]
+    problems = []
+    for code in areas:
+        try:
+            Area.parse(code, levels=AREA_LEVELS[role])
+        except ValueError as error:
+            problems.append(str(error))
+    return problems
+
+
 def _check(username: str | None, role: str | None, villages: Any, password: Any) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
-    if username is not None and not USERNAME.match(username):
+    if username is not None and not is_username(username):
         errors["username"] = ["use 2-64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"]
     if role is not None and role not in ROLES:
         errors["role"] = [f"must be one of {', '.join(ROLES)}"]
@@ -37,22 +58,23 @@ def _check(username: str | None, role: str | None, villages: Any, password: Any)
         if problems:
             errors["villages"] = problems
     if password is not None:
-        problems = password_problems(password)
+        problems = password_problems(password, role)
         if problems:
             errors["password"] = problems
     return errors
 
 
-def create_user(username: str, password: str, role: str, villages: list[str] | None, *, actor: str | None,
-                address: str | None = None) -> dict[str, Any]:
-    villages = sorted(set(villages or []))
+def create_user(store: Store, hasher: Passwords, username: str, password: str, role: str,
+                villages: list[str] | None, *, actor: str | None, address: str | None = None) -> dict[str, Any]:
+    villages = villages or []
     errors = _check(username, role, villages, password)
     if errors:
         raise ApiError(422, "invalid", "The user is not valid.", errors)
+    villages = sorted(set(villages))
     at = iso(now_utc())
     user = {"id": username, "role": role, "villages": villages, "disabled": False,
-            "password_hash": passwords().hash(password), "token_version": 0, "created_at": at, "updated_at": at}
-    with get_store().transaction() as tx:
+            "password_hash": hasher.hash(password), "token_version": 0, "created_at": at, "updated_at": at}
+    with store.transaction() as tx:
         if not tx.insert("users", user):
             raise ApiError(409, "user_exists", f"A user named {username!r} exists already.")
         record_audit(tx, "user_created", actor=actor, target=username,
@@ -60,25 +82,41 @@ def create_user(username: str, password: str, role: str, villages: list[str] | N
     return user
 
 
-def update_user(username: str, changes: dict[str, Any], *, actor: str | None,
+def get_user(store: Store, username: str) -> dict[str, Any]:
+    user = store.get("users", username) if is_username(username) else None
+    if user is None:
+        raise ApiError(404, "not_found", f"No user named {username[:64]!r}.")
+    return user
+
+
+def list_users(store: Store) -> list[dict[str, Any]]:
+    return store.find("users", order_by="id", limit=10000)
+
+
+def update_user(store: Store, hasher: Passwords, username: str, changes: dict[str, Any], *, actor: str | None,
                 address: str | None = None) -> dict[str, Any]:
     """Apply any of role, villages, disabled, password. A password reset, a role change or
     disabling ends every login of the user at once (their tokens carry the old version)."""
-    store = get_store()
+    before = get_user(store, username)
+    # argon2 is slow by design: hash before taking the write lock.
+    new_hash = None
+    if "password" in changes and not password_problems(changes["password"], changes.get("role", before["role"])):
+        new_hash = hasher.hash(changes["password"])
     with store.transaction() as tx:
         user = tx.get("users", username)
         if user is None:
             raise ApiError(404, "not_found", f"No user named {username!r}.")
         role = changes.get("role", user["role"])
-        villages = sorted(set(changes["villages"])) if "villages" in changes else user.get("villages", [])
-        errors = _check(None, role, villages if ("villages" in changes or "role" in changes) else None,
+        given = changes["villages"] if "villages" in changes else user.get("villages", [])
+        errors = _check(None, role, given if ("villages" in changes or "role" in changes) else None,
                         changes.get("password"))
         if errors:
             raise ApiError(422, "invalid", "The change is not valid.", errors)
+        villages = sorted(set(given))
         updated = {**user, "role": role, "villages": villages, "updated_at": iso(now_utc())}
         ends_logins = False
         if "password" in changes:
-            updated["password_hash"] = passwords().hash(changes["password"])
+            updated["password_hash"] = new_hash or hasher.hash(changes["password"])
             ends_logins = True
             record_audit(tx, "password_reset", actor=actor, target=username, address=address)
         if role != user["role"]:
@@ -97,20 +135,3 @@ def update_user(username: str, changes: dict[str, Any], *, actor: str | None,
             updated["token_version"] = int(user.get("token_version", 0)) + 1
         tx.put("users", updated)
     return updated
-
-
-def list_devices(username: str | None = None) -> list[dict[str, Any]]:
-    where = {"username": username} if username else None
-    return get_store().find("devices", where, order_by="id", limit=1000)
-
-
-def revoke_device(username: str, device_id: str, *, actor: str | None, address: str | None = None) -> dict:
-    with get_store().transaction() as tx:
-        device = tx.get("devices", device_key(username, device_id))
-        if device is None:
-            raise ApiError(404, "not_found", "No such device for this user.")
-        if not device.get("revoked"):
-            device = tx.put("devices", {**device, "revoked": True, "revoked_at": iso(now_utc()),
-                                        "revoked_by": actor})
-            record_audit(tx, "device_revoked", actor=actor, target=device_key(username, device_id), address=address)
-    return device

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
 
-from forms import check_village_code
+from forms.identifiers import Area
+from sync import canonical_json
 
-from . import jsonio
-from .auth import record_audit
+from .audit import record_audit
 from .geo import BoundaryIndex, boundary_hash, check_boundary
+from .security.scope import Scope
 from .storage import In, Store
-from .storage.base import Where
 from .store import get_store
 
 # The collection (declared in server/store.py): one document per village, id = Kemendagri code.
@@ -156,7 +156,9 @@ def village_from_feature(feature: Any, report: FeatureReport, code_field: str = 
         report.reasons.append(f"no village code in property {code_field!r}")
     else:
         report.code = code
-        report.reasons.extend(f"{code_field}: {m}" for m in check_village_code(code))
+        if not Area.is_code(code, levels=("village",)):
+            report.reasons.append(f"{code_field}: village code must look like 32.04.05.2001 "
+                                  "(province.regency.kecamatan.village)")
     name = _text(properties.get(name_field))
     if name is None:
         report.reasons.append(f"no village name in property {name_field!r}")
@@ -245,7 +247,7 @@ def _store_chunk(store: Store, pending: list[tuple[dict[str, Any], FeatureReport
         stored = {doc["id"]: doc for doc in tx.find(VILLAGES, {"id": In(doc["id"] for doc, _ in pending)})}
         for doc, result in pending:
             before = stored.get(doc["id"])
-            if before is not None and jsonio.canonical(before) == jsonio.canonical(doc):
+            if before is not None and canonical_json(before) == canonical_json(doc):
                 result.status = "unchanged"
                 continue
             tx.put(VILLAGES, doc)
@@ -271,14 +273,16 @@ def village_detail(doc: dict[str, Any]) -> dict[str, Any]:
     return {**village_summary(doc), "boundary": doc.get("boundary"), "bbox": doc.get("bbox")}
 
 
-def list_villages(store: Store, where: Where | None = None) -> Iterator[dict[str, Any]]:
-    """The village documents matching ``where`` (a scope's filter on ``id``), by code."""
-    return store.iterate(VILLAGES, where)
+def list_villages(store: Store, scope: Scope, *, after: str | None = None,
+                  limit: int | None = None) -> list[dict[str, Any]]:
+    """The villages in ``scope``, by code, after the code ``after``, as :func:`village_summary` gives them."""
+    return [village_summary(doc) for doc in store.find(VILLAGES, scope.where("id"), after=after, limit=limit)]
 
 
-def get_village(store: Store, village_code: str) -> dict[str, Any] | None:
-    """The village document, or None (also for a string that is no village code at all)."""
-    if check_village_code(village_code):
+def get_village(store: Store, scope: Scope, village_code: str) -> dict[str, Any] | None:
+    """The village document, or None: for an unknown code, a string that is no village code, and a
+    village outside ``scope`` alike, so a caller cannot probe which villages exist."""
+    if not Area.is_code(village_code, levels=("village",)) or not scope.covers(village_code):
         return None
     return store.get(VILLAGES, village_code)
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
-from http_helpers import make_user
+from http_helpers import TEST_SECRET, make_user
+from mongo_stand_in import StandIn
 
 from server import create_app
-from server.store import raw_store
+from server.storage import open_store
+from server.storage.base import STRICT_QUERIES_ENV
+from server.store import COLLECTIONS, raw_store
 
-TEST_SECRET = "kunjung-test-secret-that-is-long-enough-0123456789"
+# Every read the suite makes must be a declared query with its index (server/store.py).
+os.environ[STRICT_QUERIES_ENV] = "1"
 
 
 def make_app(tmp_path, **overrides):
@@ -40,14 +46,15 @@ def app_factory(tmp_path):
         raw_store(application).close()
 
 
-def make_mongo_stand_in_app(tmp_path, **overrides):
-    """An app on the MongoDB backend over mongomock-ng: a stand-in, not a MongoDB (DESIGN.md §6)."""
-    import mongomock_ng
+def stand_in_store(stand_in: StandIn | None = None):
+    """A MongoDB store over the stand-in (mongomock-ng answering as a replica set), not a MongoDB."""
+    return open_store("mongodb://stand-in/kunjung", COLLECTIONS, client=stand_in or StandIn())
 
-    from server.storage import open_store
-    from server.store import COLLECTIONS
 
-    store = open_store("mongodb://stand-in/kunjung", COLLECTIONS, client=mongomock_ng.MongoClient())
+def make_mongo_stand_in_app(tmp_path, stand_in: StandIn | None = None, **overrides):
+    """An app on the MongoDB backend over the stand-in, not a MongoDB (docs/design.md §6); pass
+    ``stand_in`` to inject faults into it."""
+    store = stand_in_store(stand_in)
     return make_app(tmp_path, STORE=store, DATABASE_URL="mongodb://stand-in/kunjung", **overrides)
 
 

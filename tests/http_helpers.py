@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from server.security.passwords import passwords
+from server.store import get_store
+from server.users import create_user
+
 PASSWORD = "correct horse battery"
+TEST_SECRET = "kunjung-test-secret-that-is-long-enough-0123456789"
 
 
 def make_user(app, username, role, villages=(), password=PASSWORD):
     """Create a user straight through the domain code (as the CLI does)."""
-    from server.users import create_user
-
     with app.app_context():
-        create_user(username, password, role, list(villages), actor="test")
+        create_user(get_store(), passwords(), username, password, role, list(villages), actor="test")
 
 
 def login(client, username, password=PASSWORD, device_id=None):

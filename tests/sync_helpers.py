@@ -83,3 +83,47 @@ def households_in(changes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if change["type"] == "household":
             latest[change["id"]] = change
     return latest
+
+
+def listed(client: Any, path: str, headers: dict[str, str], **query: Any) -> list[dict[str, Any]]:
+    """Every item of a paged list (``{"items", "next"}``), following ``next`` to the last page."""
+    items: list[dict[str, Any]] = []
+    after = None
+    while True:
+        response = client.get(path, headers=headers, query_string={**query, **({"after": after} if after else {})})
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert set(body) == {"items", "next"}, body
+        items.extend(body["items"])
+        after = body["next"]
+        if after is None:
+            return items
+
+
+#: A form declaring the household fields the sync scenarios edit: a household edit may write only
+#: fields some published form (or the register, or the status marks) declares.
+HOUSEHOLD_FORM = {
+    "settings": {"form_id": "rumah_tangga_uji", "version": "1",
+                 "title": {"id": "Rumah tangga (uji)", "en": "Household (test)"}, "default_language": "id"},
+    "fields": [
+        {"type": "text", "name": "head_name", "label": {"id": "Nama kepala keluarga", "en": "Head of family"},
+         "save_to": "head_name"},
+        {"type": "text", "name": "notes", "label": {"id": "Catatan", "en": "Notes"}, "save_to": "notes"},
+        {"type": "decimal", "name": "land_area_ha", "label": {"id": "Luas lahan (ha)", "en": "Land (ha)"},
+         "save_to": "land_area_ha"},
+        {"type": "repeat", "name": "members", "label": {"id": "Anggota", "en": "Members"}, "save_to": "members",
+         "fields": [{"type": "text", "name": "member_name", "label": {"id": "Nama", "en": "Name"}, "save_to": "name"},
+                    {"type": "text", "name": "relation", "label": {"id": "Hubungan", "en": "Relation"},
+                     "save_to": "relation"}]},
+    ],
+    "choices": {},
+}
+
+
+def publish_household_form(client: Any) -> None:
+    """Publish HOUSEHOLD_FORM to every village, as an admin would (the ``users`` fixture's admin)."""
+    admin = login(client, "admin")
+    form_id = HOUSEHOLD_FORM["settings"]["form_id"]
+    assert client.post("/api/v1/forms", json=HOUSEHOLD_FORM, headers=admin).status_code == 201
+    assert client.post(f"/api/v1/forms/{form_id}/versions/1/publish", headers=admin).status_code == 200
+    assert client.put(f"/api/v1/forms/{form_id}/assignment", json={"all": True}, headers=admin).status_code == 200

@@ -45,10 +45,11 @@ def test_mongo_is_a_healthy_replica_set_and_app_waits_for_it():
     assert "mongo-data" in compose["volumes"]
 
 
-def test_dockerfile_runs_gunicorn_on_the_wsgi_app():
+def test_dockerfile_runs_gunicorn_with_the_options_scripts_serve_uses():
     text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-    assert "gunicorn" in text
-    assert "server.wsgi:app" in text
+    serve = (ROOT / "scripts" / "serve").read_text(encoding="utf-8")
+    assert "gunicorn -c python:server.gunicorn_conf" in text
+    assert "-c python:server.gunicorn_conf" in serve
     for package in ("server", "sync", "forms"):
         assert f"COPY {package} ./{package}" in text
     assert "USER kunjung" in text

@@ -284,6 +284,15 @@ def test_exports_are_scoped(client, visits):
         assert client.get(f"/api/v1/exports/{path}", headers=login(client, "ani")).status_code == 403
 
 
+def test_an_area_filter_is_a_kemendagri_code_and_nothing_like_one(client, users):
+    admin = login(client, "admin")
+    for path in ("visits.csv.zip", "households-history.csv"):
+        for village in ("32.04.05.2001\n", "3\u0662", "32.0", "32.04.05.2001 "):
+            response = client.get(f"/api/v1/exports/{path}", headers=admin, query_string={"village": village})
+            assert response.status_code == 422, (path, village)
+            assert list(response.get_json()["errors"]) == ["village"]
+
+
 def test_every_export_is_recorded_and_listed_for_admins(client, visits):
     assert fetch(client, "supervisor", "visits.csv.zip", village=A, labels="id").data
     assert fetch(client, "admin", "visits.geojson", officer="budi").data
@@ -413,3 +422,104 @@ def test_exporting_100000_visits_keeps_memory_flat(app, client, users, tmp_path)
         with archive.open("verval_exp-1-members.csv") as raw:
             members = sum(1 for _ in csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig"))) - 1
     assert (visits, members) == (100_000, 200_000)
+
+
+# -- answer columns that meet metadata names ---------------------------------------------------------------
+CLASHING = ["visit_id", "form_id", "form_version", "household_id", "village", "officer", "device_id", "started_at",
+            "ended_at", "received_at", "visit_date", "geotag_lat", "geotag_lon", "geotag_accuracy_m", "review_state",
+            "flags", "supersedes", "superseded_by", "accuracy_m", "flagged", "flag_codes"]
+
+
+def clashing_form():
+    fields = [{"type": "text", "name": name, "label": label(f"Isian {name}", f"Answer {name}")} for name in CLASHING]
+    fields += [
+        # geotag_lat, geotag_lon and geotag_accuracy_m are metadata columns: the geopoint's parts would meet them
+        {"type": "geopoint", "name": "geotag", "label": label("Titik", "Point")},
+        # two answers with the same label must not share a header when headers are labels
+        {"type": "text", "name": "catatan", "label": label("Isian visit_date", "Answer visit_date")},
+        {"type": "repeat", "name": "rows", "label": label("Baris", "Rows"), "fields": [
+            {"type": "text", "name": "row_id", "label": label("Nomor", "Number")},
+            {"type": "text", "name": "parent_row_id", "label": label("Induk", "Parent")}]},
+    ]
+    return {"settings": {"form_id": "bentrok", "version": "1", "title": label("Bentrok", "Clash"),
+                         "default_language": "id"}, "fields": fields}
+
+
+@pytest.fixture
+def clash_visit(app, client, users):
+    admin = login(client, "admin")
+    assert client.post("/api/v1/forms", json=clashing_form(), headers=admin).status_code == 201
+    assert client.post("/api/v1/forms/bentrok/versions/1/publish", headers=admin).status_code == 200
+    assert client.put("/api/v1/forms/bentrok/assignment", json={"all": True}, headers=admin).status_code == 200
+    ani = Device(client, "ani")
+    answers = {name: f"jawaban {name}" for name in CLASHING}
+    answers.update(geotag={"lat": -7.2, "lon": 107.5, "accuracy_m": 9}, catatan="catatan",
+                   rows=[{"_id": M1, "row_id": "baris satu", "parent_row_id": "induk"}])
+    event = {**visit(ani, A, "2026-01-15T02:00:00Z", answers), "form_id": "bentrok"}
+    assert ani.push([event])["results"][0]["status"] == "applied"
+    return event
+
+
+def _no_repeats(headers):
+    assert len(headers) == len(set(headers)), [h for h in headers if headers.count(h) > 1]
+
+
+@pytest.mark.parametrize("labels", ["codes", "id"])
+def test_no_export_repeats_a_column_name_when_a_field_is_named_like_a_metadata_column(client, clash_visit, labels):
+    files, archive = csv_zip(client, form_id="bentrok", labels=labels)
+    header = next(csv.reader(io.StringIO(archive.read("bentrok-1.csv").decode("utf-8-sig"))))
+    repeat_header = next(csv.reader(io.StringIO(archive.read("bentrok-1-rows.csv").decode("utf-8-sig"))))
+    _no_repeats(header)
+    _no_repeats(repeat_header)
+    workbook = load_workbook(io.BytesIO(fetch(client, "admin", "visits.xlsx", form_id="bentrok", labels=labels).data))
+    sheet_header = list(next(workbook["bentrok-1"].iter_rows(values_only=True)))
+    assert sheet_header == header
+    assert list(next(workbook["bentrok-1-rows"].iter_rows(values_only=True))) == repeat_header
+    row = files["bentrok-1.csv"][0]
+    # the metadata keep their names and values; each answer is under its own column
+    assert (row["visit_id"], row["visit_date"], row["officer"]) == (clash_visit["id"], "2026-01-15", "ani")
+    if labels == "codes":
+        assert header[:len(VISIT_COLUMNS)] == VISIT_COLUMNS
+        for name in CLASHING:
+            assert row[f"answer_{name}"] == f"jawaban {name}"
+        assert (row["answer_geotag_lat"], row["answer_answer_geotag_lat"]) == ("jawaban geotag_lat", "-7.2")
+        member = files["bentrok-1-rows.csv"][0]
+        assert (member["row_id"], member["answer_row_id"], member["answer_parent_row_id"]) == (
+            M1, "baris satu", "induk")
+    else:
+        assert row["Isian visit_date"] == "jawaban visit_date"
+        assert row["Isian visit_date [catatan]"] == "catatan"
+
+
+def test_geojson_names_answers_that_meet_metadata_names_as_the_csv_does(client, clash_visit):
+    features = json.loads(fetch(client, "admin", "visits.geojson", form_id="bentrok").data)["features"]
+    properties = features[0]["properties"]
+    assert (properties["visit_date"], properties["accuracy_m"]) == ("2026-01-15", 6)
+    for name in CLASHING:
+        assert properties[f"answer_{name}"] == f"jawaban {name}"
+    # answer_geotag_lat is the text field geotag_lat's column already, so the geopoint is prefixed twice
+    assert properties["answer_answer_geotag"] == {"lat": -7.2, "lon": 107.5, "accuracy_m": 9}
+    assert properties["rows"] == [{"_id": M1, "answer_row_id": "baris satu", "answer_parent_row_id": "induk"}]
+
+
+def test_an_answer_the_form_hid_is_neither_exported_nor_written_to_the_household(app, client, users):
+    admin = login(client, "admin")
+    hidden = {"settings": {"form_id": "tersembunyi", "version": "1", "title": label("Uji", "Test"),
+                           "default_language": "id"},
+              "fields": [{"type": "select_one", "name": "result", "label": label("Hasil", "Result"), "list": "yn"},
+                         {"type": "text", "name": "head_name", "label": label("Nama", "Name"),
+                          "relevant": "${result} = '1'", "save_to": "head_name"}],
+              "choices": {"yn": [{"name": "1", "label": label("Ya", "Yes")},
+                                 {"name": "2", "label": label("Tidak", "No")}]}}
+    assert client.post("/api/v1/forms", json=hidden, headers=admin).status_code == 201
+    assert client.post("/api/v1/forms/tersembunyi/versions/1/publish", headers=admin).status_code == 200
+    assert client.put("/api/v1/forms/tersembunyi/assignment", json={"all": True}, headers=admin).status_code == 200
+    ani = Device(client, "ani")
+    # the officer typed a name, then the household refused: the phone still sends the name
+    event = {**visit(ani, A, "2026-01-15T02:00:00Z", {"result": "2", "head_name": "Siti"}), "form_id": "tersembunyi"}
+    assert ani.push([event])["results"][0]["status"] == "applied"
+    files, _ = csv_zip(client, form_id="tersembunyi")
+    assert files["tersembunyi-1.csv"][0]["head_name"] == ""
+    response = client.get(f"/api/v1/households/{event['household_id']}", headers=admin)
+    assert response.status_code == 200
+    assert "head_name" not in response.get_json()["fields"]

@@ -390,7 +390,7 @@ def test_two_servers_on_one_sqlite_file_pushing_at_once_lose_nothing(prepared, s
               for s in (one, two)}
     shared = [str(uuid.uuid4()) for _ in range(30)]  # households every phone edits, through both servers
     batches = {p.device_id: [[p.visit(n) for n in range(k * 50, k * 50 + 50)]
-                             + [p.edit(h, {"note": f"{p.device_id} batch {k}"}) for h in shared[k * 10:k * 10 + 10]]
+                             + [p.edit(h, {"address": f"{p.device_id} batch {k}"}) for h in shared[k * 10:k * 10 + 10]]
                              for k in range(3)] for p in phones}
     replies: dict[tuple[str, int, int], list[str]] = {}
     failures: list[str] = []
@@ -431,7 +431,7 @@ def test_two_servers_on_one_sqlite_file_pushing_at_once_lose_nothing(prepared, s
         # A lost update would leave a shared household with fewer heads than phones that wrote it.
         for household_id in shared:
             record = Record.from_document(store.get("households", household_id)["record"])
-            heads = record.fields["note"].heads
+            heads = record.fields["address"].heads
             assert sorted(w.stamp.split("/")[1] for w in heads) == sorted(p.device_id for p in phones)
         seqs = [doc["seq"] for doc in store.iterate("households")]
         assert len(seqs) == len(set(seqs))

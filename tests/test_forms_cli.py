@@ -6,7 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from test_forms_http import definition, xlsform
+from test_forms_http import definition, doctype_xlsx, inflating_xlsx, long_xlsx, xlsform
 
 from forms import definition_hash
 from server.cli import cli
@@ -87,6 +87,18 @@ def test_assign_all(env, store, tmp_path):
     assert both.exit_code != 0
 
 
+def test_publishing_without_an_assignment_warns_that_officers_will_not_see_the_form(env, store, tmp_path):
+    result = run("import-form", write_json(tmp_path, definition()), "--publish")
+    assert result.exit_code == 0, result.output
+    assert "assigned to no village" in result.stderr
+    assert "--assign-all or --village" in result.stderr
+    assigned = run("import-form", write_json(tmp_path, definition(version="2")), "--publish", "--village", "32.04.05")
+    assert assigned.exit_code == 0, assigned.output
+    assert "assigned to no village" not in assigned.stderr
+    draft = run("import-form", write_json(tmp_path, definition(version="3")))
+    assert "assigned to no village" not in draft.stderr
+
+
 def test_invalid_json_definition_prints_every_path_and_exits_1(env, store, tmp_path):
     data = definition()
     del data["fields"][2]["list"]
@@ -124,6 +136,18 @@ def test_incompatible_new_version_and_bad_villages_and_bad_files_exit_1(env, sto
     result = run("import-form", broken)
     assert result.exit_code == 1
     assert "file:" in result.stderr
+
+
+@pytest.mark.parametrize(("build", "words"), [(inflating_xlsx, "inflates"), (lambda: long_xlsx(25_000), "20,000 rows"),
+                                             (doctype_xlsx, "DOCTYPE")])
+def test_a_hostile_xlsform_is_refused_in_a_few_lines(env, store, tmp_path, build, words):
+    path = tmp_path / "hostile.xlsx"
+    path.write_bytes(build())
+    result = run("import-form", path, "--publish")
+    assert result.exit_code == 1
+    assert words in result.stderr
+    assert len(result.stderr.splitlines()) <= 3
+    assert store.count("form_versions") == 0
 
 
 def test_load_library_publishes_then_skips(env, store):

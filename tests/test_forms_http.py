@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import threading
+import zipfile
+from collections.abc import Iterator
 
 import openpyxl
 import pytest
@@ -12,8 +15,9 @@ from http_helpers import login, make_user
 
 from forms import Definition, definition_hash
 from server import forms_registry
-from server.auth import Scope
-from server.store import get_store
+from server.security.scope import Scope
+from server.storage import open_store
+from server.store import COLLECTIONS, get_store
 
 FORMS = "/api/v1/forms"
 
@@ -61,6 +65,65 @@ def xlsform(version="1", *, duplicate=False, label="Nama kepala keluarga") -> by
                ["yatidak", "1", "Ya", "Yes"], ["yatidak", "2", "Tidak", "No"]]
     settings = [["form_id", "version", "form_title"], ["pendataan_xls", version, "Pendataan"]]
     return workbook(survey, choices, settings)
+
+
+_SHEET_HEAD = (b'<?xml version="1.0" encoding="UTF-8"?>\n<worksheet xmlns="http://schemas.openxmlformats.org/'
+               b'spreadsheetml/2006/main"><sheetData>')
+_PACKAGE = {
+    "[Content_Types].xml": '<?xml version="1.0" encoding="UTF-8"?>\n<Types xmlns="http://schemas.openxmlformats.org/'
+    'package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+    'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/'
+    'workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+    '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.'
+    'spreadsheetml.worksheet+xml"/></Types>',
+    "_rels/.rels": '<?xml version="1.0" encoding="UTF-8"?>\n<Relationships xmlns="http://schemas.openxmlformats.org/'
+    'package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/'
+    '2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>',
+    "xl/workbook.xml": '<?xml version="1.0" encoding="UTF-8"?>\n<workbook xmlns="http://schemas.openxmlformats.org/'
+    'spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+    '<sheets><sheet name="survey" sheetId="1" r:id="rId1"/></sheets></workbook>',
+    "xl/_rels/workbook.xml.rels": '<?xml version="1.0" encoding="UTF-8"?>\n<Relationships xmlns="http://schemas.'
+    'openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/'
+    'officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>',
+}
+
+
+def _cell(text: str) -> bytes:
+    return f'<c t="inlineStr"><is><t>{text}</t></is></c>'.encode()
+
+
+def raw_xlsx(rows: Iterator[bytes], **replaced: str) -> bytes:
+    """An .xlsx written part by part, its survey sheet streamed from `rows` (each a <row> element):
+    small on disk however many rows it holds. `replaced` swaps a part's XML (keys with '/' as '__')."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name, xml in _PACKAGE.items():
+            archive.writestr(name, replaced.get(name.replace("/", "__").replace(".", "_"), xml))
+        with archive.open("xl/worksheets/sheet1.xml", "w") as sheet:
+            sheet.write(_SHEET_HEAD)
+            sheet.write(b"<row>" + _cell("type") + _cell("name") + _cell("label") + b"</row>")
+            for row in rows:
+                sheet.write(row)
+            sheet.write(b"</sheetData></worksheet>")
+    return out.getvalue()
+
+
+def inflating_xlsx(rows: int = 1_000_000) -> bytes:
+    """The zip bomb of the security review: a million identical rows in some 150 KB."""
+    return raw_xlsx(b"<row>" + _cell("text") + b"</row>" for _ in range(rows))
+
+
+def long_xlsx(rows: int) -> bytes:
+    """A sheet of many distinct, well-formed questions: it compresses like a real one."""
+    return raw_xlsx(b"<row>" + _cell("text") + _cell(f"q{n}") + _cell(f"Pertanyaan {n}") + b"</row>"
+                    for n in range(rows))
+
+
+def doctype_xlsx() -> bytes:
+    workbook_xml = _PACKAGE["xl/workbook.xml"].replace(
+        "<workbook ", '<!DOCTYPE workbook [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>\n<workbook ', 1)
+    return raw_xlsx(iter([b"<row>" + _cell("text") + _cell("nama") + _cell("Nama") + b"</row>"]),
+                    xl__workbook_xml=workbook_xml)
 
 
 def upload(client, headers, content: bytes, filename="pendataan.xlsx", url=FORMS, method="post"):
@@ -141,6 +204,20 @@ def test_admin_creates_edits_and_publishes_a_draft(app, client, admin):
     assert [(a["target"], a["actor"]) for a in audit] == [("survei_rumah@1", "admin")]
 
 
+def test_publishing_a_form_assigned_to_nobody_says_officers_will_not_see_it(client, admin):
+    create(client, admin, definition())
+    published = publish(client, admin, "survei_rumah")
+    assert published["assigned"] is False
+    assert any("officers will not see it" in m for m in published["warnings"]["assignment"])
+    assign(client, admin, "survei_rumah", villages=["32.04.05"])
+    retried = publish(client, admin, "survei_rumah")
+    assert retried["assigned"] is True
+    assert "warnings" not in retried
+    create(client, admin, definition(version="2"))
+    second = publish(client, admin, "survei_rumah", "2")
+    assert (second["assigned"], second.get("warnings")) == (True, None)
+
+
 def test_second_post_of_a_draft_version_points_to_put(client, admin):
     create(client, admin, definition())
     response = client.post(FORMS, headers=admin, json=definition())
@@ -202,6 +279,17 @@ def test_invalid_definitions_are_422_with_paths(client, admin, mutate, path):
     assert response.get_json()["code"] == "invalid_definition"
     assert path in response.get_json()["errors"]
     assert listed(client, admin, all="true") == {}
+
+
+def test_a_definition_with_operator_or_dotted_keys_is_refused_with_the_path(client, admin):
+    data = definition()
+    data["fields"][1]["$where"] = "sleep(1000)"
+    data["choices"]["yatidak"][0]["label"]["en.US"] = "Yes"
+    response = client.post(FORMS, headers=admin, json=data)
+    assert response.status_code == 422
+    errors = response.get_json()["errors"]
+    assert set(errors) == {"fields[1]", "choices.yatidak[0].label"}
+    assert client.get(FORMS, headers=admin, query_string={"all": True}).get_json() == []
 
 
 def test_not_an_object_is_422(client, admin):
@@ -285,9 +373,47 @@ def test_upload_that_is_not_a_workbook_or_lacks_the_file(client, admin):
     assert "file" in missing.get_json()["errors"]
 
 
-def test_json_definition_may_be_uploaded_as_a_file(client, admin):
-    import json
+def _small_refusal(response, words):
+    assert response.status_code == 422, response.get_data()[:300]
+    body = response.get_json()
+    assert body["code"] == "invalid_definition"
+    assert len(response.get_data()) < 4096
+    assert any(words in message for messages in body["errors"].values() for message in messages), body
+    return body
 
+
+def test_an_xlsform_that_inflates_to_a_million_rows_is_refused_before_it_is_unpacked(client, admin, monkeypatch):
+    bomb = inflating_xlsx()
+    assert len(bomb) < 400_000
+
+    def unpacked(*args, **kwargs):
+        raise AssertionError("the workbook was opened")
+
+    monkeypatch.setattr("forms.xlsform.openpyxl.load_workbook", unpacked)
+    _small_refusal(upload(client, admin, bomb), "inflates")
+    assert client.get(FORMS, headers=admin, query_string={"all": True}).get_json() == []
+
+
+def test_an_xlsform_with_more_rows_than_a_form_has_is_refused_while_reading(client, admin):
+    body = _small_refusal(upload(client, admin, long_xlsx(25_000)), "more than 20,000 rows")
+    assert list(body["errors"]) == ["survey!20002"]
+
+
+def test_an_xlsx_whose_workbook_declares_a_doctype_is_422_not_500(client, admin):
+    _small_refusal(upload(client, admin, doctype_xlsx()), "DOCTYPE")
+
+
+def test_an_xlsform_with_thousands_of_problems_reports_the_first_few_hundred(client, admin):
+    survey = [["type", "name", "label"], *(["barcode", f"q{n}", f"Pertanyaan {n}"] for n in range(1000))]
+    response = upload(client, admin, workbook(survey))
+    assert response.status_code == 422
+    errors = response.get_json()["errors"]
+    assert sum(len(messages) for messages in errors.values()) == 201
+    assert errors["…"] == ["… and 800 more"]
+    assert errors["survey!2"] == ["type 'barcode' is not supported: barcode scanning is not supported"]
+
+
+def test_json_definition_may_be_uploaded_as_a_file(client, admin):
     response = upload(client, admin, json.dumps(definition()).encode(), filename="survei.json")
     assert response.status_code == 201
     assert response.get_json()["hash"] == definition_hash(definition())
@@ -393,8 +519,10 @@ def test_etags_answer_304_and_change_with_the_list(client, users, admin):
 def test_assignment_codes_are_checked(client, admin):
     published_form(client, admin, "survei_rumah")
     url = f"{FORMS}/survei_rumah/assignment"
+    # a trailing newline and Arabic-Indic digits are no codes, though a `\d...$` pattern takes them
     for body in ({"villages": ["32.04"]}, {"villages": ["3204052001"]}, {"all": True, "villages": ["32.04.05"]},
-                 {"villages": "32.04.05"}):
+                 {"villages": "32.04.05"}, {"villages": ["32.04.05.2001\n"]}, {"villages": ["٣٢.04.05"]},
+                 {"villages": ["32.04.05.4001"]}):
         response = client.put(url, headers=admin, json=body)
         assert response.status_code == 422, body
         assert "villages" in response.get_json()["errors"]
@@ -567,9 +695,6 @@ def test_the_library_is_not_loaded_when_the_setting_is_off_or_forms_exist(app_fa
 
 
 def test_two_workers_loading_at_once_publish_each_form_once(app_factory, tmp_path):
-    from server.storage import open_store
-    from server.store import COLLECTIONS
-
     app_factory()  # creates the schema
     url = f"sqlite:///{tmp_path}/kunjung.db"
     stores = [open_store(url, COLLECTIONS) for _ in range(2)]
@@ -635,3 +760,27 @@ def test_the_form_life_cycle_holds_on_every_backend(backend_app):
         assert (change["type"], change["archived"], change["version"]) == ("form", True, "1")
         assert forms_registry.published_definition(store, "survei_rumah", "1").version == "1"
         assert forms_registry.published_definition(store, "survei_rumah", "2") is None
+
+
+def test_household_fields_of_a_village_come_from_the_forms_that_reach_it(app, client, admin):
+    saving = definition("pendataan_kk", extra_fields=[
+        {"type": "text", "name": "nik_kepala", "label": {"id": "NIK", "en": "NIK"}, "appearance": "nik",
+         "save_to": "head_nik_checked"}])
+    create(client, admin, saving)
+    publish(client, admin, "pendataan_kk")
+    assign(client, admin, "pendataan_kk", villages=["32.04.05"])
+    other = definition("lain", extra_fields=[
+        {"type": "integer", "name": "luas", "label": {"id": "Luas", "en": "Area"}, "save_to": "floor_area_other"}])
+    create(client, admin, other)
+    publish(client, admin, "lain")
+    assign(client, admin, "lain", villages=["32.04.06.2001"])
+    with app.app_context():
+        store = get_store()
+        here = forms_registry.household_fields_for(store, "32.04.05.2001")
+        assert here.check("head_nik_checked", "not-a-nik") == ["NIK must be exactly 16 digits"]
+        assert here.check("floor_area_other", 3) == ["unknown household field"]
+        assert forms_registry.household_fields_for(store, "32.04.06.2001").check("floor_area_other", 3) == []
+    # taken away, the form's fields stay known: households were visited with it
+    assign(client, admin, "pendataan_kk", villages=[])
+    with app.app_context():
+        assert "head_nik_checked" in forms_registry.household_fields_for(get_store(), "32.04.05.2001")

@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (
     response_headers_conformance,
     response_schema_conformance,
 )
-from sync_helpers import VILLAGE, Device
+from sync_helpers import VILLAGE, Device, listed
 
 from server import create_app
 from server.store import get_store, raw_store
@@ -67,7 +67,7 @@ def fuzz_app(tmp_path_factory):
     reviewed = client.post(f"/api/v1/visits/{visit['id']}/review", headers=supervisor,
                            json={"id": str(uuid.uuid4()), "state": "approved", "comment": "Lengkap"})
     assert reviewed.status_code == 200, reviewed.get_json()
-    conflicts = client.get("/api/v1/conflicts", headers=supervisor).get_json()
+    conflicts = listed(client, "/api/v1/conflicts", supervisor)
     assert len(conflicts) == 1
     app.config["FUZZ_KNOWN_IDS"] = {
         "form_id": "verval_keluarga", "version": "2026.1", "household_id": household, "visit_id": visit["id"],

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 import shapely
+from mongo_stand_in import StandIn
 from shapely.geometry import shape
 
 from server.geo import BoundaryIndex, check_boundary, check_geotag, distance_to_boundary_m
@@ -226,9 +227,7 @@ class CountingStore:
 def open_backend(name, tmp_path):
     if name == "sqlite":
         return open_store(f"sqlite:///{tmp_path}/geo.db", COLLECTIONS)
-    import mongomock_ng
-
-    return open_store("mongodb://stand-in/kunjung", COLLECTIONS, client=mongomock_ng.MongoClient())
+    return open_store("mongodb://stand-in/kunjung", COLLECTIONS, client=StandIn())
 
 
 @pytest.fixture

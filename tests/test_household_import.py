@@ -8,15 +8,40 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from http_helpers import login
-from sync_helpers import VILLAGE, Device, households_in
+from sync_helpers import VILLAGE, Device, households_in, listed
 
 from server.cli import cli
+from server.household_import import FAR_OUTSIDE_M
 from server.store import get_store
+from server.villages import import_villages
 
 REGISTERS = Path(__file__).parent / "fixtures" / "registers"
 # The namespace of household ids is part of the contract with devices: a device that derives a
 # household's id from its village code and No. KK must get the server's.
 NAMESPACE = uuid.UUID("6f1c8f0e-3b7a-5d2e-9a41-6b756e6a756e")
+
+
+def square(code, lat, lon, half=0.01):
+    """A village about 2.2 km a side around (lat, lon)."""
+    ring = [[lon - half, lat - half], [lon + half, lat - half], [lon + half, lat + half], [lon - half, lat + half],
+            [lon - half, lat - half]]
+    return {"type": "Feature", "properties": {"code": code, "name": f"Desa {code}"},
+            "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+
+# The villages of the registers here; 32.04.05.2002 is known without a boundary.
+VILLAGES = [square(VILLAGE, -7.0, 107.6), square("32.04.06.2001", -6.95, 107.7), square("73.71.01.1001", -5.15, 119.43),
+            {"type": "Feature", "properties": {"code": "32.04.05.2002", "name": "Desa Tanpa Batas"}, "geometry": None}]
+
+
+@pytest.fixture
+def users(app, users):
+    """The usual users, and the villages the registers name: a register row of a village the server
+    does not know is refused."""
+    with app.app_context():
+        report = import_villages(get_store(), VILLAGES)
+    assert report.counts["refused"] == 0
+    return users
 
 
 def hid(village, no_kk):
@@ -54,8 +79,8 @@ def test_a_register_loads_every_household_with_the_id_devices_derive(client, use
     assert values(client, admin, hid(VILLAGE, "3204050101200003")) == {
         "no_kk": "3204050101200003", "head_name": "Rahmat Hidayat", "address": "Dusun Krajan", "rt": "005",
         "rw": "001"}
-    listed = client.get("/api/v1/households", headers=admin).get_json()
-    assert {h["id"]: h["village"] for h in listed} == {
+    households = listed(client, "/api/v1/households", admin)
+    assert {h["id"]: h["village"] for h in households} == {
         hid(VILLAGE, "3204050101200001"): VILLAGE, hid(VILLAGE, "3204050101200002"): VILLAGE,
         hid(VILLAGE, "3204050101200003"): VILLAGE, hid("32.04.05.2002", "3204050202190004"): "32.04.05.2002",
         hid("32.04.06.2001", "3204060303180005"): "32.04.06.2001"}
@@ -73,8 +98,8 @@ def test_bad_rows_are_reported_with_their_row_number_and_good_rows_still_load(cl
     assert "head_name is empty" in problems[6]
     assert "also on row 2" in problems[7]
     assert "outside Indonesia" in problems[8]
-    listed = {h["id"] for h in client.get("/api/v1/households", headers=admin).get_json()}
-    assert listed == {hid(VILLAGE, "3204050101200001"), hid(VILLAGE, "3204050101200013")}
+    found = {h["id"] for h in listed(client, "/api/v1/households", admin)}
+    assert found == {hid(VILLAGE, "3204050101200001"), hid(VILLAGE, "3204050101200013")}
     assert values(client, admin, hid(VILLAGE, "3204050101200013"))["address"] == "Jl. G, Gg. 2"
 
 
@@ -121,7 +146,7 @@ def test_an_officers_correction_survives_a_reimport_and_a_value_both_changed_bec
     assert (report["updated"], report["conflicts"]) == (1, 1)
     now = values(client, admin, siti)
     assert now["address"] == "Jl. Mawar No. 1A"
-    conflicts = client.get("/api/v1/conflicts", headers=login(client, "supervisor")).get_json()
+    conflicts = listed(client, "/api/v1/conflicts", login(client, "supervisor"))
     assert [(c["household_id"], c["field"]) for c in conflicts] == [(siti, "head_name")]
     assert sorted((h["value"], h["officer"]) for h in conflicts[0]["heads"]) == [
         ("Siti A.", "admin"), ("Siti Aminah Lubis", "ani")]
@@ -225,3 +250,47 @@ def test_cli_shows_progress_on_a_large_register(client, users, cli_env, tmp_path
     with client.application.app_context():
         assert get_store().count("households", {"village": VILLAGE}) == 600
 
+
+
+def test_rows_of_a_village_never_imported_are_refused_with_their_row_number(client, users):
+    admin = login(client, "admin")
+    rows = [{"no_kk": "3204050101200001", "nama": "Siti", "kode_desa": VILLAGE},
+            {"no_kk": "3204070101200002", "nama": "Tak Dikenal", "kode_desa": "32.04.07.2009"},
+            {"no_kk": "3204050101200003", "nama": "Rahmat", "kode_desa": VILLAGE}]
+    report = client.post("/api/v1/households/import", headers=admin, json={"rows": rows}).get_json()
+    assert (report["created"], report["rejected"]) == (2, 1)
+    [problem] = report["problems"]
+    assert problem["row"] == 2
+    assert "32.04.07.2009 is not known" in problem["reasons"][0]
+    # the refused row is nowhere: not among the households, nor in the coverage
+    assert hid("32.04.07.2009", "3204070101200002") not in {h["id"] for h in listed(client, "/api/v1/households",
+                                                                                      admin)}
+    coverage = client.get("/api/v1/reports/coverage", headers=admin).get_json()
+    assert "32.04.07.2009" not in {v["village"] for v in coverage["villages"]}
+
+
+def test_a_house_far_outside_its_village_loads_with_a_warning_and_one_near_the_edge_without(client, users):
+    admin = login(client, "admin")
+    rows = [{"no_kk": "3204050101200001", "nama": "Di Dalam", "kode_desa": VILLAGE, "lat": -7.0, "lon": 107.6},
+            # 0.01 degree of longitude past the edge: about 1.1 km, a rough boundary, no warning
+            {"no_kk": "3204050101200002", "nama": "Di Tepi", "kode_desa": VILLAGE, "lat": -7.0, "lon": 107.62},
+            # the next kabupaten, tens of kilometres away
+            {"no_kk": "3204050101200003", "nama": "Jauh", "kode_desa": VILLAGE, "lat": -7.0, "lon": 108.0},
+            # a village without a boundary cannot be checked: no warning either
+            {"no_kk": "3204050201200004", "nama": "Tanpa Batas", "kode_desa": "32.04.05.2002", "lat": -7.5,
+             "lon": 108.5}]
+    report = client.post("/api/v1/households/import", headers=admin, json={"rows": rows}).get_json()
+    assert (report["created"], report["rejected"]) == (4, 0)
+    [warning] = report["warnings"]
+    assert (warning["row"], warning["no_kk"]) == (3, "3204050101200003")
+    assert f"outside the boundary of village {VILLAGE}" in warning["warnings"][0]
+    assert FAR_OUTSIDE_M == 5000
+    assert values(client, admin, hid(VILLAGE, "3204050101200003"))["house_location"] == {"lat": -7.0, "lon": 108.0}
+
+
+def test_the_cli_prints_the_warnings_of_rows_it_loaded(client, users, cli_env, tmp_path):
+    register = tmp_path / "jauh.csv"
+    register.write_text(f"no_kk,nama,kode_desa,lat,lon\n3204050101200003,Jauh,{VILLAGE},-7.0,108.0\n")
+    result = CliRunner().invoke(cli, ["import-households", str(register)])
+    assert result.exit_code == 0, result.output
+    assert "row 2: warning: lat -7.0, lon 108.0 lies" in result.stdout

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import http.client
+import io
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import marshmallow as ma
 import pytest
+from http_helpers import TEST_SECRET, login
 
+from server import api as api_package
 from server.api.base import Blueprint
+from server.middleware import BodyTooLarge, BoundedInput
+from server.store import get_store
 
 
 def assert_error_shape(response, status, code=None):
@@ -26,8 +41,6 @@ def assert_error_shape(response, status, code=None):
 @pytest.fixture
 def echo_app(app_factory):
     """An app with one extra JSON endpoint, to exercise the request parser and the 500 handler."""
-    import marshmallow as ma
-
     blp = Blueprint("echo", __name__, url_prefix="/test")
 
     class EchoSchema(ma.Schema):
@@ -43,8 +56,6 @@ def echo_app(app_factory):
     @blp.route("/boom")
     def boom():
         raise RuntimeError("secret internals /etc/passwd")
-
-    from server import api as api_package
 
     api_package.BLUEPRINTS.append(blp)
     try:
@@ -62,8 +73,6 @@ def test_live_and_ready(client):
 
 
 def test_ready_answers_503_when_the_store_is_gone(app, client):
-    from server.store import get_store
-
     get_store(app).close()
     response = client.get("/health/ready")
     body = assert_error_shape(response, 503, "unavailable")
@@ -172,3 +181,126 @@ def test_openapi_document_and_browsable_docs(client):
     assert asset.status_code == 200
     assert asset.mimetype in ("text/javascript", "application/javascript")
     assert_error_shape(client.get("/api/docs/assets/../../setup.cfg"), 404)
+
+
+# -- bodies without Content-Length (chunked) are counted as they are read ------------------------------------
+def _chunked(client, data, **headers):
+    """POST ``data`` as a server hands a chunked body to the app: no Content-Length, the stream ends itself."""
+    return client.post("/test/echo", input_stream=io.BytesIO(data), content_type="application/json",
+                       headers={"Transfer-Encoding": "chunked", **headers},
+                       environ_overrides={"wsgi.input_terminated": True})
+
+
+def test_a_chunked_body_over_the_limit_is_413(echo_app):
+    client = echo_app.test_client()
+    body = json.dumps({"name": "x" * 4000}).encode()
+    response = _chunked(client, body)
+    message = assert_error_shape(response, 413, "too_large")["message"]
+    assert "2048" in message
+    assert response.headers["Connection"] == "close"
+    small = _chunked(client, json.dumps({"name": "Siti"}).encode())
+    assert small.status_code == 200
+    assert small.get_json() == {"name": "Siti"}
+
+
+def test_a_chunked_gzip_body_is_judged_by_its_sent_and_its_inflated_size(echo_app):
+    client = echo_app.test_client()
+    ok = _chunked(client, gzip.compress(json.dumps({"name": "Siti", "count": 3}).encode()),
+                  **{"Content-Encoding": "gzip"})
+    assert ok.status_code == 200
+    sent = gzip.compress(os.urandom(3000))  # random bytes do not compress: over 2048 as sent
+    assert_error_shape(_chunked(client, sent, **{"Content-Encoding": "gzip"}), 413, "too_large")
+    bomb = gzip.compress(b"[" + b"0," * 50_000 + b"0]")
+    body = assert_error_shape(_chunked(client, bomb, **{"Content-Encoding": "gzip"}), 413, "too_large")
+    assert "8192" in body["message"]
+
+
+def test_an_endless_body_is_never_read_past_the_limit():
+    class Endless(io.RawIOBase):
+        given = 0
+
+        def read(self, size=-1):
+            size = 1 << 20 if size is None or size < 0 else size
+            self.given += size
+            return b"x" * size
+
+    stream = Endless()
+    bounded = BoundedInput(stream, 10_000)
+    with pytest.raises(BodyTooLarge):
+        bounded.read()
+    assert stream.given <= 10_001
+
+
+# -- numbers Python will not read -------------------------------------------------------------------------------
+def test_a_five_thousand_digit_number_is_malformed_json_even_before_login(client):
+    body = b'{"username": "ani", "password": ' + b"9" * 5000 + b"}"
+    response = client.post("/api/v1/auth/login", data=body, content_type="application/json")
+    assert "4,300 digits" in assert_error_shape(response, 400, "malformed_json")["message"]
+
+
+def test_a_five_thousand_digit_number_in_a_push_is_malformed_json(client, users):
+    headers = login(client, "ani", device_id="phone-ani-0001")
+    body = (b'{"device_id": "phone-ani-0001", "hlc": "1763790000000-0000", "events": [{"id": "e1", "answers": '
+            b'{"members_met": ' + b"1" * 5000 + b"}}]}")
+    response = client.post("/api/v1/sync/push", data=body, content_type="application/json", headers=headers)
+    assert_error_shape(response, 400, "malformed_json")
+
+
+# -- the same through a real gunicorn, started with the options scripts/serve uses -------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUNJUNG_")}
+    env.update({"KUNJUNG_DATABASE_URL": f"sqlite:///{tmp_path}/kunjung.db", "KUNJUNG_SECRET_KEY": TEST_SECRET,
+                "KUNJUNG_LOAD_LIBRARY_FORMS": "false", "KUNJUNG_PORT": str(port), "KUNJUNG_WORKERS": "1",
+                "KUNJUNG_MAX_BODY_BYTES": "65536"})
+    log = (tmp_path / "gunicorn.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:server.gunicorn_conf"], cwd=ROOT,
+                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.2)
+        yield port
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+        log.close()
+
+
+def _send_chunked(port, path, pieces):
+    """A chunked POST over a plain socket; returns (status, JSON body) of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n".encode())
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for piece in pieces:
+                sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            sock.sendall(b"0\r\n\r\n")
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        return answer.status, json.loads(answer.read())
+
+
+def test_a_chunked_upload_over_the_limit_is_413_through_gunicorn(gunicorn):
+    opening = b'{"username": "ani", "password": "'
+    pieces = [opening] + [b"x" * 16384] * 8 + [b'"}']  # 128 KiB against a limit of 64 KiB
+    status, body = _send_chunked(gunicorn, "/api/v1/auth/login", pieces)
+    assert status == 413
+    assert body["code"] == "too_large"
+    assert "65536" in body["message"]
+    status, body = _send_chunked(gunicorn, "/api/v1/auth/login",
+                                 [opening, b'correct horse battery", "device_id": "phone-1"}'])
+    assert (status, body["code"]) == (401, "invalid_credentials")

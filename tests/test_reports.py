@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from http_helpers import login, make_user
-from sync_helpers import Device
+from sync_helpers import Device, listed
 
 from server.store import get_store
 
@@ -85,7 +85,7 @@ def world(app, client, users):
     report = client.post("/api/v1/households/import", headers=admin, json={"rows": rows}).get_json()
     assert report["created"] == 8, report
     households = {h["fields"]["head_name"]["value"].split()[-1]: h["id"]
-                  for h in client.get("/api/v1/households", headers=admin).get_json()}
+                  for h in listed(client, "/api/v1/households", admin)}
     now = datetime.now(UTC)
     ani, dedi, budi, wayan = (Device(client, name) for name in ("ani", "dedi", "budi", "wayan"))
 

@@ -3,6 +3,7 @@ tokens survive a restart."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -103,6 +104,7 @@ def test_serve_answers_and_keeps_data_across_a_restart(serve_env):
         assert villages.returncode == 0, villages.stdout + villages.stderr
         status, listed = _request(server.url + "/api/v1/villages", token=token)
         assert status == 200
+        listed = listed["items"]
         assert len(listed) == 6
         assert all(v["has_boundary"] for v in listed)
         # every access-log line names the request id the answer carried
@@ -122,3 +124,41 @@ def test_serve_answers_and_keeps_data_across_a_restart(serve_env):
         assert error["code"] == "not_found"
     finally:
         server.stop()
+
+
+def _first_run_block() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"^## A first run\n.*?^```sh\n(.*?)^```", readme, re.S | re.M)
+    assert found, "README.md has no shell block under 'A first run'"
+    return found.group(1)
+
+
+def test_the_readme_first_run_block_works_pasted_as_it_is(serve_env):
+    """The block a new user pastes: set up, CLI, serve in the background, log in, push a visit, pull."""
+    port = serve_env["KUNJUNG_PORT"]
+    env = {**serve_env, "KUNJUNG_LOAD_LIBRARY_FORMS": "true"}  # the block pushes a visit of a shipped form
+    block = _first_run_block()
+    assert "127.0.0.1:8000" in block
+    log_path = Path(serve_env["KUNJUNG_SECRET_KEY_FILE"]).parent / "first-run.log"
+    # A file, not a pipe: the server the block leaves running keeps its output open.
+    with log_path.open("w") as log:
+        shell = subprocess.Popen(["bash", "-c", block.replace("127.0.0.1:8000", f"127.0.0.1:{port}")], cwd=ROOT,
+                                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            shell.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the block did not finish: {log_path.read_text(errors='replace')}")
+        finally:
+            # the block leaves the server running in the background, as a user would
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(shell.pid, signal.SIGTERM)
+    output = log_path.read_text(errors="replace")
+    assert shell.returncode == 0, output
+    answers = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    login, push, pull = answers
+    assert login["user"] == {"username": "ani", "role": "officer", "villages": ["32.04.05.2001"]}
+    assert push["results"] == [{"id": "0b8f5c2e-4a51-4d3a-9b1e-6f0d2c7a9e11", "status": "applied"}]
+    households = [c for c in pull["changes"] if c["type"] == "household"]
+    assert [h["fields"]["head_name"]["value"] for h in households] == ["Siti Aminah"]
+    assert {c["form_id"] for c in pull["changes"] if c["type"] == "form"} >= {"kunjungan_pendampingan"}
+    assert pull["has_more"] is False

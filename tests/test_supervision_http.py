@@ -7,7 +7,7 @@ import uuid
 import pytest
 from click.testing import CliRunner
 from http_helpers import login, make_user
-from sync_helpers import VILLAGE, Device, households_in, statuses
+from sync_helpers import VILLAGE, Device, households_in, listed, statuses
 
 FORM = {
     "settings": {"form_id": "verval_mini", "version": "1", "title": {"id": "Verval mini", "en": "Mini check"},
@@ -85,7 +85,7 @@ def test_a_visit_outside_the_village_is_accepted_and_flagged_with_the_distance(c
     flag = next(f for f in result["flags"] if f["code"] == "outside_village")
     assert 1050 < flag["distance_m"] < 1160
     supervisor = login(client, "supervisor")
-    flagged = client.get("/api/v1/visits", headers=supervisor, query_string={"flag": "outside_village"}).get_json()
+    flagged = listed(client, "/api/v1/visits", supervisor, flag="outside_village")
     assert [v["id"] for v in flagged] == [result["id"]]
 
 
@@ -164,7 +164,7 @@ def _conflict(client, ani, citra, household):
     base = ani.base(household, "head_name")
     ani.push([ani.edit(household, {"head_name": "Versi Ani"}, base)])
     citra.push([citra.edit(household, {"head_name": "Versi Citra"}, base)])
-    conflicts = client.get("/api/v1/conflicts", headers=login(client, "supervisor")).get_json()
+    conflicts = listed(client, "/api/v1/conflicts", login(client, "supervisor"))
     assert len(conflicts) == 1
     return conflicts[0]
 
@@ -181,7 +181,7 @@ def test_supervisor_resolves_a_conflict_once_however_often_the_request_is_sent(c
     assert resolved.get_json()["in_conflict"] is False
     repeat = client.post(f"/api/v1/conflicts/{conflict['id']}/resolve", json=body, headers=supervisor)
     assert repeat.get_json() == resolved.get_json()
-    assert client.get("/api/v1/conflicts", headers=supervisor).get_json() == []
+    assert listed(client, "/api/v1/conflicts", supervisor) == []
     fields = households_in(ani.pull_all())[household]["fields"]
     assert fields["head_name"]["value"] == "Versi Citra"
     assert "heads" not in fields["head_name"]
@@ -203,7 +203,7 @@ def test_a_resolution_racing_a_new_offline_write_leaves_the_field_in_conflict(cl
     assert resolved["in_conflict"] is True
     assert resolved["conflict_id"] != conflict["id"]
     assert sorted(h["value"] for h in resolved["heads"]) == ["Versi Ani", "Versi Citra 2"]
-    open_now = client.get("/api/v1/conflicts", headers=supervisor).get_json()
+    open_now = listed(client, "/api/v1/conflicts", supervisor)
     assert [c["id"] for c in open_now] == [resolved["conflict_id"]]
 
 
@@ -225,11 +225,15 @@ def test_household_history_lists_every_change(client, setup):
     body = client.get(f"/api/v1/households/{household}", headers=login(client, "supervisor")).get_json()
     assert [(h["type"], h["officer"]) for h in body["history"]] == [("visit", "ani"), ("household_edit", "citra")]
     assert body["history"][0]["writes"] == {"head_name": "Siti"}
+    # one shape of a household's history, here and at /history
+    history = client.get(f"/api/v1/households/{household}/history", headers=login(client, "supervisor")).get_json()
+    assert history["history"] == body["history"]
+    assert body["history"][1]["changes"] == [{"field": "address", "before": None, "after": "RT 03", "changed": True,
+                                              "in_conflict": False}]
     assert body["fields"]["address"]["value"] == "RT 03"
     assert client.get(f"/api/v1/households/{household}", headers=login(client, "budi")).status_code == 404
-    listed = client.get("/api/v1/households", headers=login(client, "supervisor"),
-                        query_string={"village": VILLAGE}).get_json()
-    assert [h["id"] for h in listed] == [household]
+    households = listed(client, "/api/v1/households", login(client, "supervisor"), village=VILLAGE)
+    assert [h["id"] for h in households] == [household]
     assert client.get("/api/v1/households", headers=login(client, "budi"),
                       query_string={"village": VILLAGE}).status_code == 404
 
@@ -277,4 +281,66 @@ def test_a_resolution_value_no_store_can_hold_is_422(client, setup, value):
                                  "heads": [h["stamp"] for h in conflict["heads"]]})
     assert response.status_code == 422
     assert response.get_json()["code"] == "invalid"
-    assert len(client.get("/api/v1/conflicts", headers=login(client, "supervisor")).get_json()) == 1
+    assert len(listed(client, "/api/v1/conflicts", login(client, "supervisor"))) == 1
+
+
+def test_resolutions_reviews_and_imports_are_server_events_stamped_by_the_node_above_their_base(app, client, setup):
+    from server.store import get_store
+
+    ani, citra = Device(client, "ani"), Device(client, "citra")
+    household = str(uuid.uuid4())
+    conflict = _conflict(client, ani, citra, household)
+    supervisor = login(client, "supervisor")
+    heads = [h["stamp"] for h in conflict["heads"]]
+    resolution = {"id": str(uuid.uuid4()), "value": "Versi Ani", "heads": heads}
+    assert client.post(f"/api/v1/conflicts/{conflict['id']}/resolve", json=resolution,
+                       headers=supervisor).status_code == 200
+    seen = visit(ani, str(uuid.uuid4()), {"head_name": "Siti"})
+    ani.push([seen])
+    review = {"id": str(uuid.uuid4()), "state": "approved"}
+    assert client.post(f"/api/v1/visits/{seen['id']}/review", json=review, headers=supervisor).status_code == 200
+    rows = [{"no_kk": "3204050101200001", "nama": "Dari Register", "kode_desa": VILLAGE}]
+    assert client.post("/api/v1/households/import", json={"rows": rows},
+                       headers=login(client, "admin")).get_json()["created"] == 1
+    with app.app_context():
+        store = get_store()
+        node = store.get("server_state", "node")["device_id"]
+        made = {doc["type"]: doc for doc in store.iterate("events") if doc["type"] in ("resolution", "review",
+                                                                                        "import")}
+    assert set(made) == {"resolution", "review", "import"}
+    for doc in made.values():
+        engine = doc["engine"]
+        assert (engine["origin"], engine["device_id"], doc["device_id"]) == ("server", node, node)
+        assert doc["received_at"] == engine["at"]
+    assert made["resolution"]["engine"]["base"] == {"head_name": sorted(heads)}
+    assert made["resolution"]["engine"]["hlc"] > max(h.split("/")[0] for h in heads)
+    assert made["review"]["visit_id"] == seen["id"]
+    assert made["review"]["engine"]["set"]["review"]["at"] == made["review"]["engine"]["at"]
+
+
+def test_visits_filtered_by_flag_page_like_every_list_and_match_the_review_queue(client, setup):
+    ani = Device(client, "ani")
+    far = [visit(ani, str(uuid.uuid4()), {"head_name": f"Jauh {n}"}, lon=107.62) for n in range(3)]
+    near = visit(ani, str(uuid.uuid4()), {"head_name": "Dekat"})
+    ani.push([*far, near])
+    supervisor = login(client, "supervisor")
+    pages, after, found = 0, None, []
+    while True:
+        body = client.get("/api/v1/visits", headers=supervisor, query_string={
+            "flag": "outside_village", "limit": 1, **({"after": after} if after else {})}).get_json()
+        pages += 1
+        found.extend(v["id"] for v in body["items"])
+        after = body["next"]
+        if after is None:
+            break
+    assert sorted(found) == sorted(v["id"] for v in far)
+    assert found == sorted(found)
+    assert pages == 3
+    queue = client.get("/api/v1/reports/review-queue", headers=supervisor,
+                       query_string={"kind": "visit", "flag": "outside_village"}).get_json()
+    assert [item["id"] for item in queue["items"]] == found
+    assert queue["totals"]["visits"] == 3
+    # officers see only their own, whatever they ask for
+    citra = login(client, "citra")
+    assert listed(client, "/api/v1/visits", citra, officer="ani") == []
+    assert len(listed(client, "/api/v1/visits", ani.headers)) == 4

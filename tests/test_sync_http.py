@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
+import time
 import uuid
 
 import pytest
 from http_helpers import login, make_user
-from sync_helpers import OTHER_VILLAGE, VILLAGE, Device, households_in, statuses
+from sync_helpers import (
+    OTHER_VILLAGE,
+    VILLAGE,
+    Device,
+    households_in,
+    listed,
+    publish_household_form,
+    statuses,
+)
 
 
 @pytest.fixture
@@ -49,7 +60,7 @@ def test_two_officers_edit_the_same_field_offline_and_both_values_are_kept(clien
     assert {head["officer"] for head in state["heads"]} == {"ani", "citra"}
 
     supervisor = login(client, "supervisor")
-    conflicts = client.get("/api/v1/conflicts", headers=supervisor).get_json()
+    conflicts = listed(client, "/api/v1/conflicts", supervisor)
     assert len(conflicts) == 1
     assert conflicts[0]["household_id"] == household
     assert conflicts[0]["field"] == "head_name"
@@ -70,10 +81,11 @@ def test_two_officers_edit_different_fields_and_there_is_no_conflict(client, fie
     assert fields["address"]["value"] == "RT 01 RW 03"
     assert "heads" not in fields["head_name"]
     assert "heads" not in fields["address"]
-    assert client.get("/api/v1/conflicts", headers=login(client, "supervisor")).get_json() == []
+    assert listed(client, "/api/v1/conflicts", login(client, "supervisor")) == []
 
 
 def test_two_officers_add_different_members_and_both_are_kept(client, field):
+    publish_household_form(client)
     ani, citra = Device(client, "ani"), Device(client, "citra")
     household = new_household()
     ani.push([ani.edit(household, {"head_name": "Dewi"})])
@@ -298,7 +310,7 @@ def test_server_clock_starts_above_every_stored_hlc_after_a_restart(app_factory,
 
 def test_a_push_that_meets_a_concurrent_household_write_is_judged_again(client, field, monkeypatch):
     """On MongoDB two workers may change one household at once; the loser re-reads and re-applies."""
-    from server import sync_service as module
+    from server import push as module
     from server.storage import WriteConflict
 
     real = module.write_household
@@ -360,3 +372,360 @@ def test_values_no_store_can_hold_safely_are_rejected_and_not_stored(app, client
     with app.app_context():
         assert get_store().count("events") == 0
         assert get_store().get("households", household) is None
+
+
+# -- pull cursors: signed, of this store, and never wider than the caller's scope ----------------------------
+def _payload(cursor: str) -> dict:
+    """What a cursor holds: readable (base64 JSON), but signed, so not writable."""
+    text = cursor.split(".", 1)[0]
+    return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+
+
+def _unsigned(state: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(state).encode()).decode().rstrip("=")
+
+
+def _signed(app, state: dict) -> str:
+    """A cursor this server would accept the signature of: as if the state had been made by it."""
+    from server.syncing import cursor_codec
+
+    with app.app_context():
+        return cursor_codec().seal("pull", state)
+
+
+def _pull(client, device, since, limit=500):
+    return client.get("/api/v1/sync/pull", headers=device.headers, query_string={"since": since, "limit": limit})
+
+
+def _refused(response):
+    assert response.status_code == 400, response.get_json()
+    body = response.get_json()
+    assert body["code"] == "invalid_cursor"
+    assert "changes" not in body
+    return body
+
+
+@pytest.fixture
+def province(client, field):
+    """Households in two villages of the province: ani's, and budi's that ani must never see."""
+    ani, budi = Device(client, "ani"), Device(client, "budi")
+    mine = [new_household() for _ in range(2)]
+    theirs = [new_household() for _ in range(3)]
+    ani.push([ani.edit(h, {"head_name": "Milik Ani", "head_nik": "3204050101900001"}) for h in mine])
+    budi.push([budi.edit(h, {"head_name": "Rahasia", "head_nik": "3204060101900002"}, village=OTHER_VILLAGE)
+               for h in theirs])
+    return ani, budi, set(mine), set(theirs)
+
+
+def test_an_officer_who_edits_the_backfill_areas_to_the_province_gets_a_400_and_no_data(app, client, province):
+    ani, _, mine, theirs = province
+    make_user(app, "dewi", "officer", ["32.04.05.2002"])
+    dewi = Device(client, "dewi")
+    dewi.push([dewi.edit(new_household(), {"head_name": f"D{i}"}, village="32.04.05.2002") for i in range(3)])
+    admin = login(client, "admin")
+    ani.pull_all()
+    # a second village assigned: its history comes as a backfill job, a page at a time
+    client.patch("/api/v1/users/ani", headers=admin, json={"villages": [VILLAGE, "32.04.05.2002"]})
+    first = _pull(client, ani, ani.cursor, limit=1).get_json()
+    state = _payload(first["next"])
+    assert state["b"], state  # a backfill job is under way
+    # the officer rewrites the job to the whole province: unsigned, it is refused
+    state["b"][0]["areas"] = ["32"]
+    forged = _unsigned(state)
+    _refused(_pull(client, ani, forged))
+    # keeping the old signature over the new payload is refused too
+    _refused(_pull(client, ani, forged + "." + first["next"].split(".", 1)[1]))
+    # the genuine cursor carries on, and brings nothing of budi's village
+    ani.cursor = first["next"]
+    pulled = households_in(ani.pull_all())
+    assert not set(pulled) & theirs
+    assert {h["village"] for h in pulled.values()} == {"32.04.05.2002"}
+    assert mine <= set(ani.known)
+
+
+def test_a_signed_cursor_naming_the_province_still_brings_only_the_callers_villages(app, client, province):
+    """Even a cursor this server signed (a stolen key, an older scope) grants nothing: its areas are
+    intersected with the scope the store holds now."""
+    ani, _, mine, theirs = province
+    ani.pull_all()
+    state = _payload(ani.cursor)
+    state.pop("k")
+    state["b"] = [{"areas": ["32"], "s": 0, "upto": state["s"]}]
+    state["a"] = ["32"]
+    body = _pull(client, ani, _signed(app, state)).get_json()
+    pulled = households_in(body["changes"])
+    assert set(pulled) == mine
+    assert not set(pulled) & theirs
+    assert all(c.get("village") in (None, VILLAGE) for c in body["changes"] if c["type"] == "household")
+    assert _payload(body["next"])["b"] == []
+
+
+@pytest.mark.parametrize("state", [
+    {"v": 1, "s": 0, "a": [1], "b": []},                       # areas that are no codes
+    {"v": 1, "s": 1e30, "a": ["32.04.05.2001"], "b": []},      # a position no store has
+    {"v": 1, "s": 0, "a": ["32.04.05.2001"], "b": [{"areas": ["32"], "s": 0, "upto": 0}]},  # the old, unsigned shape
+])
+def test_an_unsigned_cursor_is_a_400_whatever_it_says(client, province, state):
+    ani = province[0]
+    _refused(_pull(client, ani, _unsigned(state)))
+
+
+@pytest.mark.parametrize("change", [
+    {"a": [1]}, {"s": 1e30}, {"s": 2**60}, {"s": -1}, {"s": True}, {"a": "32"}, {"b": [{"areas": [1], "s": 0}]},
+    {"b": [{"areas": ["32"], "s": 5, "upto": 1}]}, {"b": "all"}, {"v": 1}, {"extra": 1}, {"a": ["32.04.05.2001\n"]},
+])
+def test_a_validly_signed_cursor_of_the_wrong_shape_is_a_400_not_a_500(app, client, province, change):
+    ani = province[0]
+    ani.pull_all()
+    state = _payload(ani.cursor)
+    state.pop("k")
+    _refused(_pull(client, ani, _signed(app, {**state, **change})))
+
+
+@pytest.mark.parametrize("garbage", ["not-a-cursor!", "....", "eyJ2Ijo", "a" * 9000, "é" * 10, "a.b.c"])
+def test_garbage_cursors_are_a_400(client, province, garbage):
+    _refused(_pull(client, province[0], garbage))
+
+
+def test_a_cursor_of_another_user_or_another_store_is_refused(app_factory, client, province, tmp_path):
+    ani = province[0]
+    ani.pull_all()
+    citra = Device(client, "citra")
+    _refused(_pull(client, citra, ani.cursor))
+    other = app_factory(DATABASE_URL=f"sqlite:///{tmp_path}/other.db")
+    make_user(other, "ani", "officer", [VILLAGE])
+    elsewhere = Device(other.test_client(), "ani")
+    # the same secret, so the signature holds: the store it names does not
+    body = _refused(_pull(other.test_client(), elsewhere, ani.cursor))
+    assert "another server" in body["errors"]["since"][0]
+
+
+def test_on_invalid_cursor_a_fresh_pull_brings_everything_again(client, province):
+    ani, _, mine, _ = province
+    _refused(_pull(client, ani, "forged"))
+    ani.cursor = None
+    assert set(households_in(ani.pull_all())) == mine
+
+
+def test_a_cursor_from_before_a_restore_is_refused(app_factory, tmp_path, monkeypatch):
+    """Through the CLI, which opens the store by URL: so on SQLite."""
+    from click.testing import CliRunner
+
+    from server.cli import cli
+    from server.store import get_store
+
+    app = app_factory()
+    make_user(app, "ani", "officer", [VILLAGE])
+    client = app.test_client()
+    ani = Device(client, "ani")
+    ani.push([ani.edit(new_household(), {"head_name": "Sebelum"})])
+    with app.app_context():
+        get_store().backup(str(tmp_path / "backup.db"))
+    ani.pull_all()
+    before = ani.cursor
+    assert _pull(client, ani, before).status_code == 200
+    monkeypatch.setenv("KUNJUNG_DATABASE_URL", app.config["DATABASE_URL"])
+    monkeypatch.setenv("KUNJUNG_SECRET_KEY", app.config["SECRET_KEY"])
+    monkeypatch.setenv("KUNJUNG_LOAD_LIBRARY_FORMS", "false")
+    restored = CliRunner().invoke(cli, ["restore", "--yes", str(tmp_path / "backup.db")])
+    assert restored.exit_code == 0, restored.output
+    body = _refused(_pull(client, ani, before))
+    assert "restore" in body["errors"]["since"][0]
+
+
+def test_a_cursor_signed_before_the_secret_rotated_still_works(app_factory):
+    """Two apps on one SQLite file: the same store before and after the secret rotated."""
+    from server.security.keys import RetiredSecret, install_keyring
+
+    before = app_factory()
+    make_user(before, "ani", "officer", [VILLAGE])
+    ani = Device(before.test_client(), "ani")
+    ani.push([ani.edit(new_household(), {"head_name": "A"})])
+    ani.pull_all()
+    rotated = app_factory(SECRET_KEY="kunjung-the-next-secret-that-is-long-enough-9876543210")
+    install_keyring(rotated, [RetiredSecret(before.config["SECRET_KEY"], time.time())])
+    phone = Device(rotated.test_client(), "ani", device_id=ani.device_id)
+    reply = _pull(rotated.test_client(), phone, ani.cursor)
+    assert reply.status_code == 200, reply.get_json()
+    assert reply.get_json()["changes"] == []
+    # the next cursor is signed by the new key: another key id
+    assert reply.get_json()["next"].split(".")[1] != ani.cursor.split(".")[1]
+    # a secret retired longer ago than the refresh-token lifetime no longer verifies
+    expired = app_factory(SECRET_KEY="kunjung-the-next-secret-that-is-long-enough-9876543210")
+    install_keyring(expired, [RetiredSecret(before.config["SECRET_KEY"], time.time() - 400 * 86400)])
+    late = Device(expired.test_client(), "ani", device_id=ani.device_id)
+    _refused(_pull(expired.test_client(), late, ani.cursor))
+
+
+def test_a_cursor_never_moves_backwards(app, client, province):
+    ani = province[0]
+    ani.pull_all()
+    state = _payload(ani.cursor)
+    state.pop("k")
+    ahead = state["s"] + 1000  # ahead of what the store can show (a node that was further along)
+    body = _pull(client, ani, _signed(app, {**state, "s": ahead})).get_json()
+    assert body["changes"] == []
+    assert _payload(body["next"])["s"] == ahead
+
+
+# -- ids of others' events, and a device's own resends ---------------------------------------------------------
+def test_pushing_an_event_id_that_exists_in_another_village_answers_out_of_scope(client, field):
+    ani, budi = Device(client, "ani"), Device(client, "budi")
+    theirs = budi.edit(new_household(), {"head_name": "Rahasia"}, village=OTHER_VILLAGE)
+    budi.push([theirs])
+    probe = ani.edit(new_household(), {"head_name": "Coba"})
+    probe["id"] = theirs["id"]
+    result = ani.push([probe])["results"][0]
+    assert result["code"] == "out_of_scope"
+    # the same answer as for a household of another village: it tells nothing about what exists there
+    household = ani.push([ani.edit(theirs["household_id"], {"head_name": "X"})])["results"][0]
+    assert (household["code"], household["message"], household["errors"]) == (
+        result["code"], result["message"], result["errors"])
+    assert OTHER_VILLAGE not in json.dumps(result)
+
+
+def test_a_device_resending_its_own_event_after_its_village_was_taken_away_gets_duplicate(client, field):
+    ani = Device(client, "ani")
+    event = ani.edit(new_household(), {"head_name": "Siti"})
+    assert statuses(ani.push([event])) == ["applied"]
+    client.patch("/api/v1/users/ani", headers=login(client, "admin"), json={"villages": [OTHER_VILLAGE]})
+    again = Device(client, "ani", device_id=ani.device_id)  # the new scope is in the next token's user
+    assert statuses(again.push([event])) == ["duplicate"]
+    changed = {**event, "set": {"head_name": "Lain"}}
+    assert again.push([changed])["results"][0]["code"] == "id_reused"  # its own id: nothing leaks
+    fresh = again.edit(event["household_id"], {"head_name": "Baru"})
+    assert again.push([fresh])["results"][0]["code"] == "out_of_scope"
+
+
+def test_an_event_stored_under_the_old_hash_spelling_still_answers_duplicate(app, client, field):
+    """Events stored before the body hash used sync.values.canonical_json were hashed from orjson's
+    spelling, which writes 1e-05 as 0.00001."""
+    publish_household_form(client)
+    import hashlib
+
+    import orjson
+
+    from server.store import get_store
+    from sync import canonical_json
+
+    ani = Device(client, "ani")
+    event = ani.edit(new_household(), {"head_name": "Siti", "land_area_ha": 1e-05})
+    assert statuses(ani.push([event])) == ["applied"]
+    old = hashlib.sha256(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    new = hashlib.sha256(canonical_json(event).encode()).hexdigest()
+    assert old != new
+    with app.app_context():
+        store = get_store()
+        stored = store.get("events", event["id"])
+        assert stored["body_hash"] == new
+        store.put("events", {**stored, "body_hash": old})  # as an older kunjung stored it
+    assert statuses(ani.push([event])) == ["duplicate"]
+    assert ani.push([{**event, "set": {"head_name": "Siti", "land_area_ha": 2e-05}}])["results"][0]["code"] == \
+        "id_reused"
+
+
+# -- the server's HLC -----------------------------------------------------------------------------------------
+def test_server_hlc_is_the_servers_clock_now_not_the_last_stamp(app_factory):
+    app = app_factory()
+    make_user(app, "ani", "officer", [VILLAGE])
+    client = app.test_client()
+    ani = Device(client, "ani")
+    started = int(time.time() * 1000)
+    first = client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["server_hlc"]
+    assert first != "0000000000000-0000"  # a fresh install has a clock too
+    assert int(first[:13]) >= started
+    rejected = ani.push([{"id": "x", "type": "nonsense"}])
+    assert rejected["server_hlc"] > first  # even when nothing was stored
+    later = client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["server_hlc"]
+    assert later > rejected["server_hlc"]
+    # and no later server stamp is below what a device was told
+    supervisor_stamp = ani.push([ani.edit(new_household(), {"head_name": "A"})])["server_hlc"]
+    assert supervisor_stamp > later
+
+
+# -- device_seq and origin ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value", [0, -1, 2**53, True, "1", 1.5, None])
+def test_a_device_seq_that_is_no_counter_is_rejected(client, field, value):
+    ani = Device(client, "ani")
+    result = ani.push([ani.edit(new_household(), {"head_name": "A"}, device_seq=value)])["results"][0]
+    assert result["code"] == "invalid"
+    assert "device_seq" in result["errors"]
+
+
+def test_device_seq_is_kept_with_the_event_and_pushed_events_are_marked_as_from_a_device(app, client, field):
+    from server.store import get_store
+
+    ani = Device(client, "ani")
+    household = new_household()
+    event = ani.edit(household, {"head_name": "A"}, device_seq=2**53 - 1)
+    assert statuses(ani.push([event])) == ["applied"]
+    with app.app_context():
+        engine = get_store().get("events", event["id"])["engine"]
+    assert (engine["device_seq"], engine["origin"]) == (2**53 - 1, "device")
+    without = ani.edit(household, {"address": "RT 1"})
+    ani.push([without])
+    with app.app_context():
+        engine = get_store().get("events", without["id"])["engine"]
+    assert "device_seq" not in engine
+    assert engine["origin"] == "device"
+
+
+@pytest.mark.parametrize("village", ["32.04.05.2001\n", "٣٢.٠٤.٠٥.٢٠٠١", "32.04.05", "32.04.05.2001 ",
+                                     " 32.04.05.2001"])
+def test_an_event_whose_village_is_no_village_code_is_rejected(client, field, village):
+    ani = Device(client, "ani")
+    result = ani.push([ani.edit(new_household(), {"head_name": "A"}, village=village)])["results"][0]
+    assert (result["status"], result["code"]) == ("rejected", "invalid")
+    assert "village" in result["errors"]
+
+
+@pytest.mark.parametrize(("path", "query"), [("/api/v1/visits", {"village": "32.04.05.2001\n"}),
+                                             ("/api/v1/households", {"village": "32.04\n"}),
+                                             ("/api/v1/conflicts", {"village": "٣٢"})])
+def test_list_filters_take_only_area_codes(client, field, path, query):
+    response = client.get(path, headers=login(client, "supervisor"), query_string=query)
+    assert response.status_code == 422
+    assert "village" in response.get_json()["errors"]
+
+
+def test_the_openapi_document_types_the_push_events_as_the_service_accepts_them(client):
+    from server.push import COMMON_KEYS, TYPE_KEYS
+
+    spec = client.get("/api/openapi.json").get_json()
+    schemas = spec["components"]["schemas"]
+    items = schemas["Push"]["properties"]["events"]["items"]
+    assert items["oneOf"] == [{"$ref": "#/components/schemas/VisitEvent"},
+                              {"$ref": "#/components/schemas/HouseholdEditEvent"}]
+    for name, kind in (("VisitEvent", "visit"), ("HouseholdEditEvent", "household_edit")):
+        schema = schemas[name]
+        assert schema["properties"]["type"]["enum"] == [kind]
+        # the document and the envelope check name the same keys: neither may drift from the other
+        assert set(schema["properties"]) == COMMON_KEYS | TYPE_KEYS[kind]
+        assert {"id", "type", "device_id", "hlc", "household_id", "village"} <= set(schema["required"])
+    pages = {path: spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+             for path in ("/api/v1/visits", "/api/v1/households", "/api/v1/conflicts", "/api/v1/villages")}
+    assert pages == {"/api/v1/visits": {"$ref": "#/components/schemas/VisitPage"},
+                     "/api/v1/households": {"$ref": "#/components/schemas/HouseholdPage"},
+                     "/api/v1/conflicts": {"$ref": "#/components/schemas/ConflictPage"},
+                     "/api/v1/villages": {"$ref": "#/components/schemas/VillagePage"}}
+
+
+def test_a_household_edit_with_a_malformed_nik_or_an_unknown_field_is_refused_per_event(client, field):
+    ani = Device(client, "ani")
+    household = new_household()
+    reply = ani.push([
+        ani.edit(household, {"head_nik": "not-a-nik"}),
+        ani.edit(household, {"favourite_colour": "blue"}),
+        ani.edit(household, {"head_name": "Siti Aminah", "status": "moved"}),
+        ani.edit(household, {"status": "vanished"}),
+    ])
+    assert statuses(reply) == ["rejected", "rejected", "applied", "rejected"]
+    bad_nik, unknown, _, bad_status = reply["results"]
+    assert bad_nik["code"] == unknown["code"] == bad_status["code"] == "invalid"
+    assert list(bad_nik["errors"]) == ["set.head_nik"]
+    assert unknown["errors"] == {"set.favourite_colour": ["unknown household field"]}
+    assert list(bad_status["errors"]) == ["set.status"]
+    ani.pull_all()
+    fields = ani.known[household]["fields"]
+    assert {path: state["value"] for path, state in fields.items()} == {"head_name": "Siti Aminah",
+                                                                       "status": "moved"}

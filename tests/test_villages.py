@@ -262,7 +262,9 @@ def as_user(villages_app):
 
 def codes(response):
     assert response.status_code == 200, response.get_json()
-    return [v["code"] for v in response.get_json()]
+    body = response.get_json()
+    assert body["next"] is None, "one page holds them all"
+    return [v["code"] for v in body["items"]]
 
 
 def test_each_role_sees_its_own_villages(as_user):
@@ -276,12 +278,37 @@ def test_each_role_sees_its_own_villages(as_user):
 def test_the_list_has_exactly_the_contract_shape(as_user):
     client, headers = as_user
     listed = client.get("/api/v1/villages", headers=headers("dewi")).get_json()
-    assert listed == [
+    assert listed == {"items": [
         {"code": "32.04.06.2004", "name": "Mandalamekar", "district": "Cimenyan", "regency": "Kabupaten Bandung",
          "province": "Jawa Barat", "has_boundary": True},
         {"code": "33.01.01.2001", "name": "Dayeuhluhur", "district": "Dayeuhluhur", "regency": None,
          "province": None, "has_boundary": False},
-    ]
+    ], "next": None}
+
+
+def test_the_list_pages_by_code_with_an_opaque_cursor_and_no_boundaries(as_user):
+    client, headers = as_user
+    admin = headers("admin")
+    seen, after, pages = [], None, 0
+    while True:
+        body = client.get("/api/v1/villages", headers=admin,
+                          query_string={"limit": 2, **({"after": after} if after else {})}).get_json()
+        pages += 1
+        assert len(body["items"]) <= 2
+        assert all("boundary" not in v and "bbox" not in v for v in body["items"])
+        seen.extend(v["code"] for v in body["items"])
+        after = body["next"]
+        if after is None:
+            break
+        assert "32." not in after  # opaque: not the last code in plain sight
+    assert seen == [*SAMPLE_CODES, "33.01.01.2001"]
+    assert pages == -(-len(seen) // 2)  # no empty last page
+    # a cursor of another list, or a made-up one, is refused
+    visits_cursor = client.get("/api/v1/villages", headers=admin, query_string={"limit": 1}).get_json()["next"]
+    assert client.get("/api/v1/visits", headers=admin, query_string={"after": visits_cursor}).status_code == 400
+    forged = client.get("/api/v1/villages", headers=admin, query_string={"after": "MzIuMDQ"})
+    assert forged.status_code == 400
+    assert forged.get_json()["code"] == "invalid_cursor"
 
 
 def test_one_village_with_its_boundary(as_user):
@@ -407,6 +434,10 @@ def test_the_openapi_document_describes_the_village_endpoints(as_user):
     assert set(schemas["Village"]["properties"]) == {"code", "name", "district", "regency", "province",
                                                      "has_boundary"}
     assert {"boundary", "bbox"} <= set(schemas["VillageDetail"]["properties"])
+    assert listing["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/VillagePage"}
+    assert set(schemas["VillagePage"]["properties"]) == {"items", "next"}
+    assert {p["name"] for p in listing["get"]["parameters"]} >= {"after", "limit"}
 
 
 def test_the_app_shares_one_boundary_index_over_its_store(villages_app):

@@ -1,25 +1,17 @@
-"""Login, token refresh and logout (CONTRACT.md "Auth")."""
+"""Login, token refresh and logout (docs/protocol.md, "Auth")."""
 
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import current_app, g
+from flask import current_app
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 
-from ..auth import (
-    DEVICE_ID,
-    audit,
-    auth_required,
-    check_rate,
-    client_address,
-    count_failure,
-    current_user,
-    end_login,
-    passwords,
-    rotate_refresh,
-    start_login,
-)
-from ..errors import ApiError
+from ..audit import audit, client_address
+from ..devices import DEVICE_ID
+from ..ratelimit import LoginLimits
+from ..security.guard import auth_required, current_device, current_login, current_user
+from ..security.passwords import passwords
+from ..security.tokens import end_login, log_in, rotate_refresh
 from ..store import get_store
 from ..users import public_user
 from .base import Blueprint
@@ -57,25 +49,14 @@ class MeSchema(SessionUserSchema):
 @blp.arguments(LoginSchema)
 @blp.response(200, LoginResultSchema)
 @blp.alt_response(401, description="invalid_credentials (the same for an unknown user and a wrong password)")
-@blp.alt_response(429, description="rate_limited, with Retry-After")
+@blp.alt_response(403, description="account_disabled, or device_revoked for a device an admin revoked")
+@blp.alt_response(429, description="rate_limited, with Retry-After (it grows after repeated failures)")
 def login(data):
     """Exchange a username and password for an access and a refresh token."""
-    config = current_app.config
-    username = data["username"].strip().lower()
-    address = client_address()
-    keys = [(f"user:{username}", config["LOGIN_RATE_LIMIT"]),
-            (f"addr:{address}", config["LOGIN_RATE_LIMIT"] * 5)]  # a village hall shares one address
-    check_rate(keys, config["LOGIN_RATE_WINDOW_SECONDS"])
-    user = get_store().get("users", username)
-    if not passwords().verify(user["password_hash"] if user else None, data["password"]):
-        count_failure([key for key, _ in keys], config["LOGIN_RATE_WINDOW_SECONDS"])
-        audit("login_failed", actor=username, address=address)
-        raise ApiError(401, "invalid_credentials", "The username or password is wrong.")
-    if user.get("disabled"):
-        audit("login_refused_disabled", actor=username, address=address)
-        raise ApiError(403, "account_disabled", "This account is disabled; ask your admin.")
-    tokens = start_login(user, data.get("device_id"), address, data.get("app_version"))
-    audit("login_succeeded", actor=username, address=address, details={"device_id": data.get("device_id")})
+    user, tokens = log_in(get_store(), passwords(), LoginLimits.from_config(current_app.config),
+                          username=data["username"].strip().lower(), password=data["password"],
+                          device_id=data.get("device_id"), address=client_address(),
+                          app_version=data.get("app_version"))
     return {**tokens, "user": public_user(user)}
 
 
@@ -85,7 +66,7 @@ def login(data):
 def refresh():
     """Exchange a refresh token for a new pair; the used one is spent."""
     verify_jwt_in_request(refresh=True)
-    return rotate_refresh(get_jwt())
+    return rotate_refresh(get_store(), get_jwt(), client_address())
 
 
 @blp.route("/logout", methods=["POST"])
@@ -93,8 +74,9 @@ def refresh():
 @blp.response(204)
 def logout():
     """End this login: its access and refresh tokens stop working."""
-    end_login(g.kunjung_login, "logout")
-    audit("logout", actor=current_user()["id"])
+    store = get_store()
+    end_login(store, current_login(), "logout")
+    audit(store, "logout", actor=current_user()["id"], address=client_address())
 
 
 @blp.route("/me")
@@ -102,4 +84,4 @@ def logout():
 @blp.response(200, MeSchema)
 def me():
     """Who the token belongs to, their role, villages and device."""
-    return {**public_user(current_user()), "device_id": g.kunjung_device}
+    return {**public_user(current_user()), "device_id": current_device()}

@@ -16,7 +16,7 @@ from ..errors import ApiError, http_exception_response
 
 
 class ErrorSchema(ma.Schema):
-    """The one error shape of DESIGN.md §7."""
+    """The one error shape of docs/design.md §7."""
 
     code = ma.fields.String(required=True, metadata={"description": "stable snake_case code"})
     message = ma.fields.String(required=True)

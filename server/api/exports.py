@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import marshmallow as ma
 from flask import Response, stream_with_context
 
-from ..auth import auth_required, client_address, current_scope, current_user
+from forms.identifiers import AreaCode
+
+from ..audit import client_address
 from ..exports import (
     LABEL_MODES,
     Tally,
@@ -24,21 +27,20 @@ from ..exports import (
     xlsx,
 )
 from ..reporting import scoped_areas
+from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
-from ..sync_service import REVIEW_STATES
+from ..visits import REVIEW_STATES
 from .base import Blueprint
 
 blp = Blueprint("exports", __name__, url_prefix="/api/v1/exports",
                 description="Exports of visits and household history (personal data: every export is recorded)")
 
-AREA = ma.validate.Regexp(r"^[1-9]\d(\.\d{2}(\.\d{2}(\.[123]\d{3})?)?)?$",
-                          error="not a Kemendagri code (32, 32.04, 32.04.05 or 32.04.05.2001)")
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class VisitExportQuery(ma.Schema):
     form_id = ma.fields.String(validate=ma.validate.Length(max=64))
-    village = ma.fields.String(validate=AREA, metadata={"description": "a village or any area above it, in scope"})
+    village = AreaCode(metadata={"description": "a village or any area above it, in scope"})
     officer = ma.fields.String(validate=ma.validate.Length(max=64))
     review = ma.fields.String(validate=ma.validate.OneOf(("pending", *REVIEW_STATES)))
     start = ma.fields.String(data_key="from", validate=ma.validate.Length(max=40), metadata={
@@ -51,7 +53,7 @@ class VisitExportQuery(ma.Schema):
 
 
 class HistoryExportQuery(ma.Schema):
-    village = ma.fields.String(validate=AREA, metadata={"description": "a village or any area above it, in scope"})
+    village = AreaCode(metadata={"description": "a village or any area above it, in scope"})
 
 
 class ExportListQuery(ma.Schema):
@@ -101,8 +103,7 @@ def _visits(query: dict[str, Any], export_format: str, writer: Callable[..., Ite
     # Scope is settled before streaming starts, while a 404 can still be answered.
     areas = scoped_areas(current_scope(), filters.area)
     store = get_store()
-    extra = {"actor": current_user()["id"]} if writer is xlsx else {}
-    return _stream(export_format, filters.as_dict(), lambda tally: writer(store, areas, filters, tally, **extra),
+    return _stream(export_format, filters.as_dict(), lambda tally: writer(store, areas, filters, tally),
                    mimetype, f"kunjung-visits-{filename_stamp()}.{suffix}")
 
 
@@ -131,7 +132,7 @@ def visits_csv(query):
 @blp.doc(**_body(XLSX_TYPE))
 def visits_xlsx(query):
     """Visits in your scope as one workbook: an index sheet, a sheet per form version and one per repeat."""
-    return _visits(query, "xlsx", xlsx, XLSX_TYPE, "xlsx")
+    return _visits(query, "xlsx", partial(xlsx, actor=current_user()["id"]), XLSX_TYPE, "xlsx")
 
 
 @blp.route("/visits.geojson")

@@ -9,10 +9,13 @@ import marshmallow as ma
 from flask import Response, current_app, request
 from flask.views import MethodView
 
+from sync.values import canonical_json
+
 from .. import forms_registry as registry
 from .. import jsonio
-from ..auth import auth_required, client_address, current_scope, current_user
+from ..audit import client_address
 from ..errors import ApiError
+from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
 from .base import Blueprint, ErrorSchema
 
@@ -49,8 +52,11 @@ class FormVersionSchema(ma.Schema):
     state = ma.fields.String(required=True, metadata={"description": "draft or published"})
     hash = ma.fields.String(required=True, metadata={"description": "sha256 of the definition's canonical JSON"})
     url = ma.fields.String(required=True, metadata={"description": "where the definition is read"})
-    warnings = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.String()),
-                              metadata={"description": "advice keyed by path (or sheet!row); only when there is some"})
+    warnings = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.String()), metadata={
+        "description": "advice keyed by path (or sheet!row), and by 'assignment' when a published form is assigned "
+                       "to no village; only when there is some"})
+    assigned = ma.fields.Boolean(metadata={
+        "description": "answers of publish: whether the form is assigned to any village (officers see it only then)"})
     created_at = ma.fields.String(allow_none=True)
     created_by = ma.fields.String(allow_none=True)
     updated_at = ma.fields.String(allow_none=True)
@@ -79,7 +85,7 @@ class FormListQuerySchema(ma.Schema):
 
 
 class FormDefinitionSchema(ma.Schema):
-    """A form definition (CONTRACT.md, "Forms"; the language is forms/definition.py)."""
+    """A form definition (docs/protocol.md, "Forms"; the language is forms/definition.py)."""
 
     class Meta:
         unknown = ma.INCLUDE
@@ -88,8 +94,8 @@ class FormDefinitionSchema(ma.Schema):
         "description": '{"form_id", "version", "title": {"id", "en"}, "default_language"}'})
     fields_ = ma.fields.List(ma.fields.Dict(), required=True, data_key="fields", metadata={
         "description": 'questions: {"type", "name", "label", "hint"?, "required"?, "relevant"?, "constraint"?, '
-                       '"calculation"?, "default"?, "list"?, "choice_filter"?, "appearance"?, "save_to"?, '
-                       '"fields"?}'})
+                       '"calculation"?, "default"?, "list"?, "choice_filter"?, "appearance"?, "parameters"?, '
+                       '"save_to"?, "fields"?} (field types: forms/fieldtypes.py)'})
     choices = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.Dict()),
                              metadata={"description": 'choice lists: {"<list>": [{"name", "label"}]}'})
 
@@ -167,7 +173,7 @@ class Forms(MethodView):
         else:
             items = registry.forms_for(get_store(), scope)
         payload = FormSchema(many=True).dump(items)
-        return _revalidated(payload, hashlib.sha256(jsonio.canonical(payload).encode()).hexdigest())
+        return _revalidated(payload, hashlib.sha256(canonical_json(payload).encode()).hexdigest())
 
     @auth_required("admin")
     @blp.doc(**DEFINITION_BODY)
@@ -226,7 +232,8 @@ class FormVersion(MethodView):
 def publish(form_id, version):
     """Publish a draft: immutable from now on, identified by its hash, and pulled by assigned devices.
 
-    Publishing a published version again changes nothing."""
+    Publishing a published version again changes nothing. ``assigned`` says whether any village
+    has the form; when none has, ``warnings.assignment`` says that officers will not see it."""
     return registry.publish(get_store(), form_id, version, actor=_actor(), address=client_address())
 
 

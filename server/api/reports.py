@@ -1,32 +1,31 @@
-"""Coverage and work figures and the review queue; the household register import and household history."""
+"""Coverage and work figures, and the review queue."""
 
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import Response, request
 
-from .. import jsonio
-from ..auth import auth_required, client_address, current_scope, current_user, require_in_scope
-from ..errors import ApiError, flatten_messages
-from ..exports import HISTORY_COLUMNS, csv_text, history_rows, household_history
-from ..household_import import RegisterError, import_households, read_rows, read_upload
-from ..reporting import device_figures, officer_figures, review_queue, village_coverage
+from forms.identifiers import AreaCode
+
+from ..cursors import InvalidCursor
+from ..reporting import QUEUE_KINDS, device_figures, officer_figures, review_queue, village_coverage
+from ..security.guard import auth_required, current_scope
 from ..store import get_store
-from ..sync_service import REVIEW_STATES
-from .base import Blueprint, ErrorSchema
+from ..visits import REVIEW_STATES
+from .base import Blueprint
+from .paging import PageQuery, cursor, position
 
-blp = Blueprint("reports", __name__, url_prefix="/api/v1",
-                description="Coverage and work figures, the review queue, household registers and household history")
+blp = Blueprint("reports", __name__, url_prefix="/api/v1", description="Coverage and work figures, the review queue")
 
-AREA = ma.validate.Regexp(r"^[1-9]\d(\.\d{2}(\.\d{2}(\.[123]\d{3})?)?)?$",
-                          error="not a Kemendagri code (32, 32.04, 32.04.05 or 32.04.05.2001)")
 AREA_HELP = {"description": "a village, or any area above it (kecamatan 32.04.05, regency, province); "
                             "within your scope"}
 
 
+QUEUE = "review-queue"
+
+
 # -- query schemas -----------------------------------------------------------------------------
 class CoverageQuery(ma.Schema):
-    village = ma.fields.String(validate=AREA, metadata=AREA_HELP)
+    village = AreaCode(metadata=AREA_HELP)
     days = ma.fields.Integer(load_default=7, validate=ma.validate.Range(min=1, max=366),
                              metadata={"description": "what counts as recent: the last N days, today included, "
                                                       "in each village's own time zone"})
@@ -37,16 +36,16 @@ class OfficerQuery(CoverageQuery):
 
 
 class DeviceQuery(ma.Schema):
-    village = ma.fields.String(validate=AREA, metadata=AREA_HELP)
+    village = AreaCode(metadata=AREA_HELP)
     stale_days = ma.fields.Integer(load_default=3, validate=ma.validate.Range(min=1, max=366),
                                    metadata={"description": "list devices that have not synced for this many days"})
 
 
-class QueueQuery(ma.Schema):
+class QueueQuery(PageQuery):
     kind = ma.fields.String(validate=ma.validate.OneOf(("conflict", "visit")),
                             metadata={"description": "only conflicts or only flagged visits (default both, "
                                                      "conflicts first)"})
-    village = ma.fields.String(validate=AREA, metadata=AREA_HELP)
+    village = AreaCode(metadata=AREA_HELP)
     flag = ma.fields.String(validate=ma.validate.Length(max=64),
                             metadata={"description": "only visits carrying this flag code (outside_village, "
                                                      "constraint_failed, unknown_choice, ...)"})
@@ -54,19 +53,7 @@ class QueueQuery(ma.Schema):
     form_id = ma.fields.String(validate=ma.validate.Length(max=64))
     review = ma.fields.String(load_default="pending", validate=ma.validate.OneOf(("pending", *REVIEW_STATES, "any")),
                               metadata={"description": "review state of the visits listed (default pending)"})
-    after = ma.fields.String(validate=ma.validate.Length(max=200),
-                             metadata={"description": "the next of the previous page"})
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=500))
-
-
-class ImportQuery(ma.Schema):
-    village_field = ma.fields.String(validate=ma.validate.Length(min=1, max=64),
-                                     metadata={"description": "the column holding the village code, when it is "
-                                                              "not named kode desa / village_code"})
-
-
-class HistoryQuery(ma.Schema):
-    format = ma.fields.String(load_default="json", validate=ma.validate.OneOf(("json", "csv")))
 
 
 # -- response schemas (for the OpenAPI document) -----------------------------------------------
@@ -159,66 +146,9 @@ class QueueItemSchema(ma.Schema):
 
 class QueueSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(QueueItemSchema))
-    next = ma.fields.String(allow_none=True, metadata={"description": "pass as after for the next page"})
+    next = ma.fields.String(required=True, allow_none=True, metadata={
+        "description": "pass as `after` for the next page; null on the last page"})
     totals = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
-
-
-class RowProblemSchema(ma.Schema):
-    row = ma.fields.Integer(metadata={"description": "as the spreadsheet numbers it (header = 1); "
-                                                     "JSON rows count from 1"})
-    no_kk = ma.fields.String(allow_none=True)
-    reasons = ma.fields.List(ma.fields.String())
-
-
-class RegisterReportSchema(ma.Schema):
-    source = ma.fields.String()
-    rows = ma.fields.Integer()
-    created = ma.fields.Integer()
-    updated = ma.fields.Integer()
-    unchanged = ma.fields.Integer()
-    rejected = ma.fields.Integer()
-    conflicts = ma.fields.Integer(metadata={"description": "households where the register changed a value an "
-                                                           "officer had changed too: now a conflict to resolve"})
-    problems = ma.fields.List(ma.fields.Nested(RowProblemSchema))
-    ignored_columns = ma.fields.List(ma.fields.String())
-
-
-class RegisterUploadSchema(ma.Schema):
-    file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary",
-                                                  "description": "the register, .csv or .xlsx"})
-
-
-class RegisterRowsSchema(ma.Schema):
-    rows = ma.fields.List(ma.fields.Dict(), required=True, metadata={
-        "description": "one object per household, keys named like register columns (no_kk, nik, nama, alamat, "
-                       "rt, rw, kode_desa, lat, lon)"})
-    village_field = ma.fields.String()
-
-
-class FieldChangeSchema(ma.Schema):
-    field = ma.fields.String()
-    before = ma.fields.Raw(allow_none=True)
-    after = ma.fields.Raw(allow_none=True)
-    changed = ma.fields.Boolean()
-    in_conflict = ma.fields.Boolean()
-
-
-class HistoryEntrySchema(ma.Schema):
-    step = ma.fields.Integer()
-    event_id = ma.fields.String()
-    type = ma.fields.String(metadata={"enum": ["visit", "household_edit", "resolution", "import"]})
-    officer = ma.fields.String()
-    device_id = ma.fields.String()
-    at = ma.fields.String(allow_none=True)
-    received_at = ma.fields.String(allow_none=True)
-    hlc = ma.fields.String()
-    changes = ma.fields.List(ma.fields.Nested(FieldChangeSchema))
-
-
-class HistorySchema(ma.Schema):
-    household_id = ma.fields.String()
-    village = ma.fields.String()
-    history = ma.fields.List(ma.fields.Nested(HistoryEntrySchema))
 
 
 # -- figures -------------------------------------------------------------------------------------
@@ -256,74 +186,11 @@ def devices(query):
 @blp.response(200, QueueSchema)
 def queue(query):
     """What needs a supervisor: open conflicts, then flagged visits, filtered and a page at a time."""
-    return review_queue(get_store(), current_scope(), kind=query.get("kind"), area=query.get("village"),
-                        flag=query.get("flag"), officer=query.get("officer"), form_id=query.get("form_id"),
-                        review=query["review"], after=query.get("after"), limit=query["limit"])
-
-
-# -- household registers and history ---------------------------------------------------------------
-def _register(village_field: str | None):
-    """The register in the request: a multipart upload (field ``file``) or JSON ``{"rows": [...]}``."""
-    mimetype = request.mimetype
-    if mimetype == "multipart/form-data":
-        upload = request.files.get("file")
-        if upload is None or not upload.filename:
-            raise ApiError(422, "invalid", "Upload the register as the field 'file'.",
-                           {"file": ["Missing data for required field."]})
-        return read_upload(upload.read(), upload.filename, village_field)
-    if mimetype == "application/json":
-        try:
-            body = jsonio.loads(request.get_data(cache=True))
-        except jsonio.BadJSON as exc:
-            raise ApiError(400, "malformed_json", str(exc)) from None
-        problems = RegisterRowsSchema().validate(body if isinstance(body, dict) else {})
-        if problems or not isinstance(body, dict):
-            raise ApiError(422, "invalid", "Send {\"rows\": [{...}, ...]}.",
-                           flatten_messages(problems) or {"_schema": ["not an object"]})
-        return read_rows(body["rows"], village_field or body.get("village_field"))
-    raise ApiError(415, "unsupported_media_type", "Send the register as multipart/form-data or application/json.")
-
-
-@blp.route("/households/import", methods=["POST"])
-@auth_required("admin")
-@blp.arguments(ImportQuery, location="query")
-@blp.doc(requestBody={"required": True, "content": {"multipart/form-data": {"schema": RegisterUploadSchema},
-                                                    "application/json": {"schema": RegisterRowsSchema}}})
-@blp.response(200, RegisterReportSchema)
-@blp.alt_response(415, schema=ErrorSchema, description="Neither multipart/form-data nor application/json")
-@blp.alt_response(422, schema=ErrorSchema, description="The file cannot be read or lacks required columns")
-def import_register(query):
-    """Load a household register (No. KK, NIK and name of the head, address, RT/RW, village code, lat/lon).
-
-    Each household gets the id uuid5(village code/No. KK) and reaches devices on their next pull.
-    Bad rows are reported with their row number and why; good rows load. Importing the same
-    register again changes nothing; a value an officer corrected is kept, and a value both the
-    register and an officer changed becomes a conflict."""
-    try:
-        register = _register(query.get("village_field"))
-        report = import_households(get_store(), register, actor=current_user()["id"], address=client_address())
-    except RegisterError as exc:
-        raise ApiError(422, "invalid_register", exc.message, exc.errors) from None
-    return report.as_dict()
-
-
-@blp.route("/households/<household_id>/history")
-@auth_required()
-@blp.arguments(HistoryQuery, location="query")
-@blp.response(200, HistorySchema, description="JSON, or with format=csv one CSV row per field an event wrote")
-@blp.doc(responses={"200": {
-    "description": "JSON, or with format=csv one CSV row per field an event wrote",
-    "content": {"application/json": {"schema": HistorySchema}, "text/csv": {"schema": {"type": "string"}}}}})
-def history(query, household_id):
-    """Every change of a household: the event, officer, device, time, and each field's value before and after."""
-    store = get_store()
-    doc = store.get("households", household_id)
-    if doc is None:
-        raise ApiError(404, "not_found", "No such household.")
-    require_in_scope(doc["village"], "household")
-    if query["format"] == "csv":
-        body = b"".join(csv_text(history_rows(store, doc), HISTORY_COLUMNS))
-        return Response(body, mimetype="text/csv", headers={
-            "Content-Disposition": f'attachment; filename="household-{household_id}-history.csv"'})
-    return {"household_id": household_id, "village": doc["village"],
-            "history": list(household_history(store, household_id))}
+    at = position(query, QUEUE)
+    if at is not None and not (isinstance(at, list) and len(at) == 2 and at[0] in QUEUE_KINDS
+                               and isinstance(at[1], str)):
+        raise InvalidCursor("after")
+    found = review_queue(get_store(), current_scope(), kind=query.get("kind"), area=query.get("village"),
+                         flag=query.get("flag"), officer=query.get("officer"), form_id=query.get("form_id"),
+                         review=query["review"], after=tuple(at) if at else None, limit=query["limit"])
+    return {**found, "next": cursor(QUEUE, list(found["next"])) if found["next"] else None}

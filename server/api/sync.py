@@ -1,24 +1,96 @@
-"""Device sync: pushing batches of events and pulling changes (CONTRACT.md "Sync")."""
+"""Device sync: pushing batches of events and pulling changes (docs/protocol.md "Sync")."""
 
 from __future__ import annotations
 
 import marshmallow as ma
 from flask import current_app
 
-from ..auth import auth_required, current_device, current_scope, current_user
+from forms.identifiers import AreaCode
+
+from ..cursors import MAX_CURSOR_LENGTH
+from ..devices import note_pull
 from ..errors import ApiError
-from ..sync_service import Caller, PushSettings
-from ..syncing import form_changes, server_hlc, sync_service
+from ..push import MAX_DEVICE_SEQ, Caller, PushSettings
+from ..security.guard import auth_required, current_device, current_scope, current_user
+from ..server_events import current_hlc
+from ..store import get_store
+from ..syncing import pull_service, push_service
 from .base import Blueprint
 
-blp = Blueprint("sync", __name__, url_prefix="/api/v1/sync", description="Offline sync: push and pull")
+STAMPS = {"description": "field path -> the stamps the writer had for that field (design.md §2)",
+          "example": {"head_name": ["1763790000000-0003/phone-1/3f0c…"]}}
+
+
+# -- the event shapes, for the OpenAPI document. A push is not parsed with them: each event is
+# judged by the push service on its own, so that one bad event gets its own verdict and never
+# sinks the batch (server/push.py is where their rules live).
+class GeotagSchema(ma.Schema):
+    lat = ma.fields.Float(required=True, metadata={"minimum": -90, "maximum": 90})
+    lon = ma.fields.Float(required=True, metadata={"minimum": -180, "maximum": 180})
+    accuracy_m = ma.fields.Float(required=True, metadata={"minimum": 0})
+    altitude_m = ma.fields.Float(allow_none=True)
+    captured_at = ma.fields.String(required=True, metadata={"format": "date-time",
+                                                            "description": "ISO-8601 with a UTC offset"})
+
+
+class _EventSchema(ma.Schema):
+    id = ma.fields.String(required=True, metadata={"description": "a UUID the device made; the event's identity"})
+    device_id = ma.fields.String(required=True, metadata={"description": "the device of the token"})
+    hlc = ma.fields.String(required=True, metadata={"example": "1763790000000-0003",
+                                                    "description": "the device's HLC when it made the event"})
+    device_seq = ma.fields.Integer(metadata={
+        "minimum": 1, "maximum": MAX_DEVICE_SEQ,
+        "description": "the device's own counter of its events, kept when an event is re-stamped"})
+    household_id = ma.fields.String(required=True, metadata={"description": "a known household, or a new UUID"})
+    village = AreaCode(required=True, levels=("village",))
+    base = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.String()), metadata=STAMPS)
+
+
+class VisitEventSchema(_EventSchema):
+    """A form submission: its answers, geotag and times; its `save_to` fields write the household."""
+
+    type = ma.fields.String(required=True, metadata={"enum": ["visit"]})
+    form_id = ma.fields.String(required=True)
+    form_version = ma.fields.String(required=True)
+    answers = ma.fields.Dict(required=True, metadata={"description": "field name -> answer; repeats as lists of "
+                                                                      "rows, each with its `_id`"})
+    geotag = ma.fields.Nested(GeotagSchema, metadata={"description": "absent: the visit is flagged no_geotag"})
+    started_at = ma.fields.String(metadata={"format": "date-time"})
+    ended_at = ma.fields.String(metadata={"format": "date-time"})
+    supersedes = ma.fields.String(metadata={"description": "the visit this one revises"})
+
+
+class HouseholdEditEventSchema(_EventSchema):
+    """Household fields written directly: `head_name`, `members/<member-uuid>/status`, …"""
+
+    type = ma.fields.String(required=True, metadata={"enum": ["household_edit"]})
+    set = ma.fields.Dict(required=True, metadata={"description": "field path -> value"})
+    at = ma.fields.String(metadata={"format": "date-time"})
+
+
+EVENT_SCHEMAS = {"VisitEvent": VisitEventSchema, "HouseholdEditEvent": HouseholdEditEventSchema}
+
+
+class SyncBlueprint(Blueprint):
+    """Adds the event shapes to the OpenAPI components, where the push's `events` refer to them."""
+
+    def register_views_in_doc(self, api, app, spec, *, name, parameters):  # type: ignore[no-untyped-def]
+        for schema_name, schema in EVENT_SCHEMAS.items():
+            if schema_name not in spec.components.schemas:
+                spec.components.schema(schema_name, schema=schema)
+        return super().register_views_in_doc(api, app, spec, name=name, parameters=parameters)
+
+
+blp = SyncBlueprint("sync", __name__, url_prefix="/api/v1/sync", description="Offline sync: push and pull")
 
 
 class PushSchema(ma.Schema):
     device_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=128))
     hlc = ma.fields.String(metadata={"description": "the device clock now"})
     # Events are checked one by one by the service, so that each gets its own verdict.
-    events = ma.fields.List(ma.fields.Raw(allow_none=True), required=True)
+    events = ma.fields.List(ma.fields.Raw(allow_none=True, metadata={
+        "oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in EVENT_SCHEMAS],
+        "description": "by `type`; each event is judged on its own and answered in `results`"}), required=True)
 
 
 class FlagSchema(ma.Schema):
@@ -31,7 +103,7 @@ class FlagSchema(ma.Schema):
 class PushResultSchema(ma.Schema):
     id = ma.fields.String(allow_none=True)
     status = ma.fields.String(required=True, validate=ma.validate.OneOf(["applied", "duplicate", "rejected"]))
-    code = ma.fields.String()
+    code = ma.fields.String(metadata={"enum": ["clock_skew", "stale_base", "out_of_scope", "invalid", "id_reused"]})
     message = ma.fields.String()
     errors = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.String()))
     server_time = ma.fields.String()
@@ -40,11 +112,14 @@ class PushResultSchema(ma.Schema):
 
 class PushReplySchema(ma.Schema):
     results = ma.fields.List(ma.fields.Nested(PushResultSchema), required=True)
-    server_hlc = ma.fields.String(required=True)
+    server_hlc = ma.fields.String(required=True, metadata={"description": "the server's HLC now"})
 
 
 class PullQuerySchema(ma.Schema):
-    since = ma.fields.String(validate=ma.validate.Length(max=4096))
+    # Not bounded here: a cursor too long to be one is answered invalid_cursor like any other.
+    since = ma.fields.String(metadata={
+        "description": "the `next` of the previous pull; omit it for a first sync, and after `invalid_cursor`",
+        "maxLength": MAX_CURSOR_LENGTH})
     limit = ma.fields.Integer(load_default=500, validate=ma.validate.Range(min=1, max=1000))
 
 
@@ -52,7 +127,7 @@ class PullReplySchema(ma.Schema):
     changes = ma.fields.List(ma.fields.Dict(), required=True)
     next = ma.fields.String(required=True)
     has_more = ma.fields.Boolean(required=True)
-    server_hlc = ma.fields.String(required=True)
+    server_hlc = ma.fields.String(required=True, metadata={"description": "the server's HLC now"})
 
 
 @blp.route("/push", methods=["POST"])
@@ -73,7 +148,7 @@ def push(body):
     user = current_user()
     caller = Caller(user["id"], user["role"], device, current_scope())
     settings = PushSettings(skew_bound_ms=current_app.config["CLOCK_SKEW_SECONDS"] * 1000)
-    results, hlc = sync_service().push(caller, body.get("hlc"), body["events"], settings)
+    results, hlc = push_service().push(caller, body.get("hlc"), body["events"], settings)
     return {"results": results, "server_hlc": hlc}
 
 
@@ -81,9 +156,10 @@ def push(body):
 @auth_required()
 @blp.arguments(PullQuerySchema, location="query")
 @blp.response(200, PullReplySchema)
+@blp.alt_response(400, description="invalid_cursor: start a fresh pull without `since` and replace your copy")
 def pull(query):
     """Changes in your scope since a cursor, a page at a time; omit `since` for a first sync."""
-    service = sync_service()
-    reply = service.pull(current_user(), current_scope(), query.get("since"), query["limit"], form_changes())
-    service.note_pull(current_user()["id"], current_device())
-    return {**reply, "server_hlc": server_hlc()}
+    user = current_user()
+    reply = pull_service().pull(user, current_scope(), query.get("since"), query["limit"])
+    note_pull(get_store(), user["id"], current_device())
+    return {**reply, "server_hlc": current_hlc(get_store())}

@@ -5,11 +5,13 @@ from __future__ import annotations
 import marshmallow as ma
 from flask.views import MethodView
 
-from ..auth import ROLES, auth_required, client_address, current_user
+from ..audit import audit_entries, client_address
+from ..devices import DEVICE_ID, list_devices, revoke_device
 from ..errors import ApiError
-from ..storage import Range
+from ..security.guard import auth_required, current_user
+from ..security.passwords import passwords
 from ..store import get_store
-from ..users import create_user, list_devices, public_user, revoke_device, update_user
+from ..users import ROLES, create_user, get_user, list_users, public_user, update_user
 from .base import Blueprint
 
 blp = Blueprint("users", __name__, url_prefix="/api/v1", description="Users, devices and audit (admin)")
@@ -26,16 +28,16 @@ class UserSchema(ma.Schema):
 
 class UserCreateSchema(ma.Schema):
     username = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
-    password = ma.fields.String(required=True, load_only=True)
+    password = ma.fields.String(required=True, load_only=True, validate=ma.validate.Length(max=4096))
     role = ma.fields.String(required=True, validate=ma.validate.OneOf(ROLES))
-    villages = ma.fields.List(ma.fields.String(), load_default=list)
+    villages = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=64)), load_default=list)
 
 
 class UserPatchSchema(ma.Schema):
     role = ma.fields.String(validate=ma.validate.OneOf(ROLES))
-    villages = ma.fields.List(ma.fields.String())
+    villages = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=64)))
     disabled = ma.fields.Boolean()
-    password = ma.fields.String(load_only=True)
+    password = ma.fields.String(load_only=True, validate=ma.validate.Length(max=4096))
 
 
 class DeviceSchema(ma.Schema):
@@ -53,8 +55,9 @@ class DeviceSchema(ma.Schema):
 
 
 class AuditQuerySchema(ma.Schema):
-    action = ma.fields.String()
-    before = ma.fields.String(metadata={"description": "only events before this ISO time (paging)"})
+    action = ma.fields.String(validate=ma.validate.Length(max=64))
+    before = ma.fields.String(validate=ma.validate.Length(max=64),
+                              metadata={"description": "only events before this ISO time (paging)"})
     limit = ma.fields.Integer(load_default=100, validate=ma.validate.Range(min=1, max=1000))
 
 
@@ -74,15 +77,15 @@ class Users(MethodView):
     @blp.response(200, UserSchema(many=True))
     def get(self):
         """All users."""
-        return [public_user(u) for u in get_store().find("users", order_by="id", limit=10000)]
+        return [public_user(u) for u in list_users(get_store())]
 
     @auth_required("admin")
     @blp.arguments(UserCreateSchema)
     @blp.response(201, UserSchema)
     def post(self, data):
         """Create a user with a role and villages (a supervisor's entry may be a kecamatan)."""
-        user = create_user(data["username"].strip().lower(), data["password"], data["role"], data["villages"],
-                           actor=current_user()["id"], address=client_address())
+        user = create_user(get_store(), passwords(), data["username"].strip().lower(), data["password"],
+                           data["role"], data["villages"], actor=current_user()["id"], address=client_address())
         return public_user(user)
 
 
@@ -92,10 +95,7 @@ class User(MethodView):
     @blp.response(200, UserSchema)
     def get(self, username):
         """One user."""
-        user = get_store().get("users", username)
-        if user is None:
-            raise ApiError(404, "not_found", f"No user named {username!r}.")
-        return public_user(user)
+        return public_user(get_user(get_store(), username))
 
     @auth_required("admin")
     @blp.arguments(UserPatchSchema)
@@ -104,7 +104,8 @@ class User(MethodView):
         """Assign villages, change the role, disable or enable, or reset the password."""
         if username == current_user()["id"] and (data.get("disabled") or data.get("role", "admin") != "admin"):
             raise ApiError(409, "conflict", "Admins cannot disable or demote themselves.")
-        return public_user(update_user(username, data, actor=current_user()["id"], address=client_address()))
+        return public_user(update_user(get_store(), passwords(), username, data, actor=current_user()["id"],
+                                       address=client_address()))
 
 
 @blp.route("/users/<username>/devices")
@@ -112,15 +113,18 @@ class User(MethodView):
 @blp.response(200, DeviceSchema(many=True))
 def devices(username):
     """The devices a user has logged in from."""
-    return list_devices(username)
+    return list_devices(get_store(), get_user(get_store(), username)["id"])
 
 
 @blp.route("/users/<username>/devices/<device_id>/revoke", methods=["POST"])
 @auth_required("admin")
 @blp.response(200, DeviceSchema)
 def revoke(username, device_id):
-    """Revoke a lost phone: every token issued to it stops working at once."""
-    return revoke_device(username, device_id, actor=current_user()["id"], address=client_address())
+    """Revoke a lost phone: every token issued to it stops working at once, and it cannot log in again."""
+    if not DEVICE_ID.match(device_id):
+        raise ApiError(404, "not_found", "No such device for this user.")
+    return revoke_device(get_store(), get_user(get_store(), username)["id"], device_id,
+                         actor=current_user()["id"], address=client_address())
 
 
 @blp.route("/audit")
@@ -129,9 +133,4 @@ def revoke(username, device_id):
 @blp.response(200, AuditSchema(many=True))
 def audit_log(query):
     """Security events, newest first: logins, logouts, revocations, role and village changes."""
-    where = {}
-    if "action" in query:
-        where["action"] = query["action"]
-    if "before" in query:
-        where["at"] = Range(lt=query["before"])
-    return get_store().find("audit", where, order_by="-at", limit=query["limit"])
+    return audit_entries(get_store(), action=query.get("action"), before=query.get("before"), limit=query["limit"])

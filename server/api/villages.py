@@ -5,19 +5,13 @@ from __future__ import annotations
 import marshmallow as ma
 from flask.views import MethodView
 
-from ..auth import auth_required, client_address, current_scope, current_user
+from ..audit import client_address
 from ..errors import ApiError
+from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
-from ..villages import (
-    GeoJsonError,
-    features_of,
-    get_village,
-    import_villages,
-    list_villages,
-    village_detail,
-    village_summary,
-)
+from ..villages import GeoJsonError, features_of, get_village, import_villages, list_villages, village_detail
 from .base import Blueprint
+from .paging import PageQuery, id_position, page, page_schema
 
 blp = Blueprint("villages", __name__, url_prefix="/api/v1/villages",
                 description="Villages (desa/kelurahan) and their boundaries")
@@ -84,10 +78,13 @@ class ImportReportSchema(ma.Schema):
 @blp.route("")
 class Villages(MethodView):
     @auth_required()
-    @blp.response(200, VillageSchema(many=True))
-    def get(self):
-        """The villages in the caller's scope, by code."""
-        return [village_summary(doc) for doc in list_villages(get_store(), current_scope().where("id"))]
+    @blp.arguments(PageQuery, location="query")
+    @blp.response(200, page_schema(VillageSchema))
+    def get(self, query):
+        """The villages in the caller's scope, by code, a page at a time (without boundaries: ask for one village)."""
+        found = list_villages(get_store(), current_scope(), after=id_position(query, "villages"),
+                              limit=query["limit"] + 1)
+        return page(found, query["limit"], "villages", key=lambda village: village["code"])
 
     @auth_required("admin")
     @blp.arguments(ImportOptionsSchema, location="query")
@@ -117,8 +114,7 @@ class Village(MethodView):
     @blp.alt_response(404, description="No such village in the caller's scope")
     def get(self, code):
         """One village with its boundary as GeoJSON."""
-        # Out of scope and unknown answer alike, so a caller cannot probe which villages exist.
-        doc = get_village(get_store(), code) if current_scope().covers(code) else None
+        doc = get_village(get_store(), current_scope(), code)
         if doc is None:
             raise ApiError(404, "not_found", "No such village.")
         return village_detail(doc)

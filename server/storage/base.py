@@ -6,7 +6,17 @@ indexed (and so may be queried) and whether it is *tracked*: every write to a tr
 collection is given a number from one store-wide **change sequence** (``seq``), and the
 sequence is commit-ordered: a reader that has seen ``seq = n`` has seen, or will never
 be shown, nothing below ``n``. That promise is what lets a device pull "everything
-since my cursor" without ever skipping a change while others push (DESIGN.md §4).
+since my cursor" without ever skipping a change while others push (docs/design.md §4).
+
+Every way a collection is read is declared once, as a :class:`Query` of its
+:class:`CollectionSpec`, together with the index that serves it; both backends build their
+indexes from the same specs, and in strict mode (the test suite's) a read that no declared
+query covers raises :class:`SchemaError` naming its shape.
+
+Writes happen in units of work. :meth:`Store.unit_of_work` is the one to use: it runs a
+function in a transaction and runs it again, after a randomised backoff, when the store
+reports a conflict that a retry can resolve; when its attempts run out it raises
+:class:`WriteConflict`, which the HTTP layer answers with 409 (never 500).
 
 The domain code above this layer is written once against :class:`Store`; the contract
 suite in ``tests/storage`` runs the same tests against every backend.
@@ -15,13 +25,23 @@ suite in ``tests/storage`` runs the same tests against every backend.
 from __future__ import annotations
 
 import abc
+import logging
+import os
+import random
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 Document = dict[str, Any]
+T = TypeVar("T")
+log = logging.getLogger("kunjung.storage")
+# The test suite sets this so that a read no declared Query serves fails the test that made it.
+STRICT_QUERIES_ENV = "KUNJUNG_STRICT_QUERIES"
+UNIQUE_ORDERS = ("id", "seq")
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -33,8 +53,21 @@ class StoreUnavailable(StorageError):
     """The store does not answer (file unreadable, server down, timeout). Retry later."""
 
 
+class StoreMisconfigured(StoreUnavailable):
+    """The store answers but cannot give what kunjung needs (e.g. MongoDB without transactions);
+    the message says what to change. Start-up stops on it; a request meeting it answers 503."""
+
+
+class CommitOutcomeUnknown(StoreUnavailable):
+    """The store could not say whether a unit of work committed: it may have. The request should
+    be retried as a whole; kunjung's writes are idempotent (events by id), so a retry that finds
+    the unit applied answers as for a resend."""
+
+
 class WriteConflict(StorageError):
-    """A conditional write found the document changed since it was read. Retry the unit of work."""
+    """A conditional write found the document changed since it was read, or the store reported
+    a conflict between concurrent units of work. Retry the unit of work (:meth:`Store.unit_of_work`
+    does); raised by ``unit_of_work`` itself once its attempts are spent."""
 
 
 class UniqueViolation(StorageError):
@@ -50,15 +83,67 @@ class SchemaError(StorageError):
     """A query or document names an unknown collection or a field that is not indexed."""
 
 
+def sort_key(order: str) -> tuple[str, ...]:
+    """The keys a read ordered by ``order`` really sorts on: ``id`` and ``seq`` are unique, any
+    other field is followed by ``id`` so that ties have one order (and keyset paging works)."""
+    return (order,) if order in UNIQUE_ORDERS else (order, "id")
+
+
+def index_serves(index: tuple[str, ...], filter: Iterable[str], order: str | None) -> bool:
+    """Whether a B-tree index on ``index`` finds the documents of a filter on ``filter`` in the
+    order ``order`` (None: no order, a count) without sorting them: the filtered fields first, in
+    any order (equality, ``In`` or a range on the last of them), then the sort keys."""
+    keys = set(filter) - ({order} if order else set())
+    if set(index[:len(keys)]) != keys:
+        return False
+    if order is None:
+        return True
+    wanted = sort_key(order)
+    return index[len(keys):len(keys) + len(wanted)] == wanted
+
+
+@dataclass(frozen=True)
+class Query:
+    """One shape of read of a collection, and the index that serves it.
+
+    ``filter`` are the fields the index narrows on; ``order`` the field sorted by (either
+    direction; None for a count); ``index`` one of the collection's indexes, or ``("id",)`` (the
+    primary key) or ``("seq",)`` (a tracked collection's sequence). ``residual`` are fields a read
+    may add, checked on the documents the index finds (optional filters of a listing whose page
+    the index already bounds). ``why`` names who asks.
+    """
+
+    filter: tuple[str, ...] = ()
+    order: str | None = "id"
+    index: tuple[str, ...] = ("id",)
+    residual: tuple[str, ...] = ()
+    why: str = ""
+
+    def matches(self, fields: frozenset[str], order: str | None) -> bool:
+        # A range on the order field itself is served by the same index (paging, "before").
+        loose = set(self.residual) | ({order} if order else set())
+        return order == self.order and fields - loose == set(self.filter) - loose
+
+
+def shape_text(collection: str, fields: Iterable[str], order: str | None) -> str:
+    """A read's shape as a sentence, for error messages and logs."""
+    names = ", ".join(sorted(fields)) or "nothing"
+    return f"{collection}: filter on {names}, " + (f"ordered by {order}" if order else "counted")
+
+
 @dataclass(frozen=True)
 class CollectionSpec:
-    """What a collection is: its indexed fields, indexes, unique indexes and tracking.
+    """What a collection is: its indexed fields, indexes, unique indexes, tracking and reads.
 
     ``fields`` are the top-level document keys that may appear in queries and indexes.
     Their values must be scalars (str, int, float, bool or None). ``indexes`` and
-    ``unique`` are tuples of those fields; ``tracked`` collections get a ``seq``.
-    ``geo`` names top-level keys holding a GeoJSON geometry (or nothing): MongoDB gives
-    them a 2dsphere index for QGIS-style spatial queries; SQLite keeps them in the body.
+    ``unique`` are tuples of those fields (``id`` and ``seq`` may appear too); ``tracked``
+    collections get a ``seq``. ``geo`` names top-level keys holding a GeoJSON geometry (or
+    nothing): MongoDB gives them a 2dsphere index for QGIS-style spatial queries; SQLite keeps
+    them in the body. ``queries`` declares every shape of read the server makes, each with the
+    index that serves it (checked here, so a declared query can never lack its index).
+    ``retired`` are indexes an earlier version declared: start-up drops them, since every write
+    pays for an index.
     """
 
     name: str
@@ -67,6 +152,8 @@ class CollectionSpec:
     unique: tuple[tuple[str, ...], ...] = ()
     tracked: bool = False
     geo: tuple[str, ...] = ()
+    queries: tuple[Query, ...] = ()
+    retired: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         for name in (self.name, *self.fields, *self.geo):
@@ -76,6 +163,16 @@ class CollectionSpec:
             unknown = set(index) - set(self.fields) - {"seq", "id"}
             if unknown:
                 raise SchemaError(f"{self.name}: index names undeclared fields {sorted(unknown)}")
+        available = {("id",), *self.indexes, *self.unique, *((("seq",),) if self.tracked else ())}
+        for query in self.queries:
+            shape = shape_text(self.name, (*query.filter, *query.residual), query.order)
+            if query.index not in available:
+                raise SchemaError(f"{shape}: its index {query.index} is not declared")
+            if not index_serves(query.index, query.filter, query.order):
+                raise SchemaError(f"{shape}: index {query.index} does not serve it")
+            unknown = {*query.filter, *query.residual, *(query.order or "id",)} - set(self.fields) - {"id", "seq"}
+            if unknown:
+                raise SchemaError(f"{shape}: names undeclared fields {sorted(unknown)}")
 
 
 # Query conditions. A plain value means equality; these classes say more. They are
@@ -121,10 +218,29 @@ Where = Mapping[str, Any]
 @dataclass
 class StoreHooks:
     """Test seams. ``after_allocate(seq)`` runs after a sequence number is taken and before
-    the write carrying it commits, so a test can pull through that gap."""
+    the write carrying it commits, so a test can pull through that gap. ``before_retry(attempt,
+    error)`` runs before :meth:`Store.unit_of_work` runs its function again; ``sleep`` is how it
+    waits (a test may record the backoff instead of sleeping)."""
 
     after_allocate: Callable[[int], None] | None = None
+    before_retry: Callable[[int, BaseException], None] | None = None
+    sleep: Callable[[float], None] = time.sleep
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a unit of work is run again: full-jitter exponential backoff
+    (the wait before attempt ``n + 1`` is uniform in ``[0, min(cap, initial * factor ** (n - 1))]``),
+    as MongoDB's drivers do in ``with_transaction``, so that colliding writers spread out."""
+
+    attempts: int = 8
+    initial: float = 0.01
+    factor: float = 2.0
+    cap: float = 1.0
+
+    def delay(self, attempt: int, draw: Callable[[], float] = random.random) -> float:
+        return draw() * min(self.cap, self.initial * self.factor ** (attempt - 1))
 
 
 class Writer(abc.ABC):
@@ -156,6 +272,8 @@ class Writer(abc.ABC):
         In a tracked collection the stored document gets a new ``seq`` above every
         other. With ``expect_seq`` the write happens only if the stored document's
         ``seq`` still equals it (None: only if absent); otherwise :class:`WriteConflict`.
+        A backend may write only the paths that changed since the document was read in this
+        unit of work, where that stores the same document as replacing it would.
         """
 
     @abc.abstractmethod
@@ -169,6 +287,23 @@ class Writer(abc.ABC):
         """Atomically add ``by`` to an integer field, creating the document from
         ``defaults`` first if absent; returns the document after the increment."""
 
+    @abc.abstractmethod
+    def advance(self, collection: str, id: str, field: str, value: Any) -> Any:
+        """Raise ``field`` of an untracked document to ``value`` if it is below it (creating the
+        document if absent); returns the field's value afterwards, ``>= value``.
+
+        Made for values that may only grow and for which being ahead is harmless (the server's
+        clock): it never conflicts with a concurrent unit of work. On backends with transactions
+        across processes it is written *outside* the unit of work, at once, so it is stored before
+        the unit commits and stays if the unit rolls back; on SQLite it is part of the unit, whose
+        write lock already serialises writers.
+        """
+
+    @abc.abstractmethod
+    def reserve(self, count: int) -> None:
+        """A hint that about ``count`` more tracked documents will be written in this unit, so a
+        backend that allocates sequence numbers remotely may take them in one round trip."""
+
 
 class Store(abc.ABC):
     """A document store with indexed fields and a commit-ordered change sequence.
@@ -180,9 +315,16 @@ class Store(abc.ABC):
     url: str
     hooks: StoreHooks
 
-    def __init__(self, collections: Iterable[CollectionSpec]):
+    retry = RetryPolicy()
+
+    def __init__(self, collections: Iterable[CollectionSpec], *, strict_queries: bool | None = None):
         self.collections = {spec.name: spec for spec in collections}
         self.hooks = StoreHooks()
+        if strict_queries is None:
+            strict_queries = os.environ.get(STRICT_QUERIES_ENV, "").lower() in ("1", "true", "yes")
+        self.strict_queries = strict_queries
+        self._local = threading.local()
+        self._unserved: set[tuple[str, frozenset[str], str | None]] = set()
 
     def spec(self, collection: str) -> CollectionSpec:
         try:
@@ -221,7 +363,9 @@ class Store(abc.ABC):
         ``where`` maps an indexed field (or ``id``) to a value (equality), :class:`In`,
         :class:`Range` or :class:`AnyOf`. ``order_by`` is ``id``, ``seq`` or an indexed
         field, prefixed with ``-`` for descending; ``after`` is keyset paging: only
-        documents whose ``order_by`` value is past it. Ties are broken by ``id``.
+        documents whose ``order_by`` value is past it (for an order other than ``id`` and
+        ``seq``, a ``(value, id)`` pair: those orders are unique, any other has its ties broken
+        by ``id``). The filter and order must be a declared :class:`Query` of the collection.
         """
 
     @abc.abstractmethod
@@ -241,17 +385,70 @@ class Store(abc.ABC):
 
         ``upto`` defaults to :meth:`visible_seq`. Reading only up to that bound is the
         commit-order promise: no document with a smaller ``seq`` can appear later.
+
+        The bound may be *below* ``since``: a writer that read the counter before a reader's
+        previous page and allocates only now holds the bound at its floor. Nothing is skipped
+        then (the result is empty), but a reader must never move its cursor backwards: its next
+        cursor is ``max(since, bound)``, else it would fetch again what it already has.
         """
 
     @abc.abstractmethod
     def visible_seq(self) -> int:
-        """The highest ``seq`` below which every allocated number is committed or dead."""
+        """The highest ``seq`` below which every allocated number is committed or dead.
+
+        Numbers may be dead: a unit that rolled back, or a block of numbers allocated at once
+        and not all used, leaves gaps that no document will ever fill."""
 
     # -- writes -----------------------------------------------------------------------
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[Writer]:
-        """A unit of work (see :class:`Writer`). Leaving the block by an exception
-        rolls back what the backend can roll back and re-raises."""
+        """One attempt at a unit of work (see :class:`Writer`). Leaving the block by an
+        exception rolls back what the backend can roll back and re-raises; a conflict with a
+        concurrent unit (whether found by ``expect_seq`` or reported by the store) is raised as
+        :class:`WriteConflict`, for the caller to retry. Prefer :meth:`unit_of_work`, which does.
+        A block inside another unit of work on the same thread joins it."""
+
+    def current_writer(self) -> Writer | None:
+        """The unit of work open on this thread, if any."""
+        return getattr(self._local, "writer", None)
+
+    def unit_of_work(self, work: Callable[[Writer], T], *, attempts: int | None = None) -> T:
+        """Run ``work(tx)`` in a transaction and return what it returns, retrying on conflict.
+
+        ``work`` is run again from the start, in a fresh transaction and after a randomised
+        backoff (:class:`RetryPolicy`), when it or the commit raises :class:`WriteConflict`:
+        a stale ``expect_seq``, or what MongoDB reports as retryable (the
+        ``TransientTransactionError`` label: WriteConflict 112, NoSuchTransaction 251, a primary
+        stepping down; a duplicate ``_id`` inside a transaction, which aborts it). A commit
+        whose outcome is unknown (``UnknownTransactionCommitResult``) is retried on its own,
+        never by running ``work`` twice. So ``work`` must only read and write through ``tx``
+        and keep no state between runs that a second run would double.
+
+        After ``attempts`` runs (default ``retry.attempts``) it raises :class:`WriteConflict`.
+        Inside another unit of work on the same thread, ``work`` joins it and runs once: the
+        outer unit retries as a whole. Any other exception rolls back and propagates at once.
+        """
+        outer = self.current_writer()
+        if outer is not None:
+            return work(outer)
+        attempts = self.retry.attempts if attempts is None else attempts
+        last: WriteConflict | None = None
+        for attempt in range(1, attempts + 1):
+            if last is not None:
+                if self.hooks.before_retry:
+                    self.hooks.before_retry(attempt, last)
+                self.hooks.sleep(self.retry.delay(attempt - 1))
+            try:
+                with self.transaction() as tx:
+                    return work(tx)
+            except WriteConflict as exc:
+                last = exc
+        raise WriteConflict(f"gave up after {attempts} attempts: {last}") from last
+
+    def advance(self, collection: str, id: str, field: str, value: Any) -> Any:
+        """:meth:`Writer.advance` outside any unit of work."""
+        with self.transaction() as tx:
+            return tx.advance(collection, id, field, value)
 
     def insert(self, collection: str, doc: Document) -> bool:
         """:meth:`Writer.insert` in a unit of work of its own."""
@@ -280,6 +477,23 @@ class Store(abc.ABC):
         raise StorageError(f"{type(self).__name__} has no built-in backup; see README")
 
     # -- helpers shared by backends ------------------------------------------------------
+    def check_query(self, collection: str, where: Where | None, order_by: str | None) -> None:
+        """Refuse (strict mode) or log once (otherwise) a read that no declared :class:`Query`
+        of the collection serves; ``order_by`` None is a count."""
+        spec = self.spec(collection)
+        fields = frozenset(where or ())
+        order = order_by.removeprefix("-") if order_by else None
+        if any(query.matches(fields, order) for query in spec.queries):
+            return
+        shape = shape_text(collection, fields, order)
+        if self.strict_queries:
+            raise SchemaError(f"{shape}: no declared query serves this read; declare a Query with "
+                              "the index that serves it in the collection's spec (server/store.py)")
+        key = (collection, fields, order)
+        if key not in self._unserved:
+            self._unserved.add(key)
+            log.warning("%s: no declared query serves this read (it may scan or sort)", shape)
+
     def check_where(self, collection: str, where: Where | None) -> None:
         spec = self.spec(collection)
         allowed = {"id", "seq", *spec.fields}

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from .base import (
+    UNIQUE_ORDERS,
     AnyOf,
     CollectionSpec,
     Document,
@@ -141,12 +142,27 @@ class _SQLiteWriter(Writer):
         doc[field] = int(doc.get(field) or 0) + by
         return self._write(collection, doc, "INSERT OR REPLACE")
 
+    def reserve(self, count: int) -> None:
+        """Numbers are taken under the write lock, one statement each: nothing to reserve."""
+
+    def advance(self, collection: str, id: str, field: str, value: Any) -> Any:
+        # The unit's write lock serialises every writer, so a read and a write are enough.
+        if self.store.spec(collection).tracked:
+            raise SchemaError("advance is for untracked collections (the clock)")
+        doc = self.get(collection, id) or {"id": id}
+        if field in doc and doc[field] >= value:
+            return doc[field]
+        doc[field] = value
+        self._write(collection, doc, "INSERT OR REPLACE")
+        return value
+
 
 class SQLiteStore(Store):
     """Store on a SQLite file. ``sqlite:///relative/path`` or ``sqlite:////absolute/path``."""
 
-    def __init__(self, url: str, collections: list[CollectionSpec], *, timeout: float = 30.0):
-        super().__init__(collections)
+    def __init__(self, url: str, collections: list[CollectionSpec], *, timeout: float = 30.0,
+                 strict_queries: bool | None = None):
+        super().__init__(collections, strict_queries=strict_queries)
         self.url = url
         self.path = url.removeprefix("sqlite:///")
         if not self.path or self.path == url:
@@ -227,6 +243,8 @@ class SQLiteStore(Store):
                 cols = ",".join(_column(f) for f in index)
                 kind = "UNIQUE INDEX" if unique else "INDEX"
                 conn.execute(f'CREATE {kind} IF NOT EXISTS "{name}" ON {table}({cols})')
+        for index in spec.retired:
+            conn.execute(f'DROP INDEX IF EXISTS "ix_{spec.name}__{"_".join(index)}"')
 
     def schema_version(self) -> int:
         with self._reading() as conn:
@@ -257,26 +275,43 @@ class SQLiteStore(Store):
         row = conn.execute(f"SELECT body FROM {_table(collection)} WHERE id = ?", (id,)).fetchone()
         return orjson.loads(row[0]) if row else None
 
-    def _find(self, conn: sqlite3.Connection, collection: str, where: Where | None, *, order_by: str,
-              after: Any = None, limit: int | None = None) -> list[Document]:
+    def _select(self, collection: str, where: Where | None, *, order_by: str | None, after: Any = None,
+                limit: int | None = None) -> tuple[str, list[Any]]:
+        """The SQL of a read (``order_by`` None: a count) and its parameters."""
         self.check_where(collection, where)
-        field, descending = self.check_order(collection, order_by)
+        self.check_query(collection, where, order_by)
         params: list[Any] = []
+        if order_by is None:
+            return f"SELECT COUNT(*) FROM {_table(collection)} WHERE {_where_sql(where, params)}", params
+        field, descending = self.check_order(collection, order_by)
         sql = f"SELECT body FROM {_table(collection)} WHERE {_where_sql(where, params)}"
         col, direction = _column(field), "DESC" if descending else "ASC"
         op = "<" if descending else ">"
         if after is not None:
-            if field in ("id", "seq"):
+            if field in UNIQUE_ORDERS:
                 sql += f" AND {col} {op} ?"
                 params.append(after)
             else:
                 sql += f" AND ({col}, id) {op} (?, ?)"
                 params.extend(after)
-        sql += f" ORDER BY {col} {direction}" + ("" if field == "id" else f", id {direction}")
+        # id and seq are unique: a tie-break would only stop an index on (..., seq) serving the order.
+        sql += f" ORDER BY {col} {direction}" + ("" if field in UNIQUE_ORDERS else f", id {direction}")
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
+        return sql, params
+
+    def _find(self, conn: sqlite3.Connection, collection: str, where: Where | None, *, order_by: str,
+              after: Any = None, limit: int | None = None) -> list[Document]:
+        sql, params = self._select(collection, where, order_by=order_by, after=after, limit=limit)
         return [orjson.loads(row[0]) for row in conn.execute(sql, params)]
+
+    def explain(self, collection: str, where: Where | None = None, *, order_by: str | None = "id") -> list[str]:
+        """SQLite's plan for a read (``order_by`` None: a count), one line per step: for tests of
+        the query registry and for an operator wondering why a listing is slow."""
+        sql, params = self._select(collection, where, order_by=order_by)
+        with self._reading() as conn:
+            return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
 
     def get(self, collection: str, id: str) -> Document | None:
         with self._reading() as conn:
@@ -297,13 +332,11 @@ class SQLiteStore(Store):
             if len(page) < batch:
                 return
             last = page[-1]
-            after = last[field] if field in ("id", "seq") else (last.get(field), last["id"])
+            after = last[field] if field in UNIQUE_ORDERS else (last.get(field), last["id"])
 
     def count(self, collection: str, where: Where | None = None) -> int:
-        self.check_where(collection, where)
-        params: list[Any] = []
+        sql, params = self._select(collection, where, order_by=None)
         with self._reading() as conn:
-            sql = f"SELECT COUNT(*) FROM {_table(collection)} WHERE {_where_sql(where, params)}"
             return int(conn.execute(sql, params).fetchone()[0])
 
     def visible_seq(self) -> int:

@@ -418,14 +418,19 @@ def test_only_answered_fields_write(household_definition, answers):
     assert not any(path.endswith("/pregnant") for path in writes)
 
 
-def test_household_writes_skip_what_cannot_be_stored(household_definition, answers):
+def test_a_visit_whose_answers_cannot_be_stored_writes_nothing(household_definition, answers):
+    # The server refuses such a visit whole, so none of its answers reaches the household.
     answers["members"].append({"name": "tanpa id"})
-    answers["members"].append("junk")
     answers["floor_area"] = {"$gt": 1}
-    writes = household_writes(household_definition, answers)
-    assert "floor_area" not in writes
-    assert sum(path.endswith("/name") for path in writes) == 2
+    assert household_writes(household_definition, answers) == {}
     assert household_writes(household_definition, ["x"]) == {}
+
+
+def test_household_writes_take_a_validated_report_as_it_is(household_definition, answers):
+    report = validate_answers(household_definition, answers, today=TODAY)
+    assert household_writes(household_definition, report) == household_writes(household_definition, answers)
+    report.answers["head_name"] = "Changed after the check"
+    assert household_writes(household_definition, report)["head_name"] == "Changed after the check"
 
 
 def test_household_writes_normalise_values():
@@ -459,3 +464,70 @@ def test_validation_never_raises(household_definition, answers, row_value):
     assert isinstance(report.errors, dict)
     if report.ok:
         household_writes(household_definition, answers)
+
+
+# ---------------------------------------------------------------------------
+# Answers to questions a relevant hides
+
+HIDDEN_FORM = _one_field(
+    {"type": "select_one", "name": "result", "label": {"id": "Hasil"}, "list": "yesno"},
+    {"type": "text", "name": "head_nik", "label": {"id": "NIK"}, "relevant": "${result} = '1'", "save_to": "head_nik"},
+    {"type": "group", "name": "housing", "label": {"id": "Rumah"}, "relevant": "${result} = '1'", "fields": [
+        {"type": "integer", "name": "floor_area", "label": {"id": "Luas"}, "save_to": "floor_area"},
+        {"type": "repeat", "name": "rooms", "label": {"id": "Kamar"}, "fields": [
+            {"type": "text", "name": "room", "label": {"id": "Kamar"}}]},
+    ]},
+    {"type": "repeat", "name": "members", "label": {"id": "Anggota"}, "save_to": "members",
+     "relevant": "${presence} != 'gone'", "fields": [
+         {"type": "text", "name": "presence", "label": {"id": "Keberadaan"}},
+         {"type": "text", "name": "name", "label": {"id": "Nama"}, "save_to": "name"},
+         {"type": "integer", "name": "age", "label": {"id": "Umur"}, "save_to": "age", "relevant": "${name} != ''"},
+         {"type": "group", "name": "work", "label": {"id": "Kerja"}, "relevant": "${age} >= 15", "fields": [
+             {"type": "text", "name": "job", "label": {"id": "Pekerjaan"}, "save_to": "job"}]},
+     ]},
+)
+
+
+def hidden_visit() -> dict[str, Any]:
+    """A refusal (result 2) whose phone still sent what was typed before the answer changed."""
+    return {
+        "result": "2",
+        "head_nik": "3204056107850001",
+        "floor_area": 40,
+        "rooms": [{"_id": SITI, "room": "depan"}],
+        "members": [
+            {"_id": SITI, "presence": "here", "name": "Siti", "age": 12, "job": "petani"},
+            {"_id": BUDI, "presence": "gone", "name": "Budi", "age": 40, "job": "buruh"},
+        ],
+    }
+
+
+def test_answers_hidden_by_relevant_are_left_out_of_the_stored_answers():
+    definition = validate_definition(HIDDEN_FORM)
+    sent = hidden_visit()
+    report = validate_answers(definition, sent, today=TODAY)
+    assert report.ok
+    # a hidden field, a hidden group with a repeat inside, a hidden row, a hidden group inside a row
+    assert report.answers == {"result": "2", "members": [{"_id": SITI, "presence": "here", "name": "Siti", "age": 12}]}
+    assert sent == hidden_visit()  # what the device sent is not changed (the event keeps it)
+
+
+def test_answers_hidden_by_relevant_never_reach_household_fields():
+    definition = validate_definition(HIDDEN_FORM)
+    expected = {f"members/{SITI}/name": "Siti", f"members/{SITI}/age": 12}
+    assert household_writes(definition, hidden_visit(), today=TODAY) == expected
+    assert household_writes(definition, validate_answers(definition, hidden_visit(), today=TODAY)) == expected
+    shown = {**hidden_visit(), "result": "1"}
+    writes = household_writes(definition, shown, today=TODAY)
+    assert (writes["head_nik"], writes["floor_area"]) == ("3204056107850001", 40)
+    assert validate_answers(definition, shown, today=TODAY).answers["rooms"] == [{"_id": SITI, "room": "depan"}]
+
+
+def test_a_relevant_that_cannot_be_evaluated_keeps_the_answer():
+    definition = validate_definition(_one_field(
+        {"type": "text", "name": "kk", "label": {"id": "KK"}},
+        {"type": "text", "name": "note", "label": {"id": "N"}, "relevant": "date(${kk}) > 0", "save_to": "note"},
+    ))
+    report = validate_answers(definition, {"kk": "bukan tanggal", "note": "tetap"}, today=TODAY)
+    assert report.answers["note"] == "tetap"
+    assert [flag["code"] for flag in report.flags] == ["expression_error"]

@@ -12,11 +12,14 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_evaluator import interpret
+from test_library import TODAY as LIBRARY_TODAY
+from test_library import definition, household_visit
 
 from forms import answers as answers_module
 from forms.answers import AnswerReport, household_writes, validate_answers
 from forms.definition import ROSTER, SELECT_TYPES, Definition, validate_definition
-from forms.expressions import _FUNCTIONS, Context, ExpressionError, NodeSet, parse, truthy
+from forms.expressions import FUNCTIONS, Context, ExpressionError, NodeSet, parse, truthy
 from forms.identifiers import check_kk, check_nik
 
 TODAY = dt.date(2025, 3, 14)
@@ -43,12 +46,12 @@ _ATOMS = st.sampled_from(
 )  # fmt: skip
 _OPERATORS = st.sampled_from(["+", "-", "*", "div", "mod", "=", "!=", "<", "<=", ">", ">=", "and", "or"])
 # uuid() differs at every call, so no two evaluations can agree on it.
-_CALLABLE = sorted(name for name in _FUNCTIONS if name != "uuid")
+_CALLABLE = sorted(name for name in FUNCTIONS if name != "uuid")
 
 
 def _call(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     def arguments(name: str) -> st.SearchStrategy[str]:
-        fn = _FUNCTIONS[name]
+        fn = FUNCTIONS[name]
         most = fn.max_args if fn.max_args is not None else fn.min_args + 2
         return st.lists(inner, min_size=fn.min_args, max_size=most).map(lambda args: f"{name}({', '.join(args)})")
 
@@ -103,7 +106,7 @@ def test_compiled_expressions_evaluate_as_the_tree_walker_does(text, context):
     except ExpressionError:
         return
     compiled = _outcome(lambda: expression.evaluate(context))
-    assert compiled == _outcome(lambda: expression.interpret(context)), text
+    assert compiled == _outcome(lambda: interpret(expression, context)), text
 
 
 @pytest.mark.parametrize(
@@ -162,13 +165,13 @@ def test_compiled_fast_paths_agree_on_the_usual_values(text, a, b, current):
     ]
     for context in contexts:
         compiled = _outcome(lambda context=context: expression.evaluate(context))
-        assert compiled == _outcome(lambda context=context: expression.interpret(context))
+        assert compiled == _outcome(lambda context=context: interpret(expression, context))
 
 
 def test_boolean_functions_return_python_bools():
     # The compiled and/or/not/if skip truthy() on values these functions give.
     samples = ["", "1", "abc", 0.0, 2.0, True, NodeSet(["x"])]
-    for name, fn in _FUNCTIONS.items():
+    for name, fn in FUNCTIONS.items():
         if fn.returns != "boolean" or fn.lazy:
             continue
         for value in samples:
@@ -289,19 +292,18 @@ _DEFINITION = validate_definition(FORM)
 
 @settings(max_examples=300, deadline=None)
 @given(_scope_answers(_DEFINITION, None))
-def test_flags_are_those_of_the_plain_walk(answers):
+def test_flags_and_kept_answers_are_those_of_the_plain_walk(answers):
     report = validate_answers(_DEFINITION, copy.deepcopy(answers), today=TODAY)
     assert report.errors == {}
-    assert report.flags == _reference_flags(_DEFINITION, report.answers, TODAY)
-    assert household_writes(_DEFINITION, report.answers) == _reference_writes(_DEFINITION, report.answers)
-    assert household_writes(_DEFINITION, answers) == _reference_writes(_DEFINITION, report.answers)
+    flags, kept = _reference_flags(_DEFINITION, _normalised(_DEFINITION, answers), TODAY)
+    assert report.flags == flags
+    assert report.answers == kept
+    assert household_writes(_DEFINITION, report) == _reference_writes(_DEFINITION, kept)
+    assert household_writes(_DEFINITION, answers, today=TODAY) == _reference_writes(_DEFINITION, kept)
 
 
 @pytest.mark.parametrize("visit", ["household", "refused", "wrong"])
 def test_the_shipped_household_form_flags_as_the_plain_walk_does(visit):
-    from test_library import TODAY as LIBRARY_TODAY
-    from test_library import definition, household_visit
-
     household = definition("verval_keluarga")
     answers = household_visit()
     if visit == "refused":
@@ -318,12 +320,35 @@ def test_the_shipped_household_form_flags_as_the_plain_walk_does(visit):
     report = validate_answers(household, answers, today=LIBRARY_TODAY)
     assert report.errors == {}
     assert (report.flags != []) == (visit == "wrong")
-    assert report.flags == _reference_flags(household, report.answers, LIBRARY_TODAY)
-    assert household_writes(household, answers) == _reference_writes(household, report.answers)
+    flags, kept = _reference_flags(household, _normalised(household, answers), LIBRARY_TODAY)
+    assert report.flags == flags
+    assert report.answers == kept
+    assert household_writes(household, answers, today=LIBRARY_TODAY) == _reference_writes(household, kept)
 
 
-def _reference_flags(definition: Definition, answers: Mapping[str, Any], today: dt.date) -> list[dict[str, Any]]:
-    """The flags as the straightforward walk computes them, interpreting each expression where it is met."""
+_UNCONDITIONAL: dict[int, Definition] = {}
+
+
+def _normalised(definition: Definition, answers: Mapping[str, Any]) -> dict[str, Any]:
+    """The answers normalised as validate_answers does, with nothing left out for relevance."""
+    if id(definition) not in _UNCONDITIONAL:
+        data = copy.deepcopy(definition.to_dict())
+        stack = list(data["fields"])
+        while stack:
+            field = stack.pop()
+            field.pop("relevant", None)
+            stack.extend(field.get("fields", ()))
+        _UNCONDITIONAL[id(definition)] = validate_definition(data)
+    report = validate_answers(_UNCONDITIONAL[id(definition)], copy.deepcopy(answers))
+    assert report.ok, report.errors
+    return report.answers
+
+
+def _reference_flags(
+    definition: Definition, answers: Mapping[str, Any], today: dt.date
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The flags as the straightforward walk computes them, interpreting each expression where it is met,
+    and the answers it keeps: those of the fields the relevants leave shown."""
     flags: list[dict[str, Any]] = []
 
     def flag(code: str, path: str, message: str, **extra: Any) -> None:
@@ -331,7 +356,7 @@ def _reference_flags(definition: Definition, answers: Mapping[str, Any], today: 
 
     def evaluate(field: Mapping[str, Any], key: str, ctx: Context, path: str) -> Any:
         try:
-            return parse(field[key]).interpret(ctx)
+            return interpret(parse(field[key]), ctx)
         except ExpressionError as exc:
             flag("expression_error", path, f"the form's {key} could not be evaluated: {exc.message}")
             return None
@@ -343,24 +368,30 @@ def _reference_flags(definition: Definition, answers: Mapping[str, Any], today: 
         return True if result is None else truthy(result)
 
     def walk(fields: list[Any], values: Mapping[str, Any], converted: Mapping[str, Any], ctx: Context, prefix: str,
-             relevant: bool) -> None:  # fmt: skip
+             relevant: bool, kept: dict[str, Any]) -> None:  # fmt: skip
         for field in fields:
             name, kind = field["name"], field["type"]
             path = f"{prefix}.{name}" if prefix else name
             if kind == "group":
-                walk(field["fields"], values, converted, ctx, prefix, relevant and is_true(field, ctx, path))
+                walk(field["fields"], values, converted, ctx, prefix, relevant and is_true(field, ctx, path), kept)
                 continue
             if kind == "repeat":
+                kept_rows = []
                 for index, (row, converted_row) in enumerate(
                     zip(values.get(name) or [], converted.get(name) or [], strict=True)
                 ):
                     row_ctx = ctx.with_row(name, converted_row)
                     row_path = f"{path}[{index}]"
-                    here = relevant and is_true(field, row_ctx, row_path)
-                    walk(field["fields"], row, converted_row, row_ctx, row_path, here)
+                    if relevant and is_true(field, row_ctx, row_path):
+                        kept_rows.append({"_id": row["_id"]})
+                        walk(field["fields"], row, converted_row, row_ctx, row_path, True, kept_rows[-1])
+                if relevant and name in values:
+                    kept[name] = kept_rows
                 continue
             if not relevant or not is_true(field, ctx, path):
                 continue
+            if name in values:
+                kept[name] = values[name]
             value = values.get(name)
             if value is None or value == "" or value == []:
                 if field.get("required") is True and kind not in ("calculate", "note"):
@@ -374,8 +405,8 @@ def _reference_flags(definition: Definition, answers: Mapping[str, Any], today: 
                         flag("unknown_choice", path, f"{chosen!r} is not a choice of list {field['list']!r}",
                              value=chosen)  # fmt: skip
                     elif isinstance(field.get("choice_filter"), str):
-                        kept = evaluate(field, "choice_filter", field_ctx.replace(choice=choices[chosen]), path)
-                        if kept is not None and not truthy(kept):
+                        offered = evaluate(field, "choice_filter", field_ctx.replace(choice=choices[chosen]), path)
+                        if offered is not None and not truthy(offered):
                             flag("unknown_choice", path,
                                  f"{chosen!r} is not offered here: the form's choice filter leaves it out",
                                  value=chosen)  # fmt: skip
@@ -397,8 +428,9 @@ def _reference_flags(definition: Definition, answers: Mapping[str, Any], today: 
 
     converted = _converted(definition, answers, None)
     ctx = Context(converted, repeat_of=definition.repeat_map, today=today)
-    walk(definition.data["fields"], answers, converted, ctx, "", True)
-    return flags
+    kept: dict[str, Any] = {}
+    walk(definition.data["fields"], answers, converted, ctx, "", True, kept)
+    return flags, kept
 
 
 def _converted(definition: Definition, values: Mapping[str, Any], repeat: str | None) -> dict[str, Any]:

@@ -703,3 +703,37 @@ def test_validation_only_ever_raises_definition_error(fields, noise):
         errors = {}
         assert definition_hash(definition) == definition_hash(data)
     assert all(isinstance(path, str) and messages for path, messages in errors.items())
+
+
+# ---------------------------------------------------------------------------
+# Keys a store would read as operators or paths
+
+
+@pytest.mark.parametrize(
+    ("where", "path"),
+    [
+        (lambda d: d["settings"].__setitem__("$where", "1"), "settings"),
+        (lambda d: d["settings"].__setitem__("a.b", "1"), "settings"),
+        (lambda d: d["fields"][0].__setitem__("$set", {"x": 1}), "fields[0]"),
+        (lambda d: d["fields"][0]["label"].__setitem__("en.GB", "Name"), "fields[0].label"),
+        (lambda d: d["fields"][0].__setitem__("extra", {"deep": {"$gt": ""}}), "fields[0].extra.deep"),
+        (lambda d: d["choices"]["yn"][0].__setitem__("kec.code", "32"), "choices.yn[0]"),
+        (lambda d: d.__setitem__("$comment", "x"), ""),
+        (lambda d: d["fields"][0].__setitem__("note\x00", "x"), "fields[0]"),
+    ],
+)
+def test_definition_keys_with_dollar_or_dot_are_refused_with_their_path(where, path):
+    data = minimal(
+        {"type": "text", "name": "nama", "label": {"id": "Nama"}},
+        {"type": "select_one", "name": "s", "label": {"id": "S"}, "list": "yn"},
+        choices={"yn": [{"name": "1", "label": {"id": "Ya"}}]},
+    )
+    where(data)
+    errors = errors_of(data)
+    assert list(errors) == [path]
+    assert "may not start with '$' or contain '.' or NUL" in errors[path][0]
+
+
+def test_integers_a_store_cannot_hold_are_refused():
+    data = minimal({"type": "integer", "name": "n", "label": {"id": "N"}, "default": 2**64})
+    assert errors_of(data) == {"fields[0].default": ["integers must fit in 64 bits to be stored"]}

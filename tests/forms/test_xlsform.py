@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -511,3 +512,78 @@ def test_the_error_message_summarises_the_first_problem():
     with pytest.raises(XLSFormError, match=r"survey!3: .*'photo'"):
         xlsform_to_definition(workbook([["type", "name", "label"], ["text", "a", "A"], ["photo", "p", "P"]]),
                               "f.xlsx")
+
+
+# --- hostile workbooks: bounded while reading ------------------------------------------------------
+
+
+def _with_part(data: bytes, name: str, change) -> bytes:
+    """The workbook with one part's XML changed by `change(text) -> text`."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            content = source.read(item)
+            if item.filename == name:
+                content = change(content.decode("utf-8")).encode("utf-8")
+            target.writestr(item, content)
+    return out.getvalue()
+
+
+SMALL = [["type", "name", "label"], ["text", "nama", "Nama"], ["integer", "umur", "Umur"]]
+
+
+@pytest.mark.parametrize("part", ["xl/worksheets/sheet1.xml", "xl/styles.xml", "[Content_Types].xml"])
+def test_any_part_that_declares_a_doctype_is_refused(part):
+    dtd = '<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+
+    def declare(text: str) -> str:
+        if text.startswith("<?xml"):
+            end = text.index("?>") + 2
+            return text[:end] + dtd + text[end:]
+        return dtd + text
+
+    data = _with_part(workbook(SMALL), part, declare)
+    assert any("DOCTYPE" in m for m in refused(data)[FILE_KEY])
+
+
+def test_a_doctype_later_in_a_part_than_its_root_is_text_not_a_dtd():
+    data = _with_part(workbook(SMALL), "xl/worksheets/sheet1.xml",
+                      lambda text: text.replace("<t>Nama</t>", "<t>&lt;!DOCTYPE is text here</t>", 1))
+    assert xlsform_to_definition(data, "form.xlsx")["fields"][0]["name"] == "nama"
+
+
+def test_xlsx_rows_cells_and_columns_are_bounded(monkeypatch):
+    monkeypatch.setattr("forms.xlsform.MAX_ROWS", 1)
+    assert list(refused(workbook(SMALL))) == ["survey!3"]
+    monkeypatch.setattr("forms.xlsform.MAX_ROWS", 10)
+    monkeypatch.setattr("forms.xlsform.MAX_CELLS", 5)
+    assert "more than 5 filled cells" in refused(workbook(SMALL))["survey!2"][0]
+    monkeypatch.setattr("forms.xlsform.MAX_CELLS", 1000)
+    monkeypatch.setattr("forms.xlsform.MAX_COLUMNS", 2)
+    assert "more than 2 columns" in refused(workbook(SMALL))["survey!1"][0]
+
+
+def test_xls_rows_and_cells_are_bounded_too(monkeypatch):
+    data = (FIXTURES / "tutorial.xls").read_bytes()
+    monkeypatch.setattr("forms.xlsform.MAX_ROWS", 3)
+    errors = refused(data, "tutorial.xls")
+    assert len(errors) == 1
+    assert "more than 3 rows" in next(iter(errors.values()))[0]
+    monkeypatch.setattr("forms.xlsform.MAX_ROWS", 10_000)
+    monkeypatch.setattr("forms.xlsform.MAX_CELLS", 20)
+    assert "filled cells" in next(iter(refused(data, "tutorial.xls").values()))[0]
+
+
+def test_a_file_larger_than_an_xlsform_is_refused_unread(monkeypatch):
+    monkeypatch.setattr("forms.xlsform.MAX_FILE_BYTES", 1000)
+    assert "at most 1,000 bytes" in refused(workbook(SMALL))[FILE_KEY][0]
+
+
+def test_a_part_that_inflates_too_far_is_refused_before_it_is_read():
+    out = io.BytesIO()
+    source = zipfile.ZipFile(io.BytesIO(workbook(SMALL)))
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            target.writestr(item, source.read(item))
+        target.writestr("xl/media/padding.bin", b"\0" * (3 * 2**20))
+    assert "inflates" in refused(out.getvalue())[FILE_KEY][0]

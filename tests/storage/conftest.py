@@ -1,8 +1,9 @@
 """Backends for the storage contract suite: SQLite always, MongoDB through a stand-in or a real server.
 
-mongomock-ng is a stand-in, not a MongoDB: it is not atomic across threads and has no
-transactions, so the threaded and rollback promises run on SQLite and, when
-``KUNJUNG_TEST_MONGO_URI`` names a server, on real MongoDB (DESIGN.md §6).
+The stand-in (tests/mongo_stand_in.py) is mongomock-ng answering as a replica set, with
+transactions and conflicts as a MongoDB 7 server reports them; it is not a MongoDB. Its
+test ids say ``mongo-stand-in``. Threaded tests run on SQLite and, when
+``KUNJUNG_TEST_MONGO_URI`` names a server, on real MongoDB (docs/design.md §6).
 """
 
 from __future__ import annotations
@@ -13,14 +14,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from mongo_stand_in import StandIn
 
-from server.storage import CollectionSpec, Store, open_store
+from server.storage import CollectionSpec, Query, Store, open_store
 
 COLLECTIONS = [
     CollectionSpec("things", fields=("village", "kind", "size"),
-                   indexes=(("village",), ("kind", "size"), ("village", "seq")), tracked=True, geo=("location",)),
-    CollectionSpec("notes", fields=("author", "code"), indexes=(("author",),), unique=(("code",),)),
+                   indexes=(("village", "id"), ("kind", "id"), ("kind", "size", "id"), ("size", "id"),
+                            ("village", "seq")),
+                   tracked=True, geo=("location",),
+                   queries=(Query(), Query(order=None), Query(("village",), "id", ("village", "id")),
+                            Query(("village",), None, ("village", "id")), Query(("kind",), "id", ("kind", "id")),
+                            Query(("kind",), "size", ("kind", "size", "id")), Query(("size",), "id", ("size", "id")),
+                            Query(("seq",), "seq", ("seq",)), Query(("village", "seq"), "seq", ("village", "seq")))),
+    CollectionSpec("notes", fields=("author", "code"), indexes=(("author",),), unique=(("code",),),
+                   queries=(Query(), Query(("author",), None, ("author",)))),
 ]
+STAND_IN = "mongo-stand-in[mongomock-ng]"
 
 REAL_MONGO = os.environ.get("KUNJUNG_TEST_MONGO_URI")
 
@@ -43,20 +53,15 @@ def _make_backend(name: str, tmp_path) -> Backend:
 
         client = pymongo.MongoClient(REAL_MONGO)
         db = f"kunjung_test_{uuid.uuid4().hex[:8]}"
-
-        def open_real() -> Store:
-            store = open_store(REAL_MONGO, COLLECTIONS, client=client)
-            store.db = client[db]
-            return store
-
-        return Backend(name, open_real, cleanup=lambda: client.drop_database(db))
-    import mongomock_ng
-
-    client = mongomock_ng.MongoClient()
-    return Backend(name, lambda: open_store("mongodb://stand-in/kunjung", COLLECTIONS, client=client))
+        return Backend(name, lambda: open_store(REAL_MONGO, COLLECTIONS, client=client, database=db),
+                       cleanup=lambda: client.drop_database(db))
+    stand_in = StandIn()
+    return Backend(name, lambda: open_store("mongodb://stand-in/kunjung", COLLECTIONS, client=stand_in))
 
 
-ALL = ["sqlite", "mongo-stand-in[mongomock-ng]"] + (["mongo-real"] if REAL_MONGO else [])
+ALL = ["sqlite", STAND_IN] + (["mongo-real"] if REAL_MONGO else [])
+# Backends with multi-document transactions across sessions (the stand-in emulates them).
+TRANSACTIONAL = ["sqlite", STAND_IN] + (["mongo-real"] if REAL_MONGO else [])
 ATOMIC = ["sqlite"] + (["mongo-real"] if REAL_MONGO else [])
 ON_DISK = ATOMIC
 
@@ -73,6 +78,17 @@ def _store_fixture(request, tmp_path) -> Iterator[tuple[Backend, Store]]:
 @pytest.fixture(params=ALL)
 def backend_store(request, tmp_path):
     yield from _store_fixture(request, tmp_path)
+
+
+@pytest.fixture(params=TRANSACTIONAL)
+def transactional_backend_store(request, tmp_path):
+    """Backends whose units of work roll back as a whole (the stand-in included)."""
+    yield from _store_fixture(request, tmp_path)
+
+
+@pytest.fixture
+def transactional_store(transactional_backend_store) -> Store:
+    return transactional_backend_store[1]
 
 
 @pytest.fixture(params=ATOMIC)

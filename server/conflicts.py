@@ -1,0 +1,84 @@
+"""Conflicts: the open ones in a caller's scope, and a supervisor's resolution of one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sync import EventError, Record
+
+from .areas import scoped_areas, village_where
+from .errors import ApiError
+from .eventlog import body_hash, same_body
+from .households import write_household
+from .jsonio import storage_problems
+from .security.scope import Scope
+from .server_events import ServerStamper
+
+CONFLICTS = "conflicts"
+MAX_TEXT = 10_000  # as for a pushed value
+
+
+def list_conflicts(store: Any, scope: Scope, *, area: str | None, after: str | None,
+                   limit: int) -> list[dict[str, Any]]:
+    """Open conflicts in scope (and in ``area``), by id."""
+    where = {"open": True, **village_where(scoped_areas(scope, area))}
+    return store.find(CONFLICTS, where, after=after, limit=limit)
+
+
+def _known_stamps(record: Record, path: str) -> set[str]:
+    state = record.fields.get(path)
+    if state is None:
+        return set()
+    return {w.stamp for w in state.heads} | set(state.superseded)
+
+
+def field_state(record: Record, path: str) -> dict[str, Any]:
+    """A field after a resolution: value, stamp, heads while in conflict, and the conflict id."""
+    state = record.fields.get(path)
+    if state is None:
+        return {"household_id": record.id, "field": path, "value": None, "stamp": None, "in_conflict": False}
+    out = {"household_id": record.id, "field": path, **state.to_pull(), "in_conflict": state.in_conflict}
+    if state.in_conflict:
+        out["conflict_id"] = next(c["id"] for c in record.conflicts() if c["field"] == path)
+    return out
+
+
+def resolve_conflict(store: Any, actor: str, scope: Scope, conflict_id: str, event_id: str, value: Any,
+                     heads: list[str]) -> dict[str, Any]:
+    """Write ``value`` over exactly the ``heads`` named; idempotent by ``event_id``."""
+    conflict = store.get(CONFLICTS, conflict_id)
+    if conflict is None or not scope.covers(conflict["village"]):
+        raise ApiError(404, "not_found", "No such conflict.")
+    path = conflict["field"]
+    unsafe = storage_problems(value, "value", max_text=MAX_TEXT)
+    if unsafe:
+        raise ApiError(422, "invalid", "The value cannot be stored.", unsafe)
+    body = {"conflict": conflict_id, "value": value, "heads": sorted(set(heads))}
+    digest = body_hash(body)
+
+    def unit(tx: Any) -> dict[str, Any]:
+        existing = tx.get("events", event_id)
+        doc = tx.get("households", conflict["household_id"])
+        record = Record.from_document(doc["record"])
+        if existing is not None:
+            if not same_body(existing, digest):
+                raise ApiError(409, "id_reused", "Another event was received with this id.")
+            return field_state(record, path)
+        known = _known_stamps(record, path)
+        unknown = [s for s in body["heads"] if s not in known]
+        if unknown or not body["heads"]:
+            raise ApiError(422, "invalid", "A resolution names the heads it saw.",
+                           {"heads": [f"{s} is not a write of {path}" for s in unknown] or ["must not be empty"]})
+        stamper = ServerStamper(tx, store)
+        made = stamper.event("resolution", event_id=event_id, actor=actor, record_id=record.id,
+                             village=record.village, writes={path: value}, base={path: body["heads"]}, body=body)
+        try:
+            record.apply_event(made.engine)
+        except EventError as error:
+            raise ApiError(422, "invalid", error.message, error.errors) from None
+        tx.insert("events", made.document)
+        write_household(tx, record, doc, doc["seq"])
+        stamper.save()
+        return field_state(record, path)
+
+    return store.unit_of_work(unit)

@@ -1,0 +1,60 @@
+"""Stored events: the hash of an event body, the shape events are stored in, which events fold into a household."""
+
+# Every accepted event, pushed or server-made, is stored once in ``events`` with the body it
+# arrived with (or, for a server-made one, the request that made it) and the engine's shape of
+# it. A resend is recognised by the hash of its body; the fold is rebuilt from the engine shapes.
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from sync import canonical_json
+
+EVENTS = "events"
+# The event types that write household fields. A review is stored with the household id of its
+# visit, so that the household's history can find it, but it folds into the visit, not the household.
+HOUSEHOLD_EVENT_TYPES = ("visit", "household_edit", "resolution", "import")
+
+
+def body_hash(body: Any) -> str:
+    """sha256 of the body's canonical JSON (``sync.values.canonical_json``)."""
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+
+
+def same_body(stored: Mapping[str, Any], digest: str) -> bool:
+    """Whether a stored event has the body whose hash is ``digest``.
+
+    Events stored before the hash was spelt with ``canonical_json`` carry a hash of another
+    spelling of the same body (orjson writes 1e-05 as 0.00001): their stored body is hashed anew,
+    so a device resending such an event is still answered ``duplicate``.
+    """
+    if stored.get("body_hash") == digest:
+        return True
+    return "body" in stored and body_hash(stored["body"]) == digest
+
+
+def folds_into_household(event_type: str) -> bool:
+    """Whether events of this type write household fields: the one answer to that question."""
+    return event_type in HOUSEHOLD_EVENT_TYPES
+
+
+def household_events(store: Any, household_id: str) -> Iterator[dict[str, Any]]:
+    """The stored events that fold into the household, in the order they were received."""
+    for doc in store.iterate(EVENTS, {"household_id": household_id}, order_by="seq"):
+        if folds_into_household(doc["type"]):
+            yield doc
+
+
+def event_document(event_type: str, engine: Mapping[str, Any], *, household_id: str, body: Any, digest: str,
+                   received_at: str, flags: list[dict[str, Any]] | None = None,
+                   visit_id: str | None = None) -> dict[str, Any]:
+    """An event as ``events`` stores it: who, when, the body as received, its hash and the engine's shape."""
+    doc = {"id": engine["id"], "type": event_type, "household_id": household_id, "village": engine["village"],
+           "device_id": engine["device_id"], "officer": engine["officer"], "hlc": engine["hlc"],
+           "received_at": received_at, "body_hash": digest, "body": body, "engine": dict(engine),
+           "flags": list(flags or [])}
+    if visit_id is not None:
+        doc["visit_id"] = visit_id
+    return doc
