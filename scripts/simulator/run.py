@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from forms import validate_definition
-from server.client import ACKED, Interner, PulledHousehold, RetryPolicy, Session, Transport
+from server.client import ACKED, PAGE_LIMIT, Interner, PulledHousehold, RetryPolicy, Session, Transport
 
 from .checks import Check, HouseholdVerdict, Resolution, check_household, check_replicas, index_conflicts, new_checks
 from .device import SimDevice, SimError
@@ -27,7 +27,6 @@ from .geo import Boundaries
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SAMPLE_VILLAGES = ROOT / "server" / "data" / "sample_villages.geojson"
-PAGE = 1000
 
 
 @dataclass
@@ -162,7 +161,7 @@ class Simulation:
                                     payload=orjson.loads(config.villages_file.read_bytes()))
                 self.log(f"villages: {report['imported']} imported, {report['updated']} updated, "
                          f"{report['unchanged']} unchanged, {report['refused']} refused")
-            known = {v["code"]: v for v in admin.call("GET", "/api/v1/villages")}
+            known = {v["code"]: v for v in admin.paged("/api/v1/villages")}
             codes = [code for code in codes if known.get(code, {}).get("has_boundary")]
             if not codes:
                 raise SimError("no sample village has a boundary on the server; import them or drop --no-import")
@@ -193,7 +192,7 @@ class Simulation:
             accounts = {**config.accounts, "officers": config.accounts["officers"][:config.devices]}
         self.supervisor = self.session(accounts["supervisor"]["username"], accounts["supervisor"]["password"])
         self.supervisor.login()
-        self.server_boundaries = {village["code"] for village in self.supervisor.call("GET", "/api/v1/villages")
+        self.server_boundaries = {village["code"] for village in self.supervisor.paged("/api/v1/villages")
                                   if village["has_boundary"]}
         officers = accounts["officers"]
         skewed = config.skewed_devices if config.skewed_devices is not None else max(1, len(officers) // 10)
@@ -289,15 +288,7 @@ class Simulation:
     # checking -----------------------------------------------------------------------------------
     def _paged(self, path: str, query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         assert self.supervisor is not None
-        items: list[dict[str, Any]] = []
-        after = None
-        while True:
-            page_query = {**(query or {}), "limit": PAGE, **({"after": after} if after else {})}
-            page = self.supervisor.call("GET", path, query=page_query)
-            items.extend(page)
-            if len(page) < PAGE:
-                return items
-            after = page[-1]["id"]
+        return self.supervisor.paged(path, query=query)
 
     def snapshot(self) -> dict[str, PulledHousehold]:
         """Every household in the supervisor's scope, pulled from scratch (shared with the phones' equal copies)."""
@@ -305,7 +296,7 @@ class Simulation:
         households: dict[str, PulledHousehold] = {}
         cursor = None
         while True:
-            query: dict[str, Any] = {"limit": PAGE, **({"since": cursor} if cursor else {})}
+            query: dict[str, Any] = {"limit": PAGE_LIMIT, **({"since": cursor} if cursor else {})}
             data = self.supervisor.call("GET", "/api/v1/sync/pull", query=query)
             for change in data["changes"]:
                 if change["type"] == "household":

@@ -20,11 +20,12 @@ from .device import (
     parse_iso_ms,
 )
 from .replica import Interner, PulledHousehold, Replica, field_stamps, pulled_writes
-from .session import RETRYABLE_STATUSES, ClientError, RetryPolicy, Session, Unreachable
+from .session import PAGE_LIMIT, RETRYABLE_STATUSES, ClientError, RetryPolicy, Session, Unreachable
 from .transport import TRANSPORT_ERRORS, FlaskTransport, HttpTransport, Reply, Transport
 
 __all__ = [
     "ACKED",
+    "PAGE_LIMIT",
     "PENDING",
     "REJECTED",
     "RETRYABLE_STATUSES",

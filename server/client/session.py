@@ -6,7 +6,7 @@ import gzip
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,8 @@ from .transport import TRANSPORT_ERRORS, Reply, Transport
 
 # Statuses that say "try again later" rather than "this request is wrong".
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The largest page a list gives (docs/protocol.md "Lists").
+PAGE_LIMIT = 1000
 
 Observer = Callable[[str, float, "int | None"], None]
 
@@ -214,3 +216,22 @@ class Session:
     def call(self, method: str, path: str, **options: Any) -> Any:
         """:meth:`request`, returning the decoded JSON answer."""
         return self.request(method, path, **options).json()
+
+    def pages(self, path: str, *, label: str | None = None, query: Mapping[str, Any] | None = None,
+              limit: int = PAGE_LIMIT) -> Iterator[list[Any]]:
+        """The pages of a list (``{"items", "next"}``), one request each, following ``next`` as ``after``
+        until it is null. The cursor is the server's, passed on untouched."""
+        label = label or f"GET {path}"
+        after: str | None = None
+        while True:
+            page_query = {**(query or {}), "limit": limit, **({"after": after} if after is not None else {})}
+            page = self.call("GET", path, label=label, query=page_query)
+            yield page["items"]
+            after = page["next"]
+            if after is None:
+                return
+
+    def paged(self, path: str, *, label: str | None = None, query: Mapping[str, Any] | None = None,
+              limit: int = PAGE_LIMIT) -> list[Any]:
+        """Every item of a list, page after page (see :meth:`pages`)."""
+        return [item for items in self.pages(path, label=label, query=query, limit=limit) for item in items]
