@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import http.server
 import json
@@ -32,6 +33,7 @@ from server.client import (
     Unreachable,
     field_stamps,
 )
+from server.store import get_store
 
 FORM = "verval_keluarga"
 VILLAGE, OTHER = "32.04.05.2001", "32.04.05.2002"
@@ -104,6 +106,11 @@ def visit(device, household_id=None, village=VILLAGE, seed=1):
     return device.visit(definition=definition, form_id=FORM, form_version=version, village=village,
                         household_id=household_id or str(uuid.uuid4()), answers=answers,
                         geotag={"lat": -6.93, "lon": 107.675, "accuracy_m": 5, "captured_at": device.now_iso()})
+
+
+def stored_event(app, event_id):
+    with app.app_context():
+        return get_store().get("events", event_id)
 
 
 def history(app, household_id):
@@ -269,19 +276,19 @@ def test_a_fast_clock_is_corrected_and_its_events_restamped_keeping_id_and_devic
     stored = {entry["event_id"]: entry for entry in history(field_app, made.household_id)}
     assert stored[edit.id]["base"] == {"head_name": [made.stamp]}
     assert stored[made.id]["hlc"] == made.hlc
-    assert "device_seq" not in edit.body
+    # the server keeps the device's order, which the re-stamp did not change
+    assert [stored_event(field_app, e.id)["engine"]["device_seq"] for e in (made, edit)] == list(sequences)
 
 
-def test_device_seq_travels_only_when_asked():
+def test_every_event_carries_the_next_device_seq():
     session = Session(Scripted(None), "ani", PASSWORD, device_id="phone-ani")
-    quiet, counting = DeviceClient(session), DeviceClient(session, send_device_seq=True, device_seq_start=41)
-    for device in (quiet, counting):
+    first, later = DeviceClient(session), DeviceClient(session, device_seq_start=41)
+    for device in (first, later):
         for n in range(3):
             device.edit(household_id="h1", village=VILLAGE, writes={"phone": f"08{n}"})
-    assert [event.device_seq for event in quiet.events] == [1, 2, 3]
-    assert all("device_seq" not in event.body for event in quiet.events)
-    assert [event.body["device_seq"] for event in counting.events] == [41, 42, 43]
-    assert counting.next_seq == 44
+    assert [event.body["device_seq"] for event in first.events] == [1, 2, 3]
+    assert [event.body["device_seq"] for event in later.events] == [41, 42, 43]
+    assert later.next_seq == 44
 
 
 def test_a_rejected_event_keeps_its_reason_and_is_not_sent_again(field_app):
@@ -323,22 +330,104 @@ def test_pull_pages_through_a_small_limit(field_app):
     assert reader.pull().households == 0  # the cursor moved past everything
 
 
-def test_an_invalid_cursor_starts_a_fresh_pull_that_replaces_the_copy(field_app):
+def tampered(cursor, **changes):
+    """The cursor with its state edited and its signature kept, as a device that rewrites it would send."""
+    payload, _, signature = cursor.partition(".")
+    state = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    state.update(changes)
+    edited = base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
+    return f"{edited}.{signature}"
+
+
+def stale_copy():
+    """A household the device holds that the server never had (a copy pulled from another node, say)."""
+    return {"type": "household", "id": str(uuid.uuid4()), "village": VILLAGE,
+            "fields": {"head_name": {"value": "Gone", "stamp": f"1763790000000-0000/old-phone/{uuid.uuid4()}"}}}
+
+
+def test_a_tampered_cursor_starts_a_fresh_pull_that_replaces_the_copy(field_app):
     writer = make_device(FlaskTransport(field_app), "budi")
     kept = visit(writer)
     writer.push()
-    device = make_device(FlaskTransport(field_app))
+    transport = Scripted(FlaskTransport(field_app))
+    device = make_device(transport)
     device.pull()
-    stale = {"type": "household", "id": str(uuid.uuid4()), "village": VILLAGE,
-             "fields": {"head_name": {"value": "Gone", "stamp": f"1763790000000-0000/old-phone/{uuid.uuid4()}"}}}
+    own = device.edit(household_id=str(uuid.uuid4()), village=VILLAGE, writes={"head_name": "Baru"})
+    stale = stale_copy()
     device.replica.take(stale)
-    device.cursor = "bm90LWEtY3Vyc29y"  # base64 of "not-a-cursor": refused with 400 invalid_cursor
+    forged = tampered(device.cursor, s=0)  # rewound: everything again, under the old signature
+    client = field_app.test_client()
+    answer = client.get("/api/v1/sync/pull", query_string={"since": forged},
+                        headers=login(client, "ani", device_id="phone-ani"))
+    assert (answer.status_code, answer.get_json()["code"]) == (400, "invalid_cursor")
+    device.cursor = forged
     report = device.pull()
     assert report.fresh_starts == 1
-    assert device.stats["fresh_pulls"] == 1
+    assert device.stats["copies_replaced"] == 1
+    assert ("GET", "/api/v1/sync/pull") in transport.seen
+    # the copy is what a pull from nothing brings: the stale household is gone, the real one is there
     assert stale["id"] not in device.replica
-    assert kept.household_id in device.replica
-    assert device.cursor not in (None, "bm90LWEtY3Vyc29y")
+    from_nothing = make_device(FlaskTransport(field_app), "citra")
+    from_nothing.pull()
+    assert set(device.replica) == {kept.household_id} == set(from_nothing.replica)
+    assert device.replica.get(kept.household_id).digest == from_nothing.replica.get(kept.household_id).digest
+    # the device's own unsent write is not part of the copy and stays
+    assert own.household_id in device.held()
+    assert device.cursor not in (None, forged)
+    assert device.pull().households == 0  # the new cursor is a real one: nothing new since
+
+
+def test_a_fresh_pull_cut_short_keeps_the_old_copy_until_it_ends(field_app):
+    writer = make_device(FlaskTransport(field_app), "budi")
+    made = [visit(writer, seed=seed) for seed in range(3)]
+    writer.push()
+    transport = Scripted(FlaskTransport(field_app))
+    device = make_device(transport, pull_limit=1)
+    device.pull()
+    stale = stale_copy()
+    device.replica.take(stale)
+    forged = device.cursor = tampered(device.cursor, u="budi")
+    # refused, then the first page of the fresh pull, then the link goes for every attempt of the second
+    transport.fail("/api/v1/sync/pull", None, None, *["refused"] * 5)
+    with pytest.raises(Unreachable):
+        device.pull()
+    assert stale["id"] in device.replica  # the old copy is still the device's
+    assert device.cursor == forged
+    report = device.pull()
+    assert report.fresh_starts == 0  # it went on with the fresh pull it had begun
+    assert set(device.replica) == {event.household_id for event in made}
+    assert device.stats["copies_replaced"] == 1
+
+
+def test_a_restarted_app_keeps_its_counter_clock_events_and_copy(field_app):
+    transport = FlaskTransport(field_app)
+    device = make_device(transport)
+    made = visit(device)
+    device.sync()
+    sent = device.edit(household_id=made.household_id, village=VILLAGE, writes={"phone": "0812"})
+    unsent = device.edit(household_id=made.household_id, village=VILLAGE, writes={"head_name": "H. Asep"})
+    device.send([sent])  # the app is closed with one event unsent
+    saved = device.save()
+
+    # the phone's clock went back an hour while the app was closed
+    behind = lambda: time.time_ns() // 1_000_000 - HOUR_MS  # noqa: E731
+    again = DeviceClient.load(make_session(transport), saved, wall_ms=behind)
+    assert again.next_seq == device.next_seq == 4
+    assert again.cursor == device.cursor
+    assert [event.id for event in again.pending()] == [unsent.id]
+    assert {hid: held.digest for hid, held in again.replica.items()} == \
+        {hid: held.digest for hid, held in device.replica.items()}
+    assert again.record(made.household_id).to_pull() == device.record(made.household_id).to_pull()
+    later = again.edit(household_id=made.household_id, village=VILLAGE, writes={"address": "RT 02"})
+    assert later.device_seq == 4
+    assert later.hlc > unsent.hlc  # the restored clock never stamps below what it issued
+    again.login()
+    assert again.push().applied == 2
+    assert again.pull().households == 1
+    assert again.events[1].state == ACKED
+    assert [stored_event(field_app, e.id)["engine"]["device_seq"] for e in again.events] == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="phone-budi"):
+        DeviceClient.load(make_session(transport, "budi"), saved)
 
 
 def test_a_village_taken_away_leaves_the_replica(field_app):

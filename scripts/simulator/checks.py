@@ -85,7 +85,7 @@ def accepted_event(device: SimDevice, event: Outgoing) -> Accepted:
     """An acknowledged event of a phone as the oracle folds it (decoded now: phones keep them encoded)."""
     return Accepted(event.id, event.kind, event.household_id, event.village, event.hlc, device.device_id,
                     device.username, event.at, event.writes, event.base,
-                    event.device_seq if device.client.send_device_seq else None)
+                    event.device_seq)
 
 
 @dataclass

@@ -75,9 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-max", type=int, default=6, help="most events in one push")
     parser.add_argument("--pull-limit", type=int, default=50, help="page size of device pulls")
     parser.add_argument("--gzip", action="store_true", help="gzip push bodies")
-    parser.add_argument("--device-seq", action="store_true",
-                        help="put device_seq on every event (needs a server that accepts it) and let the oracle "
-                             "supersede a device's earlier writes to a field by its later ones")
+    parser.add_argument("--own-writes-supersede", action="store_true",
+                        help="check against the rule that a device's write supersedes its own earlier writes to "
+                             "the field, in device_seq order (docs/design.md §2; for a server whose merge has it)")
     parser.add_argument("--admin-user", default="admin", help="admin who creates the accounts")
     parser.add_argument("--admin-password", default=None,
                         help="the admin's password (default: $KUNJUNG_SIM_ADMIN_PASSWORD)")
@@ -107,8 +107,8 @@ def config_from(args: argparse.Namespace) -> Config:
                   rounds=args.rounds, events_per_round=args.events_per_round, seed=args.seed,
                   concurrency=args.concurrency, drop_rate=args.drop_rate, dup_rate=args.dup_rate,
                   outside_rate=args.outside_rate, resolve_rate=args.resolve_rate, skewed_devices=args.skewed,
-                  batch_max=args.batch_max, reassign=args.reassign,
-                  pull_limit=args.pull_limit, gzip=args.gzip, device_seq=args.device_seq, admin_user=args.admin_user,
+                  batch_max=args.batch_max, reassign=args.reassign, pull_limit=args.pull_limit, gzip=args.gzip,
+                  own_writes_supersede=args.own_writes_supersede, admin_user=args.admin_user,
                   admin_password=args.admin_password or os.environ.get("KUNJUNG_SIM_ADMIN_PASSWORD"),
                   accounts=accounts, import_villages=not args.no_import_villages, villages_file=args.villages_file,
                   run_tag=args.run_tag)

@@ -51,7 +51,9 @@ class Config:
     run_tag: str | None = None
     resolve_rate: float = 0.3
     reassign: int = 2
-    device_seq: bool = False  # put device_seq on events (once the server accepts it)
+    # The oracle lets a device's write supersede its own earlier writes to a field (docs/design.md §2);
+    # off until the server's merge (sync/) does so, so that the run checks the rule the server has.
+    own_writes_supersede: bool = False
 
 
 def _rss_mb(key: str = "VmRSS") -> float | None:
@@ -336,7 +338,7 @@ class Simulation:
             verdict = check_household(
                 checks, household_id, events.get(household_id, []), resolutions.get(household_id, ()),
                 supervisor.username, body if body and "history" in body else None, snapshot.get(household_id),
-                listed.get(household_id, {}), own_writes_supersede=self.config.device_seq)
+                listed.get(household_id, {}), own_writes_supersede=self.config.own_writes_supersede)
             with self._lock:
                 verdicts[household_id] = verdict
 
@@ -405,7 +407,8 @@ class Simulation:
             },
             "push": {"requests": totals["push_requests"], "lost_requests": totals["lost_requests"],
                      "lost_replies": totals["lost_replies"], "errors": totals["push_failures"],
-                     "gzip": self.config.gzip, "device_seq": self.config.device_seq},
+                     "gzip": self.config.gzip},
+            "oracle": {"own_writes_supersede": self.config.own_writes_supersede},
             "pull": {"requests": totals["pull_pages"] + totals["pull_failures"], "pages": totals["pull_pages"],
                      "lost_replies": totals["lost_pull_replies"], "changes": totals["pull_changes"],
                      "left_scope": totals["left_scope"], "fresh_starts": totals["fresh_pulls"]},

@@ -24,6 +24,7 @@ ZERO_HLC = "0000000000000-0000"
 # A verdict's server_time closer than this to the device's clock is taken as a correction already made.
 CLOCK_SETTLED_MS = 60_000
 MAX_PULL_PAGES = 100_000
+STATE_VERSION = 1
 
 PENDING, ACKED, SKEWED, REJECTED = "pending", "acked", "skewed", "rejected"
 
@@ -121,21 +122,22 @@ class DeviceClient:
     reply, a ``device_seq`` counter giving each event it makes its place in the device's own order, the
     events it made (:class:`Outgoing`), the households it pulled (:class:`Replica`) and the pull cursor.
 
-    ``wall_ms`` reads the device's clock (injected for tests and simulated phones). ``send_device_seq``
-    puts ``device_seq`` on each event; it is off by default until the server accepts the key (a server
-    that does not answers ``invalid: unknown key``). ``interner`` shares pulled households between many
-    replicas in one process. One device is driven by one thread at a time.
+    Every event carries its ``device_seq``; the counter, the clock, the cursor, the events and the replica
+    are what a phone keeps between runs of the app (:meth:`save`, :meth:`load`): a counter that started
+    again from 1 would put the device's new writes before its old ones.
+
+    ``wall_ms`` reads the device's clock (injected for tests and simulated phones). ``interner`` shares
+    pulled households between many replicas in one process. One device is driven by one thread at a time.
     """
 
     def __init__(self, session: Session, *, wall_ms: Callable[[], int] | None = None,
-                 send_device_seq: bool = False, batch_size: int = 50, pull_limit: int = 500,
+                 batch_size: int = 50, pull_limit: int = 500,
                  max_push_passes: int = 4, interner: Interner | None = None, tz: dt.tzinfo = dt.UTC,
                  new_id: Callable[[], str] | None = None, device_seq_start: int = 1) -> None:
         if not session.device_id:
             raise ValueError("a device client needs a session with a device_id")
         self.session = session
         self.device_id = session.device_id
-        self.send_device_seq = send_device_seq
         self.batch_size = batch_size
         self.pull_limit = pull_limit
         self.max_push_passes = max_push_passes
@@ -148,14 +150,58 @@ class DeviceClient:
         self.new_id = new_id or (lambda: str(uuid.uuid4()))
         self.events: list[Outgoing] = []
         self._by_household: dict[str, list[Outgoing]] = defaultdict(list)
+        self.interner = interner
         self.replica = Replica(interner)
         self.cursor: str | None = None
+        # A fresh pull after invalid_cursor fills a new replica that replaces the held one only once the
+        # pull has ended: a link lost half-way leaves the old copy, and the next pull goes on filling it.
+        self._fresh: Replica | None = None
+        self._fresh_cursor: str | None = None
+        self._fresh_confirms: list[Outgoing] = []
         self.pull_gen = 0
         self.reviews: dict[str, dict[str, Any]] = {}
         self.forms_changed: dict[str, dict[str, Any]] = {}
         self.stats: Counter[str] = Counter()
         self.anomalies: list[str] = []
         self._definitions: dict[tuple[str, str], Any] = {}
+
+    # -- what a phone keeps between runs of the app -------------------------------------------
+    def save(self) -> bytes:
+        """The device's state as JSON: its counter, clock, cursor, events and replica (what :meth:`load`
+        takes). A fresh pull under way is not kept: after a restart the cursor is refused again and the
+        fresh pull starts over."""
+        state = {
+            "version": STATE_VERSION, "device_id": self.device_id, "next_seq": self.next_seq,
+            "hlc": self.clock.last, "offset_ms": self.offset_ms, "server_hlc": self.server_hlc,
+            "cursor": self.cursor, "pull_gen": self.pull_gen,
+            "replica": [held.to_change() for _, held in self.replica.items()],
+            "events": [_saved_event(event) for event in self.events],
+            "reviews": self.reviews, "forms_changed": self.forms_changed,
+        }
+        return orjson.dumps(state)
+
+    @classmethod
+    def load(cls, session: Session, saved: bytes, **options: Any) -> DeviceClient:
+        """A device as :meth:`save` left it, on ``session`` (whose device id must be the saved one);
+        ``options`` are those of the constructor."""
+        state = orjson.loads(saved)
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"saved device state of version {state.get('version')!r}, not {STATE_VERSION}")
+        if state["device_id"] != session.device_id:
+            raise ValueError(f"saved state of device {state['device_id']}, not of {session.device_id}")
+        device = cls(session, device_seq_start=state["next_seq"], **options)
+        device.offset_ms = state["offset_ms"]
+        device.clock = HybridClock(device.wall_ms, last=state["hlc"])
+        device.server_hlc = state["server_hlc"]
+        device.cursor, device.pull_gen = state["cursor"], state["pull_gen"]
+        for change in state["replica"]:
+            device.replica.take(change)
+        for saved_event in state["events"]:
+            event = _loaded_event(device.device_id, saved_event)
+            device.events.append(event)
+            device._by_household[event.household_id].append(event)
+        device.reviews, device.forms_changed = state["reviews"], state["forms_changed"]
+        return device
 
     # -- clock ------------------------------------------------------------------------------
     def wall_ms(self) -> int:
@@ -284,8 +330,7 @@ class DeviceClient:
         self.next_seq += 1
         if base:
             body["base"] = base
-        if self.send_device_seq:
-            body["device_seq"] = seq
+        body["device_seq"] = seq
         event = Outgoing(body["id"], kind, self.device_id, body["household_id"], body["village"], seq, body["hlc"], at,
                          orjson.dumps(body), orjson.dumps(writes), orjson.dumps(base), tag=tag)
         self.events.append(event)
@@ -425,18 +470,21 @@ class DeviceClient:
     def pull(self, *, max_fresh_starts: int = 2) -> PullReport:
         """Pull pages until the server has nothing more; each pulled household replaces the copy held.
 
-        On 400 ``invalid_cursor`` (a cursor signed by a retired key, from another node, or from before a
-        restore) the device starts a fresh pull: it forgets its cursor and its copy of every household and
-        pulls everything again, which replaces the copy. Its own events are kept; acknowledged ones come
-        back with their households.
+        On 400 ``invalid_cursor`` (a cursor signed by a retired key, another node's, from before a
+        restore) the device starts a fresh pull without a cursor into a new replica, and when that pull
+        has ended the new replica **replaces** the held one: households missing from it are no longer the
+        device's (docs/protocol.md "Cursors"). Its own events are kept; acknowledged ones come back with
+        their households. If the fresh pull is cut short, the old copy stays and the next pull goes on.
         """
         report = PullReport()
         for _ in range(MAX_PULL_PAGES):
             self.pull_gen += 1
             generation = self.pull_gen
+            fresh = self._fresh is not None
+            cursor = self._fresh_cursor if fresh else self.cursor
             query: dict[str, Any] = {"limit": self.pull_limit}
-            if self.cursor:
-                query["since"] = self.cursor
+            if cursor:
+                query["since"] = cursor
             reply = self.session.request("GET", PULL_PATH, query=query, expect=(200, 400),
                                          on_failure=lambda reply, error: self._count("pull_failures"))
             if reply.status == 400:
@@ -444,37 +492,53 @@ class DeviceClient:
                     raise ClientError(f"GET {PULL_PATH}", reply)
                 report.fresh_starts += 1
                 self.stats["fresh_pulls"] += 1
-                self.cursor = None
-                self.replica.clear()
+                self._fresh, self._fresh_cursor, self._fresh_confirms = Replica(self.interner), None, []
                 continue
             data = reply.json()
             self.stats["pull_pages"] += 1
             report.pages += 1
             self.observe(data.get("server_hlc"))
+            into = self._fresh if self._fresh is not None else self.replica
             for change in data["changes"]:
-                self._pulled(change, generation, report)
-            self.cursor = data["next"]
+                self._pulled(change, generation, report, into)
+            if self._fresh is None:
+                self.cursor = data["next"]
+            else:
+                self._fresh_cursor = data["next"]
             if not data["has_more"]:
+                if self._fresh is not None:
+                    self._replace_copy()
                 return report
         raise ClientError(f"GET {PULL_PATH}", None, f"did not end in {MAX_PULL_PAGES} pages")
+
+    def _replace_copy(self) -> None:
+        assert self._fresh is not None
+        self.replica, self.cursor = self._fresh, self._fresh_cursor
+        for event in self._fresh_confirms:
+            event.confirmed = True
+        self._fresh, self._fresh_cursor, self._fresh_confirms = None, None, []
+        self.stats["copies_replaced"] += 1
 
     def _count(self, key: str) -> None:
         self.stats[key] += 1
 
-    def _pulled(self, change: Mapping[str, Any], generation: int, report: PullReport) -> None:
+    def _pulled(self, change: Mapping[str, Any], generation: int, report: PullReport, into: Replica) -> None:
         self.stats["pull_changes"] += 1
         kind = change.get("type")
         if kind == "household":
             report.households += 1
-            self.replica.take(change)
+            into.take(change)
             # A household pulled after an ack carries that write (or what superseded it): the copy owns it now.
             for event in self._by_household.get(change["id"], ()):
                 if event.state == ACKED and not event.confirmed and event.acked_gen < generation:
-                    event.confirmed = True
+                    if into is self.replica:
+                        event.confirmed = True
+                    else:
+                        self._fresh_confirms.append(event)
         elif kind == "left_scope":
             self.stats["left_scope"] += 1
             report.left_scope.append(change["village"])
-            self.replica.drop_area(change["village"])
+            into.drop_area(change["village"])
         elif kind == "visit":
             self.reviews[change["id"]] = dict(change)
             report.other["visit"] += 1
@@ -501,3 +565,18 @@ def merge_record(household_id: str, pulled: PulledHousehold | None, own: Iterabl
                 continue
             record.apply(Write(path, value, stamp, frozenset(base.get(path, ())), officer, event.at))
     return record
+
+def _saved_event(event: Outgoing) -> dict[str, Any]:
+    return {"id": event.id, "kind": event.kind, "household_id": event.household_id, "village": event.village,
+            "device_seq": event.device_seq, "hlc": event.hlc, "at": event.at, "body": event.body,
+            "writes": event.writes, "base": event.base, "state": event.state, "verdicts": event.verdicts,
+            "unknown": event.unknown, "acked_gen": event.acked_gen, "confirmed": event.confirmed,
+            "restamps": event.restamps, "result": event.result}
+
+
+def _loaded_event(device_id: str, saved: Mapping[str, Any]) -> Outgoing:
+    return Outgoing(saved["id"], saved["kind"], device_id, saved["household_id"], saved["village"],
+                    saved["device_seq"], saved["hlc"], saved["at"], orjson.dumps(saved["body"]),
+                    orjson.dumps(saved["writes"]), orjson.dumps(saved["base"]), state=saved["state"],
+                    verdicts=list(saved["verdicts"]), unknown=saved["unknown"], acked_gen=saved["acked_gen"],
+                    confirmed=saved["confirmed"], restamps=saved["restamps"], result=saved["result"])
