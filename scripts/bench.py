@@ -431,7 +431,8 @@ def raw_insert_rate(db: Path, workdir: Path) -> tuple[float, dict[str, Any]]:
     interface) inserted again with executemany into plain tables with the same indexes, 500 events and
     their households per transaction, JSON encoding included."""
     with opened(db) as store:
-        events = list(store.iterate("events", order_by="seq"))
+        # read by id (a declared read), inserted again in the order the push stored them
+        events = sorted(store.iterate("events", order_by="id"), key=lambda doc: doc["seq"])
         households = {doc["id"]: doc for doc in store.iterate("households")}
     conn = raw_connect(workdir / "raw.db")
     event_sql = raw_table(conn, SPECS["events"])
