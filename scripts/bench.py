@@ -694,8 +694,7 @@ def concurrency_figures(workdir: Path, scale: Scale) -> list[Figure]:
         crowd = simulate(server, workdir, accounts([name for name, _, _ in officers]), scale, "crowd")
         elapsed = time.perf_counter() - began
     checks = crowd["checks"]
-    lost = checks["no_lost_events"]["failures"]
-    duplicated = checks["no_duplicated_events"]["failures"]
+    lost, duplicated = crowd["lost_events"], crowd["duplicated_events"]
     failed = sorted(name for name, check in checks.items() if not check["ok"])
     figures = []
     for name, label, what in (("concurrency_push", "POST /api/v1/sync/push", "push"),

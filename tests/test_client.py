@@ -9,9 +9,11 @@ import json
 import random
 import threading
 import time
+import tracemalloc
 import typing
 import uuid
 
+import orjson
 import pytest
 from http_helpers import PASSWORD, login, make_user
 
@@ -32,6 +34,7 @@ from server.client import (
     Session,
     Unreachable,
     field_stamps,
+    kept_json,
 )
 from server.store import get_store
 
@@ -454,6 +457,23 @@ def test_an_unreachable_push_leaves_the_events_pending_for_later(field_app):
     assert made.state == PENDING
     assert made.unknown
     assert device.push().applied == 1  # the link came back
+
+
+def test_kept_json_holds_only_its_own_bytes():
+    household = {"id": "h1", "village": VILLAGE,
+                 "fields": {f"field_{n}": {"value": "x" * 200, "stamp": f"1763790000000-{n:04d}/p/e{n}"}
+                            for n in range(40)}}
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [kept_json(household, sort_keys=True) for _ in range(200)]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert orjson.loads(kept[0]) == household
+    assert list(orjson.loads(kept[0])) == ["fields", "id", "village"]
+    # each copy costs its length and a bytes object's header, not the encoder's working buffer
+    assert held < 1.1 * sum(len(item) for item in kept) + 200 * 64
 
 
 def test_replicas_share_one_copy_of_an_equal_household():

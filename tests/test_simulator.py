@@ -214,7 +214,12 @@ def test_twenty_devices_in_process_pass_every_check(library_app):
     for label in ("POST /api/v1/sync/push", "GET /api/v1/sync/pull"):
         assert figures["latency_ms"][label]["count"] > 0
     assert figures["simulator"]["peak_rss_mb"] > 0
-    assert "ALL CHECKS PASSED" in summary_text(figures)
+    assert (figures["lost_events"], figures["duplicated_events"]) == (0, 0)
+    text = summary_text(figures)
+    push_p99 = figures["latency_ms"]["POST /api/v1/sync/push"]["p99_ms"]
+    assert f"push p99 {push_p99:,.0f} ms" in text
+    assert "lost events 0, duplicated events 0" in text
+    assert "ALL CHECKS PASSED" in text
 
 
 def test_phones_of_one_village_share_one_copy_of_each_household(library_app):
@@ -320,6 +325,36 @@ def test_an_event_the_transport_swallows_fails_the_checks(library_app):
     state = figures["checks"]["server_matches_oracle"]
     assert state["failures"] == 1
     assert f"household {swallowed['household_id']} " in state["examples"][0]
+    assert (figures["lost_events"], figures["duplicated_events"]) == (1, 0)
+
+
+class DoublingTransport:
+    """Forwards everything; the history of the first household asked for lists its first event twice."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = "doubling"
+        self.doubled = None
+
+    def send(self, method, path, *, query=None, body=None, headers=None):
+        reply = self.inner.send(method, path, query=query, body=body, headers=headers)
+        if self.doubled is None and path.startswith("/api/v1/households/") and reply.status == 200:
+            answer = reply.json()
+            self.doubled = answer["history"][0]["event_id"]
+            answer["history"].append(answer["history"][0])
+            return Reply(reply.status, json.dumps(answer).encode(), reply.headers)
+        return reply
+
+
+def test_an_event_listed_twice_is_counted_duplicated(library_app):
+    transport = DoublingTransport(FlaskTransport(library_app))
+    figures = Simulation(config(devices=3, rounds=1, drop_rate=0.0, dup_rate=0.0), transport).run()
+    assert transport.doubled is not None
+    assert (figures["lost_events"], figures["duplicated_events"]) == (0, 1)
+    assert failed(figures) == {"no_duplicated_events"}
+    assert f"lists event {transport.doubled} 2 times" in " ".join(
+        figures["checks"]["no_duplicated_events"]["examples"])
+    assert "lost events 0, duplicated events 1" in summary_text(figures)
 
 
 def _visible_event(simulation):

@@ -95,6 +95,8 @@ class HouseholdVerdict:
     accepted: int = 0
     resolutions: int = 0
     oracle_conflicts: int = 0
+    lost: int = 0  # events (and resolutions) a device or the supervisor made that the server does not hold
+    duplicated: int = 0  # events the household's history lists more than once
     resolutions_seen: list[Accepted] = field(default_factory=list)
 
 
@@ -113,6 +115,8 @@ def check_household(checks: Mapping[str, Check], household_id: str, events: list
         where = f"{device.device_id} {event.kind} {event.id}"
         if event.state != ACKED:
             lost.fail(f"{where} ended {event.state}: {event.verdicts}")
+            if event.id not in listed_ids:
+                verdict.lost += 1
             continue
         accepted.append(accepted_event(device, event))
         applied = event.verdicts.count("applied")
@@ -124,6 +128,7 @@ def check_household(checks: Mapping[str, Check], household_id: str, events: list
             lost.fail(f"{where} was re-stamped without a clock_skew verdict")
         if event.id not in listed_ids:
             lost.fail(f"{where} is missing from the history of household {household_id}")
+            verdict.lost += 1
     verdict.accepted = len(accepted)
     for resolution in resolutions:
         lost.count()
@@ -131,6 +136,7 @@ def check_household(checks: Mapping[str, Check], household_id: str, events: list
         if entry is None:
             lost.fail(f"resolution {resolution.id} of conflict {resolution.conflict_id} is missing from the "
                       f"history of household {household_id}")
+            verdict.lost += 1
             continue
         # value and heads as sent; HLC and node as the server stamped them
         found = Accepted(resolution.id, "resolution", household_id, history_body["village"], entry["hlc"],
@@ -140,7 +146,8 @@ def check_household(checks: Mapping[str, Check], household_id: str, events: list
         verdict.resolutions_seen.append(found)
     verdict.resolutions = len(verdict.resolutions_seen)
     if history_body is not None:
-        _check_history(duplicated, household_id, history, {event.id: event for event in accepted})
+        verdict.duplicated = _check_history(duplicated, household_id, history,
+                                            {event.id: event for event in accepted})
     if not accepted:
         if pulled is not None:
             checks["server_matches_oracle"].fail(f"household {household_id} is on the server, but no event of "
@@ -154,12 +161,15 @@ def check_household(checks: Mapping[str, Check], household_id: str, events: list
 
 
 def _check_history(check: Check, household_id: str, history: list[Mapping[str, Any]],
-                   mine: Mapping[str, Accepted]) -> None:
+                   mine: Mapping[str, Accepted]) -> int:
+    """Checks the history against the accepted events; returns how many events it lists more than once."""
     check.count()
     counts = Counter(entry["event_id"] for entry in history)
+    doubled = 0
     for event_id, count in counts.items():
         if count > 1:
             check.fail(f"household {household_id} lists event {event_id} {count} times")
+            doubled += 1
     for entry in history:
         event = mine.get(entry["event_id"])
         if event is None:
@@ -176,6 +186,7 @@ def _check_history(check: Check, household_id: str, history: list[Mapping[str, A
         if canon({p: sorted(s) for p, s in (entry.get("base") or {}).items() if s}) != canon(
                 {p: sorted(s) for p, s in event.base.items() if s}):
             check.fail(f"event {event.id}: the server's base differs from the device's")
+    return doubled
 
 
 def _differing(left: Mapping[str, Any], right: Mapping[str, Any]) -> list[str]:

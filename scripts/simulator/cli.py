@@ -16,6 +16,11 @@ from .geo import NoPoint
 from .run import SAMPLE_VILLAGES, Config, Simulation
 
 
+def _p99(figures: dict[str, Any], label: str) -> str:
+    stats = figures["latency_ms"].get(label)
+    return f"{stats['p99_ms']:,.0f} ms" if stats else "not measured"
+
+
 def summary_text(figures: dict[str, Any]) -> str:
     events, push, pull, own = figures["events"], figures["push"], figures["pull"], figures["simulator"]
     rejected = ", ".join(f"{code} {count}" for code, count in events["rejected"].items()) or "none"
@@ -36,6 +41,8 @@ def summary_text(figures: dict[str, Any]) -> str:
         f"  simulator: {own['cpu_s']:.1f} s CPU, peak RSS {own['peak_rss_mb']:.0f} MB, "
         f"{own['distinct_households_held']} distinct household copies held, "
         f"at most {figures['concurrency']} devices at once",
+        f"  push p99 {_p99(figures, 'POST /api/v1/sync/push')}, pull p99 {_p99(figures, 'GET /api/v1/sync/pull')}; "
+        f"lost events {figures['lost_events']}, duplicated events {figures['duplicated_events']}",
         "  latency (ms)                                 count      p50      p95      p99      max",
     ]
     for label, stats in figures["latency_ms"].items():

@@ -47,7 +47,7 @@ class SimDevice:
         session = Session(self.link, username, password, device_id=self.device_id, app_version="kunjung-sim/2",
                           retry=RetryPolicy(attempts=PUSH_ATTEMPTS), observe=sim.latencies.observe,
                           gzip_requests=config.gzip)
-        self.client = DeviceClient(session, wall_ms=self._phone_ms,
+        self.client = DeviceClient(session, wall_ms=self._phone_ms, definitions=sim.definitions,
                                    pull_limit=config.pull_limit, interner=sim.interner, tz=WIB, new_id=self._new_id)
         self.villages: list[str] = []  # as the server last said; an admin may add or take one away
         self.home: list[str] = []  # the villages at login, where this officer makes visits and edits

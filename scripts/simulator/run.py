@@ -99,6 +99,7 @@ class Simulation:
         self._households: set[str] = set()
         self._lock = threading.Lock()
         self._definitions: dict[str, Any] = {}
+        self.definitions: dict[tuple[str, str], Any] = {}  # every phone's fetched definitions, shared
         self._parse_lock = threading.Lock()
         self._resolver_rng = random.Random(f"{config.seed}:{self.run_tag}:supervisor")
 
@@ -345,18 +346,20 @@ class Simulation:
         self._parallel(one, households, "verify_households")
         for household_id in sorted(set(households) - set(verdicts)):
             checks["no_lost_events"].fail(f"household {household_id} could not be checked")
-        self._check_visits(checks, visits)
+        doubled_visits = self._check_visits(checks, visits)
         check_replicas(checks["replicas_match_server"], self.devices, snapshot)
         run = checks["run_completed"]
         run.count(len(self.devices))
         for error in [*self.device_errors, *self.latencies.server_errors]:
             run.fail(error)
         self._stage("verify", started, times.user + times.system)
-        self.figures = self._figures(verdicts, listed, snapshot)
+        self.figures = self._figures(verdicts, listed, snapshot, doubled_visits)
         return self.figures
 
-    def _check_visits(self, checks: dict[str, Check], visits: list[dict[str, Any]]) -> None:
-        """Each accepted visit is listed once in /visits, flagged outside its village exactly when made there."""
+    def _check_visits(self, checks: dict[str, Check], visits: list[dict[str, Any]]) -> int:
+        """Each accepted visit is listed once in /visits, flagged outside its village exactly when made there;
+        returns how many are listed more than once."""
+        doubled = 0
         listed = Counter(visit["id"] for visit in visits)
         flags = {visit["id"]: [f for f in visit.get("flags", []) if f.get("code") == "outside_village"]
                  for visit in visits}
@@ -365,6 +368,8 @@ class Simulation:
             for event in device.events:
                 if event.kind != "visit" or event.state != ACKED:
                     continue
+                if listed[event.id] > 1:
+                    doubled += 1
                 if listed[event.id] != 1:
                     checks["no_duplicated_events"].fail(f"visit {event.id} is listed {listed[event.id]} times in "
                                                         "/api/v1/visits")
@@ -376,9 +381,10 @@ class Simulation:
                     geotags.fail(f"visit {event.id} was made outside {event.village} but is not flagged")
                 if not event.tag and found:
                     geotags.fail(f"visit {event.id} was made inside {event.village} but is flagged {found}")
+        return doubled
 
     def _figures(self, verdicts: dict[str, HouseholdVerdict], listed: dict[str, dict[str, Any]],
-                 snapshot: dict[str, PulledHousehold]) -> dict[str, Any]:
+                 snapshot: dict[str, PulledHousehold], doubled_visits: int) -> dict[str, Any]:
         totals: Counter[str] = Counter()
         for device in self.devices:
             totals.update(device.totals())
@@ -398,6 +404,8 @@ class Simulation:
             "rounds": self.config.rounds,
             "households": len(verdicts),
             "households_on_server": len(snapshot),
+            "lost_events": sum(verdict.lost for verdict in verdicts.values()),
+            "duplicated_events": sum(verdict.duplicated for verdict in verdicts.values()) + doubled_visits,
             "events": {
                 "created": totals["created"], "visits": totals["created_visit"],
                 "edits": totals["created_household_edit"], "accepted": accepted,

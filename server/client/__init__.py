@@ -19,7 +19,7 @@ from .device import (
     merge_record,
     parse_iso_ms,
 )
-from .replica import Interner, PulledHousehold, Replica, field_stamps, pulled_writes
+from .replica import Interner, PulledHousehold, Replica, field_stamps, kept_json, pulled_writes
 from .session import PAGE_LIMIT, RETRYABLE_STATUSES, ClientError, RetryPolicy, Session, Unreachable
 from .transport import TRANSPORT_ERRORS, FlaskTransport, HttpTransport, Reply, Transport
 
@@ -48,6 +48,7 @@ __all__ = [
     "Unreachable",
     "field_stamps",
     "iso_ms",
+    "kept_json",
     "merge_record",
     "parse_iso_ms",
     "pulled_writes",

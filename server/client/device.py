@@ -6,7 +6,7 @@ import datetime as dt
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,7 @@ import orjson
 from forms import household_writes
 from sync import HybridClock, Record, Write, is_hlc, make_stamp
 
-from .replica import Interner, PulledHousehold, Replica
+from .replica import Interner, PulledHousehold, Replica, kept_json
 from .session import ClientError, Session
 
 PUSH_PATH = "/api/v1/sync/push"
@@ -127,13 +127,15 @@ class DeviceClient:
     again from 1 would put the device's new writes before its old ones.
 
     ``wall_ms`` reads the device's clock (injected for tests and simulated phones). ``interner`` shares
-    pulled households between many replicas in one process. One device is driven by one thread at a time.
+    pulled households, and ``definitions`` the fetched form definitions (published versions never change),
+    between many devices in one process. One device is driven by one thread at a time.
     """
 
     def __init__(self, session: Session, *, wall_ms: Callable[[], int] | None = None,
                  batch_size: int = 50, pull_limit: int = 500,
                  max_push_passes: int = 4, interner: Interner | None = None, tz: dt.tzinfo = dt.UTC,
-                 new_id: Callable[[], str] | None = None, device_seq_start: int = 1) -> None:
+                 new_id: Callable[[], str] | None = None, device_seq_start: int = 1,
+                 definitions: MutableMapping[tuple[str, str], Any] | None = None) -> None:
         if not session.device_id:
             raise ValueError("a device client needs a session with a device_id")
         self.session = session
@@ -163,7 +165,8 @@ class DeviceClient:
         self.forms_changed: dict[str, dict[str, Any]] = {}
         self.stats: Counter[str] = Counter()
         self.anomalies: list[str] = []
-        self._definitions: dict[tuple[str, str], Any] = {}
+        self._definitions = definitions if definitions is not None else {}
+        self._fetched: set[tuple[str, str]] = set()
 
     # -- what a phone keeps between runs of the app -------------------------------------------
     def save(self) -> bytes:
@@ -247,12 +250,14 @@ class DeviceClient:
         return self.session.call("GET", "/api/v1/forms")
 
     def definition(self, form_id: str, version: str) -> dict[str, Any]:
-        """A published form version's definition (kept: published versions never change)."""
+        """A published form version's definition, fetched once by this device and kept (published versions
+        never change); devices sharing a ``definitions`` cache keep one copy between them."""
         key = (form_id, version)
-        if key not in self._definitions:
-            self._definitions[key] = self.session.call(
-                "GET", f"/api/v1/forms/{form_id}/versions/{version}",
-                label="GET /api/v1/forms/<id>/versions/<version>")
+        if key not in self._fetched:
+            fetched = self.session.call("GET", f"/api/v1/forms/{form_id}/versions/{version}",
+                                        label="GET /api/v1/forms/<id>/versions/<version>")
+            self._definitions.setdefault(key, fetched)
+            self._fetched.add(key)
         return self._definitions[key]
 
     # -- what the device holds --------------------------------------------------------------
@@ -332,7 +337,7 @@ class DeviceClient:
             body["base"] = base
         body["device_seq"] = seq
         event = Outgoing(body["id"], kind, self.device_id, body["household_id"], body["village"], seq, body["hlc"], at,
-                         orjson.dumps(body), orjson.dumps(writes), orjson.dumps(base), tag=tag)
+                         kept_json(body), kept_json(writes), kept_json(base), tag=tag)
         self.events.append(event)
         self._by_household[event.household_id].append(event)
         self.stats["created"] += 1
@@ -449,7 +454,7 @@ class DeviceClient:
             old = event.stamp
             body = event.body
             body["hlc"] = event.hlc = self.clock.now()
-            event.encoded = orjson.dumps(body)
+            event.encoded = kept_json(body)
             renamed[old] = event.stamp
             event.state, event.unknown = PENDING, False
             event.restamps += 1
@@ -463,7 +468,7 @@ class DeviceClient:
             base = {path: sorted(renamed.get(s, s) for s in stamps) for path, stamps in base.items()}
             body = event.body
             body["base"] = base
-            event.encoded, event.encoded_base = orjson.dumps(body), orjson.dumps(base)
+            event.encoded, event.encoded_base = kept_json(body), kept_json(base)
         return len(skewed)
 
     # -- pull -------------------------------------------------------------------------------
@@ -576,7 +581,7 @@ def _saved_event(event: Outgoing) -> dict[str, Any]:
 
 def _loaded_event(device_id: str, saved: Mapping[str, Any]) -> Outgoing:
     return Outgoing(saved["id"], saved["kind"], device_id, saved["household_id"], saved["village"],
-                    saved["device_seq"], saved["hlc"], saved["at"], orjson.dumps(saved["body"]),
-                    orjson.dumps(saved["writes"]), orjson.dumps(saved["base"]), state=saved["state"],
+                    saved["device_seq"], saved["hlc"], saved["at"], kept_json(saved["body"]),
+                    kept_json(saved["writes"]), kept_json(saved["base"]), state=saved["state"],
                     verdicts=list(saved["verdicts"]), unknown=saved["unknown"], acked_gen=saved["acked_gen"],
                     confirmed=saved["confirmed"], restamps=saved["restamps"], result=saved["result"])
