@@ -497,9 +497,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     connections: typing.ClassVar[set] = set()
     close_after: typing.ClassVar[bool] = False
+    lock: typing.ClassVar[threading.Lock] = threading.Lock()
+    busy: typing.ClassVar[int] = 0
+    most_busy: typing.ClassVar[int] = 0
 
     def do_GET(self):
-        type(self).connections.add(self.client_address)
+        handler = type(self)
+        handler.connections.add(self.client_address)
+        if self.path.startswith("/slow"):
+            with handler.lock:
+                handler.busy += 1
+                handler.most_busy = max(handler.most_busy, handler.busy)
+            time.sleep(0.1)
+            with handler.lock:
+                handler.busy -= 1
         body = json.dumps({"path": self.path}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -517,6 +528,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def http_server():
     _Handler.connections = set()
     _Handler.close_after = False
+    _Handler.busy = _Handler.most_busy = 0
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -539,6 +551,32 @@ def test_the_http_transport_keeps_connections_alive_and_replaces_a_closed_one(ht
     assert reply.headers["content-type"] == "application/json"
     assert len(_Handler.connections) == 2
     transport.close()
+
+
+def test_requests_beyond_max_connections_wait_for_one_and_the_wait_is_timed(http_server):
+    waits = []
+    transport = HttpTransport(f"http://127.0.0.1:{http_server.server_address[1]}", timeout=5, pool_size=2,
+                              max_connections=2, observe_wait=waits.append)
+    took = []
+
+    def one(n):
+        began = time.perf_counter()
+        assert transport.send("GET", f"/slow/{n}").status == 200
+        took.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert _Handler.most_busy == 2  # never more than two at the server
+    assert len(_Handler.connections) == 2  # over two kept-alive connections
+    assert len(waits) == 6
+    assert sorted(waits)[-1] >= 0.15  # the last ones waited for two requests before them
+    assert max(took) >= max(waits) + 0.1  # a request's time counts its wait
+    transport.close()
+    with pytest.raises(ValueError, match="max_connections"):
+        HttpTransport("http://127.0.0.1:1", max_connections=0)
 
 
 def test_the_http_transport_refuses_other_schemes():

@@ -467,7 +467,7 @@ def test_ten_threaded_devices_against_gunicorn_pass_every_check(gunicorn, tmp_pa
     figures_path = tmp_path / "figures.json"
     run = subprocess.run(
         [sys.executable, str(SCRIPT), "--url", url, "--devices", "10", "--rounds", "3", "--concurrency", "10",
-         "--seed", "5", "--gzip", "--quiet", "--json", str(figures_path)],
+         "--connections", "4", "--seed", "5", "--gzip", "--quiet", "--json", str(figures_path)],
         env={**env, "KUNJUNG_SIM_ADMIN_PASSWORD": PASSWORD}, cwd=ROOT, capture_output=True, text=True,
         timeout=600, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -477,6 +477,9 @@ def test_ten_threaded_devices_against_gunicorn_pass_every_check(gunicorn, tmp_pa
     assert figures["devices"] == 10
     assert figures["server"] == url
     assert figures["push"]["gzip"] is True
+    assert figures["connections"] == 4  # ten phones at once over four connections: some waited for one
+    assert figures["latency_ms"]["(wait for a free connection)"]["max_ms"] > 0
+    assert (figures["lost_events"], figures["duplicated_events"]) == (0, 0)
     assert figures["conflicts"]["server"] == figures["conflicts"]["oracle"] > 0
     assert figures["events"]["accepted"] == figures["events"]["created"]
     assert figures["latency_ms"]["POST /api/v1/sync/push"]["p99_ms"] >= \

@@ -12,6 +12,7 @@ from typing import Any
 from server.client import ClientError, HttpTransport
 
 from .device import SimError
+from .faults import Latencies
 from .geo import NoPoint
 from .run import SAMPLE_VILLAGES, Config, Simulation
 
@@ -40,7 +41,8 @@ def summary_text(figures: dict[str, Any]) -> str:
         f"officers lent a village {figures['reassigned_officers']}",
         f"  simulator: {own['cpu_s']:.1f} s CPU, peak RSS {own['peak_rss_mb']:.0f} MB, "
         f"{own['distinct_households_held']} distinct household copies held, "
-        f"at most {figures['concurrency']} devices at once",
+        f"at most {figures['concurrency']} devices at once"
+        + (f" over {figures['connections']} connections" if figures.get("connections") else ""),
         f"  push p99 {_p99(figures, 'POST /api/v1/sync/push')}, pull p99 {_p99(figures, 'GET /api/v1/sync/pull')}; "
         f"lost events {figures['lost_events']}, duplicated events {figures['duplicated_events']}",
         "  latency (ms)                                 count      p50      p95      p99      max",
@@ -70,6 +72,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="seed of every random choice (default %(default)s)")
     parser.add_argument("--concurrency", type=int, default=16,
                         help="devices working at once, each on a thread of a bounded pool (default %(default)s)")
+    parser.add_argument("--connections", type=int, default=64,
+                        help="requests in flight at once, over this many kept-alive connections; a device's "
+                             "request beyond them waits for one, and the wait counts in its latency, as the "
+                             "server's queue would (default %(default)s)")
     parser.add_argument("--drop-rate", type=float, default=0.1, help="share of requests or replies lost")
     parser.add_argument("--dup-rate", type=float, default=0.2, help="share of batches that resend known events")
     parser.add_argument("--outside-rate", type=float, default=0.15, help="share of visits outside the village")
@@ -99,8 +105,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     args = parser.parse_args(argv)
-    if min(args.devices, args.rounds, args.events_per_round, args.batch_max, args.concurrency) < 1:
-        parser.error("--devices, --rounds, --events-per-round, --batch-max and --concurrency must be at least 1")
+    if min(args.devices, args.rounds, args.events_per_round, args.batch_max, args.concurrency, args.connections) < 1:
+        parser.error("--devices, --rounds, --events-per-round, --batch-max, --concurrency and --connections must be "
+                     "at least 1")
     for name in ("drop_rate", "dup_rate", "outside_rate", "resolve_rate"):
         if not 0 <= getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be in [0, 1)")
@@ -125,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     try:
-        transport = HttpTransport(args.url, timeout=args.timeout, pool_size=args.concurrency + 4)
-        simulation = Simulation(config_from(args), transport, log)
+        latencies = Latencies()
+        connections = min(args.connections, args.concurrency + 2)
+        transport = HttpTransport(args.url, timeout=args.timeout, pool_size=connections, max_connections=connections,
+                                  observe_wait=latencies.observe_wait)
+        simulation = Simulation(config_from(args), transport, log, latencies)
         figures = simulation.run()
     except (SimError, NoPoint, ClientError, ValueError, OSError, KeyError) as error:
         print(f"simulate_devices: {error}", file=sys.stderr)

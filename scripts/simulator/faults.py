@@ -13,6 +13,7 @@ from server.client import Reply, Transport
 
 PUSH_PATH = "/api/v1/sync/push"
 PULL_PATH = "/api/v1/sync/pull"
+CONNECTION_WAIT = "(wait for a free connection)"
 
 
 class RequestLost(ConnectionResetError):
@@ -84,6 +85,12 @@ class Latencies:
             self._seconds[label].append(seconds)
             if status >= 500 and len(self.server_errors) < 200:
                 self.server_errors.append(f"{label} answered {status}")
+
+    def observe_wait(self, seconds: float) -> None:
+        """A request's wait for one of the simulator's connections (an ``HttpTransport`` observer); the
+        wait is also inside the request's own duration."""
+        with self._lock:
+            self._seconds[CONNECTION_WAIT].append(seconds)
 
     def summary(self) -> dict[str, dict[str, float]]:
         with self._lock:

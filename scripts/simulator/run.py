@@ -73,12 +73,13 @@ class Simulation:
     bounded pool. Pulled households are shared between phones that pulled the same state (``Interner``).
     """
 
-    def __init__(self, config: Config, transport: Transport, log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: Config, transport: Transport, log: Callable[[str], None] | None = None,
+                 latencies: Latencies | None = None) -> None:
         self.config = config
         self.transport = transport
         self.log = log or (lambda message: None)
         self.run_tag = config.run_tag or f"{config.seed % 10000:04d}{os.urandom(3).hex()}"
-        self.latencies = Latencies()
+        self.latencies = latencies or Latencies()
         self.interner = Interner()
         self.boundaries = Boundaries(orjson.loads(config.villages_file.read_bytes()))
         self.rng = random.Random(f"{config.seed}:{self.run_tag}")
@@ -400,6 +401,7 @@ class Simulation:
             "run_tag": self.run_tag,
             "devices": len(self.devices),
             "concurrency": self.config.concurrency,
+            "connections": getattr(self.transport, "max_connections", None),
             "skewed_devices": sum(1 for device in self.devices if device.corrected or device.fast),
             "rounds": self.config.rounds,
             "households": len(verdicts),

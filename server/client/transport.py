@@ -5,8 +5,9 @@ from __future__ import annotations
 import http.client
 import ssl
 import threading
+import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,10 +59,18 @@ class HttpTransport:
     ``base_url`` is ``http(s)://host[:port]`` with an optional path prefix; ``ssl_context`` lets a village hall's
     own certificate authority be trusted. A connection the server closed while idle is replaced once,
     transparently; every other failure reaches the caller, which decides whether to retry.
+
+    ``max_connections`` bounds the requests in flight at once (a relay forwarding many phones, or a
+    simulator of a thousand, over a few connections): a request beyond it waits for a connection to come
+    free, inside :meth:`send`, so a caller timing ``send`` counts the wait, as a phone would feel it;
+    ``observe_wait(seconds)`` hears of each wait.
     """
 
     def __init__(self, base_url: str, *, timeout: float = 60.0, pool_size: int = 8,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, max_connections: int | None = None,
+                 observe_wait: Callable[[float], None] | None = None) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"the server URL must be http(s)://host[:port], not {base_url!r}")
@@ -75,6 +84,9 @@ class HttpTransport:
         self._ssl = ssl_context
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections) if max_connections else None
+        self._observe_wait = observe_wait
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._https:
@@ -96,6 +108,16 @@ class HttpTransport:
 
     def send(self, method: str, path: str, *, query: Mapping[str, Any] | None = None, body: bytes | None = None,
              headers: Mapping[str, str] | None = None) -> Reply:
+        if self._slots is None:
+            return self._send(method, path, query, body, headers)
+        began = time.perf_counter()
+        with self._slots:
+            if self._observe_wait is not None:
+                self._observe_wait(time.perf_counter() - began)
+            return self._send(method, path, query, body, headers)
+
+    def _send(self, method: str, path: str, query: Mapping[str, Any] | None, body: bytes | None,
+              headers: Mapping[str, str] | None) -> Reply:
         target = self._prefix + path + ("?" + urllib.parse.urlencode(query) if query else "")
         conn, reused = self._take()
         while True:
