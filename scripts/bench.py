@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import http.client
 import json
 import os
 import platform
+import random
 import signal
 import socket
 import sqlite3
@@ -29,20 +29,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# The checkout must be importable before these (scripts/ is not installed).
+from scripts.simulator.households import new_visit_answers  # noqa: E402
+from server import create_app  # noqa: E402
+from server.client import FlaskTransport, HttpTransport, RetryPolicy, Session  # noqa: E402
+from server.security.passwords import passwords  # noqa: E402
+from server.storage import CollectionSpec, open_store  # noqa: E402
+from server.store import COLLECTIONS, get_store, raw_store  # noqa: E402
+from server.users import create_user  # noqa: E402
+from server.villages import import_villages, read_geojson_file  # noqa: E402
+
 FORM_ID, FORM_VERSION = "verval_keluarga", "2026.1"
 VILLAGE = "32.04.05.2001"  # Cileunyi Kulon in server/data/sample_villages.geojson
+VILLAGE_NAME = "Cileunyi Kulon"
 BIG_VILLAGE = "32.04.05.2002"  # holds the households of the memory figure
 INSIDE = (-6.93, 107.675)  # lat, lon inside Cileunyi Kulon
 OUTSIDE = (-6.955, 107.676)  # about 1 km south of it: flagged, and its distance computed
 SAMPLE_VILLAGES = ROOT / "server" / "data" / "sample_villages.geojson"
 SIMULATOR = ROOT / "scripts" / "simulate_devices.py"
-REGION = "320405"  # NIK / KK region of kecamatan 32.04.05
 BATCH = 500
 PASSWORD = "bench-" + uuid.uuid4().hex
+SPECS = {spec.name: spec for spec in COLLECTIONS}
+# Nothing the bench sends may be retried out of sight: a retry would hide a failure inside a timing.
+ONCE = RetryPolicy(attempts=1)
 
 
 @dataclass(frozen=True)
@@ -68,68 +83,14 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-# -- the workload: the shipped household verification form filled with 4 members -------------------------------
-
-def _nik(birth: dt.date, *, female: bool, serial: int) -> str:
-    day = birth.day + (40 if female else 0)
-    return f"{REGION}{day:02d}{birth.month:02d}{birth.year % 100:02d}{serial % 9999 + 1:04d}"
-
-
-def _born(today: dt.date, age: int, month: int, day: int) -> dt.date:
-    birth = dt.date(today.year - age, month, day)
-    return birth if (today.month, today.day) >= (month, day) else dt.date(today.year - age - 1, month, day)
-
-
-def _age(birth: dt.date, today: dt.date) -> int:
-    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
-
+# -- the workload: the shipped household verification form, a family of 4 from the simulator's generator ------
 
 def household_answers(today: dt.date, serial: int) -> dict[str, Any]:
-    """A complete, flag-free verval_keluarga visit (the one tests/forms/test_library.py checks), with
-    fresh member ids and NIK serials so that every household is distinct."""
-
-    def member(name: str, birth: dt.date, *, female: bool, n: int, relation: str, marital: str,
-               **answers: Any) -> dict[str, Any]:
-        return {"_id": str(uuid.uuid4()), "member_nik": _nik(birth, female=female, serial=serial * 4 + n),
-                "member_name": name, "presence": "1", "sex": "2" if female else "1",
-                "birth_date": birth.isoformat(), "age": _age(birth, today), "marital_status": marital,
-                "relation_to_head": relation,
-                **{f"difficulty_{d}": "4" for d in ("seeing", "hearing", "walking", "hands", "learning",
-                                                    "behaviour", "communicating", "self_care", "remembering")},
-                "sad_frequency": "4", **answers}
-
-    members = [
-        member("Asep Saepudin", _born(today, 44, 1, 12), female=False, n=0, relation="1", marital="2",
-               id_documents=["1", "4"], school_participation="3", education_level="3", highest_grade=8,
-               highest_certificate="3", worked_last_week="1", work_hours=45, work_industry="1", work_status="6",
-               chronic_illness=["2"], health_insurance=["1"]),
-        member("Euis Komariah", _born(today, 40, 2, 25), female=True, n=1, relation="2", marital="2",
-               pregnant="2", id_documents=["1", "4"], school_participation="3", education_level="8",
-               highest_grade=8, highest_certificate="8", worked_last_week="1", work_hours=20, work_industry="12",
-               work_status="1", chronic_illness=["1"], health_insurance=["1"]),
-        member("Dede Kurniawan", _born(today, 17, 2, 2), female=False, n=2, relation="3", marital="1",
-               id_documents=["1", "4"], school_participation="2", education_level="15", highest_grade=2,
-               highest_certificate="8", worked_last_week="2", chronic_illness=["1"], health_insurance=["1"]),
-        member("Siti Nurhaliza", _born(today, 9, 1, 9), female=True, n=3, relation="3", marital="1",
-               id_documents=["1", "2"], school_participation="2", education_level="3", highest_grade=4,
-               highest_certificate="23", worked_last_week="2", chronic_illness=["4"], health_insurance=["1"]),
-    ]
-    return {
-        "village_code": VILLAGE, "sls_code": "0003", "sls_name": "RT 003 RW 002 Kampung Sukamaju",
-        "address": f"Kp. Sukamaju RT 003/RW 002 No. {serial}, Desa Cileunyi Kulon", "head_name": "Asep Saepudin",
-        "family_status": "0", "member_count": 4, "no_kk": f"{REGION}1503150004",
-        "visit_date": (today - dt.timedelta(days=1)).isoformat(), "visit_result": "1",
-        "respondent_name": "Euis Komariah", "respondent_phone": "081322456789", "building_status": "1",
-        "floor_area": 42.5, "floor_material": "2", "wall_material": "1", "roof_material": "2",
-        "drinking_water": "2", "lighting_source": "1", "electricity_power": "1", "cooking_fuel": "4",
-        "toilet_facility": "1", "toilet_type": "1", "sewage_disposal": "1", "members": members,
-        "programme_sembako": "1", "programme_pkh": "1", "programme_blt_dana_desa": "2",
-        "programme_electricity_subsidy": "1", "programme_regional_aid": "2", "programme_fertiliser_subsidy": "2",
-        "programme_lpg_subsidy": "1", "assets": ["i", "j", "n"], "owns_land": "2", "owns_other_house": "2",
-        "internet_access": "3", "bank_account": "4",
-        "house_location": {"lat": INSIDE[0], "lon": INSIDE[1], "accuracy_m": 6.5},
-        "notes": "Ibu Euis menjawab; Pak Asep sedang di sawah.",
-    }
+    """A complete verval_keluarga interview of a family of four, the same for the same ``serial`` (so runs
+    compare), with its own member ids and NIKs, so that every household is distinct."""
+    rng = random.Random(f"bench:{serial}")
+    return new_visit_answers(rng, VILLAGE, VILLAGE_NAME, INSIDE, today,
+                             lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4)), size=4, result="1")
 
 
 class DeviceClock:
@@ -157,51 +118,11 @@ def visit_event(device_id: str, clock: DeviceClock, serial: int, today: dt.date)
             "answers": household_answers(today, serial)}
 
 
-# -- HTTP --------------------------------------------------------------------------------------------------------
+# -- HTTP, through the device client's transport -------------------------------------------------------------
 
-class Http:
-    """One keep-alive connection to the server under test."""
-
-    def __init__(self, port: int, timeout: float = 120.0):
-        self.port = port
-        self.timeout = timeout
-        self.conn: http.client.HTTPConnection | None = None
-
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-        for attempt in range(2):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-            try:
-                self.conn.request(method, path, body=body, headers=headers or {})
-                response = self.conn.getresponse()
-                data = response.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # gunicorn closes idle keep-alive connections; reconnect once.
-                self.close()
-                if attempt:
-                    raise
-                continue
-            if response.getheader("Connection", "").lower() == "close":
-                self.close()
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, data
-        raise AssertionError("unreachable")
-
-    def json(self, method: str, path: str, payload: Any = None, token: str | None = None,
-             expect: int = 200) -> Any:
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        body = None if payload is None else json.dumps(payload).encode()
-        status, _, data = self.request(method, path, body, headers)
-        if status != expect:
-            raise RuntimeError(f"{method} {path} answered {status}: {data[:500]!r}")
-        return json.loads(data) if data else None
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+def connection(server: Server, *, keep_alive: bool = True) -> HttpTransport:
+    """A transport to the server under test: one kept-alive connection, or a fresh one per request."""
+    return HttpTransport(server.url, timeout=300, pool_size=1 if keep_alive else 0)
 
 
 def free_port() -> int:
@@ -237,16 +158,13 @@ class Server:
              "--access-logfile", str(self.workdir / f"access-{self.port}.log"), "server.wsgi:app"],
             cwd=ROOT, env=self.env(), stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
-        probe = Http(self.port, timeout=5)
+        probe = HttpTransport(self.url, timeout=5, pool_size=0)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {self.log_tail()}")
-            try:
-                if probe.request("GET", "/health/ready")[0] == 200 and len(self.worker_pids()) == self.workers:
-                    probe.close()
+            with contextlib.suppress(OSError):
+                if probe.send("GET", "/health/ready").status == 200 and len(self.worker_pids()) == self.workers:
                     return self
-            except OSError:
-                probe.close()
             time.sleep(0.2)
         self.__exit__(None, None, None)
         raise RuntimeError(f"gunicorn did not become ready: {self.log_tail()}")
@@ -272,15 +190,15 @@ class Server:
             return []
         return [int(pid) for pid in text.split()]
 
+    def session(self, username: str, device_id: str | None = None, *, keep_alive: bool = True) -> Session:
+        """A login of ``username`` (with a device id to push) on a connection of its own."""
+        session = Session(connection(self, keep_alive=keep_alive), username, PASSWORD, device_id=device_id,
+                          app_version="kunjung-bench", retry=ONCE)
+        session.login()
+        return session
+
     def login(self, username: str, device_id: str | None = None) -> str:
-        body: dict[str, Any] = {"username": username, "password": PASSWORD}
-        if device_id:
-            body["device_id"] = device_id
-        http = Http(self.port)
-        try:
-            return http.json("POST", "/api/v1/auth/login", body)["access_token"]
-        finally:
-            http.close()
+        return self.session(username, device_id, keep_alive=False).access_token or ""
 
 
 # -- stores ------------------------------------------------------------------------------------------------------
@@ -289,12 +207,6 @@ def make_store(db: Path, secret: str, users: list[tuple[str, str, list[str]]], *
                ) -> None:
     """A store as a fresh install has it (schema, the shipped forms, the sample villages) plus ``users``.
     ``cheap_hashes`` keeps argon2 at 1 MiB for accounts made only to be logged into by a simulator."""
-    from server import create_app
-    from server.security.passwords import passwords
-    from server.store import get_store, raw_store
-    from server.users import create_user
-    from server.villages import import_villages, read_geojson_file
-
     config = {"DATABASE_URL": f"sqlite:///{db}", "SECRET_KEY": secret, "LOAD_LIBRARY_FORMS": True,
               "SECRET_KEY_FILE": str(db.parent / "secret_key"), "LOG_LEVEL": "WARNING"}
     if cheap_hashes:
@@ -312,26 +224,41 @@ def make_store(db: Path, secret: str, users: list[tuple[str, str, list[str]]], *
         raw_store(app).close()
 
 
-def _fields(collection: str) -> list[str]:
-    """The indexed fields the embedded store keeps in columns of their own (server/storage/sqlite.py)."""
-    from server.store import COLLECTIONS
+@contextlib.contextmanager
+def opened(db: Path) -> Iterator[Any]:
+    """The store in ``db`` through the storage interface (never its tables)."""
+    store = open_store(f"sqlite:///{db}", COLLECTIONS)
+    try:
+        yield store
+    finally:
+        store.close()
 
-    return list(next(s for s in COLLECTIONS if s.name == collection).fields)
 
+# -- the raw baseline: the same rows and indexes in plain tables of the bench's own -----------------------------
 
-def _insert_sql(collection: str, verb: str = "INSERT") -> str:
-    columns = ["id", "seq", "body", *(f'"f_{name}"' for name in _fields(collection))]
+def raw_table(conn: sqlite3.Connection, spec: CollectionSpec, verb: str = "INSERT") -> str:
+    """A plain table for a collection's documents: id, seq and body, a column per indexed field, and the
+    collection's indexes; the INSERT statement for it. This is what any SQLite layout of the same rows
+    with the same indexes must pay, without kunjung's code around it."""
+    table = f"raw_{spec.name}"
+    columns = ["id", "seq", "body", *(f"f_{name}" for name in spec.fields)]
+    conn.execute(f"CREATE TABLE {table} (id TEXT PRIMARY KEY, seq INTEGER, body TEXT NOT NULL"
+                 + "".join(f", f_{name}" for name in spec.fields) + ")")
+    if spec.tracked:
+        conn.execute(f"CREATE UNIQUE INDEX ix_{table}__seq ON {table}(seq)")
+    for n, index in enumerate(spec.indexes):
+        conn.execute(f"CREATE INDEX ix_{table}_{n} ON {table}("
+                     + ",".join(name if name in ("id", "seq") else f"f_{name}" for name in index) + ")")
     # Names come from server.store.COLLECTIONS (checked identifiers); every value is a bound parameter.
-    return (f"{verb} INTO c_{collection} ({','.join(columns)}) "
-            f"VALUES ({','.join('?' * len(columns))})")
+    return f"{verb} INTO {table} ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})"
 
 
-def _row(collection: str, doc: dict[str, Any]) -> tuple[Any, ...]:
+def raw_row(spec: CollectionSpec, doc: dict[str, Any]) -> tuple[Any, ...]:
     body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-    return (doc["id"], doc.get("seq"), body, *(doc.get(name) for name in _fields(collection)))
+    return (doc["id"], doc.get("seq"), body, *(doc.get(name) for name in spec.fields))
 
 
-def _connect(db: Path) -> sqlite3.Connection:
+def raw_connect(db: Path) -> sqlite3.Connection:
     # The pragmas the embedded store uses, so the raw baseline pays the same fsyncs.
     conn = sqlite3.connect(db, isolation_level=None, timeout=60)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -340,39 +267,33 @@ def _connect(db: Path) -> sqlite3.Connection:
 
 
 class HouseholdTemplate:
-    """A stored household (a 4-member verification visit folded) as a string with holes for id, village, seq,
-    so that a million can be written without a million json.dumps calls."""
+    """A stored household (a 4-member verification visit folded) to be stored again under other ids and
+    villages, so that a million can be made without building each one."""
 
     def __init__(self, doc: dict[str, Any]):
-        doc = json.loads(json.dumps(doc))
-        doc.update({"id": "@@ID@@", "village": "@@VILLAGE@@", "seq": "@@SEQ@@"})
-        doc["record"].update({"id": "@@ID@@", "village": "@@VILLAGE@@"})
-        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).replace('"@@SEQ@@"', "@@SEQ@@")
-        self.parts = text.split("@@")
-        self.size = len(text.encode())
+        self._doc = orjson.loads(orjson.dumps(doc))
+        self._doc.pop("seq", None)  # the store numbers each one itself
+        self.size = len(json.dumps(self._doc, ensure_ascii=False, separators=(",", ":")).encode())
 
-    def body(self, household_id: str, village: str, seq: int) -> str:
-        values = {"ID": household_id, "VILLAGE": village, "SEQ": str(seq)}
-        return "".join(values.get(part, part) if i % 2 else part for i, part in enumerate(self.parts))
+    def doc(self, household_id: str, village: str) -> dict[str, Any]:
+        """A copy under another id and village; its field states are shared (the store only encodes them)."""
+        return {**self._doc, "id": household_id, "village": village,
+                "record": {**self._doc["record"], "id": household_id, "village": village}}
 
 
 def template_household(workdir: Path) -> HouseholdTemplate:
-    """Push one benchmark visit through the app in-process and keep the household it made."""
-    from server import create_app
-    from server.store import get_store, raw_store
-
+    """Push one benchmark visit through the app in-process (the device client's Flask transport) and keep
+    the household it made."""
     db = workdir / "template.db"
     secret = uuid.uuid4().hex * 2
     make_store(db, secret, [("petugas", "officer", [VILLAGE])])
     app = create_app({"DATABASE_URL": f"sqlite:///{db}", "SECRET_KEY": secret, "LOAD_LIBRARY_FORMS": False,
                       "SECRET_KEY_FILE": str(workdir / "secret_key"), "LOG_LEVEL": "WARNING"})
     try:
-        client = app.test_client()
-        token = client.post("/api/v1/auth/login", json={"username": "petugas", "password": PASSWORD,
-                                                        "device_id": "template-phone"}).get_json()["access_token"]
+        session = Session(FlaskTransport(app), "petugas", PASSWORD, device_id="template-phone", retry=ONCE)
+        session.login()
         event = visit_event("template-phone", DeviceClock(), 0, dt.date.today())
-        reply = client.post("/api/v1/sync/push", headers={"Authorization": f"Bearer {token}"},
-                            json={"device_id": "template-phone", "events": [event]}).get_json()
+        reply = session.call("POST", "/api/v1/sync/push", payload={"device_id": "template-phone", "events": [event]})
         if reply["results"][0]["status"] != "applied":
             raise RuntimeError(f"template visit not applied: {reply}")
         with app.app_context():
@@ -381,42 +302,20 @@ def template_household(workdir: Path) -> HouseholdTemplate:
         raw_store(app).close()
 
 
-def seed_households(db: Path, template: HouseholdTemplate, villages: Iterator[str], count: int, *,
-                    bulk: bool = False) -> list[str]:
-    """Append ``count`` households straight into the store's table (villages in turn from ``villages``),
-    advancing the change sequence as the store would; returns the ids. ``bulk`` (only while no server
-    has the file open) writes without the WAL, which halves the time of a million rows."""
-    sql = _insert_sql("households")
-    extra = [{"open_conflicts": 0}.get(name) for name in _fields("households") if name != "village"]
-    if _fields("households")[0] != "village":
-        raise RuntimeError("seeding expects village as the households' first indexed field")
-    conn = sqlite3.connect(db, isolation_level=None, timeout=60)
-    # Seeding is set-up, not a measured figure: no fsync per chunk, and a cache that holds the indexes.
-    conn.execute("PRAGMA synchronous=OFF")
-    conn.execute("PRAGMA cache_size=-1000000")
-    if bulk:
-        conn.execute("PRAGMA journal_mode=DELETE")
+def seed_households(db: Path, template: HouseholdTemplate, villages: Iterator[str], count: int) -> list[str]:
+    """Insert ``count`` households through the storage interface (villages in turn from ``villages``), in
+    units of work of 50,000, so that the store numbers them in its change sequence; returns the ids."""
     ids: list[str] = []
-    try:
+    with opened(db) as store:
         done = 0
         while done < count:
             chunk = min(50_000, count - done)
-            conn.execute("BEGIN IMMEDIATE")
-            (start,) = conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()
-            rows = []
-            for seq in range(start + 1, start + chunk + 1):
-                household_id = str(uuid.uuid4())
-                village = next(villages)
-                ids.append(household_id)
-                rows.append((household_id, seq, template.body(household_id, village, seq), village, *extra))
-            conn.executemany(sql, rows)
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (start + chunk,))
-            conn.execute("COMMIT")
+            with store.transaction() as tx:
+                for _ in range(chunk):
+                    household_id = str(uuid.uuid4())
+                    ids.append(household_id)
+                    tx.insert("households", template.doc(household_id, next(villages)))
             done += chunk
-        if bulk:
-            conn.execute("PRAGMA journal_mode=WAL")
-    finally:
-        conn.close()
     return ids
 
 
@@ -515,86 +414,86 @@ def push_figure(workdir: Path, scale: Scale, profile: Path | None) -> Figure:
 
 def _push(server: Server, token: str, body: bytes) -> tuple[int, int]:
     """One push on a fresh connection; every visit must be applied. Returns (applied, flagged outside)."""
-    http = Http(server.port)
-    try:
-        status, _, data = http.request("POST", "/api/v1/sync/push", body, {
-            "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    finally:
-        http.close()
-    if status != 200:
-        raise RuntimeError(f"push answered {status}: {data[:500]!r}")
-    results = json.loads(data)["results"]
+    reply = connection(server, keep_alive=False).send("POST", "/api/v1/sync/push", body=body, headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    if reply.status != 200:
+        raise RuntimeError(f"push answered {reply.status}: {reply.body[:500]!r}")
+    results = reply.json()["results"]
     statuses = {result["status"] for result in results}
     if statuses != {"applied"}:
-        raise RuntimeError(f"push not applied: {sorted(statuses)}: {data[:1000]!r}")
+        raise RuntimeError(f"push not applied: {sorted(statuses)}: {reply.body[:1000]!r}")
     outside = sum(1 for result in results for flag in result.get("flags", []) if flag["code"] == "outside_village")
     return len(results), outside
 
 
 def raw_insert_rate(db: Path, workdir: Path) -> tuple[float, dict[str, Any]]:
-    """The rows the push stored (events and the households they changed) re-inserted with executemany,
-    500 events and their households per transaction, JSON encoding included."""
-    from server.storage import open_store
-    from server.store import COLLECTIONS
-
-    source = sqlite3.connect(db)
-    events = [json.loads(body) for (body,) in source.execute("SELECT body FROM c_events ORDER BY seq")]
-    households = {doc["id"]: doc for doc in (json.loads(body) for (body,) in
-                                             source.execute("SELECT body FROM c_households"))}
-    source.close()
-    target = workdir / "raw.db"
-    store = open_store(f"sqlite:///{target}", COLLECTIONS)
-    store.ensure_schema()
-    store.close()
-    event_sql, household_sql = _insert_sql("events"), _insert_sql("households", "INSERT OR REPLACE")
-    conn = _connect(target)
+    """The rows the push stored (events and the households they changed, read through the storage
+    interface) inserted again with executemany into plain tables with the same indexes, 500 events and
+    their households per transaction, JSON encoding included."""
+    with opened(db) as store:
+        # read by id (a declared read), inserted again in the order the push stored them
+        events = sorted(store.iterate("events", order_by="id"), key=lambda doc: doc["seq"])
+        households = {doc["id"]: doc for doc in store.iterate("households")}
+    conn = raw_connect(workdir / "raw.db")
+    event_sql = raw_table(conn, SPECS["events"])
+    household_sql = raw_table(conn, SPECS["households"], "INSERT OR REPLACE")
+    event_spec, household_spec = SPECS["events"], SPECS["households"]
     began = time.perf_counter()
     for start in range(0, len(events), BATCH):
         chunk = events[start:start + BATCH]
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(event_sql, [_row("events", doc) for doc in chunk])
-        conn.executemany(household_sql, [_row("households", households[doc["household_id"]]) for doc in chunk])
+        conn.executemany(event_sql, [raw_row(event_spec, doc) for doc in chunk])
+        conn.executemany(household_sql, [raw_row(household_spec, households[doc["household_id"]]) for doc in chunk])
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - began
     conn.close()
     sample = events[:50]
-    event_bytes = sum(len(_row("events", doc)[2]) for doc in sample) // len(sample)
-    household_bytes = sum(len(_row("households", households[doc["household_id"]])[2]) for doc in sample) // len(sample)
+    event_bytes = sum(len(raw_row(event_spec, doc)[2]) for doc in sample) // len(sample)
+    household_bytes = sum(len(raw_row(household_spec, households[doc["household_id"]])[2])
+                          for doc in sample) // len(sample)
     return len(events) / elapsed, {"raw_seconds": round(elapsed, 3), "event_doc_bytes": event_bytes,
                                    "household_doc_bytes": household_bytes}
 
 
-def first_sync(server: Server, token: str, limit: int = 500, on_page: Callable[[], None] | None = None
+def first_sync(session: Session, limit: int = 500, on_page: Callable[[], None] | None = None
                ) -> tuple[int, str, int]:
     """Pull pages until has_more is false; returns (household changes, cursor, pages)."""
-    http = Http(server.port)
-    cursor, households, pages = "", 0, 0
-    try:
-        for _ in range(100_000):
-            query = f"?limit={limit}" + (f"&since={cursor}" if cursor else "")
-            body = http.json("GET", "/api/v1/sync/pull" + query, token=token)
-            households += sum(1 for change in body["changes"] if change["type"] == "household")
-            cursor = body["next"]
-            pages += 1
-            if on_page:
-                on_page()
-            if not body["has_more"]:
-                return households, cursor, pages
-    finally:
-        http.close()
+    cursor, households = "", 0
+    for pages in range(1, 100_001):
+        query: dict[str, Any] = {"limit": limit, **({"since": cursor} if cursor else {})}
+        body = session.call("GET", "/api/v1/sync/pull", query=query)
+        households += sum(1 for change in body["changes"] if change["type"] == "household")
+        cursor = body["next"]
+        if on_page:
+            on_page()
+        if not body["has_more"]:
+            return households, cursor, pages
     raise RuntimeError("first sync did not finish in 100,000 pages")
 
 
-def raw_read_rate(db: Path, village: str) -> tuple[float, int]:
-    """The village's households read straight from SQLite in seq order and parsed."""
-    conn = sqlite3.connect(db)
+def raw_read_rate(db: Path, village: str, workdir: Path) -> tuple[float, int]:
+    """The village's households (read through the storage interface) copied as the store encodes them into a
+    plain table indexed by (village, seq), then read back in seq order and parsed: the raw read."""
+    raw = workdir / f"raw-read-{uuid.uuid4().hex[:8]}.db"
+    conn = raw_connect(raw)
+    conn.execute("CREATE TABLE raw_households (id TEXT PRIMARY KEY, seq INTEGER, village TEXT, body TEXT)")
+    conn.execute("CREATE INDEX ix_raw_households ON raw_households(village, seq)")
+    with opened(db) as store:
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO raw_households VALUES (?, ?, ?, ?)", (
+            (doc["id"], doc["seq"], doc["village"], orjson.dumps(doc).decode())
+            for doc in store.iterate("households", {"village": village}, order_by="seq")))
+        conn.execute("COMMIT")
+    conn.close()
+    conn = sqlite3.connect(raw)
     began = time.perf_counter()
     count = 0
-    for (body,) in conn.execute('SELECT body FROM c_households WHERE "f_village" = ? ORDER BY seq', (village,)):
+    for (body,) in conn.execute("SELECT body FROM raw_households WHERE village = ? ORDER BY seq", (village,)):
         json.loads(body)
         count += 1
     elapsed = time.perf_counter() - began
     conn.close()
+    raw.unlink()
     return count / elapsed, count
 
 
@@ -619,29 +518,26 @@ def pull_store(workdir: Path, template: HouseholdTemplate, size: int, scale: Sca
     make_store(db, secret, [("petugas", "officer", [VILLAGE]), ("petugas-besar", "officer", [BIG_VILLAGE])])
     began = time.perf_counter()
     if memory_households:
-        seed_households(db, template, iter(lambda: BIG_VILLAGE, None), memory_households, bulk=True)
+        seed_households(db, template, iter(lambda: BIG_VILLAGE, None), memory_households)
     before = size - BATCH - memory_households
-    seed_households(db, template, filler_villages(max(1, before // scale.village_households), VILLAGE), before,
-                    bulk=True)
+    seed_households(db, template, filler_villages(max(1, before // scale.village_households), VILLAGE), before)
     seed_seconds = time.perf_counter() - began
     log(f"seeded {size - BATCH:,} households in {seed_seconds:.1f} s ({template.size:,} bytes each)")
-    raw_rate, _ = raw_read_rate(db, VILLAGE)
+    raw_rate, _ = raw_read_rate(db, VILLAGE, workdir)
     with Server(workdir, db, secret) as server:
-        token = server.login("petugas", "phone-pull")
+        session = server.session("petugas", "phone-pull")
         began = time.perf_counter()
-        households, cursor, _ = first_sync(server, token)
+        households, cursor, _ = first_sync(session)
         rate = households / (time.perf_counter() - began)
         seed_households(db, template, iter(lambda: VILLAGE, None), BATCH)
-        http = Http(server.port)
         timings = []
         for _ in range(scale.pull_repeats):
             started = time.perf_counter()
-            body = http.json("GET", f"/api/v1/sync/pull?limit={BATCH}&since={cursor}", token=token)
+            body = session.call("GET", "/api/v1/sync/pull", query={"limit": BATCH, "since": cursor})
             timings.append((time.perf_counter() - started) * 1000)
             got = sum(1 for change in body["changes"] if change["type"] == "household")
             if got != BATCH or body["has_more"]:
                 raise RuntimeError(f"incremental pull returned {got} households (has_more={body['has_more']})")
-        http.close()
         memory = memory_figure(server, memory_households) if memory_households else None
     return PullStore(size, rate, households, raw_rate, timings, seed_seconds, memory)
 
@@ -656,10 +552,8 @@ def _status_kib(pid: int, key: str) -> int:
 def memory_figure(server: Server, households: int) -> dict[str, Any]:
     """Worker RSS before, and peak during, a first sync of ``households`` households."""
     pids = server.worker_pids()
-    token = server.login("petugas-besar", "phone-memory")
-    http = Http(server.port)
-    http.json("GET", "/api/v1/sync/pull?limit=10", token=token)  # warm both code paths before the baseline
-    http.close()
+    session = server.session("petugas-besar", "phone-memory")
+    session.call("GET", "/api/v1/sync/pull", query={"limit": 10})  # warm both code paths before the baseline
     before = {pid: _status_kib(pid, "VmRSS") for pid in pids}
     reset = True
     for pid in pids:
@@ -680,7 +574,7 @@ def memory_figure(server: Server, households: int) -> dict[str, Any]:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     began = time.perf_counter()
-    pulled, _, pages = first_sync(server, token)
+    pulled, _, pages = first_sync(session)
     elapsed = time.perf_counter() - began
     stop.set()
     sampler.join()
@@ -706,14 +600,14 @@ def rate_for(server: Server, path: str, headers: dict[str, str], seconds: float,
     deadline = time.perf_counter() + seconds
 
     def run(which: int) -> None:
-        http = Http(server.port)
+        transport = connection(server)
         while time.perf_counter() < deadline:
-            status, _, data = http.request("GET", path, headers=headers)
-            if status != expect:
-                failures.append(f"{status}: {data[:200]!r}")
+            reply = transport.send("GET", path, headers=headers)
+            if reply.status != expect:
+                failures.append(f"{reply.status}: {reply.body[:200]!r}")
                 return
             counts[which] += 1
-        http.close()
+        transport.close()
 
     began = time.perf_counter()
     threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
@@ -736,18 +630,18 @@ def form_figures(workdir: Path, scale: Scale) -> list[Figure]:
         token = server.login("petugas", "phone-forms")
         auth = {"Authorization": f"Bearer {token}"}
         live = rate_for(server, "/health/live", {}, scale.form_seconds, 200)
-        http = Http(server.port)
+        transport = connection(server)
         for name, label, path in (
                 ("form_list_304", "form list, If-None-Match -> 304", "/api/v1/forms"),
                 ("form_definition_304", "form definition, If-None-Match -> 304",
                  f"/api/v1/forms/{FORM_ID}/versions/{FORM_VERSION}")):
-            status, headers, _ = http.request("GET", path, headers=auth)
-            if status != 200 or "etag" not in headers:
-                raise RuntimeError(f"GET {path} answered {status} without an ETag")
-            rate = rate_for(server, path, {**auth, "If-None-Match": headers["etag"]}, scale.form_seconds, 304)
+            reply = transport.send("GET", path, headers=auth)
+            if reply.status != 200 or "etag" not in reply.headers:
+                raise RuntimeError(f"GET {path} answered {reply.status} without an ETag")
+            rate = rate_for(server, path, {**auth, "If-None-Match": reply.headers["etag"]}, scale.form_seconds, 304)
             figures.append(Figure(name, label, round(rate, 1), "requests/s", round(live, 1),
                                   "GET /health/live", round(rate / live, 3), {"clients": 4}))
-        http.close()
+        transport.close()
     return figures
 
 
@@ -757,10 +651,13 @@ def simulate(server: Server, workdir: Path, accounts: dict[str, Any], scale: Sca
     out, given = workdir / f"devices-{tag}.json", workdir / f"accounts-{tag}.json"
     given.write_text(json.dumps(accounts))
     devices = len(accounts["officers"])
+    # Every device at once: the simulator's pool has a thread for each, and no request gives up early;
+    # its requests go over a bounded set of connections (its default), which bounds its memory.
     command = [sys.executable, str(SIMULATOR), "--url", server.url, "--devices", str(devices),
                "--concurrency", str(devices), "--rounds", str(scale.device_rounds), "--seed", "7",
-               "--run-tag", tag, "--accounts", str(given), "--quiet", "--json", str(out)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False)
+               "--timeout", "1800", "--run-tag", tag, "--accounts", str(given), "--quiet", "--json", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=max(1800, 12 * devices),
+                          check=False)
     if not out.exists():
         raise RuntimeError(f"simulator exited {done.returncode} without figures: {done.stderr[-2000:]}")
     return json.loads(out.read_text())
@@ -798,8 +695,7 @@ def concurrency_figures(workdir: Path, scale: Scale) -> list[Figure]:
         crowd = simulate(server, workdir, accounts([name for name, _, _ in officers]), scale, "crowd")
         elapsed = time.perf_counter() - began
     checks = crowd["checks"]
-    lost = checks["no_lost_events"]["failures"]
-    duplicated = checks["no_duplicated_events"]["failures"]
+    lost, duplicated = crowd["lost_events"], crowd["duplicated_events"]
     failed = sorted(name for name, check in checks.items() if not check["ok"])
     figures = []
     for name, label, what in (("concurrency_push", "POST /api/v1/sync/push", "push"),
@@ -812,7 +708,9 @@ def concurrency_figures(workdir: Path, scale: Scale) -> list[Figure]:
                 "p95_ms": busy["p95_ms"], "p99_ms": busy["p99_ms"], "max_ms": busy["max_ms"],
                 "alone_p50_ms": quiet["p50_ms"], "alone_p99_ms": quiet["p99_ms"], "lost": lost,
                 "duplicated": duplicated, "checks_failed": failed, "events": crowd["events"],
+                "connections": crowd["connections"],
                 "push": crowd["push"], "rounds": scale.device_rounds, "seconds": round(elapsed, 1),
+                "simulator": crowd["simulator"], "stages_s": crowd["stages_s"],
                 "all_requests_ms": crowd["latency_ms"]}))
     return figures
 
@@ -908,6 +806,8 @@ def table(figures: dict[str, Figure], goal_rows: list[dict[str, Any]], info: dic
                          f"{d['p99_ms']:>9,.1f}   {d['alone_p50_ms']:,.1f} / {figure.baseline:,.1f}")
         lines.append(f"  lost events {crowd[0].details['lost']}, duplicated events {crowd[0].details['duplicated']}, "
                      f"simulator checks failed: {', '.join(crowd[0].details['checks_failed']) or 'none'}")
+        lines.append(f"  (the simulator keeps {crowd[0].details['connections']} requests in flight; the others wait "
+                     "for a connection, and the wait counts in their latency)")
     lines += ["", "goals (2 cores, embedded store):"]
     for row in goal_rows:
         verdict = "met" if row["met"] else "NOT MET"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import os
@@ -21,7 +22,8 @@ from http_helpers import PASSWORD, make_user
 
 from server import create_app
 from server.storage import open_store
-from server.store import COLLECTIONS, raw_store
+from server.store import COLLECTIONS, get_store, raw_store
+from server.villages import import_villages, read_geojson_file
 from sync import Record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,9 +126,6 @@ class Gunicorn:
 @pytest.fixture
 def prepared(tmp_path):
     """A store with the shipped forms, the sample villages, and officers for the village; no app left open."""
-    from server.store import get_store
-    from server.villages import import_villages, read_geojson_file
-
     app = make_app(tmp_path, LOAD_LIBRARY_FORMS=True)
     try:
         with app.app_context():
@@ -346,8 +345,6 @@ def test_an_unreachable_store_answers_503_until_it_returns_and_nothing_is_lost(t
 
 @pytest.mark.parametrize("encoding", ["identity", "gzip"])
 def test_a_client_that_disconnects_mid_upload_leaves_nothing_half_applied(prepared, servers, encoding):
-    import gzip
-
     phone = Phone("phone-ani")
     server = Gunicorn(prepared, workers=1).start()
     servers.append(server)

@@ -10,6 +10,7 @@ import shapely
 from mongo_stand_in import StandIn
 from shapely.geometry import shape
 
+from server import geo
 from server.geo import BoundaryIndex, check_boundary, check_geotag, distance_to_boundary_m
 from server.storage import open_store
 from server.store import COLLECTIONS
@@ -354,8 +355,6 @@ def test_import_and_locate_on_every_backend(backend, tmp_path):
 
 
 def test_a_fresh_answer_is_reused_for_a_second_then_checked_again(store, monkeypatch):
-    from server import geo
-
     load(store, feature(CODE, polygon(square(WEST, SOUTH, EAST, NORTH))))
     counting = CountingStore(store)
     index = BoundaryIndex(counting, VILLAGES)

@@ -9,6 +9,7 @@ import pytest
 from http_helpers import login, make_user
 from sync_helpers import Device, listed
 
+from server.reporting import zone_name
 from server.store import get_store
 
 A, B, C, M = "32.04.05.2001", "32.04.05.2002", "32.04.06.2001", "73.71.01.1001"
@@ -262,8 +263,6 @@ def test_review_queue_lists_conflicts_then_flagged_visits_with_filters_and_pages
 
 
 def test_time_zone_table_by_province():
-    from server.reporting import zone_name
-
     expected = {"11": "WIB", "36": "WIB", "51": "WITA", "53": "WITA", "61": "WIB", "62": "WIB", "63": "WITA",
                 "65": "WITA", "71": "WITA", "76": "WITA", "81": "WIT", "82": "WIT", "91": "WIT", "97": "WIT"}
     assert {province: zone_name(f"{province}.01.01.2001") for province in expected} == expected

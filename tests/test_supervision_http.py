@@ -9,6 +9,9 @@ from click.testing import CliRunner
 from http_helpers import login, make_user
 from sync_helpers import VILLAGE, Device, households_in, listed, statuses
 
+from server.cli import cli
+from server.store import get_store
+
 FORM = {
     "settings": {"form_id": "verval_mini", "version": "1", "title": {"id": "Verval mini", "en": "Mini check"},
                  "default_language": "id"},
@@ -240,9 +243,6 @@ def test_household_history_lists_every_change(client, setup):
 
 def test_rebuild_households_finds_no_difference_then_reports_a_tampered_one(app_factory, monkeypatch):
     """Through the CLI, which opens the store by URL: so on SQLite."""
-    from server.cli import cli
-    from server.store import get_store
-
     app = app_factory()
     client = app.test_client()
     for name, role, villages in (("admin", "admin", []), ("supervisor", "supervisor", ["32.04.05"]),
@@ -285,8 +285,6 @@ def test_a_resolution_value_no_store_can_hold_is_422(client, setup, value):
 
 
 def test_resolutions_reviews_and_imports_are_server_events_stamped_by_the_node_above_their_base(app, client, setup):
-    from server.store import get_store
-
     ani, citra = Device(client, "ani"), Device(client, "citra")
     household = str(uuid.uuid4())
     conflict = _conflict(client, ani, citra, household)

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import pymongo
 import pytest
 from backends import COLLECTIONS, REAL_MONGO, STAND_IN
 from mongo_stand_in import StandIn
@@ -33,8 +34,6 @@ def _make_backend(name: str, tmp_path) -> Backend:
         url = f"sqlite:///{tmp_path}/kunjung.db"
         return Backend(name, lambda: open_store(url, COLLECTIONS))
     if name == "mongo-real":
-        import pymongo
-
         client = pymongo.MongoClient(REAL_MONGO)
         db = f"kunjung_test_{uuid.uuid4().hex[:8]}"
         return Backend(name, lambda: open_store(REAL_MONGO, COLLECTIONS, client=client, database=db),

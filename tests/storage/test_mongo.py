@@ -12,6 +12,7 @@ import threading
 import uuid
 
 import mongomock_ng
+import pymongo
 import pytest
 from backends import COLLECTIONS, REAL_MONGO, STAND_IN
 from mongo_stand_in import (
@@ -47,8 +48,6 @@ def _open(stand_in: StandIn | None = None, **options) -> MongoStore:
 @pytest.fixture(params=MONGO)
 def mongo(request):
     if request.param == "mongo-real":
-        import pymongo
-
         client = pymongo.MongoClient(REAL_MONGO)
         name = f"kunjung_test_{uuid.uuid4().hex[:8]}"
         store = open_store(REAL_MONGO, COLLECTIONS, client=client, database=name)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 
+import pymongo
 import pytest
 
 from server.storage import In, Range, open_store
 from server.storage.base import index_serves, sort_key
+from server.storage.mongo import _key, _query
 from server.store import COLLECTIONS
 
 SHAPES = [(spec, query) for spec in COLLECTIONS for query in spec.queries]
@@ -79,12 +82,6 @@ def test_no_read_of_a_unique_order_sorts_on_a_tie_break_and_other_orders_end_in_
 
 
 if os.environ.get("KUNJUNG_TEST_MONGO_URI"):
-    import uuid
-
-    import pymongo
-
-    from server.storage.mongo import _key, _query
-
     def _stages(plan):
         yield plan["stage"]
         for child in [plan.get("inputStage"), *plan.get("inputStages", [])]:

@@ -1,0 +1,151 @@
+"""The simulator's command line: arguments, the printed summary, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from server.client import ClientError, HttpTransport
+
+from .device import SimError
+from .faults import Latencies
+from .geo import NoPoint
+from .run import SAMPLE_VILLAGES, Config, Simulation
+
+
+def _p99(figures: dict[str, Any], label: str) -> str:
+    stats = figures["latency_ms"].get(label)
+    return f"{stats['p99_ms']:,.0f} ms" if stats else "not measured"
+
+
+def summary_text(figures: dict[str, Any]) -> str:
+    events, push, pull, own = figures["events"], figures["push"], figures["pull"], figures["simulator"]
+    rejected = ", ".join(f"{code} {count}" for code, count in events["rejected"].items()) or "none"
+    lines = [
+        f"kunjung device simulation against {figures['server']} (seed {figures['seed']}, run {figures['run_tag']})",
+        f"  devices {figures['devices']} ({figures['skewed_devices']} with a fast clock), rounds {figures['rounds']}, "
+        f"households {figures['households']}, took {figures.get('duration_s', 0):.1f} s",
+        f"  events created {events['created']} (visits {events['visits']}, edits {events['edits']}); "
+        f"events sent {events['sent']} (every attempt), answered: applied {events['applied']}, "
+        f"duplicate {events['duplicate']}, rejected {rejected}; re-stamped {events['restamped']}; "
+        f"resent on purpose {events['resent_known'] + events['repeated_in_batch']}",
+        f"  push requests {push['requests']} (lost requests {push['lost_requests']}, lost replies "
+        f"{push['lost_replies']}), pull pages {pull['pages']} of {pull['requests']} requests, "
+        f"{pull['changes']} changes, fresh starts after invalid_cursor {pull['fresh_starts']}",
+        f"  open conflicts: server {figures['conflicts']['server']}, oracle {figures['conflicts']['oracle']}; "
+        f"resolutions by the supervisor during the run {figures['conflicts']['resolved_by_supervisor']}; "
+        f"officers lent a village {figures['reassigned_officers']}",
+        f"  simulator: {own['cpu_s']:.1f} s CPU, peak RSS {own['peak_rss_mb']:.0f} MB, "
+        f"{own['distinct_households_held']} distinct household copies held, "
+        f"at most {figures['concurrency']} devices at once"
+        + (f" over {figures['connections']} connections" if figures.get("connections") else ""),
+        f"  push p99 {_p99(figures, 'POST /api/v1/sync/push')}, pull p99 {_p99(figures, 'GET /api/v1/sync/pull')}; "
+        f"lost events {figures['lost_events']}, duplicated events {figures['duplicated_events']}",
+        "  latency (ms)                                 count      p50      p95      p99      max",
+    ]
+    for label, stats in figures["latency_ms"].items():
+        lines.append(f"    {label:<42} {stats['count']:>7} {stats['p50_ms']:>8.1f} {stats['p95_ms']:>8.1f} "
+                     f"{stats['p99_ms']:>8.1f} {stats['max_ms']:>8.1f}")
+    lines.append("  checks:")
+    for name, check in figures["checks"].items():
+        verdict = "ok" if check["ok"] else f"FAILED ({check['failures']})"
+        lines.append(f"    {name:<24} {verdict:<14} checked {check['checked']}")
+        lines.extend(f"      - {example}" for example in check["examples"][:5])
+    lines.append("ALL CHECKS PASSED" if figures["ok"] else "SOME CHECKS FAILED")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Simulate officers' phones against a kunjung server: offline visits and edits of the "
+                    "shipped household form, conflicts, duplicates, lost replies, a fast clock, points in and "
+                    "out of the village; then check every replica and the server against an oracle fold. "
+                    "Exits 0 when every check passes, 1 when one fails, 2 when the run cannot start.")
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default %(default)s)")
+    parser.add_argument("--devices", type=int, default=20, help="officers, one phone each (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="offline periods, each ending in a sync")
+    parser.add_argument("--events-per-round", type=int, default=4, help="visits and edits per device per round")
+    parser.add_argument("--seed", type=int, default=1, help="seed of every random choice (default %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=16,
+                        help="devices working at once, each on a thread of a bounded pool (default %(default)s)")
+    parser.add_argument("--connections", type=int, default=64,
+                        help="requests in flight at once, over this many kept-alive connections; a device's "
+                             "request beyond them waits for one, and the wait counts in its latency, as the "
+                             "server's queue would (default %(default)s)")
+    parser.add_argument("--drop-rate", type=float, default=0.1, help="share of requests or replies lost")
+    parser.add_argument("--dup-rate", type=float, default=0.2, help="share of batches that resend known events")
+    parser.add_argument("--outside-rate", type=float, default=0.15, help="share of visits outside the village")
+    parser.add_argument("--resolve-rate", type=float, default=0.3,
+                        help="share of open conflicts the supervisor resolves during each round after the first")
+    parser.add_argument("--reassign", type=int, default=2, help="officers lent another village in round 2 and "
+                        "losing it in round 3 (needs the admin; 0: none)")
+    parser.add_argument("--skewed", type=int, default=None, help="devices whose clock is an hour fast "
+                        "(default: a tenth, at least one)")
+    parser.add_argument("--batch-max", type=int, default=6, help="most events in one push")
+    parser.add_argument("--pull-limit", type=int, default=50, help="page size of device pulls")
+    parser.add_argument("--gzip", action="store_true", help="gzip push bodies")
+    parser.add_argument("--own-writes-supersede", action="store_true",
+                        help="check against the rule that a device's write supersedes its own earlier writes to "
+                             "the field, in device_seq order (docs/design.md §2; for a server whose merge has it)")
+    parser.add_argument("--admin-user", default="admin", help="admin who creates the accounts")
+    parser.add_argument("--admin-password", default=None,
+                        help="the admin's password (default: $KUNJUNG_SIM_ADMIN_PASSWORD)")
+    parser.add_argument("--accounts", type=Path, default=None,
+                        help='JSON {"supervisor": {"username", "password"}, "officers": [{...}, ...]}: use these '
+                             "accounts instead of creating them (boundaries must be imported already)")
+    parser.add_argument("--no-import-villages", action="store_true",
+                        help="expect the sample boundaries to be imported already")
+    parser.add_argument("--villages-file", type=Path, default=SAMPLE_VILLAGES, help="village boundaries GeoJSON")
+    parser.add_argument("--run-tag", default=None, help="tag of this run's usernames and ids (default: random)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one reply")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures to this file")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    args = parser.parse_args(argv)
+    if min(args.devices, args.rounds, args.events_per_round, args.batch_max, args.concurrency, args.connections) < 1:
+        parser.error("--devices, --rounds, --events-per-round, --batch-max, --concurrency and --connections must be "
+                     "at least 1")
+    for name in ("drop_rate", "dup_rate", "outside_rate", "resolve_rate"):
+        if not 0 <= getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be in [0, 1)")
+    return args
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    accounts = json.loads(args.accounts.read_text(encoding="utf-8")) if args.accounts else None
+    return Config(devices=len(accounts["officers"]) if accounts and args.devices > len(accounts["officers"])
+                  else args.devices,
+                  rounds=args.rounds, events_per_round=args.events_per_round, seed=args.seed,
+                  concurrency=args.concurrency, drop_rate=args.drop_rate, dup_rate=args.dup_rate,
+                  outside_rate=args.outside_rate, resolve_rate=args.resolve_rate, skewed_devices=args.skewed,
+                  batch_max=args.batch_max, reassign=args.reassign, pull_limit=args.pull_limit, gzip=args.gzip,
+                  own_writes_supersede=args.own_writes_supersede, admin_user=args.admin_user,
+                  admin_password=args.admin_password or os.environ.get("KUNJUNG_SIM_ADMIN_PASSWORD"),
+                  accounts=accounts, import_villages=not args.no_import_villages, villages_file=args.villages_file,
+                  run_tag=args.run_tag)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+    try:
+        latencies = Latencies()
+        connections = min(args.connections, args.concurrency + 2)
+        transport = HttpTransport(args.url, timeout=args.timeout, pool_size=connections, max_connections=connections,
+                                  observe_wait=latencies.observe_wait)
+        simulation = Simulation(config_from(args), transport, log, latencies)
+        figures = simulation.run()
+    except (SimError, NoPoint, ClientError, ValueError, OSError, KeyError) as error:
+        print(f"simulate_devices: {error}", file=sys.stderr)
+        return 2
+    print(summary_text(figures))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return 0 if figures["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
