@@ -561,14 +561,19 @@ def merge_record(household_id: str, pulled: PulledHousehold | None, own: Iterabl
                  officer: str) -> Record:
     """A replica's record: the pulled copy, then the device's own unconfirmed writes folded over it by ``sync``."""
     record = pulled.record() if pulled is not None else Record(household_id)
+    # A stamp the pulled copy shows already keeps the officer and time it shows there: the record
+    # holds one entry per stamp (a pull carries no event times, and officers only in conflicts).
+    shown = {head.stamp: head for state in record.fields.values() for head in state.heads}
     for event in own:
         stamp = event.stamp
         base = event.base
+        known = shown.get(stamp)
+        who, at = (known.officer, known.at) if known is not None else (officer, event.at)
         for path, value in event.writes.items():
             held = record.fields.get(path)
             if held is not None and any(head.stamp == stamp for head in held.heads):
                 continue
-            record.apply(Write(path, value, stamp, frozenset(base.get(path, ())), officer, event.at))
+            record.apply(Write(path, value, stamp, frozenset(base.get(path, ())), who, at))
     return record
 
 def _saved_event(event: Outgoing) -> dict[str, Any]:

@@ -35,12 +35,26 @@ def field_stamps(state: Mapping[str, Any]) -> list[str]:
     return sorted(state.get("head_stamps") or [state["stamp"]])
 
 
-def pulled_writes(path: str, state: Mapping[str, Any]) -> list[Write]:
-    """The head writes a pulled field shows, as :class:`sync.Write` objects."""
+def head_officers(fields: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The officer of each stamp a pulled household shows, as its conflict heads name them.
+
+    A record holds one entry per stamp, so a stamp must carry the same officer in every field;
+    a pull names officers only in conflict heads, so the other fields borrow them from there.
+    """
+    officers: dict[str, str] = {}
+    for state in fields.values():
+        for head in state.get("heads", ()):
+            officers.setdefault(head["stamp"], head.get("officer") or "")
+    return officers
+
+
+def pulled_writes(path: str, state: Mapping[str, Any], officers: Mapping[str, str] | None = None) -> list[Write]:
+    """The head writes a pulled field shows, as :class:`sync.Write` objects (``officers`` by stamp)."""
+    officers = officers or {}
     if "heads" in state:
-        return [Write(path, head["value"], head["stamp"], officer=head.get("officer") or "")
-                for head in state["heads"]]
-    return [Write(path, state["value"], stamp) for stamp in field_stamps(state)]
+        return [Write(path, head["value"], head["stamp"],
+                      officer=officers.get(head["stamp"], head.get("officer") or "")) for head in state["heads"]]
+    return [Write(path, state["value"], stamp, officer=officers.get(stamp, "")) for stamp in field_stamps(state)]
 
 
 class PulledHousehold:
@@ -67,8 +81,10 @@ class PulledHousehold:
     def record(self) -> Record:
         """A new :class:`sync.Record` of the pulled heads."""
         record = Record(self.id)
-        for path, state in self.fields.items():
-            for write in pulled_writes(path, state):
+        fields = self.fields
+        officers = head_officers(fields)
+        for path, state in fields.items():
+            for write in pulled_writes(path, state, officers):
                 record.apply(write)
         return record
 
