@@ -468,12 +468,11 @@ def test_kept_json_holds_only_its_own_bytes():
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        kept = [kept_json(household, sort_keys=True) for _ in range(200)]
+        kept = [kept_json(household) for _ in range(200)]
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
     assert orjson.loads(kept[0]) == household
-    assert list(orjson.loads(kept[0])) == ["fields", "id", "village"]
     # each copy costs its length and a bytes object's header, not the encoder's working buffer
     assert held < 1.1 * sum(len(item) for item in kept) + 200 * 64
 

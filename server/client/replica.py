@@ -11,17 +11,17 @@ from typing import Any
 import orjson
 
 from forms.identifiers import Area
-from sync import Record, Write
+from sync import Record, Write, canonical_json
 
 
-def kept_json(value: Any, *, sort_keys: bool = False) -> bytes:
+def kept_json(value: Any) -> bytes:
     """``value`` as JSON bytes to keep for long: a copy of exactly its size.
 
     The bytes ``orjson.dumps`` returns keep the whole buffer it wrote into (64 KiB for a 12 KB
     household, 4 KiB for a 100-byte base); a thousand simulated phones holding events and copies
     would carry several times their data.
     """
-    return bytes(memoryview(orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None)))
+    return bytes(memoryview(orjson.dumps(value)))
 
 
 def field_stamps(state: Mapping[str, Any]) -> list[str]:
@@ -60,7 +60,7 @@ def pulled_writes(path: str, state: Mapping[str, Any], officers: Mapping[str, st
 class PulledHousehold:
     """One household exactly as a pull gave it: ``id``, ``village``, and its ``fields`` (decoded on each use).
 
-    The change is kept encoded (sorted keys), a third of its size as Python objects, and replicas that
+    The change is kept encoded, a third of its size as Python objects, and replicas that
     pulled the same state may share one object (see :class:`Interner`); nothing may change it.
     """
 
@@ -69,9 +69,10 @@ class PulledHousehold:
     def __init__(self, change: Mapping[str, Any]) -> None:
         self.id: str = change["id"]
         self.village: str = change["village"]
-        self.encoded = kept_json({"id": self.id, "village": self.village, "fields": change["fields"]},
-                                 sort_keys=True)
-        self.digest = hashlib.blake2b(self.encoded, digest_size=16).digest()
+        kept = {"id": self.id, "village": self.village, "fields": change["fields"]}
+        self.encoded = kept_json(kept)
+        # Equal states have one digest whatever their key order: replicas that pulled them share one copy.
+        self.digest = hashlib.blake2b(canonical_json(kept).encode("utf-8"), digest_size=16).digest()
 
     @property
     def fields(self) -> dict[str, Any]:
