@@ -13,6 +13,8 @@ from typing import Any
 from sync import Event, Recall, canonical_json
 from sync.stamps import parse_stamp
 
+from .storage import Store, Writer
+
 EVENTS = "events"
 # The event types that write household fields. A review is stored with the household id of its
 # visit, so that the household's history can find it, but it folds into the visit, not the household.
@@ -41,14 +43,14 @@ def folds_into_household(event_type: str) -> bool:
     return event_type in HOUSEHOLD_EVENT_TYPES
 
 
-def household_events(store: Any, household_id: str) -> Iterator[dict[str, Any]]:
+def household_events(store: Store, household_id: str) -> Iterator[dict[str, Any]]:
     """The stored events that fold into the household, in the order they were received."""
     for doc in store.iterate(EVENTS, {"household_id": household_id}, order_by="seq"):
         if folds_into_household(doc["type"]):
             yield doc
 
 
-def event_recall(reader: Any, household_id: str,
+def event_recall(reader: Store | Writer, household_id: str,
                  pending: Mapping[str, Event | Mapping[str, Any]] | None = None) -> Recall:
     """What this node's event log knows of a stamp of ``household_id`` (the engine's ``Recall``).
 

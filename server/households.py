@@ -11,12 +11,13 @@ from .areas import scoped_areas, village_where
 from .errors import ApiError
 from .eventlog import household_events
 from .security.scope import Scope
+from .storage import Store, Writer
 from .timeutil import iso, now_utc
 
 HOUSEHOLDS = "households"
 
 
-def write_household(tx: Any, record: Record, previous: Mapping[str, Any], seq: int | None) -> None:
+def write_household(tx: Writer, record: Record, previous: Mapping[str, Any], seq: int | None) -> None:
     """Store a household and bring its entries in the conflict index up to date."""
     conflicts = record.conflicts()
     doc = {"id": record.id, "village": record.village, "open_conflicts": len(conflicts),
@@ -37,7 +38,7 @@ def write_household(tx: Any, record: Record, previous: Mapping[str, Any], seq: i
             tx.put("conflicts", {**conflict, "open": True, "opened_at": doc["updated_at"]})
 
 
-def rebuild_household(store: Any, household_id: str) -> Record:
+def rebuild_household(store: Store, household_id: str) -> Record:
     """Fold a household again from its stored events (the engine shapes kept with each)."""
     return fold([doc["engine"] for doc in household_events(store, household_id)], household_id, check=False)
 
@@ -55,7 +56,7 @@ def household_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {**household_change(doc), "open_conflicts": doc["open_conflicts"]}
 
 
-def household_history(store: Any, household_id: str) -> Iterator[dict[str, Any]]:
+def household_history(store: Store, household_id: str) -> Iterator[dict[str, Any]]:
     """Every event that changed the household, oldest first: who, when, what it wrote (``writes``,
     ``base``, ``flags``) and each written field's value before and after it was folded in (a write
     can lose to a newer one, or open a conflict). The one shape of a household's history."""
@@ -80,14 +81,14 @@ def household_history(store: Any, household_id: str) -> Iterator[dict[str, Any]]
 
 
 # -- reads ------------------------------------------------------------------------------------
-def list_households(store: Any, scope: Scope, *, area: str | None, after: str | None,
+def list_households(store: Store, scope: Scope, *, area: str | None, after: str | None,
                     limit: int) -> list[dict[str, Any]]:
     """Households in scope (and in ``area``), by id, after the id ``after``."""
     where = village_where(scoped_areas(scope, area))
     return [household_view(doc) for doc in store.find(HOUSEHOLDS, where, after=after, limit=limit)]
 
 
-def scoped_household(store: Any, scope: Scope, household_id: str) -> dict[str, Any]:
+def scoped_household(store: Store, scope: Scope, household_id: str) -> dict[str, Any]:
     """The stored household; 404 alike for an unknown one and one outside the caller's scope."""
     doc = store.get(HOUSEHOLDS, household_id)
     if doc is None or not scope.covers(doc["village"]):
@@ -95,13 +96,13 @@ def scoped_household(store: Any, scope: Scope, household_id: str) -> dict[str, A
     return doc
 
 
-def get_household(store: Any, scope: Scope, household_id: str) -> dict[str, Any]:
+def get_household(store: Store, scope: Scope, household_id: str) -> dict[str, Any]:
     """One household with its fields and its history."""
     doc = scoped_household(store, scope, household_id)
     return {**household_view(doc), "history": list(household_history(store, household_id))}
 
 
-def history_of(store: Any, scope: Scope, household_id: str) -> dict[str, Any]:
+def history_of(store: Store, scope: Scope, household_id: str) -> dict[str, Any]:
     """``{household_id, village, history}`` of a household in scope."""
     doc = scoped_household(store, scope, household_id)
     return {"household_id": household_id, "village": doc["village"],

@@ -19,6 +19,7 @@ from .cursors import CursorCodec, InvalidCursor, store_identity
 from .forms_registry import form_pull_changes
 from .households import household_change
 from .security.scope import Scope
+from .storage import Store
 
 KIND = "pull"
 VERSION = 2
@@ -76,7 +77,7 @@ def scope_change(previous: list[str], current: list[str]) -> tuple[list[str], li
 class PullService:
     """The server's side of a pull, over one store."""
 
-    def __init__(self, store: Any, codec: CursorCodec,
+    def __init__(self, store: Store, codec: CursorCodec,
                  form_changes: Callable[[Any, int, int, Scope], list[Change]] = form_pull_changes):
         self.store = store
         self.codec = codec

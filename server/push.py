@@ -30,6 +30,7 @@ from .households import write_household
 from .jsonio import storage_problems
 from .security.scope import Scope
 from .server_events import DEVICE_ORIGIN
+from .storage import Store, Writer
 from .timeutil import iso
 
 EVENT_TYPES = ("visit", "household_edit")
@@ -66,7 +67,7 @@ class PushSettings:
 class _Batch:
     """What one push has loaded and changed, written back once at the end."""
 
-    tx: Any
+    tx: Writer
     clock: StoredClock
     received_at: str
     households: dict[str, tuple[Record, int | None, dict[str, Any]]] = field(default_factory=dict)
@@ -204,7 +205,7 @@ def engine_event(raw: Mapping[str, Any], officer: str, writes: Mapping[str, Any]
 class PushService:
     """The server's side of a push, over one store. Stateless apart from the caches it is given."""
 
-    def __init__(self, store: Any, *, definitions: Callable[[str, str], Any], boundaries: BoundaryIndex,
+    def __init__(self, store: Store, *, definitions: Callable[[str, str], Any], boundaries: BoundaryIndex,
                  household_fields: Callable[[str], HouseholdFields]):
         self.store = store
         self.definitions = definitions  # (form_id, version) -> forms.Definition | None
@@ -226,7 +227,7 @@ class PushService:
         memo: dict[tuple[str, str], Any] = {}
         prepared = [self._prepare(caller, raw, now, received_at, settings, memo) for raw in events]
 
-        def unit(tx: Any) -> tuple[list[dict[str, Any]], str]:
+        def unit(tx: Writer) -> tuple[list[dict[str, Any]], str]:
             batch = _Batch(tx, StoredClock(tx, settings.wall_ms), received_at)
             if device_hlc and is_hlc(device_hlc) and not is_too_far_ahead(device_hlc, now, settings.skew_bound_ms):
                 batch.clock.observe(device_hlc)
