@@ -94,7 +94,8 @@ def household_answers(today: dt.date, serial: int) -> dict[str, Any]:
 
 
 class DeviceClock:
-    """A device's HLC strings: a minute behind server time, so no event trips the skew check."""
+    """A device's HLC strings, a minute behind server time so that no event trips the skew check, and its
+    count of events (its ``device_seq``)."""
 
     def __init__(self) -> None:
         self.counter = 0
@@ -109,7 +110,7 @@ def visit_event(device_id: str, clock: DeviceClock, serial: int, today: dt.date)
     lat, lon = OUTSIDE if serial % 20 == 19 else INSIDE
     now = dt.datetime.now(dt.UTC)
     return {"id": str(uuid.uuid4()), "type": "visit", "device_id": device_id, "hlc": clock(),
-            "form_id": FORM_ID, "form_version": FORM_VERSION, "village": VILLAGE,
+            "device_seq": clock.counter, "form_id": FORM_ID, "form_version": FORM_VERSION, "village": VILLAGE,
             "household_id": str(uuid.uuid4()),
             "geotag": {"lat": lat, "lon": lon, "accuracy_m": 6.5,
                        "captured_at": (now - dt.timedelta(minutes=20)).isoformat().replace("+00:00", "Z")},

@@ -11,6 +11,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scripts.simulator.cli import main  # noqa: E402 - the checkout must be importable first
+from scripts.simulator.memory import run_lean  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = run_lean(sys.argv)
+    sys.exit(main() if status is None else status)

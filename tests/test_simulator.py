@@ -35,6 +35,7 @@ from scripts.simulator import (
     summary_text,
 )
 from scripts.simulator.households import new_visit_answers, revisit_answers
+from scripts.simulator.memory import Trimmer, lean_environment
 from server.client import ACKED, FlaskTransport, Reply, field_stamps
 from sync import Record, Write
 
@@ -139,6 +140,27 @@ def test_points_fall_inside_or_clearly_outside_their_village():
 def _event(event_id, hlc, writes, base=None, device="a", seq=None, kind="household_edit"):
     return Accepted(event_id, kind, "h1", "32.04.05.2001", hlc, device, f"officer-{device}",
                     "2026-03-02T09:00:00.000+07:00", writes, base or {}, seq)
+
+
+def test_the_simulator_runs_under_the_lean_allocator_unless_told_otherwise():
+    assert lean_environment({"PATH": "/bin"}) == {"PATH": "/bin", "PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2"}
+    assert lean_environment({"PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2"}) is None
+    # a choice of the caller's own is kept
+    assert lean_environment({"PYTHONMALLOC": "pymalloc"}) == {"PYTHONMALLOC": "pymalloc", "MALLOC_ARENA_MAX": "2"}
+
+
+def test_the_trimmer_hands_memory_back_while_in_use():
+    trims = []
+    trimmer = Trimmer(every_s=0.01)
+    trimmer.trim = lambda: trims.append(1)
+    with trimmer:
+        deadline = time.monotonic() + 5
+        while len(trims) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    count = len(trims)
+    assert count >= 3
+    time.sleep(0.05)
+    assert len(trims) == count  # stopped on exit
 
 
 def test_the_oracle_follows_the_rule_text():
@@ -477,6 +499,7 @@ def test_ten_threaded_devices_against_gunicorn_pass_every_check(gunicorn, tmp_pa
     assert figures["devices"] == 10
     assert figures["server"] == url
     assert figures["push"]["gzip"] is True
+    assert figures["simulator"]["allocator"] == "malloc"  # the script ran itself again under the lean allocator
     assert figures["connections"] == 4  # ten phones at once over four connections: some waited for one
     assert figures["latency_ms"]["(wait for a free connection)"]["max_ms"] > 0
     assert (figures["lost_events"], figures["duplicated_events"]) == (0, 0)

@@ -3,5 +3,7 @@
 import sys
 
 from .cli import main
+from .memory import run_lean
 
-sys.exit(main())
+status = run_lean(["-m", "scripts.simulator", *sys.argv[1:]])
+sys.exit(main() if status is None else status)

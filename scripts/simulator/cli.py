@@ -14,6 +14,7 @@ from server.client import ClientError, HttpTransport
 from .device import SimError
 from .faults import Latencies
 from .geo import NoPoint
+from .memory import Trimmer
 from .run import SAMPLE_VILLAGES, Config, Simulation
 
 
@@ -137,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         transport = HttpTransport(args.url, timeout=args.timeout, pool_size=connections, max_connections=connections,
                                   observe_wait=latencies.observe_wait)
         simulation = Simulation(config_from(args), transport, log, latencies)
-        figures = simulation.run()
+        with Trimmer():
+            figures = simulation.run()
     except (SimError, NoPoint, ClientError, ValueError, OSError, KeyError) as error:
         print(f"simulate_devices: {error}", file=sys.stderr)
         return 2

@@ -430,7 +430,8 @@ class Simulation:
             "stages_s": dict(self.stages),
             "simulator": {"cpu_s": round(times.user + times.system, 2), "peak_rss_mb": _peak_rss_mb(),
                           "stage_cpu_s": dict(self.stage_cpu), "stage_rss_mb": dict(self.stage_rss),
-                          "distinct_households_held": len(self.interner)},
+                          "distinct_households_held": len(self.interner),
+                          "allocator": os.environ.get("PYTHONMALLOC", "pymalloc")},
             "latency_ms": self.latencies.summary(),
             "checks": {name: check.as_dict() for name, check in self.checks.items()},
         }

@@ -483,38 +483,44 @@ class DeviceClient:
         """
         report = PullReport()
         for _ in range(MAX_PULL_PAGES):
-            self.pull_gen += 1
-            generation = self.pull_gen
-            fresh = self._fresh is not None
-            cursor = self._fresh_cursor if fresh else self.cursor
-            query: dict[str, Any] = {"limit": self.pull_limit}
-            if cursor:
-                query["since"] = cursor
-            reply = self.session.request("GET", PULL_PATH, query=query, expect=(200, 400),
-                                         on_failure=lambda reply, error: self._count("pull_failures"))
-            if reply.status == 400:
-                if reply.code != "invalid_cursor" or report.fresh_starts >= max_fresh_starts:
-                    raise ClientError(f"GET {PULL_PATH}", reply)
-                report.fresh_starts += 1
-                self.stats["fresh_pulls"] += 1
-                self._fresh, self._fresh_cursor, self._fresh_confirms = Replica(self.interner), None, []
-                continue
-            data = reply.json()
-            self.stats["pull_pages"] += 1
-            report.pages += 1
-            self.observe(data.get("server_hlc"))
-            into = self._fresh if self._fresh is not None else self.replica
-            for change in data["changes"]:
-                self._pulled(change, generation, report, into)
-            if self._fresh is None:
-                self.cursor = data["next"]
-            else:
-                self._fresh_cursor = data["next"]
-            if not data["has_more"]:
-                if self._fresh is not None:
-                    self._replace_copy()
+            if not self._pull_page(report, max_fresh_starts):
                 return report
         raise ClientError(f"GET {PULL_PATH}", None, f"did not end in {MAX_PULL_PAGES} pages")
+
+    def _pull_page(self, report: PullReport, max_fresh_starts: int) -> bool:
+        """One page of a pull, taken in; whether there is more. A page of its own so that nothing of it is
+        held while the next is awaited (a thousand simulated phones waiting each held a decoded page)."""
+        self.pull_gen += 1
+        generation = self.pull_gen
+        cursor = self._fresh_cursor if self._fresh is not None else self.cursor
+        query: dict[str, Any] = {"limit": self.pull_limit}
+        if cursor:
+            query["since"] = cursor
+        reply = self.session.request("GET", PULL_PATH, query=query, expect=(200, 400),
+                                     on_failure=lambda reply, error: self._count("pull_failures"))
+        if reply.status == 400:
+            if reply.code != "invalid_cursor" or report.fresh_starts >= max_fresh_starts:
+                raise ClientError(f"GET {PULL_PATH}", reply)
+            report.fresh_starts += 1
+            self.stats["fresh_pulls"] += 1
+            self._fresh, self._fresh_cursor, self._fresh_confirms = Replica(self.interner), None, []
+            return True
+        data = reply.json()
+        self.stats["pull_pages"] += 1
+        report.pages += 1
+        self.observe(data.get("server_hlc"))
+        into = self._fresh if self._fresh is not None else self.replica
+        for change in data["changes"]:
+            self._pulled(change, generation, report, into)
+        if self._fresh is None:
+            self.cursor = data["next"]
+        else:
+            self._fresh_cursor = data["next"]
+        if data["has_more"]:
+            return True
+        if self._fresh is not None:
+            self._replace_copy()
+        return False
 
     def _replace_copy(self) -> None:
         assert self._fresh is not None
