@@ -9,7 +9,7 @@ from sync import Record, fold, pull_of_document
 
 from .areas import scoped_areas, village_where
 from .errors import ApiError
-from .eventlog import household_events
+from .eventlog import EVENTS, folds_into_household, household_events
 from .security.scope import Scope
 from .storage import Store, Writer
 from .timeutil import iso, now_utc
@@ -38,9 +38,11 @@ def write_household(tx: Writer, record: Record, previous: Mapping[str, Any], seq
             tx.put("conflicts", {**conflict, "open": True, "opened_at": doc["updated_at"]})
 
 
-def rebuild_household(store: Store, household_id: str) -> Record:
-    """Fold a household again from its stored events (the engine shapes kept with each)."""
-    return fold([doc["engine"] for doc in household_events(store, household_id)], household_id, check=False)
+def rebuild_household(reader: Store | Writer, household_id: str) -> Record:
+    """Fold a household again from its stored events (the engine shapes kept with each), in a unit of
+    work or out of one."""
+    events = reader.find(EVENTS, {"household_id": household_id}, order_by="seq")
+    return fold([doc["engine"] for doc in events if folds_into_household(doc["type"])], household_id, check=False)
 
 
 def household_change(doc: Mapping[str, Any]) -> dict[str, Any]:

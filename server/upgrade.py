@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync import DOCUMENT_FORMAT, Record, fold
+from sync import DOCUMENT_FORMAT, fold
 
 from .audit import record_audit
-from .eventlog import EVENTS, folds_into_household
-from .households import HOUSEHOLDS, write_household
+from .eventlog import EVENTS
+from .households import HOUSEHOLDS, rebuild_household, write_household
 from .storage import Store, Writer
 
 log = logging.getLogger("kunjung.upgrade")
@@ -58,9 +58,7 @@ def _upgrade_household(store: Store, household_id: str, report: UpgradeReport) -
         if doc is None or not _stale(doc.get("record")):
             return None
         before = {(c["id"], c["field"]) for c in tx.find("conflicts", {"household_id": household_id, "open": True})}
-        engines = [event["engine"] for event in tx.find(EVENTS, {"household_id": household_id}, order_by="seq")
-                   if folds_into_household(event["type"])]
-        record = fold(engines, household_id, check=False) if engines else Record(household_id)
+        record = rebuild_household(tx, household_id)
         write_household(tx, record, doc, doc["seq"])
         after = {(c["id"], c["field"]) for c in record.conflicts()}
         return before - after, after - before
