@@ -11,6 +11,7 @@ from typing import Any
 from forms.identifiers import Area, outermost
 
 from .errors import ApiError
+from .i18n import _
 from .security.scope import Scope
 from .storage import AnyOf, prefix_range
 
@@ -44,7 +45,7 @@ def scoped_areas(scope: Scope, area: str | None) -> list[str] | None:
         return [a.code for a in mine]
     found = intersect([wanted], mine)
     if not found:
-        raise ApiError(404, "not_found", "No such village.")
+        raise ApiError(404, "not_found", _("No such village."))
     return [a.code for a in found]
 
 

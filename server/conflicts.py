@@ -10,6 +10,7 @@ from .areas import scoped_areas, village_where
 from .errors import ApiError
 from .eventlog import body_hash, event_recall, same_body
 from .households import write_household
+from .i18n import _
 from .jsonio import storage_problems
 from .security.scope import Scope
 from .server_events import ServerStamper
@@ -42,11 +43,11 @@ def resolve_conflict(store: Store, actor: str, scope: Scope, conflict_id: str, e
     """Write ``value`` over exactly the ``heads`` named; idempotent by ``event_id``."""
     conflict = store.get(CONFLICTS, conflict_id)
     if conflict is None or not scope.covers(conflict["village"]):
-        raise ApiError(404, "not_found", "No such conflict.")
+        raise ApiError(404, "not_found", _("No such conflict."))
     path = conflict["field"]
     unsafe = storage_problems(value, "value", max_text=MAX_TEXT)
     if unsafe:
-        raise ApiError(422, "invalid", "The value cannot be stored.", unsafe)
+        raise ApiError(422, "invalid", _("The value cannot be stored."), unsafe)
     body = {"conflict": conflict_id, "value": value, "heads": sorted(set(heads))}
     digest = body_hash(body)
 
@@ -56,7 +57,7 @@ def resolve_conflict(store: Store, actor: str, scope: Scope, conflict_id: str, e
         record = Record.from_document(doc["record"])
         if existing is not None:
             if not same_body(existing, digest):
-                raise ApiError(409, "id_reused", "Another event was received with this id.")
+                raise ApiError(409, "id_reused", _("Another event was received with this id."))
             return field_state(record, path)
         # A head named may have been superseded since the supervisor looked (it is then left as it
         # is, and the resolution supersedes only what was seen), but it must be a write of this field.
@@ -64,8 +65,9 @@ def resolve_conflict(store: Store, actor: str, scope: Scope, conflict_id: str, e
         recall = event_recall(tx, record.id)
         unknown = [s for s in body["heads"] if state is None or not state.knows(s, recall)]
         if unknown or not body["heads"]:
-            raise ApiError(422, "invalid", "A resolution names the heads it saw.",
-                           {"heads": [f"{s} is not a write of {path}" for s in unknown] or ["must not be empty"]})
+            raise ApiError(422, "invalid", _("A resolution names the heads it saw."),
+                           {"heads": [_("%(stamp)s is not a write of %(path)s", stamp=s, path=path) for s in unknown]
+                            or [_("must not be empty")]})
         stamper = ServerStamper(tx, store)
         made = stamper.event("resolution", event_id=event_id, actor=actor, record_id=record.id,
                              village=record.village, writes={path: value}, base={path: body["heads"]}, body=body)

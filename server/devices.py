@@ -11,6 +11,7 @@ from sync import hlc_ms, is_hlc
 
 from .audit import record_audit
 from .errors import ApiError
+from .i18n import _
 from .storage import Store, Writer
 from .timeutil import iso, now_utc
 
@@ -58,7 +59,7 @@ def revoke_device(store: Store, username: str, device_id: str, *, actor: str | N
     with store.transaction() as tx:
         device = tx.get(DEVICES, key)
         if device is None:
-            raise ApiError(404, "not_found", "No such device for this user.")
+            raise ApiError(404, "not_found", _("No such device for this user."))
         if not device.get("revoked"):
             device = tx.put(DEVICES, {**device, "revoked": True, "revoked_at": iso(now_utc()),
                                         "revoked_by": actor})

@@ -36,6 +36,7 @@ from .areas import area_condition, in_areas
 from .errors import ApiError
 from .forms_registry import published_definition
 from .households import household_history
+from .i18n import gettext
 from .reporting import (
     PROPOSAL_FORM,
     proposal_villages,
@@ -153,11 +154,11 @@ def parse_bound(text: str, name: str) -> date | datetime:
             return date.fromisoformat(text)
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ApiError(422, "invalid", "The request has invalid fields.",
-                       {name: ["must be a date (2026-11-22) or a date-time with an offset"]}) from None
+        raise ApiError(422, "invalid", gettext("The request has invalid fields."),
+                       {name: [gettext("must be a date (2026-11-22) or a date-time with an offset")]}) from None
     if moment.tzinfo is None:
-        raise ApiError(422, "invalid", "The request has invalid fields.",
-                       {name: ["a date-time needs an offset (Z or +07:00): villages are in three time zones"]})
+        raise ApiError(422, "invalid", gettext("The request has invalid fields."),
+                       {name: [gettext("a date-time needs an offset (Z or +07:00): villages are in three time zones")]})
     return moment
 
 
@@ -192,8 +193,8 @@ def list_records(store: Store, *, actor: str | None = None, after: str | None = 
     if after:
         last = store.get(EXPORTS, after)
         if last is None:
-            raise ApiError(400, "invalid_cursor", "after must be the id of an export on the previous page.",
-                           {"after": ["no such export"]})
+            raise ApiError(400, "invalid_cursor", gettext("after must be the id of an export on the previous page."),
+                           {"after": [gettext("no such export")]})
         position = (last["at"], last["id"])
     return store.find(EXPORTS, where, order_by="-at", after=position, limit=limit)
 

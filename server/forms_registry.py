@@ -34,6 +34,7 @@ from forms.xlsform import MAX_FILE_BYTES, XLSFormError, translate_errors, xlsfor
 from . import jsonio
 from .audit import record_audit
 from .errors import ApiError
+from .i18n import _
 from .security.scope import Scope
 from .storage import StorageError, Store, WriteConflict, Writer
 from .store import on_store_ready
@@ -90,12 +91,12 @@ def from_upload(content: bytes, filename: str) -> Submission:
         try:
             return Submission(jsonio.loads(content))
         except jsonio.BadJSON as exc:
-            raise ApiError(422, "invalid_definition", "The file is not a JSON definition.", {"file": [str(exc)]}) \
+            raise ApiError(422, "invalid_definition", _("The file is not a JSON definition."), {"file": [str(exc)]}) \
                 from None
     try:
         converted = xlsform_to_definition_with_rows(content, filename)
     except XLSFormError as exc:
-        raise ApiError(422, "invalid_definition", "The XLSForm has problems; each is keyed by sheet!row.",
+        raise ApiError(422, "invalid_definition", _("The XLSForm has problems; each is keyed by sheet!row."),
                        exc.errors) from None
     return Submission(converted.definition, dict(converted.rows), dict(converted.warnings), "xlsform")
 
@@ -103,13 +104,13 @@ def from_upload(content: bytes, filename: str) -> Submission:
 def read_file(path: str) -> Submission:
     """A definition file on disk: ``.json``, ``.xlsx`` or ``.xls``."""
     if not path.lower().endswith((".json", *XLSFORM_SUFFIXES)):
-        raise ApiError(422, "invalid_definition", "Give a .json definition or an .xlsx/.xls XLSForm.",
-                       {"file": [f"{path}: unknown file type"]})
+        raise ApiError(422, "invalid_definition", _("Give a .json definition or an .xlsx/.xls XLSForm."),
+                       {"file": [_("%(path)s: unknown file type", path=path)]})
     with open(path, "rb") as handle:
         content = handle.read(MAX_FILE_BYTES + 1)
     if len(content) > MAX_FILE_BYTES:
-        raise ApiError(422, "invalid_definition", "The file is too large for a form definition.",
-                       {"file": [f"{path} is larger than {MAX_FILE_BYTES:,} bytes"]})
+        raise ApiError(422, "invalid_definition", _("The file is too large for a form definition."),
+                       {"file": [_("%(path)s is larger than %(limit)s bytes", path=path, limit=f"{MAX_FILE_BYTES:,}")]})
     return from_upload(content, path)
 
 
@@ -134,7 +135,8 @@ def validate(submission: Submission) -> Definition:
 
 def _invalid(submission: Submission, errors: dict[str, list[str]]) -> ApiError:
     where = "sheet!row" if submission.rows is not None else "path"
-    return ApiError(422, "invalid_definition", f"The form definition has problems; each is keyed by {where}.",
+    return ApiError(422, "invalid_definition",
+                    _("The form definition has problems; each is keyed by %(where)s.", where=where),
                     submission.keyed(errors))
 
 
@@ -150,8 +152,8 @@ def _check_against_published(tx: Writer, definition: Definition, submission: Sub
             _merge(problems, check_new_version(doc["definition"], definition))
     if problems:
         raise ApiError(422, "incompatible_version",
-                       "This version changes fields that published versions have; answers already collected "
-                       "would no longer fit.", submission.keyed(problems))
+                       _("This version changes fields that published versions have; answers already collected "
+                         "would no longer fit."), submission.keyed(problems))
 
 
 # -- documents ---------------------------------------------------------------------------------------
@@ -247,7 +249,8 @@ def create_draft(store: Store, submission: Submission, *, actor: str | None,
             raise _existing_error(existing)
         _check_against_published(tx, definition, submission)
         if not tx.insert(VERSIONS, doc):
-            raise ApiError(409, "version_exists", f"Version {definition.version} of {definition.form_id} exists.")
+            raise ApiError(409, "version_exists", _("Version %(version)s of %(form)s exists.",
+                                                             version=definition.version, form=definition.form_id))
         if tx.get(FORMS, definition.form_id) is None:
             tx.insert(FORMS, _new_form(definition, actor, at))
     return version_summary(doc, _warnings(submission, definition))
@@ -256,18 +259,19 @@ def create_draft(store: Store, submission: Submission, *, actor: str | None,
 def _existing_error(existing: dict[str, Any]) -> ApiError:
     if existing["state"] == PUBLISHED:
         return ApiError(409, "published_immutable",
-                        f"Version {existing['version']} of {existing['form_id']} is published and cannot change; "
-                        "make a new version.")
+                        _("Version %(version)s of %(form)s is published and cannot change; make a new version.",
+                          version=existing["version"], form=existing["form_id"]))
     return ApiError(409, "version_exists",
-                    f"Version {existing['version']} of {existing['form_id']} exists as a draft; replace it with PUT "
-                    f"{definition_url(existing['form_id'], existing['version'])}.")
+                    _("Version %(version)s of %(form)s exists as a draft; replace it with PUT %(url)s.",
+                      version=existing["version"], form=existing["form_id"],
+                      url=definition_url(existing["form_id"], existing["version"])))
 
 
 def require_draft(store: Store, form_id: str, version: str) -> dict[str, Any]:
     """The draft, or 404 (unknown) / 409 ``published_immutable``."""
     doc = store.get(VERSIONS, version_id(form_id, version))
     if doc is None:
-        raise ApiError(404, "not_found", f"No version {version!r} of form {form_id!r}.")
+        raise ApiError(404, "not_found", _("No version %(version)r of form %(form)r.", version=version, form=form_id))
     if doc["state"] == PUBLISHED:
         raise _existing_error(doc)
     return doc
@@ -288,7 +292,8 @@ def replace_draft(store: Store, form_id: str, version: str, submission: Submissi
     with store.transaction() as tx:
         existing = tx.get(VERSIONS, version_id(form_id, version))
         if existing is None:
-            raise ApiError(404, "not_found", f"No version {version!r} of form {form_id!r}.")
+            raise ApiError(404, "not_found",
+                           _("No version %(version)r of form %(form)r.", version=version, form=form_id))
         if existing["state"] == PUBLISHED:
             raise _existing_error(existing)
         _check_against_published(tx, definition, submission)
@@ -306,7 +311,8 @@ def publish(store: Store, form_id: str, version: str, *, actor: str | None,
     with store.transaction() as tx:
         doc = tx.get(VERSIONS, version_id(form_id, version))
         if doc is None:
-            raise ApiError(404, "not_found", f"No version {version!r} of form {form_id!r}.")
+            raise ApiError(404, "not_found",
+                           _("No version %(version)r of form %(form)r.", version=version, form=form_id))
         if doc["state"] == PUBLISHED:
             return _published(doc, tx.get(FORMS, form_id))
         submission = Submission(doc["definition"], doc.get("rows"))
@@ -363,11 +369,11 @@ def set_assignment(store: Store, form_id: str, *, all_villages: bool, villages: 
     """Assign a form to every village, or to villages and kecamatan; replaces the previous assignment."""
     villages = list(villages)
     if all_villages and villages:
-        raise ApiError(422, "invalid", "Give either all or villages.",
-                       {"villages": ["must be empty when all is true"]})
+        raise ApiError(422, "invalid", _("Give either all or villages."),
+                       {"villages": [_("must be empty when all is true")]})
     problems = assignment_problems(villages)
     if problems:
-        raise ApiError(422, "invalid", "The assignment names codes that are not villages or kecamatan.",
+        raise ApiError(422, "invalid", _("The assignment names codes that are not villages or kecamatan."),
                        {"villages": problems})
     assignment = {"all": bool(all_villages), "villages": sorted(set(villages))}
     with store.transaction() as tx:
@@ -388,7 +394,7 @@ def set_assignment(store: Store, form_id: str, *, all_villages: bool, villages: 
 def _require_form(tx: Writer, form_id: str) -> dict[str, Any]:
     form = tx.get(FORMS, form_id)
     if form is None:
-        raise ApiError(404, "not_found", f"No form {form_id!r}.")
+        raise ApiError(404, "not_found", _("No form %(form)r.", form=form_id))
     return form
 
 
@@ -425,7 +431,7 @@ def one_form(store: Store, form_id: str) -> dict[str, Any]:
 def readable_version(store: Store, form_id: str, version: str, scope: Scope) -> dict[str, Any]:
     """A version's document if the caller may read it: admins any; others a published version of a form
     assigned to them (archived too: a device may still hold visits for it). 404 otherwise."""
-    missing = ApiError(404, "not_found", f"No version {version!r} of form {form_id!r}.")
+    missing = ApiError(404, "not_found", _("No version %(version)r of form %(form)r.", version=version, form=form_id))
     doc = store.get(VERSIONS, version_id(form_id, version))
     if doc is None:
         raise missing
@@ -650,7 +656,7 @@ def import_form(store: Store, path: str, *, publish_it: bool = False, assign_all
     villages = list(villages)
     problems = assignment_problems(villages)
     if problems:
-        raise ApiError(422, "invalid", "The villages are not Kemendagri codes.", {"--village": problems})
+        raise ApiError(422, "invalid", _("The villages are not Kemendagri codes."), {"--village": problems})
     submission = read_file(path)
     definition = validate(submission)
     existing = store.get(VERSIONS, version_id(definition.form_id, definition.version))

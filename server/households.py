@@ -10,6 +10,7 @@ from sync import Record, fold, pull_of_document
 from .areas import scoped_areas, village_where
 from .errors import ApiError
 from .eventlog import EVENTS, folds_into_household, household_events
+from .i18n import _
 from .security.scope import Scope
 from .storage import Store, Writer
 from .timeutil import iso, now_utc
@@ -94,7 +95,7 @@ def scoped_household(store: Store, scope: Scope, household_id: str) -> dict[str,
     """The stored household; 404 alike for an unknown one and one outside the caller's scope."""
     doc = store.get(HOUSEHOLDS, household_id)
     if doc is None or not scope.covers(doc["village"]):
-        raise ApiError(404, "not_found", "No such household.")
+        raise ApiError(404, "not_found", _("No such household."))
     return doc
 
 

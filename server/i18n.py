@@ -164,7 +164,7 @@ def force_language(language: str) -> Iterator[str]:
 
 # --- saying it -------------------------------------------------------------------------------------------
 
-def gettext(message: str, **params: Any) -> str:
+def gettext(message: str, /, **params: Any) -> str:
     """``message`` (English, with ``%(name)s`` placeholders) in the current language, filled with ``params``."""
     text = catalogue(current_language()).gettext(message)
     return text % params if params else text
@@ -173,12 +173,12 @@ def gettext(message: str, **params: Any) -> str:
 _ = gettext
 
 
-def ngettext(singular: str, plural: str, count: int, **params: Any) -> str:
+def ngettext(singular: str, plural: str, count: int, /, **params: Any) -> str:
     text = catalogue(current_language()).ngettext(singular, plural, count)
     return text % {"count": count, **params}
 
 
-def lazy_gettext(message: str, **params: Any) -> LazyString:
+def lazy_gettext(message: str, /, **params: Any) -> LazyString:
     """For messages defined at import time (module constants, schema field messages): translated when used."""
     return LazyString(gettext, message, **params)
 

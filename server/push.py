@@ -27,6 +27,7 @@ from .devices import note_push
 from .eventlog import body_hash, event_document, event_recall, same_body
 from .geo import BoundaryIndex, check_geotag
 from .households import write_household
+from .i18n import gettext, lazy_gettext
 from .jsonio import storage_problems
 from .security.scope import Scope
 from .server_events import DEVICE_ORIGIN
@@ -44,7 +45,7 @@ TYPE_KEYS = {
 }
 VERSION = re.compile(r"[A-Za-z0-9._-]{1,32}")
 FORM_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-OUT_OF_SCOPE = "You may not send data for this household's village."
+OUT_OF_SCOPE = lazy_gettext("You may not send data for this household's village.")
 
 
 @dataclass
@@ -121,25 +122,25 @@ def _out_of_scope(event_id: str) -> dict[str, Any]:
     # One answer whether the household or the event id lies outside the caller's villages, and
     # naming neither's village: the answer must not tell what exists elsewhere.
     return _rejected(event_id, "out_of_scope", OUT_OF_SCOPE,
-                     {"village": ["the household or event lies outside the villages assigned to you"]})
+                     {"village": [gettext("the household or event lies outside the villages assigned to you")]})
 
 
 def _iso_problem(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > 40:
-        return "must be an ISO-8601 date-time string"
+        return gettext("must be an ISO-8601 date-time string")
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return "must be an ISO-8601 date-time string"
+        return gettext("must be an ISO-8601 date-time string")
     return None
 
 
 def envelope_errors(raw: Any) -> dict[str, list[str]]:
     """Problems with an event's envelope (answers and writes are checked later, by their owners)."""
     if not isinstance(raw, Mapping):
-        return {"": ["an event must be a JSON object"]}
+        return {"": [gettext("an event must be a JSON object")]}
     errors: dict[str, list[str]] = {}
 
     def add(key: str, message: str) -> None:
@@ -151,39 +152,39 @@ def envelope_errors(raw: Any) -> dict[str, list[str]]:
         return unsafe
     kind = raw.get("type")
     if kind not in EVENT_TYPES:
-        add("type", f"must be one of {', '.join(EVENT_TYPES)}")
+        add("type", gettext("must be one of %(choices)s", choices=", ".join(EVENT_TYPES)))
         return errors
     for key in sorted(set(raw) - COMMON_KEYS - TYPE_KEYS[kind]):
-        add(str(key)[:64], "unknown key")
+        add(str(key)[:64], gettext("unknown key"))
     for key in ("id", "device_id", "household_id"):
         if not is_id(raw.get(key)):
-            add(key, "must be an id: 1-128 characters of A-Z a-z 0-9 . _ : -")
+            add(key, gettext("must be an id: 1-128 characters of A-Z a-z 0-9 . _ : -"))
     if not is_hlc(raw.get("hlc")):
-        add("hlc", "must be an HLC string like 1763790000000-0003")
+        add("hlc", gettext("must be an HLC string like 1763790000000-0003"))
     if not Area.is_code(raw.get("village"), levels=("village",)):
-        add("village", "must be a Kemendagri village code like 32.04.05.2001")
+        add("village", gettext("must be a Kemendagri village code like 32.04.05.2001"))
     if "base" in raw and not isinstance(raw["base"], Mapping):
-        add("base", "must be an object mapping field paths to lists of stamps")
+        add("base", gettext("must be an object mapping field paths to lists of stamps"))
     if "device_seq" in raw:
         seq = raw["device_seq"]
         if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_DEVICE_SEQ:
-            add("device_seq", f"must be an integer from 1 to {MAX_DEVICE_SEQ}")
+            add("device_seq", gettext("must be an integer from 1 to %(max)s", max=MAX_DEVICE_SEQ))
     if kind == "visit":
         if not isinstance(raw.get("form_id"), str) or not FORM_ID.fullmatch(raw["form_id"]):
-            add("form_id", "must be a form id")
+            add("form_id", gettext("must be a form id"))
         if not isinstance(raw.get("form_version"), str) or not VERSION.fullmatch(raw["form_version"]):
-            add("form_version", "must be a form version")
+            add("form_version", gettext("must be a form version"))
         if not isinstance(raw.get("answers"), Mapping):
-            add("answers", "must be an object")
+            add("answers", gettext("must be an object"))
         for key in ("started_at", "ended_at"):
             problem = _iso_problem(raw.get(key))
             if problem:
                 add(key, problem)
         if "supersedes" in raw and not is_id(raw["supersedes"]):
-            add("supersedes", "must be the id of an earlier visit")
+            add("supersedes", gettext("must be the id of an earlier visit"))
     else:
         if not isinstance(raw.get("set"), Mapping) or not raw.get("set"):
-            add("set", "must be a non-empty object mapping field paths to values")
+            add("set", gettext("must be a non-empty object mapping field paths to values"))
         problem = _iso_problem(raw.get("at"))
         if problem:
             add("at", problem)
@@ -250,17 +251,17 @@ class PushService:
         event_id = raw.get("id") if isinstance(raw, Mapping) else None
         errors = envelope_errors(raw)
         if errors:
-            return _Prepared(raw, None, _rejected(event_id, "invalid", "The event is not valid.", errors))
+            return _Prepared(raw, None, _rejected(event_id, "invalid", gettext("The event is not valid."), errors))
         if raw["device_id"] != caller.device_id:
             return _Prepared(raw, None, _rejected(
-                event_id, "invalid", "An event's device_id must be the device you logged in with.",
-                {"device_id": [f"must be {caller.device_id}"]}))
+                event_id, "invalid", gettext("An event's device_id must be the device you logged in with."),
+                {"device_id": [gettext("must be %(device)s", device=caller.device_id)]}))
         digest = body_hash(raw)
         if is_too_far_ahead(raw["hlc"], now, settings.skew_bound_ms):
             return _Prepared(raw, digest, _rejected(
                 event_id, "clock_skew",
-                "The event's clock is ahead of the server's; correct the clock, re-stamp and resend.",
-                {"hlc": [f"is {hlc_ms(raw['hlc']) - now} ms ahead of server time"]},
+                gettext("The event's clock is ahead of the server's; correct the clock, re-stamp and resend."),
+                {"hlc": [gettext("is %(ms)s ms ahead of server time", ms=hlc_ms(raw["hlc"]) - now)]},
                 server_time=iso(datetime.fromtimestamp(now / 1000, UTC))))
         if raw["type"] == "visit":
             outcome = self._visit(caller, raw, received_at, definitions)
@@ -298,8 +299,8 @@ class PushService:
             same = same_body(stored, item.digest)  # type: ignore[arg-type]
         if same:
             return _result(event_id, "duplicate")
-        return _rejected(event_id, "id_reused", "Another event was received with this id; make a new id.",
-                         {"id": ["already used for an event with different content"]})
+        return _rejected(event_id, "id_reused", gettext("Another event was received with this id; make a new id."),
+                         {"id": [gettext("already used for an event with different content")]})
 
     def _take(self, batch: _Batch, caller: Caller, item: _Prepared) -> dict[str, Any]:
         """The checks against what is stored, then the fold; within the batch's unit of work."""
@@ -318,15 +319,17 @@ class PushService:
         if not caller.scope.covers(village):
             return _out_of_scope(event_id)
         if record.created and raw["village"] != record.village:
-            return _rejected(event_id, "invalid", "The household belongs to another village.",
-                             {"village": [f"household {household_id} is in {record.village}"]})
+            return _rejected(event_id, "invalid", gettext("The household belongs to another village."),
+                             {"village": [gettext("household %(household)s is in %(village)s", household=household_id,
+                                                  village=record.village)]})
         flags, visit = list(item.flags), item.visit
         supersedes = raw.get("supersedes")
         if supersedes:
             earlier = batch.tx.get("visits", supersedes)
             if earlier is None or earlier["household_id"] != household_id:
-                return _rejected(event_id, "invalid", "supersedes must name an earlier visit of this household.",
-                                 {"supersedes": ["no such visit of this household"]})
+                return _rejected(event_id, "invalid",
+                                 gettext("supersedes must name an earlier visit of this household."),
+                                 {"supersedes": [gettext("no such visit of this household")]})
             if earlier.get("review_state") != "needs_revision":
                 flags.append({"code": "supersedes_unrequested",
                               "message": "Replaces a visit that no supervisor sent back for revision."})
@@ -359,14 +362,14 @@ class PushService:
     def _edit(self, caller: Caller, raw: Mapping[str, Any], memo: dict[Any, Any]) -> Any:
         for path in raw.get("base") or {}:
             if path not in raw["set"]:
-                return _rejected(raw["id"], "invalid", "base names a field the event does not write.",
-                                 {f"base.{path}": ["not written by this event"]})
+                return _rejected(raw["id"], "invalid", gettext("base names a field the event does not write."),
+                                 {f"base.{path}": [gettext("not written by this event")]})
         key = ("household_fields", raw["village"])
         if key not in memo:  # a batch is mostly one village: gather its fields once
             memo[key] = self.household_fields(raw["village"])
         problems = memo[key].check_writes(raw["set"])
         if problems:
-            return _rejected(raw["id"], "invalid", "The edit writes fields or values households do not have.",
+            return _rejected(raw["id"], "invalid", gettext("The edit writes fields or values households do not have."),
                              {f"set.{path}": messages for path, messages in problems.items()})
         return engine_event(raw, caller.username, raw["set"], raw.get("at")), [], None
 
@@ -378,11 +381,12 @@ class PushService:
             definitions[key] = self.definitions(*key)
         definition = definitions[key]
         if definition is None:
-            return _rejected(event_id, "invalid", "Unknown form or form version.",
-                             {"form_version": [f"{raw['form_id']} version {raw['form_version']} is not published"]})
+            return _rejected(event_id, "invalid", gettext("Unknown form or form version."),
+                             {"form_version": [gettext("%(form)s version %(version)s is not published",
+                                                       form=raw["form_id"], version=raw["form_version"])]})
         report = validate_answers(definition, raw["answers"])
         if report.errors:
-            return _rejected(event_id, "invalid", "The answers cannot be stored.",
+            return _rejected(event_id, "invalid", gettext("The answers cannot be stored."),
                              {("answers." + path if path else "answers"): messages
                               for path, messages in report.errors.items()})
         flags = list(report.flags)
@@ -392,7 +396,7 @@ class PushService:
         else:
             geotag_errors = check_geotag(geotag)
             if geotag_errors:
-                return _rejected(event_id, "invalid", "The geotag is not valid.", geotag_errors)
+                return _rejected(event_id, "invalid", gettext("The geotag is not valid."), geotag_errors)
             found = self.boundaries.locate(raw["village"], float(geotag["lat"]), float(geotag["lon"]))
             if found:
                 flags.append(found)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ApiError
+from .i18n import gettext
 from .storage import Range, Store
 
 COLLECTION = "rate_limits"
@@ -65,7 +66,8 @@ def backoff_opens(failures_past_free: int) -> float:
 
 def _refuse(wait: float, message: str) -> ApiError:
     retry = max(1, math.ceil(wait))
-    return ApiError(429, "rate_limited", f"{message}; try again in {retry} seconds.",
+    return ApiError(429, "rate_limited",
+                    gettext("%(message)s; try again in %(seconds)s seconds.", message=message, seconds=retry),
                     headers={"Retry-After": str(retry)})
 
 
@@ -83,12 +85,12 @@ def admit_login(store: Store, limits: LoginLimits, *, username: str, address: st
     address_key = f"login:address:{address}@{slot}"
     counted = store.increment(COLLECTION, address_key, "count", defaults={"expires_at": expires})
     if counted["count"] > limits.per_address:
-        raise _refuse(window_end - now, "Too many logins from this address")
+        raise _refuse(window_end - now, gettext("Too many logins from this address"))
     if known_device is not None:
         device_key = f"login:device:{known_device}@{slot}"
         counted = store.increment(COLLECTION, device_key, "count", defaults={"expires_at": expires})
         if counted["count"] > limits.per_user:
-            raise _refuse(window_end - now, "Too many failed logins from this device")
+            raise _refuse(window_end - now, gettext("Too many failed logins from this device"))
         return Admission(address_key, device_key, None)
     user_key = f"login:user:{username}"
     run = store.increment(COLLECTION, user_key, "count",
@@ -99,7 +101,7 @@ def admit_login(store: Store, limits: LoginLimits, *, username: str, address: st
         if now < opens:
             # A refused try does not lengthen the wait: only tries whose password was checked do.
             store.increment(COLLECTION, user_key, "count", by=-1)
-            raise _refuse(opens - now, "Too many failed logins for this user")
+            raise _refuse(opens - now, gettext("Too many failed logins for this user"))
     return Admission(address_key, None, user_key)
 
 

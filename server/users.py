@@ -9,6 +9,7 @@ from forms.identifiers import Area
 
 from .audit import record_audit
 from .errors import ApiError
+from .i18n import _
 from .security.passwords import Passwords, password_problems
 from .storage import Store
 from .timeutil import iso, now_utc
@@ -37,7 +38,7 @@ def area_problems(role: str, areas: Any) -> list[str]:
     if not isinstance(areas, list) or not all(isinstance(a, str) for a in areas):
         return ["must be a list of Kemendagri codes"]
     if len(areas) > MAX_AREAS:
-        return [f"at most {MAX_AREAS} areas"]
+        return [_("at most %(count)s areas", count=MAX_AREAS)]
     problems = []
     for code in areas:
         try:
@@ -50,9 +51,10 @@ def area_problems(role: str, areas: Any) -> list[str]:
 def _check(username: str | None, role: str | None, villages: Any, password: Any) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
     if username is not None and not is_username(username):
-        errors["username"] = ["use 2-64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"]
+        errors["username"] = [
+            _("use 2-64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit")]
     if role is not None and role not in ROLES:
-        errors["role"] = [f"must be one of {', '.join(ROLES)}"]
+        errors["role"] = [_("must be one of %(choices)s", choices=", ".join(ROLES))]
     if villages is not None and role in ROLES:
         problems = area_problems(role, villages)
         if problems:
@@ -69,14 +71,14 @@ def create_user(store: Store, hasher: Passwords, username: str, password: str, r
     villages = villages or []
     errors = _check(username, role, villages, password)
     if errors:
-        raise ApiError(422, "invalid", "The user is not valid.", errors)
+        raise ApiError(422, "invalid", _("The user is not valid."), errors)
     villages = sorted(set(villages))
     at = iso(now_utc())
     user = {"id": username, "role": role, "villages": villages, "disabled": False,
             "password_hash": hasher.hash(password), "token_version": 0, "created_at": at, "updated_at": at}
     with store.transaction() as tx:
         if not tx.insert("users", user):
-            raise ApiError(409, "user_exists", f"A user named {username!r} exists already.")
+            raise ApiError(409, "user_exists", _("A user named %(username)r exists already.", username=username))
         record_audit(tx, "user_created", actor=actor, target=username,
                      details={"role": role, "villages": villages}, address=address)
     return user
@@ -85,7 +87,7 @@ def create_user(store: Store, hasher: Passwords, username: str, password: str, r
 def get_user(store: Store, username: str) -> dict[str, Any]:
     user = store.get("users", username) if is_username(username) else None
     if user is None:
-        raise ApiError(404, "not_found", f"No user named {username[:64]!r}.")
+        raise ApiError(404, "not_found", _("No user named %(username)r.", username=username[:64]))
     return user
 
 
@@ -105,13 +107,13 @@ def update_user(store: Store, hasher: Passwords, username: str, changes: dict[st
     with store.transaction() as tx:
         user = tx.get("users", username)
         if user is None:
-            raise ApiError(404, "not_found", f"No user named {username!r}.")
+            raise ApiError(404, "not_found", _("No user named %(username)r.", username=username))
         role = changes.get("role", user["role"])
         given = changes["villages"] if "villages" in changes else user.get("villages", [])
         errors = _check(None, role, given if ("villages" in changes or "role" in changes) else None,
                         changes.get("password"))
         if errors:
-            raise ApiError(422, "invalid", "The change is not valid.", errors)
+            raise ApiError(422, "invalid", _("The change is not valid."), errors)
         villages = sorted(set(given))
         updated = {**user, "role": role, "villages": villages, "updated_at": iso(now_utc())}
         ends_logins = False

@@ -10,6 +10,7 @@ from sync import Record
 from .areas import scoped_areas, village_where
 from .errors import ApiError
 from .eventlog import body_hash, same_body
+from .i18n import _
 from .security.scope import Scope
 from .server_events import ServerStamper
 from .storage import Store, Writer
@@ -78,7 +79,7 @@ def get_visit(store: Store, user: Mapping[str, Any], scope: Scope, visit_id: str
     visit = store.get(VISITS, visit_id)
     if visit is None or not scope.covers(visit["village"]) or any(
             visit.get(key) != value for key, value in _own_visits(user).items()):
-        raise ApiError(404, "not_found", "No such visit.")
+        raise ApiError(404, "not_found", _("No such visit."))
     return visit
 
 
@@ -92,11 +93,11 @@ def review_visit(store: Store, actor: str, scope: Scope, visit_id: str, event_id
     def unit(tx: Writer) -> dict[str, Any]:
         visit = tx.get(VISITS, visit_id)
         if visit is None or not scope.covers(visit["village"]):
-            raise ApiError(404, "not_found", "No such visit.")
+            raise ApiError(404, "not_found", _("No such visit."))
         existing = tx.get("events", event_id)
         if existing is not None:
             if not same_body(existing, digest):
-                raise ApiError(409, "id_reused", "Another event was received with this id.")
+                raise ApiError(409, "id_reused", _("Another event was received with this id."))
             return visit
         record = Record.from_document(visit["review_record"]) if visit.get("review_record") else Record(visit_id)
         current = record.fields.get("review")

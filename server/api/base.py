@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from .. import jsonio
 from ..errors import ApiError, http_exception_response
+from ..i18n import _
 
 
 class ErrorSchema(ma.Schema):
@@ -33,7 +34,7 @@ class StrictJsonParser(FlaskParser):
         if not data:
             return core.missing
         if not is_json_request(req):
-            raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+            raise ApiError(415, "unsupported_media_type", _("Send the body as application/json."))
         try:
             return jsonio.loads(data)
         except jsonio.BadJSON as exc:

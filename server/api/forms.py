@@ -15,6 +15,7 @@ from .. import forms_registry as registry
 from .. import jsonio
 from ..audit import client_address
 from ..errors import ApiError
+from ..i18n import _, lazy_gettext
 from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
 from .base import Blueprint, ErrorSchema
@@ -24,8 +25,8 @@ blp = Blueprint("forms", __name__, url_prefix="/api/v1",
 
 # Devices revalidate with If-None-Match every time; a private cache may keep the body meanwhile.
 REVALIDATE = "private, no-cache"
-UPLOAD_HELP = ("Send a JSON definition (application/json) or an XLSForm .xlsx/.xls "
-               "(multipart/form-data, field 'file').")
+UPLOAD_HELP = lazy_gettext("Send a JSON definition (application/json) or an XLSForm .xlsx/.xls "
+                           "(multipart/form-data, field 'file').")
 
 
 class TranslatedField(ma.fields.Dict):
@@ -134,7 +135,7 @@ def _submission() -> registry.Submission:
     if mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None or not upload.filename:
-            raise ApiError(422, "invalid", UPLOAD_HELP, {"file": ["Missing data for required field."]})
+            raise ApiError(422, "invalid", UPLOAD_HELP, {"file": [_("Missing data for required field.")]})
         return registry.from_upload(upload.read(), upload.filename)
     raise ApiError(415, "unsupported_media_type", UPLOAD_HELP)
 
@@ -168,7 +169,7 @@ class Forms(MethodView):
         scope = current_scope()
         if query["all"]:
             if not scope.is_all:
-                raise ApiError(403, "forbidden", "Only admins list drafts and archived forms (all=true).")
+                raise ApiError(403, "forbidden", _("Only admins list drafts and archived forms (all=true)."))
             items = registry.all_forms(get_store())
         else:
             items = registry.forms_for(get_store(), scope)

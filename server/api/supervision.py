@@ -15,6 +15,7 @@ from ..errors import ApiError, flatten_messages
 from ..exports import HISTORY_COLUMNS, csv_text, history_rows
 from ..household_import import RegisterError, import_households, read_rows, read_upload
 from ..households import get_household, history_of, list_households, scoped_household
+from ..i18n import _
 from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
 from ..visits import ANY_FLAG, REVIEW_STATES, get_visit, list_visits, review_visit
@@ -296,8 +297,8 @@ def _register(village_field: str | None):
     if mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None or not upload.filename:
-            raise ApiError(422, "invalid", "Upload the register as the field 'file'.",
-                           {"file": ["Missing data for required field."]})
+            raise ApiError(422, "invalid", _("Upload the register as the field 'file'."),
+                           {"file": [_("Missing data for required field.")]})
         return read_upload(upload.read(), upload.filename, village_field)
     if mimetype == "application/json":
         try:
@@ -306,10 +307,10 @@ def _register(village_field: str | None):
             raise ApiError(400, "malformed_json", str(exc)) from None
         problems = RegisterRowsSchema().validate(body if isinstance(body, dict) else {})
         if problems or not isinstance(body, dict):
-            raise ApiError(422, "invalid", "Send {\"rows\": [{...}, ...]}.",
-                           flatten_messages(problems) or {"_schema": ["not an object"]})
+            raise ApiError(422, "invalid", _("Send {\"rows\": [{...}, ...]}."),
+                           flatten_messages(problems) or {"_schema": [_("not an object")]})
         return read_rows(body["rows"], village_field or body.get("village_field"))
-    raise ApiError(415, "unsupported_media_type", "Send the register as multipart/form-data or application/json.")
+    raise ApiError(415, "unsupported_media_type", _("Send the register as multipart/form-data or application/json."))
 
 
 @blp.route("/households/import", methods=["POST"])

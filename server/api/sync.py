@@ -10,6 +10,7 @@ from forms.identifiers import AreaCode
 from ..cursors import MAX_CURSOR_LENGTH
 from ..devices import note_pull
 from ..errors import ApiError
+from ..i18n import _
 from ..push import MAX_DEVICE_SEQ, Caller, PushSettings
 from ..security.guard import auth_required, current_device, current_scope, current_user
 from ..server_events import current_hlc
@@ -139,12 +140,14 @@ def push(body):
     """Send a batch of events; each is answered applied, duplicate or rejected, in order."""
     limit = current_app.config["MAX_BATCH_EVENTS"]
     if len(body["events"]) > limit:
-        raise ApiError(413, "batch_too_large", f"A push may carry at most {limit} events; split the batch.",
-                       {"events": [f"{len(body['events'])} events; the limit is {limit}"]})
+        raise ApiError(413, "batch_too_large",
+                       _("A push may carry at most %(limit)s events; split the batch.", limit=limit),
+                       {"events": [_("%(count)s events; the limit is %(limit)s", count=len(body["events"]),
+                                     limit=limit)]})
     device = current_device()
     if body["device_id"] != device:
-        raise ApiError(422, "invalid", "device_id must be the device you logged in with.",
-                       {"device_id": [f"must be {device}"]})
+        raise ApiError(422, "invalid", _("device_id must be the device you logged in with."),
+                       {"device_id": [_("must be %(device)s", device=device)]})
     user = current_user()
     caller = Caller(user["id"], user["role"], device, current_scope())
     settings = PushSettings(skew_bound_ms=current_app.config["CLOCK_SKEW_SECONDS"] * 1000)

@@ -8,6 +8,7 @@ from flask.views import MethodView
 from ..audit import audit_entries, client_address
 from ..devices import DEVICE_ID, list_devices, revoke_device
 from ..errors import ApiError
+from ..i18n import _
 from ..security.guard import auth_required, current_user
 from ..security.passwords import passwords
 from ..store import get_store
@@ -103,7 +104,7 @@ class User(MethodView):
     def patch(self, data, username):
         """Assign villages, change the role, disable or enable, or reset the password."""
         if username == current_user()["id"] and (data.get("disabled") or data.get("role", "admin") != "admin"):
-            raise ApiError(409, "conflict", "Admins cannot disable or demote themselves.")
+            raise ApiError(409, "conflict", _("Admins cannot disable or demote themselves."))
         return public_user(update_user(get_store(), passwords(), username, data, actor=current_user()["id"],
                                        address=client_address()))
 
@@ -122,7 +123,7 @@ def devices(username):
 def revoke(username, device_id):
     """Revoke a lost phone: every token issued to it stops working at once, and it cannot log in again."""
     if not DEVICE_ID.match(device_id):
-        raise ApiError(404, "not_found", "No such device for this user.")
+        raise ApiError(404, "not_found", _("No such device for this user."))
     return revoke_device(get_store(), get_user(get_store(), username)["id"], device_id,
                          actor=current_user()["id"], address=client_address())
 

@@ -7,6 +7,7 @@ from flask.views import MethodView
 
 from ..audit import client_address
 from ..errors import ApiError
+from ..i18n import _
 from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
 from ..villages import GeoJsonError, features_of, get_village, import_villages, list_villages, village_detail
@@ -116,5 +117,5 @@ class Village(MethodView):
         """One village with its boundary as GeoJSON."""
         doc = get_village(get_store(), current_scope(), code)
         if doc is None:
-            raise ApiError(404, "not_found", "No such village.")
+            raise ApiError(404, "not_found", _("No such village."))
         return village_detail(doc)

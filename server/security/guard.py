@@ -19,6 +19,7 @@ from jwt.exceptions import InvalidTokenError
 
 from ..devices import get_device
 from ..errors import ApiError
+from ..i18n import _
 from ..storage import Store
 from ..store import get_store
 from .scope import Scope, scope_of
@@ -85,9 +86,9 @@ def auth_required(*roles: str, device: bool = False) -> Callable[[Callable[..., 
             verify_jwt_in_request()
             user = g.kunjung_user
             if roles and user["role"] not in roles:
-                raise ApiError(403, "forbidden", f"This needs the role {' or '.join(roles)}.")
+                raise ApiError(403, "forbidden", _("This needs the role %(roles)s.", roles=" or ".join(roles)))
             if device and not g.kunjung_device:
-                raise ApiError(403, "device_required", "Log in with a device_id to send data.")
+                raise ApiError(403, "device_required", _("Log in with a device_id to send data."))
             return view(*args, **kwargs)
 
         # flask-smorest documents what the view's _apidoc says; add the bearer requirement.
@@ -102,7 +103,7 @@ def auth_required(*roles: str, device: bool = False) -> Callable[[Callable[..., 
 def current_user() -> dict[str, Any]:
     user = getattr(g, "kunjung_user", None)
     if user is None:
-        raise ApiError(401, "unauthenticated", "Log in first.")
+        raise ApiError(401, "unauthenticated", _("Log in first."))
     return user
 
 
@@ -121,4 +122,4 @@ def current_login() -> str | None:
 def require_in_scope(village_code: str | None, what: str = "record") -> None:
     """404 rather than 403 for a record outside the caller's scope, so existence does not leak."""
     if not current_scope().covers(village_code):
-        raise ApiError(404, "not_found", f"No such {what}.")
+        raise ApiError(404, "not_found", _("No such %(what)s.", what=what))

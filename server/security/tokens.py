@@ -20,6 +20,7 @@ from jwt.exceptions import InvalidTokenError, MissingRequiredClaimError
 from ..audit import audit, record_audit
 from ..devices import device_key, get_device, is_known_device, record_device
 from ..errors import ApiError, error_response
+from ..i18n import _
 from ..ratelimit import LoginLimits, admit_login, forget_expired, login_succeeded
 from ..storage import Store
 from ..timeutil import iso, now_utc
@@ -62,11 +63,12 @@ def install_tokens(app: Flask) -> JWTManager:
             raise InvalidTokenError("it was not signed by a key this server accepts")
         return key
 
-    jwt.unauthorized_loader(lambda reason: _unauthorized("Send an access token: Authorization: Bearer <token>."))
-    jwt.invalid_token_loader(lambda reason: _unauthorized(f"The token is not valid: {reason}.", "invalid_token"))
-    jwt.expired_token_loader(lambda h, d: _unauthorized("The token has expired; refresh it.", "token_expired"))
-    jwt.revoked_token_loader(lambda h, d: _unauthorized("The token was revoked; log in again.", "token_revoked"))
-    jwt.user_lookup_error_loader(lambda h, d: _unauthorized("The user no longer exists.", "token_revoked"))
+    jwt.unauthorized_loader(lambda reason: _unauthorized(_("Send an access token: Authorization: Bearer <token>.")))
+    jwt.invalid_token_loader(lambda reason: _unauthorized(_("The token is not valid: %(reason)s.", reason=reason),
+                                                          "invalid_token"))
+    jwt.expired_token_loader(lambda h, d: _unauthorized(_("The token has expired; refresh it."), "token_expired"))
+    jwt.revoked_token_loader(lambda h, d: _unauthorized(_("The token was revoked; log in again."), "token_revoked"))
+    jwt.user_lookup_error_loader(lambda h, d: _unauthorized(_("The user no longer exists."), "token_revoked"))
     return jwt
 
 
@@ -97,14 +99,14 @@ def log_in(store: Store, hasher: Passwords, limits: LoginLimits, *, username: st
             hasher.verify(None, password)  # an unknown user costs a hash, as a wrong password does
         audit(store, "login_failed", actor=username, address=address, details={"device_id": device_id})
         forget_expired(store)
-        raise ApiError(401, "invalid_credentials", "The username or password is wrong.")
+        raise ApiError(401, "invalid_credentials", _("The username or password is wrong."))
     login_succeeded(store, admission)
     if user.get("disabled"):
         audit(store, "login_refused_disabled", actor=username, address=address)
-        raise ApiError(403, "account_disabled", "This account is disabled; ask your admin.")
+        raise ApiError(403, "account_disabled", _("This account is disabled; ask your admin."))
     if device is not None and device.get("revoked"):
         audit(store, "login_refused_device_revoked", actor=username, target=device["id"], address=address)
-        raise ApiError(403, "device_revoked", "This device was revoked; ask your admin, or use another device.")
+        raise ApiError(403, "device_revoked", _("This device was revoked; ask your admin, or use another device."))
     tokens = start_login(store, user, device_id, address, app_version)
     audit(store, "login_succeeded", actor=username, address=address, details={"device_id": device_id})
     return user, tokens
@@ -130,7 +132,7 @@ def rotate_refresh(store: Store, jwt_data: dict[str, Any], address: str | None =
     with store.transaction() as tx:
         login = tx.get("logins", jwt_data.get("login") or "")
         if login is None or login["revoked"]:
-            raise ApiError(401, "token_revoked", "This login has ended; log in again.")
+            raise ApiError(401, "token_revoked", _("This login has ended; log in again."))
         if login["current_refresh"] != jwt_data["jti"]:
             # A spent refresh token came back: someone holds a copy. End the login for everyone.
             tx.put("logins", {**login, "revoked": True, "revoked_reason": "refresh_reuse",
@@ -143,7 +145,7 @@ def rotate_refresh(store: Store, jwt_data: dict[str, Any], address: str | None =
             tx.put("logins", {**login, "current_refresh": decode_token(tokens["refresh_token"])["jti"]})
             revoked = False
     if revoked:
-        raise ApiError(401, "token_revoked", "This refresh token was already used; the login is revoked.")
+        raise ApiError(401, "token_revoked", _("This refresh token was already used; the login is revoked."))
     return tokens
 
 
