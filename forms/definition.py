@@ -19,8 +19,8 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
+from forms import attachments, fieldtypes
 from forms import expressions as ex
-from forms import fieldtypes
 from forms.expressions import Expression, ExpressionError
 from forms.fieldtypes import FieldType, field_type
 from sync.values import canonical_json
@@ -56,11 +56,13 @@ KNOWN_FIELD_KEYS = frozenset(
         "calculation",
         "default",
         "list",
+        "list_file",
         "choice_filter",
         "appearance",
         "save_to",
         "parameters",
         "accept",
+        "media",
         "fields",
     }
 )
@@ -208,6 +210,8 @@ class FieldSchema(Schema):
     calculation = fields.String()
     default = fields.Raw(allow_none=True)
     list_ = fields.String(data_key="list", validate=_identifier)
+    list_file = fields.String()
+    media = fields.Raw()
     choice_filter = fields.String()
     appearance = fields.String()
     save_to = fields.String()
@@ -427,6 +431,10 @@ class Definition:
             targets[ref.name] = f"{ROSTER}/{{row}}/{target}" if ref.repeat else target
         return targets
 
+    def form_files(self) -> dict[str, attachments.FormFile]:
+        """The files this version needs beside its definition (forms.attachments.form_files), by name."""
+        return self.derived("form_files", attachments.form_files)
+
     def media_questions(self) -> list[MediaQuestion]:
         """Every media question (image, audio, video, file), in document order."""
         return list(self.derived("media_questions", _media_questions).values())
@@ -604,8 +612,12 @@ def _check_choices(choices: Mapping[Any, Any], errors: _Errors, warnings: _Error
                     errors.add(f"{path}.name", f"duplicate choice name {name!r} (first at {prefix}[{seen[name]}])")
                 else:
                     seen[name] = index
+            if "media" in choice:
+                for where, messages in attachments.media_problems(choice["media"], f"{path}.media").items():
+                    for message in messages:
+                        errors.add(where, message)
             for key, value in choice.items():
-                if key not in ("name", "label") and not _is_scalar(value):
+                if key not in ("name", "label", "media") and not _is_scalar(value):
                     errors.add(f"{path}.{key}", "extra choice properties must be strings, numbers or booleans")
 
 
@@ -679,16 +691,25 @@ def _check_semantics(refs: list[FieldRef], choices: Mapping[Any, Any], errors: _
         field, kind, ftype = ref.field, ref.type, ref.ftype
         if ftype.takes_list:
             list_name = field.get("list")
-            if list_name is None:
-                errors.add(f"{ref.path}.list", f"a {kind} needs the name of its choice list")
+            if "list_file" in field:
+                _check_list_file(ref, errors)
+            elif list_name is None:
+                errors.add(f"{ref.path}.list", f"a {kind} needs the name of its choice list (or a list_file)")
             elif isinstance(list_name, str):
                 used_lists.add(list_name)
                 if list_name not in choices:
                     errors.add(f"{ref.path}.list", f"unknown choice list {list_name!r}")
         else:
-            for key in ("list", "choice_filter"):
+            for key in ("list", "list_file", "choice_filter"):
                 if key in field:
                     errors.add(f"{ref.path}.{key}", f"only select_one and select_multiple have a {key}")
+        if "media" in field:
+            for where, messages in attachments.media_problems(field["media"], f"{ref.path}.media").items():
+                for message in messages:
+                    errors.add(where, message)
+        if attachments.search_source(field.get("appearance")) == "":
+            errors.add(f"{ref.path}.appearance", "search()'s first argument is the quoted name of the form's "
+                                                 "attached CSV file without '.csv': search('desa')")
         if ftype.needs_calculation and not (
             isinstance(field.get("calculation"), str) and field["calculation"].strip()
         ):
@@ -748,7 +769,9 @@ def _check_expressions(
             for name in sorted(expression.references - set(unknown)):
                 if by_name[name].type == "group":
                     errors.add(path, f"refers to ${{{name}}}, which is a group and has no value")
-            if key == "choice_filter":
+            if key == "choice_filter" and "list_file" in ref.field:
+                pass  # the file's columns are known once it is attached (forms.attachments checks it)
+            elif key == "choice_filter":
                 columns = _choice_columns(choices, ref.field.get("list"))
                 for name in sorted(expression.names - columns):
                     errors.add(path, f"'{name}' is not a column of choice list {ref.field.get('list')!r}")
@@ -780,6 +803,22 @@ def _check_parameters(ref: FieldRef, errors: _Errors) -> None:
         problem = parameter.problem(value)
         if problem:
             errors.add(path, problem)
+        elif name in ("value", "label") and ref.ftype.takes_list and "list_file" not in ref.field:
+            errors.add(path, f"the {name} parameter names a column of a choice file: only with a list_file")
+
+
+def _check_list_file(ref: FieldRef, errors: _Errors) -> None:
+    path = f"{ref.path}.list_file"
+    name = ref.field["list_file"]
+    if "list" in ref.field:
+        errors.add(path, "a select takes its choices from a list or from a file, not both")
+    if not isinstance(name, str):
+        return  # refused by the schema
+    problem = fieldtypes.check_file_name(name)
+    if problem:
+        errors.add(path, problem)
+    elif not name.lower().endswith(attachments.CHOICE_FILE_SUFFIXES):
+        errors.add(path, "a choice file is a .csv, .xml or .geojson file attached to the form")
 
 
 def _check_accept(ref: FieldRef, errors: _Errors) -> None:
