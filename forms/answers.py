@@ -276,7 +276,8 @@ class _Item:
         self.constraint = _rule(field, "constraint")
         self.choices: dict[str, Mapping[str, Any]] | None = None
         self.choice_filter: _Rule | None = None
-        if ftype.takes_list:
+        # Choices kept in a file (list_file) are the device's: any name is taken as sent.
+        if ftype.takes_list and "list" in field:
             self.choices = {choice["name"]: choice for choice in choices.get(field["list"], ())}
             self.choice_filter = _rule(field, "choice_filter")
         self.uses_current = self.choice_filter is not None or self.constraint is not None

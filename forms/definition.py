@@ -19,8 +19,8 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
+from forms import attachments, fieldtypes
 from forms import expressions as ex
-from forms import fieldtypes
 from forms.expressions import Expression, ExpressionError
 from forms.fieldtypes import FieldType, field_type
 from sync.values import canonical_json
@@ -31,9 +31,11 @@ __all__ = [
     "Definition",
     "DefinitionError",
     "FieldRef",
+    "MediaQuestion",
     "check_new_version",
     "definition_hash",
     "limit_errors",
+    "media_question",
     "validate_definition",
 ]
 
@@ -54,10 +56,13 @@ KNOWN_FIELD_KEYS = frozenset(
         "calculation",
         "default",
         "list",
+        "list_file",
         "choice_filter",
         "appearance",
         "save_to",
         "parameters",
+        "accept",
+        "media",
         "fields",
     }
 )
@@ -70,6 +75,12 @@ MAX_NESTING = 32
 MAX_JSON_DEPTH = 4 * MAX_NESTING
 RESERVED_NAMES = frozenset({"_id"})
 _INT64 = 2**63  # the row id of a repeat row
+
+#: A media question's `accept` list: at most this many entries, each this long.
+MAX_ACCEPT = 50
+MAX_ACCEPT_LENGTH = 100
+_MEDIA_TYPE_PATTERN = re.compile(r"(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)")
+_EXTENSION = re.compile(r"\.[a-z0-9][a-z0-9_+-]*")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOUSEHOLD_FIELD = re.compile(r"[a-z][a-z0-9_]*")
@@ -199,10 +210,14 @@ class FieldSchema(Schema):
     calculation = fields.String()
     default = fields.Raw(allow_none=True)
     list_ = fields.String(data_key="list", validate=_identifier)
+    list_file = fields.String()
+    media = fields.Raw()
     choice_filter = fields.String()
     appearance = fields.String()
     save_to = fields.String()
     parameters = fields.Dict(keys=fields.String())
+    accept = fields.List(fields.String(validate=validate.Length(min=1, max=MAX_ACCEPT_LENGTH)),
+                         validate=validate.Length(min=1, max=MAX_ACCEPT))
     children = fields.Raw(data_key="fields")
 
 
@@ -244,6 +259,82 @@ class FieldRef:
     def repeat(self) -> str | None:
         """The nearest repeat the field is in, or None at the top level."""
         return self.repeats[-1] if self.repeats else None
+
+
+@dataclass(frozen=True)
+class MediaQuestion:
+    """What a media question takes: the kind of file, its accepted media types and extensions, its limits.
+
+    `media_types` are patterns (`image/*`, `application/pdf`) and `extensions` lower-case with
+    their dot (`.pdf`); a file is accepted when its type matches a pattern or its name ends in
+    one of the extensions (as an HTML `accept` list). `drawn` is the appearance that makes an
+    image on the screen (signature, draw, annotate), or None for a photo or picked file.
+    """
+
+    name: str
+    path: str
+    kind: str
+    media_types: tuple[str, ...]
+    extensions: tuple[str, ...] = ()
+    max_pixels: int | None = None
+    drawn: str | None = None
+    repeats: tuple[str, ...] = ()
+
+    def accepts(self, media_type: str | None, filename: str | None = None) -> bool:
+        """Whether a file of this media type (as sniffed from its bytes) and name answers the question."""
+        if media_type and any(fieldtypes.media_type_matches(media_type, p) for p in self.media_types):
+            return True
+        if filename and self.extensions:
+            lowered = filename.lower()
+            return any(lowered.endswith(extension) for extension in self.extensions)
+        return False
+
+
+def _media_question(ref: FieldRef) -> MediaQuestion | None:
+    media = ref.ftype.media
+    if media is None:
+        return None
+    accept = ref.field.get("accept")
+    media_types, extensions = media.media_types, ()
+    if isinstance(accept, list) and accept:
+        tokens = [token.strip().lower() for token in accept]
+        media_types = tuple(token for token in tokens if "/" in token)
+        extensions = tuple(token for token in tokens if token.startswith("."))
+    parameters = ref.field.get("parameters") or {}
+    max_pixels = parameters.get("max-pixels")
+    tokens = set(str(ref.field.get("appearance") or "").split())
+    drawn = next((token for token in ref.ftype.appearances if token in tokens), None)
+    return MediaQuestion(ref.name, ref.path, media.kind, media_types, extensions,
+                         max_pixels if isinstance(max_pixels, int) else None, drawn, ref.repeats)
+
+
+def media_question(definition: Definition, path: str) -> MediaQuestion | None:
+    """Whether the question at `path` is a media question, and what it takes; None when it is not one.
+
+    `path` is how an answer is found in a visit: the field's name, or inside repeats each
+    enclosing repeat's name and the row's id before it (`members/<row id>/foto_ktp`). A path whose
+    repeats do not match the field's, or an unknown name, is None, as is a question of another type.
+    """
+    if not isinstance(path, str) or not path:
+        return None
+    parts = path.split("/")
+    ref = definition.ref(parts[-1])
+    if ref is None or ref.ftype.media is None:
+        return None
+    if len(parts) > 1:
+        given = parts[:-1]
+        if len(given) != 2 * len(ref.repeats) or tuple(given[0::2]) != ref.repeats or not all(given[1::2]):
+            return None
+    return definition.derived("media_questions", _media_questions).get(ref.name)
+
+
+def _media_questions(definition: Definition) -> dict[str, MediaQuestion]:
+    found = {}
+    for ref in definition.iter_fields():
+        question = _media_question(ref)
+        if question is not None:
+            found[ref.name] = question
+    return found
 
 
 class Definition:
@@ -339,6 +430,14 @@ class Definition:
                 continue
             targets[ref.name] = f"{ROSTER}/{{row}}/{target}" if ref.repeat else target
         return targets
+
+    def form_files(self) -> dict[str, attachments.FormFile]:
+        """The files this version needs beside its definition (forms.attachments.form_files), by name."""
+        return self.derived("form_files", attachments.form_files)
+
+    def media_questions(self) -> list[MediaQuestion]:
+        """Every media question (image, audio, video, file), in document order."""
+        return list(self.derived("media_questions", _media_questions).values())
 
     def choice_names(self, list_name: str) -> frozenset[str]:
         return frozenset(choice["name"] for choice in self.choices.get(list_name, ()))
@@ -513,8 +612,12 @@ def _check_choices(choices: Mapping[Any, Any], errors: _Errors, warnings: _Error
                     errors.add(f"{path}.name", f"duplicate choice name {name!r} (first at {prefix}[{seen[name]}])")
                 else:
                     seen[name] = index
+            if "media" in choice:
+                for where, messages in attachments.media_problems(choice["media"], f"{path}.media").items():
+                    for message in messages:
+                        errors.add(where, message)
             for key, value in choice.items():
-                if key not in ("name", "label") and not _is_scalar(value):
+                if key not in ("name", "label", "media") and not _is_scalar(value):
                     errors.add(f"{path}.{key}", "extra choice properties must be strings, numbers or booleans")
 
 
@@ -588,16 +691,25 @@ def _check_semantics(refs: list[FieldRef], choices: Mapping[Any, Any], errors: _
         field, kind, ftype = ref.field, ref.type, ref.ftype
         if ftype.takes_list:
             list_name = field.get("list")
-            if list_name is None:
-                errors.add(f"{ref.path}.list", f"a {kind} needs the name of its choice list")
+            if "list_file" in field:
+                _check_list_file(ref, errors)
+            elif list_name is None:
+                errors.add(f"{ref.path}.list", f"a {kind} needs the name of its choice list (or a list_file)")
             elif isinstance(list_name, str):
                 used_lists.add(list_name)
                 if list_name not in choices:
                     errors.add(f"{ref.path}.list", f"unknown choice list {list_name!r}")
         else:
-            for key in ("list", "choice_filter"):
+            for key in ("list", "list_file", "choice_filter"):
                 if key in field:
                     errors.add(f"{ref.path}.{key}", f"only select_one and select_multiple have a {key}")
+        if "media" in field:
+            for where, messages in attachments.media_problems(field["media"], f"{ref.path}.media").items():
+                for message in messages:
+                    errors.add(where, message)
+        if attachments.search_source(field.get("appearance")) == "":
+            errors.add(f"{ref.path}.appearance", "search()'s first argument is the quoted name of the form's "
+                                                 "attached CSV file without '.csv': search('desa')")
         if ftype.needs_calculation and not (
             isinstance(field.get("calculation"), str) and field["calculation"].strip()
         ):
@@ -605,6 +717,7 @@ def _check_semantics(refs: list[FieldRef], choices: Mapping[Any, Any], errors: _
         if ftype.container and "default" in field:
             errors.add(f"{ref.path}.default", f"a {kind} has no value, so no default")
         _check_parameters(ref, errors)
+        _check_accept(ref, errors)
     for list_name in choices:
         if list_name not in used_lists:
             warnings.add(f"choices.{list_name}", "no select uses this choice list")
@@ -656,7 +769,9 @@ def _check_expressions(
             for name in sorted(expression.references - set(unknown)):
                 if by_name[name].type == "group":
                     errors.add(path, f"refers to ${{{name}}}, which is a group and has no value")
-            if key == "choice_filter":
+            if key == "choice_filter" and "list_file" in ref.field:
+                pass  # the file's columns are known once it is attached (forms.attachments checks it)
+            elif key == "choice_filter":
                 columns = _choice_columns(choices, ref.field.get("list"))
                 for name in sorted(expression.names - columns):
                     errors.add(path, f"'{name}' is not a column of choice list {ref.field.get('list')!r}")
@@ -688,6 +803,45 @@ def _check_parameters(ref: FieldRef, errors: _Errors) -> None:
         problem = parameter.problem(value)
         if problem:
             errors.add(path, problem)
+        elif name in ("value", "label") and ref.ftype.takes_list and "list_file" not in ref.field:
+            errors.add(path, f"the {name} parameter names a column of a choice file: only with a list_file")
+
+
+def _check_list_file(ref: FieldRef, errors: _Errors) -> None:
+    path = f"{ref.path}.list_file"
+    name = ref.field["list_file"]
+    if "list" in ref.field:
+        errors.add(path, "a select takes its choices from a list or from a file, not both")
+    if not isinstance(name, str):
+        return  # refused by the schema
+    problem = fieldtypes.check_file_name(name)
+    if problem:
+        errors.add(path, problem)
+    elif not name.lower().endswith(attachments.CHOICE_FILE_SUFFIXES):
+        errors.add(path, "a choice file is a .csv, .xml or .geojson file attached to the form")
+
+
+def _check_accept(ref: FieldRef, errors: _Errors) -> None:
+    accept = ref.field.get("accept")
+    if accept is None:
+        return
+    media = ref.ftype.media
+    path = f"{ref.path}.accept"
+    if media is None:
+        errors.add(path, "only a media question (image, audio, video, file) has an accept list")
+        return
+    if not isinstance(accept, list):
+        return  # refused by the schema
+    for index, token in enumerate(accept):
+        if not isinstance(token, str):
+            continue
+        lowered = token.strip().lower()
+        if _EXTENSION.fullmatch(lowered):
+            continue
+        if not _MEDIA_TYPE_PATTERN.fullmatch(lowered):
+            errors.add(f"{path}[{index}]", "must be a media type (image/jpeg, image/*) or an extension (.pdf)")
+        elif not any(fieldtypes.media_type_matches(lowered, pattern) for pattern in media.media_types):
+            errors.add(f"{path}[{index}]", f"a {ref.type} takes only " + ", ".join(media.media_types))
 
 
 def _check_defaults(refs: list[FieldRef], choices: Mapping[Any, Any], errors: _Errors) -> None:
