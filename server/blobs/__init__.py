@@ -12,8 +12,8 @@ from flask import Flask, current_app
 
 from .store import BlobError, BlobInfo, BlobMismatch, BlobNotFound, BlobStore
 
-__all__ = ["BlobError", "BlobInfo", "BlobMismatch", "BlobNotFound", "BlobStore", "blob_store", "open_blob_store",
-           "upload_body_limit", "upload_directory"]
+__all__ = ["BlobError", "BlobInfo", "BlobMismatch", "BlobNotFound", "BlobStore", "blob_store", "blobs_beside",
+           "open_blob_store", "restore_blobs", "upload_body_limit", "upload_directory"]
 
 EXTENSION = "kunjung.blobs"
 UPLOADS_PREFIX = "/api/v1/uploads/"
@@ -69,6 +69,23 @@ def blob_store(app: Flask | None = None) -> BlobStore:
     if blobs is None:
         blobs = app.extensions.setdefault(EXTENSION, open_blob_store(app.config, get_store(app)))
     return blobs  # type: ignore[no-any-return]
+
+
+def blobs_beside(backup: str) -> str:
+    """The folder of attachment files that goes with a backup of the store at ``backup``."""
+    return f"{backup}-blobs"
+
+
+def restore_blobs(source: BlobStore, target: BlobStore) -> int:
+    """Copy into ``target`` every blob of ``source`` it lacks; returns how many."""
+    from .store import _ChunkReader
+
+    restored = 0
+    for blob in source.list():
+        if not target.exists(blob.sha256):
+            target.put(_ChunkReader(source.chunks(blob.sha256)), blob.sha256)
+            restored += 1
+    return restored
 
 
 def upload_body_limit(app: Flask) -> Callable[[dict[str, Any]], int | None]:
