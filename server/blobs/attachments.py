@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from forms import media_question
+from forms.fieldtypes import check_file_name
+
 from ..audit import record_audit
 from ..errors import ApiError
 from ..security.scope import Scope
@@ -29,7 +32,6 @@ UPLOADS = "uploads"
 VISITS = "visits"
 MISSING = "attachments_missing"
 MAX_ATTACHMENTS = 50
-MAX_FILENAME = 255
 ATTACHMENT_KEYS = frozenset({"path", "sha256", "size", "media_type", "filename"})
 THUMBNAIL_PIXELS = 320
 
@@ -53,53 +55,6 @@ class MediaLimits:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MediaLimits:
         return cls(**{kind: config.get(f"MAX_{kind.upper()}_BYTES", getattr(cls, kind)) for kind in KINDS})
-
-
-@dataclass(frozen=True)
-class MediaQuestion:
-    """A question answered by a file: its kind, where it sits, and what its bytes may be."""
-
-    name: str
-    kind: str  # image, audio, video, file
-    repeats: tuple[str, ...] = ()
-    max_pixels: int | None = None
-    accepted: tuple[str, ...] = ()
-    appearance: str | None = None
-
-
-def media_questions(definition: Any) -> dict[str, MediaQuestion]:
-    """The form's questions answered by a file, by field name."""
-    found: dict[str, MediaQuestion] = {}
-    for ref in definition.iter_fields():
-        kind = _kind_of(ref.field)
-        if kind is None:
-            continue
-        found[ref.name] = MediaQuestion(ref.name, kind, tuple(ref.repeats), _max_pixels(ref.field),
-                                        _accepted(ref.field), ref.field.get("appearance"))
-    return found
-
-
-def _kind_of(field_def: Mapping[str, Any]) -> str | None:
-    kind = field_def.get("type")
-    if kind in ("photo", "signature"):
-        return "image"
-    return kind if kind in KINDS else None
-
-
-def _max_pixels(field_def: Mapping[str, Any]) -> int | None:
-    parameters = field_def.get("parameters")
-    value = field_def.get("max_pixels", parameters.get("max-pixels") if isinstance(parameters, Mapping) else None)
-    try:
-        return int(value) if value is not None and int(value) > 0 else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _accepted(field_def: Mapping[str, Any]) -> tuple[str, ...]:
-    value = field_def.get("accept", field_def.get("accepted_types"))
-    if isinstance(value, str):
-        value = value.replace(",", " ").split()
-    return tuple(str(v) for v in value) if isinstance(value, list | tuple) else ()
 
 
 # -- the list an event names ----------------------------------------------------------------------
@@ -139,7 +94,6 @@ def check_attachments(definition: Any, answers: Mapping[str, Any], attachments: 
     if len(attachments) > MAX_ATTACHMENTS:
         add("attachments", f"at most {MAX_ATTACHMENTS} files per visit")
         return errors, []
-    questions = media_questions(definition)
     seen: set[str] = set()
     stored: list[dict[str, Any]] = []
     for i, entry in enumerate(attachments):
@@ -160,14 +114,11 @@ def check_attachments(definition: Any, answers: Mapping[str, Any], attachments: 
             add(f"{at}.path", "names a question another entry names")
         else:
             seen.add(path)
-            segments = path.split("/")
-            question = questions.get(segments[-1])
-            repeats = tuple(segments[0:-1:2])
-            if question is None or len(segments) % 2 == 0 or repeats != question.repeats:
+            question = media_question(definition, path)
+            if question is None:
                 add(f"{at}.path", "is not a photo, audio, video or file question of this form")
-                question = None
             else:
-                _, problem = _answer_at(answers, segments)
+                _, problem = _answer_at(answers, path.split("/"))
                 if problem:
                     add(f"{at}.path", problem)
         if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
@@ -176,12 +127,14 @@ def check_attachments(definition: Any, answers: Mapping[str, Any], attachments: 
             add(f"{at}.size", "must be the file's size in bytes, a positive integer")
         if not isinstance(media_type, str) or not 0 < len(media_type) <= 128:
             add(f"{at}.media_type", "must be a media type like image/jpeg")
-        if not isinstance(filename, str) or not 0 < len(filename) <= MAX_FILENAME or "\x00" in filename:
-            add(f"{at}.filename", f"must be a file name of 1-{MAX_FILENAME} characters")
+        name_problem = check_file_name(filename)
+        if name_problem:
+            add(f"{at}.filename", name_problem)
         if question is not None and not any(key.startswith(at) for key in errors):
             stored.append({"path": path, "sha256": sha256, "size": size, "media_type": media_type,
                            "filename": filename, "kind": question.kind, "max_pixels": question.max_pixels,
-                           "accepted": list(question.accepted), "held": False})
+                           "accept_types": list(question.media_types),
+                           "accept_extensions": list(question.extensions), "held": False})
     return errors, stored
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from forms.fieldtypes import media_type_matches
+
 # The first bytes of the formats phones make and people attach. Order matters: the first match wins,
 # and the ISO base media formats (``ftyp`` boxes) are told apart by their brand below.
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
@@ -34,13 +36,15 @@ _TEXT = re.compile(rb"[\t\n\r\x20-\x7e\x80-\xff]*")
 SNIFF_BYTES = 64
 
 KINDS = ("image", "audio", "video", "file")
-# What a question of each kind takes. A signature or drawing is an image; a "file" question takes
-# documents (and what its accepted types name, checked separately).
-KIND_TYPES: dict[str, tuple[str, ...]] = {
-    "image": ("image/",),
-    "audio": ("audio/", "video/3gpp", "video/webm"),  # phone recorders write 3GP and WebM containers
-    "video": ("video/",),
-    "file": ("application/", "text/", "image/", "audio/", "video/"),
+# Phone recorders write audio into containers that sniff as video (3GP, WebM, MP4 brands).
+_AUDIO_CONTAINERS = ("video/3gpp", "video/webm", "video/mp4")
+# What the bytes of a file named with an accepted extension must sniff as (unknown ones: anything).
+_EXTENSION_TYPES = {
+    ".pdf": ("application/pdf",), ".jpg": ("image/jpeg",), ".jpeg": ("image/jpeg",), ".png": ("image/png",),
+    ".docx": ("application/zip",), ".xlsx": ("application/zip",), ".pptx": ("application/zip",),
+    ".odt": ("application/zip",), ".ods": ("application/zip",), ".zip": ("application/zip",),
+    ".doc": ("application/x-ole-storage",), ".xls": ("application/x-ole-storage",),
+    ".csv": ("text/plain",), ".txt": ("text/plain",),
 }
 
 
@@ -66,28 +70,19 @@ def sniff(head: bytes) -> str:
     return "application/octet-stream"
 
 
-def fits(kind: str, media_type: str, accepted: Iterable[str] = ()) -> bool:
-    """Whether a file of ``media_type`` (as sniffed) may answer a question of ``kind``; ``accepted`` are
-    the question's own accepted types (``image/*``, ``application/pdf``), when it names any."""
-    wanted = [a.strip().lower() for a in accepted if a and a.strip()]
-    if wanted:
-        for entry in wanted:
-            if entry.endswith("/*") and media_type.startswith(entry[:-1]):
-                return True
-            if entry == media_type:
-                return True
-        return False
-    if kind == "file":
-        return True  # a file question without accepted types takes any document
-    return media_type.startswith(KIND_TYPES[kind])
 
-
-def declared_type_problem(kind: str, media_type: object) -> str | None:
-    """Why a media type a device declares cannot be one of a question of ``kind`` (None: it can)."""
-    if not isinstance(media_type, str) or not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/"
-                                                           r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}", media_type):
-        return "must be a media type like image/jpeg"
-    if kind != "file" and not media_type.startswith(KIND_TYPES[kind]):
-        names = " or ".join(t + "*" if t.endswith("/") else t for t in KIND_TYPES[kind])
-        return f"a {kind} question takes {names}"
-    return None
+def fits(kind: str, sniffed: str, filename: str, media_types: Iterable[str], extensions: Iterable[str]) -> bool:
+    """Whether a file whose bytes sniff as ``sniffed`` answers a question of ``kind`` that takes
+    ``media_types`` (patterns like ``image/*``) or files named with ``extensions``. A name alone never
+    makes bytes acceptable: a ``.pdf`` must sniff as a PDF (a ``.jpg`` that is a ZIP is refused)."""
+    patterns = list(media_types)
+    if any(media_type_matches(sniffed, pattern) for pattern in patterns):
+        return True
+    if kind == "audio" and sniffed in _AUDIO_CONTAINERS and any(media_type_matches("audio/x", p) for p in patterns):
+        return True
+    lowered = filename.lower()
+    for extension in extensions:
+        if lowered.endswith(extension):
+            expected = _EXTENSION_TYPES.get(extension)
+            return expected is None or sniffed in expected
+    return False

@@ -228,7 +228,8 @@ class UploadService:
                            {"Upload-Metadata.sha256": [f"the bytes have sha256 {digest.hexdigest()}"]})
         kind = attachment["kind"]
         media_type = sniff(head)
-        if not fits(kind, media_type, attachment.get("accepted") or ()):
+        if not fits(kind, media_type, attachment["filename"], attachment.get("accept_types") or (),
+                    attachment.get("accept_extensions") or ()):
             raise ApiError(415, "wrong_media_type", f"The file's bytes are {media_type}, which a {kind} question "
                                                     "does not take.", {"path": [f"{media_type} is not {kind}"]})
         size = path.stat().st_size
