@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from sync import DocumentFormatError, Record
 
 from . import config as config_module
 from . import create_app
+from .audit import audit
 from .blobs import blob_store, blobs_beside, restore_blobs
 from .blobs.attachments import collect_garbage
 from .blobs.disk import DiskBlobStore
@@ -25,7 +28,11 @@ from .forms_registry import import_form, load_library
 from .household_import import CHUNK as REGISTER_CHUNK
 from .household_import import RegisterError, import_households, read_register
 from .households import rebuild_household, write_household
+from .privacy.erasure import erase_household, erase_person, require_central
+from .privacy.people import checked_number, number_hash, person_export
+from .privacy.retention import apply_retention, plan_retention
 from .security.passwords import minimum_length, passwords
+from .security.scope import Scope
 from .storage import StorageError, Store, Writer
 from .store import get_store
 from .users import create_user
@@ -320,6 +327,114 @@ def gc_attachments_command(ctx: Context, grace_hours: float, dry_run: bool) -> N
 def _rewrite_household(tx: Writer, household_id: str, record: Record) -> None:
     current = tx.get("households", household_id)
     write_household(tx, record, current, current["seq"])
+
+
+def _operator() -> str:
+    """Who runs a command, for the audit log: the account on the server's machine."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _refused(exc: ApiError) -> None:
+    click.echo(f"kunjung: {exc.message}" + "".join(f"\n  {k}: {'; '.join(v)}" for k, v in (exc.errors or {}).items()),
+               err=True)
+    sys.exit(1)
+
+
+@cli.command("erase-household")
+@click.argument("household_id")
+@click.option("--reason", required=True, help="Why: the request this erasure answers (kept in the audit log).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def erase_household_command(ctx: Context, household_id: str, reason: str, yes: bool) -> None:
+    """Erase a household's personal values everywhere kunjung keeps them (a tombstone syncs to devices)."""
+    with ctx.app.app_context():
+        try:
+            require_central()
+            store = ctx.store
+            doc = store.get("households", household_id)
+            if doc is None:
+                raise ApiError(404, "not_found", f"No household {household_id}.")
+            if not yes:
+                click.confirm(f"Erase every personal value of household {household_id} ({doc['village']})?",
+                              abort=True)
+            done = erase_household(store, household_id, actor=_operator(), reason=reason, address="cli")
+        except ApiError as exc:
+            _refused(exc)
+    for summary in done["households"]:
+        click.echo(f"erased household {summary['household_id']}: {summary['events']} events, "
+                   f"{summary['visits']} visits, {summary['attachments']} attachments scrubbed")
+
+
+@cli.command("erase-person")
+@click.argument("nik")
+@click.option("--reason", required=True, help="Why: the request this erasure answers (kept in the audit log).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def erase_person_command(ctx: Context, nik: str, reason: str, yes: bool) -> None:
+    """Erase one person by NIK: their roster row or head's fields in every household, and the answers of
+    every visit mentioning the NIK."""
+    with ctx.app.app_context():
+        try:
+            require_central()
+            nik = checked_number(nik, "nik")
+            store = ctx.store
+            held = person_export(store, Scope("admin"), nik)
+            if not held["households"] and not held["visits"]:
+                click.echo("kunjung holds nothing about this NIK; nothing erased")
+                return
+            if not yes:
+                click.confirm(f"Erase this person from {len(held['households'])} households and "
+                              f"{len(held['visits'])} visits?", abort=True)
+            done = erase_person(store, nik, actor=_operator(), reason=reason, address="cli")
+        except ApiError as exc:
+            _refused(exc)
+    for summary in done["households"]:
+        click.echo(f"household {summary['household_id']}: erased {', '.join(summary['erase']) or 'answers'}; "
+                   f"{summary['events']} events, {summary['visits']} visits scrubbed")
+
+
+@cli.command("export-person")
+@click.argument("nik")
+@pass_context
+def export_person_command(ctx: Context, nik: str) -> None:
+    """Print, as JSON, everything kunjung holds about one person (a data-subject access request; recorded)."""
+    with ctx.app.app_context():
+        try:
+            nik = checked_number(nik, "nik")
+        except ApiError as exc:
+            _refused(exc)
+        store = ctx.store
+        found = person_export(store, Scope("admin"), nik)
+        audit(store, "person_exported", actor=_operator(), person=number_hash(nik), address="cli",
+              details={"households": [h["household_id"] for h in found["households"]],
+                       "visits": [v["visit_id"] for v in found["visits"]]})
+    click.echo(json.dumps(found, ensure_ascii=False, indent=2, sort_keys=True))
+
+
+@cli.command("apply-retention")
+@click.option("--yes", is_flag=True, help="Remove what is past its keeping time; without it, only list it.")
+@pass_context
+def apply_retention_command(ctx: Context, yes: bool) -> None:
+    """Remove raw bodies (and photos) of visits reviewed longer ago than KUNJUNG_RAW_BODY_RETENTION_DAYS and
+    audit entries older than KUNJUNG_AUDIT_RETENTION_DAYS. Without --yes a dry run: what would go."""
+    with ctx.app.app_context():
+        store = ctx.store
+        plan = plan_retention(store, body_days=ctx.app.config["RAW_BODY_RETENTION_DAYS"],
+                              audit_days=ctx.app.config["AUDIT_RETENTION_DAYS"])
+        if not yes:
+            click.echo(f"dry run: would remove the raw bodies of {len(plan.bodies)} visits reviewed before "
+                       f"{plan.body_cutoff}, {plan.attachments} attachments, and {plan.audit_entries} audit "
+                       f"entries from before {plan.audit_cutoff}")
+            for visit_id in plan.bodies:
+                click.echo(f"  visit {visit_id}")
+            click.echo("run again with --yes to remove them")
+            return
+        done = apply_retention(store, plan, actor=_operator())
+    click.echo(f"removed the raw bodies of {len(done.bodies)} visits, {done.attachments} attachments and "
+               f"{done.audit_entries} audit entries")
 
 
 def _safe_url(url: str) -> str:

@@ -101,6 +101,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOAD_LIBRARY_FORMS", "KUNJUNG_LOAD_LIBRARY_FORMS", True, _bool,
             "Publish the shipped forms on first start"),
     Setting("LOG_LEVEL", "KUNJUNG_LOG_LEVEL", "INFO", str.upper, "Logging level"),
+    Setting("CENTRAL", "KUNJUNG_CENTRAL", True, _bool,
+            "This server is the central one: only the central server erases personal data"),
+    Setting("AUDIT_RETENTION_DAYS", "KUNJUNG_AUDIT_RETENTION_DAYS", 730, _positive_int,
+            "Days the audit log keeps an entry; kunjung apply-retention removes older ones"),
+    Setting("RAW_BODY_RETENTION_DAYS", "KUNJUNG_RAW_BODY_RETENTION_DAYS", 365, _positive_int,
+            "Days after its review that a visit's raw event body (and its photos) are kept; kunjung "
+            "apply-retention removes them"),
 )
 
 

@@ -18,7 +18,8 @@ from .storage import Store, Writer
 EVENTS = "events"
 # The event types that write household fields. A review is stored with the household id of its
 # visit, so that the household's history can find it, but it folds into the visit, not the household.
-HOUSEHOLD_EVENT_TYPES = ("visit", "household_edit", "resolution", "import")
+# An erasure (server/privacy/erasure.py) writes nothing but covers fields: it folds in too.
+HOUSEHOLD_EVENT_TYPES = ("visit", "household_edit", "resolution", "import", "erasure")
 
 
 def body_hash(body: Any) -> str:

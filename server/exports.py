@@ -38,6 +38,7 @@ from .errors import ApiError
 from .forms_registry import published_definition
 from .households import household_history
 from .i18n import gettext
+from .privacy.masking import mask_history_entry, mask_visit
 from .reporting import (
     PROPOSAL_FORM,
     proposal_villages,
@@ -113,11 +114,13 @@ class VisitFilter:
     start: date | datetime | None = None
     end: date | datetime | None = None
     labels: str = "codes"
+    masked: bool = False  # NIK and No. KK as their first six digits (server/privacy/masking.py)
 
     def as_dict(self) -> dict[str, Any]:
         out = {"form_id": self.form_id, "village": self.area, "officer": self.officer, "review": self.review,
                "from": self.start.isoformat() if self.start else None,
-               "to": self.end.isoformat() if self.end else None, "labels": self.labels}
+               "to": self.end.isoformat() if self.end else None, "labels": self.labels,
+               "masked": True if self.masked else None}
         return {key: value for key, value in out.items() if value is not None}
 
     def indexed(self) -> dict[str, Any]:
@@ -168,7 +171,7 @@ def matching_visits(store: Store, areas: list[str] | None, filters: VisitFilter)
     ``reporting.scoped_areas``, called before the response starts so that 404 can still be answered."""
     for visit in stream_visits(store, areas, form_id=filters.form_id, where=filters.indexed()):
         if filters.in_time(visit):
-            yield visit
+            yield mask_visit(visit, text=True) if filters.masked else visit
 
 
 # -- the export record ----------------------------------------------------------------------------
@@ -740,9 +743,11 @@ def _history_value(value: Any) -> Any:
     return value
 
 
-def history_rows(store: Store, household: Mapping[str, Any]) -> Iterator[list[Any]]:
-    """The history as CSV rows: one per field an event wrote."""
+def history_rows(store: Store, household: Mapping[str, Any], *, masked: bool = False) -> Iterator[list[Any]]:
+    """The history as CSV rows: one per field an event wrote; identifiers masked when ``masked``."""
     for entry in household_history(store, household["id"]):
+        if masked:
+            entry = mask_history_entry(entry, text=True)
         for change in entry["changes"]:
             yield [household["id"], household["village"], entry["step"], entry["event_id"], entry["type"],
                    entry["officer"], entry["device_id"], entry["at"], entry["received_at"], change["field"],
@@ -768,7 +773,8 @@ def csv_text(rows: Iterator[list[Any]], headers: tuple[str, ...] | list[str],
     yield out.getvalue().encode("utf-8")
 
 
-def households_history_csv(store: Store, areas: list[str] | None, tally: Tally) -> Iterator[bytes]:
+def households_history_csv(store: Store, areas: list[str] | None, tally: Tally, *,
+                           masked: bool = False) -> Iterator[bytes]:
     """The history of every household in ``areas``, household by household."""
     queries = [{}] if areas is None else [{"village": area_condition(a)} for a in areas]
 
@@ -776,7 +782,7 @@ def households_history_csv(store: Store, areas: list[str] | None, tally: Tally) 
         for where in queries:
             for household in store.iterate("households", where, order_by="village"):
                 if in_areas(household["village"], areas):
-                    yield from history_rows(store, household)
+                    yield from history_rows(store, household, masked=masked)
 
     def count() -> None:
         tally.rows += 1
@@ -843,9 +849,9 @@ class ProposalFilter:
 
 def proposal_filter(*, area: str | None = None, review: str | None = None, kind: str | None = None,
                     start: date | datetime | None = None, end: date | datetime | None = None,
-                    labels: str = "id") -> ProposalFilter:
+                    labels: str = "id", masked: bool = False) -> ProposalFilter:
     return ProposalFilter(VisitFilter(form_id=PROPOSAL_FORM, area=area, review=review, start=start, end=end,
-                                      labels=labels), kind)
+                                      labels=labels, masked=masked), kind)
 
 
 class _ProposalRows:
@@ -900,7 +906,10 @@ def _proposals_by_village(store: Store, areas: list[str] | None,
                           filters: ProposalFilter) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     where = filters.visits.indexed()
     for village in proposal_villages(store, areas, where, filters.keep):
-        yield village, village_proposals(store, village, where, filters.keep)
+        proposals = village_proposals(store, village, where, filters.keep)
+        if filters.visits.masked:
+            proposals = [mask_visit(visit, text=True) for visit in proposals]
+        yield village, proposals
 
 
 def proposals_csv(store: Store, areas: list[str] | None, filters: ProposalFilter, tally: Tally) -> Iterator[bytes]:

@@ -64,7 +64,9 @@ def household_history(store: Store, household_id: str) -> Iterator[dict[str, Any
     ``base``, ``flags``) and each written field's value before and after it was folded in (a write
     can lose to a newer one, or open a conflict). The one shape of a household's history."""
     record = Record(household_id)
-    for step, event in enumerate(household_events(store, household_id), start=1):
+    # An erasure rewrites the events it scrubs (a new seq each): arrival time keeps their order.
+    events = sorted(household_events(store, household_id), key=lambda e: e.get("received_at") or "")
+    for step, event in enumerate(events, start=1):
         engine = event["engine"]
         writes = engine.get("set") or {}
         paths = sorted(writes)
@@ -80,7 +82,15 @@ def household_history(store: Store, household_id: str) -> Iterator[dict[str, Any
                "device_id": event["device_id"], "at": engine.get("at") or event.get("received_at"),
                "received_at": event.get("received_at"), "hlc": event["hlc"], "writes": dict(writes),
                "base": dict(engine.get("base") or {}), "flags": list(event.get("flags") or []),
-               "changes": changes}
+               "changes": changes, **_erasure_note(engine)}
+
+
+def _erasure_note(engine: Mapping[str, Any]) -> dict[str, Any]:
+    """What a history entry of an erasure adds: the patterns and "erased on … by …"."""
+    if not engine.get("erase"):
+        return {}
+    return {"erase": list(engine["erase"]),
+            "note": f"erased on {engine.get('at')} by {engine.get('officer')}"}
 
 
 # -- reads ------------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ from .geo import BoundaryIndex, check_geotag
 from .households import write_household
 from .i18n import gettext, lazy_gettext
 from .jsonio import storage_problems
+from .privacy.erasure import engine_dict, erased_numbers, late_write, scrubbed_event, scrubbed_visit
+from .privacy.masking import marker_errors
 from .security.scope import Scope
 from .server_events import DEVICE_ORIGIN
 from .storage import Store, Writer
@@ -80,6 +82,7 @@ class _Batch:
     # transactions, a batch cut short then leaves households that a retry re-applies
     # idempotently, never an event stored without its effect.
     later: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    erased: frozenset[str] = frozenset()  # keyed hashes of erased NIKs (server/privacy/erasure.py)
 
     def insert_later(self, collection: str, doc: dict[str, Any]) -> None:
         self.later.append(("insert", collection, doc))
@@ -230,7 +233,7 @@ class PushService:
         prepared = [self._prepare(caller, raw, now, received_at, settings, memo) for raw in events]
 
         def unit(tx: Writer) -> tuple[list[dict[str, Any]], str]:
-            batch = _Batch(tx, StoredClock(tx, settings.wall_ms), received_at)
+            batch = _Batch(tx, StoredClock(tx, settings.wall_ms), received_at, erased=erased_numbers(tx))
             if device_hlc and is_hlc(device_hlc) and not is_too_far_ahead(device_hlc, now, settings.skew_bound_ms):
                 batch.clock.observe(device_hlc)
             results = [self._take(batch, caller, item) for item in prepared]
@@ -253,6 +256,10 @@ class PushService:
         errors = envelope_errors(raw)
         if errors:
             return _Prepared(raw, None, _rejected(event_id, "invalid", gettext("The event is not valid."), errors))
+        masked = marker_errors(raw)
+        if masked:
+            return _Prepared(raw, None, _rejected(
+                event_id, "invalid", gettext("The event writes a masked value back; masks are not data."), masked))
         if raw["device_id"] != caller.device_id:
             return _Prepared(raw, None, _rejected(
                 event_id, "invalid", gettext("An event's device_id must be the device you logged in with."),
@@ -335,17 +342,24 @@ class PushService:
                 flags.append({"code": "supersedes_unrequested",
                               "message": "Replaces a visit that no supervisor sent back for revision."})
             batch.put_later("visits", {**earlier, "superseded_by": event_id})
+        # A write arriving after an erasure loses the values the erasure covers, its body and answers.
+        parsed, erased = late_write(record, item.parsed, raw, batch.erased)
         try:
-            record.apply_event(item.parsed, recall=event_recall(batch.tx, household_id, batch.applied))
+            record.apply_event(parsed, recall=event_recall(batch.tx, household_id, batch.applied))
         except EventError as error:
             return _rejected(event_id, error.code, error.message, error.errors)
-        batch.applied[event_id] = item.parsed
+        batch.applied[event_id] = parsed
         batch.dirty.add(household_id)
         batch.clock.observe(raw["hlc"])
         batch.seen[event_id] = item.digest
-        batch.insert_later("events", event_document(
-            raw["type"], item.engine_event or {}, household_id=household_id, body=dict(raw), digest=item.digest,
-            received_at=batch.received_at, flags=flags))
+        stored = event_document(
+            raw["type"], engine_dict(parsed) if erased else item.engine_event or {}, household_id=household_id,
+            body=dict(raw), digest=item.digest, received_at=batch.received_at, flags=flags)
+        if erased:
+            stored = scrubbed_event(stored, lambda _path, _value: False, batch.received_at)
+            visit = scrubbed_visit(visit, batch.received_at, "erasure") if visit is not None else None
+            flags = [{"code": flag.get("code")} for flag in flags]
+        batch.insert_later("events", stored)
         if visit is not None:
             batch.insert_later("visits", {**visit, "flags": flags, "flagged": bool(flags),
                                           "flag_codes": sorted({f["code"] for f in flags})})

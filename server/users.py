@@ -26,7 +26,7 @@ def public_user(user: dict[str, Any]) -> dict[str, Any]:
     """What the API shows of a user (never the password hash)."""
     return {"username": user["id"], "role": user["role"], "villages": list(user.get("villages") or []),
             "disabled": bool(user.get("disabled")), "created_at": user.get("created_at"),
-            "updated_at": user.get("updated_at")}
+            "updated_at": user.get("updated_at"), "see_identifiers": user.get("see_identifiers")}
 
 
 def is_username(text: Any) -> bool:
@@ -97,7 +97,7 @@ def list_users(store: Store) -> list[dict[str, Any]]:
 
 def update_user(store: Store, hasher: Passwords, username: str, changes: dict[str, Any], *, actor: str | None,
                 address: str | None = None) -> dict[str, Any]:
-    """Apply any of role, villages, disabled, password. A password reset, a role change or
+    """Apply any of role, villages, disabled, password, see_identifiers. A password reset, a role change or
     disabling ends every login of the user at once (their tokens carry the old version)."""
     before = get_user(store, username)
     # argon2 is slow by design: hash before taking the write lock.
@@ -133,6 +133,11 @@ def update_user(store: Store, hasher: Passwords, username: str, changes: dict[st
             ends_logins = ends_logins or updated["disabled"]
             record_audit(tx, "user_disabled" if updated["disabled"] else "user_enabled", actor=actor,
                          target=username, address=address)
+        if "see_identifiers" in changes and changes["see_identifiers"] != user.get("see_identifiers"):
+            # Whole NIK and No. KK in lists, pulls and exports (server/privacy/masking.py); None: the role's default.
+            updated["see_identifiers"] = changes["see_identifiers"]
+            record_audit(tx, "identifiers_grant_changed", actor=actor, target=username, address=address,
+                         details={"from": user.get("see_identifiers"), "to": changes["see_identifiers"]})
         if ends_logins:
             updated["token_version"] = int(user.get("token_version", 0)) + 1
         tx.put("users", updated)

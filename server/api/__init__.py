@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import auth, exports, forms, health, reports, supervision, sync, uploads, users, villages
+from . import auth, exports, forms, health, privacy, reports, supervision, sync, uploads, users, villages
 
 BLUEPRINTS = [
     health.blp,
@@ -15,4 +15,5 @@ BLUEPRINTS = [
     reports.blp,
     exports.blp,
     uploads.blp,
+    privacy.blp,
 ]

@@ -32,6 +32,7 @@ from ..exports import (
     recorded,
     xlsx,
 )
+from ..privacy.masking import exports_whole
 from ..reporting import PROPOSAL_KINDS, scoped_areas
 from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
@@ -91,7 +92,7 @@ class ExportRecordSchema(ma.Schema):
     actor = ma.fields.String()
     role = ma.fields.String()
     format = ma.fields.String(metadata={"enum": ["csv_zip", "xlsx", "geojson", "history_csv", "proposals_csv",
-                                                 "proposals_xlsx"]})
+                                                 "proposals_xlsx", "household_history_csv"]})
     filters = ma.fields.Dict()
     address = ma.fields.String(allow_none=True)
     status = ma.fields.String(metadata={"enum": ["started", "completed", "aborted", "failed"]})
@@ -104,7 +105,8 @@ def _filters(query: dict[str, Any]) -> VisitFilter:
     return VisitFilter(form_id=query.get("form_id"), area=query.get("village"), officer=query.get("officer"),
                        review=query.get("review"),
                        start=parse_bound(query["start"], "from") if query.get("start") else None,
-                       end=parse_bound(query["end"], "to") if query.get("end") else None, labels=query["labels"])
+                       end=parse_bound(query["end"], "to") if query.get("end") else None, labels=query["labels"],
+                       masked=not exports_whole(current_user()))
 
 
 def _stream(export_format: str, filters: dict[str, Any], make: Callable[[Tally], Iterator[bytes]], mimetype: str,
@@ -184,8 +186,11 @@ def households_history(query):
     """The history of every household in your scope: one row per field each event wrote, before and after."""
     areas = scoped_areas(current_scope(), query.get("village"))
     store = get_store()
-    filters = {"village": query["village"]} if query.get("village") else {}
-    return _stream("history_csv", filters, lambda tally: households_history_csv(store, areas, tally),
+    filters: dict[str, Any] = {"village": query["village"]} if query.get("village") else {}
+    masked = not exports_whole(current_user())
+    if masked:
+        filters["masked"] = True
+    return _stream("history_csv", filters, lambda tally: households_history_csv(store, areas, tally, masked=masked),
                    "text/csv", f"kunjung-household-history-{filename_stamp()}.csv")
 
 
@@ -194,7 +199,7 @@ def _proposals(query: dict[str, Any], export_format: str, writer: Callable[..., 
     filters = proposal_filter(area=query.get("village"), review=query.get("review"), kind=query.get("kind"),
                               start=parse_bound(query["start"], "from") if query.get("start") else None,
                               end=parse_bound(query["end"], "to") if query.get("end") else None,
-                              labels=query["labels"])
+                              labels=query["labels"], masked=not exports_whole(current_user()))
     areas = scoped_areas(current_scope(), filters.visits.area)
     store = get_store()
     return _stream(export_format, filters.as_dict(), lambda tally: writer(store, areas, filters, tally),

@@ -7,8 +7,9 @@ import marshmallow as ma
 from forms.identifiers import AreaCode
 
 from ..cursors import InvalidCursor
+from ..privacy.masking import mask_conflict, sees_whole
 from ..reporting import QUEUE_KINDS, device_figures, officer_figures, review_queue, village_coverage
-from ..security.guard import auth_required, current_scope
+from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
 from ..visits import REVIEW_STATES
 from .base import Blueprint
@@ -193,4 +194,7 @@ def queue(query):
     found = review_queue(get_store(), current_scope(), kind=query.get("kind"), area=query.get("village"),
                          flag=query.get("flag"), officer=query.get("officer"), form_id=query.get("form_id"),
                          review=query["review"], after=tuple(at) if at else None, limit=query["limit"])
+    if not sees_whole(current_user()):
+        found = {**found, "items": [mask_conflict(item) if item["kind"] == "conflict" else item
+                                    for item in found["items"]]}
     return {**found, "next": cursor(QUEUE, list(found["next"])) if found["next"] else None}

@@ -9,13 +9,21 @@ from forms.identifiers import AreaCode
 from sync.stamps import is_id, is_stamp
 
 from .. import jsonio
-from ..audit import client_address
+from ..audit import audit, client_address
 from ..conflicts import list_conflicts, resolve_conflict
 from ..errors import ApiError, flatten_messages
-from ..exports import HISTORY_COLUMNS, csv_text, history_rows
+from ..exports import HISTORY_COLUMNS, close_record, csv_text, history_rows, open_record
 from ..household_import import RegisterError, import_households, read_rows, read_upload
 from ..households import get_household, history_of, list_households, scoped_household
 from ..i18n import _
+from ..privacy.masking import (
+    exports_whole,
+    mask_conflict,
+    mask_history_entry,
+    mask_household,
+    mask_visit,
+    sees_whole,
+)
 from ..security.guard import auth_required, current_scope, current_user
 from ..store import get_store
 from ..visits import ANY_FLAG, REVIEW_STATES, get_visit, list_visits, review_visit
@@ -129,7 +137,7 @@ class FieldChangeSchema(ma.Schema):
 class HistoryEntrySchema(ma.Schema):
     step = ma.fields.Integer()
     event_id = ma.fields.String()
-    type = ma.fields.String(metadata={"enum": ["visit", "household_edit", "resolution", "import"]})
+    type = ma.fields.String(metadata={"enum": ["visit", "household_edit", "resolution", "import", "erasure"]})
     officer = ma.fields.String()
     device_id = ma.fields.String()
     at = ma.fields.String(allow_none=True)
@@ -140,6 +148,9 @@ class HistoryEntrySchema(ma.Schema):
     flags = ma.fields.List(ma.fields.Dict())
     changes = ma.fields.List(ma.fields.Nested(FieldChangeSchema),
                              metadata={"description": "each written field's value before and after the event"})
+    erase = ma.fields.List(ma.fields.String(), metadata={
+        "description": "an erasure only: what it covers (*, members/<uuid>/*, field paths)"})
+    note = ma.fields.String(metadata={"description": "an erasure only: \"erased on <time> by <user>\""})
 
 
 class HouseholdSchema(ma.Schema):
@@ -210,6 +221,8 @@ def visits(query):
     found = list_visits(get_store(), current_user(), current_scope(), area=query.get("village"),
                         form_id=query.get("form_id"), officer=query.get("officer"), review=query.get("review"),
                         flag=query.get("flag"), after=id_position(query, "visits"), limit=query["limit"] + 1)
+    if not sees_whole(current_user()):
+        found = [mask_visit(visit) for visit in found]
     return page(found, query["limit"], "visits")
 
 
@@ -217,8 +230,11 @@ def visits(query):
 @auth_required()
 @blp.response(200, VisitSchema)
 def visit(visit_id):
-    """One visit with its answers, flags and review."""
-    return get_visit(get_store(), current_user(), current_scope(), visit_id)
+    """One visit with its answers, flags and review (opening it is recorded in the audit log)."""
+    store, user = get_store(), current_user()
+    found = get_visit(store, user, current_scope(), visit_id)
+    audit(store, "visit_read", actor=user["id"], target=visit_id, household=found["household_id"])
+    return found if sees_whole(user) else mask_visit(found)
 
 
 @blp.route("/visits/<visit_id>/review", methods=["POST"])
@@ -240,6 +256,8 @@ def conflicts(query):
     """Open conflicts in your scope: fields whose heads hold different values, with every head."""
     found = list_conflicts(get_store(), current_scope(), area=query.get("village"),
                            after=id_position(query, "conflicts"), limit=query["limit"] + 1)
+    if not sees_whole(current_user()):
+        found = [mask_conflict(conflict) for conflict in found]
     return page(found, query["limit"], "conflicts")
 
 
@@ -262,6 +280,8 @@ def households(query):
     """Households in your scope with their current fields, by id, a page at a time."""
     found = list_households(get_store(), current_scope(), area=query.get("village"),
                             after=id_position(query, "households"), limit=query["limit"] + 1)
+    if not sees_whole(current_user()):
+        found = [mask_household(household) for household in found]
     return page(found, query["limit"], "households")
 
 
@@ -269,8 +289,13 @@ def households(query):
 @auth_required()
 @blp.response(200, HouseholdDetailSchema)
 def household(household_id):
-    """One household with its fields and its history (as `/history` gives it)."""
-    return get_household(get_store(), current_scope(), household_id)
+    """One household with its fields and its history (as `/history` gives it); opening it is recorded."""
+    store, user = get_store(), current_user()
+    found = get_household(store, current_scope(), household_id)
+    audit(store, "household_read", actor=user["id"], target=household_id, household=household_id)
+    if sees_whole(user):
+        return found
+    return {**mask_household(found), "history": [mask_history_entry(entry) for entry in found["history"]]}
 
 
 @blp.route("/households/<household_id>/history")
@@ -282,13 +307,27 @@ def household(household_id):
     "content": {"application/json": {"schema": HistorySchema}, "text/csv": {"schema": {"type": "string"}}}}})
 def history(query, household_id):
     """Every change of a household: the event, officer, device, time, and each field's value before and after."""
-    store = get_store()
+    store, user = get_store(), current_user()
     if query["format"] == "csv":
+        # The CSV leaves the server: it is an export, recorded as one, masked unless granted.
         doc = scoped_household(store, current_scope(), household_id)
-        body = b"".join(csv_text(history_rows(store, doc), HISTORY_COLUMNS))
+        masked = not exports_whole(user)
+        record = open_record(store, actor=user["id"], role=user["role"], export_format="household_history_csv",
+                             filters={"household_id": household_id, **({"masked": True} if masked else {})},
+                             address=client_address())
+        rows = list(history_rows(store, doc, masked=masked))
+        body = b"".join(csv_text(iter(rows), HISTORY_COLUMNS))
+        close_record(store, record, "completed", len(rows))
+        audit(store, "household_history_exported", actor=user["id"], target=household_id, household=household_id,
+              details={"export_id": record["id"]})
         return Response(body, mimetype="text/csv", headers={
-            "Content-Disposition": f'attachment; filename="household-{household_id}-history.csv"'})
-    return history_of(store, current_scope(), household_id)
+            "Content-Disposition": f'attachment; filename="household-{household_id}-history.csv"',
+            "X-Export-Id": record["id"]})
+    found = history_of(store, current_scope(), household_id)
+    audit(store, "household_history_read", actor=user["id"], target=household_id, household=household_id)
+    if sees_whole(user):
+        return found
+    return {**found, "history": [mask_history_entry(entry) for entry in found["history"]]}
 
 
 def _register(village_field: str | None):

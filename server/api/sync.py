@@ -7,11 +7,13 @@ from flask import current_app
 
 from forms.identifiers import AreaCode
 
+from ..audit import record_pull
 from ..blobs.attachments import missing_for_device
 from ..cursors import MAX_CURSOR_LENGTH
 from ..devices import note_pull
 from ..errors import ApiError
 from ..i18n import _
+from ..privacy.masking import mask_household, sees_whole
 from ..push import MAX_DEVICE_SEQ, Caller, PushSettings
 from ..security.guard import auth_required, current_device, current_scope, current_user
 from ..server_events import current_hlc
@@ -191,5 +193,9 @@ def pull(query):
     reply = pull_service().pull(user, current_scope(), query.get("since"), query["limit"])
     note_pull(get_store(), user["id"], current_device())
     device = current_device()
+    # One audit entry per page that carried households or visits; identifiers masked unless granted.
+    record_pull(get_store(), actor=user["id"], device_id=device, changes=reply["changes"])
+    if not sees_whole(user):
+        reply = {**reply, "changes": [mask_household(c) if c["type"] == "household" else c for c in reply["changes"]]}
     missing = missing_for_device(get_store(), user["id"], device) if device else []
     return {**reply, "attachments_missing": missing, "server_hlc": current_hlc(get_store())}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from flask.views import MethodView
 
-from ..audit import audit_entries, client_address
+from ..audit import audit_entries, client_address, time_bounds
 from ..devices import DEVICE_ID, list_devices, revoke_device
 from ..errors import ApiError
 from ..i18n import _
@@ -18,6 +18,11 @@ from .base import Blueprint
 blp = Blueprint("users", __name__, url_prefix="/api/v1", description="Users, devices and audit (admin)")
 
 
+SEE_IDENTIFIERS = ("whether the user sees NIK and No. KK whole in lists, pulls and exports (true), masked to their "
+                   "first six digits (false), or as the role has it (null: officers whole, others masked; exports "
+                   "masked unless true)")
+
+
 class UserSchema(ma.Schema):
     username = ma.fields.String(required=True)
     role = ma.fields.String(required=True)
@@ -25,6 +30,7 @@ class UserSchema(ma.Schema):
     disabled = ma.fields.Boolean()
     created_at = ma.fields.String(allow_none=True)
     updated_at = ma.fields.String(allow_none=True)
+    see_identifiers = ma.fields.Boolean(allow_none=True, metadata={"description": SEE_IDENTIFIERS})
 
 
 class UserCreateSchema(ma.Schema):
@@ -39,6 +45,7 @@ class UserPatchSchema(ma.Schema):
     villages = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=64)))
     disabled = ma.fields.Boolean()
     password = ma.fields.String(load_only=True, validate=ma.validate.Length(max=4096))
+    see_identifiers = ma.fields.Boolean(allow_none=True, metadata={"description": SEE_IDENTIFIERS})
 
 
 class DeviceSchema(ma.Schema):
@@ -57,6 +64,13 @@ class DeviceSchema(ma.Schema):
 
 class AuditQuerySchema(ma.Schema):
     action = ma.fields.String(validate=ma.validate.Length(max=64))
+    actor = ma.fields.String(validate=ma.validate.Length(max=64), metadata={"description": "only this user's"})
+    household = ma.fields.String(validate=ma.validate.Length(max=128), metadata={
+        "description": "only entries about this household, pull pages that carried it included"})
+    start = ma.fields.String(data_key="from", validate=ma.validate.Length(max=40),
+                             metadata={"description": "first day (YYYY-MM-DD, UTC) or instant, inclusive"})
+    end = ma.fields.String(data_key="to", validate=ma.validate.Length(max=40),
+                           metadata={"description": "last day (YYYY-MM-DD, UTC) or instant, inclusive"})
     before = ma.fields.String(validate=ma.validate.Length(max=64),
                               metadata={"description": "only events before this ISO time (paging)"})
     limit = ma.fields.Integer(load_default=100, validate=ma.validate.Range(min=1, max=1000))
@@ -70,6 +84,9 @@ class AuditSchema(ma.Schema):
     target = ma.fields.String(allow_none=True)
     address = ma.fields.String(allow_none=True)
     details = ma.fields.Dict()
+    household = ma.fields.String(allow_none=True)
+    person = ma.fields.String(allow_none=True, metadata={
+        "description": "the keyed hash of the NIK (or No. KK) the entry concerns, never the number"})
 
 
 @blp.route("/users")
@@ -133,5 +150,9 @@ def revoke(username, device_id):
 @blp.arguments(AuditQuerySchema, location="query")
 @blp.response(200, AuditSchema(many=True))
 def audit_log(query):
-    """Security events, newest first: logins, logouts, revocations, role and village changes."""
-    return audit_entries(get_store(), action=query.get("action"), before=query.get("before"), limit=query["limit"])
+    """Audit entries, newest first: logins, role and village changes, reads of personal data (households,
+    visits, histories, searches, pull pages), exports, erasures. Search by person: POST /api/v1/audit/person."""
+    start, end = time_bounds(query.get("start"), query.get("end"))
+    return audit_entries(get_store(), action=query.get("action"), actor=query.get("actor"),
+                         household=query.get("household"), start=start, end=end, before=query.get("before"),
+                         limit=query["limit"])
