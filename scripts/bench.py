@@ -127,6 +127,15 @@ def connection(server: Server, *, keep_alive: bool = True) -> HttpTransport:
     return HttpTransport(server.url, timeout=300, pool_size=1 if keep_alive else 0)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (proc(5)), 0 for one that is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -191,6 +200,11 @@ class Server:
         except OSError:
             return []
         return [int(pid) for pid in text.split()]
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the workers have used so far: what a figure cost the server, however
+        busy the machine is with other work."""
+        return sum(process_cpu_seconds(pid) for pid in self.worker_pids())
 
     def session(self, username: str, device_id: str | None = None, *, keep_alive: bool = True) -> Session:
         """A login of ``username`` (with a device id to push) on a connection of its own."""
@@ -386,13 +400,13 @@ def push_figure(workdir: Path, scale: Scale, profile: Path | None) -> Figure:
                 with lock:
                     results.append((applied, outside, time.perf_counter() - began))
 
-        began = time.perf_counter()
+        began, cpu_before = time.perf_counter(), server.cpu_seconds()
         threads = [threading.Thread(target=pusher, args=(i,)) for i in range(len(devices))]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, server.cpu_seconds() - cpu_before
         if spy is not None:
             _stop_profiler(spy)
     pushed = BATCH * len(bodies)
@@ -409,6 +423,9 @@ def push_figure(workdir: Path, scale: Scale, profile: Path | None) -> Figure:
                   "sqlite3 executemany of the same rows", round(rate / raw_rate, 3), {
                       "visits": pushed, "outside_village_flags": outside, "seconds": round(elapsed, 2),
                       "concurrent_devices": len(devices),
+                      # What a visit costs the workers (HTTP, checks, fold, store): the figure that does not
+                      # depend on how busy the machine is; two cores give at most 2 / this many visits/s.
+                      "server_cpu_ms_per_visit": round(1000 * cpu / pushed, 3),
                       "batch_seconds_median": round(statistics.median(latencies), 3),
                       "batch_seconds_max": round(latencies[-1], 3), "request_body_bytes": len(bodies[0]),
                       **raw_details})
@@ -429,32 +446,39 @@ def _push(server: Server, token: str, body: bytes) -> tuple[int, int]:
 
 
 def raw_insert_rate(db: Path, workdir: Path) -> tuple[float, dict[str, Any]]:
-    """The rows the push stored (events and the households they changed, read through the storage
-    interface) inserted again with executemany into plain tables with the same indexes, 500 events and
-    their households per transaction, JSON encoding included."""
+    """The rows the push stored (its events, the households they changed and the visits, read through the
+    storage interface) inserted again with executemany into plain tables with the same indexes, 500 events
+    with their households and visits per transaction, JSON encoding included."""
     with opened(db) as store:
         # read by id (a declared read), inserted again in the order the push stored them
         events = sorted(store.iterate("events", order_by="id"), key=lambda doc: doc["seq"])
         households = {doc["id"]: doc for doc in store.iterate("households")}
+        visits = {doc["id"]: doc for doc in store.iterate("visits")}
     conn = raw_connect(workdir / "raw.db")
-    event_sql = raw_table(conn, SPECS["events"])
-    household_sql = raw_table(conn, SPECS["households"], "INSERT OR REPLACE")
-    event_spec, household_spec = SPECS["events"], SPECS["households"]
+    event_spec, household_spec, visit_spec = SPECS["events"], SPECS["households"], SPECS["visits"]
+    event_sql = raw_table(conn, event_spec)
+    household_sql = raw_table(conn, household_spec, "INSERT OR REPLACE")
+    visit_sql = raw_table(conn, visit_spec)
     began = time.perf_counter()
     for start in range(0, len(events), BATCH):
         chunk = events[start:start + BATCH]
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(event_sql, [raw_row(event_spec, doc) for doc in chunk])
         conn.executemany(household_sql, [raw_row(household_spec, households[doc["household_id"]]) for doc in chunk])
+        conn.executemany(visit_sql, [raw_row(visit_spec, visits[doc["id"]]) for doc in chunk if doc["id"] in visits])
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - began
     conn.close()
     sample = events[:50]
-    event_bytes = sum(len(raw_row(event_spec, doc)[2]) for doc in sample) // len(sample)
-    household_bytes = sum(len(raw_row(household_spec, households[doc["household_id"]])[2])
-                          for doc in sample) // len(sample)
-    return len(events) / elapsed, {"raw_seconds": round(elapsed, 3), "event_doc_bytes": event_bytes,
-                                   "household_doc_bytes": household_bytes}
+
+    def size(spec: CollectionSpec, docs: list[dict[str, Any]]) -> int:
+        return sum(len(raw_row(spec, doc)[2]) for doc in docs) // max(1, len(docs))
+
+    return len(events) / elapsed, {
+        "raw_seconds": round(elapsed, 3), "raw_rows": ["events", "households", "visits"],
+        "event_doc_bytes": size(event_spec, sample),
+        "household_doc_bytes": size(household_spec, [households[doc["household_id"]] for doc in sample]),
+        "visit_doc_bytes": size(visit_spec, [visits[doc["id"]] for doc in sample if doc["id"] in visits])}
 
 
 def first_sync(session: Session, limit: int = 500, on_page: Callable[[], None] | None = None

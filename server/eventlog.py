@@ -10,9 +10,10 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sync import Event, Recall, canonical_json
+from sync import Event, Recall
 from sync.stamps import parse_stamp
 
+from .jsonio import canonical_bytes
 from .storage import Store, Writer
 
 EVENTS = "events"
@@ -23,8 +24,9 @@ HOUSEHOLD_EVENT_TYPES = ("visit", "household_edit", "resolution", "import", "era
 
 
 def body_hash(body: Any) -> str:
-    """sha256 of the body's canonical JSON (``sync.values.canonical_json``)."""
-    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+    """sha256 of the body's canonical JSON (``sync.values.canonical_json``, spelt by orjson where
+    that is the same text: ``server.jsonio.canonical_bytes``)."""
+    return hashlib.sha256(canonical_bytes(body)).hexdigest()
 
 
 def same_body(stored: Mapping[str, Any], digest: str) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from sync import Record, fold, pull_of_document
@@ -16,27 +16,48 @@ from .storage import Store, Writer
 from .timeutil import iso, now_utc
 
 HOUSEHOLDS = "households"
+CONFLICTS = "conflicts"
 
 
 def write_household(tx: Writer, record: Record, previous: Mapping[str, Any], seq: int | None) -> None:
     """Store a household and bring its entries in the conflict index up to date."""
-    conflicts = record.conflicts()
-    doc = {"id": record.id, "village": record.village, "open_conflicts": len(conflicts),
-           "updated_at": iso(now_utc()), "record": record.to_document()}
-    for key in ("source", "imported"):
-        if key in previous:
-            doc[key] = previous[key]
-    tx.put(HOUSEHOLDS, doc, expect_seq=seq)
-    current = {c["id"] for c in conflicts}
-    # Only a household that had open conflicts can have one to close.
-    had_open = previous.get("open_conflicts", 0) > 0
-    for old in tx.find("conflicts", {"household_id": record.id, "open": True}) if had_open else ():
-        if old["id"] not in current:
-            tx.put("conflicts", {**old, "open": False, "closed_at": doc["updated_at"]})
-    for conflict in conflicts:
-        known = tx.get("conflicts", conflict["id"])
-        if known is None or not known["open"]:
-            tx.put("conflicts", {**conflict, "open": True, "opened_at": doc["updated_at"]})
+    write_households(tx, [(record, previous, seq)])
+
+
+def write_households(tx: Writer, changed: Sequence[tuple[Record, Mapping[str, Any], int | None]]) -> None:
+    """:func:`write_household` of each ``(record, previous document, its seq or None)``, in a few
+    batched writes (a push changes hundreds of households at once). The households are written
+    conditionally on their seq: one changed meanwhile refuses them all (WriteConflict)."""
+    if not changed:
+        return
+    updated_at = iso(now_utc())
+    docs, seqs, found = [], [], []
+    for record, previous, seq in changed:
+        conflicts = record.conflicts()
+        doc = {"id": record.id, "village": record.village, "open_conflicts": len(conflicts),
+               "updated_at": updated_at, "record": record.to_document()}
+        for key in ("source", "imported"):
+            if key in previous:
+                doc[key] = previous[key]
+        docs.append(doc)
+        seqs.append(seq)
+        # Only a household that had open conflicts can have one to close.
+        found.append((record.id, conflicts, previous.get("open_conflicts", 0) > 0))
+    tx.put_many(HOUSEHOLDS, docs, expect_seqs=seqs)
+    if not any(conflicts or had_open for _, conflicts, had_open in found):
+        return
+    known = tx.get_many(CONFLICTS, [c["id"] for _, conflicts, _ in found for c in conflicts])
+    writes = []
+    for household_id, conflicts, had_open in found:
+        current = {c["id"] for c in conflicts}
+        for old in tx.find(CONFLICTS, {"household_id": household_id, "open": True}) if had_open else ():
+            if old["id"] not in current:
+                writes.append({**old, "open": False, "closed_at": updated_at})
+        for conflict in conflicts:
+            stored = known.get(conflict["id"])
+            if stored is None or not stored["open"]:
+                writes.append({**conflict, "open": True, "opened_at": updated_at})
+    tx.put_many(CONFLICTS, writes)
 
 
 def rebuild_household(reader: Store | Writer, household_id: str) -> Record:

@@ -27,7 +27,7 @@ from .collector import collector_paused
 from .devices import note_push
 from .eventlog import body_hash, event_document, event_recall, same_body
 from .geo import BoundaryIndex, check_geotag
-from .households import write_household
+from .households import write_households
 from .i18n import gettext, lazy_gettext
 from .jsonio import storage_problems
 from .privacy.erasure import engine_dict, erased_numbers, late_write, scrubbed_event, scrubbed_visit
@@ -78,11 +78,24 @@ class _Batch:
     dirty: set[str] = field(default_factory=set)
     seen: dict[str, str] = field(default_factory=dict)  # event id -> body hash, within this batch
     applied: dict[str, Any] = field(default_factory=dict)  # event id -> engine Event, not yet written
+    # What the batch's events name, read in one query per collection before any is judged.
+    stored_events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stored_households: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stored_visits: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Events and visits are written after the households they change: on a store without
     # transactions, a batch cut short then leaves households that a retry re-applies
     # idempotently, never an event stored without its effect.
     later: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     erased: frozenset[str] = frozenset()  # keyed hashes of erased NIKs (server/privacy/erasure.py)
+
+    def load(self, items: list[_Prepared]) -> None:
+        """Read every stored event, household and superseded visit the batch's events name."""
+        named = [item.raw for item in items if item.digest is not None]
+        self.stored_events = self.tx.get_many("events", [raw["id"] for raw in named])
+        judged = [raw for raw in named if raw["id"] not in self.stored_events]
+        self.stored_households = self.tx.get_many("households", [raw["household_id"] for raw in judged])
+        self.stored_visits = self.tx.get_many("visits", [raw["supersedes"] for raw in judged
+                                                         if raw.get("supersedes")])
 
     def insert_later(self, collection: str, doc: dict[str, Any]) -> None:
         self.later.append(("insert", collection, doc))
@@ -91,11 +104,19 @@ class _Batch:
         self.later.append(("put", collection, doc))
 
     def flush(self) -> None:
-        for op, collection, doc in self.later:
+        """The writes noted for later, in their order, one batch per run of one kind."""
+        start = 0
+        while start < len(self.later):
+            op, collection, _ = self.later[start]
+            end = start
+            while end < len(self.later) and self.later[end][:2] == (op, collection):
+                end += 1
+            docs = [doc for _, _, doc in self.later[start:end]]
             if op == "insert":
-                self.tx.insert(collection, doc)
+                self.tx.insert_many(collection, docs)
             else:
-                self.tx.put(collection, doc)
+                self.tx.put_many(collection, docs)
+            start = end
 
 
 @dataclass
@@ -236,10 +257,10 @@ class PushService:
             batch = _Batch(tx, StoredClock(tx, settings.wall_ms), received_at, erased=erased_numbers(tx))
             if device_hlc and is_hlc(device_hlc) and not is_too_far_ahead(device_hlc, now, settings.skew_bound_ms):
                 batch.clock.observe(device_hlc)
+            batch.load(prepared)
             results = [self._take(batch, caller, item) for item in prepared]
-            for household_id in sorted(batch.dirty):
-                record, seq, previous = batch.households[household_id]
-                write_household(tx, record, previous, seq)
+            write_households(tx, [(record, previous, seq) for record, seq, previous in
+                                  (batch.households[household_id] for household_id in sorted(batch.dirty))])
             batch.flush()
             note_push(tx, caller.username, caller.device_id, events, results, now, received_at)
             # The reply carries the server's time now, above everything this push stored.
@@ -298,7 +319,7 @@ class PushService:
         if event_id in batch.seen:
             same = batch.seen[event_id] == item.digest
         else:
-            stored = batch.tx.get("events", event_id)
+            stored = batch.stored_events.get(event_id)
             if stored is None:
                 return None
             mine = stored["device_id"] == caller.device_id and stored["officer"] == caller.username
@@ -333,7 +354,7 @@ class PushService:
         flags, visit = list(item.flags), item.visit
         supersedes = raw.get("supersedes")
         if supersedes:
-            earlier = batch.tx.get("visits", supersedes)
+            earlier = batch.stored_visits.get(supersedes)
             if earlier is None or earlier["household_id"] != household_id:
                 return _rejected(event_id, "invalid",
                                  gettext("supersedes must name an earlier visit of this household."),
@@ -369,7 +390,7 @@ class PushService:
 
     def _household(self, batch: _Batch, household_id: str) -> tuple[Record, int | None, dict[str, Any]]:
         if household_id not in batch.households:
-            doc = batch.tx.get("households", household_id)
+            doc = batch.stored_households.get(household_id)
             if doc is None:
                 batch.households[household_id] = (Record(household_id), None, {})
             else:

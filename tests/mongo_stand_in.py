@@ -33,7 +33,7 @@ from typing import Any
 
 import mongomock_ng
 from mongomock_ng.filtering import filter_applies, resolve_sort_key
-from pymongo import ReturnDocument
+from pymongo import InsertOne, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo import errors as mongo_errors
 from pymongo.errors import InvalidOperation
 
@@ -125,6 +125,20 @@ class _Result:
     upserted_id: Any = None
     deleted_count: int = 0
     inserted_id: Any = None
+
+
+@dataclass
+class _BulkResult:
+    inserted_count: int = 0
+    matched_count: int = 0
+    modified_count: int = 0
+    upserted_count: int = 0
+
+    def add(self, result: _Result) -> None:
+        self.inserted_count += result.inserted_id is not None
+        self.matched_count += result.matched_count
+        self.modified_count += result.modified_count
+        self.upserted_count += result.upserted_id is not None
 
 
 @dataclass
@@ -435,39 +449,83 @@ class _Collection:
     def count_documents(self, filter: Any, *, session: Any = None) -> int:
         return len(self._read(filter, session, "count_documents"))
 
+    def _insert(self, txn: _Txn | None, doc: dict[str, Any]) -> _Result:
+        doc = {"_id": doc.get("_id", uuid.uuid4().hex), **doc}
+        if self._first({"_id": doc["_id"]}, txn) is not None:
+            if txn is not None:
+                txn.abort_on_server()
+            raise duplicate_key(self.ns, {"_id": doc["_id"]})
+        self._write(txn, doc["_id"], doc)
+        return _Result(inserted_id=doc["_id"])
+
+    def _replace(self, txn: _Txn | None, filter: Any, replacement: dict[str, Any], upsert: bool) -> _Result:
+        current = self._first(filter, txn)
+        if current is None and not upsert:
+            return _Result()
+        _id = current["_id"] if current is not None else replacement.get("_id", filter.get("_id"))
+        self._write(txn, _id, {**replacement, "_id": _id})
+        return _Result(matched_count=0 if current is None else 1, modified_count=0 if current is None else 1,
+                       upserted_id=None if current is not None else _id)
+
+    def _update(self, txn: _Txn | None, filter: Any, update: Any, upsert: bool) -> _Result:
+        current = self._first(filter, txn)
+        if current is None and not upsert:
+            return _Result()
+        new = self._updated(current, filter, update)
+        self._write(txn, new["_id"], new)
+        return _Result(matched_count=0 if current is None else 1, modified_count=0 if current is None else 1,
+                       upserted_id=None if current is not None else new["_id"])
+
     def insert_one(self, doc: dict[str, Any], *, session: Any = None) -> _Result:
         with self.client.lock:
-            txn = self._txn(session, "insert_one")
-            doc = {"_id": doc.get("_id", uuid.uuid4().hex), **doc}
-            if self._first({"_id": doc["_id"]}, txn) is not None:
-                if txn is not None:
-                    txn.abort_on_server()
-                raise duplicate_key(self.ns, {"_id": doc["_id"]})
-            self._write(txn, doc["_id"], doc)
-            return _Result(inserted_id=doc["_id"])
+            return self._insert(self._txn(session, "insert_one"), doc)
 
     def replace_one(self, filter: Any, replacement: dict[str, Any], upsert: bool = False, *,
                     session: Any = None) -> _Result:
         with self.client.lock:
-            txn = self._txn(session, "replace_one")
-            current = self._first(filter, txn)
-            if current is None and not upsert:
-                return _Result()
-            _id = current["_id"] if current is not None else replacement.get("_id", filter.get("_id"))
-            self._write(txn, _id, {**replacement, "_id": _id})
-            return _Result(matched_count=0 if current is None else 1, modified_count=0 if current is None else 1,
-                           upserted_id=None if current is not None else _id)
+            return self._replace(self._txn(session, "replace_one"), filter, replacement, upsert)
 
     def update_one(self, filter: Any, update: Any, upsert: bool = False, *, session: Any = None) -> _Result:
         with self.client.lock:
-            txn = self._txn(session, "update_one")
-            current = self._first(filter, txn)
-            if current is None and not upsert:
-                return _Result()
-            new = self._updated(current, filter, update)
-            self._write(txn, new["_id"], new)
-            return _Result(matched_count=0 if current is None else 1, modified_count=0 if current is None else 1,
-                           upserted_id=None if current is not None else new["_id"])
+            return self._update(self._txn(session, "update_one"), filter, update, upsert)
+
+    def _bulk(self, txn: _Txn | None, writes: list[Callable[[], _Result]]) -> _BulkResult:
+        """Ordered writes as the server runs a batch: each in turn; the first write error stops it
+        (the writes before it stay, outside a transaction) and is reported per operation, in a
+        BulkWriteError; a write conflict inside a transaction fails the whole command, with its label."""
+        total = _BulkResult()
+        for index, write in enumerate(writes):
+            try:
+                result = write()
+            except mongo_errors.DuplicateKeyError as exc:
+                raise mongo_errors.BulkWriteError({
+                    "writeErrors": [{**(exc.details or {}), "index": index}], "writeConcernErrors": [],
+                    "nInserted": total.inserted_count, "nUpserted": total.upserted_count,
+                    "nMatched": total.matched_count, "nModified": total.modified_count, "nRemoved": 0,
+                    "upserted": []}) from exc
+            total.add(result)
+        return total
+
+    def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True, *,
+                    session: Any = None) -> _BulkResult:
+        with self.client.lock:
+            txn = self._txn(session, "insert_many")
+            return self._bulk(txn, [lambda d=doc: self._insert(txn, d) for doc in documents])
+
+    def bulk_write(self, requests: list[Any], ordered: bool = True, *, session: Any = None) -> _BulkResult:
+        with self.client.lock:
+            txn = self._txn(session, "bulk_write")
+            writes: list[Callable[[], _Result]] = []
+            for request in requests:  # pymongo's request objects keep their parts in these attributes
+                if isinstance(request, InsertOne):
+                    writes.append(lambda r=request: self._insert(txn, r._doc))
+                elif isinstance(request, ReplaceOne):
+                    writes.append(lambda r=request: self._replace(txn, r._filter, r._doc, bool(r._upsert)))
+                elif isinstance(request, UpdateOne):
+                    writes.append(lambda r=request: self._update(txn, r._filter, r._doc, bool(r._upsert)))
+                else:
+                    raise NotImplementedError(f"the stand-in has no bulk {type(request).__name__}")
+            return self._bulk(txn, writes)
 
     def find_one_and_update(self, filter: Any, update: Any, upsert: bool = False,
                             return_document: Any = ReturnDocument.BEFORE, *, session: Any = None) -> Any:

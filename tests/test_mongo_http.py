@@ -118,7 +118,7 @@ def test_two_officers_pushing_to_one_household_at_once_one_is_judged_again_and_b
 def test_a_primary_stepping_down_under_a_push_is_retried_and_applies_once_injected_fault(stand_in_app):
     app, stand_in = stand_in_app
     ani = Device(app.test_client(), "ani")
-    stand_in.inject("insert_one", not_writable_primary, collection="events", in_transaction=True)
+    stand_in.inject("insert_many", not_writable_primary, collection="events", in_transaction=True)
     event = ani.edit(str(uuid.uuid4()), {"head_name": "Sekali"})
     assert statuses(ani.push([event])) == ["applied"]
     with app.app_context():

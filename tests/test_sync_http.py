@@ -321,16 +321,16 @@ def test_server_clock_starts_above_every_stored_hlc_after_a_restart(app_factory,
 def test_a_push_that_meets_a_concurrent_household_write_is_judged_again(client, field, monkeypatch):
     """On MongoDB two workers may change one household at once; the loser re-reads and re-applies."""
 
-    real = push_module.write_household
+    real = push_module.write_households
     calls = {"n": 0}
 
-    def flaky(tx, record, previous, seq):
+    def flaky(tx, changed):
         calls["n"] += 1
         if calls["n"] == 1:
             raise WriteConflict("changed meanwhile")
-        return real(tx, record, previous, seq)
+        return real(tx, changed)
 
-    monkeypatch.setattr(push_module, "write_household", flaky)
+    monkeypatch.setattr(push_module, "write_households", flaky)
     ani = Device(client, "ani")
     household = new_household()
     reply = ani.push([ani.edit(household, {"head_name": "Sekali"})])

@@ -276,6 +276,33 @@ class Writer(abc.ABC):
         unit of work, where that stores the same document as replacing it would.
         """
 
+    # Batches: what a push does to hundreds of documents at once, in a few statements or round
+    # trips instead of one per document. Each is the same as the single-document method called
+    # for every document in turn, in order; only the cost differs.
+    @abc.abstractmethod
+    def get_many(self, collection: str, ids: Iterable[str]) -> dict[str, Document]:
+        """The stored documents among ``ids``, by id; an id with no document is absent from the
+        answer. The same as :meth:`get` for each id (and, on MongoDB, it remembers each document
+        read, as :meth:`get` does, so that a later :meth:`put_many` writes only what changed)."""
+
+    @abc.abstractmethod
+    def insert_many(self, collection: str, docs: Iterable[Document]) -> list[bool]:
+        """:meth:`insert` of each document in order; one answer per document: True when inserted,
+        False when a document with its id was already stored or came earlier in ``docs`` (the
+        stored one is then left exactly as it was). Tracked collections number the new documents
+        in the order given. A unique index other than ``id`` refusing one raises
+        :class:`UniqueViolation`, as :meth:`insert` does; in a unit of work nothing of it stays."""
+
+    @abc.abstractmethod
+    def put_many(self, collection: str, docs: Iterable[Document], *,
+                 expect_seqs: Iterable[int | None] | None = None) -> list[Document]:
+        """:meth:`put` of each document in order; returns what was stored, one per document.
+
+        ``expect_seqs``, when given, holds one ``expect_seq`` per document (an int, or None for
+        "only if absent"), and the batch is refused with :class:`WriteConflict` if any of them no
+        longer holds; the unit of work it runs in then commits nothing (the caller runs it again,
+        as for a single :meth:`put`)."""
+
     @abc.abstractmethod
     def delete(self, collection: str, id: str) -> bool:
         """Remove the document; True when it existed. Tracked collections never delete

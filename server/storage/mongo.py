@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, InsertOne, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo import errors as mongo_errors
 from pymongo.read_concern import ReadConcern
 from pymongo.read_preferences import ReadPreference
@@ -82,6 +82,9 @@ UNKNOWN_COMMIT = "UnknownTransactionCommitResult"
 WRITE_CONFLICT = 112
 NO_SUCH_TRANSACTION = 251
 MAX_TIME_MS_EXPIRED = 50
+DUPLICATE_KEY = 11000
+# Ids per "$in" read of a batch: a few hundred keep each command small.
+_CHUNK = 500
 # "Not primary" and "node is recovering" codes (the SDAM specification): a fail-over under way.
 UNAVAILABLE_CODES = frozenset({91, 189, 10107, 11600, 11602, 13435, 13436})
 
@@ -208,6 +211,25 @@ def diff_update(old: Document, new: Document) -> dict[str, Any] | None:
     return update
 
 
+class _WriteError:
+    """One entry of a bulk write's ``writeErrors``, shaped as a single write's error for the
+    code that judges duplicate keys."""
+
+    def __init__(self, error: dict[str, Any]):
+        self.details = error
+
+    def __str__(self) -> str:
+        return str(self.details.get("errmsg", ""))
+
+
+def _first_write_error(exc: mongo_errors.BulkWriteError) -> tuple[int | None, dict[str, Any]]:
+    """The index and details of the write that stopped an ordered batch."""
+    errors = (exc.details or {}).get("writeErrors") or []
+    if not errors:
+        return None, {}
+    return errors[0].get("index"), errors[0]
+
+
 def _labelled(exc: BaseException, label: str) -> bool:
     return isinstance(exc, mongo_errors.PyMongoError) and exc.has_error_label(label)
 
@@ -298,9 +320,143 @@ class _MongoWriter(Writer):
             raise self._duplicate(collection, exc, doc["id"]) from exc
         return True
 
+    def get_many(self, collection: str, ids: Any) -> dict[str, Document]:
+        coll = self._coll(collection)
+        wanted = [str(id) for id in dict.fromkeys(ids)]
+        found: dict[str, Document] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start:start + _CHUNK]
+            for doc in self.store._call(lambda c=chunk: list(coll.find({"_id": {"$in": c}}, session=self.session))):
+                self._read[(collection, str(doc["_id"]))] = _copy(doc)
+                found[str(doc["_id"])] = _from_mongo(doc)  # type: ignore[assignment]
+        return found
+
+    def _taken(self, coll: Any, ids: list[str]) -> set[str]:
+        taken: set[str] = set()
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            taken.update(str(doc["_id"]) for doc in self.store._call(
+                lambda c=chunk: list(coll.find({"_id": {"$in": c}}, {"_id": 1}, session=self.session))))
+        return taken
+
+    def insert_many(self, collection: str, docs: Any) -> list[bool]:
+        coll = self._coll(collection)
+        docs = list(docs)
+        taken = self._taken(coll, list({str(doc.get("id")) for doc in docs}))
+        fresh: list[Document] = []
+        answers: list[bool] = []
+        for doc in docs:
+            new = str(doc.get("id")) not in taken
+            if new:
+                taken.add(str(doc.get("id")))
+                fresh.append(doc)
+            answers.append(new)
+        if not fresh:
+            return answers
+        if self.store.spec(collection).tracked:
+            self.reserve(len(fresh))
+        prepared = [self._prepare(collection, doc) for doc in fresh]
+        try:
+            self.store._call(coll.insert_many, [_to_mongo(doc) for doc in prepared], ordered=True,
+                             session=self.session)
+        except mongo_errors.BulkWriteError as exc:
+            index, error = _first_write_error(exc)
+            if self.session is None and error.get("code") == DUPLICATE_KEY and self._is_id_clash(error):
+                # A concurrent writer inserted that id first: the documents before it are stored,
+                # that one is not ours, and the rest are inserted one by one.
+                clash = prepared[index]["id"]
+                answers[next(i for i, doc in enumerate(docs) if str(doc.get("id")) == clash)] = False
+                rest = {str(doc["id"]) for doc in prepared[index + 1:]}
+                for i, doc in enumerate(docs):
+                    if str(doc.get("id")) in rest and answers[i]:
+                        answers[i] = self.insert(collection, doc)
+                return answers
+            translated = self._bulk_error(collection, exc, prepared[index]["id"] if index is not None else "?")
+            if translated is exc:
+                raise
+            raise translated from exc
+        return answers
+
+    def put_many(self, collection: str, docs: Any, *, expect_seqs: Any = None) -> list[Document]:
+        coll = self._coll(collection)
+        docs = list(docs)
+        expected = [_UNSET] * len(docs) if expect_seqs is None else list(expect_seqs)
+        if len(expected) != len(docs):
+            raise ValueError("put_many: one expect_seq per document")
+        ids = [str(doc.get("id")) for doc in docs]
+        if len(set(ids)) != len(ids) or len(docs) < 2:  # later puts of one id depend on the earlier
+            return [self.put(collection, doc, expect_seq=seq) for doc, seq in zip(docs, expected, strict=True)]
+        if self.store.spec(collection).tracked:
+            self.reserve(len(docs))
+        prepared = [self._prepare(collection, doc) for doc in docs]
+        operations: list[Any] = []
+        operation_ids: list[str] = []
+        must_match = upserts = 0
+        written: list[tuple[tuple[str, str], Document]] = []
+        for doc, expect_seq in zip(prepared, expected, strict=True):
+            body = _to_mongo(doc)
+            key = (collection, str(body["_id"]))
+            before = self._read.get(key)
+            operation, counts = self._operation(before, body, expect_seq)
+            if operation is not None:
+                operations.append(operation)
+                operation_ids.append(str(body["_id"]))
+                must_match += counts == "match"
+                upserts += counts == "upsert"
+            if before is not None:
+                written.append((key, body))
+        if operations:
+            try:
+                result = self.store._call(coll.bulk_write, operations, ordered=True, session=self.session)
+            except mongo_errors.BulkWriteError as exc:
+                index, _ = _first_write_error(exc)
+                translated = self._bulk_error(collection, exc, operation_ids[index or 0])
+                if translated is exc:
+                    raise
+                raise translated from exc
+            if result.matched_count + result.upserted_count < must_match + upserts:
+                raise WriteConflict(f"{collection}: a document changed since it was read")
+        for key, body in written:
+            self._read[key] = _copy(body)
+        return prepared
+
+    def _operation(self, before: Document | None, body: Document, expect_seq: Any) -> tuple[Any, str]:
+        """The bulk operation :meth:`put` would run for ``body``, and what it must count: "match"
+        (a conditional write that must find its document), "upsert" (matches or inserts), "insert"."""
+        conditional = expect_seq is not _UNSET and expect_seq is not None
+        diffable = before is not None and expect_seq is not None and (
+            self.session is not None or (conditional and before.get("seq") == expect_seq))
+        by_id = _by_id(body["_id"])
+        if diffable:
+            filter_ = {**by_id, "seq": expect_seq} if conditional else by_id
+            update = diff_update(before, body)  # type: ignore[arg-type]
+            if update is None:
+                return ReplaceOne(filter_, body), "match"
+            if not update:
+                return None, ""
+            return UpdateOne(filter_, update), "match"
+        if expect_seq is _UNSET:
+            return ReplaceOne(by_id, body, upsert=True), "upsert"
+        if expect_seq is None:
+            return InsertOne(body), "insert"
+        return ReplaceOne({**by_id, "seq": expect_seq}, body), "match"
+
+    def _bulk_error(self, collection: str, exc: mongo_errors.BulkWriteError, id: str) -> BaseException:
+        """The storage error for a failed batch: a duplicate key as for one write, a write conflict
+        reported per operation as for one write; anything else is a bug to see."""
+        _, error = _first_write_error(exc)
+        code = error.get("code")
+        if code == DUPLICATE_KEY:
+            if self._is_id_clash(error):
+                return WriteConflict(f"{collection}/{id} was written by a concurrent unit of work")
+            return self.store._unique_violation(collection, _WriteError(error))
+        if code in (WRITE_CONFLICT, NO_SUCH_TRANSACTION):
+            return WriteConflict(f"the store reported a conflict; run the unit again ({exc})")
+        return exc
+
     @staticmethod
     def _is_id_clash(exc: Any) -> bool:
-        details = getattr(exc, "details", None) or {}
+        details = exc if isinstance(exc, dict) else getattr(exc, "details", None) or {}
         return "_id" in (details.get("keyPattern") or {}) or "_id_" in str(exc)
 
     def put(self, collection: str, doc: Document, *, expect_seq: Any = _UNSET) -> Document:

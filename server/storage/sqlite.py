@@ -36,6 +36,8 @@ from .base import (
 from .migrations import pending_migrations
 
 _UNSET = ...
+# Ids per "IN (...)" statement: well below SQLite's bound on parameters (999 before 3.32).
+_CHUNK = 500
 
 
 def _dumps(doc: Document) -> str:
@@ -114,6 +116,82 @@ class _SQLiteWriter(Writer):
         except sqlite3.IntegrityError as exc:
             raise self.store._unique_violation(collection, exc) from exc
         return doc
+
+    def _allocate_block(self, count: int) -> list[int]:
+        if count == 0:
+            return []
+        (last,) = self.conn.execute(
+            "UPDATE meta SET value = value + ? WHERE key = 'seq' RETURNING value", (count,)).fetchone()
+        seqs = list(range(int(last) - count + 1, int(last) + 1))
+        if self.store.hooks.after_allocate:
+            for seq in seqs:
+                self.store.hooks.after_allocate(seq)
+        return seqs
+
+    def _stored(self, collection: str, ids: list[str], what: str) -> list[tuple[Any, ...]]:
+        """Rows ``SELECT id, <what>`` of the ids, in chunks that stay below SQLite's bound on parameters."""
+        rows: list[tuple[Any, ...]] = []
+        table = _table(collection)
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            rows.extend(self.conn.execute(
+                f"SELECT id, {what} FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        return rows
+
+    def _write_many(self, collection: str, docs: list[Document], verb: str) -> list[Document]:
+        spec = self.store.spec(collection)
+        for doc in docs:
+            self.store.check_document(collection, doc)
+        docs = [dict(doc) for doc in docs]
+        if spec.tracked:
+            for doc, seq in zip(docs, self._allocate_block(len(docs)), strict=True):
+                doc["seq"] = seq
+        fields = spec.fields
+        columns = ["id", "seq", "body", *(_column(f) for f in fields)]
+        sql = (f"{verb} INTO {_table(collection)} ({','.join(columns)}) "
+               f"VALUES ({','.join('?' * len(columns))})")
+        rows = [(doc["id"], doc.get("seq"), _dumps(doc), *(doc.get(f) for f in fields)) for doc in docs]
+        try:
+            self.conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise self.store._unique_violation(collection, exc) from exc
+        return docs
+
+    def get_many(self, collection: str, ids: Any) -> dict[str, Document]:
+        self.store.spec(collection)
+        wanted = list(dict.fromkeys(ids))
+        return {row[0]: orjson.loads(row[1]) for row in self._stored(collection, wanted, "body")}
+
+    def insert_many(self, collection: str, docs: Any) -> list[bool]:
+        self.store.spec(collection)
+        docs = list(docs)
+        taken = {row[0] for row in self._stored(collection, list({doc.get("id") for doc in docs}), "1")}
+        fresh: list[Document] = []
+        answers: list[bool] = []
+        for doc in docs:
+            new = doc.get("id") not in taken
+            if new:
+                taken.add(doc.get("id"))
+                fresh.append(doc)
+            answers.append(new)
+        self._write_many(collection, fresh, "INSERT")
+        return answers
+
+    def put_many(self, collection: str, docs: Any, *, expect_seqs: Any = None) -> list[Document]:
+        self.store.spec(collection)
+        docs = list(docs)
+        if expect_seqs is not None:
+            expected = list(expect_seqs)
+            if len(expected) != len(docs):
+                raise ValueError("put_many: one expect_seq per document")
+            ids = [doc.get("id") for doc in docs]
+            if len(set(ids)) != len(ids):  # a second put of one id expects the first's new seq
+                return [self.put(collection, doc, expect_seq=seq) for doc, seq in zip(docs, expected, strict=True)]
+            current = dict(self._stored(collection, ids, "seq"))
+            for id, seq in zip(ids, expected, strict=True):
+                if (id in current) != (seq is not None) or (seq is not None and current[id] != seq):
+                    raise WriteConflict(f"{collection}/{id} changed since it was read")
+        return self._write_many(collection, docs, "INSERT OR REPLACE")
 
     def insert(self, collection: str, doc: Document) -> bool:
         self.store.spec(collection)

@@ -318,3 +318,98 @@ def test_geojson_points_round_trip_and_mongodb_indexes_them(store, backend_store
                                                       [107.5, -6.9], [107.5, -7.1]]]}
         inside = list(store.db["things"].find({"location": {"$geoWithin": {"$geometry": square}}}))
         assert [d["_id"] for d in inside] == ["t0001"]
+
+
+# -- batches: many documents in one call ----------------------------------------------------------
+def test_get_many_answers_the_stored_documents_by_id_and_leaves_out_unknown_ids(store):
+    for i in range(3):
+        store.insert("things", _thing(i))
+
+    def read(tx):
+        tx.insert("things", _thing(7))  # a unit's batch read sees its own writes
+        return tx.get_many("things", ["t0002", "nope", "t0000", "t0002", "t0007"])
+
+    found = store.unit_of_work(read)
+    assert set(found) == {"t0000", "t0002", "t0007"}
+    assert found["t0002"] == store.get("things", "t0002")
+    assert store.unit_of_work(lambda tx: tx.get_many("things", [])) == {}
+
+
+def test_get_many_reads_more_ids_than_one_statement_holds(store):
+    store.unit_of_work(lambda tx: tx.insert_many("things", [_thing(i) for i in range(1203)]))
+    ids = [f"t{i:04d}" for i in range(1300)]
+    found = store.unit_of_work(lambda tx: tx.get_many("things", ids))
+    assert sorted(found) == [f"t{i:04d}" for i in range(1203)]
+
+
+def test_insert_many_inserts_in_order_and_answers_each_document_as_insert_would(store):
+    store.insert("things", _thing(1, size=100))
+    docs = [_thing(0), _thing(1, size=5), _thing(2), _thing(2, size=9), _thing(3)]
+    assert store.unit_of_work(lambda tx: tx.insert_many("things", docs)) == [True, False, True, False, True]
+    assert store.get("things", "t0001")["size"] == 100  # the stored one is left as it was
+    assert store.get("things", "t0002")["size"] == 2  # the first of two with one id
+    stored = store.changes("things", 0)
+    assert [d["id"] for d in stored] == ["t0001", "t0000", "t0002", "t0003"]  # numbered in the order given
+    assert len({d["seq"] for d in stored}) == 4
+    assert store.unit_of_work(lambda tx: tx.insert_many("things", [])) == []
+
+
+def test_insert_many_refused_by_a_unique_index_leaves_nothing_of_the_unit(transactional_store):
+    store = transactional_store
+    store.insert("notes", {"id": "n1", "author": "ani", "code": "A"})
+    with pytest.raises(UniqueViolation) as info:
+        store.unit_of_work(lambda tx: tx.insert_many("notes", [{"id": "n2", "author": "budi", "code": "B"},
+                                                               {"id": "n3", "author": "budi", "code": "A"}]))
+    assert info.value.fields == ("code",)
+    assert store.get("notes", "n2") is None
+    assert store.get("notes", "n3") is None
+
+
+def test_put_many_replaces_each_document_and_moves_it_to_the_end_of_the_sequence(store):
+    for i in range(3):
+        store.insert("things", _thing(i))
+    before = {d["id"]: d["seq"] for d in store.changes("things", 0)}
+
+    def edit(tx):
+        docs = tx.get_many("things", ["t0000", "t0002"])
+        return tx.put_many("things", [{**docs["t0002"], "size": 20}, {**docs["t0000"], "size": 10}, _thing(5)])
+
+    written = store.unit_of_work(edit)
+    assert [d["id"] for d in written] == ["t0002", "t0000", "t0005"]
+    assert [d["id"] for d in store.changes("things", max(before.values()))] == ["t0002", "t0000", "t0005"]
+    assert [store.get("things", f"t000{i}")["size"] for i in (0, 1, 2, 5)] == [10, 1, 20, 5]
+    assert [d["seq"] for d in written] == [store.get("things", d["id"])["seq"] for d in written]
+
+
+def test_put_many_with_expected_seqs_writes_when_they_hold(store):
+    first = store.put("things", _thing(1))
+
+    def edit(tx):
+        return tx.put_many("things", [_thing(1, size=11), _thing(2, size=22)], expect_seqs=[first["seq"], None])
+
+    store.unit_of_work(edit)
+    assert store.get("things", "t0001")["size"] == 11
+    assert store.get("things", "t0002")["size"] == 22
+
+
+def test_put_many_refuses_the_batch_when_one_expected_seq_no_longer_holds(transactional_store):
+    store = transactional_store
+    first = store.put("things", _thing(1))
+    store.put("things", _thing(1, size=3))  # changed since "first" was read
+    with pytest.raises(WriteConflict), store.transaction() as tx:
+        tx.put_many("things", [_thing(2, size=22), _thing(1, size=11)], expect_seqs=[None, first["seq"]])
+    assert store.get("things", "t0001")["size"] == 3
+    assert store.get("things", "t0002") is None
+    with pytest.raises(WriteConflict), store.transaction() as tx:  # "only if absent" for a stored one
+        tx.put_many("things", [_thing(1, size=4), _thing(3)], expect_seqs=[None, None])
+    assert store.get("things", "t0001")["size"] == 3
+    assert store.get("things", "t0003") is None
+
+
+def test_put_many_of_one_id_twice_is_two_puts_in_turn(store):
+    def twice(tx):
+        return tx.put_many("things", [_thing(1, size=1), _thing(1, size=2)])
+
+    first, second = store.unit_of_work(twice)
+    assert second["seq"] > first["seq"]
+    assert store.get("things", "t0001") == second

@@ -387,3 +387,103 @@ def test_a_primary_stepping_down_outside_a_transaction_is_unavailable_not_retrie
     _assert_once(store, [])
     store.unit_of_work(_insert(_thing(1)))
     _assert_once(store, ["t0001"])
+
+
+# -- batches ---------------------------------------------------------------------------------------------
+def test_a_batch_is_one_write_and_a_read_batch_written_back_sets_only_the_changed_paths():
+    stand_in = StandIn()
+    store = _open(stand_in)
+    stand_in.ops.clear()
+    store.unit_of_work(lambda tx: tx.insert_many("things", [_thing(i, record={"a": i}) for i in range(10)]))
+    writes = [op for op in stand_in.ops if op[1] == "things"]
+    assert writes == [("find", "things", True), ("insert_many", "things", True)]
+    allocations = [op for op in stand_in.ops if op == ("find_one_and_update", "kunjung_meta", False)]
+    assert len(allocations) == 1  # the batch reserved its numbers
+    updates = []
+    real_bulk = type(stand_in["kunjung"]["things"]).bulk_write
+
+    def recording(self, requests, *args, **kwargs):
+        updates.extend(type(request).__name__ for request in requests)
+        return real_bulk(self, requests, *args, **kwargs)
+
+    type(stand_in["kunjung"]["things"]).bulk_write = recording
+    try:
+        def edit(tx):
+            docs = tx.get_many("things", ["t0001", "t0002"])
+            tx.put_many("things", [{**doc, "record": {"a": doc["record"]["a"] + 10}} for doc in docs.values()],
+                        expect_seqs=[doc["seq"] for doc in docs.values()])
+
+        stand_in.ops.clear()
+        store.unit_of_work(edit)
+    finally:
+        type(stand_in["kunjung"]["things"]).bulk_write = real_bulk
+    assert [op for op in stand_in.ops if op[1] == "things"] == [("find", "things", True),
+                                                                 ("bulk_write", "things", True)]
+    assert updates == ["UpdateOne", "UpdateOne"]
+    assert [store.get("things", f"t000{i}")["record"] for i in (0, 1, 2)] == [{"a": 0}, {"a": 11}, {"a": 12}]
+    _assert_once(store, [f"t{i:04d}" for i in range(10)])
+
+
+@pytest.mark.parametrize(("op", "error"), [
+    ("insert_many", write_conflict),
+    ("insert_many", not_writable_primary),
+    ("bulk_write", write_conflict),
+], ids=["write conflict 112 in insert_many", "NotWritablePrimary in insert_many", "write conflict 112 in bulk_write"])
+def test_a_transient_error_in_a_batch_runs_the_unit_again_and_applies_it_once(faulty, op, error):
+    stand_in, store = faulty
+    store.insert("things", _thing(0))
+    retried = []
+    store.hooks.before_retry = lambda attempt, exc: retried.append(exc)
+    stand_in.inject(op, error, collection="things", in_transaction=True)
+
+    def work(tx):
+        tx.insert_many("things", [_thing(1), _thing(2)])
+        tx.put_many("things", [_thing(0, size=5), _thing(3)])
+
+    store.unit_of_work(work)
+    assert len(retried) == 1
+    assert isinstance(retried[0], WriteConflict)
+    _assert_once(store, ["t0000", "t0001", "t0002", "t0003"])
+    assert store.get("things", "t0000")["size"] == 5
+
+
+def test_another_writer_inserting_an_id_of_a_batch_runs_the_unit_again(faulty, monkeypatch):
+    """Another writer inserted one of the ids after the batch looked: the server refuses the
+    transaction's write; the unit runs again, finds the document and answers False for it."""
+    _, store = faulty
+    from server.storage import mongo as mongo_module
+
+    looked = []
+    real_taken = mongo_module._MongoWriter._taken
+
+    def blind_once(self, coll, ids):
+        if not looked:
+            looked.append(ids)
+            writer = threading.Thread(target=store.insert, args=("things", _thing(2, size=99)))
+            writer.start()  # another worker's insert, committed at once
+            writer.join()
+            return set()
+        return real_taken(self, coll, ids)
+
+    monkeypatch.setattr(mongo_module._MongoWriter, "_taken", blind_once)
+    retried = []
+    store.hooks.before_retry = lambda attempt, exc: retried.append(exc)
+    answers = store.unit_of_work(lambda tx: tx.insert_many("things", [_thing(1), _thing(2), _thing(3)]))
+    assert answers == [True, False, True]
+    assert len(retried) == 1
+    assert isinstance(retried[0], WriteConflict)
+    assert store.get("things", "t0002")["size"] == 99
+    _assert_once(store, ["t0001", "t0002", "t0003"])
+
+
+def test_a_duplicate_id_in_a_batch_without_transactions_answers_false_for_it_and_inserts_the_rest(monkeypatch):
+    stand_in = StandIn(topology=STANDALONE)
+    store = _open(stand_in, allow_standalone=True)
+    from server.storage import mongo as mongo_module
+
+    store.insert("things", _thing(2, size=99))
+    monkeypatch.setattr(mongo_module._MongoWriter, "_taken", lambda self, coll, ids: set())
+    answers = store.unit_of_work(lambda tx: tx.insert_many("things", [_thing(1), _thing(2), _thing(3)]))
+    assert answers == [True, False, True]
+    assert store.get("things", "t0002")["size"] == 99
+    assert {d["id"] for d in store.changes("things", 0)} == {"t0001", "t0002", "t0003"}
