@@ -87,6 +87,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOAD_LIBRARY_FORMS", "KUNJUNG_LOAD_LIBRARY_FORMS", True, _bool,
             "Publish the shipped forms on first start"),
     Setting("LOG_LEVEL", "KUNJUNG_LOG_LEVEL", "INFO", str.upper, "Logging level"),
+    Setting("PUBLIC_URL", "KUNJUNG_PUBLIC_URL", None, lambda text: text.strip().rstrip("/") or None,
+            "The address phones reach the server at (http://192.168.1.10:8000 on the hall's Wi-Fi, or the "
+            "district's https name); put in ODK Collect's set-up QR codes. Unset: the address a request came to"),
 )
 
 
