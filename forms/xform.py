@@ -488,3 +488,53 @@ def read_submission(definition: Definition, root: etree._Element) -> Submission:
                                       {f"{definition.roster}[{index}].{MEMBER_ROW_ID}": ["missing"]})
     return sub
 
+
+
+def _xml_value(kind: str, value: Any) -> str:
+    if kind == "select_multiple" and isinstance(value, list):
+        return " ".join(str(item) for item in value)
+    if kind == "geopoint" and isinstance(value, Mapping):
+        return " ".join(str(value.get(key, 0)) for key in ("lat", "lon", "altitude_m", "accuracy_m"))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def submission_xml(definition: Definition, answers: Mapping[str, Any], *, instance_id: str,
+                   household_id: str | None = None, picked: bool = False,
+                   base: Mapping[str, list[str]] | None = None, deprecated_id: str | None = None) -> bytes:
+    """The XML Collect would send for `answers` (kunjung's shape) of this form: what `read_submission`
+    reads back. For tools that submit without a form engine (the bench, load tests)."""
+    root = etree.Element(definition.form_id, id=definition.form_id, version=definition.version)
+    saves = saves_household(definition)
+    if saves:
+        etree.SubElement(root, PICK).text = household_id if picked else ""
+        etree.SubElement(root, NEW_ID).text = "" if picked else household_id
+        etree.SubElement(root, HOUSEHOLD_ID).text = household_id
+        for target in saved_top_fields(definition).values():
+            etree.SubElement(root, stamp_property(target)).text = " ".join((base or {}).get(target, ()))
+
+    def add(parent: etree._Element, fields: Iterable[Mapping[str, Any]], values: Mapping[str, Any]) -> None:
+        for spec in fields:
+            name, kind = spec["name"], spec["type"]
+            if kind == "group":
+                add(etree.SubElement(parent, name), spec.get("fields") or (), values)
+            elif kind == "repeat":
+                for row in values.get(name) or ():
+                    element = etree.SubElement(parent, name)
+                    etree.SubElement(element, MEMBER_ROW_ID).text = row.get("_id", "")
+                    add(element, spec.get("fields") or (), row)
+            elif kind != "note":
+                value = values.get(name)
+                etree.SubElement(parent, name).text = "" if value is None else _xml_value(kind, value)
+
+    add(root, definition.data["fields"], answers)
+    meta = etree.SubElement(root, "meta")
+    if saves:
+        entity = etree.SubElement(meta, "entity", dataset=HOUSEHOLD_LIST, id=household_id or "",
+                                  create="false" if picked else "true", update="true" if picked else "false")
+        etree.SubElement(entity, "label").text = household_id
+    etree.SubElement(meta, "instanceID").text = instance_id
+    if deprecated_id:
+        etree.SubElement(meta, "deprecatedID").text = deprecated_id
+    return etree.tostring(root, xml_declaration=False, encoding="utf-8")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ from sync.hlc import HybridClock
 from .app_credentials import AppCaller
 from .areas import scoped_areas, village_where
 from .clock import stored_hlc, wall_ms
+from .cursors import store_identity
 from .forms_registry import FORMS, assigned_to, forms_for, published_definition
 from .households import household_change
 from .push import Caller, PushService, PushSettings
@@ -136,10 +139,35 @@ def households_csv(store: Store, caller: AppCaller, properties: list[str]) -> It
         yield line(row)
 
 
+_MD5_CACHE: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+_MD5_LOCK = threading.Lock()
+_MD5_CACHE_SIZE = 1024
+
+
+def _fingerprint(store: Store, caller: AppCaller, properties: list[str]) -> tuple[Any, ...]:
+    """What the list depends on, cheaply: a household write raises its seq, and a household
+    leaving the store changes the count."""
+    where = village_where(scoped_areas(caller.scope, None))
+    newest = store.find("households", where, order_by="-seq", limit=1)
+    identity = store_identity(store)  # another store (or a restored one) never shares an entry
+    return (identity.store_id, identity.epoch, caller.scope.codes, tuple(properties), newest[0]["seq"] if newest else 0,
+            store.count("households", where))
+
+
 def households_md5(store: Store, caller: AppCaller, properties: list[str]) -> str:
+    """The md5 of the caller's households.csv, worked out again only when a household in scope changed."""
+    key = _fingerprint(store, caller, properties)
+    with _MD5_LOCK:
+        if key in _MD5_CACHE:
+            _MD5_CACHE.move_to_end(key)
+            return _MD5_CACHE[key]
     digest = hashlib.md5()  # noqa: S324 - OpenRosa compares attachments by md5
     for text in households_csv(store, caller, properties):
         digest.update(text.encode("utf-8"))
+    with _MD5_LOCK:
+        _MD5_CACHE[key] = digest.hexdigest()
+        while len(_MD5_CACHE) > _MD5_CACHE_SIZE:
+            _MD5_CACHE.popitem(last=False)
     return digest.hexdigest()
 
 
