@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import auth, collect, exports, forms, health, reports, supervision, sync, users, villages
+from . import auth, collect, exports, forms, health, reports, supervision, sync, uploads, users, villages
 
 BLUEPRINTS = [
     health.blp,
@@ -15,4 +15,5 @@ BLUEPRINTS = [
     reports.blp,
     exports.blp,
     collect.blp,
+    uploads.blp,
 ]
