@@ -906,6 +906,8 @@ def run(args: argparse.Namespace) -> int:
         measure("forms", lambda: form_figures(workdir, scale))
         measure("concurrency", lambda: concurrency_figures(workdir, scale))
         measure("media", lambda: media_figures(workdir, args.quick))
+        measure("openrosa", lambda: __import__("scripts.bench_openrosa").bench_openrosa.openrosa_figures(
+            workdir, scale))  # ODK Collect's figures live in scripts/bench_openrosa.py
     goal_rows = goals(figures) + media_goals(figures)
     info = {"mode": "quick" if args.quick else "full", "machine": {**machine(), "load_average_1m_before": round(
         load_before, 2)}, "errors": errors}
@@ -927,7 +929,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small scales (about a minute); the test suite runs it")
     parser.add_argument("--output", default=str(ROOT / "var" / "bench" / "results.json"),
                         help="where the JSON results go (default var/bench/results.json)")
-    parser.add_argument("--only", help="comma-separated subset of: push, pull, forms, concurrency, media")
+    parser.add_argument("--only", help="comma-separated subset of: push, pull, forms, concurrency, media, openrosa")
     parser.add_argument("--devices", type=int, help="simulated devices for the concurrency figure")
     parser.add_argument("--profile", type=Path, help="record the push with py-spy into this directory")
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, Response, g, has_request_context, request
 
 from . import config as config_module
-from .api import BLUEPRINTS
+from .api import BLUEPRINTS, openrosa
 from .api.base import Api
 from .api.docs import register_docs_assets
 from .blobs import upload_body_limit
@@ -116,4 +116,6 @@ def _register_api(app: Flask) -> None:
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
     register_docs_assets(app)
+    # ODK Collect's OpenRosa API answers XML, so it is a plain blueprint outside the OpenAPI document.
+    app.register_blueprint(openrosa.blp)
     app.extensions["kunjung.api"] = api

@@ -255,6 +255,49 @@ def import_form_command(ctx: Context, file: str, publish_it: bool, assign_all: b
                    "see it; assign it with --assign-all or --village", err=True)
 
 
+@cli.command("collect-qr")
+@click.argument("username")
+@click.option("--device", required=True, help="The phone's device name (hp-ani-02): one credential per phone.")
+@click.option("--json", "as_json", is_flag=True, help="Print Collect's settings JSON instead of writing the images.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder for the PNG and SVG of the QR code.")
+@pass_context
+def collect_qr_command(ctx: Context, username: str, device: str, as_json: bool, out_dir: str) -> None:
+    """Make an ODK Collect credential for a user's phone and its set-up QR code (PNG and SVG).
+
+    The token inside is shown only now; making another for the same phone replaces it, and revoking
+    the device stops it. The URL is KUNJUNG_PUBLIC_URL: the address phones reach the server at."""
+    import json
+
+    from .app_credentials import collect_settings, issue_credential, qr_images, settings_payload
+    from .security.scope import Scope
+
+    public = ctx.app.config.get("PUBLIC_URL")
+    if not public:
+        public = f"http://{os.environ.get('KUNJUNG_HOST', '127.0.0.1')}:{os.environ.get('KUNJUNG_PORT', '8000')}"
+        click.echo(f"KUNJUNG_PUBLIC_URL is not set: the QR code points at {public}, which phones may not reach",
+                   err=True)
+    with ctx.app.app_context():
+        try:
+            token = issue_credential(ctx.store, username.strip().lower(), device, actor="cli",
+                                     actor_scope=Scope("admin", ()), address="cli")
+        except ApiError as exc:
+            details = "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.errors.items())
+            raise click.ClickException(f"{exc.message} {details}".strip()) from None
+    settings = collect_settings(public, token, username.strip().lower(), device)
+    if as_json:
+        click.echo(json.dumps(settings, indent=2))
+        return
+    png, svg = qr_images(settings_payload(settings))
+    stem = Path(out_dir) / f"collect-{username.strip().lower()}-{device}"
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with owner_only():
+        stem.with_suffix(".png").write_bytes(png)
+        stem.with_suffix(".svg").write_text(svg, encoding="utf-8")
+    click.echo(f"server URL (shown once): {settings['general']['server_url']}")
+    click.echo(f"scan in ODK Collect (Add project > Scan QR code): {stem}.png, {stem}.svg")
+
+
 @cli.command("load-library")
 @pass_context
 def load_library_command(ctx: Context) -> None:

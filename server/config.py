@@ -108,6 +108,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RAW_BODY_RETENTION_DAYS", "KUNJUNG_RAW_BODY_RETENTION_DAYS", 365, _positive_int,
             "Days after its review that a visit's raw event body (and its photos) are kept; kunjung "
             "apply-retention removes them"),
+    Setting("PUBLIC_URL", "KUNJUNG_PUBLIC_URL", None, lambda text: text.strip().rstrip("/") or None,
+            "The address phones reach the server at (http://192.168.1.10:8000 on the hall's Wi-Fi, or the "
+            "district's https name); put in ODK Collect's set-up QR codes. Unset: the address a request came to"),
 )
 
 

@@ -39,6 +39,8 @@ COLLECTIONS: list[CollectionSpec] = [
                             Query(("username",), "username", ("username", "id"), why="device figures"),
                             Query((), "username", ("username", "id"), why="device figures, every user"),
                             _counted())),
+    # ODK Collect's app credentials (server/app_credentials.py), by the SHA-256 of the token: read by id only.
+    CollectionSpec("app_credentials", fields=(), queries=(_counted(),)),
     # One document per login: every access and refresh token of that login names it.
     CollectionSpec("logins", fields=("username", "revoked"), retired=(("username",),), queries=(_counted(),)),
     CollectionSpec("rate_limits", fields=("expires_at",), indexes=(("expires_at", "id"),), retired=(("expires_at",),),

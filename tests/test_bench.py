@@ -19,6 +19,8 @@ FIGURES = {
     "form_definition_304": "requests/s",
     "concurrency_push": "ms",
     "concurrency_pull": "ms",
+    "openrosa_submission": "visits/s",
+    "openrosa_entity_list": "ms",
     "media_upload": "MB/s",
     "media_upload_memory": "MB growth (peak)",
     "media_concurrent_photos": "photos/s",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import auth, exports, forms, health, privacy, reports, supervision, sync, uploads, users, villages
+from . import auth, collect, exports, forms, health, privacy, reports, supervision, sync, uploads, users, villages
 
 BLUEPRINTS = [
     health.blp,
@@ -14,6 +14,7 @@ BLUEPRINTS = [
     supervision.blp,
     reports.blp,
     exports.blp,
+    collect.blp,
     uploads.blp,
     privacy.blp,
 ]
