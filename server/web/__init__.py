@@ -69,7 +69,7 @@ def register_web(app: Flask) -> None:
 
     app.config.setdefault("WEB_TILE_URL", os.environ.get("KUNJUNG_WEB_TILE_URL", ""))
     app.config.setdefault("WEB_STALE_DAYS", int(os.environ.get("KUNJUNG_WEB_STALE_DAYS", "3")))
-    install_language(app, blp)
+    install_language(app)
     app.register_blueprint(blp)
 
     @app.get("/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, g, request
+from flask import Flask, g, request
 
 LANGUAGES = ("id", "en")
 DEFAULT_LANGUAGE = "id"
@@ -25,12 +25,11 @@ def _plain_gettext(text: str, **values: Any) -> str:
     return text % values if values else text
 
 
-def install_language(app: Flask, blp: Blueprint) -> None:
+def install_language(app: Flask) -> None:
     """gettext for the templates: the app's catalogue when there is one, else the message itself."""
     translate = _plain_gettext
     app.jinja_env.globals.setdefault("_", translate)
     app.jinja_env.globals.setdefault("gettext", translate)
-    blp.app_context_processor(lambda: {"page_language": page_language() if request else DEFAULT_LANGUAGE})
 
 
 def label(text: Any, language: str | None = None) -> str:

@@ -16,7 +16,7 @@ from .. import forms_registry as registry
 from ..areas import scoped_areas, village_where
 from ..audit import audit, audit_entries, client_address
 from ..conflicts import list_conflicts, resolve_conflict
-from ..devices import list_devices, revoke_device
+from ..devices import revoke_device
 from ..errors import ApiError
 from ..exports import (
     LABEL_MODES,
@@ -44,7 +44,7 @@ from ..visits import REVIEW_STATES, count_visits, get_visit, list_visits, review
 from . import blp
 from . import session as web_session
 from .i18n import COOKIE as LANGUAGE_COOKIE
-from .i18n import LANGUAGES, label
+from .i18n import LANGUAGES, label, page_language
 
 MAP_PAGE = 2000  # visit points per map request: the map fetches pages until it has them all
 SEARCH_SCAN = 20000  # households read at most for one name search
@@ -141,7 +141,7 @@ def shown(value: Any) -> str:
 @blp.app_context_processor
 def _globals() -> dict[str, Any]:
     return {"csrf_token": web_session.csrf_token, "web_user": getattr(g, "web_user", None),
-            "languages": LANGUAGES}
+            "languages": LANGUAGES, "page_language": page_language()}
 
 
 def village_names(store: Any, caller: Scope) -> dict[str, str]:
@@ -460,8 +460,9 @@ def map_villages() -> Any:
 
 
 def map_points(store: Any, caller_user: dict[str, Any], caller: Scope, *, area: str | None, review: str | None,
-               flag: str | None, after: str | None, limit: int = MAP_PAGE) -> dict[str, Any]:
+               flag: str | None, after: str | None, limit: int | None = None) -> dict[str, Any]:
     """One page of visit points for the map, by id (the /api/v1/visits listing, trimmed to what a point needs)."""
+    limit = limit or MAP_PAGE
     found = list_visits(store, caller_user, caller, area=area, review=review, flag=flag, after=after,
                         limit=limit + 1)
     points = []
@@ -491,6 +492,21 @@ def forms() -> Any:
     return render_template("forms.html", forms=registry.all_forms(store))
 
 
+def sheet_rows(errors: dict[str, list[str]]) -> list[tuple[str, str, str]]:
+    """An upload's errors as (sheet, row, message), in sheet and row order; keys the XLSForm reader
+    names ``survey!4`` carry their sheet and row, others (a JSON path, the file) have no row."""
+    rows = []
+    for where, messages in errors.items():
+        sheet, _, row = where.partition("!")
+        for message in messages:
+            rows.append((sheet if row else where, row, message))
+
+    def order(item: tuple[str, str, str]) -> tuple[str, int]:
+        return item[0], int(item[1]) if item[1].isdigit() else 0
+
+    return sorted(rows, key=order)
+
+
 @blp.route("/forms/upload", methods=["POST"])
 @roles("admin")
 def form_upload() -> Any:
@@ -498,13 +514,14 @@ def form_upload() -> Any:
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         return render_template("forms.html", forms=registry.all_forms(store),
-                               upload_errors={"file": ["Choose an XLSForm (.xlsx) or a JSON definition."]}), 422
+                               upload_errors=[("file", "", "Choose an XLSForm (.xlsx) or a JSON definition.")]), 422
     try:
         made = registry.create_draft(store, registry.from_upload(upload.read(), upload.filename), actor=user()["id"],
                                      address=client_address())
     except ApiError as error:
-        return render_template("forms.html", forms=registry.all_forms(store), upload_errors=error.errors or {
-            "file": [error.message]}, upload_message=error.message, upload_name=upload.filename), error.status
+        return render_template("forms.html", forms=registry.all_forms(store),
+                               upload_errors=sheet_rows(error.errors or {"file": [error.message]}),
+                               upload_message=error.message, upload_name=upload.filename), error.status
     return redirect(url_for("web.form", form_id=made["form_id"], uploaded=made["version"]))
 
 
@@ -549,7 +566,8 @@ def users() -> Any:
     store = get_store()
     everyone = list_users(store)
     devices: dict[str, list[dict[str, Any]]] = {}
-    for device in list_devices(store):
+    # Every device, by user: the query the device figures use (list_devices reads one user's).
+    for device in store.find("devices", {}, order_by="username", limit=20000):
         devices.setdefault(device["username"], []).append(device)
     return render_template("users.html", users=everyone, devices=devices, roles=ROLES,
                            created=text_arg("created"), changed=text_arg("changed"))

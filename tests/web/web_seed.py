@@ -134,3 +134,27 @@ def seed(app: Any, *, visits: int = 0) -> dict[str, Any]:
     citra.push([citra.edit(disputed, {"head_name": "Rachmat Hidajat"}, {"head_name": [stamp]})])
     return {"plain": events[0]["id"], "hostile": events[1]["id"], "outside": events[2]["id"],
             "plain_household": plain, "hostile_household": hostile, "disputed_household": disputed}
+
+
+def xlsform_bytes(*, broken: bool = False, version: str = "2") -> bytes:
+    """An XLSForm workbook; ``broken`` names one question twice and uses an undefined choice list."""
+    import io
+
+    import openpyxl
+
+    survey = [["type", "name", "label::Indonesian (id)", "label::English (en)"],
+              ["text", "kepala", "Nama kepala keluarga", "Head of household"],
+              ["select_one " + ("tidak_ada" if broken else "yatidak"), "bantuan", "Menerima bantuan?", "Receives aid?"],
+              ["integer", "kepala" if broken else "jumlah", "Jumlah anggota", "Members"]]
+    choices = [["list_name", "name", "label::Indonesian (id)", "label::English (en)"],
+               ["yatidak", "1", "Ya", "Yes"], ["yatidak", "2", "Tidak", "No"]]
+    settings = [["form_id", "version", "form_title"], ["pendataan_web", version, "Pendataan"]]
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for name, rows in (("survey", survey), ("choices", choices), ("settings", settings)):
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
