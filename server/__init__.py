@@ -16,6 +16,7 @@ from .api.docs import register_docs_assets
 from .clock import start_node
 from .errors import register_error_handlers
 from .forms_registry import seed_library_on_first_start
+from .i18n import install_i18n
 from .jsonio import FastJSONProvider
 from .middleware import RequestBodyGuard
 from .security.guard import install_guard
@@ -85,6 +86,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     install_passwords(app)
     install_guard(install_tokens(app))
     _register_request_hooks(app)
+    install_i18n(app)
     register_error_handlers(app)
     _register_api(app)
     register_web(app)  # the pages for supervisors and admins (server/web/)

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from sync import DocumentFormatError
 
+from .i18n import _, translate_known
 from .storage import SchemaError, StorageError, StoreUnavailable, UniqueViolation, WriteConflict
 
 log = logging.getLogger("kunjung.errors")
@@ -50,7 +51,7 @@ class ApiError(Exception):
 
 def error_body(code: str, message: str, errors: dict[str, list[str]] | None = None,
                request_id: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"code": code, "message": message, "errors": errors or {}, "request_id": request_id, **extra}
+    return {"code": code, "message": str(message), "errors": errors or {}, "request_id": request_id, **extra}
 
 
 def error_response(status: int, code: str, message: str, errors: dict[str, list[str]] | None = None,
@@ -77,13 +78,13 @@ def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
             for sub, items in flatten_messages(value, path).items():
                 out.setdefault(sub, []).extend(items)
     elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
-        out[prefix or "_schema"] = list(messages)
+        out[prefix or "_schema"] = [translate_known(m) for m in messages]
     elif isinstance(messages, list):
         for index, value in enumerate(messages):
             for sub, items in flatten_messages(value, f"{prefix}[{index}]").items():
                 out.setdefault(sub, []).extend(items)
     else:
-        out[prefix or "_schema"] = [str(messages)]
+        out[prefix or "_schema"] = [translate_known(str(messages))]
     return out
 
 
@@ -96,22 +97,23 @@ def http_exception_response(error: HTTPException) -> Response:
         if isinstance(messages, dict) and len(messages) == 1 and next(iter(messages)) in (
                 "json", "query", "form", "files", "headers", "view_args"):
             messages = next(iter(messages.values()))
-        return error_response(422, "invalid", "The request has invalid fields.", flatten_messages(messages))
-    message = error.description or "Request failed."
+        return error_response(422, "invalid", _("The request has invalid fields."),
+                              flatten_messages(messages))
+    message = translate_known(error.description) if error.description else _("Request failed.")
     headers = {}
     if status == 405 and getattr(error, "valid_methods", None):
         headers["Allow"] = ", ".join(error.valid_methods)
-        message = f"Use one of: {', '.join(error.valid_methods)}."
+        message = _("Use one of: %(methods)s.", methods=", ".join(error.valid_methods))
     if status == 413:
         limit = current_app.config.get("MAX_BODY_BYTES")
-        message = f"The request body is larger than the limit of {limit} bytes."
+        message = _("The request body is larger than the limit of %(limit)s bytes.", limit=limit)
     return error_response(status, HTTP_CODES.get(status, "error"), message, headers=headers)
 
 
 def storage_error_response(error: StorageError) -> Response:
     if isinstance(error, StoreUnavailable):
         log.warning("store unavailable: %s", error)
-        return error_response(503, "unavailable", "The data store is not answering; try again shortly.",
+        return error_response(503, "unavailable", _("The data store is not answering; try again shortly."),
                               headers={"Retry-After": "5"})
     if isinstance(error, WriteConflict | UniqueViolation):
         return error_response(409, "conflict", str(error))
@@ -123,7 +125,7 @@ def storage_error_response(error: StorageError) -> Response:
 def unhandled_response(error: BaseException) -> Response:
     log.error("unhandled error", exc_info=error)
     return error_response(500, "internal_error",
-                          "Something went wrong on the server. Quote the request id when reporting it.")
+                          _("Something went wrong on the server. Quote the request id when reporting it."))
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -146,8 +148,8 @@ def register_error_handlers(app: Flask) -> None:
         # Start-up folds every older record again (server/upgrade.py); one met later was restored
         # under a running server, and a restart upgrades it.
         log.error("record stored in an older format: %s", error)
-        return error_response(503, "unavailable", "Part of the store is in an older format; restart the server "
-                              "to upgrade it.", headers={"Retry-After": "30"})
+        return error_response(503, "unavailable", _("Part of the store is in an older format; restart the server "
+                              "to upgrade it."), headers={"Retry-After": "30"})
 
     @app.errorhandler(Exception)
     def _unhandled(error: Exception) -> Response:

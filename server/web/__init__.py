@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 
 from ..store import get_store
 from . import session as web_session
-from .i18n import install_language
+from ..i18n import remember_page_language, use_page_language
 
 blp = Blueprint("web", __name__, url_prefix="/web", template_folder="templates", static_folder="static",
                 static_url_path="/static")
@@ -35,6 +35,7 @@ def content_security_policy() -> str:
 def _signed_in() -> Response | None:
     g.web_user = None
     g.web_login = None
+    use_page_language()
     if request.endpoint == "web.static":
         return None
     holder = web_session.session_user(get_store())
@@ -60,7 +61,7 @@ def _headers(response: Response) -> Response:
     if request.endpoint == "web.static":
         response.headers["Cache-Control"] = "public, max-age=3600"
     web_session.keep_pre_nonce(response)
-    return response
+    return remember_page_language(response)
 
 
 def register_web(app: Flask) -> None:
@@ -69,7 +70,6 @@ def register_web(app: Flask) -> None:
 
     app.config.setdefault("WEB_TILE_URL", os.environ.get("KUNJUNG_WEB_TILE_URL", ""))
     app.config.setdefault("WEB_STALE_DAYS", int(os.environ.get("KUNJUNG_WEB_STALE_DAYS", "3")))
-    install_language(app)
     app.register_blueprint(blp)
 
     @app.get("/")

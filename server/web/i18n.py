@@ -1,35 +1,20 @@
-"""The pages' language: Indonesian by default, English by the switch (a cookie), and gettext in templates."""
+"""The pages' language, through server/i18n.py: Indonesian by default, English by the switch; form labels."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, request
+from ..i18n import LANGUAGE_COOKIE, LANGUAGES, PAGE_DEFAULT, current_language
 
-LANGUAGES = ("id", "en")
-DEFAULT_LANGUAGE = "id"
-COOKIE = "kunjung_lang"
+COOKIE = LANGUAGE_COOKIE
+DEFAULT_LANGUAGE = PAGE_DEFAULT
+
+__all__ = ["COOKIE", "DEFAULT_LANGUAGE", "LANGUAGES", "label", "page_language"]
 
 
 def page_language() -> str:
-    """The language of this request's pages: the switch's cookie, else Indonesian."""
-    chosen = getattr(g, "web_language", None)
-    if chosen is None:
-        chosen = request.cookies.get(COOKIE)
-        chosen = chosen if chosen in LANGUAGES else DEFAULT_LANGUAGE
-        g.web_language = chosen
-    return chosen
-
-
-def _plain_gettext(text: str, **values: Any) -> str:
-    return text % values if values else text
-
-
-def install_language(app: Flask) -> None:
-    """gettext for the templates: the app's catalogue when there is one, else the message itself."""
-    translate = _plain_gettext
-    app.jinja_env.globals.setdefault("_", translate)
-    app.jinja_env.globals.setdefault("gettext", translate)
+    """The language of this request's page (the blueprint marks its requests as pages)."""
+    return current_language()
 
 
 def label(text: Any, language: str | None = None) -> str:

@@ -1,0 +1,309 @@
+"""Which language kunjung speaks to whom, and the message catalogue (server/translations) its words come from."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+from flask import Flask, Response, g, has_request_context, request
+from flask_babel import Babel, Domain
+from flask_babel.speaklater import LazyString
+from werkzeug.datastructures import LanguageAccept
+
+__all__ = [
+    "API_DEFAULT",
+    "LANGUAGES",
+    "LANGUAGE_COOKIE",
+    "N_",
+    "PAGE_DEFAULT",
+    "TRANSLATIONS",
+    "_",
+    "catalogue",
+    "current_language",
+    "force_language",
+    "gettext",
+    "install_i18n",
+    "lazy_gettext",
+    "ngettext",
+    "remember_page_language",
+    "translate_known",
+    "use_page_language",
+]
+
+LANGUAGES = ("id", "en")
+# Messages are written in English in the code (the msgids), so English needs no catalogue of its own.
+SOURCE_LANGUAGE = "en"
+# The API answers in English unless asked, so existing clients keep the messages they parse in logs and tests.
+API_DEFAULT = "en"
+# The web pages are for village officers and supervisors: Indonesian unless they switch.
+PAGE_DEFAULT = "id"
+LANGUAGE_COOKIE = "kunjung_lang"
+LANGUAGE_SWITCH = "lang"  # ?lang=en on any page switches, and the cookie remembers it
+TRANSLATIONS = Path(__file__).parent / "translations"
+_FORCED: ContextVar[str | None] = ContextVar("kunjung_forced_language", default=None)
+# Android before API 21 (and Java's Locale) still say "in" for Indonesian.
+_ALIASES = {"in": "id"}
+
+
+def _normal(language: str | None) -> str | None:
+    """``id``, ``id-ID``, ``id_ID.UTF-8``, ``in`` → ``id``; anything kunjung does not speak → None."""
+    if not language:
+        return None
+    primary = language.strip().replace("_", "-").split("-", 1)[0].split(".", 1)[0].lower()
+    primary = _ALIASES.get(primary, primary)
+    return primary if primary in LANGUAGES else None
+
+
+@cache
+def catalogue(language: str) -> NullTranslations:
+    """Every ``*.po`` of one language, compiled in memory at first use.
+
+    Compiling here rather than shipping ``.mo`` files keeps binaries out of git (parallel branches merge the
+    text catalogues), and a fresh clone, a wheel or the Docker image needs no build step. Fuzzy entries are left
+    out, so an unreviewed guess never reaches a user; the English msgid shows instead.
+    """
+    folder = TRANSLATIONS / language / "LC_MESSAGES"
+    files = sorted(folder.glob("*.po")) if folder.is_dir() else []
+    if not files:
+        return NullTranslations()
+    merged: Translations | None = None
+    for path in files:
+        with path.open("rb") as handle:
+            parsed = read_po(handle, locale=language)
+        compiled = io.BytesIO()
+        write_mo(compiled, parsed, use_fuzzy=False)
+        compiled.seek(0)
+        translations = Translations(compiled, domain="messages")
+        if merged is None:
+            merged = translations
+        else:
+            merged.merge(translations)
+    assert merged is not None
+    return merged
+
+
+# --- choosing the language -------------------------------------------------------------------------------
+
+def _header_language() -> str | None:
+    """The best of id/en the request's Accept-Language names; ``*`` alone is no preference."""
+    named = [(_ALIASES.get(value.split("-", 1)[0].lower(), value), quality)
+             for value, quality in request.accept_languages if value != "*"]
+    return _normal(LanguageAccept(named).best_match(LANGUAGES)) if named else None
+
+
+def _user_language() -> str | None:
+    user = getattr(g, "kunjung_user", None)
+    return _normal(user.get("language")) if isinstance(user, dict) else None
+
+
+def _page_language() -> str:
+    return (_normal(request.args.get(LANGUAGE_SWITCH)) or _normal(request.cookies.get(LANGUAGE_COOKIE))
+            or _user_language() or PAGE_DEFAULT)
+
+
+def _api_language() -> str:
+    return _header_language() or _user_language() or API_DEFAULT
+
+
+def _command_line_language() -> str:
+    """The CLI speaks what the shell asks for: KUNJUNG_LANG, then the POSIX locale variables; else English."""
+    for name in ("KUNJUNG_LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        for part in os.environ.get(name, "").split(":"):
+            found = _normal(part)
+            if found:
+                return found
+    return API_DEFAULT
+
+
+def current_language() -> str:
+    """``id`` or ``en`` for what is being said now (see docs/protocol.md "Language" for the order)."""
+    forced = _FORCED.get()
+    if forced:
+        return forced
+    if has_request_context():
+        if getattr(g, "kunjung_pages", False):
+            return _page_language()
+        return _api_language()
+    return _command_line_language()
+
+
+def use_page_language() -> str:
+    """For a web page's request (call it in the pages' ``before_request``): Indonesian unless switched."""
+    g.kunjung_pages = True
+    return _page_language()
+
+
+def remember_page_language(response: Response) -> Response:
+    """Keeps a ``?lang=`` switch in a cookie (call it in the pages' ``after_request``)."""
+    chosen = _normal(request.args.get(LANGUAGE_SWITCH)) if has_request_context() else None
+    if chosen:
+        response.set_cookie(LANGUAGE_COOKIE, chosen, max_age=365 * 24 * 3600, samesite="Lax", httponly=True,
+                            secure=request.is_secure)
+    return response
+
+
+@contextlib.contextmanager
+def force_language(language: str) -> Iterator[str]:
+    """Speak one language inside the block, whatever the request or shell asked (a form's own language, say)."""
+    token = _FORCED.set(_normal(language) or API_DEFAULT)
+    try:
+        yield _FORCED.get() or API_DEFAULT
+    finally:
+        _FORCED.reset(token)
+
+
+# --- saying it -------------------------------------------------------------------------------------------
+
+def gettext(message: str, **params: Any) -> str:
+    """``message`` (English, with ``%(name)s`` placeholders) in the current language, filled with ``params``."""
+    text = catalogue(current_language()).gettext(message)
+    return text % params if params else text
+
+
+_ = gettext
+
+
+def ngettext(singular: str, plural: str, count: int, **params: Any) -> str:
+    text = catalogue(current_language()).ngettext(singular, plural, count)
+    return text % {"count": count, **params}
+
+
+def lazy_gettext(message: str, **params: Any) -> LazyString:
+    """For messages defined at import time (module constants, schema field messages): translated when used."""
+    return LazyString(gettext, message, **params)
+
+
+def N_(message: str) -> str:  # the name pybabel looks for
+    """Marks a message for the catalogue without translating it here (it is looked up when shown)."""
+    return message
+
+
+# Sentences other libraries write into kunjung's answers (werkzeug's error descriptions, marshmallow's field
+# messages). They are catalogued here so translate_known can say them in Indonesian too.
+THIRD_PARTY_MESSAGES = [
+    N_("The browser (or proxy) sent a request that this server could not understand."),
+    N_("The server could not verify that you are authorized to access the URL requested. You either supplied "
+       "the wrong credentials (e.g. a bad password), or your browser doesn't understand how to supply the "
+       "credentials required."),
+    N_("You don't have the permission to access the requested resource. It is either read-protected or not "
+       "readable by the server."),
+    N_("The requested URL was not found on the server. If you entered the URL manually please check your "
+       "spelling and try again."),
+    N_("The method is not allowed for the requested URL."),
+    N_("The resource identified by the request is only capable of generating response entities which have "
+       "content characteristics not acceptable according to the accept headers sent in the request."),
+    N_("A conflict happened while processing the request. The resource might have been modified while the "
+       "request was being processed."),
+    N_("The precondition on the request for the URL failed positive evaluation."),
+    N_("The data value transmitted exceeds the capacity limit."),
+    N_("The server does not support the media type transmitted in the request."),
+    N_("The request was well-formed but was unable to be followed due to semantic errors."),
+    N_("This request is required to be conditional; try using \"If-Match\" or \"If-Unmodified-Since\"."),
+    N_("This user has exceeded an allotted request count. Try again later."),
+    N_("The server encountered an internal error and was unable to complete your request. Either the server is "
+       "overloaded or there is an error in the application."),
+    N_("The server is temporarily unable to service your request due to maintenance downtime or capacity "
+       "problems. Please try again later."),
+    N_("Missing data for required field."),
+    N_("Field may not be null."),
+    N_("Invalid value."),
+    N_("Invalid type."),
+    N_("Invalid input type."),
+    N_("Unknown field."),
+    N_("Not a valid boolean."),
+    N_("Not a valid date."),
+    N_("Not a valid datetime."),
+    N_("Not a valid time."),
+    N_("Not a valid mapping type."),
+    N_("Not a valid email address."),
+    N_("Not a valid integer."),
+    N_("Not a valid list."),
+    N_("Not a valid number."),
+    N_("Number too large."),
+    N_("Not a valid string."),
+    N_("Not a valid utf-8 string."),
+    N_("Not a valid URL."),
+    N_("Not a valid UUID."),
+    N_("Special numeric values (nan or infinity) are not permitted."),
+]
+# Their sentences with a value inside, as templates: the value is found in the English and put in the Indonesian.
+THIRD_PARTY_TEMPLATES = [
+    N_("Must be one of: %(choices)s."),
+    N_("Shorter than minimum length %(min)s."),
+    N_("Longer than maximum length %(max)s."),
+    N_("Length must be between %(min)s and %(max)s."),
+    N_("Length must be %(equal)s."),
+    N_("Must be greater than or equal to %(min)s and less than or equal to %(max)s."),
+    N_("Must be greater than or equal to %(min)s."),
+    N_("Must be less than or equal to %(max)s."),
+    N_("Must be greater than %(min)s."),
+    N_("Must be less than %(max)s."),
+    N_("\"%(input)s\" cannot be formatted as a date."),
+    N_("\"%(input)s\" cannot be formatted as a datetime."),
+]
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+@lru_cache(maxsize=1)
+def _template_patterns() -> list[tuple[re.Pattern[str], str]]:
+    patterns = []
+    for template in THIRD_PARTY_TEMPLATES:
+        pieces = _PLACEHOLDER.split(template)
+        regex = "".join(re.escape(piece) if index % 2 == 0 else f"(?P<{piece}>.+?)"
+                        for index, piece in enumerate(pieces))
+        patterns.append((re.compile(f"^{regex}$", re.DOTALL), template))
+    return patterns
+
+
+def translate_known(text: str) -> str:
+    """``text`` in the current language when the catalogue knows it (whole, or as a template); else as it is.
+
+    For sentences made elsewhere (a library, a stored message) that reach an answer already formatted.
+    """
+    language = current_language()
+    if language == SOURCE_LANGUAGE or not text:
+        return text
+    translations = catalogue(language)
+    said = translations.gettext(text)
+    if said != text:
+        return said
+    for pattern, template in _template_patterns():
+        found = pattern.match(text)
+        if found:
+            return translations.gettext(template) % found.groupdict()
+    return text
+
+
+class _CatalogueDomain(Domain):
+    """Flask-Babel's domain reading kunjung's in-memory catalogue, so Jinja's ``_()`` and ours agree."""
+
+    def get_translations(self) -> NullTranslations:
+        return catalogue(current_language())
+
+
+class _Babel(Babel):
+    @property
+    def domain_instance(self) -> Domain:  # type: ignore[override]
+        return _DOMAIN
+
+
+_DOMAIN = _CatalogueDomain()
+
+
+def install_i18n(app: Flask) -> None:
+    """Flask-Babel on the app: Jinja's ``_``/``gettext`` and ``flask_babel.get_locale()`` follow kunjung's choice."""
+    _Babel(app, locale_selector=current_language, default_locale=API_DEFAULT)
+
+
+def languages_with_catalogue() -> Iterable[str]:
+    return [language for language in LANGUAGES if language != SOURCE_LANGUAGE]
