@@ -8,9 +8,9 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, g, redirect, request, url_for
 from werkzeug.wrappers import Response
 
+from ..i18n import remember_page_language, use_page_language
 from ..store import get_store
 from . import session as web_session
-from ..i18n import remember_page_language, use_page_language
 
 blp = Blueprint("web", __name__, url_prefix="/web", template_folder="templates", static_folder="static",
                 static_url_path="/static")

@@ -32,6 +32,7 @@ from ..exports import (
 )
 from ..household_import import RegisterError, import_households, read_upload
 from ..households import HOUSEHOLDS, household_history, household_view, scoped_household
+from ..i18n import N_
 from ..ratelimit import LoginLimits, admit_login, forget_expired, login_succeeded
 from ..reporting import device_figures, officer_figures, review_queue, village_coverage, zone_of
 from ..security.passwords import passwords
@@ -46,6 +47,12 @@ from . import session as web_session
 from .i18n import COOKIE as LANGUAGE_COOKIE
 from .i18n import LANGUAGES, label, page_language
 
+# Words the templates translate from stored codes (roles, review states, flags, event types, form
+# states): marked here so that scripts/messages catalogues them.
+CODE_WORDS = (N_("admin"), N_("supervisor"), N_("officer"), N_("visit"), N_("household_edit"), N_("resolution"),
+              N_("import"), N_("review"), N_("draft"), N_("published"), N_("outside_village"), N_("no_boundary"),
+              N_("no_geotag"), N_("supersedes_unrequested"), N_("constraint_failed"), N_("expression_error"),
+              N_("required_missing"), N_("unknown_choice"))
 MAP_PAGE = 2000  # visit points per map request: the map fetches pages until it has them all
 SEARCH_SCAN = 20000  # households read at most for one name search
 QUEUE_PAGE = 50
