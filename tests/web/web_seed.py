@@ -117,13 +117,10 @@ def seed(app: Any, *, visits: int = 0) -> dict[str, Any]:
         ani.visit(outside, {"head_name": "Dedi Kurnia", "roof": "seng", "members": 3}, lat=-6.80, lon=107.90),
     ]
     ani.push(events)
-    for n in range(visits):
-        batch = [ani.visit(str(uuid.uuid4()), {"head_name": f"Warga {n}-{i}", "members": 1 + i % 5},
-                           lat=-6.925 - (i % 50) * 0.0003, lon=107.665 + (n % 50) * 0.0005)
-                 for i in range(min(500, visits - n))]
-        ani.push(batch)
-        if len(batch) < 500 or n + 500 >= visits:
-            break
+    for start in range(0, visits, 500):
+        ani.push([ani.visit(str(uuid.uuid4()), {"head_name": f"Warga {i}", "members": 1 + i % 5},
+                            lat=-6.918 - (i % 25) * 0.0009, lon=107.663 + (i // 25 % 20) * 0.0012)
+                  for i in range(start, min(visits, start + 500))])
     # A conflict: both officers change the head's name from the same value, offline.
     disputed = str(uuid.uuid4())
     ani.push([ani.edit(disputed, {"head_name": "Rahmat"})])
