@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -34,14 +35,14 @@ from ..household_import import RegisterError, import_households, read_upload
 from ..households import HOUSEHOLDS, household_history, household_view, scoped_household
 from ..i18n import N_
 from ..ratelimit import LoginLimits, admit_login, forget_expired, login_succeeded
-from ..reporting import device_figures, officer_figures, review_queue, village_coverage, zone_of
+from ..reporting import counted, device_figures, officer_figures, review_queue, stream_visits, village_coverage, zone_of
 from ..security.passwords import passwords
 from ..security.scope import Scope, scope_of
 from ..security.tokens import end_login
 from ..store import get_store
 from ..users import ROLES, create_user, get_user, list_users, update_user
 from ..villages import get_village, list_villages
-from ..visits import REVIEW_STATES, count_visits, get_visit, list_visits, review_visit
+from ..visits import REVIEW_STATES, get_visit, list_visits, review_visit
 from . import blp
 from . import session as web_session
 from .i18n import COOKIE as LANGUAGE_COOKIE
@@ -219,17 +220,27 @@ def language() -> Any:
 
 
 # -- dashboard ------------------------------------------------------------------------------------
+def review_counts(store: Any, caller: Scope, area: str | None) -> dict[str, Counter]:
+    """Per village: visits flagged, pending review and approved, a revision counted once (as the figures
+    count it), from one pass over the visits in scope."""
+    counts: dict[str, Counter] = {}
+    for found in stream_visits(store, scoped_areas(caller, area)):
+        if not counted(found):
+            continue
+        tally = counts.setdefault(found["village"], Counter())
+        tally[found.get("review_state") or "pending"] += 1
+        if found.get("flagged"):
+            tally["flagged"] += 1
+    return counts
+
+
 def dashboard_figures(store: Any, caller: Scope, area: str | None, stale_days: int) -> dict[str, Any]:
-    """What the dashboard shows, from the reports the API serves, plus review counts per village."""
+    """What the dashboard shows: the coverage, officer and device reports the API serves, plus review counts."""
     coverage = village_coverage(store, caller, area=area, days=7)
-    rows = []
-    for village in coverage["villages"]:
-        code = village["village"]
-        where = {"village": code}
-        rows.append({**village,
-                     "flagged": count_visits(store, where, flag="any"),
-                     "pending": store.count("visits", {**where, "review_state": "pending"}),
-                     "approved": store.count("visits", {**where, "review_state": "approved"})})
+    counts = review_counts(store, caller, area)
+    rows = [{**village, "flagged": counts.get(village["village"], Counter())["flagged"],
+             "pending": counts.get(village["village"], Counter())["pending"],
+             "approved": counts.get(village["village"], Counter())["approved"]} for village in coverage["villages"]]
     return {"coverage": coverage, "villages": rows,
             "officers": officer_figures(store, caller, area=area, days=7)["officers"],
             "devices": device_figures(store, caller, area=area, stale_days=stale_days)}
