@@ -43,7 +43,7 @@ from ..store import get_store
 from ..users import ROLES, create_user, get_user, list_users, update_user
 from ..villages import get_village, list_villages
 from ..visits import REVIEW_STATES, get_visit, list_visits, review_visit
-from . import blp
+from . import blp, editor
 from . import session as web_session
 from .i18n import COOKIE as LANGUAGE_COOKIE
 from .i18n import LANGUAGES, label, page_language
@@ -577,6 +577,123 @@ def form_assignment(form_id: str) -> Any:
     return redirect(url_for("web.form", form_id=form_id, assigned=1))
 
 
+# -- the form editor (admin) ----------------------------------------------------------------------
+def _version_doc(store: Any, form_id: str, version: str) -> dict[str, Any]:
+    doc = store.get("form_versions", registry.version_id(form_id[:64], version[:64]))
+    if doc is None:
+        raise ApiError(404, "not_found", "No such form version.")
+    return doc
+
+
+def _published_definition(store: Any, form_id: str) -> dict[str, Any] | None:
+    form_doc = store.get("forms", form_id)
+    if not form_doc or not form_doc.get("latest_version"):
+        return None
+    return store.get("form_versions", registry.version_id(form_id, form_doc["latest_version"]))["definition"]
+
+
+@blp.route("/forms/<form_id>/versions/<version>/edit")
+@roles("admin")
+def form_editor(form_id: str, version: str) -> Any:
+    """A draft started from a version: a published one gets the next version name, a draft keeps its own."""
+    store = get_store()
+    doc = _version_doc(store, form_id, version)
+    tables = editor.definition_rows(doc["definition"])
+    if doc["state"] == "published":
+        tables["settings"]["version"] = editor.next_version(doc["version"])
+    return render_editor(store, form_id, tables, base=doc["version"])
+
+
+def render_editor(store: Any, form_id: str, tables: dict[str, Any], *, base: str, errors: dict[str, Any] | None = None,
+                  checked: dict[str, Any] | None = None, status: int = 200, saved: str | None = None) -> Any:
+    published = _published_definition(store, form_id)
+    return render_template("editor.html", form_id=form_id, tables=tables, base=base,
+                           errors=errors or {"survey": {}, "choices": {}, "other": []}, checked=checked,
+                           survey_columns=editor.SURVEY_COLUMNS, choice_columns=editor.CHOICE_COLUMNS,
+                           published_version=(published or {}).get("settings", {}).get("version"),
+                           saved=saved), status
+
+
+def _check_tables(tables: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+    """The tables through the XLSForm importer and the definition checks the API runs: (submission, errors)."""
+    try:
+        submission = registry.from_upload(editor.xlsx_bytes(tables), "editor.xlsx")
+        registry.validate(submission)
+    except ApiError as error:
+        return None, editor.row_errors(error.errors or {"form": [error.message]})
+    return submission, None
+
+
+def _edit_operation(tables: dict[str, Any], operation: str) -> None:
+    """Add, remove or move a row of the survey or choices table (``add-survey:3`` adds after row 3)."""
+    verb, _, where = operation.partition(":")
+    action, _, table_name = verb.partition("-")
+    if table_name not in ("survey", "choices"):
+        return
+    rows = tables[table_name]
+    columns = editor.SURVEY_COLUMNS if table_name == "survey" else editor.CHOICE_COLUMNS
+    index = int(where) if where.isdigit() else len(rows) - 1
+    if action == "add" and len(rows) < editor.MAX_ROWS:
+        new_row = editor.blank(columns)
+        if table_name == "survey":
+            new_row["type"] = "text"
+        elif rows and 0 <= index < len(rows):
+            new_row["list_name"] = rows[index]["list_name"]
+        rows.insert(min(index + 1, len(rows)), new_row)
+    elif action == "remove" and 0 <= index < len(rows):
+        rows.pop(index)
+    elif action == "up" and 0 < index < len(rows):
+        rows[index - 1], rows[index] = rows[index], rows[index - 1]
+    elif action == "down" and 0 <= index < len(rows) - 1:
+        rows[index + 1], rows[index] = rows[index], rows[index + 1]
+
+
+@blp.route("/forms/<form_id>/editor", methods=["POST"])
+@roles("admin")
+def form_editor_post(form_id: str) -> Any:
+    store = get_store()
+    form_id = form_id[:64]
+    tables = editor.rows_from_form(request.form)
+    tables["settings"]["form_id"] = form_id  # the editor edits this form, whatever was posted
+    base = (request.form.get("base") or "")[:64]
+    action = request.form.get("action") or "check"
+    if action not in ("check", "save", "download"):
+        _edit_operation(tables, action)
+        return render_editor(store, form_id, tables, base=base)
+    submission, errors = _check_tables(tables)
+    if errors:
+        return render_editor(store, form_id, tables, base=base, errors=errors, status=422)
+    if action == "download":
+        filename = f"{form_id}-{tables['settings']['version'] or 'draft'}.xlsx"
+        return Response(editor.xlsx_bytes(tables), mimetype=XLSX_TYPE,
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    definition = registry.validate(submission)
+    checked = {"definition": definition.data, "warnings": submission.warnings,
+               "changes": editor.difference(_published_definition(store, form_id), definition.data)}
+    if action == "check":
+        return render_editor(store, form_id, tables, base=base, checked=checked)
+    existing = store.get("form_versions", registry.version_id(form_id, definition.version))
+    try:
+        if existing is not None and existing["state"] == "draft":
+            registry.replace_draft(store, form_id, definition.version, submission, actor=user()["id"],
+                                   address=client_address())
+        else:
+            registry.create_draft(store, submission, actor=user()["id"], address=client_address())
+    except ApiError as error:  # the published-version guard (a type change of a saved field, say) and the like
+        return render_editor(store, form_id, tables, base=base, checked=checked,
+                             errors=editor.row_errors(error.errors or {"form": [error.message]}), status=error.status)
+    return redirect(url_for("web.form", form_id=form_id, uploaded=definition.version))
+
+
+@blp.route("/forms/<form_id>/versions/<version>/xlsform")
+@roles("admin")
+def form_xlsform(form_id: str, version: str) -> Any:
+    """A version's definition as an XLSForm workbook."""
+    doc = _version_doc(get_store(), form_id, version)
+    return Response(editor.xlsx_bytes(editor.definition_rows(doc["definition"])), mimetype=XLSX_TYPE,
+                    headers={"Content-Disposition": f'attachment; filename="{doc["form_id"]}-{doc["version"]}.xlsx"'})
+
+
 # -- users and devices (admin) --------------------------------------------------------------------
 @blp.route("/users")
 @roles("admin")
@@ -665,8 +782,9 @@ def registers() -> Any:
 
 
 # -- exports --------------------------------------------------------------------------------------
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 EXPORT_FORMATS = {"csv_zip": (csv_zip, "application/zip", "csv.zip"),
-                  "xlsx": (None, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"),
+                  "xlsx": (None, XLSX_TYPE, "xlsx"),
                   "geojson": (geojson, "application/geo+json", "geojson")}
 
 
