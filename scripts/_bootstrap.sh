@@ -31,6 +31,7 @@ bootstrap() {
     # a [test] install also satisfies a plain one
     [ -n "$extra" ] && echo "$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)-base" >> "$stamp"
   fi
+  [ "$extra" = test ] && ensure_chromium
   mkdir -p var
   # The tests load kunjung's XForms in ODK's own form engine (npm, run by Node): installed from the
   # committed lockfile into an ignored folder, only for the test set-up and only when missing.
@@ -38,4 +39,16 @@ bootstrap() {
     echo "==> installing ODK's form engine for the tests (tests/odk, npm ci)"
     (cd tests/odk && npm ci --no-audit --no-fund --loglevel=error) || echo "(ODK engine not installed: its tests skip)"
   fi
+}
+
+# The web pages' browser tests (tests/web/test_browser.py) drive Debian's chromium through Playwright's
+# Python package, so no browser is downloaded; install it when it is missing and apt can.
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 && return 0
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "==> installing chromium for the browser tests"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 ||
+      echo "==> could not install chromium; the browser tests will be skipped" >&2
+  fi
+  return 0
 }

@@ -26,6 +26,7 @@ from .security.passwords import install_passwords
 from .security.tokens import install_tokens
 from .store import init_store, on_store_ready, prepare_store
 from .upgrade import upgrade_on_start
+from .web import register_web
 
 __all__ = ["create_app"]
 
@@ -89,6 +90,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     install_i18n(app)
     register_error_handlers(app)
     _register_api(app)
+    register_web(app)  # the pages for supervisors and admins (server/web/)
     prepare_store(app)
     app.wsgi_app = RequestBodyGuard(app.wsgi_app, app.config["MAX_BODY_BYTES"],  # type: ignore[method-assign]
                                     app.config["MAX_DECOMPRESSED_BYTES"], larger=upload_body_limit(app))

@@ -25,6 +25,9 @@ FIGURES = {
     "media_upload_memory": "MB growth (peak)",
     "media_concurrent_photos": "photos/s",
     "media_export_memory": "MB growth (peak)",
+    "web_dashboard": "ms (median)",
+    "web_review_queue": "ms (median)",
+    "web_map_data": "ms (median)",
 }
 
 pytestmark = pytest.mark.slow
@@ -92,7 +95,8 @@ def test_quick_bench_reports_each_goal(quick_run):
     done, results = quick_run
     goals = {row["goal"].split(" (")[0]: row for row in results["goals"]}
     assert set(goals) == {"push throughput", "push vs raw insert", "incremental pull vs store size",
-                          "first-sync memory growth", "lost / duplicated events"}
+                          "first-sync memory growth", "lost / duplicated events", "web dashboard vs the API",
+                          "web review queue vs the API", "web map data vs the API"}
     for row in goals.values():
         assert isinstance(row["met"], bool)
         assert f"[{'met' if row['met'] else 'NOT MET':>7}] {row['goal']}" in done.stdout

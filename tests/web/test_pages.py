@@ -1,0 +1,437 @@
+"""The web pages through the Flask test client: sign-in, sessions, CSRF, headers, escaping, scope and every page."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from web_seed import ADMIN_PASSWORD, HOSTILE, PASSWORD, seed, xlsform_bytes
+
+from server.store import get_store
+from server.web.views import localtime
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def world(app):
+    return seed(app)
+
+
+def token(page) -> str:
+    found = CSRF.search(page.get_data(as_text=True))
+    assert found, "the page has no CSRF token"
+    return found.group(1)
+
+
+def sign_in(client, username, password=PASSWORD):
+    form = client.get("/web/login")
+    reply = client.post("/web/login", data={"username": username, "password": password, "csrf_token": token(form)})
+    assert reply.status_code == 302, reply.get_data(as_text=True)
+    return reply
+
+
+def post(client, path, data, page=None):
+    """A form post carrying the CSRF token of the page it came from (the dashboard by default)."""
+    page = page or client.get("/web/")
+    return client.post(path, data={**data, "csrf_token": token(page)})
+
+
+def cookie(client, name):
+    found = client.get_cookie(name)
+    return found.value if found else None
+
+
+# -- sign-in and sessions -----------------------------------------------------------------------
+def test_signing_in_sets_an_httponly_samesite_cookie_and_audits(app, client, world):
+    reply = sign_in(client, "sari")
+    header = next(h for h in reply.headers.getlist("Set-Cookie") if h.startswith("kunjung_web="))
+    assert "HttpOnly" in header
+    assert "SameSite=Lax" in header
+    assert "Secure" not in header
+    assert reply.headers["Location"].endswith("/web/")
+    assert client.get("/web/").status_code == 200
+    with app.app_context():
+        actions = [e["action"] for e in get_store().find("audit", {"action": "login_succeeded"}, order_by="-at")]
+    assert actions
+
+
+def test_the_cookie_is_secure_over_https(app, world):
+    client = app.test_client()
+    form = client.get("/web/login", base_url="https://localhost")
+    reply = client.post("/web/login", base_url="https://localhost",
+                        data={"username": "sari", "password": PASSWORD, "csrf_token": token(form)})
+    header = next(h for h in reply.headers.getlist("Set-Cookie") if h.startswith("kunjung_web="))
+    assert "Secure" in header
+
+
+def test_a_wrong_password_is_refused_audited_and_rate_limited(app_factory):
+    app = app_factory(LOGIN_RATE_LIMIT=2)
+    seed(app)
+    client = app.test_client()
+    statuses = []
+    for _ in range(4):
+        form = client.get("/web/login")
+        statuses.append(client.post("/web/login", data={"username": "sari", "password": "wrong password!",
+                                                        "csrf_token": token(form)}).status_code)
+    assert statuses[:2] == [401, 401]
+    assert 429 in statuses[2:]
+    with app.app_context():
+        assert get_store().count("audit", {"action": "login_failed"}) >= 2
+    assert cookie(client, "kunjung_web") is None
+
+
+def test_pages_need_a_session(client, world):
+    reply = client.get("/web/queue")
+    assert reply.status_code == 302
+    assert "/web/login" in reply.headers["Location"]
+    assert client.get("/web/map/visits.json").status_code == 302
+    assert client.get("/").headers["Location"].endswith("/web/")
+
+
+def test_logging_out_ends_the_session_even_for_a_copied_cookie(client, world):
+    sign_in(client, "sari")
+    copied = cookie(client, "kunjung_web")
+    assert post(client, "/web/logout", {}).status_code == 302
+    client.set_cookie("kunjung_web", copied)
+    assert client.get("/web/").status_code == 302
+
+
+def test_disabling_a_user_ends_their_web_session_at_once(app, world):
+    sari, admin = app.test_client(), app.test_client()
+    sign_in(sari, "sari")
+    sign_in(admin, "admin", ADMIN_PASSWORD)
+    assert sari.get("/web/").status_code == 200
+    reply = post(admin, "/web/users/sari", {"action": "disable"}, admin.get("/web/users"))
+    assert reply.status_code == 302
+    assert sari.get("/web/").status_code == 302
+    form = sari.get("/web/login")
+    assert sari.post("/web/login", data={"username": "sari", "password": PASSWORD,
+                                          "csrf_token": token(form)}).status_code == 403
+
+
+def test_a_forged_or_tampered_cookie_is_no_session(client, world):
+    sign_in(client, "sari")
+    import base64
+
+    encoded, _, signature = cookie(client, "kunjung_web").partition("~")
+    claims = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).replace(b'"sari"', b'"admin"')
+    assert b'"admin"' in claims
+    client.set_cookie("kunjung_web", base64.urlsafe_b64encode(claims).decode().rstrip("=") + "~" + signature)
+    assert client.get("/web/").status_code == 302
+    client.set_cookie("kunjung_web", "garbage~abc.def")
+    assert client.get("/web/").status_code == 302
+
+
+# -- CSRF and headers ---------------------------------------------------------------------------
+def test_a_post_without_or_with_a_foreign_csrf_token_is_refused(app, client, world):
+    sign_in(client, "sari")
+    path = f"/web/visits/{world['plain']}/review"
+    assert client.post(path, data={"state": "approved"}).status_code == 403
+    other = app.test_client()
+    sign_in(other, "sari")
+    foreign = token(other.get("/web/"))
+    assert client.post(path, data={"state": "approved", "csrf_token": foreign}).status_code == 403
+    assert client.post(path, data={"state": "approved", "csrf_token": token(client.get("/web/"))},
+                       headers={"Origin": "https://evil.example"}).status_code == 403
+    with app.app_context():
+        assert get_store().get("visits", world["plain"])["review_state"] == "pending"
+
+
+def test_sign_in_itself_needs_its_csrf_token(client, world):
+    assert client.post("/web/login", data={"username": "sari", "password": PASSWORD}).status_code == 403
+
+
+def test_security_headers_and_no_inline_script_or_style(client, world):
+    sign_in(client, "sari")
+    for path in ("/web/login", "/web/", "/web/queue", f"/web/visits/{world['hostile']}", "/web/map"):
+        reply = client.get(path)
+        csp = reply.headers["Content-Security-Policy"]
+        assert "'unsafe-inline'" not in csp
+        assert "'unsafe-eval'" not in csp
+        assert "frame-ancestors 'none'" in csp
+        assert "script-src 'self'" in csp
+        assert "style-src 'self'" in csp
+        assert reply.headers["X-Frame-Options"] == "DENY"
+        assert reply.headers["X-Content-Type-Options"] == "nosniff"
+        body = reply.get_data(as_text=True)
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", body), path
+        assert not re.search(r"\sstyle=", body), path
+        assert not re.search(r"\son[a-z]+=", body), path
+        assert "http://" not in body.replace("http://localhost", "")
+        assert "https://" not in body
+
+
+def test_an_answer_holding_markup_is_shown_as_text(client, world):
+    sign_in(client, "sari")
+    body = client.get(f"/web/visits/{world['hostile']}").get_data(as_text=True)
+    assert HOSTILE not in body
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in body
+    assert HOSTILE not in client.get(f"/web/households/{world['hostile_household']}").get_data(as_text=True)
+
+
+# -- scope ----------------------------------------------------------------------------------------
+def test_a_supervisor_sees_only_their_area(client, world):
+    sign_in(client, "joko")  # kecamatan 32.04.06: none of the seeded visits
+    assert client.get(f"/web/visits/{world['plain']}").status_code == 404
+    assert client.get(f"/web/households/{world['plain_household']}").status_code == 404
+    assert client.get("/web/map/visits.json").get_json()["points"] == []
+    assert world["plain"] not in client.get("/web/queue").get_data(as_text=True)
+    assert "Rahmat" not in client.get("/web/conflicts").get_data(as_text=True)
+    reply = post(client, f"/web/visits/{world['plain']}/review", {"state": "approved"})
+    assert reply.status_code == 404
+
+
+def test_an_officer_is_told_to_use_their_phone(client, world):
+    sign_in(client, "ani")
+    for path in ("/web/", "/web/queue", f"/web/visits/{world['plain']}", "/web/map/visits.json", "/web/users"):
+        reply = client.get(path)
+        assert reply.status_code == 403
+        assert "phone" in reply.get_data(as_text=True).lower() or "ponsel" in reply.get_data(as_text=True).lower()
+
+
+def test_admin_pages_are_refused_to_supervisors(client, world):
+    sign_in(client, "sari")
+    for path in ("/web/forms", "/web/users", "/web/registers", "/web/audit"):
+        assert client.get(path).status_code == 403
+    assert post(client, "/web/users", {"username": "x1", "role": "admin", "password": "a" * 20}).status_code == 403
+
+
+# -- every page -----------------------------------------------------------------------------------
+SUPERVISOR_PAGES = ["/web/", "/web/queue", "/web/queue?kind=visit&review=any", "/web/conflicts", "/web/households",
+                    "/web/households?q=siti", "/web/map", "/web/map/villages.json", "/web/map/visits.json",
+                    "/web/exports"]
+ADMIN_PAGES = ["/web/forms", "/web/forms/verval_web", "/web/users", "/web/registers", "/web/audit",
+               "/web/audit?action=login_failed"]
+
+
+@pytest.mark.parametrize("path", SUPERVISOR_PAGES + ADMIN_PAGES)
+def test_every_page_answers_an_admin(client, world, path):
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    assert client.get(path).status_code == 200
+
+
+def test_the_dashboard_counts_per_village(client, world):
+    sign_in(client, "sari")
+    body = client.get("/web/").get_data(as_text=True)
+    row = re.search(r"Cileunyi Kulon.*?</tr>", body, re.S).group(0)
+    cells = re.findall(r'<td class="num">(?:<a [^>]*>)?(\d+)', row)
+    assert cells[0] == "3"  # visits
+    assert cells[4] == "1"  # flagged (outside its village)
+    assert cells[5] == "3"  # pending review
+
+
+def test_the_queue_filters_and_answers_htmx_with_rows_only(client, world):
+    sign_in(client, "sari")
+    full = client.get("/web/queue?kind=visit").get_data(as_text=True)
+    assert world["outside"] in full
+    assert "<html" in full
+    assert world["plain"] not in full  # not flagged
+    rows = client.get("/web/queue?kind=visit&flag=outside_village", headers={"HX-Request": "true"})
+    assert "<html" not in rows.get_data(as_text=True)
+    assert world["outside"] in rows.get_data(as_text=True)
+    assert "Rahmat" not in client.get("/web/queue?kind=visit").get_data(as_text=True)
+
+
+def test_the_visit_page_shows_answers_under_their_labels_in_the_chosen_language(client, world):
+    sign_in(client, "sari")
+    body = client.get(f"/web/visits/{world['plain']}").get_data(as_text=True)
+    assert "Jenis atap" in body
+    assert "Genteng" in body
+    assert 'lang="id"' in body
+    post(client, "/web/language", {"language": "en", "back": f"/web/visits/{world['plain']}"})
+    body = client.get(f"/web/visits/{world['plain']}").get_data(as_text=True)
+    assert "Roof" in body
+    assert "Clay tiles" in body
+    assert 'lang="en"' in body
+    assert "10:00 WIB" in body  # 03:00Z in Kabupaten Bandung
+
+
+def test_reviewing_a_visit_from_its_page(app, client, world):
+    sign_in(client, "sari")
+    page = client.get(f"/web/visits/{world['outside']}")
+    reply = post(client, f"/web/visits/{world['outside']}/review",
+                 {"state": "needs_revision", "comment": "Titik GPS di luar desa"}, page)
+    assert reply.status_code == 302
+    with app.app_context():
+        stored = get_store().get("visits", world["outside"])
+    assert stored["review_state"] == "needs_revision"
+    assert stored["review"]["comment"] == "Titik GPS di luar desa"
+    assert "Titik GPS di luar desa" in client.get(reply.headers["Location"]).get_data(as_text=True)
+    assert post(client, f"/web/visits/{world['outside']}/review", {"state": "bogus"}).status_code == 422
+
+
+def _open_conflict(app):
+    with app.app_context():
+        return get_store().find("conflicts", {"open": True}, order_by="id")
+
+
+def test_resolving_a_conflict_by_choosing_a_value(app, client, world):
+    sign_in(client, "sari")
+    page = client.get("/web/conflicts")
+    assert "Rahmat Hidayat" in page.get_data(as_text=True)
+    assert "Rachmat Hidajat" in page.get_data(as_text=True)
+    conflict = _open_conflict(app)[0]
+    chosen = next(h for h in conflict["heads"] if h["value"] == "Rachmat Hidajat")
+    reply = post(client, f"/web/conflicts/{conflict['id']}/resolve", {"choice": chosen["stamp"]}, page)
+    assert reply.status_code == 302
+    assert _open_conflict(app) == []
+    with app.app_context():
+        doc = get_store().get("households", world["disputed_household"])
+    from server.households import household_view
+    assert household_view(doc)["fields"]["head_name"]["value"] == "Rachmat Hidajat"
+
+
+def test_resolving_a_conflict_with_a_typed_value(app, client, world):
+    sign_in(client, "sari")
+    conflict = _open_conflict(app)[0]
+    reply = post(client, f"/web/conflicts/{conflict['id']}/resolve", {"choice": "typed", "typed": "Rahmat H."})
+    assert reply.status_code == 302
+    with app.app_context():
+        from server.households import household_view
+        doc = get_store().get("households", world["disputed_household"])
+    assert household_view(doc)["fields"]["head_name"]["value"] == "Rahmat H."
+    assert post(client, f"/web/conflicts/{conflict['id']}/resolve", {"choice": "nope"}).status_code == 422
+
+
+def test_households_search_by_name_and_history(client, world):
+    sign_in(client, "sari")
+    found = client.get("/web/households?q=aminah").get_data(as_text=True)
+    assert "Siti Aminah" in found
+    assert "Dedi" not in found
+    history = client.get(f"/web/households/{world['plain_household']}").get_data(as_text=True)
+    assert "Siti Aminah" in history
+    assert "ani" in history
+
+
+def test_map_data_is_paged_and_points_carry_state_and_flags(app, client, world, monkeypatch):
+    from server.web import views
+
+    monkeypatch.setattr(views, "MAP_PAGE", 2)
+    sign_in(client, "sari")
+    first = client.get("/web/map/visits.json").get_json()
+    assert len(first["points"]) == 2
+    assert first["next"]
+    second = client.get(f"/web/map/visits.json?after={first['next']}").get_json()
+    points = first["points"] + second["points"]
+    assert second["next"] is None
+    assert len(points) == 3
+    outside = next(p for p in points if p[0] == world["outside"])
+    assert outside[3] == "pending"
+    assert outside[4] == ["outside_village"]
+    villages = client.get("/web/map/villages.json").get_json()
+    assert {f["properties"]["code"] for f in villages["features"]} == {"32.04.05.2001", "32.04.05.2002",
+                                                                        "32.04.05.2003"}
+
+
+def test_a_tile_url_is_allowed_only_when_configured(app_factory):
+    app = app_factory(WEB_TILE_URL="https://tiles.example.org/{z}/{x}/{y}.png")
+    seed(app)
+    client = app.test_client()
+    sign_in(client, "sari")
+    reply = client.get("/web/map")
+    assert "img-src 'self' data: https://tiles.example.org" in reply.headers["Content-Security-Policy"]
+    assert 'data-tiles="https://tiles.example.org/{z}/{x}/{y}.png"' in reply.get_data(as_text=True)
+
+
+def test_forms_upload_shows_every_error_by_sheet_and_row_then_publishes_and_assigns(app, client, world):
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    page = client.get("/web/forms")
+    broken = client.post("/web/forms/upload", data={"csrf_token": token(page),
+                                                    "file": (io.BytesIO(xlsform_bytes(broken=True)), "b.xlsx")})
+    assert broken.status_code == 422
+    body = broken.get_data(as_text=True)
+    assert re.search(r"<code>survey</code></td><td>3</td><td>[^<]*tidak_ada", body)
+    assert re.search(r"<code>survey</code></td><td>4</td><td>duplicate name", body)
+    good = client.post("/web/forms/upload", data={"csrf_token": token(page),
+                                                  "file": (io.BytesIO(xlsform_bytes()), "g.xlsx")})
+    assert good.status_code == 302
+    assert "/web/forms/pendataan_web" in good.headers["Location"]
+    form_page = client.get(good.headers["Location"])
+    assert post(client, "/web/forms/pendataan_web/versions/2/publish", {}, form_page).status_code == 302
+    reply = client.post("/web/forms/pendataan_web/assignment", data={
+        "csrf_token": token(form_page), "villages": ["32.04.05.2001"], "more_villages": "32.04.05.2002"})
+    assert reply.status_code == 302
+    with app.app_context():
+        stored = get_store().get("forms", "pendataan_web")
+    assert stored["latest_version"] == "2"
+    assert sorted(stored["assignment"]["villages"]) == ["32.04.05.2001", "32.04.05.2002"]
+    assert post(client, "/web/forms/pendataan_web/archive", {}, form_page).status_code == 302
+    with app.app_context():
+        assert get_store().get("forms", "pendataan_web")["archived"] is True
+
+
+def test_creating_an_officer_and_resetting_a_password(app, client, world):
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    page = client.get("/web/users")
+    bad = post(client, "/web/users", {"username": "dewi", "role": "officer", "villages": "32.04.05.2001",
+                                      "password": "short"}, page)
+    assert bad.status_code == 422
+    assert "password" in bad.get_data(as_text=True)
+    made = post(client, "/web/users", {"username": "dewi", "role": "officer", "villages": "32.04.05.2001",
+                                       "password": "kata-sandi-dewi-panjang"}, page)
+    assert made.status_code == 302
+    with app.app_context():
+        assert get_store().get("users", "dewi")["villages"] == ["32.04.05.2001"]
+    reset = post(client, "/web/users/dewi", {"action": "password", "password": "kata-sandi-baru-dewi"}, page)
+    assert reset.status_code == 302
+    reply = app.test_client().post("/api/v1/auth/login", json={"username": "dewi",
+                                                                "password": "kata-sandi-baru-dewi"})
+    assert reply.status_code == 200
+
+
+def test_revoking_a_device(app, client, world):
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    page = client.get("/web/users")
+    assert "hp-ani-01" in page.get_data(as_text=True)
+    assert post(client, "/web/users/ani/devices/hp-ani-01/revoke", {}, page).status_code == 302
+    with app.app_context():
+        from server.devices import get_device
+        assert get_device(get_store(), "ani", "hp-ani-01")["revoked"]
+
+
+def test_a_register_upload_reports_per_row(client, world):
+    from pathlib import Path
+
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    page = client.get("/web/registers")
+    register = (Path(__file__).parents[1] / "fixtures" / "registers" / "desa_contoh_bad_rows.csv").read_bytes()
+    reply = client.post("/web/registers", data={"csrf_token": token(page),
+                                                "file": (io.BytesIO(register), "desa.csv")})
+    assert reply.status_code == 200
+    body = reply.get_data(as_text=True)
+    assert 'id="register-report"' in body
+    assert re.search(r"<td>\d+</td>", body)
+
+
+def test_an_export_downloads_and_is_recorded(app, client, world):
+    sign_in(client, "sari")
+    page = client.get("/web/exports")
+    reply = post(client, "/web/exports/download", {"format": "geojson", "form_id": "verval_web", "labels": "en"}, page)
+    assert reply.status_code == 200
+    assert reply.mimetype == "application/geo+json"
+    assert len(reply.get_json()["features"]) == 3
+    with app.app_context():
+        records = get_store().find("exports", {}, order_by="-at")
+    assert records[0]["actor"] == "sari"
+    assert records[0]["rows"] == 3
+    zipped = post(client, "/web/exports/download", {"format": "csv_zip"}, page)
+    assert zipped.status_code == 200
+    assert zipped.data[:2] == b"PK"
+    assert post(client, "/web/exports/download", {"format": "csv_zip", "village": "32.04.06.2003"},
+                page).status_code == 404
+
+
+def test_the_audit_log_lists_sign_ins(client, world):
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    body = client.get("/web/audit?action=login_succeeded").get_data(as_text=True)
+    assert "login_succeeded" in body
+    assert "admin" in body
+
+
+def test_times_show_in_the_villages_time_zone():
+    assert localtime("2026-11-22T03:00:00Z", "32.04.05.2001") == "2026-11-22 10:00 WIB"
+    assert localtime("2026-11-22T03:00:00Z", "73.71.01.1001") == "2026-11-22 11:00 WITA"
+    assert localtime("2026-11-22T03:00:00Z", "91.01.01.2001") == "2026-11-22 12:00 WIT"
+    assert localtime(None) == "—"
