@@ -22,6 +22,7 @@ from .forms_registry import import_form, load_library
 from .household_import import CHUNK as REGISTER_CHUNK
 from .household_import import RegisterError, import_households, read_register
 from .households import rebuild_household, write_household
+from .relay.cli import relay_group
 from .security.passwords import minimum_length, passwords
 from .storage import StorageError, Store, Writer
 from .store import get_store
@@ -300,6 +301,9 @@ def _safe_url(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+cli.add_command(relay_group)
 
 
 def main(argv: list[str] | None = None) -> None:

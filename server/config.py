@@ -87,6 +87,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOAD_LIBRARY_FORMS", "KUNJUNG_LOAD_LIBRARY_FORMS", True, _bool,
             "Publish the shipped forms on first start"),
     Setting("LOG_LEVEL", "KUNJUNG_LOG_LEVEL", "INFO", str.upper, "Logging level"),
+    Setting("RELAY_BACKGROUND", "KUNJUNG_RELAY_BACKGROUND", True, _bool,
+            "At a village hall: exchange events with upstream in the background (docs/relay.md)"),
+    Setting("RELAY_INTERVAL_SECONDS", "KUNJUNG_RELAY_INTERVAL_SECONDS", 60, _positive_int,
+            "At a village hall: seconds between rounds while the link is up"),
 )
 
 
