@@ -30,7 +30,8 @@ class Link:
         self.inner = FlaskTransport(app)
         self.name = "link"
         self.down = False
-        self.cut_after: int | None = None
+        self.cut_after: int | None = None  # requests that still get through
+        self.lose_reply_of: str | None = None  # "METHOD path": delivered once, its answer lost
         self.sent = 0
 
     def send(self, method: str, path: str, **kwargs: Any) -> Reply:
@@ -41,7 +42,11 @@ class Link:
         if self.down:
             raise ConnectionResetError("the hall's link is down")
         self.sent += 1
-        return self.inner.send(method, path, **kwargs)
+        reply = self.inner.send(method, path, **kwargs)
+        if self.lose_reply_of == f"{method} {path}":
+            self.lose_reply_of = None
+            raise ConnectionResetError("the link dropped before the answer arrived")
+        return reply
 
 
 def make_credential(central, name: str, villages: list[str]) -> str:
@@ -62,9 +67,12 @@ def make_hall(tmp_path, central, name: str, villages: list[str]):
     return hall, link
 
 
-def sync_round(hall, link):
+def sync_round(hall, link, wall=None):
     with hall.app_context():
-        return hall_node(get_store(hall), skew_bound_ms=SKEW_MS, transport=link).round()
+        node = hall_node(get_store(hall), skew_bound_ms=SKEW_MS, transport=link)
+        if wall is not None:
+            node.wall = wall
+        return node.round()
 
 
 def close(*apps: Any) -> None:
