@@ -20,6 +20,7 @@ from .forms_registry import seed_library_on_first_start
 from .i18n import install_i18n
 from .jsonio import FastJSONProvider
 from .middleware import RequestBodyGuard
+from .relay import install_relay
 from .security.guard import install_guard
 from .security.keys import install_keyring
 from .security.passwords import install_passwords
@@ -88,6 +89,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     install_guard(install_tokens(app))
     _register_request_hooks(app)
     install_i18n(app)
+    install_relay(app)  # a hall refuses pushes while its clock is off
     register_error_handlers(app)
     _register_api(app)
     register_web(app)  # the pages for supervisors and admins (server/web/)

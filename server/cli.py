@@ -31,6 +31,7 @@ from .households import rebuild_household, write_household
 from .privacy.erasure import erase_household, erase_person, require_central
 from .privacy.people import checked_number, number_hash, person_export
 from .privacy.retention import apply_retention, plan_retention
+from .relay.cli import relay_group
 from .security.passwords import minimum_length, passwords
 from .security.scope import Scope
 from .storage import StorageError, Store, Writer
@@ -486,6 +487,9 @@ def _safe_url(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+cli.add_command(relay_group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -111,6 +111,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PUBLIC_URL", "KUNJUNG_PUBLIC_URL", None, lambda text: text.strip().rstrip("/") or None,
             "The address phones reach the server at (http://192.168.1.10:8000 on the hall's Wi-Fi, or the "
             "district's https name); put in ODK Collect's set-up QR codes. Unset: the address a request came to"),
+    Setting("RELAY_BACKGROUND", "KUNJUNG_RELAY_BACKGROUND", True, _bool,
+            "At a village hall: exchange events with upstream in the background (docs/relay.md)"),
+    Setting("RELAY_INTERVAL_SECONDS", "KUNJUNG_RELAY_INTERVAL_SECONDS", 60, _positive_int,
+            "At a village hall: seconds between rounds while the link is up"),
 )
 
 

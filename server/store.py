@@ -76,11 +76,15 @@ COLLECTIONS: list[CollectionSpec] = [
                             _counted())),
     # sync (server/sync_service.py): every accepted event, and the records folded from them
     CollectionSpec("events", fields=("household_id", "visit_id", "village", "type", "device_id", "officer", "hlc"),
-                   indexes=(("household_id", "seq"), ("hlc", "id")),
-                   retired=(("village", "seq"), ("device_id",), ("officer",), ("hlc",)),
+                   indexes=(("household_id", "seq"), ("hlc", "id"), ("village", "seq")),
+                   retired=(("device_id",), ("officer",), ("hlc",)),
                    tracked=True,
                    queries=(Query(("household_id",), "seq", ("household_id", "seq"),
                                   why="a household's history and its rebuild"),
+                            # server/relay/feed.py: a hall's feed of its villages' events, and what waits
+                            Query(("village", "seq"), "seq", ("village", "seq"), why="relay feed, in a scope"),
+                            Query(("village", "seq"), None, ("village", "seq"), why="relay: events waiting"),
+                            Query(("seq",), "seq", ("seq",), why="relay: a hall's own events to send up"),
                             Query((), "hlc", ("hlc", "id"), why="start-up: the largest stored HLC"),
                             Query((), None, residual=("type",), why="tests: events of a type, a scan"),
                             Query((), "id", why="every event by id: rebuilds and checks read them all"),
@@ -135,6 +139,8 @@ COLLECTIONS: list[CollectionSpec] = [
                             Query(("open",), "id", ("open", "id"), why="conflict listing (admins)"),
                             Query(("open",), None, ("open", "id"), why="review queue totals (admins)"),
                             _counted())),
+    # village-hall credentials on the central server (server/relay/halls.py): one document per hall
+    CollectionSpec("relay_halls", queries=(Query(why="the hall list (a small collection)"), _counted())),
     # form definitions (server/forms_registry.py): one tracked document per form, so that publishing,
     # archiving and assignment reach devices through the pull; versions are immutable once published.
     # Both collections hold one document per form or version: reading them whole is cheap.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import auth, collect, exports, forms, health, privacy, reports, supervision, sync, uploads, users, villages
+from . import auth, collect, exports, forms, health, privacy, relay, reports, supervision, sync, uploads, users, villages
 
 BLUEPRINTS = [
     health.blp,
@@ -17,4 +17,5 @@ BLUEPRINTS = [
     collect.blp,
     uploads.blp,
     privacy.blp,
+    relay.blp,
 ]

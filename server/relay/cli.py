@@ -1,0 +1,126 @@
+"""The ``kunjung relay`` commands: hall credentials on the central server, and a hall's link to it."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from flask import Flask
+
+from ..errors import ApiError
+from ..store import get_store
+from .halls import create_hall, list_halls, public_hall, revoke_hall
+from .node import RelayError, hall_node, hall_status, init_hall
+
+
+def _app() -> Flask:
+    from .. import create_app
+
+    return create_app()
+
+
+def _bound(app: Flask) -> int:
+    return app.config["CLOCK_SKEW_SECONDS"] * 1000
+
+
+def _fail(error: ApiError | RelayError) -> click.ClickException:
+    details = "; ".join(f"{k}: {', '.join(v)}" for k, v in getattr(error, "errors", {}).items())
+    return click.ClickException(f"{error.message} {details}".strip())
+
+
+@click.group("relay", help="Village-hall nodes: credentials on the central server, and a hall's exchange with it.")
+def relay_group() -> None:
+    pass
+
+
+@relay_group.command("credential")
+@click.option("--name", required=True, help="The hall's name, e.g. balai-sukamaju.")
+@click.option("--village", "villages", multiple=True, required=True, help="A village code the hall serves. Repeatable.")
+def credential_command(name: str, villages: tuple[str, ...]) -> None:
+    """On the central server: make a hall credential and print it once (it is stored hashed)."""
+    app = _app()
+    with app.app_context():
+        try:
+            hall, token = create_hall(get_store(app), name.strip().lower(), list(villages), actor="cli",
+                                      address="cli")
+        except ApiError as error:
+            raise _fail(error) from None
+    click.echo(f"hall {hall['id']} for {', '.join(hall['villages'])}")
+    click.echo("credential (shown once; give it to `kunjung relay init` on the hall laptop):")
+    click.echo(token)
+
+
+@relay_group.command("revoke")
+@click.argument("name")
+def revoke_command(name: str) -> None:
+    """On the central server: cut a hall off (a stolen laptop); its credential stops working at once."""
+    app = _app()
+    with app.app_context():
+        try:
+            revoke_hall(get_store(app), name.strip().lower(), actor="cli", address="cli")
+        except ApiError as error:
+            raise _fail(error) from None
+    click.echo(f"revoked hall {name.strip().lower()}")
+
+
+@relay_group.command("halls")
+def halls_command() -> None:
+    """On the central server: every hall and when it last made contact."""
+    app = _app()
+    with app.app_context():
+        for hall in list_halls(get_store(app)):
+            shown = public_hall(hall)
+            click.echo(f"{shown['name']}\t{'revoked' if shown['revoked'] else 'active'}\t"
+                       f"last contact {shown['last_contact_at'] or 'never'}\t{','.join(shown['villages'])}")
+
+
+@relay_group.command("init")
+@click.option("--upstream", required=True, help="The central server, https://host[:port].")
+@click.option("--credential", required=True, help="The hall credential the central admin made.")
+def init_command(upstream: str, credential: str) -> None:
+    """On the hall laptop: become a hall of UPSTREAM, then take forms, villages, users and events."""
+    app = _app()
+    with app.app_context():
+        try:
+            outcome = init_hall(get_store(app), upstream, credential, skew_bound_ms=_bound(app))
+        except (RelayError, ValueError) as error:
+            raise click.ClickException(getattr(error, "message", str(error))) from None
+    click.echo(f"this node is hall {outcome['hall']} of {upstream}")
+    click.echo(json.dumps(outcome["round"], sort_keys=True))
+
+
+@relay_group.command("sync")
+def sync_command() -> None:
+    """On the hall laptop: one round with upstream (up, then down); resumable if cut."""
+    app = _app()
+    with app.app_context():
+        try:
+            report = hall_node(get_store(app), skew_bound_ms=_bound(app)).round()
+        except RelayError as error:
+            raise click.ClickException(f"{error.code}: {error.message}") from None
+    click.echo(json.dumps(report.as_dict(), sort_keys=True))
+
+
+@relay_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status_command(as_json: bool) -> None:
+    """On the hall laptop: last contact, what waits to go up, events upstream refused and why."""
+    app = _app()
+    with app.app_context():
+        try:
+            status = hall_status(get_store(app))
+        except RelayError as error:
+            raise click.ClickException(error.message) from None
+    if as_json:
+        click.echo(json.dumps(status, sort_keys=True))
+        return
+    click.echo(f"hall {status['hall']} of {status['upstream']} ({', '.join(status['villages'])})")
+    click.echo(f"last contact: {status['last_contact_at'] or 'never'}; last try: {status['last_attempt_at']}")
+    if status["last_error"]:
+        click.echo(f"last error: {status['last_error']['code']}: {status['last_error']['message']}")
+    if status["clock_refusal"]:
+        click.echo(f"refusing phone pushes: {status['clock_refusal']}")
+    click.echo(f"waiting to go up: {status['waiting_up']}")
+    click.echo(f"refused events: {len(status['refused'])}")
+    for entry in status["refused"][-20:]:
+        click.echo(f"  {entry['direction']} {entry['id']}: {entry['code']}: {entry['message']}")

@@ -1,0 +1,435 @@
+"""The hall's side of the relay: its link to upstream, one exchange round, its status, and the background runner."""
+
+# A hall is a kunjung server whose store holds a ``server_state/relay`` document: the upstream
+# URL and credential, and the checkpoints of the exchange (``up_seq``: the hall's own change
+# sequence up to which upstream has answered for every event; ``feed_cursor``: the signed cursor
+# of the upstream feed). A round is hello (clocks and merge rule), set-up (villages, users,
+# devices, forms), up, then down. Each step saves its checkpoint together with what it took, so
+# a round cut at any point resumes from where it was and sends nothing twice into a fold.
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from forms.identifiers import Area
+from sync import DOCUMENT_FORMAT
+
+from ..client.transport import TRANSPORT_ERRORS, HttpTransport, Transport
+from ..clock import node_device_id, wall_ms
+from ..security.scope import Scope
+from ..storage import Store, Writer
+from ..timeutil import iso, now_utc
+from .accept import accept_relayed, wire_event, wire_visit
+from .feed import count_own_since, own_events_since
+
+log = logging.getLogger("kunjung.relay")
+STATE = "server_state"
+RELAY_ID = "relay"
+LEASE_ID = "relay_lease"
+UPSTREAM = "upstream"
+MAX_REFUSED = 200
+UP_BATCH = 200
+DOWN_PAGE = 500
+MERGE_RULE = DOCUMENT_FORMAT
+UPSTREAM_COLLECTIONS = ("villages", "forms", "form_versions")
+NODE_HEADER = "X-Kunjung-Node"
+
+
+class RelayError(Exception):
+    """A round could not go on; ``code`` is stable, the message says why (for status and the log)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def relay_state(store: Store) -> dict[str, Any] | None:
+    """The hall's link to upstream, or None when this node is not a hall."""
+    return store.get(STATE, RELAY_ID)
+
+
+def is_hall(store: Store) -> bool:
+    return relay_state(store) is not None
+
+
+def push_refusal(store: Store) -> str | None:
+    """Why the hall refuses phone pushes now (its clock is too far from upstream's), or None."""
+    state = relay_state(store)
+    return None if state is None else state.get("clock_refusal")
+
+
+def _update_state(tx: Writer, **fields: Any) -> dict[str, Any]:
+    state = tx.get(STATE, RELAY_ID) or {"id": RELAY_ID}
+    state.update(fields)
+    tx.put(STATE, state)
+    return state
+
+
+class Upstream:
+    """The upstream server's relay endpoints, over a transport, with the hall's credential."""
+
+    def __init__(self, transport: Transport, credential: str, node_id: str):
+        self.transport = transport
+        self.headers = {"Authorization": f"Bearer {credential}", "Content-Type": "application/json",
+                        NODE_HEADER: node_id}
+
+    def call(self, method: str, path: str, body: Any = None, query: Mapping[str, Any] | None = None) -> Any:
+        data = None if body is None else orjson.dumps(body)
+        try:
+            reply = self.transport.send(method, f"/api/v1/relay/{path}", query=query, body=data,
+                                        headers=self.headers)
+        except TRANSPORT_ERRORS as exc:
+            raise RelayError("unreachable", f"upstream did not answer: {exc}") from exc
+        if reply.status != 200:
+            try:
+                shape = reply.json() or {}
+            except ValueError:
+                shape = {}
+            code = shape.get("code") if isinstance(shape, dict) else None
+            message = shape.get("message") if isinstance(shape, dict) else None
+            raise RelayError(code or f"http_{reply.status}", message or f"upstream answered {reply.status}")
+        return reply.json()
+
+
+@dataclass
+class RoundReport:
+    sent: int = 0
+    sent_applied: int = 0
+    refused_up: int = 0
+    received: int = 0
+    received_applied: int = 0
+    refused_down: int = 0
+    clock_gap_ms: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class HallNode:
+    """One hall's exchange with upstream, over this node's store."""
+
+    def __init__(self, store: Store, upstream: Upstream, *, skew_bound_ms: int,
+                 wall: Callable[[], int] = wall_ms):
+        self.store = store
+        self.upstream = upstream
+        self.skew_bound_ms = skew_bound_ms
+        self.wall = wall
+        self.node_id = node_device_id(store)
+
+    # -- the steps of a round --------------------------------------------------------------------
+    def hello(self) -> dict[str, Any]:
+        sent = self.wall()
+        answer = self.upstream.call("POST", "hello", {"node_id": self.node_id, "merge_rule": MERGE_RULE,
+                                                      "time_ms": sent})
+        arrived = self.wall()
+        if answer.get("merge_rule") != MERGE_RULE:
+            raise RelayError("merge_rule_mismatch",
+                             f"upstream folds under merge rule {answer.get('merge_rule')}, this hall under "
+                             f"{MERGE_RULE}; upgrade the older one before they exchange events")
+        # Upstream read its clock about half-way through the exchange.
+        gap = int(answer["time_ms"]) - (sent + arrived) // 2
+        refusal = None
+        if abs(gap) > self.skew_bound_ms:
+            side = "ahead of" if gap < 0 else "behind"
+            refusal = (f"The hall's clock is {abs(gap) // 1000} s {side} the central server's "
+                       f"(the bound is {self.skew_bound_ms // 1000} s); set the laptop's clock. / "
+                       f"Jam laptop balai desa selisih {abs(gap) // 1000} detik dari server pusat; "
+                       "perbaiki jam laptop.")
+        self.store.unit_of_work(lambda tx: _update_state(
+            tx, clock_gap_ms=gap, clock_refusal=refusal, hall=answer.get("hall"),
+            villages=sorted(answer.get("villages") or []), upstream_node=answer.get("node_id"),
+            merge_rule=MERGE_RULE))
+        answer["clock_gap_ms"] = gap
+        answer["clock_refusal"] = refusal
+        return answer
+
+    def setup(self) -> dict[str, int]:
+        """Villages with boundaries, forms, users and devices of the hall's villages, from upstream."""
+        bundle = self.upstream.call("GET", "setup")
+        return self.store.unit_of_work(lambda tx: apply_setup(tx, bundle))
+
+    def send_up(self, report: RoundReport) -> None:
+        state = relay_state(self.store) or {}
+        if state.get("clock_refusal"):
+            raise RelayError("clock_skew", state["clock_refusal"])
+        since = int(state.get("up_seq") or 0)
+        while True:
+            docs, upto, more = own_events_since(self.store, since, UP_BATCH)
+            if docs:
+                items = [self._item(doc) for doc in docs]
+                answer = self.upstream.call("POST", "events", {"node_id": self.node_id, "items": items})
+                results = answer.get("results") or []
+                if len(results) != len(items):
+                    raise RelayError("bad_reply", "upstream answered for another number of events")
+                report.sent += len(items)
+                report.sent_applied += sum(1 for r in results if r.get("status") == "applied")
+                refused = [r for r in results if r.get("status") == "rejected"]
+                report.refused_up += len(refused)
+            else:
+                refused = []
+
+            def save(tx: Writer, upto: int = upto, refused: list[dict[str, Any]] = refused) -> None:
+                current = tx.get(STATE, RELAY_ID) or {}
+                _update_state(tx, up_seq=max(upto, int(current.get("up_seq") or 0)),
+                              refused=_kept(current.get("refused"), refused, "up"))
+
+            self.store.unit_of_work(save)
+            since = upto
+            if not more:
+                return
+
+    def bring_down(self, report: RoundReport) -> None:
+        while True:
+            state = relay_state(self.store) or {}
+            query: dict[str, Any] = {"limit": DOWN_PAGE}
+            if state.get("feed_cursor"):
+                query["since"] = state["feed_cursor"]
+            try:
+                page = self.upstream.call("GET", "events", query=query)
+            except RelayError as error:
+                if error.code != "invalid_cursor":
+                    raise
+                # A restored upstream: start its feed again; what is held answers duplicate.
+                self.store.unit_of_work(lambda tx: _update_state(tx, feed_cursor=None))
+                continue
+            scope = Scope("officer", tuple(state.get("villages") or ()))
+            items = page.get("items") or []
+
+            def save(tx: Writer, results: list[dict[str, Any]], page: dict[str, Any] = page) -> None:
+                current = tx.get(STATE, RELAY_ID) or {}
+                refused = [r for r in results if r.get("status") == "rejected"]
+                _update_state(tx, feed_cursor=page["next"], last_down_at=iso(now_utc()),
+                              left_scope=sorted(set(current.get("left_scope") or []) | set(page.get("left_scope")
+                                                                                            or [])),
+                              refused=_kept(current.get("refused"), refused, "down"))
+
+            results = accept_relayed(self.store, items, scope, source=UPSTREAM, checkpoint=save)
+            report.received += len(items)
+            report.received_applied += sum(1 for r in results if r["status"] == "applied")
+            report.refused_down += sum(1 for r in results if r["status"] == "rejected")
+            if not page.get("has_more"):
+                return
+
+    def _item(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        item: dict[str, Any] = {"event": wire_event(doc, self.node_id)}
+        if doc["type"] == "visit":
+            visit = self.store.get("visits", doc["id"])
+            if visit is not None:
+                item["visit"] = wire_visit(visit)
+        return item
+
+    # -- a whole round ---------------------------------------------------------------------------
+    def round(self) -> RoundReport:
+        """Hello, set-up, up, then down. Raises RelayError when upstream cannot be reached or refuses."""
+        report = RoundReport()
+        self.store.unit_of_work(lambda tx: _update_state(tx, last_attempt_at=iso(now_utc())))
+        try:
+            answer = self.hello()
+            report.clock_gap_ms = answer["clock_gap_ms"]
+            self.setup()
+            if answer["clock_refusal"] is None:
+                self.send_up(report)
+            self.bring_down(report)
+        except RelayError as error:
+            failure = {"code": error.code, "message": error.message, "at": iso(now_utc())}
+            self.store.unit_of_work(lambda tx: _update_state(tx, last_error=failure))
+            raise
+        self.store.unit_of_work(lambda tx: _update_state(tx, last_contact_at=iso(now_utc()), last_error=None,
+                                                         last_round=report.as_dict()))
+        return report
+
+
+def _kept(previous: Any, refused: list[dict[str, Any]], direction: str) -> list[dict[str, Any]]:
+    """The refused events the status shows: the newest few hundred, with their reasons."""
+    at = iso(now_utc())
+    entries = list(previous or []) + [{"id": r.get("id"), "direction": direction, "code": r.get("code"),
+                                       "message": r.get("message"), "errors": r.get("errors") or {}, "at": at}
+                                      for r in refused]
+    return entries[-MAX_REFUSED:]
+
+
+# -- set-up from upstream ------------------------------------------------------------------------
+def _same(stored: Mapping[str, Any] | None, doc: Mapping[str, Any]) -> bool:
+    if stored is None:
+        return False
+    return {k: v for k, v in stored.items() if k != "seq"} == {k: v for k, v in doc.items() if k != "seq"}
+
+
+def apply_setup(tx: Writer, bundle: Mapping[str, Any]) -> dict[str, int]:
+    """Store what upstream sent of the hall's villages; a document is written only when it changed
+    (forms are tracked: rewriting one unchanged would send it to every phone again)."""
+    written = {"villages": 0, "forms": 0, "form_versions": 0, "users": 0, "devices": 0}
+    for collection in UPSTREAM_COLLECTIONS:
+        for doc in bundle.get(collection) or []:
+            doc = {k: v for k, v in doc.items() if k != "seq"}
+            if not _same(tx.get(collection, doc["id"]), doc):
+                tx.put(collection, doc)
+                written[collection] += 1
+    sent_users = {user["id"] for user in bundle.get("users") or []}
+    for user in bundle.get("users") or []:
+        stored = tx.get("users", user["id"])
+        if stored is not None and not stored.get("from_upstream"):
+            continue  # an account made at the hall itself is the hall's own
+        doc = {**(stored or {}), **user, "from_upstream": True}
+        if not _same(stored, doc):
+            tx.put("users", doc)
+            written["users"] += 1
+    for name in bundle.get("known_users") or []:
+        # An account of the hall's villages before: it no longer is, so it signs in here no more.
+        stored = tx.get("users", name)
+        if stored is not None and stored.get("from_upstream") and name not in sent_users and not stored.get(
+                "disabled"):
+            tx.put("users", {**stored, "disabled": True, "villages": []})
+            written["users"] += 1
+    for device in bundle.get("devices") or []:
+        stored = tx.get("devices", device["id"])
+        if device.get("revoked") and (stored is None or not stored.get("revoked")):
+            tx.put("devices", {**(stored or device), "revoked": True,
+                               "revoked_at": device.get("revoked_at"), "revoked_by": "upstream"})
+            written["devices"] += 1
+    _update_state(tx, known_users=sorted(sent_users), last_setup_at=iso(now_utc()))
+    return written
+
+
+def setup_bundle(store: Store, hall_villages: list[str], previous_users: list[str] | None = None
+                 ) -> dict[str, Any]:
+    """What a hall needs to serve its villages' officers offline (upstream's side of :meth:`HallNode.setup`).
+
+    Users are those whose areas reach one of the hall's villages, each with only those villages:
+    a token the hall issues can then reach nothing else. Password hashes travel so that officers
+    sign in offline; so do revoked devices, so that a lost phone is refused at the hall too.
+    """
+    from ..forms_registry import FORMS, PUBLISHED, VERSIONS, assigned_to
+
+    villages = sorted(set(hall_villages))
+    scope = Scope("officer", tuple(villages))
+    out: dict[str, Any] = {"villages": [doc for doc in (store.get("villages", v) for v in villages) if doc]}
+    forms = [form for form in store.iterate(FORMS) if form.get("published") and (
+        assigned_to(form.get("assignment"), scope) or assigned_to(form.get("assigned_ever"), scope))]
+    out["forms"] = forms
+    out["form_versions"] = [doc for form in forms for doc in store.find(VERSIONS, {"form_id": form["id"]})
+                            if doc.get("state") == PUBLISHED]
+    users, devices = [], []
+    for user in store.iterate("users"):
+        if user["role"] == "admin":
+            continue
+        areas = [Area(code) for code in user.get("villages") or () if Area.is_code(code)]
+        mine = [v for v in villages if any(area.contains(v) for area in areas)]
+        if not mine:
+            continue
+        users.append({"id": user["id"], "role": user["role"], "villages": mine,
+                      "disabled": bool(user.get("disabled")), "password_hash": user["password_hash"],
+                      "token_version": user.get("token_version", 0), "created_at": user.get("created_at"),
+                      "updated_at": user.get("updated_at")})
+        devices.extend({k: d.get(k) for k in ("id", "username", "device_id", "revoked", "revoked_at")}
+                       for d in store.find("devices", {"username": user["id"]}) if d.get("revoked"))
+    out["users"] = users
+    out["devices"] = devices
+    out["known_users"] = sorted(set(previous_users or []))
+    return out
+
+
+# -- set-up of a hall ----------------------------------------------------------------------------
+def transport_for(url: str) -> Transport:
+    return HttpTransport(url, timeout=60.0, pool_size=2)
+
+
+def init_hall(store: Store, upstream_url: str, credential: str, *, skew_bound_ms: int,
+              transport: Transport | None = None) -> dict[str, Any]:
+    """Make this node a hall of ``upstream_url``: check the credential, then take set-up and events."""
+    state = relay_state(store)
+    if state is not None and state.get("upstream") not in (None, upstream_url):
+        raise RelayError("already_a_hall", f"this node is a hall of {state['upstream']} already")
+    store.unit_of_work(lambda tx: _update_state(tx, upstream=upstream_url.rstrip("/"), credential=credential,
+                                                up_seq=int((state or {}).get("up_seq") or 0),
+                                                created_at=(state or {}).get("created_at") or iso(now_utc())))
+    node = HallNode(store, Upstream(transport or transport_for(upstream_url), credential,
+                                             node_device_id(store)),
+                    skew_bound_ms=skew_bound_ms)
+    report = node.round()
+    return {"hall": (relay_state(store) or {}).get("hall"), "round": report.as_dict()}
+
+
+def hall_node(store: Store, *, skew_bound_ms: int, transport: Transport | None = None) -> HallNode:
+    state = relay_state(store)
+    if state is None:
+        raise RelayError("not_a_hall", "this node is not a hall; run kunjung relay init first")
+    return HallNode(store, Upstream(transport or transport_for(state["upstream"]), state["credential"],
+                                         node_device_id(store)),
+                    skew_bound_ms=skew_bound_ms)
+
+
+def hall_status(store: Store) -> dict[str, Any]:
+    """When the hall last reached upstream, what waits to go up, what upstream refused and why."""
+    state = relay_state(store)
+    if state is None:
+        raise RelayError("not_a_hall", "this node is not a hall; run kunjung relay init first")
+    return {"hall": state.get("hall"), "upstream": state.get("upstream"), "villages": state.get("villages") or [],
+            "last_contact_at": state.get("last_contact_at"), "last_attempt_at": state.get("last_attempt_at"),
+            "last_error": state.get("last_error"), "clock_gap_ms": state.get("clock_gap_ms"),
+            "clock_refusal": state.get("clock_refusal"),
+            "waiting_up": count_own_since(store, int(state.get("up_seq") or 0)),
+            "waiting_down": state.get("waiting_down"), "last_round": state.get("last_round"),
+            "refused": list(state.get("refused") or []), "left_scope": state.get("left_scope") or []}
+
+
+# -- the background runner -----------------------------------------------------------------------
+class Runner:
+    """Runs rounds in a daemon thread: every ``interval`` seconds while the link is up, backing off
+    (doubling, with jitter, up to ``max_backoff``) while it is down. Across gunicorn workers a lease
+    in the store lets one run at a time."""
+
+    def __init__(self, make_node: Callable[[], HallNode], store: Store, *, interval: float = 60.0,
+                 first_backoff: float = 5.0, max_backoff: float = 900.0):
+        self.make_node = make_node
+        self.store = store
+        self.interval = interval
+        self.first_backoff = first_backoff
+        self.max_backoff = max_backoff
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="kunjung-relay", daemon=True)
+        self.holder = f"{os.getpid()}-{id(self)}"
+
+    def start(self) -> Runner:
+        self.thread.start()
+        return self
+
+    def _lease(self, seconds: float) -> bool:
+        now = time.time()
+
+        def unit(tx: Writer) -> bool:
+            lease = tx.get(STATE, LEASE_ID)
+            if lease is not None and lease.get("holder") != self.holder and lease.get("until", 0) > now:
+                return False
+            tx.put(STATE, {"id": LEASE_ID, "holder": self.holder, "until": now + seconds})
+            return True
+
+        return self.store.unit_of_work(unit)
+
+    def _loop(self) -> None:
+        backoff = self.first_backoff
+        while not self.stop.is_set():
+            wait = self.interval
+            try:
+                if self._lease(self.interval + 300):
+                    self.make_node().round()
+                backoff = self.first_backoff
+            except RelayError as error:
+                log.warning("relay round failed (%s): %s; next try in %.0f s", error.code, error.message, backoff)
+                wait = backoff * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
+                backoff = min(self.max_backoff, backoff * 2)
+            except Exception:  # the runner must outlive any one round
+                log.exception("relay round failed")
+                wait = backoff
+                backoff = min(self.max_backoff, backoff * 2)
+            self.stop.wait(wait)
