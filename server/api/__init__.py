@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from . import auth, collect, exports, forms, health, privacy, relay, reports, supervision, sync, uploads, users, villages
+from . import (
+    auth,
+    collect,
+    exports,
+    forms,
+    health,
+    privacy,
+    relay,
+    reports,
+    supervision,
+    sync,
+    uploads,
+    users,
+    villages,
+)
 
 BLUEPRINTS = [
     health.blp,
