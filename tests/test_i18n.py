@@ -327,3 +327,80 @@ def test_a_failed_constraint_says_the_forms_own_message_in_the_asked_language(of
     english = client.get(f"/api/v1/visits/{visits[0]['id']}", headers=supervisor).get_json()
     assert {f["code"]: f["message"] for f in english["flags"]}["required_missing"] == (
         "a required question was not answered")
+
+
+# --- a user's own language ----------------------------------------------------------------------------------
+
+def test_a_users_language_setting_counts_when_the_request_names_none(client, users):
+    admin = login(client, "admin")
+    assert client.post("/api/v1/users", headers=admin, json={
+        "username": "dewi", "password": "correct horse battery", "role": "officer",
+        "villages": [VILLAGE], "language": "id"}).get_json()["language"] == "id"
+    assert client.post("/api/v1/users", headers=admin, json={
+        "username": "eko", "password": "correct horse battery", "role": "officer", "language": "jv"},
+    ).get_json()["errors"] == {"language": ["Must be one of: id, en."]}
+    dewi = login(client, "dewi")
+    assert client.get("/api/v1/auth/me", headers=dewi).get_json()["language"] == "id"
+    missing = "/api/v1/visits/no-such-visit"
+    assert client.get(missing, headers=dewi).get_json()["message"] == "Kunjungan tidak ditemukan."
+    asked = client.get(missing, headers=dict(dewi, **{"Accept-Language": "en"}))
+    assert asked.get_json()["message"] == "No such visit."  # the request's own language wins
+    assert asked.get_json()["code"] == "not_found"
+    # the user changes it for themselves; null hands the choice back to each request
+    changed = client.patch("/api/v1/auth/me", headers=dewi, json={"language": "en"})
+    assert changed.status_code == 200
+    assert changed.get_json()["language"] == "en"
+    assert client.get(missing, headers=dewi).get_json()["message"] == "No such visit."
+    assert client.patch("/api/v1/auth/me", headers=dewi, json={"language": None}).get_json()["language"] is None
+    assert client.get(missing, headers=dewi).get_json()["message"] == "No such visit."
+    refused = client.patch("/api/v1/auth/me", headers=dict(dewi, **{"Accept-Language": "id"}),
+                           json={"language": "fr"})
+    assert refused.status_code == 422
+    assert refused.get_json()["errors"] == {
+        "language": ["Harus salah satu dari: id, en."]}
+    # an admin sets it too
+    assert client.patch("/api/v1/users/dewi", headers=admin, json={"language": "id"}).get_json()["language"] == "id"
+    assert client.get(missing, headers=dewi).get_json()["message"] == "Kunjungan tidak ditemukan."
+
+
+def test_the_login_refusal_and_token_errors_in_indonesian(client, users):
+    wrong = client.post("/api/v1/auth/login", json={"username": "ani", "password": "wrong password!"},
+                        headers={"Accept-Language": "id"})
+    assert wrong.status_code == 401
+    assert wrong.get_json()["code"] == "invalid_credentials"
+    assert wrong.get_json()["message"] == "Nama pengguna atau kata sandi salah."
+    bad_token = client.get("/api/v1/auth/me", headers={"Authorization": "Bearer x.y.z", "Accept-Language": "id"})
+    assert bad_token.get_json()["code"] == "invalid_token"
+    assert bad_token.get_json()["message"].startswith("Token tidak valid")
+    no_token = client.get("/api/v1/auth/me", headers={"Accept-Language": "id"})
+    assert no_token.get_json() | {"request_id": None} == {
+        "code": "unauthenticated", "message": "Kirim token akses: Authorization: Bearer <token>.", "errors": {},
+        "request_id": None}
+
+
+# --- the command line ------------------------------------------------------------------------------------------
+
+def test_command_line_errors_follow_the_shells_language(env, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from server.cli import cli
+
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    target = tmp_path / "copy.db"
+    target.write_text("x")
+    runner = CliRunner()
+    for lang, expected in (("en_US.UTF-8", "exists already; give --force to replace it"),
+                           ("id_ID.UTF-8", "sudah ada; tambahkan --force untuk menggantinya")):
+        monkeypatch.setenv("LANG", lang)
+        result = runner.invoke(cli, ["backup", str(target)])
+        assert result.exit_code == 1
+        assert expected in result.output
+        bad = runner.invoke(cli, ["create-user", "Bad Name!", "--role", "officer", "--password-stdin"],
+                            input="correct horse battery\n")
+        assert bad.exit_code == 1
+        if lang.startswith("id"):
+            assert "Data pengguna tidak valid." in bad.output
+            assert "gunakan 2-64 huruf kecil" in bad.output
+        else:
+            assert "The user is not valid." in bad.output

@@ -8,7 +8,7 @@ from flask.views import MethodView
 from ..audit import audit_entries, client_address
 from ..devices import DEVICE_ID, list_devices, revoke_device
 from ..errors import ApiError
-from ..i18n import _
+from ..i18n import LANGUAGES, _
 from ..security.guard import auth_required, current_user
 from ..security.passwords import passwords
 from ..store import get_store
@@ -23,6 +23,7 @@ class UserSchema(ma.Schema):
     role = ma.fields.String(required=True)
     villages = ma.fields.List(ma.fields.String(), required=True)
     disabled = ma.fields.Boolean()
+    language = ma.fields.String(allow_none=True, metadata={"description": "id or en; null: the request decides"})
     created_at = ma.fields.String(allow_none=True)
     updated_at = ma.fields.String(allow_none=True)
 
@@ -32,6 +33,7 @@ class UserCreateSchema(ma.Schema):
     password = ma.fields.String(required=True, load_only=True, validate=ma.validate.Length(max=4096))
     role = ma.fields.String(required=True, validate=ma.validate.OneOf(ROLES))
     villages = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=64)), load_default=list)
+    language = ma.fields.String(validate=ma.validate.OneOf(LANGUAGES), allow_none=True, load_default=None)
 
 
 class UserPatchSchema(ma.Schema):
@@ -39,6 +41,7 @@ class UserPatchSchema(ma.Schema):
     villages = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=64)))
     disabled = ma.fields.Boolean()
     password = ma.fields.String(load_only=True, validate=ma.validate.Length(max=4096))
+    language = ma.fields.String(validate=ma.validate.OneOf(LANGUAGES), allow_none=True)
 
 
 class DeviceSchema(ma.Schema):
@@ -86,7 +89,8 @@ class Users(MethodView):
     def post(self, data):
         """Create a user with a role and villages (a supervisor's entry may be a kecamatan)."""
         user = create_user(get_store(), passwords(), data["username"].strip().lower(), data["password"],
-                           data["role"], data["villages"], actor=current_user()["id"], address=client_address())
+                           data["role"], data["villages"], actor=current_user()["id"], address=client_address(),
+                           language=data["language"])
         return public_user(user)
 
 
