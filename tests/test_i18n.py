@@ -404,3 +404,12 @@ def test_command_line_errors_follow_the_shells_language(env, tmp_path, monkeypat
             assert "gunakan 2-64 huruf kecil" in bad.output
         else:
             assert "The user is not valid." in bad.output
+
+
+def test_a_malformed_body_is_refused_in_indonesian(client, users):
+    admin = login(client, "admin")
+    response = client.post("/api/v1/users", data=b'{"username": ', content_type="application/json",
+                           headers=dict(admin, **{"Accept-Language": "id"}))
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "malformed_json"
+    assert response.get_json()["message"].startswith("isi permintaan bukan JSON yang valid")
