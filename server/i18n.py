@@ -293,6 +293,29 @@ ENGINE_MESSAGES = [
     N_("a string"),
     N_("a list"),
     N_("an object"),
+    # a household edit's writes (forms/household.py)
+    N_("unknown household field"),
+    N_("is set by the household register import only; propose a correction (usulan) instead"),
+    N_("must be a list of choice names, as a visit stores it"),
+    N_("must be a number from 001 to 999, three digits"),
+    # form definitions (forms/definition.py)
+    N_('must be an object of texts by language, like {"id": "...", "en": "..."}'),
+    N_("not a language code (like 'id' or 'en')"),
+    N_("must be a string"),
+    N_("must be 1-64 letters, digits, '.', '_' or '-'"),
+    N_("must be a language code like 'id'"),
+    N_("must be an object mapping a list name to its choices"),
+    N_("must be a non-empty list of choices"),
+    N_("must be an object with a name and a label"),
+    N_("choice names cannot contain spaces"),
+    N_("extra choice properties must be strings, numbers or booleans"),
+    N_("must be a list of fields"),
+    N_("must contain at least one field"),
+    N_("a label is required for this type of field"),
+    N_("only a group or a repeat has fields"),
+    N_("the household roster cannot be inside another repeat"),
+    N_("member fields can only be saved from the roster's own rows, not a nested repeat"),
+    N_("a new version needs a version different from the previous one"),
 ]
 ENGINE_TEMPLATES = [
     N_("event is about %(household)s, not %(record)s"),
@@ -327,6 +350,30 @@ ENGINE_TEMPLATES = [
     N_("must be an object {lat, lon, accuracy_m?, altitude_m?}, not %(kind)s"),
     N_("must be between %(low)s and %(high)s"),
     N_("a calculated value must be a string, number or boolean, not %(kind)s"),
+    N_("%(value)s is not a choice of this field"),
+    N_("must be from %(low)s to %(high)s"),
+    N_("must be one of: %(choices)s"),
+    N_("list name %(problem)s"),
+    N_("duplicate choice name %(name)s (first at %(path)s)"),
+    N_("%(name)s is reserved for the row id of a repeat"),
+    N_("a %(kind)s needs its fields"),
+    N_("groups and repeats are nested more than %(limit)s deep"),
+    N_("a %(kind)s needs the name of its choice list"),
+    N_("unknown choice list %(list)s"),
+    N_("only select_one and select_multiple have a %(key)s"),
+    N_("a %(kind)s field needs a calculation"),
+    N_("a %(kind)s has no value, so no default"),
+    N_("cannot parse expression: %(problem)s"),
+    N_("refers to ${%(name)s}, which is not a field of this form"),
+    N_("refers to ${%(name)s}, which is a group and has no value"),
+    N_("'%(name)s' is not a column of choice list %(list)s"),
+    N_("'%(name)s' is not a field reference; write ${%(name)s}"),
+    N_("a %(type)s has no parameter %(name)s (it takes: %(known)s)"),
+    N_("a repeat can only save to %(roster)s, the household roster"),
+    N_("a %(type)s has no value to save"),
+    N_("%(roster)s is the household roster; only a repeat saves to it"),
+    N_("%(first)s already saves to %(namespace)s field %(target)s"),
+    N_("a new version must keep form_id %(form)s"),
 ]
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
@@ -336,8 +383,13 @@ def _template_patterns() -> list[tuple[re.Pattern[str], str]]:
     patterns = []
     for template in (*THIRD_PARTY_TEMPLATES, *ENGINE_TEMPLATES):
         pieces = _PLACEHOLDER.split(template)
-        regex = "".join(re.escape(piece) if index % 2 == 0 else f"(?P<{piece}>.+?)"
-                        for index, piece in enumerate(pieces))
+        regex, named = "", set()
+        for index, piece in enumerate(pieces):
+            if index % 2 == 0:
+                regex += re.escape(piece)
+            else:  # a value said twice is the same value both times
+                regex += f"(?P={piece})" if piece in named else f"(?P<{piece}>.+?)"
+                named.add(piece)
         patterns.append((re.compile(f"^{regex}$", re.DOTALL), template))
     return patterns
 

@@ -184,7 +184,9 @@ def translated(english: str) -> str:
         pieces = PLACEHOLDER.split(msgid)
         if len(pieces) == 1:
             continue
-        regex = "".join(re.escape(p) if n % 2 == 0 else f"(?P<{p}>.+?)" for n, p in enumerate(pieces))
+        names = pieces[1::2]
+        regex = "".join(re.escape(p) if n % 2 == 0 else
+                        (f"(?P={p})" if p in names[:n // 2] else f"(?P<{p}>.+?)") for n, p in enumerate(pieces))
         found = re.fullmatch(regex, english, re.DOTALL)
         if found:
             literal = sum(len(p) for p in pieces[::2])
@@ -413,3 +415,19 @@ def test_a_malformed_body_is_refused_in_indonesian(client, users):
     assert response.status_code == 400
     assert response.get_json()["code"] == "malformed_json"
     assert response.get_json()["message"].startswith("isi permintaan bukan JSON yang valid")
+
+
+def test_a_refused_form_definition_in_indonesian(client, users):
+    admin = dict(login(client, "admin"), **{"Accept-Language": "id"})
+    broken = {"settings": {"form_id": "rusak", "version": "1", "title": {"id": "Rusak"}, "default_language": "id"},
+              "fields": [{"type": "select_one", "name": "pilih", "label": {"id": "Pilih"}, "list": "tidak_ada"},
+                         {"type": "integer", "name": "umur", "label": {"id": "Umur"}, "relevant": "${hilang} > 1"}],
+              "choices": {}}
+    response = client.post("/api/v1/forms", json=broken, headers=admin)
+    assert response.status_code == 422
+    body = response.get_json()
+    assert body["code"] == "invalid_definition"
+    assert body["message"] == "Definisi formulir bermasalah; setiap masalah ditandai dengan path."
+    said = [m for messages in body["errors"].values() for m in messages]
+    assert "daftar pilihan 'tidak_ada' tidak dikenal" in said
+    assert "merujuk ke ${hilang}, yang bukan isian formulir ini" in said
