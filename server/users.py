@@ -24,9 +24,12 @@ MAX_AREAS = 1000
 
 def public_user(user: dict[str, Any]) -> dict[str, Any]:
     """What the API shows of a user (never the password hash)."""
-    return {"username": user["id"], "role": user["role"], "villages": list(user.get("villages") or []),
-            "disabled": bool(user.get("disabled")), "created_at": user.get("created_at"),
-            "updated_at": user.get("updated_at"), "language": user.get("language")}
+    shown = {"username": user["id"], "role": user["role"], "villages": list(user.get("villages") or []),
+             "disabled": bool(user.get("disabled")), "created_at": user.get("created_at"),
+             "updated_at": user.get("updated_at")}
+    if user.get("language"):
+        shown["language"] = user["language"]
+    return shown
 
 
 def is_username(text: Any) -> bool:
