@@ -38,6 +38,8 @@ __all__ = [
     "lazy_gettext",
     "ngettext",
     "remember_page_language",
+    "translate_errors",
+    "translate_flags",
     "translate_known",
     "use_page_language",
 ]
