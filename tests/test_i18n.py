@@ -193,7 +193,7 @@ def translated(english: str) -> str:
             matches.append((literal, msgstr, {k: table.get(v, v) for k, v in found.groupdict().items()}))
     assert matches, f"not in the catalogue: {english!r}"
     _, msgstr, values = max(matches, key=lambda m: m[0])  # the most specific sentence
-    return msgstr % values
+    return re.sub(r"%\((\w+)\)r", r"%(\1)s", msgstr) % values  # a %r value was found already quoted
 
 
 # --- real answers ------------------------------------------------------------------------------------------
@@ -431,3 +431,30 @@ def test_a_refused_form_definition_in_indonesian(client, users):
     said = [m for messages in body["errors"].values() for m in messages]
     assert "daftar pilihan 'tidak_ada' tidak dikenal" in said
     assert "merujuk ke ${hilang}, yang bukan isian formulir ini" in said
+
+
+def test_signed_in_refusals_in_both_languages(client, users):
+    """A walk over refusals a signed-in user meets: each in English by default and in Indonesian when asked."""
+    admin, officer = login(client, "admin"), login(client, "ani")
+    cases = [
+        (officer, "get", "/api/v1/users", None),  # 403: needs the admin role
+        (officer, "get", "/api/v1/households/no-such-household", None),  # 404
+        (officer, "get", "/api/v1/villages/32.04.05.2001", None),  # 404: no such village
+        (admin, "post", "/api/v1/users", {"username": "ani", "password": "correct horse battery",
+                                          "role": "officer"}),  # 409: exists
+        (admin, "post", "/api/v1/users", {"username": "X y", "password": "short", "role": "officer"}),  # 422
+        (admin, "patch", "/api/v1/users/admin", {"disabled": True}),  # 409: not themselves
+        (admin, "get", "/api/v1/forms/no_such_form", None),  # 404
+        (officer, "post", "/api/v1/sync/push", {"device_id": "x", "events": []}),  # 403: device_required
+        (admin, "put", "/api/v1/forms/nope/assignment", {"all": True, "villages": ["32.04.05.2001"]}),  # 422
+    ]
+    for headers, method, path, body in cases:
+        english = getattr(client, method)(path, json=body, headers=headers)
+        indonesian = getattr(client, method)(path, json=body, headers=dict(headers, **{"Accept-Language": "id"}))
+        assert english.status_code == indonesian.status_code >= 400, (path, english.get_json())
+        e, i = english.get_json(), indonesian.get_json()
+        assert e["code"] == i["code"], path
+        assert i["message"] == translated(e["message"]) != e["message"], path
+        assert set(i["errors"]) == set(e["errors"]), path
+        for field, messages in e["errors"].items():
+            assert i["errors"][field] == [translated(m) for m in messages], (path, field)
