@@ -389,8 +389,9 @@ class _Flagger:
     expressions of the walk see the answers as the device sent them.
     """
 
-    def __init__(self, report: AnswerReport) -> None:
+    def __init__(self, report: AnswerReport, languages: tuple[str | None, ...] = ()) -> None:
         self.report = report
+        self.languages = languages  # the form's texts are said in the first of these it has
         self.hidden: list[tuple[dict[str, Any], str]] = []
         self.hidden_rows: dict[int, tuple[list[Any], set[int]]] = {}
 
@@ -532,16 +533,20 @@ class _Flagger:
         extra = {"constraint_message": dict(message)} if isinstance(message, Mapping) else {}
         text = "the answer does not meet the form's constraint"
         if extra:
-            text = f"{text}: {message.get('en') or message.get('id')}"
+            said = next((message[lang] for lang in self.languages if lang in message), None)
+            text = f"{text}: {said if said is not None else next(iter(message.values()), '')}"
         self.report._flag("constraint_failed", path, text, constraint=field["constraint"], **extra)
 
 
-def validate_answers(definition: Definition, answers: Any, *, today: dt.date | None = None) -> AnswerReport:
+def validate_answers(definition: Definition, answers: Any, *, today: dt.date | None = None,
+                     language: str | None = None) -> AnswerReport:
     """Checks a visit's answers: errors when they cannot be stored or understood, flags for review.
 
     Answer keys are field names (a group's fields are answered at the top level by
     their own names); a repeat is a list of rows `{"_id": "<uuid>", "<child>": value}`.
     Flags are computed only for answers without errors. `today` fixes today() for tests.
+    A failed constraint's message is the form's own text in `language` when the form has it, else in the
+    form's default language; the flag carries every language's text as `constraint_message`.
 
     The answers returned (`report.answers`) leave out what the form's `relevant`s hide: a
     field whose relevant is false, the fields of a hidden group, a repeat row whose
@@ -562,7 +567,7 @@ def validate_answers(definition: Definition, answers: Any, *, today: dt.date | N
     report.answers = normalised
     expression_values = _expression_values(plan, normalised, None)
     ctx = _Scope(expression_values, (), definition.repeat_map, today)
-    flagger = _Flagger(report)
+    flagger = _Flagger(report, (language, definition.default_language))
     flagger.walk(plan.items, normalised, expression_values, ctx, "")
     flagger.drop_hidden()
     return report

@@ -28,6 +28,7 @@ from .forms_registry import import_form, load_library
 from .household_import import CHUNK as REGISTER_CHUNK
 from .household_import import RegisterError, import_households, read_register
 from .households import rebuild_household, write_household
+from .i18n import _
 from .privacy.erasure import erase_household, erase_person, require_central
 from .privacy.people import checked_number, number_hash, person_export
 from .privacy.retention import apply_retention, plan_retention
@@ -81,7 +82,8 @@ def cli() -> None:
 def init_command(ctx: Context) -> None:
     """Create or migrate the store and the secret key; safe to run again."""
     store = ctx.store
-    click.echo(f"store ready at {_safe_url(ctx.app.config['DATABASE_URL'])} (schema v{store.schema_version()})")
+    click.echo(_("store ready at %(url)s (schema v%(schema)s)", url=_safe_url(ctx.app.config["DATABASE_URL"]),
+                 schema=store.schema_version()))
 
 
 @cli.command("backup")
@@ -92,14 +94,15 @@ def backup_command(ctx: Context, destination: str, force: bool) -> None:
     """Write a consistent copy of the embedded store to DESTINATION (mode 0600) while the server runs."""
     target = Path(destination)
     if target.exists() and not force:
-        raise click.ClickException(f"{destination} exists already; give --force to replace it")
+        raise click.ClickException(_("%(path)s exists already; give --force to replace it", path=destination))
     with owner_only():
         ctx.store.backup(destination)
         # After the store: every file the copy names was stored before the visit was marked as holding it.
         copied = blob_store(ctx.app).copy_to(blobs_beside(destination))
     target.chmod(0o600)
-    click.echo(f"backup written to {destination} ({target.stat().st_size:,} bytes); "
-               f"{copied} new attachment file(s) copied to {blobs_beside(destination)}")
+    click.echo(_("backup written to %(path)s (%(size)s bytes); %(copied)s new attachment file(s) copied to "
+                 "%(blobs)s", path=destination, size=format(target.stat().st_size, ","), copied=copied,
+                 blobs=blobs_beside(destination)))
 
 
 @cli.command("rotate-key")
@@ -114,8 +117,9 @@ def rotate_key_command() -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     days = settings["REFRESH_TOKEN_DAYS"]
-    click.echo(f"new secret written to {settings['SECRET_KEY_FILE']}; the old one verifies tokens and cursors "
-               f"for {days} more days ({len(retired)} retired secret(s) kept). Restart the server to use it.")
+    click.echo(_("new secret written to %(path)s; the old one verifies tokens and cursors for %(days)s more days "
+                 "(%(kept)s retired secret(s) kept). Restart the server to use it.",
+                 path=settings["SECRET_KEY_FILE"], days=days, kept=len(retired)))
 
 
 @cli.command("restore")
@@ -126,9 +130,10 @@ def restore_command(ctx: Context, source: str, yes: bool) -> None:
     """Replace the embedded store's content with the backup at SOURCE. Stop the server first."""
     store = ctx.store
     if not hasattr(store, "restore_from"):
-        raise click.ClickException("restore is for the embedded store; use mongorestore for MongoDB")
+        raise click.ClickException(_("restore is for the embedded store; use mongorestore for MongoDB"))
     if not yes:
-        click.confirm(f"Replace everything in {_safe_url(ctx.app.config['DATABASE_URL'])} with {source}?",
+        click.confirm(_("Replace everything in %(url)s with %(path)s?", url=_safe_url(ctx.app.config["DATABASE_URL"]),
+                        path=source),
                       abort=True)
 
     store.restore_from(source)
@@ -137,7 +142,7 @@ def restore_command(ctx: Context, source: str, yes: bool) -> None:
         restored = restore_blobs(DiskBlobStore(blobs_beside(source)), blob_store(ctx.app))
         click.echo(f"{restored} attachment file(s) restored from {blobs_beside(source)}")
     renew_store_epoch(store)  # cursors given out before the restore name another history
-    click.echo(f"restored from {source} (schema v{store.schema_version()})")
+    click.echo(_("restored from %(path)s (schema v%(schema)s)", path=source, schema=store.schema_version()))
 
 
 @cli.command("create-user")
@@ -153,7 +158,8 @@ def create_user_command(ctx: Context, username: str, role: str, villages: tuple[
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = click.prompt(f"Password (at least {minimum_length(role)} characters, not a common one)",
+        password = click.prompt(_("Password (at least %(count)s characters, not a common one)",
+                                  count=minimum_length(role)),
                                 hide_input=True, confirmation_prompt=True)
     with ctx.app.app_context():
         try:
@@ -162,7 +168,10 @@ def create_user_command(ctx: Context, username: str, role: str, villages: tuple[
         except ApiError as exc:
             details = "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.errors.items())
             raise click.ClickException(f"{exc.message} {details}".strip()) from None
-    click.echo(f"created {role} {username.strip().lower()}" + (f" for {', '.join(villages)}" if villages else ""))
+    name = username.strip().lower()
+    click.echo(_("created %(role)s %(username)s for %(villages)s", role=role, username=name,
+                 villages=", ".join(villages)) if villages else _("created %(role)s %(username)s", role=role,
+                                                                   username=name))
 
 
 @cli.command("import-villages")
@@ -231,7 +240,7 @@ def import_form_command(ctx: Context, file: str, publish_it: bool, assign_all: b
                         villages: tuple[str, ...]) -> None:
     """Import FILE (.xlsx, .xls XLSForm or .json definition) as a draft, or publish it; problems exit 1."""
     if assign_all and villages:
-        raise click.UsageError("give --assign-all or --village, not both")
+        raise click.UsageError(_("give --assign-all or --village, not both"))
     with ctx.app.app_context():
         try:
             result = import_form(ctx.store, file, publish_it=publish_it, assign_all=assign_all,
@@ -245,15 +254,15 @@ def import_form_command(ctx: Context, file: str, publish_it: bool, assign_all: b
     summary = result["summary"]
     for where, messages in (summary.get("warnings") or {}).items():
         for message in messages:
-            click.echo(f"warning: {where}: {message}", err=True)
+            click.echo(_("warning: %(where)s: %(message)s", where=where, message=message), err=True)
     click.echo(f"{', '.join(result['done'])}: form {summary['form_id']} version {summary['version']} "
                f"hash {summary['hash']} ({summary['state']})")
     if result["assignment"]:
-        where = "all villages" if result["assignment"]["all"] else ", ".join(result["assignment"]["villages"])
-        click.echo(f"assigned to {where}")
+        where = _("all villages") if result["assignment"]["all"] else ", ".join(result["assignment"]["villages"])
+        click.echo(_("assigned to %(where)s", where=where))
     if result["unassigned"]:
-        click.echo(f"warning: form {summary['form_id']} is published but assigned to no village: officers will not "
-                   "see it; assign it with --assign-all or --village", err=True)
+        click.echo(_("warning: form %(form)s is published but assigned to no village: officers will not see it; "
+                     "assign it with --assign-all or --village", form=summary["form_id"]), err=True)
 
 
 @cli.command("collect-qr")
@@ -332,19 +341,21 @@ def rebuild_households_command(ctx: Context, fix: bool) -> None:
         try:
             stored = Record.from_document(doc["record"])
         except DocumentFormatError:
-            difference = "stored in an older record format"  # a start-up upgrades these too
+            difference = _("stored in an older record format")  # a start-up upgrades these too
         else:
             if rebuilt == stored:
                 continue
             paths = sorted(p for p in set(rebuilt.fields) | set(stored.fields)
                            if rebuilt.fields.get(p) != stored.fields.get(p))
-            difference = f"differs in {', '.join(paths) or 'village/creation'}"
+            difference = _("differs in %(paths)s", paths=", ".join(paths) or "village/creation")
         differ += 1
         click.echo(f"{doc['id']} ({doc['village']}): {difference}")
         if fix:
             store.unit_of_work(lambda tx, hid=doc["id"], record=rebuilt: _rewrite_household(tx, hid, record))
             fixed += 1
-    click.echo(f"{checked} households checked, {differ} differ" + (f", {fixed} fixed" if fix else ""))
+    click.echo(_("%(checked)s households checked, %(differ)s differ, %(fixed)s fixed", checked=checked, differ=differ,
+                 fixed=fixed) if fix else _("%(checked)s households checked, %(differ)s differ", checked=checked,
+                                             differ=differ))
     if differ and not fix:
         sys.exit(1)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .i18n import gettext
 from .security.keys import RetiredSecret
 
 
@@ -35,20 +36,20 @@ def _bool(text: str) -> bool:
         return True
     if lowered in ("0", "false", "no", "off", ""):
         return False
-    raise ValueError(f"expected true/false, got {text!r}")
+    raise ValueError(gettext("expected true/false, got %(text)r", text=text))
 
 
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
-        raise ValueError(f"expected a positive whole number, got {text!r}")
+        raise ValueError(gettext("expected a positive whole number, got %(text)r", text=text))
     return value
 
 
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
-        raise ValueError(f"expected zero or a positive whole number, got {text!r}")
+        raise ValueError(gettext("expected zero or a positive whole number, got %(text)r", text=text))
     return value
 
 
@@ -155,14 +156,15 @@ def resolve_locations(config: dict[str, Any]) -> dict[str, Any]:
     root = checkout_root()
     if not config.get("DATABASE_URL"):
         if root is None:
-            raise ConfigError("KUNJUNG_DATABASE_URL is not set: say where the store is, e.g. "
-                              "sqlite:////var/lib/kunjung/kunjung.db or mongodb://host/kunjung?replicaSet=rs0 "
-                              "(only a checkout of kunjung has a default, its own var/ folder)")
+            raise ConfigError(gettext("KUNJUNG_DATABASE_URL is not set: say where the store is, e.g. "
+                                      "sqlite:////var/lib/kunjung/kunjung.db or mongodb://host/kunjung?replicaSet=rs0 "
+                                      "(only a checkout of kunjung has a default, its own var/ folder)"))
         config["DATABASE_URL"] = f"sqlite:///{root / 'var' / 'kunjung.db'}"
     if not config.get("SECRET_KEY") and not config.get("SECRET_KEY_FILE"):
         if root is None:
-            raise ConfigError("KUNJUNG_SECRET_KEY_FILE is not set: say where the server's secret is kept, e.g. "
-                              "/var/lib/kunjung/secret_key (or give the secret itself in KUNJUNG_SECRET_KEY)")
+            raise ConfigError(gettext("KUNJUNG_SECRET_KEY_FILE is not set: say where the server's secret is kept, "
+                                      "e.g. /var/lib/kunjung/secret_key (or give the secret itself in "
+                                      "KUNJUNG_SECRET_KEY)"))
         config["SECRET_KEY_FILE"] = str(root / "var" / "secret_key")
     return config
 
@@ -212,13 +214,14 @@ def read_secret_file(path: Path) -> tuple[str, list[RetiredSecret]]:
             try:
                 retired.append(RetiredSecret(words[2], float(words[1])))
             except (IndexError, ValueError):
-                raise ConfigError(f"{path} line {number}: expected 'retired <unix seconds> <secret>'") from None
+                raise ConfigError(gettext("%(path)s line %(line)s: expected 'retired <unix seconds> <secret>'",
+                                          path=path, line=number)) from None
         elif not current:
             current = words[0]
         else:
-            raise ConfigError(f"{path} line {number}: a second current secret")
+            raise ConfigError(gettext("%(path)s line %(line)s: a second current secret", path=path, line=number))
     if len(current) < 32:
-        raise ConfigError(f"{path} holds a secret shorter than 32 characters")
+        raise ConfigError(gettext("%(path)s holds a secret shorter than 32 characters", path=path))
     return current, retired
 
 
@@ -261,8 +264,8 @@ def rotate_secret(config: dict[str, Any], now: float | None = None) -> tuple[str
     The running server reads the file at start: restart it to sign with the new secret.
     """
     if config.get("SECRET_KEY"):
-        raise ConfigError("the secret comes from KUNJUNG_SECRET_KEY: change it there (tokens signed with the old "
-                          "one stop working), or unset it to keep the secret in KUNJUNG_SECRET_KEY_FILE")
+        raise ConfigError(gettext("the secret comes from KUNJUNG_SECRET_KEY: change it there (tokens signed with the "
+                                  "old one stop working), or unset it to keep the secret in KUNJUNG_SECRET_KEY_FILE"))
     now = time.time() if now is None else now
     path = Path(config["SECRET_KEY_FILE"])
     current, retired = load_secrets(config)

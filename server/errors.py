@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from sync import DocumentFormatError
 
-from .i18n import _, translate_known
+from .i18n import _, translate_errors, translate_known
 from .storage import SchemaError, StorageError, StoreUnavailable, UniqueViolation, WriteConflict
 
 log = logging.getLogger("kunjung.errors")
@@ -51,7 +51,9 @@ class ApiError(Exception):
 
 def error_body(code: str, message: str, errors: dict[str, list[str]] | None = None,
                request_id: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"code": code, "message": str(message), "errors": errors or {}, "request_id": request_id, **extra}
+    # Sentences the engines or libraries wrote in English are said in the answer's language here.
+    return {"code": code, "message": translate_known(str(message)), "errors": translate_errors(errors),
+            "request_id": request_id, **extra}
 
 
 def error_response(status: int, code: str, message: str, errors: dict[str, list[str]] | None = None,

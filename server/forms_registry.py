@@ -110,7 +110,8 @@ def read_file(path: str) -> Submission:
         content = handle.read(MAX_FILE_BYTES + 1)
     if len(content) > MAX_FILE_BYTES:
         raise ApiError(422, "invalid_definition", _("The file is too large for a form definition."),
-                       {"file": [_("%(path)s is larger than %(limit)s bytes", path=path, limit=f"{MAX_FILE_BYTES:,}")]})
+                       {"file": [_("%(path)s is larger than %(limit)s bytes", path=path,
+                                   limit=format(MAX_FILE_BYTES, ","))]})
     return from_upload(content, path)
 
 

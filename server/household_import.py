@@ -44,6 +44,7 @@ from sync.values import same_json
 from .audit import record_audit
 from .geo import BoundaryIndex
 from .households import write_household
+from .i18n import _
 from .server_events import ServerStamper
 from .storage import Store, Writer
 from .villages import VILLAGES
@@ -138,7 +139,7 @@ def map_columns(headers: list[Any], village_field: str | None = None) -> Columns
                  "village_code": f"kode desa / village_code{f' ({village_field})' if village_field else ''}"}
         errors.setdefault("columns", []).extend(f"missing column {name} ({hints[name]})" for name in missing)
     if errors:
-        raise RegisterError("The register lacks columns the import needs.", errors)
+        raise RegisterError(_("The register lacks columns the import needs."), errors)
     return Columns(positions, ignored)
 
 
@@ -159,7 +160,7 @@ def _records(table: Iterable[tuple[int, list[Any]]], village_field: str | None, 
     table = iter(table)
     header = next(((n, cells) for n, cells in table if any(str(c or "").strip() for c in cells)), None)
     if header is None:
-        raise RegisterError("The register is empty.", {"file": ["no header row"]})
+        raise RegisterError(_("The register is empty."), {"file": [_("no header row")]})
     number, headers = header
     columns = map_columns(list(headers), village_field)
 
@@ -262,7 +263,7 @@ def _xlsx_table(source: Any) -> tuple[Iterator[tuple[int, list[Any]]], int | Non
     try:
         workbook = load_workbook(source, read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a damaged file
-        raise RegisterError("The file is not a readable XLSX workbook.", {"file": [str(exc)[:200]]}) from None
+        raise RegisterError(_("The file is not a readable XLSX workbook."), {"file": [str(exc)[:200]]}) from None
     sheet = workbook.worksheets[0]
 
     def table() -> Iterator[tuple[int, list[Any]]]:
@@ -288,7 +289,8 @@ def read_register(path: str | Path, village_field: str | None = None) -> Registe
         return read_csv_file(path, village_field)
     if suffix == ".xlsx":
         return read_xlsx(str(path), Path(path).name, village_field)
-    raise RegisterError("Give a .csv or .xlsx register.", {"file": [f"{Path(path).name}: unknown file type"]})
+    raise RegisterError(_("Give a .csv or .xlsx register."),
+                        {"file": [_("%(path)s: unknown file type", path=Path(path).name)]})
 
 
 def read_upload(content: bytes, filename: str, village_field: str | None = None) -> Register:
@@ -297,7 +299,8 @@ def read_upload(content: bytes, filename: str, village_field: str | None = None)
         return read_csv_bytes(content, filename, village_field)
     if suffix == ".xlsx":
         return read_xlsx(io.BytesIO(content), filename, village_field)
-    raise RegisterError("Give a .csv or .xlsx register.", {"file": [f"{filename}: unknown file type"]})
+    raise RegisterError(_("Give a .csv or .xlsx register."),
+                        {"file": [_("%(path)s: unknown file type", path=filename)]})
 
 
 def read_rows(rows: list[Mapping[str, Any]], village_field: str | None = None, name: str = "json") -> Register:

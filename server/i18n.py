@@ -6,7 +6,7 @@ import contextlib
 import io
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from functools import cache, lru_cache
 from pathlib import Path
@@ -18,6 +18,7 @@ from babel.support import NullTranslations, Translations
 from flask import Flask, Response, g, has_request_context, request
 from flask_babel import Babel, Domain
 from flask_babel.speaklater import LazyString
+from marshmallow import fields
 from werkzeug.datastructures import LanguageAccept
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "N_",
     "PAGE_DEFAULT",
     "TRANSLATIONS",
+    "FlagsField",
     "_",
     "catalogue",
     "current_language",
@@ -36,6 +38,8 @@ __all__ = [
     "lazy_gettext",
     "ngettext",
     "remember_page_language",
+    "translate_errors",
+    "translate_flags",
     "translate_known",
     "use_page_language",
 ]
@@ -251,25 +255,153 @@ THIRD_PARTY_TEMPLATES = [
     N_("\"%(input)s\" cannot be formatted as a date."),
     N_("\"%(input)s\" cannot be formatted as a datetime."),
 ]
+# Sentences of the pure engines (sync/, forms/), which may not import the server: they write English, and
+# these entries let an answer carry them in Indonesian. A changed sentence there is simply shown in English
+# until its entry here follows (tests/test_i18n.py checks every entry still occurs in those sources).
+ENGINE_MESSAGES = [
+    N_("the event is not valid"),
+    N_("an event must be a JSON object"),
+    N_("must be an object"),
+    N_("must be an HLC string: 13 digits, '-', 4 digits"),
+    N_("only a server-made event (origin server) erases"),
+    N_("an erasure writes nothing"),
+    N_("the event's HLC is not above every stamp its base names; re-stamp it with a newer clock"),
+    N_("field names must be strings"),
+    N_("field names cannot start with '$'"),
+    N_("field names cannot contain '.' or NUL"),
+    N_("is a group; answer its fields by their own names"),
+    N_("a required question was not answered"),
+    N_("the answer does not meet the form's constraint"),
+    N_("NIK must be exactly 16 digits"),
+    N_("NIK digits 13-16: serial number cannot be 0000"),
+    N_("No. KK must be exactly 16 digits"),
+    N_("No. KK digits 13-16: serial number cannot be 0000"),
+    N_("village code must look like 32.04.05.2001 (province.regency.kecamatan.village)"),
+    N_("area code must look like 32, 32.04, 32.04.05 or 32.04.05.2001"),
+    N_("must be a number above 0"),
+    N_("must be true or false"),
+    N_("is too large to store"),
+    N_("must be a finite number that can be stored"),
+    N_("must be a date YYYY-MM-DD"),
+    N_("must be an ISO-8601 date and time, like 2025-01-31T09:30:00+07:00"),
+    N_("must be a finite number"),
+    N_("cannot be negative"),
+    N_("must be a whole number"),
+    N_("must be a number"),
+    N_("must be a choice name"),
+    N_("null"),
+    N_("a boolean"),
+    N_("a number"),
+    N_("a string"),
+    N_("a list"),
+    N_("an object"),
+    # a household edit's writes (forms/household.py)
+    N_("unknown household field"),
+    N_("is set by the household register import only; propose a correction (usulan) instead"),
+    N_("must be a list of choice names, as a visit stores it"),
+    N_("must be a number from 001 to 999, three digits"),
+    # form definitions (forms/definition.py)
+    N_('must be an object of texts by language, like {"id": "...", "en": "..."}'),
+    N_("not a language code (like 'id' or 'en')"),
+    N_("must be a string"),
+    N_("must be 1-64 letters, digits, '.', '_' or '-'"),
+    N_("must be a language code like 'id'"),
+    N_("must be an object mapping a list name to its choices"),
+    N_("must be a non-empty list of choices"),
+    N_("must be an object with a name and a label"),
+    N_("choice names cannot contain spaces"),
+    N_("extra choice properties must be strings, numbers or booleans"),
+    N_("must be a list of fields"),
+    N_("must contain at least one field"),
+    N_("a label is required for this type of field"),
+    N_("only a group or a repeat has fields"),
+    N_("the household roster cannot be inside another repeat"),
+    N_("member fields can only be saved from the roster's own rows, not a nested repeat"),
+    N_("a new version needs a version different from the previous one"),
+]
+ENGINE_TEMPLATES = [
+    N_("event is about %(household)s, not %(record)s"),
+    N_("event %(event)s was received before with other content"),
+    N_("event %(event)s was received with other content"),
+    N_("event %(event)s was received with village %(village)s"),
+    N_("%(stamp)s is not older than the event's HLC %(hlc)s"),
+    N_("a %(type)s takes no answer"),
+    N_("a repeat must be a list of rows, not %(kind)s"),
+    N_("a repeat row must be an object, not %(kind)s"),
+    N_("the same _id as row %(row)s"),
+    N_("not a field of form %(form)s version %(version)s"),
+    N_("belongs in the rows of repeat %(repeat)s"),
+    N_("is not a field of repeat %(repeat)s; answer it at the top level"),
+    N_("the form's %(rule)s could not be evaluated: %(problem)s"),
+    N_("%(value)s is not a choice of list %(list)s"),
+    N_("%(value)s is not offered here: the form's choice filter leaves it out"),
+    N_("the answer does not meet the form's constraint: %(message)s"),
+    N_("answers must be an object, not %(kind)s"),
+    N_("answers are nested more than %(limit)s levels deep; the form does not nest that far"),
+    N_("%(what)s: province code %(code)s is not between %(low)s and %(high)s"),
+    N_("%(what)s: regency code cannot be 00"),
+    N_("%(what)s: kecamatan code cannot be 00"),
+    N_("NIK digits 9-10: birth month %(month)s is not 01-12"),
+    N_("NIK digits 7-8: birth day %(day)s is not 01-31 (men) or 41-71 (women)"),
+    N_("NIK digits 7-10: day %(day)s does not exist in month %(month)s"),
+    N_("must be %(what)s (a JSON string), not %(kind)s"),
+    N_("is longer than %(limit)s characters"),
+    N_("must be a whole number, not %(kind)s"),
+    N_("must be a number, not %(kind)s"),
+    N_("must be a list of choice names, not %(kind)s"),
+    N_("must be an object {lat, lon, accuracy_m?, altitude_m?}, not %(kind)s"),
+    N_("must be between %(low)s and %(high)s"),
+    N_("a calculated value must be a string, number or boolean, not %(kind)s"),
+    N_("%(value)s is not a choice of this field"),
+    N_("must be from %(low)s to %(high)s"),
+    N_("must be one of: %(choices)s"),
+    N_("list name %(problem)s"),
+    N_("duplicate choice name %(name)s (first at %(path)s)"),
+    N_("%(name)s is reserved for the row id of a repeat"),
+    N_("a %(kind)s needs its fields"),
+    N_("groups and repeats are nested more than %(limit)s deep"),
+    N_("a %(kind)s needs the name of its choice list"),
+    N_("unknown choice list %(list)s"),
+    N_("only select_one and select_multiple have a %(key)s"),
+    N_("a %(kind)s field needs a calculation"),
+    N_("a %(kind)s has no value, so no default"),
+    N_("cannot parse expression: %(problem)s"),
+    N_("refers to ${%(name)s}, which is not a field of this form"),
+    N_("refers to ${%(name)s}, which is a group and has no value"),
+    N_("'%(name)s' is not a column of choice list %(list)s"),
+    N_("'%(name)s' is not a field reference; write ${%(name)s}"),
+    N_("a %(type)s has no parameter %(name)s (it takes: %(known)s)"),
+    N_("a repeat can only save to %(roster)s, the household roster"),
+    N_("a %(type)s has no value to save"),
+    N_("%(roster)s is the household roster; only a repeat saves to it"),
+    N_("%(first)s already saves to %(namespace)s field %(target)s"),
+    N_("a new version must keep form_id %(form)s"),
+]
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
 @lru_cache(maxsize=1)
 def _template_patterns() -> list[tuple[re.Pattern[str], str]]:
     patterns = []
-    for template in THIRD_PARTY_TEMPLATES:
+    for template in (*THIRD_PARTY_TEMPLATES, *ENGINE_TEMPLATES):
         pieces = _PLACEHOLDER.split(template)
-        regex = "".join(re.escape(piece) if index % 2 == 0 else f"(?P<{piece}>.+?)"
-                        for index, piece in enumerate(pieces))
+        regex, named = "", set()
+        for index, piece in enumerate(pieces):
+            if index % 2 == 0:
+                regex += re.escape(piece)
+            else:  # a value said twice is the same value both times
+                regex += f"(?P={piece})" if piece in named else f"(?P<{piece}>.+?)"
+                named.add(piece)
         patterns.append((re.compile(f"^{regex}$", re.DOTALL), template))
     return patterns
 
 
-def translate_known(text: str) -> str:
+def translate_known(text: Any) -> str:
     """``text`` in the current language when the catalogue knows it (whole, or as a template); else as it is.
 
     For sentences made elsewhere (a library, a stored message) that reach an answer already formatted.
     """
+    text = str(text)  # a lazy message becomes its words now
     language = current_language()
     if language == SOURCE_LANGUAGE or not text:
         return text
@@ -280,8 +412,47 @@ def translate_known(text: str) -> str:
     for pattern, template in _template_patterns():
         found = pattern.match(text)
         if found:
-            return translations.gettext(template) % found.groupdict()
+            # a value may itself be a catalogued word ("a string"), or a sentence of its own
+            values = {name: translations.gettext(value) for name, value in found.groupdict().items()}
+            return translations.gettext(template) % values
     return text
+
+
+def translate_errors(errors: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An answer's ``errors`` (path → messages) with every message through translate_known."""
+    return {path: [translate_known(m) if isinstance(m, str) else m for m in messages]
+            if isinstance(messages, list) else messages for path, messages in (errors or {}).items()}
+
+
+def translate_flags(flags: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """Review flags as stored (English, the form's own texts beside) in the language of this answer.
+
+    A failed constraint's message is the form's own ``constraint_message`` in the asked language when the
+    form has it; else it stays in the form's default language, as stored.
+    """
+    if not flags:
+        return flags
+    language = current_language()
+    shown = []
+    for flag in flags:
+        message = flag.get("message")
+        own = flag.get("constraint_message")
+        if isinstance(own, Mapping) and isinstance(own.get(language), str):
+            message = gettext("the answer does not meet the form's constraint: %(message)s", message=own[language])
+        elif isinstance(message, str):
+            message = translate_known(message)
+        shown.append({**flag, "message": message})
+    return shown
+
+
+class FlagsField(fields.List):
+    """A list of review flags in a response schema, said in the answer's language (translate_flags)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(fields.Dict(), **kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return super()._serialize(translate_flags(value) if isinstance(value, list) else value, attr, obj, **kwargs)
 
 
 class _CatalogueDomain(Domain):

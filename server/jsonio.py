@@ -12,6 +12,8 @@ from flask.json.provider import DefaultJSONProvider
 
 from sync import canonical_json
 
+from .i18n import gettext
+
 MAX_DEPTH = 64
 
 
@@ -20,13 +22,13 @@ class BadJSON(ValueError):
 
 
 def _refuse_constant(name: str) -> Any:
-    raise BadJSON(f"{name} is not a JSON number")
+    raise BadJSON(gettext("%(name)s is not a JSON number", name=name))
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if value in (float("inf"), float("-inf")):
-        raise BadJSON(f"the number {text[:40]} is too large to hold")
+        raise BadJSON(gettext("the number %(number)s is too large to hold", number=text[:40]))
     return value
 
 
@@ -67,7 +69,7 @@ def _fast_loads(data: bytes | str) -> tuple[bool, Any]:
     except orjson.JSONDecodeError:
         return False, None
     if _depth(value) > MAX_DEPTH:
-        raise BadJSON(f"the JSON is nested deeper than {MAX_DEPTH} levels")
+        raise BadJSON(gettext("the JSON is nested deeper than %(depth)s levels", depth=MAX_DEPTH))
     return True, value
 
 
@@ -84,21 +86,23 @@ def _stdlib_loads(data: bytes | str) -> Any:
         try:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise BadJSON(f"the body is not valid UTF-8 (byte {exc.start})") from None
+            raise BadJSON(gettext("the body is not valid UTF-8 (byte %(byte)s)", byte=exc.start)) from None
     try:
         value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
-        raise BadJSON(f"the JSON is nested deeper than {MAX_DEPTH} levels") from None
+        raise BadJSON(gettext("the JSON is nested deeper than %(depth)s levels", depth=MAX_DEPTH)) from None
     except json.JSONDecodeError as exc:
-        raise BadJSON(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise BadJSON(gettext("the body is not valid JSON: %(problem)s at line %(line)s column %(column)s",
+                              problem=exc.msg, line=exc.lineno, column=exc.colno)) from None
     except BadJSON:
         raise
     except ValueError:
         # Python refuses to turn digit strings past sys.get_int_max_str_digits() into int; the
         # only other ValueErrors here are the two above. 64-bit bounds are judged per value later.
-        raise BadJSON(f"a number has more than {sys.get_int_max_str_digits():,} digits") from None
+        raise BadJSON(gettext("a number has more than %(digits)s digits",
+                              digits=format(sys.get_int_max_str_digits(), ","))) from None
     if _depth(value) > MAX_DEPTH:
-        raise BadJSON(f"the JSON is nested deeper than {MAX_DEPTH} levels")
+        raise BadJSON(gettext("the JSON is nested deeper than %(depth)s levels", depth=MAX_DEPTH))
     # Valid UTF-8 bytes can still spell a lone surrogate as an escape (\ud800), which no
     # store can hold; only look closer when such an escape appears at all.
     if "\\u" in data and re.search(r"\\u[dD][89a-fA-F]", data):
@@ -154,15 +158,16 @@ def storage_problems(value: Any, path: str = "", max_text: int | None = None) ->
                 child_path = f"{where}.{key}" if where else str(key)
                 if not isinstance(key, str) or key.startswith("$") or "." in key or "\x00" in key:
                     problems.setdefault(where or "_schema", []).append(
-                        f"key {str(key)[:64]!r} may not start with '$' or contain '.' or NUL")
+                        gettext("key %(key)r may not start with '$' or contain '.' or NUL", key=str(key)[:64]))
                     continue
                 stack.append((child, child_path))
         elif isinstance(item, list):
             stack.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
         elif isinstance(item, int) and not isinstance(item, bool) and not -INT64 <= item < INT64:
-            problems.setdefault(where, []).append("integer out of the 64-bit range")
+            problems.setdefault(where, []).append(gettext("integer out of the 64-bit range"))
         elif isinstance(item, str) and max_text is not None and len(item) > max_text:
-            problems.setdefault(where, []).append(f"text longer than {max_text:,} characters")
+            problems.setdefault(where, []).append(gettext("text longer than %(limit)s characters",
+                                                                  limit=format(max_text, ",")))
         if len(problems) >= 20:
             break
     return problems

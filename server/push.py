@@ -28,7 +28,7 @@ from .devices import note_push
 from .eventlog import body_hash, event_document, event_recall, same_body
 from .geo import BoundaryIndex, check_geotag
 from .households import write_households
-from .i18n import gettext, lazy_gettext
+from .i18n import N_, gettext, lazy_gettext, translate_errors, translate_flags, translate_known
 from .jsonio import storage_problems
 from .privacy.erasure import engine_dict, erased_numbers, late_write, scrubbed_event, scrubbed_visit
 from .privacy.masking import marker_errors
@@ -140,7 +140,8 @@ def _result(event_id: Any, status: str, **extra: Any) -> dict[str, Any]:
 
 def _rejected(event_id: Any, code: str, message: str, errors: Mapping[str, list[str]] | None = None,
               **extra: Any) -> dict[str, Any]:
-    return _result(event_id, "rejected", code=code, message=message, errors=dict(errors or {}), **extra)
+    return _result(event_id, "rejected", code=code, message=translate_known(message), errors=translate_errors(errors),
+                   **extra)
 
 
 def _out_of_scope(event_id: str) -> dict[str, Any]:
@@ -361,7 +362,7 @@ class PushService:
                                  {"supersedes": [gettext("no such visit of this household")]})
             if earlier.get("review_state") != "needs_revision":
                 flags.append({"code": "supersedes_unrequested",
-                              "message": "Replaces a visit that no supervisor sent back for revision."})
+                              "message": N_("Replaces a visit that no supervisor sent back for revision.")})
             batch.put_later("visits", {**earlier, "superseded_by": event_id})
         # A write arriving after an erasure loses the values the erasure covers, its body and answers.
         parsed, erased = late_write(record, item.parsed, raw, batch.erased)
@@ -386,7 +387,7 @@ class PushService:
                                           "flag_codes": sorted({f["code"] for f in flags})})
             for attachment in attachment_documents(visit):  # the files it names, held once uploaded
                 batch.insert_later("attachments", attachment)
-        return _result(event_id, "applied", flags=flags or None)
+        return _result(event_id, "applied", flags=translate_flags(flags) or None)
 
     def _household(self, batch: _Batch, household_id: str) -> tuple[Record, int | None, dict[str, Any]]:
         if household_id not in batch.households:
@@ -436,7 +437,7 @@ class PushService:
             flags.append(missing_flag([entry["path"] for entry in attachments]))
         geotag = raw.get("geotag")
         if geotag is None:
-            flags.append({"code": "no_geotag", "message": "The visit has no GPS fix."})
+            flags.append({"code": "no_geotag", "message": N_("The visit has no GPS fix.")})
         else:
             geotag_errors = check_geotag(geotag)
             if geotag_errors:

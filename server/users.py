@@ -24,9 +24,12 @@ MAX_AREAS = 1000
 
 def public_user(user: dict[str, Any]) -> dict[str, Any]:
     """What the API shows of a user (never the password hash)."""
-    return {"username": user["id"], "role": user["role"], "villages": list(user.get("villages") or []),
-            "disabled": bool(user.get("disabled")), "created_at": user.get("created_at"),
-            "updated_at": user.get("updated_at"), "see_identifiers": user.get("see_identifiers")}
+    shown = {"username": user["id"], "role": user["role"], "villages": list(user.get("villages") or []),
+             "disabled": bool(user.get("disabled")), "created_at": user.get("created_at"),
+             "updated_at": user.get("updated_at"), "see_identifiers": user.get("see_identifiers")}
+    if user.get("language"):
+        shown["language"] = user["language"]
+    return shown
 
 
 def is_username(text: Any) -> bool:
@@ -67,7 +70,8 @@ def _check(username: str | None, role: str | None, villages: Any, password: Any)
 
 
 def create_user(store: Store, hasher: Passwords, username: str, password: str, role: str,
-                villages: list[str] | None, *, actor: str | None, address: str | None = None) -> dict[str, Any]:
+                villages: list[str] | None, *, actor: str | None, address: str | None = None,
+                language: str | None = None) -> dict[str, Any]:
     villages = villages or []
     errors = _check(username, role, villages, password)
     if errors:
@@ -76,6 +80,8 @@ def create_user(store: Store, hasher: Passwords, username: str, password: str, r
     at = iso(now_utc())
     user = {"id": username, "role": role, "villages": villages, "disabled": False,
             "password_hash": hasher.hash(password), "token_version": 0, "created_at": at, "updated_at": at}
+    if language:
+        user["language"] = language  # messages in this language when a request names none (server/i18n.py)
     with store.transaction() as tx:
         if not tx.insert("users", user):
             raise ApiError(409, "user_exists", _("A user named %(username)r exists already.", username=username))
@@ -97,8 +103,8 @@ def list_users(store: Store) -> list[dict[str, Any]]:
 
 def update_user(store: Store, hasher: Passwords, username: str, changes: dict[str, Any], *, actor: str | None,
                 address: str | None = None) -> dict[str, Any]:
-    """Apply any of role, villages, disabled, password, see_identifiers. A password reset, a role change or
-    disabling ends every login of the user at once (their tokens carry the old version)."""
+    """Apply any of role, villages, disabled, password, see_identifiers, language. A password reset, a role
+    change or disabling ends every login of the user at once (their tokens carry the old version)."""
     before = get_user(store, username)
     # argon2 is slow by design: hash before taking the write lock.
     new_hash = None
@@ -116,6 +122,8 @@ def update_user(store: Store, hasher: Passwords, username: str, changes: dict[st
             raise ApiError(422, "invalid", _("The change is not valid."), errors)
         villages = sorted(set(given))
         updated = {**user, "role": role, "villages": villages, "updated_at": iso(now_utc())}
+        if "language" in changes:
+            updated["language"] = changes["language"]
         ends_logins = False
         if "password" in changes:
             updated["password_hash"] = new_hash or hasher.hash(changes["password"])
@@ -140,5 +148,16 @@ def update_user(store: Store, hasher: Passwords, username: str, changes: dict[st
                          details={"from": user.get("see_identifiers"), "to": changes["see_identifiers"]})
         if ends_logins:
             updated["token_version"] = int(user.get("token_version", 0)) + 1
+        tx.put("users", updated)
+    return updated
+
+
+def set_language(store: Store, username: str, language: str | None) -> dict[str, Any]:
+    """A user's own choice of message language (``id``, ``en``, or None to follow each request)."""
+    with store.transaction() as tx:
+        user = tx.get("users", username)
+        if user is None:
+            raise ApiError(404, "not_found", _("No user named %(username)r.", username=username))
+        updated = {**user, "language": language, "updated_at": iso(now_utc())}
         tx.put("users", updated)
     return updated

@@ -15,6 +15,7 @@ from sync import canonical_json
 
 from .audit import record_audit
 from .geo import BoundaryIndex, boundary_hash, check_boundary
+from .i18n import gettext
 from .security.scope import Scope
 from .storage import In, Store
 from .store import get_store
@@ -111,19 +112,20 @@ class ImportReport:
 def features_of(document: Any) -> list[Any]:
     """The features of a FeatureCollection, or a lone Feature as a list of one."""
     if not isinstance(document, dict) or document.get("type") not in ("FeatureCollection", "Feature"):
-        raise GeoJsonError("type", "expected a GeoJSON FeatureCollection or Feature")
+        raise GeoJsonError("type", gettext("expected a GeoJSON FeatureCollection or Feature"))
     crs = document.get("crs")
     if crs is not None:
         properties = crs.get("properties") if isinstance(crs, dict) else None
         name = properties.get("name") if isinstance(properties, dict) else None
         if name not in WGS84_NAMES:
-            raise GeoJsonError("crs", f"coordinates are in {name or 'an unknown system'}; "
-                                      "export the file as WGS 84 longitude/latitude (EPSG:4326)")
+            raise GeoJsonError("crs", gettext("coordinates are in %(system)s; export the file as WGS 84 "
+                                              "longitude/latitude (EPSG:4326)",
+                                              system=name or gettext("an unknown system")))
     if document["type"] == "Feature":
         return [document]
     features = document.get("features")
     if not isinstance(features, list):
-        raise GeoJsonError("features", "a FeatureCollection needs a list of features")
+        raise GeoJsonError("features", gettext("a FeatureCollection needs a list of features"))
     return features
 
 
@@ -133,11 +135,15 @@ def read_geojson_file(path: str | Path) -> list[Any]:
         with open(path, encoding="utf-8-sig") as handle:
             document = json.load(handle)
     except UnicodeDecodeError as exc:
-        raise GeoJsonError("file", f"{path} is not UTF-8 text (byte {exc.start})") from None
+        raise GeoJsonError("file", gettext("%(path)s is not UTF-8 text (byte %(byte)s)", path=path,
+                                           byte=exc.start)) from None
     except json.JSONDecodeError as exc:
-        raise GeoJsonError("file", f"{path} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise GeoJsonError("file", gettext("%(path)s is not JSON: %(problem)s at line %(line)s column %(column)s",
+                                           path=path, problem=exc.msg, line=exc.lineno,
+                                           column=exc.colno)) from None
     except OSError as exc:
-        raise GeoJsonError("file", f"cannot read {path}: {exc.strerror}") from None
+        raise GeoJsonError("file", gettext("cannot read %(path)s: %(problem)s", path=path,
+                                           problem=exc.strerror)) from None
     return features_of(document)
 
 

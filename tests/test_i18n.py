@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 from flask import Response, g
+from http_helpers import login
+from sync_helpers import OTHER_VILLAGE, VILLAGE, Device
 
 from server import i18n
 
@@ -176,15 +179,21 @@ def translated(english: str) -> str:
     table = indonesian_catalogue()
     if english in table:
         return table[english]
+    matches = []
     for msgid, msgstr in table.items():
         pieces = PLACEHOLDER.split(msgid)
         if len(pieces) == 1:
             continue
-        regex = "".join(re.escape(p) if n % 2 == 0 else f"(?P<{p}>.+?)" for n, p in enumerate(pieces))
+        names = pieces[1::2]
+        regex = "".join(re.escape(p) if n % 2 == 0 else
+                        (f"(?P={p})" if p in names[:n // 2] else f"(?P<{p}>.+?)") for n, p in enumerate(pieces))
         found = re.fullmatch(regex, english, re.DOTALL)
         if found:
-            return msgstr % found.groupdict()
-    raise AssertionError(f"not in the catalogue: {english!r}")
+            literal = sum(len(p) for p in pieces[::2])
+            matches.append((literal, msgstr, {k: table.get(v, v) for k, v in found.groupdict().items()}))
+    assert matches, f"not in the catalogue: {english!r}"
+    _, msgstr, values = max(matches, key=lambda m: m[0])  # the most specific sentence
+    return re.sub(r"%\((\w+)\)r", r"%(\1)s", msgstr) % values  # a %r value was found already quoted
 
 
 # --- real answers ------------------------------------------------------------------------------------------
@@ -207,3 +216,245 @@ def test_error_answers_in_both_languages(client):
         assert i["message"] != e["message"], (path, i["message"])
         assert set(i["errors"]) == set(e["errors"])
         assert i["message"] == translated(e["message"])
+
+
+def test_engine_sentences_still_occur_in_the_engines():
+    """The engines' English is catalogued in server/i18n.py; an entry whose sentence is gone is stale."""
+    source = "\n".join(path.read_text(encoding="utf-8") for folder in ("sync", "forms")
+                       for path in (ROOT / folder).rglob("*.py"))
+    stale = []
+    for entry in (*i18n.ENGINE_MESSAGES, *i18n.ENGINE_TEMPLATES):
+        pieces = [p for n, p in enumerate(PLACEHOLDER.split(entry)) if n % 2 == 0 and p.strip()]
+        longest = max(pieces, key=len).strip(" :;,.")
+        spellings = {longest, longest.replace("{", "{{").replace("}", "}}")}  # as inside an f-string
+        if not any(spelling in source for spelling in spellings):
+            stale.append(entry)
+    assert not stale
+
+
+def test_engine_sentences_are_said_in_indonesian(app):
+    with app.test_request_context("/", headers={"Accept-Language": "id"}):
+        assert i18n.translate_known("NIK must be exactly 16 digits") == "NIK harus tepat 16 digit"
+        assert (i18n.translate_known("must be a whole number, not a string")
+                == "harus berupa bilangan bulat, bukan teks")
+        assert i18n.translate_errors({"answers.age": ["must be a number, not a list"], "x": ["kunjung?"]}) == {
+            "answers.age": ["harus berupa angka, bukan daftar"], "x": ["kunjung?"]}
+
+
+# --- sync: per-event verdicts and a form's own constraint messages ----------------------------------------
+
+FORM = {
+    "settings": {"form_id": "cek_bahasa", "version": "1", "title": {"id": "Cek bahasa", "en": "Language check"},
+                 "default_language": "id"},
+    "fields": [
+        {"type": "integer", "name": "floor_area", "label": {"id": "Luas lantai", "en": "Floor area"},
+         "constraint": ". > 0",
+         "constraint_message": {"id": "Luas lantai tidak wajar", "en": "Implausible floor area"}},
+        {"type": "integer", "name": "rooms", "label": {"id": "Jumlah kamar"},
+         "constraint": ". > 0", "constraint_message": {"id": "Jumlah kamar tidak wajar"}},
+        {"type": "text", "name": "head_name", "label": {"id": "Nama kepala keluarga"}, "required": True},
+    ],
+    "choices": {},
+}
+
+
+@pytest.fixture
+def officer(app, client, users):
+    admin = login(client, "admin")
+    assert client.post("/api/v1/forms", json=FORM, headers=admin).status_code == 201
+    assert client.post("/api/v1/forms/cek_bahasa/versions/1/publish", headers=admin).status_code == 200
+    assert client.put("/api/v1/forms/cek_bahasa/assignment", json={"all": True}, headers=admin).status_code == 200
+    return Device(client, "ani")
+
+
+def visit(device, answers, **extra):
+    event = {"id": str(uuid.uuid4()), "type": "visit", "device_id": device.device_id, "hlc": device.hlc(),
+             "form_id": "cek_bahasa", "form_version": "1", "village": VILLAGE, "household_id": str(uuid.uuid4()),
+             "answers": answers}
+    event.update(extra)
+    return event
+
+
+def push(device, events, language=None):
+    headers = dict(device.headers, **({"Accept-Language": language} if language else {}))
+    response = device.client.post("/api/v1/sync/push", headers=headers,
+                                  json={"device_id": device.device_id, "events": events})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["results"]
+
+
+def test_push_verdicts_in_the_asked_language_with_the_same_codes(officer):
+    bad = [
+        visit(officer, {"floor_area": "lots"}),  # a value the form cannot store
+        visit(officer, {}, hlc="not-a-clock"),  # an envelope problem
+        visit(officer, {}, form_version="9"),  # no such version
+        visit(officer, {}, village=OTHER_VILLAGE),  # out of scope
+    ]
+    english = push(officer, bad)
+    indonesian = push(officer, bad, "id")
+    assert [r["code"] for r in english] == [r["code"] for r in indonesian] == [
+        "invalid", "invalid", "invalid", "out_of_scope"]
+    for e, i in zip(english, indonesian, strict=True):
+        assert i["message"] == translated(e["message"]) != e["message"]
+        assert set(i["errors"]) == set(e["errors"])
+        for path, messages in e["errors"].items():
+            assert i["errors"][path] == [translated(m) for m in messages], path
+
+
+def test_a_failed_constraint_says_the_forms_own_message_in_the_asked_language(officer, client):
+    answers = {"floor_area": -3, "rooms": 0}
+    by_code = {}
+    for language in (None, "id", "en"):
+        [result] = push(officer, [visit(officer, answers)], language)
+        assert result["status"] == "applied"
+        by_code[language] = {(f["code"], f.get("path", "")): f["message"] for f in result["flags"]}
+    # English asked (or nothing, the API's default): the form's English where it has one, else its own default
+    assert "Implausible floor area" in by_code["en"][("constraint_failed", "floor_area")]
+    assert by_code[None] == by_code["en"]
+    assert "Jumlah kamar tidak wajar" in by_code["en"][("constraint_failed", "rooms")]
+    assert by_code["en"][("required_missing", "head_name")] == "a required question was not answered"
+    # Indonesian asked: the form's Indonesian, kunjung's words in Indonesian too
+    assert by_code["id"][("constraint_failed", "floor_area")] == (
+        "jawaban tidak memenuhi batasan formulir: Luas lantai tidak wajar")
+    assert by_code["id"][("constraint_failed", "rooms")] == (
+        "jawaban tidak memenuhi batasan formulir: Jumlah kamar tidak wajar")
+    assert by_code["id"][("required_missing", "head_name")] == "pertanyaan wajib belum dijawab"
+    # the stored visit, read later by a supervisor, is said in the reader's language
+    supervisor = login(client, "supervisor")
+    visits = client.get("/api/v1/visits", headers=dict(supervisor, **{"Accept-Language": "id"})).get_json()["items"]
+    assert visits
+    one = client.get(f"/api/v1/visits/{visits[0]['id']}", headers=dict(supervisor, **{"Accept-Language": "id"}))
+    messages = {f["code"]: f["message"] for f in one.get_json()["flags"]}
+    assert messages["required_missing"] == "pertanyaan wajib belum dijawab"
+    english = client.get(f"/api/v1/visits/{visits[0]['id']}", headers=supervisor).get_json()
+    assert {f["code"]: f["message"] for f in english["flags"]}["required_missing"] == (
+        "a required question was not answered")
+
+
+# --- a user's own language ----------------------------------------------------------------------------------
+
+def test_a_users_language_setting_counts_when_the_request_names_none(client, users):
+    admin = login(client, "admin")
+    assert client.post("/api/v1/users", headers=admin, json={
+        "username": "dewi", "password": "correct horse battery", "role": "officer",
+        "villages": [VILLAGE], "language": "id"}).get_json()["language"] == "id"
+    assert client.post("/api/v1/users", headers=admin, json={
+        "username": "eko", "password": "correct horse battery", "role": "officer", "language": "jv"},
+    ).get_json()["errors"] == {"language": ["Must be one of: id, en."]}
+    dewi = login(client, "dewi")
+    assert client.get("/api/v1/auth/me", headers=dewi).get_json()["language"] == "id"
+    missing = "/api/v1/visits/no-such-visit"
+    assert client.get(missing, headers=dewi).get_json()["message"] == "Kunjungan tidak ditemukan."
+    asked = client.get(missing, headers=dict(dewi, **{"Accept-Language": "en"}))
+    assert asked.get_json()["message"] == "No such visit."  # the request's own language wins
+    assert asked.get_json()["code"] == "not_found"
+    # the user changes it for themselves; null hands the choice back to each request
+    changed = client.patch("/api/v1/auth/me", headers=dewi, json={"language": "en"})
+    assert changed.status_code == 200
+    assert changed.get_json()["language"] == "en"
+    assert client.get(missing, headers=dewi).get_json()["message"] == "No such visit."
+    assert "language" not in client.patch("/api/v1/auth/me", headers=dewi, json={"language": None}).get_json()
+    assert client.get(missing, headers=dewi).get_json()["message"] == "No such visit."
+    refused = client.patch("/api/v1/auth/me", headers=dict(dewi, **{"Accept-Language": "id"}),
+                           json={"language": "fr"})
+    assert refused.status_code == 422
+    assert refused.get_json()["errors"] == {
+        "language": ["Harus salah satu dari: id, en."]}
+    # an admin sets it too
+    assert client.patch("/api/v1/users/dewi", headers=admin, json={"language": "id"}).get_json()["language"] == "id"
+    assert client.get(missing, headers=dewi).get_json()["message"] == "Kunjungan tidak ditemukan."
+
+
+def test_the_login_refusal_and_token_errors_in_indonesian(client, users):
+    wrong = client.post("/api/v1/auth/login", json={"username": "ani", "password": "wrong password!"},
+                        headers={"Accept-Language": "id"})
+    assert wrong.status_code == 401
+    assert wrong.get_json()["code"] == "invalid_credentials"
+    assert wrong.get_json()["message"] == "Nama pengguna atau kata sandi salah."
+    bad_token = client.get("/api/v1/auth/me", headers={"Authorization": "Bearer x.y.z", "Accept-Language": "id"})
+    assert bad_token.get_json()["code"] == "invalid_token"
+    assert bad_token.get_json()["message"].startswith("Token tidak valid")
+    no_token = client.get("/api/v1/auth/me", headers={"Accept-Language": "id"})
+    assert no_token.get_json() | {"request_id": None} == {
+        "code": "unauthenticated", "message": "Kirim token akses: Authorization: Bearer <token>.", "errors": {},
+        "request_id": None}
+
+
+# --- the command line ------------------------------------------------------------------------------------------
+
+def test_command_line_errors_follow_the_shells_language(env, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from server.cli import cli
+
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    target = tmp_path / "copy.db"
+    target.write_text("x")
+    runner = CliRunner()
+    for lang, expected in (("en_US.UTF-8", "exists already; give --force to replace it"),
+                           ("id_ID.UTF-8", "sudah ada; tambahkan --force untuk menggantinya")):
+        monkeypatch.setenv("LANG", lang)
+        result = runner.invoke(cli, ["backup", str(target)])
+        assert result.exit_code == 1
+        assert expected in result.output
+        bad = runner.invoke(cli, ["create-user", "Bad Name!", "--role", "officer", "--password-stdin"],
+                            input="correct horse battery\n")
+        assert bad.exit_code == 1
+        if lang.startswith("id"):
+            assert "Data pengguna tidak valid." in bad.output
+            assert "gunakan 2-64 huruf kecil" in bad.output
+        else:
+            assert "The user is not valid." in bad.output
+
+
+def test_a_malformed_body_is_refused_in_indonesian(client, users):
+    admin = login(client, "admin")
+    response = client.post("/api/v1/users", data=b'{"username": ', content_type="application/json",
+                           headers=dict(admin, **{"Accept-Language": "id"}))
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "malformed_json"
+    assert response.get_json()["message"].startswith("isi permintaan bukan JSON yang valid")
+
+
+def test_a_refused_form_definition_in_indonesian(client, users):
+    admin = dict(login(client, "admin"), **{"Accept-Language": "id"})
+    broken = {"settings": {"form_id": "rusak", "version": "1", "title": {"id": "Rusak"}, "default_language": "id"},
+              "fields": [{"type": "select_one", "name": "pilih", "label": {"id": "Pilih"}, "list": "tidak_ada"},
+                         {"type": "integer", "name": "umur", "label": {"id": "Umur"}, "relevant": "${hilang} > 1"}],
+              "choices": {}}
+    response = client.post("/api/v1/forms", json=broken, headers=admin)
+    assert response.status_code == 422
+    body = response.get_json()
+    assert body["code"] == "invalid_definition"
+    assert body["message"] == "Definisi formulir bermasalah; setiap masalah ditandai dengan path."
+    said = [m for messages in body["errors"].values() for m in messages]
+    assert "daftar pilihan 'tidak_ada' tidak dikenal" in said
+    assert "merujuk ke ${hilang}, yang bukan isian formulir ini" in said
+
+
+def test_signed_in_refusals_in_both_languages(client, users):
+    """A walk over refusals a signed-in user meets: each in English by default and in Indonesian when asked."""
+    admin, officer = login(client, "admin"), login(client, "ani")
+    cases = [
+        (officer, "get", "/api/v1/users", None),  # 403: needs the admin role
+        (officer, "get", "/api/v1/households/no-such-household", None),  # 404
+        (officer, "get", "/api/v1/villages/32.04.05.2001", None),  # 404: no such village
+        (admin, "post", "/api/v1/users", {"username": "ani", "password": "correct horse battery",
+                                          "role": "officer"}),  # 409: exists
+        (admin, "post", "/api/v1/users", {"username": "X y", "password": "short", "role": "officer"}),  # 422
+        (admin, "patch", "/api/v1/users/admin", {"disabled": True}),  # 409: not themselves
+        (admin, "get", "/api/v1/forms/no_such_form", None),  # 404
+        (officer, "post", "/api/v1/sync/push", {"device_id": "x", "events": []}),  # 403: device_required
+        (admin, "put", "/api/v1/forms/nope/assignment", {"all": True, "villages": ["32.04.05.2001"]}),  # 422
+    ]
+    for headers, method, path, body in cases:
+        english = getattr(client, method)(path, json=body, headers=headers)
+        indonesian = getattr(client, method)(path, json=body, headers=dict(headers, **{"Accept-Language": "id"}))
+        assert english.status_code == indonesian.status_code >= 400, (path, english.get_json())
+        e, i = english.get_json(), indonesian.get_json()
+        assert e["code"] == i["code"], path
+        assert i["message"] == translated(e["message"]) != e["message"], path
+        assert set(i["errors"]) == set(e["errors"]), path
+        for field, messages in e["errors"].items():
+            assert i["errors"][field] == [translated(m) for m in messages], (path, field)

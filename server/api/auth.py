@@ -8,12 +8,13 @@ from flask_jwt_extended import get_jwt, verify_jwt_in_request
 
 from ..audit import audit, client_address
 from ..devices import DEVICE_ID
+from ..i18n import LANGUAGES
 from ..ratelimit import LoginLimits
 from ..security.guard import auth_required, current_device, current_login, current_user
 from ..security.passwords import passwords
 from ..security.tokens import end_login, log_in, rotate_refresh
 from ..store import get_store
-from ..users import public_user
+from ..users import public_user, set_language
 from .base import Blueprint
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Log in, refresh, log out")
@@ -30,6 +31,7 @@ class SessionUserSchema(ma.Schema):
     username = ma.fields.String(required=True)
     role = ma.fields.String(required=True)
     villages = ma.fields.List(ma.fields.String(), required=True)
+    language = ma.fields.String(allow_none=True, metadata={"description": "id or en; null: the request decides"})
 
 
 class TokensSchema(ma.Schema):
@@ -85,3 +87,18 @@ def logout():
 def me():
     """Who the token belongs to, their role, villages and device."""
     return {**public_user(current_user()), "device_id": current_device()}
+
+
+class LanguageSchema(ma.Schema):
+    language = ma.fields.String(required=True, allow_none=True, validate=ma.validate.OneOf(LANGUAGES),
+                                metadata={"description": "id or en; null lets each request decide"})
+
+
+@blp.route("/me", methods=["PATCH"])
+@auth_required()
+@blp.arguments(LanguageSchema)
+@blp.response(200, MeSchema)
+def set_my_language(data):
+    """Choose the language of your messages when a request does not name one (Accept-Language wins)."""
+    user = set_language(get_store(), current_user()["id"], data["language"])
+    return {**public_user(user), "device_id": current_device()}

@@ -15,7 +15,7 @@ from ..errors import ApiError, flatten_messages
 from ..exports import HISTORY_COLUMNS, close_record, csv_text, history_rows, open_record
 from ..household_import import RegisterError, import_households, read_rows, read_upload
 from ..households import get_household, history_of, list_households, scoped_household
-from ..i18n import _
+from ..i18n import FlagsField, _
 from ..privacy.masking import (
     exports_whole,
     mask_conflict,
@@ -100,7 +100,7 @@ class VisitSchema(ma.Schema):
     received_at = ma.fields.String()
     geotag = ma.fields.Dict(allow_none=True)
     answers = ma.fields.Dict()
-    flags = ma.fields.List(ma.fields.Dict())
+    flags = FlagsField()
     supersedes = ma.fields.String(allow_none=True)
     superseded_by = ma.fields.String(allow_none=True)
     review_state = ma.fields.String()
@@ -145,7 +145,7 @@ class HistoryEntrySchema(ma.Schema):
     hlc = ma.fields.String()
     writes = ma.fields.Dict(metadata={"description": "field path -> the value this event wrote"})
     base = ma.fields.Dict(metadata={"description": "field path -> the stamps the event superseded"})
-    flags = ma.fields.List(ma.fields.Dict())
+    flags = FlagsField()
     changes = ma.fields.List(ma.fields.Nested(FieldChangeSchema),
                              metadata={"description": "each written field's value before and after the event"})
     erase = ma.fields.List(ma.fields.String(), metadata={

@@ -8,7 +8,7 @@ from flask.views import MethodView
 from ..audit import audit_entries, client_address, time_bounds
 from ..devices import DEVICE_ID, list_devices, revoke_device
 from ..errors import ApiError
-from ..i18n import _
+from ..i18n import LANGUAGES, _
 from ..security.guard import auth_required, current_user
 from ..security.passwords import passwords
 from ..store import get_store
@@ -28,6 +28,7 @@ class UserSchema(ma.Schema):
     role = ma.fields.String(required=True)
     villages = ma.fields.List(ma.fields.String(), required=True)
     disabled = ma.fields.Boolean()
+    language = ma.fields.String(allow_none=True, metadata={"description": "id or en; null: the request decides"})
     created_at = ma.fields.String(allow_none=True)
     updated_at = ma.fields.String(allow_none=True)
     see_identifiers = ma.fields.Boolean(allow_none=True, metadata={"description": SEE_IDENTIFIERS})
@@ -38,6 +39,7 @@ class UserCreateSchema(ma.Schema):
     password = ma.fields.String(required=True, load_only=True, validate=ma.validate.Length(max=4096))
     role = ma.fields.String(required=True, validate=ma.validate.OneOf(ROLES))
     villages = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=64)), load_default=list)
+    language = ma.fields.String(validate=ma.validate.OneOf(LANGUAGES), allow_none=True, load_default=None)
 
 
 class UserPatchSchema(ma.Schema):
@@ -46,6 +48,7 @@ class UserPatchSchema(ma.Schema):
     disabled = ma.fields.Boolean()
     password = ma.fields.String(load_only=True, validate=ma.validate.Length(max=4096))
     see_identifiers = ma.fields.Boolean(allow_none=True, metadata={"description": SEE_IDENTIFIERS})
+    language = ma.fields.String(validate=ma.validate.OneOf(LANGUAGES), allow_none=True)
 
 
 class DeviceSchema(ma.Schema):
@@ -103,7 +106,8 @@ class Users(MethodView):
     def post(self, data):
         """Create a user with a role and villages (a supervisor's entry may be a kecamatan)."""
         user = create_user(get_store(), passwords(), data["username"].strip().lower(), data["password"],
-                           data["role"], data["villages"], actor=current_user()["id"], address=client_address())
+                           data["role"], data["villages"], actor=current_user()["id"], address=client_address(),
+                           language=data["language"])
         return public_user(user)
 
 

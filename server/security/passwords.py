@@ -12,6 +12,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app
 
+from ..i18n import _
+
 MIN_PASSWORD_LENGTH = 10
 MIN_ADMIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
@@ -64,22 +66,23 @@ def minimum_length(role: str | None) -> int:
 def password_problems(password: Any, role: str | None = None) -> list[str]:
     """Why ``password`` may not be a password of a user with ``role`` (an empty list when it may)."""
     if not isinstance(password, str):
-        return ["must be a string"]
+        return [_("must be a string")]
     if not password.strip():
-        return ["must not be empty or only spaces"]
+        return [_("must not be empty or only spaces")]
     problems = []
     shortest = minimum_length(role)
     if len(password) < shortest:
-        problems.append(f"must be at least {shortest} characters" + (" for an admin" if role == "admin" else ""))
+        problems.append(_("must be at least %(count)s characters for an admin", count=shortest) if role == "admin"
+                        else _("must be at least %(count)s characters", count=shortest))
     if len(password) > MAX_PASSWORD_LENGTH:
-        problems.append(f"must be at most {MAX_PASSWORD_LENGTH} characters")
+        problems.append(_("must be at most %(count)s characters", count=MAX_PASSWORD_LENGTH))
         return problems
     folded = password.strip().lower()
     if _is_repetition(folded) or len(set(folded)) < MIN_DISTINCT_CHARACTERS or _is_straight_run(folded):
-        problems.append("is too regular (one piece repeated, a run like 'abcdef', or too few different "
-                        "characters); choose a phrase of several words")
+        problems.append(_("is too regular (one piece repeated, a run like 'abcdef', or too few different "
+                          "characters); choose a phrase of several words"))
     elif folded in common_passwords():
-        problems.append("is one of the most common passwords; choose a phrase of several words")
+        problems.append(_("is one of the most common passwords; choose a phrase of several words"))
     return problems
 
 

@@ -258,8 +258,13 @@ def test_constraint_failed_carries_the_forms_message(household_definition, answe
     assert flag["code"] == "constraint_failed"
     assert flag["path"] == "floor_area"
     assert flag["constraint_message"] == {"id": "Luas lantai tidak wajar", "en": "Implausible floor area"}
-    assert "Implausible floor area" in flag["message"]
+    # the form's own language (its default, "id") unless another of its languages is asked for
+    assert "Luas lantai tidak wajar" in flag["message"]
     assert flag["constraint"] == ". > 0 and . < 10000"
+    [english] = validate_answers(household_definition, answers, today=TODAY, language="en").flags
+    assert "Implausible floor area" in english["message"]
+    [unknown] = validate_answers(household_definition, answers, today=TODAY, language="jv").flags
+    assert "Luas lantai tidak wajar" in unknown["message"]
 
 
 def test_constraint_failed_in_a_repeat_row(household_definition, answers):

@@ -417,7 +417,7 @@ def _reference_flags(
                     extra = {"constraint_message": dict(message)} if isinstance(message, Mapping) else {}
                     text = "the answer does not meet the form's constraint"
                     if extra:
-                        text = f"{text}: {message.get('en') or message.get('id')}"
+                        text = f"{text}: {message['id']}"  # the form's default language
                     flag("constraint_failed", path, text, constraint=field["constraint"], **extra)
             if kind == "text":
                 tokens = str(field.get("appearance") or "").split()
