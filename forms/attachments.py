@@ -53,11 +53,17 @@ _EXTRA_TYPES = {".geojson": "application/geo+json", ".csv": "text/csv", ".xml": 
 
 @dataclass(frozen=True)
 class FormFile:
-    """A file a form version needs: its name, what it is for (choices, lookup, media) and where it is named."""
+    """A file a form version needs: its name, what it is for (choices, lookup, media; first use first)
+    and where the definition names it."""
 
     name: str
-    purpose: str
+    purposes: tuple[str, ...]
     paths: tuple[str, ...]
+
+    @property
+    def purpose(self) -> str:
+        # A choice file that pulldata() also reads is checked as a choice file, the stricter.
+        return CHOICES if CHOICES in self.purposes else self.purposes[0]
 
     @property
     def media_type(self) -> str:
@@ -101,12 +107,14 @@ def form_files(definition: Any) -> dict[str, FormFile]:
     `list_file`, pulldata() in any expression and search() in an appearance (`<name>.csv`), and
     label `media` of fields and choices.
     """
-    found: dict[str, tuple[str, list[str]]] = {}
+    found: dict[str, tuple[list[str], list[str]]] = {}
 
     def need(name: str, purpose: str, path: str) -> None:
-        entry = found.setdefault(name, (purpose, []))
-        if path not in entry[1]:
-            entry[1].append(path)
+        purposes, paths = found.setdefault(name, ([], []))
+        if purpose not in purposes:
+            purposes.append(purpose)
+        if path not in paths:
+            paths.append(path)
 
     for ref in definition.iter_fields():
         field = ref.field
@@ -125,7 +133,7 @@ def form_files(definition: Any) -> dict[str, FormFile]:
         for index, choice in enumerate(choices):
             for name, path in _media_names(choice.get("media"), f"choices.{list_name}[{index}].media"):
                 need(name, MEDIA, path)
-    return {name: FormFile(name, purpose, tuple(paths)) for name, (purpose, paths) in found.items()}
+    return {name: FormFile(name, tuple(purposes), tuple(paths)) for name, (purposes, paths) in found.items()}
 
 
 def _media_names(media: Any, prefix: str) -> Iterable[tuple[str, str]]:

@@ -350,6 +350,13 @@ class Definition:
             if ref.type != "group":
                 self._answered_in.setdefault(ref.repeat, []).append(ref)
         self._derived: dict[str, Any] = {}
+        #: pulldata() over the version's attached CSV files (expressions.Context.lookup), once attached
+        self.lookup: Callable[[str, str, str, str], str] | None = None
+
+    def attach_lookup(self, lookup: Callable[[str, str, str, str], str] | None) -> Definition:
+        """Give pulldata() the version's attached files (the server does, when it loads a published version)."""
+        self.lookup = lookup
+        return self
 
     # settings
     @property
