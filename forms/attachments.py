@@ -162,10 +162,15 @@ def media_problems(media: Any, path: str) -> dict[str, list[str]]:
         for language, name in texts.items():
             problem = check_file_name(name)
             if problem is None and not media_type_of(name).startswith(_MEDIA_FAMILIES[kind]):
-                problem = f"a {kind} label needs a {_MEDIA_FAMILIES[kind][:-1]} file, not {media_type_of(name)}"
+                family = _MEDIA_FAMILIES[kind][:-1]
+                problem = f"{_a(kind)} label needs {_a(family)} file, not {media_type_of(name)}"
             if problem:
                 problems[f"{where}.{language}"] = [problem]
     return problems
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
 
 
 # ---------------------------------------------------------------------------

@@ -805,13 +805,17 @@ def _check_parameters(ref: FieldRef, errors: _Errors) -> None:
         path = f"{ref.path}.parameters.{name}"
         if parameter is None:
             known = ", ".join(accepted) if accepted else "none"
-            errors.add(path, f"a {ref.type} has no parameter {name!r} (it takes: {known})")
+            errors.add(path, f"{_a(ref.type)} has no parameter {name!r} (it takes: {known})")
             continue
         problem = parameter.problem(value)
         if problem:
             errors.add(path, problem)
         elif name in ("value", "label") and ref.ftype.takes_list and "list_file" not in ref.field:
             errors.add(path, f"the {name} parameter names a column of a choice file: only with a list_file")
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def _check_list_file(ref: FieldRef, errors: _Errors) -> None:
@@ -848,7 +852,7 @@ def _check_accept(ref: FieldRef, errors: _Errors) -> None:
         if not _MEDIA_TYPE_PATTERN.fullmatch(lowered):
             errors.add(f"{path}[{index}]", "must be a media type (image/jpeg, image/*) or an extension (.pdf)")
         elif not any(fieldtypes.media_type_matches(lowered, pattern) for pattern in media.media_types):
-            errors.add(f"{path}[{index}]", f"a {ref.type} takes only " + ", ".join(media.media_types))
+            errors.add(f"{path}[{index}]", f"{_a(ref.type)} takes only " + ", ".join(media.media_types))
 
 
 def _check_defaults(refs: list[FieldRef], choices: Mapping[Any, Any], errors: _Errors) -> None:
@@ -963,7 +967,7 @@ def _check_save_to(refs: list[FieldRef], errors: _Errors) -> None:
                 rosters.setdefault(ref.name, ref.path)
             continue
         if not ref.ftype.saves_to_household:
-            errors.add(path, f"a {ref.type} has no value to save")
+            errors.add(path, f"{_a(ref.type)} has no value to save")
             continue
         if len(target) > MAX_NAME_LENGTH or not _HOUSEHOLD_FIELD.fullmatch(target):
             errors.add(

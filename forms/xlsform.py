@@ -94,7 +94,8 @@ _REFUSED_TYPE_REASONS = {
     ),
     "time-only questions are not supported; use dateTime": ("time",),
     "hidden questions are not supported; use calculate": ("hidden",),
-    "external data files are not supported": ("xml-external", "csv-external"),
+    "external instances need instance() in expressions, which kunjung does not evaluate; use pulldata() "
+    "or select_one_from_file with an attached file": ("xml-external", "csv-external"),
 }
 _REFUSED_TYPES = {alias: why for why, aliases in _REFUSED_TYPE_REASONS.items() for alias in aliases}
 

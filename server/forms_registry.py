@@ -665,7 +665,7 @@ def lookup_for(store: Store, form_id: str, version: str, definition: Definition)
 
 # -- lookups for sync --------------------------------------------------------------------------------
 _CACHE_SIZE = 256
-_cache: OrderedDict[tuple[str, str, str], Definition] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, str, int], Definition] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -677,7 +677,8 @@ def published_definition(store: Store, form_id: str, version: str) -> Definition
     doc = store.get(VERSIONS, version_id(form_id, version))
     if doc is None or doc.get("state") != PUBLISHED:
         return None
-    key = (form_id, version, doc["hash"])
+    # The store is in the key too: a cached definition's pulldata() reads that store's files.
+    key = (form_id, version, doc["hash"], id(store))
     with _cache_lock:
         cached = _cache.get(key)
         if cached is not None:

@@ -182,11 +182,11 @@ def test_media_definitions_are_refused_where_they_are_wrong():
         ))
     errors = bad.value.errors
     assert errors["fields[0].parameters.max-pixels"] == ["must be a whole number above 0"]
-    assert errors["fields[0].accept[0]"] == ["a image takes only image/*"]
+    assert errors["fields[0].accept[0]"] == ["an image takes only image/*"]
     assert "extension" in errors["fields[0].accept[1]"][0]
     assert "fields[0].accept[2]" not in errors
     assert "takes no default" in errors["fields[0].default"][0]
-    assert errors["fields[0].save_to"] == ["a image has no value to save"]
+    assert errors["fields[0].save_to"] == ["an image has no value to save"]
     assert errors["fields[1].parameters.quality"] == ["must be one of: voice-only, low, normal, external"]
     assert "only a media question" in errors["fields[2].accept"][0]
     assert "fields[3].accept" in errors
