@@ -35,6 +35,7 @@ __all__ = [
     "check_new_version",
     "definition_hash",
     "limit_errors",
+    "media_answers",
     "media_question",
     "validate_definition",
 ]
@@ -326,6 +327,33 @@ def media_question(definition: Definition, path: str) -> MediaQuestion | None:
         if len(given) != 2 * len(ref.repeats) or tuple(given[0::2]) != ref.repeats or not all(given[1::2]):
             return None
     return definition.derived("media_questions", _media_questions).get(ref.name)
+
+
+def media_answers(definition: Definition, answers: Any) -> list[tuple[str, MediaQuestion, str]]:
+    """Every file a visit's answers name: (path, question, file name), paths as `media_question` takes them.
+
+    Answers that are not file names (checked by the answers' own validation) are left out; so are
+    rows without an `_id`, whose path cannot be written.
+    """
+    questions = definition.derived("media_questions", _media_questions)
+    found: list[tuple[str, MediaQuestion, str]] = []
+    if not questions or not isinstance(answers, Mapping):
+        return found
+    repeats = {ref.name for ref in definition.iter_fields() if ref.type == "repeat"}
+    stack: list[tuple[str, Mapping[str, Any]]] = [("", answers)]
+    while stack:
+        prefix, scope = stack.pop()
+        for name, value in scope.items():
+            question = questions.get(name)
+            if question is not None and fieldtypes.check_file_name(value) is None:
+                found.append((f"{prefix}{name}", question, value))
+            elif name in repeats and isinstance(value, list):
+                for row in value:
+                    row_id = row.get("_id") if isinstance(row, Mapping) else None
+                    if isinstance(row_id, str) and row_id and "/" not in row_id:
+                        stack.append((f"{prefix}{name}/{row_id}/", row))
+    found.sort(key=lambda item: item[0])
+    return found
 
 
 def _media_questions(definition: Definition) -> dict[str, MediaQuestion]:

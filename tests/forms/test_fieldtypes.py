@@ -171,6 +171,21 @@ def test_a_media_definition_validates_and_answers_say_which_files_they_take():
                                                               "dokumen", "foto_ktp"]
 
 
+def test_the_files_a_visit_names_are_listed_with_their_paths_and_questions():
+    from forms.definition import media_answers, media_question
+
+    definition = validate_definition(_media_form())
+    row = "0b0f6b1e-8a3e-4b53-9d3b-1f8f0a3b2c01"
+    answers = {"foto_rumah": "1.jpg", "ttd": "../x.png", "nama": "1.jpg", "catatan": None,
+               "anggota": [{"_id": row, "foto_ktp": "ktp.png"}, {"foto_ktp": "lost.png"}, "junk"]}
+    found = media_answers(definition, answers)
+    assert [(path, question.name, name) for path, question, name in found] == [
+        (f"anggota/{row}/foto_ktp", "foto_ktp", "ktp.png"), ("foto_rumah", "foto_rumah", "1.jpg")]
+    # each path is one media_question answers for
+    assert all(media_question(definition, path) == question for path, question, _ in found)
+    assert media_answers(definition, "not answers") == []
+
+
 def test_media_definitions_are_refused_where_they_are_wrong():
     with pytest.raises(DefinitionError) as bad:
         validate_definition(form(
