@@ -803,6 +803,11 @@ def load_library(store: Store, *, actor: str | None = "system", address: str | N
             problems = "; ".join(f"{path}: {', '.join(messages)}" for path, messages in exc.errors.items())
             outcomes.append(LibraryOutcome(form_id, version, False, f"invalid ({problems})"))
             continue
+        if definition.form_files():
+            # The library is definitions only: a form that needs files would be published without them.
+            needed = ", ".join(definition.form_files())
+            outcomes.append(LibraryOutcome(form_id, version, False, f"needs files the library cannot ship: {needed}"))
+            continue
         for attempt in range(3):
             try:
                 outcomes.append(_load_one(store, definition, actor, address))

@@ -184,3 +184,14 @@ def test_the_same_bytes_are_stored_once_and_a_draft_file_can_be_removed(app, cli
     assert replaced.status_code == 200, replaced.get_json()
     assert all(entry["present"] for entry in replaced.get_json()["files"])
     assert stored_count(app, "form_file_chunks") == chunks
+
+
+def test_the_library_does_not_publish_a_form_whose_files_it_cannot_ship(app):
+    needs_file = {"settings": {"form_id": "dengan_berkas", "version": "1", "title": {"id": "Dengan berkas"},
+                               "default_language": "id"},
+                  "fields": [{"type": "select_one", "name": "desa", "label": {"id": "Desa"}, "list_file": "desa.csv"}]}
+    with app.app_context():
+        [outcome] = forms_registry.load_library(get_store(), definitions=[needs_file])
+        assert not outcome.published
+        assert outcome.reason == "needs files the library cannot ship: desa.csv"
+        assert get_store().get("form_versions", "dengan_berkas@1") is None
