@@ -28,6 +28,7 @@ __all__ = [
     "CsvLookup",
     "FormFile",
     "check_form_file",
+    "choice_columns",
     "form_files",
     "media_type_of",
     "search_source",
@@ -177,8 +178,14 @@ def _a(word: str) -> str:
 # What a file must hold
 
 
-def check_form_file(name: str, content: bytes, purpose: str, *, value_column: str = "name",
-                    label_column: str = "label") -> list[str]:
+def choice_columns(name: str) -> tuple[str, str]:
+    """The columns a choice file's names and labels are read from by default: a GeoJSON feature's `id`
+    and `title` (as pyxform and ODK Collect read them), otherwise `name` and `label`."""
+    return ("id", "title") if name.lower().endswith(".geojson") else ("name", "label")
+
+
+def check_form_file(name: str, content: bytes, purpose: str, *, value_column: str | None = None,
+                    label_column: str | None = None) -> list[str]:
     """Why an uploaded file cannot be this form file, or []: its size, and for choices and lookups
     that it reads (UTF-8 CSV with a header, XML items, a GeoJSON FeatureCollection) and has the
     columns a choice list needs."""
@@ -189,6 +196,9 @@ def check_form_file(name: str, content: bytes, purpose: str, *, value_column: st
     lowered = name.lower()
     if purpose == MEDIA:
         return []
+    default_value, default_label = choice_columns(name)
+    value_column = value_column or default_value
+    label_column = label_column or default_label
     try:
         if lowered.endswith(".csv"):
             columns, rows = _csv_table(content)
@@ -288,9 +298,6 @@ def _geojson_table(content: bytes) -> tuple[set[str], int]:
             columns.update(properties)
         if "id" in feature:
             columns.add("id")
-    # ODK takes a feature's id as its choice name when its properties have none.
-    if "id" in columns:
-        columns.add("name")
     return columns, len(features)
 
 

@@ -35,7 +35,7 @@ from typing import Any
 from flask import Flask
 
 from forms import Definition, DefinitionError, check_new_version, definition_hash, validate_definition
-from forms.attachments import CsvLookup, FormFile, check_form_file
+from forms.attachments import CsvLookup, FormFile, check_form_file, choice_columns
 from forms.fieldtypes import check_file_name
 from forms.household import HouseholdFields, household_field_catalog
 from forms.identifiers import Area
@@ -499,11 +499,12 @@ class PreparedFile:
 
 def _select_columns(definition: Definition, name: str) -> tuple[str, str]:
     """The value and label columns a choice file must have (a select's `value`/`label` parameters)."""
+    value, label = choice_columns(name)
     for ref in definition.iter_fields():
         if ref.field.get("list_file") == name:
             parameters = ref.field.get("parameters") or {}
-            return str(parameters.get("value", "name")), str(parameters.get("label", "label"))
-    return "name", "label"
+            return str(parameters.get("value", value)), str(parameters.get("label", label))
+    return value, label
 
 
 def prepare_files(definition: Definition, files: dict[str, bytes]) -> list[PreparedFile]:

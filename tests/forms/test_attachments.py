@@ -129,9 +129,12 @@ def test_choice_files_are_read_before_they_are_kept():
     assert "not XML" in check_form_file("desa.xml", b"<root>", "choices")[0]
     features = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "id": "t1", "geometry": {"type": "Point", "coordinates": [107.6, -7.0]},
-         "properties": {"label": "Titik 1"}}]}
+         "properties": {"title": "Titik 1"}}]}
     assert check_form_file("titik.geojson", json.dumps(features).encode(), "choices") == []
     assert "FeatureCollection" in check_form_file("titik.geojson", b'{"type": "Feature"}', "choices")[0]
+    untitled = {**features, "features": [{**features["features"][0], "properties": {"nama": "Titik 1"}}]}
+    assert "has no column 'title'" in check_form_file("titik.geojson", json.dumps(untitled).encode(), "choices")[0]
+    assert check_form_file("titik.geojson", json.dumps(untitled).encode(), "choices", label_column="nama") == []
     assert check_form_file("rumah.jpg", b"\xff\xd8\xff", "media") == []
 
 
