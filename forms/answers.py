@@ -367,8 +367,9 @@ class _Scope(Context):
         rows: tuple[tuple[str, Mapping[str, Any]], ...],
         repeat_of: Mapping[str, str | None],
         today: dt.date | None,
+        lookup: Any = None,
     ) -> None:
-        super().__init__(values, rows=rows, repeat_of=repeat_of, today=today)
+        super().__init__(values, rows=rows, repeat_of=repeat_of, today=today, lookup=lookup)
         self._resolved: dict[str, Any] = {}
         #: the shared relevant rules' outcomes here, by compiled expression (see _Flagger.relevance)
         self.relevance: dict[Compiled, bool | ExpressionError] = {}
@@ -451,7 +452,8 @@ class _Flagger:
                 expression_rows = expression_values.get(name) or []
                 path = _join(prefix, name)
                 for index, (row, expression_row) in enumerate(zip(rows, expression_rows, strict=True)):
-                    row_ctx = _Scope(ctx.values, (*ctx.rows, (name, expression_row)), ctx.repeat_of, ctx.today)
+                    row_ctx = _Scope(ctx.values, (*ctx.rows, (name, expression_row)), ctx.repeat_of, ctx.today,
+                                     ctx.lookup)
                     row_path = f"{path}[{index}]"
                     if relevant is not None:
                         here = self.relevance(relevant, row_ctx)
@@ -566,7 +568,7 @@ def validate_answers(definition: Definition, answers: Any, *, today: dt.date | N
         return report
     report.answers = normalised
     expression_values = _expression_values(plan, normalised, None)
-    ctx = _Scope(expression_values, (), definition.repeat_map, today)
+    ctx = _Scope(expression_values, (), definition.repeat_map, today, definition.lookup)
     flagger = _Flagger(report, (language, definition.default_language))
     flagger.walk(plan.items, normalised, expression_values, ctx, "")
     flagger.drop_hidden()

@@ -28,6 +28,7 @@ __all__ = [
     "CsvLookup",
     "FormFile",
     "check_form_file",
+    "choice_columns",
     "form_files",
     "media_type_of",
     "search_source",
@@ -53,11 +54,17 @@ _EXTRA_TYPES = {".geojson": "application/geo+json", ".csv": "text/csv", ".xml": 
 
 @dataclass(frozen=True)
 class FormFile:
-    """A file a form version needs: its name, what it is for (choices, lookup, media) and where it is named."""
+    """A file a form version needs: its name, what it is for (choices, lookup, media; first use first)
+    and where the definition names it."""
 
     name: str
-    purpose: str
+    purposes: tuple[str, ...]
     paths: tuple[str, ...]
+
+    @property
+    def purpose(self) -> str:
+        # A choice file that pulldata() also reads is checked as a choice file, the stricter.
+        return CHOICES if CHOICES in self.purposes else self.purposes[0]
 
     @property
     def media_type(self) -> str:
@@ -101,12 +108,14 @@ def form_files(definition: Any) -> dict[str, FormFile]:
     `list_file`, pulldata() in any expression and search() in an appearance (`<name>.csv`), and
     label `media` of fields and choices.
     """
-    found: dict[str, tuple[str, list[str]]] = {}
+    found: dict[str, tuple[list[str], list[str]]] = {}
 
     def need(name: str, purpose: str, path: str) -> None:
-        entry = found.setdefault(name, (purpose, []))
-        if path not in entry[1]:
-            entry[1].append(path)
+        purposes, paths = found.setdefault(name, ([], []))
+        if purpose not in purposes:
+            purposes.append(purpose)
+        if path not in paths:
+            paths.append(path)
 
     for ref in definition.iter_fields():
         field = ref.field
@@ -125,7 +134,7 @@ def form_files(definition: Any) -> dict[str, FormFile]:
         for index, choice in enumerate(choices):
             for name, path in _media_names(choice.get("media"), f"choices.{list_name}[{index}].media"):
                 need(name, MEDIA, path)
-    return {name: FormFile(name, purpose, tuple(paths)) for name, (purpose, paths) in found.items()}
+    return {name: FormFile(name, tuple(purposes), tuple(paths)) for name, (purposes, paths) in found.items()}
 
 
 def _media_names(media: Any, prefix: str) -> Iterable[tuple[str, str]]:
@@ -154,18 +163,29 @@ def media_problems(media: Any, path: str) -> dict[str, list[str]]:
         for language, name in texts.items():
             problem = check_file_name(name)
             if problem is None and not media_type_of(name).startswith(_MEDIA_FAMILIES[kind]):
-                problem = f"a {kind} label needs a {_MEDIA_FAMILIES[kind][:-1]} file, not {media_type_of(name)}"
+                family = _MEDIA_FAMILIES[kind][:-1]
+                problem = f"{_a(kind)} label needs {_a(family)} file, not {media_type_of(name)}"
             if problem:
                 problems[f"{where}.{language}"] = [problem]
     return problems
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
 
 
 # ---------------------------------------------------------------------------
 # What a file must hold
 
 
-def check_form_file(name: str, content: bytes, purpose: str, *, value_column: str = "name",
-                    label_column: str = "label") -> list[str]:
+def choice_columns(name: str) -> tuple[str, str]:
+    """The columns a choice file's names and labels are read from by default: a GeoJSON feature's `id`
+    and `title` (as pyxform and ODK Collect read them), otherwise `name` and `label`."""
+    return ("id", "title") if name.lower().endswith(".geojson") else ("name", "label")
+
+
+def check_form_file(name: str, content: bytes, purpose: str, *, value_column: str | None = None,
+                    label_column: str | None = None) -> list[str]:
     """Why an uploaded file cannot be this form file, or []: its size, and for choices and lookups
     that it reads (UTF-8 CSV with a header, XML items, a GeoJSON FeatureCollection) and has the
     columns a choice list needs."""
@@ -176,6 +196,9 @@ def check_form_file(name: str, content: bytes, purpose: str, *, value_column: st
     lowered = name.lower()
     if purpose == MEDIA:
         return []
+    default_value, default_label = choice_columns(name)
+    value_column = value_column or default_value
+    label_column = label_column or default_label
     try:
         if lowered.endswith(".csv"):
             columns, rows = _csv_table(content)
@@ -275,9 +298,6 @@ def _geojson_table(content: bytes) -> tuple[set[str], int]:
             columns.update(properties)
         if "id" in feature:
             columns.add("id")
-    # ODK takes a feature's id as its choice name when its properties have none.
-    if "id" in columns:
-        columns.add("name")
     return columns, len(features)
 
 

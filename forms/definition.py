@@ -35,6 +35,7 @@ __all__ = [
     "check_new_version",
     "definition_hash",
     "limit_errors",
+    "media_answers",
     "media_question",
     "validate_definition",
 ]
@@ -328,6 +329,33 @@ def media_question(definition: Definition, path: str) -> MediaQuestion | None:
     return definition.derived("media_questions", _media_questions).get(ref.name)
 
 
+def media_answers(definition: Definition, answers: Any) -> list[tuple[str, MediaQuestion, str]]:
+    """Every file a visit's answers name: (path, question, file name), paths as `media_question` takes them.
+
+    Answers that are not file names (checked by the answers' own validation) are left out; so are
+    rows without an `_id`, whose path cannot be written.
+    """
+    questions = definition.derived("media_questions", _media_questions)
+    found: list[tuple[str, MediaQuestion, str]] = []
+    if not questions or not isinstance(answers, Mapping):
+        return found
+    repeats = {ref.name for ref in definition.iter_fields() if ref.type == "repeat"}
+    stack: list[tuple[str, Mapping[str, Any]]] = [("", answers)]
+    while stack:
+        prefix, scope = stack.pop()
+        for name, value in scope.items():
+            question = questions.get(name)
+            if question is not None and fieldtypes.check_file_name(value) is None:
+                found.append((f"{prefix}{name}", question, value))
+            elif name in repeats and isinstance(value, list):
+                for row in value:
+                    row_id = row.get("_id") if isinstance(row, Mapping) else None
+                    if isinstance(row_id, str) and row_id and "/" not in row_id:
+                        stack.append((f"{prefix}{name}/{row_id}/", row))
+    found.sort(key=lambda item: item[0])
+    return found
+
+
 def _media_questions(definition: Definition) -> dict[str, MediaQuestion]:
     found = {}
     for ref in definition.iter_fields():
@@ -350,6 +378,13 @@ class Definition:
             if ref.type != "group":
                 self._answered_in.setdefault(ref.repeat, []).append(ref)
         self._derived: dict[str, Any] = {}
+        #: pulldata() over the version's attached CSV files (expressions.Context.lookup), once attached
+        self.lookup: Callable[[str, str, str, str], str] | None = None
+
+    def attach_lookup(self, lookup: Callable[[str, str, str, str], str] | None) -> Definition:
+        """Give pulldata() the version's attached files (the server does, when it loads a published version)."""
+        self.lookup = lookup
+        return self
 
     # settings
     @property
@@ -798,13 +833,17 @@ def _check_parameters(ref: FieldRef, errors: _Errors) -> None:
         path = f"{ref.path}.parameters.{name}"
         if parameter is None:
             known = ", ".join(accepted) if accepted else "none"
-            errors.add(path, f"a {ref.type} has no parameter {name!r} (it takes: {known})")
+            errors.add(path, f"{_a(ref.type)} has no parameter {name!r} (it takes: {known})")
             continue
         problem = parameter.problem(value)
         if problem:
             errors.add(path, problem)
         elif name in ("value", "label") and ref.ftype.takes_list and "list_file" not in ref.field:
             errors.add(path, f"the {name} parameter names a column of a choice file: only with a list_file")
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def _check_list_file(ref: FieldRef, errors: _Errors) -> None:
@@ -841,7 +880,7 @@ def _check_accept(ref: FieldRef, errors: _Errors) -> None:
         if not _MEDIA_TYPE_PATTERN.fullmatch(lowered):
             errors.add(f"{path}[{index}]", "must be a media type (image/jpeg, image/*) or an extension (.pdf)")
         elif not any(fieldtypes.media_type_matches(lowered, pattern) for pattern in media.media_types):
-            errors.add(f"{path}[{index}]", f"a {ref.type} takes only " + ", ".join(media.media_types))
+            errors.add(f"{path}[{index}]", f"{_a(ref.type)} takes only " + ", ".join(media.media_types))
 
 
 def _check_defaults(refs: list[FieldRef], choices: Mapping[Any, Any], errors: _Errors) -> None:
@@ -956,7 +995,7 @@ def _check_save_to(refs: list[FieldRef], errors: _Errors) -> None:
                 rosters.setdefault(ref.name, ref.path)
             continue
         if not ref.ftype.saves_to_household:
-            errors.add(path, f"a {ref.type} has no value to save")
+            errors.add(path, f"{_a(ref.type)} has no value to save")
             continue
         if len(target) > MAX_NAME_LENGTH or not _HOUSEHOLD_FIELD.fullmatch(target):
             errors.add(

@@ -584,7 +584,9 @@ def _date_default(kind: str) -> Callable[[Any, Mapping[str, Any], Mapping[Any, A
 
 def _media_default(value: Any, definition_field: Mapping[str, Any], choices: Mapping[Any, Any]) -> str | None:
     # An answer names a file the phone made; a default would name one nobody sent.
-    return f"a {definition_field['type']} question takes no default (its answer is a file the device sends)"
+    kind = definition_field["type"]
+    article = "an" if kind[0] in "aeiou" else "a"
+    return f"{article} {kind} question takes no default (its answer is a file the device sends)"
 
 
 def _choice_default(value: Any, definition_field: Mapping[str, Any], choices: Mapping[Any, Any]) -> str | None:

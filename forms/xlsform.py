@@ -94,7 +94,8 @@ _REFUSED_TYPE_REASONS = {
     ),
     "time-only questions are not supported; use dateTime": ("time",),
     "hidden questions are not supported; use calculate": ("hidden",),
-    "external data files are not supported": ("xml-external", "csv-external"),
+    "external instances need instance() in expressions, which kunjung does not evaluate; use pulldata() "
+    "or select_one_from_file with an attached file": ("xml-external", "csv-external"),
 }
 _REFUSED_TYPES = {alias: why for why, aliases in _REFUSED_TYPE_REASONS.items() for alias in aliases}
 
@@ -133,7 +134,7 @@ _OTHER_FIELD_LABEL = {"id": "Sebutkan lainnya", "en": "Specify other"}
 # --- columns -----------------------------------------------------------------------------------------
 _SURVEY_COLUMNS = {
     "type": "type", "command": "type",
-    "name": "name",
+    "name": "name", "value": "name", "tag": "name",
     "label": "label", "caption": "label",
     "hint": "hint",
     "required": "required",
@@ -525,7 +526,9 @@ class _Converter:
             key = known.get(base)
             if key is None:
                 unsupported = _MEDIA_COLUMNS if sheet is self.choices_sheet else _UNSUPPORTED_COLUMNS
-                if base in unsupported or base.startswith(("media", "instance", "body")):
+                if sheet is self.settings_sheet:
+                    pass  # each unused setting is named once, on its row (see _settings)
+                elif base in unsupported or base.startswith(("media", "instance", "body")):
                     self._warn(sheet.where(1), f"column '{header}' is not supported by kunjung; ignored")
                 elif sheet is not self.choices_sheet or not _RE_CHOICE_COLUMN.match(header):
                     self._warn(sheet.where(1),
