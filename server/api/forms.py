@@ -169,8 +169,14 @@ def _submission() -> registry.Submission:
     if mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None or not upload.filename:
-UPLOAD_HELP = lazy_gettext("Send a JSON definition (application/json) or an XLSForm .xlsx/.xls "
-                           "(multipart/form-data, field 'file', and the form's files as fields 'files').")
+            raise ApiError(422, "invalid", UPLOAD_HELP, {"file": [_("Missing data for required field.")]})
+        files: dict[str, bytes] = {}
+        for attached in request.files.getlist("files"):
+            name = attached.filename or ""
+            if name in files:
+                raise ApiError(422, "invalid_form_file", _("A file was sent twice."), {name: [_("sent twice")]})
+            files[name] = attached.read()
+        return registry.from_upload(upload.read(), upload.filename).with_files(files)
     raise ApiError(415, "unsupported_media_type", UPLOAD_HELP)
 
 
