@@ -315,3 +315,31 @@ def test_downloads_and_thumbnails_are_audited_and_thumbnails_made_once(media_app
         ("supervisor", visit["id"], "thumbnail")]
     assert client.get(f"/api/v1/visits/{visit['id']}/attachments/..%2F..%2Fetc", headers=supervisor).status_code \
         == 404
+
+
+def test_erasing_a_visits_files_keeps_bytes_another_visit_holds(media_app):
+    from server.blobs.attachments import forget_visit_files
+
+    client = media_app.test_client()
+    ani, citra = Device(client, "ani"), Device(client, "citra")
+    shared, own = jpeg(), jpeg(color="red")
+    first = media_visit(ani, answers={"foto_rumah": "a.jpg", "tanda_tangan": "b.jpg"},
+                        attachments=[entry("foto_rumah", shared, "a.jpg", "image/jpeg"),
+                                     entry("tanda_tangan", own, "b.jpg", "image/jpeg")])
+    ani.push([first])
+    for path, data in (("foto_rumah", shared), ("tanda_tangan", own)):
+        assert upload(client, ani.headers, first["id"], path, data).status_code == 204
+    other = photo_visit(citra, shared)
+    citra.push([other])
+    assert upload(client, citra.headers, other["id"], "foto_rumah", shared).status_code == 204
+    supervisor = login(client, "supervisor")
+    assert client.get(f"/api/v1/visits/{first['id']}/thumbnails/foto_rumah", headers=supervisor).status_code == 200
+    with media_app.app_context():
+        removed = forget_visit_files(get_store(), blob_store(), first["id"])
+    assert sha(own) in removed
+    assert sha(shared) not in removed  # citra's visit still holds those bytes
+    assert client.get(f"/api/v1/visits/{first['id']}/attachments/tanda_tangan",
+                      headers=supervisor).status_code == 404
+    assert client.get(f"/api/v1/visits/{other['id']}/attachments/foto_rumah",
+                      headers=supervisor).get_data() == shared
+    assert sha(own) not in stored(media_app)[0]

@@ -276,3 +276,17 @@ def collect_garbage(store: Store, blobs: BlobStore, *, grace_seconds: float, dry
             discard_upload(upload)
     return result
 
+
+
+def forget_visit_files(store: Store, blobs: BlobStore, visit_id: str) -> list[str]:
+    """Erase a visit's files: its attachment documents go, then every blob (file or thumbnail) they named
+    that no other attachment names. Returns the digests removed from the blob store. For erasure of
+    personal data; a visit's other records are the caller's to erase."""
+    docs = store.find(ATTACHMENTS, {"visit_id": visit_id})
+    for doc in docs:
+        store.delete(ATTACHMENTS, doc["id"])
+    removed = []
+    for digest in sorted({d for doc in docs for d in (doc.get("sha256"), doc.get("thumbnail_sha256")) if d}):
+        if not named(store, digest) and blobs.delete(digest):
+            removed.append(digest)
+    return removed
