@@ -343,3 +343,23 @@ def test_erasing_a_visits_files_keeps_bytes_another_visit_holds(media_app):
     assert client.get(f"/api/v1/visits/{other['id']}/attachments/foto_rumah",
                       headers=supervisor).get_data() == shared
     assert sha(own) not in stored(media_app)[0]
+
+
+def test_an_upload_resumes_after_the_server_restarts(app_factory):
+    first = app_factory()
+    for name, role, villages in (("admin", "admin", []), ("ani", "officer", ["32.04.05.2001"])):
+        make_user(first, name, role, villages)
+    client = first.test_client()
+    publish_media_form(client)
+    ani = Device(client, "ani")
+    photo = jpeg(900, 600)
+    visit = photo_visit(ani, photo)
+    ani.push([visit])
+    location = create_upload(client, ani.headers, visit["id"], "foto_rumah", photo).headers["Location"]
+    patch(client, ani.headers, location, 0, photo[:5000], declared=len(photo))
+
+    again = app_factory().test_client()  # a new process on the same store and folders
+    head = again.head(location, headers={**ani.headers, **TUS})
+    assert head.headers["Upload-Offset"] == "5000"
+    assert patch(again, ani.headers, location, 5000, photo[5000:]).status_code == 204
+    assert again.get(f"/api/v1/visits/{visit['id']}/attachments/foto_rumah", headers=ani.headers).get_data() == photo
