@@ -220,6 +220,9 @@ def thumbnail(store: Store, blobs: BlobStore, doc: Mapping[str, Any]) -> str:
         with Image.open(io.BytesIO(blobs.read(doc["sha256"]))) as image:
             image = ImageOps.exif_transpose(image)
             image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+            if image.mode in ("RGBA", "LA", "P", "PA"):  # a signature on a transparent background: on white
+                image = image.convert("RGBA")
+                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)
             out = io.BytesIO()
             image.convert("RGB").save(out, "JPEG", quality=80)
     except BlobNotFound:
