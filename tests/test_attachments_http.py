@@ -82,6 +82,7 @@ def test_a_visit_is_applied_flagged_and_cleared_when_its_file_arrives(media_app)
     assert client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["attachments_missing"] == []
     shown = client.get(f"/api/v1/visits/{visit['id']}", headers=supervisor).get_json()
     assert "attachments_missing" not in [f["code"] for f in shown["flags"]]
+    assert [(a["path"], a["held"], a["kind"]) for a in shown["attachments"]] == [("foto_rumah", True, "image")]
     got = client.get(f"/api/v1/visits/{visit['id']}/attachments/foto_rumah", headers=supervisor)
     assert got.status_code == 200
     assert got.get_data() == photo
