@@ -13,6 +13,7 @@ from . import config as config_module
 from .api import BLUEPRINTS
 from .api.base import Api
 from .api.docs import register_docs_assets
+from .blobs import upload_body_limit
 from .clock import start_node
 from .errors import register_error_handlers
 from .forms_registry import seed_library_on_first_start
@@ -88,7 +89,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _register_api(app)
     prepare_store(app)
     app.wsgi_app = RequestBodyGuard(app.wsgi_app, app.config["MAX_BODY_BYTES"],  # type: ignore[method-assign]
-                                    app.config["MAX_DECOMPRESSED_BYTES"])
+                                    app.config["MAX_DECOMPRESSED_BYTES"], larger=upload_body_limit(app))
     return app
 
 

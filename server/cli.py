@@ -18,6 +18,9 @@ from sync import DocumentFormatError, Record
 from . import config as config_module
 from . import create_app
 from .audit import audit
+from .blobs import blob_store, blobs_beside, restore_blobs
+from .blobs.attachments import collect_garbage
+from .blobs.disk import DiskBlobStore
 from .config import ConfigError
 from .cursors import renew_store_epoch
 from .errors import ApiError
@@ -91,8 +94,11 @@ def backup_command(ctx: Context, destination: str, force: bool) -> None:
         raise click.ClickException(f"{destination} exists already; give --force to replace it")
     with owner_only():
         ctx.store.backup(destination)
+        # After the store: every file the copy names was stored before the visit was marked as holding it.
+        copied = blob_store(ctx.app).copy_to(blobs_beside(destination))
     target.chmod(0o600)
-    click.echo(f"backup written to {destination} ({target.stat().st_size:,} bytes)")
+    click.echo(f"backup written to {destination} ({target.stat().st_size:,} bytes); "
+               f"{copied} new attachment file(s) copied to {blobs_beside(destination)}")
 
 
 @cli.command("rotate-key")
@@ -126,6 +132,9 @@ def restore_command(ctx: Context, source: str, yes: bool) -> None:
 
     store.restore_from(source)
     store.ensure_schema()
+    if Path(blobs_beside(source)).is_dir():
+        restored = restore_blobs(DiskBlobStore(blobs_beside(source)), blob_store(ctx.app))
+        click.echo(f"{restored} attachment file(s) restored from {blobs_beside(source)}")
     renew_store_epoch(store)  # cursors given out before the restore name another history
     click.echo(f"restored from {source} (schema v{store.schema_version()})")
 
@@ -294,6 +303,25 @@ def rebuild_households_command(ctx: Context, fix: bool) -> None:
     click.echo(f"{checked} households checked, {differ} differ" + (f", {fixed} fixed" if fix else ""))
     if differ and not fix:
         sys.exit(1)
+
+
+@cli.command("gc-attachments")
+@click.option("--grace-hours", type=click.FloatRange(min=0), default=24.0, show_default=True,
+              help="Keep files stored more recently than this (an upload may be finishing its visit).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@pass_context
+def gc_attachments_command(ctx: Context, grace_hours: float, dry_run: bool) -> None:
+    """Remove attachment files (and thumbnails) that no visit names, and uploads left unfinished."""
+    from .api.uploads import upload_service_for
+
+    service = upload_service_for(ctx.app)
+    result = collect_garbage(ctx.store, service.blobs, grace_seconds=grace_hours * 3600, dry_run=dry_run,
+                             discard_upload=service.discard)
+    verb = "would remove" if dry_run else "removed"
+    for sha256 in result.blobs:
+        click.echo(f"{verb} {sha256}")
+    click.echo(f"{verb} {len(result.blobs)} file(s), {result.bytes:,} bytes, and {len(result.uploads)} unfinished "
+               f"upload(s); kept {result.kept_young} unnamed file(s) younger than {grace_hours:g} h")
 
 
 def _rewrite_household(tx: Writer, household_id: str, record: Record) -> None:

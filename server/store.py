@@ -146,6 +146,21 @@ COLLECTIONS: list[CollectionSpec] = [
                                   why="a form's versions"),
                             Query((), "id", residual=("state",), why="published versions (a small collection)"),
                             _counted())),
+    # files of visits (server/blobs/): one document per (visit, question path) naming the blob that
+    # answers it and whether it has arrived; and the resumable uploads under way (tus)
+    CollectionSpec("attachments", fields=("visit_id", "device_id", "held", "sha256", "thumbnail_sha256"),
+                   indexes=(("visit_id", "id"), ("device_id", "held", "id"), ("sha256", "id"),
+                            ("thumbnail_sha256", "id")),
+                   queries=(Query(("visit_id",), "id", ("visit_id", "id"), why="a visit's files"),
+                            Query(("device_id", "held"), "id", ("device_id", "held", "id"),
+                                  why="pull: the device's files the server still lacks"),
+                            Query(("sha256",), "id", ("sha256", "id"), why="clean-up: is a blob named"),
+                            Query(("thumbnail_sha256",), "id", ("thumbnail_sha256", "id"),
+                                  why="clean-up: is a thumbnail named"),
+                            _counted())),
+    CollectionSpec("uploads", fields=("created_at",), indexes=(("created_at", "id"),),
+                   queries=(Query((), "created_at", ("created_at", "id"), why="clean-up: uploads left unfinished"),
+                            _counted())),
     # every export of visits or household history (server/exports.py): exports carry personal data
     CollectionSpec("exports", fields=("at", "actor", "format"), indexes=(("at", "id"), ("actor", "at", "id")),
                    retired=(("at",), ("actor", "at")),

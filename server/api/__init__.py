@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import auth, exports, forms, health, privacy, reports, supervision, sync, users, villages
+from . import auth, exports, forms, health, privacy, reports, supervision, sync, uploads, users, villages
 
 BLUEPRINTS = [
     health.blp,
@@ -14,5 +14,6 @@ BLUEPRINTS = [
     supervision.blp,
     reports.blp,
     exports.blp,
+    uploads.blp,
     privacy.blp,
 ]
