@@ -337,6 +337,9 @@ def test_erasing_a_household_reaches_devices_and_late_writes(app, client, world)
     assert pulled["erased"] == ["*"]
     assert all(state["value"] is None for state in pulled["fields"].values())
     assert [r["status"] for r in ani.push([first, late])["results"]] == ["duplicate", "applied"]
+    again = client.post("/api/v1/households/import", headers=admin, json={"rows": [
+        {"no_kk": KK1, "nik": SITI, "nama": "Siti Aminah", "alamat": "Jl. Mawar 1", "kode_desa": A}]})
+    assert again.get_json()["unchanged"] == 1, again.get_json()  # the register brings nothing back
     stored = everything_stored(app)
     for text in ("Siti Aminah", SITI, KK1, "Siti sakit", "Pindah ke kota", SARI):
         assert text not in stored, text
