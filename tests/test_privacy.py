@@ -396,3 +396,34 @@ def test_apply_retention_dry_run_then_yes(app, client, world, monkeypatch):
     assert ani.push([old])["results"][0]["status"] == "duplicate"
     assert client.get(f"/api/v1/visits/{old['id']}", headers=world).get_json()["answers"] == {"notes": "Lama"}
     assert "0 visits" in run("apply-retention").output
+
+
+# -- both backends -----------------------------------------------------------------------------------------
+def test_erasure_search_and_audit_hold_on_both_backends(backend_app):
+    client = backend_app.test_client()
+    for name, role, villages in (("admin", "admin", []), ("ani", "officer", [A]), ("supervisor", "supervisor",
+                                                                                  ["32.04.05"])):
+        make_user(backend_app, name, role, villages)
+    with backend_app.app_context():
+        assert import_villages(get_store(), [square(A)]).counts["refused"] == 0
+    admin = login(client, "admin")
+    rows = [{"no_kk": KK1, "nik": SITI, "nama": "Siti Aminah", "kode_desa": A},
+            {"no_kk": KK2, "nik": RAHMAT, "nama": "Rahmat Hidayat", "kode_desa": A}]
+    assert client.post("/api/v1/households/import", headers=admin, json={"rows": rows}).status_code == 200
+    ani = Device(client, "ani")
+    edit = ani.edit(H1, {"head_name": "Siti A."})
+    assert ani.push([edit])["results"][0]["status"] == "applied"
+    ani.pull_all()
+    found = client.post("/api/v1/households/search", json={"nik": SITI}, headers=login(client, "supervisor"))
+    assert found.get_json()["items"][0]["household"]["fields"]["head_nik"]["value"] == {"masked": SITI[:6]}
+    assert client.post(f"/api/v1/households/{H1}/erase", json={"reason": "r"}, headers=admin).status_code == 200
+    assert households_in(ani.pull_all())[H1]["erased"] == ["*"]
+    assert ani.push([edit])["results"][0]["status"] == "duplicate"
+    assert client.post("/api/v1/households/search", json={"nik": SITI}, headers=admin).get_json()["items"] == []
+    assert fields_of(client, admin, H2)["head_nik"]["value"] == RAHMAT
+    actions = [e["action"] for e in client.get("/api/v1/audit", query_string={"household": H1},
+                                                headers=admin).get_json()]
+    assert "household_erased" in actions
+    assert "pull" in actions
+    assert client.post("/api/v1/audit/person", json={"nik": SITI}, headers=admin).get_json()["items"][0][
+        "action"] == "household_searched"
