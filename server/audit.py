@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -42,8 +43,10 @@ def audit_document(action: str, *, actor: str | None, target: str | None = None,
     household it concerns, ``person`` the keyed hash of the NIK it concerns."""
     if address is None:
         address = client_address() if has_request_context() else "cli"
-    return {"id": uuid.uuid4().hex, "at": iso(now_utc()), "actor": actor, "action": action, "target": target,
-            "address": address, "details": details or {}, "household": household, "person": person}
+    # The id leads with the clock in nanoseconds, so entries of one millisecond keep their order.
+    return {"id": f"{time.time_ns():020d}{uuid.uuid4().hex[:12]}", "at": iso(now_utc()), "actor": actor,
+            "action": action, "target": target, "address": address, "details": details or {},
+            "household": household, "person": person}
 
 
 def record_audit(tx: Writer, action: str, **kwargs: Any) -> None:

@@ -466,7 +466,7 @@ def export_person_command(ctx: Context, nik: str) -> None:
         audit(store, "person_exported", actor=_operator(), person=number_hash(nik), address="cli",
               details={"households": [h["household_id"] for h in found["households"]],
                        "visits": [v["visit_id"] for v in found["visits"]]})
-    click.echo(json.dumps(found, ensure_ascii=False, indent=2, sort_keys=True))
+    click.echo(json.dumps(found, ensure_ascii=False, indent=2))
 
 
 @cli.command("apply-retention")

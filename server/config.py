@@ -107,7 +107,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AUDIT_RETENTION_DAYS", "KUNJUNG_AUDIT_RETENTION_DAYS", 730, _positive_int,
             "Days the audit log keeps an entry; kunjung apply-retention removes older ones"),
     Setting("RAW_BODY_RETENTION_DAYS", "KUNJUNG_RAW_BODY_RETENTION_DAYS", 365, _positive_int,
-            "Days after its review that a visit's raw event body (and its photos) are kept; kunjung "
+            "Days after its review that a visit's raw event body and its files are kept; kunjung "
             "apply-retention removes them"),
     Setting("PUBLIC_URL", "KUNJUNG_PUBLIC_URL", None, lambda text: text.strip().rstrip("/") or None,
             "The address phones reach the server at (http://192.168.1.10:8000 on the hall's Wi-Fi, or the "

@@ -577,8 +577,9 @@ def _store_row(tx: Writer, stamper: ServerStamper, row: Row, actor: str, source:
     imported = (doc or {}).get("imported") or {}
     last_values: dict[str, Any] = imported.get("values") or {}
     last_stamps: dict[str, str] = imported.get("stamps") or {}
+    # A register row of an erased household (or person) brings back none of what was erased.
     writes = {name: value for name, value in row.values.items()
-              if name not in last_values or not same_json(last_values[name], value)}
+              if (name not in last_values or not same_json(last_values[name], value)) and not record.covers(name)}
     if not writes:
         return _Outcome(row, "unchanged")
     made = stamper.event("import", event_id=str(uuid.uuid4()), actor=actor, record_id=hid, village=row.village,

@@ -30,7 +30,15 @@ from .geo import BoundaryIndex, check_geotag
 from .households import write_households
 from .i18n import N_, gettext, lazy_gettext, translate_errors, translate_flags, translate_known
 from .jsonio import storage_problems
-from .privacy.erasure import engine_dict, erased_numbers, late_write, scrubbed_event, scrubbed_visit
+from .privacy.erasure import (
+    engine_dict,
+    erased_files,
+    erased_numbers,
+    late_write,
+    scrubbed_event,
+    scrubbed_visit,
+    without_erased_files,
+)
 from .privacy.masking import marker_errors
 from .security.scope import Scope
 from .server_events import DEVICE_ORIGIN
@@ -87,6 +95,7 @@ class _Batch:
     # idempotently, never an event stored without its effect.
     later: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     erased: frozenset[str] = frozenset()  # keyed hashes of erased NIKs (server/privacy/erasure.py)
+    erased_files: frozenset[str] = frozenset()  # SHA-256 of erased files
 
     def load(self, items: list[_Prepared]) -> None:
         """Read every stored event, household and superseded visit the batch's events name."""
@@ -255,7 +264,8 @@ class PushService:
         prepared = [self._prepare(caller, raw, now, received_at, settings, memo) for raw in events]
 
         def unit(tx: Writer) -> tuple[list[dict[str, Any]], str]:
-            batch = _Batch(tx, StoredClock(tx, settings.wall_ms), received_at, erased=erased_numbers(tx))
+            batch = _Batch(tx, StoredClock(tx, settings.wall_ms), received_at, erased=erased_numbers(tx),
+                           erased_files=erased_files(tx))
             if device_hlc and is_hlc(device_hlc) and not is_too_far_ahead(device_hlc, now, settings.skew_bound_ms):
                 batch.clock.observe(device_hlc)
             batch.load(prepared)
@@ -380,7 +390,9 @@ class PushService:
         if erased:
             stored = scrubbed_event(stored, lambda _path, _value: False, batch.received_at)
             visit = scrubbed_visit(visit, batch.received_at, "erasure") if visit is not None else None
-            flags = [{"code": flag.get("code")} for flag in flags]
+            flags = [{"code": flag.get("code")} for flag in flags if flag.get("code") != "attachments_missing"]
+        if visit is not None and batch.erased_files:
+            visit, flags = without_erased_files(visit, flags, batch.erased_files)
         batch.insert_later("events", stored)
         if visit is not None:
             batch.insert_later("visits", {**visit, "flags": flags, "flagged": bool(flags),

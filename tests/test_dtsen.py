@@ -279,7 +279,7 @@ def test_the_village_meeting_gets_its_proposals_by_name_and_address_with_their_r
     assert (record["actor"], record["role"], record["status"], record["rows"]) == (
         "supervisor", "supervisor", "completed", 5)
     assert record["id"] == response.headers["X-Export-Id"]
-    assert record["filters"] == {"labels": "id"}
+    assert record["filters"] == {"labels": "id", "masked": True}
 
 
 def test_the_list_as_a_workbook_has_a_sheet_per_village_and_english_headers_on_request(client, proposals):

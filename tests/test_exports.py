@@ -299,9 +299,9 @@ def test_every_export_is_recorded_and_listed_for_admins(client, visits):
     listed = client.get("/api/v1/exports", headers=login(client, "admin")).get_json()
     assert [(e["actor"], e["format"], e["status"]) for e in listed] == [
         ("admin", "geojson", "completed"), ("supervisor", "csv_zip", "completed")]
-    assert listed[0]["filters"] == {"officer": "budi", "labels": "codes"}
+    assert listed[0]["filters"] == {"officer": "budi", "labels": "codes", "masked": True}
     assert (listed[0]["rows"], listed[1]["rows"], listed[1]["repeat_rows"]) == (1, 2, 2)
-    assert listed[1]["filters"] == {"village": A, "labels": "id"}
+    assert listed[1]["filters"] == {"village": A, "labels": "id", "masked": True}
     assert listed[1]["role"] == "supervisor"
     assert listed[1]["at"] <= listed[1]["finished_at"]
     paged = client.get("/api/v1/exports", headers=login(client, "admin"),

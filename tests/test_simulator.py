@@ -266,6 +266,8 @@ def test_given_accounts_are_used_as_they_are(library_app):
     villages = json.loads(SAMPLE_VILLAGES.read_text(encoding="utf-8"))
     assert client.post("/api/v1/villages", headers=admin, json=villages).status_code == 200
     make_user(library_app, "pengawas", "supervisor", ["32.04.05"])
+    # The checks compare whole values: a given supervisor must see NIK and No. KK unmasked.
+    assert client.patch("/api/v1/users/pengawas", json={"see_identifiers": True}, headers=admin).status_code == 200
     for name, village in (("ani", "32.04.05.2001"), ("citra", "32.04.05.2001"), ("dodi", "32.04.05.2002")):
         make_user(library_app, name, "officer", [village])
     accounts = {"supervisor": {"username": "pengawas", "password": PASSWORD},

@@ -97,7 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the admin's password (default: $KUNJUNG_SIM_ADMIN_PASSWORD)")
     parser.add_argument("--accounts", type=Path, default=None,
                         help='JSON {"supervisor": {"username", "password"}, "officers": [{...}, ...]}: use these '
-                             "accounts instead of creating them (boundaries must be imported already)")
+                             "accounts instead of creating them (boundaries must be imported already; the supervisor "
+                             "needs see_identifiers: true, as the checks compare NIK and No. KK whole)")
     parser.add_argument("--no-import-villages", action="store_true",
                         help="expect the sample boundaries to be imported already")
     parser.add_argument("--villages-file", type=Path, default=SAMPLE_VILLAGES, help="village boundaries GeoJSON")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import ApiError
+from ..privacy.erasure import erased_files
 from ..security.scope import Scope
 from ..storage import Store, Writer
 from ..timeutil import iso, now_utc
@@ -112,6 +113,9 @@ class UploadService:
             raise ApiError(404, "not_found", "No such visit; push the visit before its files.")
         if visit["device_id"] != caller.device_id or visit["officer"] != caller.username:
             raise ApiError(403, "not_your_visit", "Only the device that made a visit uploads its files.")
+        if metadata["sha256"] in erased_files(self.store):
+            raise ApiError(422, "erased_file", "This file was erased; it cannot be uploaded again.",
+                           {"Upload-Metadata.sha256": ["names an erased file"]})
         attachment = self.store.get(ATTACHMENTS, attachment_id(visit["id"], metadata["path"]))
         if attachment is None:
             raise ApiError(422, "unknown_attachment", "The visit names no file at this path.",

@@ -68,18 +68,73 @@ def scrubbed_event(doc: Mapping[str, Any], drop: Callable[[str, Any], bool], at:
 
 
 def scrubbed_visit(visit: Mapping[str, Any], at: str, by: str) -> dict[str, Any]:
-    """A visit without its answers, place and flag texts; who erased it and when."""
-    kept = {key: value for key, value in visit.items() if key != "location"}
-    kept.update(answers={}, geotag=None, flags=[{"code": f.get("code")} for f in visit.get("flags") or ()],
-                erased={"at": at, "by": by})
+    """A visit without its answers, place, files and flag texts; who erased it and when."""
+    kept = {key: value for key, value in visit.items() if key not in ("location", "attachments")}
+    # Its files go with it, so no flag says they are missing.
+    flags = [{"code": f.get("code")} for f in visit.get("flags") or () if f.get("code") != "attachments_missing"]
+    kept.update(answers={}, geotag=None, flags=flags, flagged=bool(flags),
+                flag_codes=sorted({f["code"] for f in flags}), erased={"at": at, "by": by})
     return kept
 
 
-def erase_attachments(tx: Writer, visit_ids: Iterable[str]) -> int:
-    """Where the files attached to these visits (photos, their thumbnails) will be erased, and their
-    hashes refused on upload: kunjung keeps no attachments yet, so there is nothing to remove."""
-    del tx, visit_ids
-    return 0
+ATTACHMENTS = "attachments"
+ERASED_FILES = "erased_files"  # server_state: SHA-256 of erased files, refused on upload and never missing
+
+
+def erase_attachments(tx: Writer, visit_ids: Iterable[str], blobs: list[str]) -> int:
+    """Drop the files of these visits: their attachment records go (so no file is reported missing
+    or readable), their hashes are remembered (so an upload of the same bytes is refused), and
+    the blobs and thumbnails they name are added to ``blobs``, for :func:`delete_blobs` after the
+    unit of work commits. How many files went."""
+    erased = 0
+    hashes: set[str] = set()
+    for visit_id in sorted(set(visit_ids)):
+        for doc in tx.find(ATTACHMENTS, {"visit_id": visit_id}):
+            hashes.add(doc["sha256"])
+            blobs.extend(h for h in (doc["sha256"], doc.get("thumbnail_sha256")) if h)
+            tx.delete(ATTACHMENTS, doc["id"])
+            erased += 1
+    if hashes:
+        held = tx.get("server_state", ERASED_FILES) or {"id": ERASED_FILES, "hashes": []}
+        tx.put("server_state", {**held, "hashes": sorted({*held["hashes"], *hashes})})
+    return erased
+
+
+def delete_blobs(store: Store, hashes: Iterable[str]) -> int:
+    """Remove the blobs no attachment names any more (the same bytes may answer another visit, which
+    keeps them); how many went. Runs after the erasure committed: a blob is never gone while a
+    record still names it."""
+    from ..blobs import blob_store
+    from ..blobs.attachments import named
+
+    blobs = blob_store()
+    removed = 0
+    for sha256 in sorted(set(hashes)):
+        if not named(store, sha256) and blobs.delete(sha256):
+            removed += 1
+    return removed
+
+
+def erased_files(reader: Store | Writer) -> frozenset[str]:
+    """SHA-256 of every erased file."""
+    held = reader.get("server_state", ERASED_FILES)
+    return frozenset(held["hashes"]) if held else frozenset()
+
+
+def without_erased_files(visit: dict[str, Any], flags: list[dict[str, Any]],
+                         erased: frozenset[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A late visit naming an erased file: the file is dropped from its list (so it is never asked
+    for, nor reported missing) and its missing-files flag names only the others."""
+    from ..blobs.attachments import MISSING, missing_flag
+
+    entries = visit.get("attachments") or []
+    kept = [entry for entry in entries if entry.get("sha256") not in erased]
+    if len(kept) == len(entries):
+        return visit, flags
+    flags = [flag for flag in flags if flag.get("code") != MISSING]
+    if kept:
+        flags.append(missing_flag([entry["path"] for entry in kept]))
+    return {**visit, "attachments": kept}, flags
 
 
 def _tombstone(tx: Writer, stamper: ServerStamper, doc: Mapping[str, Any], patterns: list[str], actor: str,
@@ -95,7 +150,7 @@ def _tombstone(tx: Writer, stamper: ServerStamper, doc: Mapping[str, Any], patte
 
 
 def _erase_in_household(tx: Writer, stamper: ServerStamper, doc: Mapping[str, Any], patterns: list[str], *,
-                        actor: str, reason: str, at: str, number: str | None = None,
+                        actor: str, reason: str, at: str, blobs: list[str], number: str | None = None,
                         visit_ids: set[str] | None = None) -> dict[str, Any]:
     """Scrub one household's events, visits and conflicts of what ``patterns`` cover, then store its
     tombstone. ``number`` (a person's NIK) also wipes events and visits whose answers mention it."""
@@ -142,7 +197,7 @@ def _erase_in_household(tx: Writer, stamper: ServerStamper, doc: Mapping[str, An
         previous["imported"] = {**imported, "values": {name: value for name, value in values.items()
                                                        if not drop(name, value)}}
     write_household(tx, record, previous, doc["seq"])
-    attachments = erase_attachments(tx, scrubbed_visits)
+    attachments = erase_attachments(tx, scrubbed_visits, blobs)
     return {"household_id": household_id, "village": doc["village"], "erase": list(patterns),
             "tombstone": tombstone, "events": events, "visits": visits, "attachments": attachments}
 
@@ -158,13 +213,18 @@ def erase_household(store: Store, household_id: str, *, actor: str, reason: str,
             raise ApiError(404, "not_found", "No such household.")
         at = iso(now_utc())
         stamper = ServerStamper(tx, store)
-        summary = _erase_in_household(tx, stamper, doc, [ERASE_ALL], actor=actor, reason=reason, at=at)
+        blobs.clear()
+        summary = _erase_in_household(tx, stamper, doc, [ERASE_ALL], actor=actor, reason=reason, at=at,
+                                      blobs=blobs)
         stamper.save()
         record_audit(tx, "household_erased", actor=actor, target=household_id, household=household_id,
                      address=address, details={"reason": reason, **_counts(summary)})
         return {"at": at, "by": actor, "reason": reason, "households": [summary]}
 
-    return store.unit_of_work(unit)
+    blobs: list[str] = []
+    done = store.unit_of_work(unit)
+    delete_blobs(store, blobs)
+    return done
 
 
 def _counts(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -186,6 +246,7 @@ def erase_person(store: Store, nik: str, *, actor: str, reason: str, address: st
     def unit(tx: Writer) -> dict[str, Any]:
         at = iso(now_utc())
         stamper = ServerStamper(tx, store)
+        blobs.clear()
         summaries = []
         households = dict(targets)
         for household_id in sorted(set(households) | set(mentioned)):
@@ -195,9 +256,10 @@ def erase_person(store: Store, nik: str, *, actor: str, reason: str, address: st
                 continue
             if patterns:
                 summaries.append(_erase_in_household(tx, stamper, doc, patterns, actor=actor, reason=reason,
-                                                     at=at, number=nik, visit_ids=mentioned.get(household_id)))
+                                                     at=at, blobs=blobs, number=nik,
+                                                     visit_ids=mentioned.get(household_id)))
             else:
-                summaries.append(_wipe_visits(tx, doc, mentioned[household_id], nik, at, actor))
+                summaries.append(_wipe_visits(tx, doc, mentioned[household_id], nik, at, actor, blobs))
         _remember(tx, person)
         stamper.save()
         record_audit(tx, "person_erased", actor=actor, person=person, address=address,
@@ -205,11 +267,14 @@ def erase_person(store: Store, nik: str, *, actor: str, reason: str, address: st
                          {"household_id": s["household_id"], **_counts(s)} for s in summaries]})
         return {"at": at, "by": actor, "reason": reason, "households": summaries}
 
-    return store.unit_of_work(unit)
+    blobs: list[str] = []
+    done = store.unit_of_work(unit)
+    delete_blobs(store, blobs)
+    return done
 
 
 def _wipe_visits(tx: Writer, doc: Mapping[str, Any], visit_ids: set[str], nik: str, at: str,
-                 actor: str) -> dict[str, Any]:
+                 actor: str, blobs: list[str]) -> dict[str, Any]:
     """A household that only mentions the person in a visit's answers (a complaint about a neighbour):
     those visits lose their answers and their events their bodies; the household keeps its values,
     except any write of the NIK itself."""
@@ -226,7 +291,7 @@ def _wipe_visits(tx: Writer, doc: Mapping[str, Any], visit_ids: set[str], nik: s
         if event is not None and "body" in event:
             tx.put(EVENTS, scrubbed_event(event, drop, at))
             events += 1
-    attachments = erase_attachments(tx, visit_ids)
+    attachments = erase_attachments(tx, visit_ids, blobs)
     return {"household_id": doc["id"], "village": doc["village"], "erase": [], "tombstone": None,
             "events": events, "visits": visits, "attachments": attachments}
 

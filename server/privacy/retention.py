@@ -15,6 +15,7 @@ from ..audit import prune_audit, record_audit
 from ..eventlog import EVENTS
 from ..storage import Store, Writer
 from ..timeutil import iso, now_utc
+from .erasure import ATTACHMENTS, delete_blobs
 
 BATCH = 200
 
@@ -25,7 +26,7 @@ class RetentionPlan:
 
     body_cutoff: str
     audit_cutoff: str
-    bodies: list[str] = field(default_factory=list)  # visit ids whose raw body goes
+    bodies: list[str] = field(default_factory=list)  # visit ids whose raw body (or files) go
     attachments: int = 0
     audit_entries: int = 0
 
@@ -34,11 +35,29 @@ class RetentionPlan:
                 "visits": list(self.bodies), "attachments": self.attachments, "audit_entries": self.audit_entries}
 
 
-def retain_attachments(tx: Writer | None, visit_ids: list[str], *, dry_run: bool) -> int:
-    """Where the photos of visits past their keeping time will be removed (with their thumbnails):
-    kunjung keeps no attachments yet, so there is nothing to remove."""
-    del tx, visit_ids, dry_run
-    return 0
+def retain_attachments(tx: Writer, visit_ids: list[str], at: str, blobs: list[str]) -> int:
+    """Remove the files (and thumbnails) of visits past their keeping time: their attachment records
+    go and the visit's list marks each ``removed_at``, so exports and reads no longer offer them and
+    no device is asked for them again; the blobs are added to ``blobs`` for deletion after the unit
+    of work commits. How many files went."""
+    removed = 0
+    for visit_id in visit_ids:
+        docs = tx.find(ATTACHMENTS, {"visit_id": visit_id})
+        for doc in docs:
+            blobs.extend(h for h in (doc["sha256"], doc.get("thumbnail_sha256")) if h)
+            tx.delete(ATTACHMENTS, doc["id"])
+            removed += 1
+        visit = tx.get("visits", visit_id)
+        if docs and visit is not None:
+            entries = [{**entry, "held": False, "removed_at": at} for entry in visit.get("attachments") or ()]
+            tx.put("visits", {**visit, "attachments": entries})
+    return removed
+
+
+def held_files(store: Store, visit_ids: list[str]) -> int:
+    """How many files of these visits the server holds."""
+    return sum(1 for visit_id in visit_ids for doc in store.find(ATTACHMENTS, {"visit_id": visit_id})
+               if doc.get("held"))
 
 
 def _reviewed_at(visit: dict[str, Any]) -> str | None:
@@ -57,9 +76,10 @@ def plan_retention(store: Store, *, body_days: int, audit_days: int) -> Retentio
         if at is None or at >= plan.body_cutoff:
             continue
         event = store.get(EVENTS, visit["id"])
-        if event is not None and "body" in event:
+        if (event is not None and "body" in event) or any(
+                entry.get("held") for entry in visit.get("attachments") or ()):
             plan.bodies.append(visit["id"])
-    plan.attachments = retain_attachments(None, plan.bodies, dry_run=True)
+    plan.attachments = held_files(store, plan.bodies)
     plan.audit_entries = prune_audit(store, plan.audit_cutoff, dry_run=True)
     return plan
 
@@ -71,7 +91,10 @@ def apply_retention(store: Store, plan: RetentionPlan, *, actor: str | None = No
     for start in range(0, len(plan.bodies), BATCH):
         chunk = plan.bodies[start:start + BATCH]
 
-        def unit(tx: Writer, chunk: list[str] = chunk) -> list[str]:
+        blobs: list[str] = []
+
+        def unit(tx: Writer, chunk: list[str] = chunk, blobs: list[str] = blobs) -> tuple[list[str], int]:
+            blobs.clear()
             removed = []
             for visit_id in chunk:
                 event = tx.get(EVENTS, visit_id)
@@ -79,10 +102,12 @@ def apply_retention(store: Store, plan: RetentionPlan, *, actor: str | None = No
                     kept = {key: value for key, value in event.items() if key != "body"}
                     tx.put(EVENTS, {**kept, "body_removed_at": at})
                     removed.append(visit_id)
-            done.attachments += retain_attachments(tx, removed, dry_run=False)
-            return removed
+            return removed, retain_attachments(tx, chunk, at, blobs)
 
-        done.bodies.extend(store.unit_of_work(unit))
+        removed, files = store.unit_of_work(unit)
+        done.bodies.extend(removed)
+        done.attachments += files
+        delete_blobs(store, blobs)
     done.audit_entries = prune_audit(store, plan.audit_cutoff)
 
     def note(tx: Writer) -> None:
