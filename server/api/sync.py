@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
+import orjson
 from flask import current_app
 
 from forms.identifiers import AreaCode
@@ -123,8 +126,18 @@ class PullQuerySchema(ma.Schema):
     limit = ma.fields.Integer(load_default=500, validate=ma.validate.Range(min=1, max=1000))
 
 
+class ChangeField(ma.fields.Dict):
+    """A change: a dict, or a household change already encoded (server.pull.HouseholdChanges),
+    which the JSON encoder writes out as it is."""
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
+        if isinstance(value, orjson.Fragment):
+            return value
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
 class PullReplySchema(ma.Schema):
-    changes = ma.fields.List(ma.fields.Dict(), required=True)
+    changes = ma.fields.List(ChangeField(), required=True)
     next = ma.fields.String(required=True)
     has_more = ma.fields.Boolean(required=True)
     server_hlc = ma.fields.String(required=True, metadata={"description": "the server's HLC now"})
