@@ -50,8 +50,11 @@ def _depth(value: Any, level: int = 1) -> int:
 
 
 # orjson reads integers beyond 64 bits as floats, where the stdlib keeps them exact (and the
-# per-value checks then refuse them): a body with such a run of digits anywhere is read by the stdlib.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# per-value checks then refuse them): a body with such a run of 19 digits anywhere is read by the
+# stdlib. Found by mapping every digit to "0" and searching for nineteen of them: a tenth of the
+# time a regular expression took, which was twice orjson's whole parse.
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_DIGITS = b"0" * 19
 
 
 def _fast_loads(data: bytes | str) -> tuple[bool, Any]:
@@ -62,7 +65,7 @@ def _fast_loads(data: bytes | str) -> tuple[bool, Any]:
     body it refuses is read again by the stdlib path, whose message the client gets.
     """
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    if _LONG_DIGITS.search(raw):
+    if _LONG_DIGITS in raw.translate(_DIGITS_AS_ZERO):
         return False, None
     try:
         value = orjson.loads(raw)

@@ -8,8 +8,12 @@ every area it names is intersected with the caller's scope as the store holds it
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import orjson
 
 from forms.identifiers import Area
 
@@ -74,14 +78,60 @@ def scope_change(previous: list[str], current: list[str]) -> tuple[list[str], li
     return [g.code for g in gone], [a.code for a in added]
 
 
+class HouseholdChanges:
+    """The pull changes of stored households, encoded as JSON once, kept by (store, epoch, id, seq).
+
+    Devices of one village pull the same households: on a first sync morning at the village hall
+    every phone asks for all of them. A stored household never changes under one ``seq`` (every
+    write of a tracked document takes a new one), and the epoch changes with a restore, so an entry
+    is never stale. Encoded changes go into the answer as they are (``orjson.Fragment``). The
+    entries are bounded by their size (least recently used ones leave first), so a worker's memory
+    stays bounded however many households it serves.
+    """
+
+    # Each entry's size is its JSON plus about this much for the key, the fragment and the order.
+    ENTRY_OVERHEAD = 240
+
+    def __init__(self, max_bytes: int = 24 * 2**20):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, str, str, int], tuple[orjson.Fragment, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def change(self, identity: tuple[str, str], doc: Mapping[str, Any]) -> orjson.Fragment:
+        key = (*identity, doc["id"], doc["seq"])
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return found[0]
+        encoded = orjson.dumps(household_change(doc))
+        fragment = orjson.Fragment(encoded)
+        size = len(encoded) + self.ENTRY_OVERHEAD
+        with self._lock:
+            self.misses += 1
+            if key not in self._entries and size <= self.max_bytes:
+                self._entries[key] = (fragment, size)
+                self._bytes += size
+                while self._bytes > self.max_bytes:
+                    _, (_, dropped) = self._entries.popitem(last=False)
+                    self._bytes -= dropped
+        return fragment
+
+
 class PullService:
-    """The server's side of a pull, over one store."""
+    """The server's side of a pull, over one store. Household changes leave as encoded JSON
+    (``orjson.Fragment``), the others as dicts: the answer is encoded by orjson, which embeds both."""
 
     def __init__(self, store: Store, codec: CursorCodec,
-                 form_changes: Callable[[Any, int, int, Scope], list[Change]] = form_pull_changes):
+                 form_changes: Callable[[Any, int, int, Scope], list[Change]] = form_pull_changes,
+                 households: HouseholdChanges | None = None):
         self.store = store
         self.codec = codec
         self.form_changes = form_changes
+        self.households = households if households is not None else HouseholdChanges()
 
     def pull(self, user: Mapping[str, Any], scope: Scope, cursor: str | None, limit: int) -> dict[str, Any]:
         """Changes in scope since ``cursor``, oldest first, never past the commit-ordered bound."""
@@ -118,7 +168,8 @@ class PullService:
             job = backfill[0]
             # A newly assigned area brings its history, forms included, up to where the main
             # stream already was; the main stream carries on from there.
-            page, more = self._collect(user, self._narrowed(scope, job["areas"]), job["s"], job["upto"], remaining)
+            page, more = self._collect(user, self._narrowed(scope, job["areas"]), job["s"], job["upto"], remaining,
+                                       (identity.store_id, identity.epoch))
             changes.extend(page)
             remaining -= len(page)
             if more:
@@ -127,7 +178,7 @@ class PullService:
                 break
             backfill.pop(0)
         if remaining > 0 and not has_more:
-            page, more = self._collect(user, scope, since, bound, remaining)
+            page, more = self._collect(user, scope, since, bound, remaining, (identity.store_id, identity.epoch))
             changes.extend(page)
             # A cursor never moves backwards, even if the visible bound is behind it.
             since = page[-1][0] if more else max(since, bound)
@@ -155,11 +206,11 @@ class PullService:
         return scope if areas == [ALL] else Scope(scope.role, tuple(areas))
 
     def _collect(self, user: Mapping[str, Any], scope: Scope, since: int, upto: int,
-                 limit: int) -> tuple[list[Change], bool]:
+                 limit: int, identity: tuple[str, str]) -> tuple[list[Change], bool]:
         found: list[Change] = []
         for doc in self.store.changes("households", since, where=scope.where("village"), limit=limit + 1,
                                       upto=upto):
-            found.append((doc["seq"], household_change(doc)))
+            found.append((doc["seq"], self.households.change(identity, doc)))  # type: ignore[arg-type]
         visit_where: dict[str, Any] = {"reviewed": True}
         if user["role"] == "officer":
             visit_where["officer"] = user["id"]

@@ -68,6 +68,7 @@ def test_quick_bench_figures_are_sane(quick_run):
     figures = results["figures"]
     push = figures["push"]["details"]
     assert push["visits"] == results["scale"]["push_batches"] * 500
+    assert 0 < push["server_cpu_ms_per_visit"] < 1000  # the workers' CPU was counted
     assert push["outside_village_flags"] == push["visits"] // 20  # the geotags met the village boundaries
     assert push["household_doc_bytes"] > 1000  # four members folded: a real household, not a stub
     pull = figures["pull_first_sync"]["details"]
@@ -94,8 +95,9 @@ def test_quick_bench_figures_are_sane(quick_run):
 def test_quick_bench_reports_each_goal(quick_run):
     done, results = quick_run
     goals = {row["goal"].split(" (")[0]: row for row in results["goals"]}
-    assert set(goals) == {"push throughput", "push vs raw insert", "incremental pull vs store size",
-                          "first-sync memory growth", "lost / duplicated events", "web dashboard vs the API",
+    assert set(goals) == {"push throughput", "push vs raw insert", "push CPU per visit", "first sync vs raw read",
+                          "incremental pull vs store size", "first-sync memory growth", "lost / duplicated events",
+                          "push p99", "pull p99", "web dashboard vs the API",
                           "web review queue vs the API", "web map data vs the API",
                           "upload in 256 KB chunks vs disk", "worker memory during a video upload",
                           "lost / corrupted photos", "worker memory, CSV zip export with media"}

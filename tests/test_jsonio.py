@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.eventlog import body_hash
-from server.jsonio import canonical_bytes
+from server.jsonio import canonical_bytes, loads
 from sync.values import canonical_json
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -56,3 +57,12 @@ def test_a_body_hash_is_the_sha256_of_its_canonical_json():
 
     body = {"id": "e1", "answers": {"x": 1e-7, "nama": "Siti Aminah", "n": 3, "ok": None}, "geotag": {"lat": -6.93}}
     assert body_hash(body) == hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+
+
+@pytest.mark.parametrize("text", [
+    b'{"n": 123456789012345678901234567890}', b'[-99999999999999999999]', b'{"a": [1, {"b": 18446744073709551616}]}',
+    b'{"s": "1234567890123456789", "n": 1}', b'{"n": 123456789012345678}', b'{"f": 1.5e300, "n": 0.0000001}',
+])
+def test_a_body_is_read_as_the_standard_library_reads_it_integers_beyond_64_bits_exactly(text):
+    assert loads(text) == json.loads(text)
+    assert canonical_json(loads(text)) == canonical_json(json.loads(text))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
+import orjson
 from flask import current_app
 
 from forms.identifiers import AreaCode
@@ -141,6 +144,16 @@ class PullQuerySchema(ma.Schema):
     limit = ma.fields.Integer(load_default=500, validate=ma.validate.Range(min=1, max=1000))
 
 
+class ChangeField(ma.fields.Dict):
+    """A change: a dict, or a household change already encoded (server.pull.HouseholdChanges),
+    which the JSON encoder writes out as it is."""
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
+        if isinstance(value, orjson.Fragment):
+            return value
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
 class MissingFileSchema(ma.Schema):
     visit_id = ma.fields.String(required=True)
     path = ma.fields.String(required=True)
@@ -149,7 +162,7 @@ class MissingFileSchema(ma.Schema):
 
 
 class PullReplySchema(ma.Schema):
-    changes = ma.fields.List(ma.fields.Dict(), required=True)
+    changes = ma.fields.List(ChangeField(), required=True)
     attachments_missing = ma.fields.List(ma.fields.Nested(MissingFileSchema), metadata={
         "description": "files of this device's applied visits the server does not hold yet; a device keeps a "
                        "local file until it is no longer listed (docs/protocol.md, Files of visits)"})
