@@ -301,7 +301,8 @@ class HouseholdTemplate:
 def template_household(workdir: Path) -> HouseholdTemplate:
     """Push one benchmark visit through the app in-process (the device client's Flask transport) and keep
     the household it made."""
-    db = workdir / f"template-{uuid.uuid4().hex[:8]}.db"  # each caller its own: a second call must not meet the first's store
+    # each caller its own store: a second call must not meet the first one's
+    db = workdir / f"template-{uuid.uuid4().hex[:8]}.db"
     secret = uuid.uuid4().hex * 2
     make_store(db, secret, [("petugas", "officer", [VILLAGE])])
     app = create_app({"DATABASE_URL": f"sqlite:///{db}", "SECRET_KEY": secret, "LOAD_LIBRARY_FORMS": False,

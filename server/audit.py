@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,11 +59,11 @@ def audit(store: Store, action: str, **kwargs: Any) -> None:
     store.insert(AUDIT, audit_document(action, **kwargs))
 
 
-def record_pull(store: Store, *, actor: str, device_id: str | None, changes: Iterable[dict[str, Any]]) -> None:
-    """One entry for a pull page that carried households or visits: which ones. A page of forms only
-    reads no personal data and is not recorded."""
-    households = sorted({c["id"] for c in changes if c.get("type") == "household"})
-    visits = sorted({c["id"] for c in changes if c.get("type") == "visit"})
+def record_pull(store: Store, *, actor: str, device_id: str | None, carried: Mapping[str, list[str]]) -> None:
+    """One entry for a pull page that carried households or visits (``carried``: their ids, as
+    ``PullService.pull`` reports them). A page of forms only reads no personal data and is not recorded."""
+    households = sorted(set(carried.get("households", ())))
+    visits = sorted(set(carried.get("visits", ())))
     if households or visits:
         audit(store, "pull", actor=actor, target=device_id,
               details={"device_id": device_id, "households": households, "visits": visits})

@@ -34,6 +34,9 @@ MAX_AREAS = 5000
 ALL = "*"
 
 Change = tuple[int, dict[str, Any]]
+# What a caller may see of a household change (server/privacy/masking.py masks identifiers), with
+# the name it is cached under: a masked change and a whole one are different answers.
+Presentation = tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]
 
 
 def _seq(value: Any) -> bool:
@@ -94,20 +97,22 @@ class HouseholdChanges:
 
     def __init__(self, max_bytes: int = 24 * 2**20):
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[str, str, str, int], tuple[orjson.Fragment, int]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str, str, str, int], tuple[orjson.Fragment, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def change(self, identity: tuple[str, str], doc: Mapping[str, Any]) -> orjson.Fragment:
-        key = (*identity, doc["id"], doc["seq"])
+    def change(self, identity: tuple[str, str], doc: Mapping[str, Any],
+               present: Presentation | None = None) -> orjson.Fragment:
+        key = (*identity, present[0] if present else "", doc["id"], doc["seq"])
         with self._lock:
             found = self._entries.get(key)
             if found is not None:
                 self._entries.move_to_end(key)
                 self.hits += 1
                 return found[0]
-        encoded = orjson.dumps(household_change(doc))
+        change = household_change(doc)
+        encoded = orjson.dumps(present[1](change) if present else change)
         fragment = orjson.Fragment(encoded)
         size = len(encoded) + self.ENTRY_OVERHEAD
         with self._lock:
@@ -133,18 +138,22 @@ class PullService:
         self.form_changes = form_changes
         self.households = households if households is not None else HouseholdChanges()
 
-    def pull(self, user: Mapping[str, Any], scope: Scope, cursor: str | None, limit: int) -> dict[str, Any]:
-        """Changes in scope since ``cursor``, oldest first, never past the commit-ordered bound."""
+    def pull(self, user: Mapping[str, Any], scope: Scope, cursor: str | None, limit: int,
+             present: Presentation | None = None) -> dict[str, Any]:
+        """Changes in scope since ``cursor``, oldest first, never past the commit-ordered bound; each
+        household change as ``present`` shows it. ``carried`` names the households and visits of the
+        page (for the audit log); it is not part of the answer."""
         with collector_paused():
-            return self._pull(user, scope, cursor, limit)
+            return self._pull(user, scope, cursor, limit, present)
 
-    def _pull(self, user: Mapping[str, Any], scope: Scope, cursor: str | None, limit: int) -> dict[str, Any]:
+    def _pull(self, user: Mapping[str, Any], scope: Scope, cursor: str | None, limit: int,
+              present: Presentation | None) -> dict[str, Any]:
         identity = store_identity(self.store)
         state = self._open(cursor, user, identity.store_id, identity.epoch)
         bound = self.store.visible_seq()
         since = state.get("s", 0)
         current = [ALL] if scope.is_all else within_scope(scope.codes, scope)
-        changes: list[Change] = []
+        changes: list[tuple[int, Any, tuple[str, str] | None]] = []
         backfill: list[dict[str, Any]] = []
         for job in state.get("b", []):
             # Whatever a cursor names, only what lies in the caller's scope now is read.
@@ -154,7 +163,7 @@ class PullService:
         previous = state.get("a")
         if previous is not None and previous != current:
             gone, added = scope_change(previous, current)
-            changes.extend((0, {"type": "left_scope", "village": area}) for area in gone)
+            changes.extend((0, {"type": "left_scope", "village": area}, None) for area in gone)
             if added:
                 backfill.append({"areas": added, "s": 0, "upto": since})
         if len(backfill) > MAX_JOBS:
@@ -169,7 +178,7 @@ class PullService:
             # A newly assigned area brings its history, forms included, up to where the main
             # stream already was; the main stream carries on from there.
             page, more = self._collect(user, self._narrowed(scope, job["areas"]), job["s"], job["upto"], remaining,
-                                       (identity.store_id, identity.epoch))
+                                       (identity.store_id, identity.epoch), present)
             changes.extend(page)
             remaining -= len(page)
             if more:
@@ -178,15 +187,20 @@ class PullService:
                 break
             backfill.pop(0)
         if remaining > 0 and not has_more:
-            page, more = self._collect(user, scope, since, bound, remaining, (identity.store_id, identity.epoch))
+            page, more = self._collect(user, scope, since, bound, remaining, (identity.store_id, identity.epoch),
+                                       present)
             changes.extend(page)
             # A cursor never moves backwards, even if the visible bound is behind it.
             since = page[-1][0] if more else max(since, bound)
             has_more = more
         next_cursor = self.codec.seal(KIND, {"v": VERSION, "st": identity.store_id, "ep": identity.epoch,
                                              "u": user["id"], "s": since, "a": current, "b": backfill})
-        return {"changes": [change for _, change in changes], "next": next_cursor,
-                "has_more": has_more or bool(backfill)}
+        carried: dict[str, list[str]] = {"households": [], "visits": []}
+        for _, _, about in changes:
+            if about:
+                carried[about[0]].append(about[1])
+        return {"changes": [change for _, change, _ in changes], "next": next_cursor,
+                "has_more": has_more or bool(backfill), "carried": carried}
 
     def _open(self, cursor: str | None, user: Mapping[str, Any], store_id: str, epoch: str) -> dict[str, Any]:
         """The state of the caller's cursor; a first sync has none. A cursor of another store, of
@@ -205,12 +219,14 @@ class PullService:
     def _narrowed(scope: Scope, areas: list[str]) -> Scope:
         return scope if areas == [ALL] else Scope(scope.role, tuple(areas))
 
-    def _collect(self, user: Mapping[str, Any], scope: Scope, since: int, upto: int,
-                 limit: int, identity: tuple[str, str]) -> tuple[list[Change], bool]:
-        found: list[Change] = []
+    def _collect(self, user: Mapping[str, Any], scope: Scope, since: int, upto: int, limit: int,
+                 identity: tuple[str, str], present: Presentation | None
+                 ) -> tuple[list[tuple[int, Any, tuple[str, str] | None]], bool]:
+        # Each change with what it carries: ("households" | "visits", id), None for a form.
+        found: list[tuple[int, Any, tuple[str, str] | None]] = []
         for doc in self.store.changes("households", since, where=scope.where("village"), limit=limit + 1,
                                       upto=upto):
-            found.append((doc["seq"], self.households.change(identity, doc)))  # type: ignore[arg-type]
+            found.append((doc["seq"], self.households.change(identity, doc, present), ("households", doc["id"])))
         visit_where: dict[str, Any] = {"reviewed": True}
         if user["role"] == "officer":
             visit_where["officer"] = user["id"]
@@ -219,7 +235,7 @@ class PullService:
         for doc in self.store.changes("visits", since, where=visit_where, limit=limit + 1, upto=upto):
             found.append((doc["seq"], {"type": "visit", "id": doc["id"], "household_id": doc["household_id"],
                                        "review": {k: doc["review"].get(k) for k in ("state", "comment", "by", "at")}
-                                       }))
-        found.extend(self.form_changes(self.store, since, upto, scope))
+                                       }, ("visits", doc["id"])))
+        found.extend((seq, change, None) for seq, change in self.form_changes(self.store, since, upto, scope))
         found.sort(key=lambda item: item[0])
         return found[:limit], len(found) > limit

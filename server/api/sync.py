@@ -203,12 +203,12 @@ def push(body):
 def pull(query):
     """Changes in your scope since a cursor, a page at a time; omit `since` for a first sync."""
     user = current_user()
-    reply = pull_service().pull(user, current_scope(), query.get("since"), query["limit"])
-    note_pull(get_store(), user["id"], current_device())
+    # Identifiers masked unless the user sees them whole; the masked and whole answers are cached apart.
+    present = None if sees_whole(user) else ("masked", mask_household)
+    reply = pull_service().pull(user, current_scope(), query.get("since"), query["limit"], present)
     device = current_device()
-    # One audit entry per page that carried households or visits; identifiers masked unless granted.
-    record_pull(get_store(), actor=user["id"], device_id=device, changes=reply["changes"])
-    if not sees_whole(user):
-        reply = {**reply, "changes": [mask_household(c) if c["type"] == "household" else c for c in reply["changes"]]}
+    note_pull(get_store(), user["id"], device)
+    # One audit entry per page that carried households or visits.
+    record_pull(get_store(), actor=user["id"], device_id=device, carried=reply.pop("carried"))
     missing = missing_for_device(get_store(), user["id"], device) if device else []
     return {**reply, "attachments_missing": missing, "server_hlc": current_hlc(get_store())}
