@@ -53,7 +53,9 @@ _RESERVED_PROPERTIES = frozenset({"name", "label"})
 LANGUAGE_NAMES = {"id": "Indonesian", "en": "English"}
 
 _XLSFORM_TYPE = {"text": "text", "integer": "integer", "decimal": "decimal", "date": "date",
-                 "datetime": "dateTime", "geopoint": "geopoint", "note": "note", "calculate": "calculate"}
+                 "datetime": "dateTime", "geopoint": "geopoint", "note": "note", "calculate": "calculate",
+                 # media: the answer is the file's name; Collect sends the file with the submission
+                 "image": "image", "audio": "audio", "video": "video", "file": "file"}
 
 _PICK_LABEL = {"id": "Rumah tangga yang dikunjungi (kosongkan untuk rumah tangga baru)",
                "en": "Household visited (leave empty for a new household)"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
@@ -323,3 +324,65 @@ def test_the_xform_served_is_the_one_built_for_the_version(odk_app):
     assert xml.data == xform_module.xform_of(_definition(odk_app)).xml
     again = ani.get(entry["downloadUrl"], **{"If-None-Match": xml.headers["ETag"]})
     assert again.status_code == 304
+
+
+PHOTO_FORM = {
+    "settings": {"form_id": "foto_rumah", "version": "1", "title": {"id": "Foto rumah", "en": "House photo"},
+                 "default_language": "id"},
+    "fields": [
+        {"type": "text", "name": "head_name", "label": {"id": "Nama kepala keluarga", "en": "Head's name"},
+         "required": True, "save_to": "head_name"},
+        {"type": "image", "name": "house_photo", "label": {"id": "Foto rumah", "en": "Photo of the house"},
+         "parameters": {"max-pixels": 1024}},
+        {"type": "geopoint", "name": "house_location", "label": {"id": "Lokasi rumah", "en": "House location"}},
+    ],
+}
+# the smallest JPEG the media sniffer knows: its magic number and an end marker
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 64 + b"\xff\xd9"
+
+
+def _publish(client, admin, definition):
+    form_id = definition["settings"]["form_id"]
+    assert client.post("/api/v1/forms", json=definition, headers=admin).status_code == 201
+    version = definition["settings"]["version"]
+    assert client.post(f"/api/v1/forms/{form_id}/versions/{version}/publish", headers=admin).status_code == 200
+    assert client.put(f"/api/v1/forms/{form_id}/assignment", json={"all": True}, headers=admin).status_code == 200
+
+
+@needs_engine
+def test_a_photo_taken_in_collect_reaches_the_visit_even_over_two_posts(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, PHOTO_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    entry = ani.form_list()["foto_rumah"]
+    xform, files = ani.download(entry)
+    assert b'mediatype="image/*"' in xform
+    filled = fill(xform, {"/foto_rumah/head_name": "Siti",
+                          "/foto_rumah/house_photo": {"name": "rumah.jpg", "type": "image/jpeg",
+                                                      "base64": base64.b64encode(JPEG).decode()},
+                          "/foto_rumah/house_location": SAMPLE_POINT}, attachments=files)
+    assert "<house_photo>rumah.jpg</house_photo>" in filled["xml"]
+    assert filled["files"]["rumah.jpg"]["name"] == "rumah.jpg"  # the engine serialised the photo too
+    visit_id = _instance_id(filled["xml"])
+    # Collect splits a large post: the XML first with *isIncomplete*, then the XML again with the photo
+    assert ani.submit(filled["xml"], incomplete=True)[0] == 201
+    with odk_app.app_context():
+        assert get_store().get("visits", visit_id) is None  # the visit waits for the last part
+    status, text = ani.submit(filled["xml"], files={"rumah.jpg": JPEG})
+    assert status == 201, text
+    sari = login(client, "sari")
+    assert client.get(f"/api/v1/visits/{visit_id}", headers=sari).status_code == 200
+    with odk_app.app_context():
+        visit = get_store().get("visits", visit_id)
+    assert [(a["path"], a["sha256"], a["held"]) for a in visit["attachments"]] == [
+        ("house_photo", hashlib.sha256(JPEG).hexdigest(), True)]
+    assert "attachments_missing" not in {flag["code"] for flag in visit["flags"]}
+    photo = client.get(f"/api/v1/visits/{visit_id}/attachments/house_photo", headers=sari)
+    assert photo.status_code == 200
+    assert photo.data == JPEG
+    # the photo resent with the XML changes nothing; the XML alone again neither
+    before = _counts(odk_app)
+    assert ani.submit(filled["xml"], files={"rumah.jpg": JPEG})[0] == 201
+    assert ani.submit(filled["xml"])[0] == 201
+    assert _counts(odk_app) == before

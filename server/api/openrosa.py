@@ -17,9 +17,12 @@ from xml.sax.saxutils import escape, quoteattr
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
+from forms.fieldtypes import check_file_name
 from forms.xform import SubmissionError
 
 from ..app_credentials import KEY_PREFIX, AppCaller, credential_holder
+from ..blobs import blob_store
+from ..blobs.attachments import MediaLimits
 from ..collect import (
     HOUSEHOLDS_FILE,
     collect_form,
@@ -236,13 +239,16 @@ def submission(token: str) -> Response:
     if upload is None:
         raise SubmissionError(400, f"The post has no {XML_FIELD}.", {XML_FIELD: ["missing"]})
     xml = upload.read()
-    outcome = take_submission(get_store(), push_service(), _caller(), xml)
-    others = [name for name in request.files if name != XML_FIELD]
-    text = outcome.message
-    if others:
-        # No blob store yet: the files are acknowledged so that Collect finishes, and not kept.
-        text += f" {len(others)} attached file(s) not stored by this server."
-    return message(text, outcome.status)
+    files = {}
+    for field_name, part in request.files.items(multi=True):
+        if field_name != XML_FIELD:
+            name = part.filename or field_name
+            if check_file_name(name) is None:
+                files[name] = part.read()
+    incomplete = (request.form.get(INCOMPLETE_FIELD) or "").lower() in ("yes", "true", "1")
+    outcome = take_submission(get_store(), push_service(), _caller(), xml, files, incomplete=incomplete,
+                              blobs=blob_store(), limits=MediaLimits.from_config(current_app.config))
+    return message(outcome.message, outcome.status)
 
 
 @blp.route("/<path:rest>", methods=["GET", "POST", "HEAD", "PUT", "DELETE"])

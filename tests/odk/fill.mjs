@@ -68,7 +68,7 @@ for (const [ref, value] of Object.entries(job.answers || {})) {
   if (node.nodeType === 'select') {
     if (Array.isArray(value)) node.selectValues(value); else node.selectValue(value);
   } else if (node.nodeType === 'upload') {
-    node.setValue(new window.File([Buffer.from(value.base64, 'base64')], value.name, { type: value.type }));
+    node.setValue(new globalThis.File([Buffer.from(value.base64, "base64")], value.name, { type: value.type }));
   } else if (node.nodeType === 'input') {
     node.setValue(value);
   } else {
