@@ -45,6 +45,17 @@ HOUSEHOLD_ID = "kunjung_household_id"
 LABEL = "kunjung_household_label"
 #: A roster row's id in the XForm (an answer row's `_id`).
 MEMBER_ROW_ID = "kunjung_row_id"
+#: The household's members, a second list Collect downloads (`members.csv`): rows prefill the roster.
+MEMBER_LIST = "members"
+MEMBER_COUNT = "kunjung_member_count"
+NEW_MEMBERS = "kunjung_new_members"
+ROW_INDEX = "kunjung_row_index"
+ROW_MEMBER = "kunjung_row_member"
+MEMBER_STAMP_PREFIX = "kmstamp__"
+#: members.csv carries a member field's value as `kmval__<field>`: its `name` column is the member's id.
+MEMBER_VALUE_PREFIX = "kmval__"
+_NEW_MEMBERS_LABEL = {"id": "Jumlah anggota keluarga baru yang akan ditambahkan",
+                      "en": "Number of new family members to add"}
 STAMP_PREFIX = "kstamp__"
 META_QUESTIONS = (("start", "start"), ("end", "end"), ("deviceid", "deviceid"), ("username", "username"))
 #: Entity properties ODK reserves or pyxform refuses: such household fields are not saved by Collect.
@@ -125,6 +136,30 @@ def _entity_lookup(household_field: str) -> str:
     return f"instance('{HOUSEHOLD_LIST}')/root/item[name=${{{PICK}}}]/{household_field}"
 
 
+def member_stamp_property(member_field: str) -> str:
+    """The hidden property of members.csv, and the roster question, that carry a member field's stamps."""
+    return MEMBER_STAMP_PREFIX + member_field
+
+
+def roster_fields(definition: Definition) -> dict[str, str]:
+    """Roster question name -> the member field it saves (`members/<row>/<field>`), when the form has a roster."""
+    roster = definition.roster
+    if roster is None:
+        return {}
+    return {ref.name: ref.field["save_to"] for ref in definition.iter_fields()
+            if ref.repeat == roster and ref.type != "repeat" and ref.field.get("save_to")}
+
+
+def member_value_property(member_field: str) -> str:
+    return MEMBER_VALUE_PREFIX + member_field
+
+
+def _member_of_row(column: str) -> str:
+    # the row's member in members.csv: the household's n-th member for the roster's n-th row
+    return (f"instance('{MEMBER_LIST}')/root/item[household = ${{{PICK}}}]"
+            f"[position() = position(current()/..)]/{column}")
+
+
 def saves_household(definition: Definition) -> bool:
     """Whether the form writes household fields (then Collect sees households as entities)."""
     return bool(definition.save_to_map)
@@ -146,6 +181,8 @@ class _Builder:
         self.survey: list[dict[str, str]] = []
         self.saves = saves_household(definition)
         self.saved = saved_top_fields(definition) if self.saves else {}
+        self.members = roster_fields(definition) if self.saves else {}
+        self.roster = definition.roster if self.members else None
 
     def build(self) -> dict[str, Any]:
         d = self.definition
@@ -160,6 +197,14 @@ class _Builder:
             for target in self.saved.values():
                 self.survey.append({"type": "calculate", "name": stamp_property(target),
                                     "calculation": _entity_lookup(stamp_property(target))})
+            if self.roster:
+                # Declares members.csv as the secondary instance `members` (a repeat may already be called
+                # that, so not a csv-external of the same name); never shown.
+                self.survey.append({"type": f"select_one_from_file {MEMBER_LIST}.csv", "name": "kunjung_members",
+                                    "relevant": "false()", "label::Indonesian (id)": "-"})
+                self.survey.append({"type": "calculate", "name": MEMBER_COUNT,
+                                    "calculation": f"count(instance('{MEMBER_LIST}')/root/item"
+                                                   f"[household = ${{{PICK}}}])"})
         self._fields(d.data["fields"], in_repeat=False)
         sheets: dict[str, Any] = {
             "survey": self.survey,
@@ -184,10 +229,30 @@ class _Builder:
         for spec in fields:
             kind = spec["type"]
             if kind in ("group", "repeat"):
+                roster = kind == "repeat" and spec["name"] == self.roster
+                if roster:
+                    # The household's known members come first, one row each, then the new ones the
+                    # officer adds: each known row keeps its member's id, so a revisit updates members.
+                    counted = {"type": "integer", "name": NEW_MEMBERS, "required": "yes", "default": "0",
+                               "constraint": ". >= 0 and . <= 40"}
+                    _translated(counted, "label", _NEW_MEMBERS_LABEL)
+                    if spec.get("relevant"):
+                        counted["relevant"] = odk_expression(spec["relevant"])
+                    self.survey.append(counted)
                 row = {"type": f"begin_{kind}", "name": spec["name"]}
                 self._common(row, spec)
+                if roster:
+                    row["repeat_count"] = f"${{{MEMBER_COUNT}}} + ${{{NEW_MEMBERS}}}"
                 self.survey.append(row)
-                if kind == "repeat":
+                if roster:
+                    self.survey.append({"type": "calculate", "name": ROW_INDEX, "calculation": "position(..)"})
+                    self.survey.append({"type": "calculate", "name": ROW_MEMBER, "calculation": _member_of_row("name")})
+                    self.survey.append({"type": "calculate", "name": MEMBER_ROW_ID,
+                                        "calculation": f"if(${{{ROW_MEMBER}}} != '', ${{{ROW_MEMBER}}}, once(uuid()))"})
+                    for target in self.members.values():
+                        self.survey.append({"type": "calculate", "name": member_stamp_property(target),
+                                            "calculation": _member_of_row(member_stamp_property(target))})
+                elif kind == "repeat":
                     self.survey.append({"type": "calculate", "name": MEMBER_ROW_ID, "calculation": "once(uuid())"})
                 self._fields(spec.get("fields") or (), in_repeat=in_repeat or kind == "repeat")
                 self.survey.append({"type": f"end_{kind}", "name": spec["name"]})
@@ -198,6 +263,10 @@ class _Builder:
                 row = {"type": _XLSFORM_TYPE[kind], "name": spec["name"]}
             self._common(row, spec)
             target = self.saved.get(spec["name"]) if not in_repeat else None
+            member = self.members.get(spec["name"]) if in_repeat else None
+            if member and not spec.get("default") and not spec.get("calculation"):
+                # a known member's answer, set when the row is made
+                row["default"] = _member_of_row(member_value_property(member))
             if target:
                 row["save_to"] = target
                 if not spec.get("calculation"):
@@ -257,6 +326,8 @@ class XForm:
     md5: str
     saves_household: bool
     saved: Mapping[str, str]
+    #: roster question -> member field it saves, when the form prefills its roster from members.csv
+    members: Mapping[str, str] = field(default_factory=dict)
 
 
 _CACHE: OrderedDict[tuple[str, str, str], XForm] = OrderedDict()
@@ -285,7 +356,8 @@ def xform_of(definition: Definition) -> XForm:
                      warnings=[])
     xml = result.xform.encode("utf-8")
     built = XForm(definition.form_id, definition.version, xml, hashlib.md5(xml).hexdigest(),  # noqa: S324 - OpenRosa's hash
-                  saves_household(definition), saved_top_fields(definition))
+                  saves_household(definition), saved_top_fields(definition),
+                  roster_fields(definition) if saves_household(definition) else {})
     with _CACHE_LOCK:
         _CACHE[key] = built
         while len(_CACHE) > _CACHE_SIZE:
@@ -451,6 +523,15 @@ def _answers(definition: Definition, element: etree._Element, fields: Iterable[M
             into[name] = _value(kind, text, f"{path}{name}")
 
 
+def _roster_parent(root: etree._Element, definition: Definition) -> etree._Element:
+    """The element the roster's rows sit in (the root, or the groups around the roster)."""
+    ref = definition.ref(definition.roster or "")
+    element = root
+    for group in ref.groups if ref is not None else ():
+        element = _child(element, group) if _child(element, group) is not None else element
+    return element
+
+
 def read_submission(definition: Definition, root: etree._Element) -> Submission:
     """The answers and envelope of a submission of `definition` (SubmissionError for one that does not fit)."""
     form_id, version = submission_form(root)
@@ -488,6 +569,17 @@ def read_submission(definition: Definition, root: etree._Element) -> Submission:
             if "_id" not in row:
                 raise SubmissionError(400, "A roster row has no id.",
                                       {f"{definition.roster}[{index}].{MEMBER_ROW_ID}": ["missing"]})
+        if saves_household(definition):
+            # a known member's row carries the stamps of the member's fields, as a household's does
+            rows = [c for c in _roster_parent(root, definition) if _local(c.tag) == definition.roster]
+            for row_element in rows:
+                row_id = _text(_child(row_element, MEMBER_ROW_ID))
+                if not _text(_child(row_element, ROW_MEMBER)):
+                    continue
+                for target in roster_fields(definition).values():
+                    stamps = _text(_child(row_element, member_stamp_property(target))).split()
+                    if stamps:
+                        sub.base[f"members/{row_id}/{target}"] = stamps
     return sub
 
 

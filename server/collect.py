@@ -22,9 +22,12 @@ from typing import Any
 from forms.definition import Definition
 from forms.xform import (
     HOUSEHOLD_LIST,
+    MEMBER_LIST,
     Submission,
     SubmissionError,
     XForm,
+    member_stamp_property,
+    member_value_property,
     parse_xml,
     read_submission,
     stamp_property,
@@ -47,6 +50,7 @@ from .storage import Store, Writer
 from .timeutil import iso
 
 HOUSEHOLDS_FILE = f"{HOUSEHOLD_LIST}.csv"
+MEMBERS_FILE = f"{MEMBER_LIST}.csv"
 #: Files of a submission Collect split over several posts, until the last one (by user, device, instance).
 PARTS = "collect_parts"
 #: Collect is never refused for clock skew: the receiving node stamps its submissions.
@@ -87,6 +91,14 @@ def household_properties(forms: list[CollectForm]) -> list[str]:
     names: dict[str, None] = {}
     for form in forms:
         names.update(dict.fromkeys(form.xform.saved.values()))
+    return sorted(names)
+
+
+def member_properties(forms: list[CollectForm]) -> list[str]:
+    """The member fields any of the caller's forms saves from its roster: members.csv's columns."""
+    names: dict[str, None] = {}
+    for form in forms:
+        names.update(dict.fromkeys(form.xform.members.values()))
     return sorted(names)
 
 
@@ -159,21 +171,59 @@ def _fingerprint(store: Store, caller: AppCaller, properties: list[str]) -> tupl
             store.count("households", where))
 
 
-def households_md5(store: Store, caller: AppCaller, properties: list[str]) -> str:
-    """The md5 of the caller's households.csv, worked out again only when a household in scope changed."""
-    key = _fingerprint(store, caller, properties)
+def members_csv(store: Store, caller: AppCaller, properties: list[str]) -> Iterator[str]:
+    """The members of the caller's households, a line at a time: name (the member's id), label, __version,
+    household, then each member field's value (`kmval__`) and the stamps of its heads (`kmstamp__`).
+    Members come in a stable order per household, which the roster's rows follow."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+
+    def line(row: list[str]) -> str:
+        writer.writerow(row)
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    header = ["name", "label", "__version", "household"]
+    for name in properties:
+        header += [member_value_property(name), member_stamp_property(name)]
+    yield line(header)
+    for doc in _households(store, caller):
+        members: dict[str, dict[str, Any]] = {}
+        for path, state in household_change(doc)["fields"].items():
+            parts = path.split("/")
+            if len(parts) == 3 and parts[0] == MEMBER_LIST:
+                members.setdefault(parts[1], {})[parts[2]] = state
+        for member_id in sorted(members):
+            fields = members[member_id]
+            label = _xform_text(fields.get("name", {}).get("value")) or member_id
+            row = [member_id, label, str(doc.get("seq") or 1), doc["id"]]
+            for name in properties:
+                state = fields.get(name) or {}
+                row += [_xform_text(state.get("value")), " ".join(field_stamps(state))]
+            yield line(row)
+
+
+def list_md5(store: Store, caller: AppCaller, which: str, properties: list[str]) -> str:
+    """The md5 of the caller's households.csv or members.csv, worked out again only when a household
+    in scope changed."""
+    key = (which, *_fingerprint(store, caller, properties))
     with _MD5_LOCK:
         if key in _MD5_CACHE:
             _MD5_CACHE.move_to_end(key)
             return _MD5_CACHE[key]
     digest = hashlib.md5()  # noqa: S324 - OpenRosa compares attachments by md5
-    for text in households_csv(store, caller, properties):
+    for text in LISTS[which](store, caller, properties):
         digest.update(text.encode("utf-8"))
     with _MD5_LOCK:
         _MD5_CACHE[key] = digest.hexdigest()
         while len(_MD5_CACHE) > _MD5_CACHE_SIZE:
             _MD5_CACHE.popitem(last=False)
     return digest.hexdigest()
+
+
+LISTS = {HOUSEHOLDS_FILE: households_csv, MEMBERS_FILE: members_csv}
 
 
 def integrity(store: Store, caller: AppCaller, ids: list[str]) -> list[tuple[str, bool]]:

@@ -77,12 +77,14 @@ class Collect:
             assert manifest.status_code == 200
             _openrosa_headers(manifest)
             for media in etree.fromstring(manifest.data).iterfind("m:mediaFile", NS):
-                assert media.get("type") == "entityList"
+                name = media.findtext("m:filename", namespaces=NS)
+                assert media.get("type") == ("entityList" if name == "households.csv" else None)
                 body = self.get(media.findtext("m:downloadUrl", namespaces=NS))
                 assert body.status_code == 200
                 assert media.findtext("m:hash", namespaces=NS) == "md5:" + _md5(body.data)
                 files[media.findtext("m:filename", namespaces=NS)] = body.data.decode()
-                assert media.findtext("m:integrityUrl", namespaces=NS).startswith(PUBLIC + self.base)
+                if name == "households.csv":
+                    assert media.findtext("m:integrityUrl", namespaces=NS).startswith(PUBLIC + self.base)
         return xml.data, files
 
     def submit(self, xml: str | bytes, files: dict[str, bytes] | None = None, incomplete: bool = False):
@@ -386,3 +388,46 @@ def test_a_photo_taken_in_collect_reaches_the_visit_even_over_two_posts(odk_app)
     assert ani.submit(filled["xml"], files={"rumah.jpg": JPEG})[0] == 201
     assert ani.submit(filled["xml"])[0] == 201
     assert _counts(odk_app) == before
+
+
+@needs_engine
+def test_a_revisit_in_collect_updates_the_households_members_instead_of_adding_them(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    entry = ani.form_list()["verval_keluarga"]
+    xform, files = ani.download(entry)
+    assert set(files) == {"households.csv", "members.csv"}
+    definition = _definition(odk_app, "verval_keluarga")
+    answers, _ = sample_answers(definition, {"visit_result": "1", "member_name": "Anggota"}, rows=2)
+    first = fill(xform, answers, attachments=files)["xml"]
+    assert ani.submit(first)[0] == 201
+    with odk_app.app_context():
+        household_id = get_store().get("visits", _instance_id(first))["household_id"]
+
+    def members():
+        fields = client.get(f"/api/v1/households/{household_id}", headers=admin).get_json()["fields"]
+        return {path.split("/")[1] for path in fields if path.startswith("members/")}
+
+    known = members()
+    assert len(known) == 2
+    xform, files = ani.download(entry)
+    rows = list(csv.DictReader(io.StringIO(files["members.csv"])))
+    assert {row["name"] for row in rows} == known
+    assert all(row["household"] == household_id and row["kmstamp__name"] for row in rows)
+    # the revisit: the household picked, its two members prefilled, no new one; the first renamed
+    answers, _ = sample_answers(definition, {"visit_result": "1"}, rows=0)
+    answers = {ref: value for ref, value in answers.items() if "/members[" not in ref}
+    revisit = fill(xform, {"/verval_keluarga/kunjung_household": household_id, **answers,
+                           "/verval_keluarga/members[1]/member_name": "Siti Rahayu"}, attachments=files)
+    assert [n["value"] for n in revisit["tree"] if n["ref"] == "/verval_keluarga/members[2]/member_name"] == [
+        rows[1]["kmval__name"]]  # prefilled from members.csv
+    assert ani.submit(revisit["xml"])[0] == 201
+    assert members() == known  # the same two members, not four
+    fields = client.get(f"/api/v1/households/{household_id}", headers=admin).get_json()["fields"]
+    first_member = sorted(known)[0]
+    assert fields[f"members/{first_member}/name"]["value"] == "Siti Rahayu"
+    assert "heads" not in fields[f"members/{first_member}/name"]
+    history = client.get(f"/api/v1/households/{household_id}/history", headers=admin).get_json()["history"]
+    stamp = next(row["kmstamp__name"] for row in rows if row["name"] == first_member)
+    assert history[-1]["base"][f"members/{first_member}/name"] == [stamp]  # the member's stamp came along

@@ -25,12 +25,14 @@ from ..blobs import blob_store
 from ..blobs.attachments import MediaLimits
 from ..collect import (
     HOUSEHOLDS_FILE,
+    LISTS,
+    MEMBERS_FILE,
     collect_form,
     collect_forms,
     household_properties,
-    households_csv,
-    households_md5,
     integrity,
+    list_md5,
+    member_properties,
     take_submission,
 )
 from ..errors import ApiError
@@ -186,12 +188,19 @@ def manifest(token: str, form_id: str, version: str) -> Response:
     files = []
     if form.xform.saves_household:
         store = get_store()
-        md5 = households_md5(store, _caller(), household_properties(collect_forms(store, _caller())))
+        forms = collect_forms(store, _caller())
+        md5 = list_md5(store, _caller(), HOUSEHOLDS_FILE, household_properties(forms))
         files.append(
             f'<mediaFile type="entityList"><filename>{HOUSEHOLDS_FILE}</filename><hash>md5:{md5}</hash>'
             f"<downloadUrl>{escape(_form_path(token, form_id, version))}/attachments/{HOUSEHOLDS_FILE}"
             f"</downloadUrl><integrityUrl>{escape(_base_url(token))}/datasets/households/integrity"
             f"</integrityUrl></mediaFile>")
+        if form.xform.members:
+            # members prefill the roster; Collect keeps it as a plain CSV, replaced when its md5 changes
+            md5 = list_md5(store, _caller(), MEMBERS_FILE, member_properties(forms))
+            files.append(f"<mediaFile><filename>{MEMBERS_FILE}</filename><hash>md5:{md5}</hash><downloadUrl>"
+                         f"{escape(_form_path(token, form_id, version))}/attachments/{MEMBERS_FILE}</downloadUrl>"
+                         "</mediaFile>")
     body = ('<?xml version="1.0" encoding="UTF-8"?>\n<manifest xmlns="http://openrosa.org/xforms/xformsManifest">'
             + "".join(files) + "</manifest>")
     return xml_response(body)
@@ -201,16 +210,17 @@ def manifest(token: str, form_id: str, version: str) -> Response:
 @collect_endpoint(openrosa=False)
 def attachment(token: str, form_id: str, version: str, name: str) -> Response:
     form = _form_or_404(form_id, version)
-    if name != HOUSEHOLDS_FILE or not form.xform.saves_household:
+    if not form.xform.saves_household or name not in LISTS or (name == MEMBERS_FILE and not form.xform.members):
         raise ApiError(404, "not_found", f"The form has no attachment {name!r}.")
     store = get_store()
-    properties = household_properties(collect_forms(store, _caller()))
-    md5 = households_md5(store, _caller(), properties)
+    forms = collect_forms(store, _caller())
+    properties = household_properties(forms) if name == HOUSEHOLDS_FILE else member_properties(forms)
+    md5 = list_md5(store, _caller(), name, properties)
     etag = f'"{md5}"'
     if etag in request.headers.get("If-None-Match", ""):
         return _headers(Response(status=304, headers={"ETag": etag}))
     caller = _caller()
-    response = Response(households_csv(store, caller, properties), mimetype="text/csv", headers={"ETag": etag})
+    response = Response(LISTS[name](store, caller, properties), mimetype="text/csv", headers={"ETag": etag})
     response.charset = "utf-8"
     return _headers(response)
 

@@ -59,6 +59,7 @@ for (const [ref, count] of Object.entries(job.repeats || {})) {
   const range = byReference(root).get(ref);
   if (!range) throw new Error(`no repeat ${ref}`);
   const have = range.currentState.children.length;
+  if (typeof range.addInstances !== 'function') throw new Error(`${ref} is a repeat the form counts itself`);
   if (count > have) range.addInstances(have - 1, count - have);
 }
 const problems = [];
