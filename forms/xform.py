@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lxml import etree
+from pyxform.xls2xform import convert
 
 from forms.definition import Definition
 
@@ -343,8 +344,6 @@ def xform_of(definition: Definition) -> XForm:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-    from pyxform.xls2xform import convert  # imported on first use: pyxform loads slowly
-
     sheets = xlsform_of(definition)
     headers = {}
     for sheet, rows in sheets.items():

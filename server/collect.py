@@ -12,12 +12,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from pyxform.errors import PyXFormError
 
 from forms.definition import Definition
 from forms.xform import (
@@ -49,6 +52,7 @@ from .push import Caller, PushService, PushSettings
 from .storage import Store, Writer
 from .timeutil import iso
 
+log = logging.getLogger("kunjung.collect")
 HOUSEHOLDS_FILE = f"{HOUSEHOLD_LIST}.csv"
 MEMBERS_FILE = f"{MEMBER_LIST}.csv"
 #: Files of a submission Collect split over several posts, until the last one (by user, device, instance).
@@ -74,10 +78,16 @@ def collect_forms(store: Store, caller: AppCaller, form_id: str | None = None) -
         definition = published_definition(store, entry["form_id"], entry["version"])
         if definition is None:
             continue
+        try:
+            built = xform_of(definition)
+        except (PyXFormError, ValueError) as problem:
+            # A definition pyxform cannot build stays on kunjung's own client; Collect does not list it.
+            log.error("no XForm for %s %s: %s", entry["form_id"], entry["version"], problem)
+            continue
         title = definition.title
         out.append(CollectForm(entry["form_id"], entry["version"],
                                title.get(definition.default_language) or title.get("id") or entry["form_id"],
-                               xform_of(definition)))
+                               built))
     return out
 
 

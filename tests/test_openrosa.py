@@ -154,6 +154,8 @@ def test_a_collect_session_from_qr_code_to_a_supervisor_conflict(odk_app):
     assert settings["form_update_mode"] == "match_exactly"
     assert settings["delete_send"] is True
     assert settings["autosend"] != "off"
+    assert settings["protocol"] == "odk_default"
+    assert settings["metadata_username"] == "ani"
 
     forms = ani.form_list()
     assert set(forms) == {"verval_keluarga", "puskesos_pengaduan", FORM, "usulan_dtsen"}
