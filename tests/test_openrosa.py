@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from http_helpers import login, make_user
 from lxml import etree
+from mongo_stand_in import STAND_IN_URL, stand_in_store
 from odk_engine import SAMPLE_POINT, fill, needs_engine, sample_answers
 
 from forms import xform as xform_module
@@ -29,14 +30,25 @@ NS = {"x": "http://openrosa.org/xforms/xformsList", "m": "http://openrosa.org/xf
 FORM = "kunjungan_pendampingan"
 
 
-@pytest.fixture
-def odk_app(app_factory):
-    application = app_factory(LOAD_LIBRARY_FORMS=True, PUBLIC_URL=PUBLIC)
+def _odk_app(app_factory, backend="sqlite"):
+    more = {"STORE": stand_in_store(None), "DATABASE_URL": STAND_IN_URL} if backend != "sqlite" else {}
+    application = app_factory(LOAD_LIBRARY_FORMS=True, PUBLIC_URL=PUBLIC, **more)
     make_user(application, "admin", "admin", password="kata sandi admin yang panjang")
     make_user(application, "ani", "officer", [VILLAGE])
     make_user(application, "budi", "officer", [VILLAGE])
     make_user(application, "sari", "supervisor", ["32.04.05"])
     return application
+
+
+@pytest.fixture
+def odk_app(app_factory):
+    return _odk_app(app_factory)
+
+
+@pytest.fixture(params=["sqlite", "mongo-stand-in[mongomock-ng]"])
+def odk_backend_app(request, app_factory):
+    """The OpenRosa scenario on each backend (the MongoDB one over its stand-in, not a MongoDB)."""
+    return _odk_app(app_factory, request.param)
 
 
 class Collect:
@@ -146,7 +158,8 @@ def _instance_id(xml: str) -> str:
 
 
 @needs_engine
-def test_a_collect_session_from_qr_code_to_a_supervisor_conflict(odk_app):
+def test_a_collect_session_from_qr_code_to_a_supervisor_conflict(odk_backend_app):
+    odk_app = odk_backend_app
     client = odk_app.test_client()
     admin = login(client, "admin", "kata sandi admin yang panjang")
     ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
