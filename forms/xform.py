@@ -133,6 +133,13 @@ def _translated(row: dict[str, str], column: str, text: Any) -> None:
         row[_language_column(column, "id")] = text
 
 
+def _media(row: dict[str, str], media: Any) -> None:
+    """Label media (`{"image": {"id": "rumah.jpg"}}`) as XLSForm's image/big-image/audio/video columns."""
+    if isinstance(media, Mapping):
+        for kind, names in media.items():
+            _translated(row, str(kind), names)
+
+
 def _entity_lookup(household_field: str) -> str:
     return f"instance('{HOUSEHOLD_LIST}')/root/item[name=${{{PICK}}}]/{household_field}"
 
@@ -189,12 +196,13 @@ class _Builder:
         d = self.definition
         for kind, name in META_QUESTIONS:
             self.survey.append({"type": kind, "name": name})
+        # Every visit is about a household: one picked from households.csv, or a new one.
+        self.survey.append({"type": f"select_one_from_file {HOUSEHOLD_LIST}.csv", "name": PICK})
+        _translated(self.survey[-1], "label", _PICK_LABEL)
+        self.survey.append({"type": "calculate", "name": NEW_ID, "calculation": "once(uuid())"})
+        self.survey.append({"type": "calculate", "name": HOUSEHOLD_ID,
+                            "calculation": f"if(${{{PICK}}} = '', ${{{NEW_ID}}}, ${{{PICK}}})"})
         if self.saves:
-            self.survey.append({"type": f"select_one_from_file {HOUSEHOLD_LIST}.csv", "name": PICK})
-            _translated(self.survey[-1], "label", _PICK_LABEL)
-            self.survey.append({"type": "calculate", "name": NEW_ID, "calculation": "once(uuid())"})
-            self.survey.append({"type": "calculate", "name": HOUSEHOLD_ID,
-                                "calculation": f"if(${{{PICK}}} = '', ${{{NEW_ID}}}, ${{{PICK}}})"})
             for target in self.saved.values():
                 self.survey.append({"type": "calculate", "name": stamp_property(target),
                                     "calculation": _entity_lookup(stamp_property(target))})
@@ -258,7 +266,9 @@ class _Builder:
                 self._fields(spec.get("fields") or (), in_repeat=in_repeat or kind == "repeat")
                 self.survey.append({"type": f"end_{kind}", "name": spec["name"]})
                 continue
-            if kind in ("select_one", "select_multiple"):
+            if kind in ("select_one", "select_multiple") and spec.get("list_file"):
+                row = {"type": f"{kind}_from_file {spec['list_file']}", "name": spec["name"]}
+            elif kind in ("select_one", "select_multiple"):
                 row = {"type": f"{kind} {spec['list']}", "name": spec["name"]}
             else:
                 row = {"type": _XLSFORM_TYPE[kind], "name": spec["name"]}
@@ -280,6 +290,10 @@ class _Builder:
     @staticmethod
     def _common(row: dict[str, str], spec: Mapping[str, Any]) -> None:
         _translated(row, "label", spec.get("label"))
+        _media(row, spec.get("media"))
+        accept = spec.get("accept")
+        if isinstance(accept, list) and accept:
+            row["body::accept"] = ",".join(str(item) for item in accept)
         _translated(row, "hint", spec.get("hint"))
         _translated(row, "constraint_message", spec.get("constraint_message"))
         if spec.get("required"):
@@ -305,8 +319,9 @@ class _Builder:
             for item in items:
                 row = {"list_name": list_name, "name": str(item["name"])}
                 _translated(row, "label", item.get("label"))
+                _media(row, item.get("media"))
                 for key, value in item.items():
-                    if key not in ("name", "label") and value is not None:
+                    if key not in ("name", "label", "media") and value is not None:
                         row[key] = str(value)
                 rows.append(row)
         return rows
@@ -547,18 +562,17 @@ def read_submission(definition: Definition, root: etree._Element) -> Submission:
     sub.started_at = _text(_child(root, "start")) or None
     sub.ended_at = _text(_child(root, "end")) or None
     sub.device_reported = _text(_child(root, "deviceid")) or None
-    if saves_household(definition):
-        picked = _text(_child(root, PICK))
-        sub.household_id = picked or _text(_child(root, HOUSEHOLD_ID)) or _text(_child(root, NEW_ID)) or None
-        sub.new_household = not picked
-        entity = _child(meta, "entity")
-        if entity is not None and entity.get("id"):
-            sub.household_id = entity.get("id")
-        if not sub.new_household:
-            for target in saved_top_fields(definition).values():
-                stamps = _text(_child(root, stamp_property(target))).split()
-                if stamps:
-                    sub.base[target] = stamps
+    picked = _text(_child(root, PICK))
+    sub.household_id = picked or _text(_child(root, HOUSEHOLD_ID)) or _text(_child(root, NEW_ID)) or None
+    sub.new_household = not picked
+    entity = _child(meta, "entity")
+    if entity is not None and entity.get("id"):
+        sub.household_id = entity.get("id")
+    if saves_household(definition) and not sub.new_household:
+        for target in saved_top_fields(definition).values():
+            stamps = _text(_child(root, stamp_property(target))).split()
+            if stamps:
+                sub.base[target] = stamps
     for ref in definition.iter_fields():
         if ref.type == "geopoint" and ref.repeat is None and isinstance(sub.answers.get(ref.name), dict):
             sub.geotag = dict(sub.answers[ref.name])
@@ -600,10 +614,10 @@ def submission_xml(definition: Definition, answers: Mapping[str, Any], *, instan
     reads back. For tools that submit without a form engine (the bench, load tests)."""
     root = etree.Element(definition.form_id, id=definition.form_id, version=definition.version)
     saves = saves_household(definition)
+    etree.SubElement(root, PICK).text = household_id if picked else ""
+    etree.SubElement(root, NEW_ID).text = "" if picked else household_id
+    etree.SubElement(root, HOUSEHOLD_ID).text = household_id
     if saves:
-        etree.SubElement(root, PICK).text = household_id if picked else ""
-        etree.SubElement(root, NEW_ID).text = "" if picked else household_id
-        etree.SubElement(root, HOUSEHOLD_ID).text = household_id
         for target in saved_top_fields(definition).values():
             etree.SubElement(root, stamp_property(target)).text = " ".join((base or {}).get(target, ()))
 

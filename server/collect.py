@@ -15,7 +15,7 @@ import io
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -327,13 +327,17 @@ def media_answers(definition: Definition, answers: dict[str, Any]) -> list[tuple
     return found
 
 
-def keep_files(blobs: BlobStore, files: dict[str, bytes]) -> dict[str, Received]:
-    """The posted files put in the blob store (content-addressed: a resent file is stored once)."""
-    kept = {}
-    for filename, data in files.items():
-        info = blobs.put_bytes(data)
-        kept[filename] = Received(filename, info.sha256, len(data), sniff(data[:SNIFF_BYTES]))
-    return kept
+def describe_files(files: dict[str, bytes]) -> dict[str, Received]:
+    """What the posted files are, before anything is stored."""
+    return {filename: Received(filename, hashlib.sha256(data).hexdigest(), len(data), sniff(data[:SNIFF_BYTES]))
+            for filename, data in files.items()}
+
+
+def keep_files(blobs: BlobStore, files: dict[str, bytes], names: Iterable[str]) -> None:
+    """The named posted files put in the blob store (content-addressed: a resent file is stored once)."""
+    for name in names:
+        if name in files:
+            blobs.put_bytes(files[name])
 
 
 def _stash_key(caller: AppCaller, instance_id: str) -> str:
@@ -399,10 +403,13 @@ def take_submission(store: Store, push: PushService, caller: AppCaller, xml: byt
     if not submission.household_id:
         raise SubmissionError(400, "The submission names no household.", {"household": ["missing"]})
     village = _village(store, caller, submission, push.boundaries)
-    received: dict[str, Received] = {}
-    if files and blobs is not None:
-        received = keep_files(blobs, files)
+    files = (files or {}) if blobs is not None else {}
+    # only files that answer a media question of the submission are looked at
+    wanted = {name for _, name in media_answers(definition, submission.answers)}
+    received = describe_files({name: data for name, data in files.items() if name in wanted})
     if incomplete:
+        # the part's files are kept now: the post that makes the visit will not carry them again
+        keep_files(blobs, files, received)  # type: ignore[arg-type]
         stash_parts(store, caller, submission.instance_id, received)
         return Outcome(201, "Bagian kiriman diterima / Part of the submission received.", {})
     received = {**_parts(store, caller, submission.instance_id), **received}
@@ -425,6 +432,7 @@ def take_submission(store: Store, push: PushService, caller: AppCaller, xml: byt
                            [event], PushSettings(NO_SKEW_BOUND_MS))
     result = results[0]
     if result["status"] in ("applied", "duplicate") and received and limits is not None:
+        keep_files(blobs, files, received)  # type: ignore[arg-type]
         hold_files(store, submission.instance_id, received, limits)
         store.delete(PARTS, _stash_key(caller, submission.instance_id))
     if result["status"] == "applied":

@@ -94,7 +94,7 @@ class Collect:
                 body = self.get(media.findtext("m:downloadUrl", namespaces=NS))
                 assert body.status_code == 200
                 assert media.findtext("m:hash", namespaces=NS) == "md5:" + _md5(body.data)
-                files[media.findtext("m:filename", namespaces=NS)] = body.data.decode()
+                files[name] = body.data.decode() if name.endswith(".csv") else body.data
                 if name == "households.csv":
                     assert media.findtext("m:integrityUrl", namespaces=NS).startswith(PUBLIC + self.base)
         return xml.data, files
@@ -446,3 +446,58 @@ def test_a_revisit_in_collect_updates_the_households_members_instead_of_adding_t
     history = client.get(f"/api/v1/households/{household_id}/history", headers=admin).get_json()["history"]
     stamp = next(row["kmstamp__name"] for row in rows if row["name"] == first_member)
     assert history[-1]["base"][f"members/{first_member}/name"] == [stamp]  # the member's stamp came along
+
+
+DESA_CSV = (b"name,label,kepala_desa\n"
+            b"3204052001,Sukamaju,Ujang Rahmat\n"
+            b"3204052002,Mekarsari,Iis Sumiati\n")
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+
+
+def _files_workbook() -> bytes:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    survey = book.active
+    survey.title = "survey"
+    for row in (
+        ["type", "name", "label::Indonesian (id)", "label::English (en)", "calculation", "image::Indonesian (id)"],
+        ["select_one_from_file desa.csv", "desa", "Desa", "Village"],
+        ["calculate", "kepala_desa", None, None, "pulldata('desa', 'kepala_desa', 'name', ${desa})"],
+        ["image", "foto_rumah", "Foto depan rumah", "Front of the house", None, "contoh_rumah.png"],
+    ):
+        survey.append(row)
+    settings = book.create_sheet("settings")
+    settings.append(["form_id", "version", "form_title", "default_language"])
+    settings.append(["pemeriksaan_rumah", "2026.3", "Pemeriksaan rumah", "Indonesian (id)"])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@needs_engine
+def test_a_forms_own_files_reach_collect_through_its_manifest(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    created = client.post("/api/v1/forms", headers=admin, content_type="multipart/form-data", data={
+        "file": (io.BytesIO(_files_workbook()), "pemeriksaan_rumah.xlsx"),
+        "files": [(io.BytesIO(DESA_CSV), "desa.csv"), (io.BytesIO(PNG), "contoh_rumah.png")]})
+    assert created.status_code == 201, created.get_json()
+    assert client.post("/api/v1/forms/pemeriksaan_rumah/versions/2026.3/publish", headers=admin).status_code == 200
+    assert client.put("/api/v1/forms/pemeriksaan_rumah/assignment", json={"all": True},
+                      headers=admin).status_code == 200
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    entry = ani.form_list()["pemeriksaan_rumah"]
+    manifest = ani.get(entry["manifestUrl"])
+    listed = {m.findtext("m:filename", namespaces=NS): m.findtext("m:hash", namespaces=NS)
+              for m in etree.fromstring(manifest.data).iterfind("m:mediaFile", NS)}
+    assert listed.pop("households.csv").startswith("md5:")  # every visit is about a household
+    assert listed == {"desa.csv": "md5:" + _md5(DESA_CSV), "contoh_rumah.png": "md5:" + _md5(PNG)}
+    xform, files = ani.download(entry)
+    assert files["desa.csv"].encode() == DESA_CSV
+    assert files["contoh_rumah.png"] == PNG
+    filled = fill(xform, {"/pemeriksaan_rumah/desa": "3204052002"}, attachments={"desa.csv": DESA_CSV.decode()})
+    options = {n["ref"]: n.get("options") for n in filled["tree"]}["/pemeriksaan_rumah/desa"]
+    assert options == ["3204052001", "3204052002"]  # the choices came from the form's own CSV
+    status, text = ani.submit(filled["xml"])
+    assert status == 201, text
