@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lxml import etree
+from pyxform.xls2xform import convert
 
 from forms.definition import Definition
 
@@ -45,6 +46,17 @@ HOUSEHOLD_ID = "kunjung_household_id"
 LABEL = "kunjung_household_label"
 #: A roster row's id in the XForm (an answer row's `_id`).
 MEMBER_ROW_ID = "kunjung_row_id"
+#: The household's members, a second list Collect downloads (`members.csv`): rows prefill the roster.
+MEMBER_LIST = "members"
+MEMBER_COUNT = "kunjung_member_count"
+NEW_MEMBERS = "kunjung_new_members"
+ROW_INDEX = "kunjung_row_index"
+ROW_MEMBER = "kunjung_row_member"
+MEMBER_STAMP_PREFIX = "kmstamp__"
+#: members.csv carries a member field's value as `kmval__<field>`: its `name` column is the member's id.
+MEMBER_VALUE_PREFIX = "kmval__"
+_NEW_MEMBERS_LABEL = {"id": "Jumlah anggota keluarga baru yang akan ditambahkan",
+                      "en": "Number of new family members to add"}
 STAMP_PREFIX = "kstamp__"
 META_QUESTIONS = (("start", "start"), ("end", "end"), ("deviceid", "deviceid"), ("username", "username"))
 #: Entity properties ODK reserves or pyxform refuses: such household fields are not saved by Collect.
@@ -53,7 +65,9 @@ _RESERVED_PROPERTIES = frozenset({"name", "label"})
 LANGUAGE_NAMES = {"id": "Indonesian", "en": "English"}
 
 _XLSFORM_TYPE = {"text": "text", "integer": "integer", "decimal": "decimal", "date": "date",
-                 "datetime": "dateTime", "geopoint": "geopoint", "note": "note", "calculate": "calculate"}
+                 "datetime": "dateTime", "geopoint": "geopoint", "note": "note", "calculate": "calculate",
+                 # media: the answer is the file's name; Collect sends the file with the submission
+                 "image": "image", "audio": "audio", "video": "video", "file": "file"}
 
 _PICK_LABEL = {"id": "Rumah tangga yang dikunjungi (kosongkan untuk rumah tangga baru)",
                "en": "Household visited (leave empty for a new household)"}
@@ -119,8 +133,39 @@ def _translated(row: dict[str, str], column: str, text: Any) -> None:
         row[_language_column(column, "id")] = text
 
 
+def _media(row: dict[str, str], media: Any) -> None:
+    """Label media (`{"image": {"id": "rumah.jpg"}}`) as XLSForm's image/big-image/audio/video columns."""
+    if isinstance(media, Mapping):
+        for kind, names in media.items():
+            _translated(row, str(kind), names)
+
+
 def _entity_lookup(household_field: str) -> str:
     return f"instance('{HOUSEHOLD_LIST}')/root/item[name=${{{PICK}}}]/{household_field}"
+
+
+def member_stamp_property(member_field: str) -> str:
+    """The hidden property of members.csv, and the roster question, that carry a member field's stamps."""
+    return MEMBER_STAMP_PREFIX + member_field
+
+
+def roster_fields(definition: Definition) -> dict[str, str]:
+    """Roster question name -> the member field it saves (`members/<row>/<field>`), when the form has a roster."""
+    roster = definition.roster
+    if roster is None:
+        return {}
+    return {ref.name: ref.field["save_to"] for ref in definition.iter_fields()
+            if ref.repeat == roster and ref.type != "repeat" and ref.field.get("save_to")}
+
+
+def member_value_property(member_field: str) -> str:
+    return MEMBER_VALUE_PREFIX + member_field
+
+
+def _member_of_row(column: str) -> str:
+    # the row's member in members.csv: the household's n-th member for the roster's n-th row
+    return (f"instance('{MEMBER_LIST}')/root/item[household = ${{{PICK}}}]"
+            f"[position() = position(current()/..)]/{column}")
 
 
 def saves_household(definition: Definition) -> bool:
@@ -144,20 +189,31 @@ class _Builder:
         self.survey: list[dict[str, str]] = []
         self.saves = saves_household(definition)
         self.saved = saved_top_fields(definition) if self.saves else {}
+        self.members = roster_fields(definition) if self.saves else {}
+        self.roster = definition.roster if self.members else None
 
     def build(self) -> dict[str, Any]:
         d = self.definition
         for kind, name in META_QUESTIONS:
             self.survey.append({"type": kind, "name": name})
+        # Every visit is about a household: one picked from households.csv, or a new one.
+        self.survey.append({"type": f"select_one_from_file {HOUSEHOLD_LIST}.csv", "name": PICK})
+        _translated(self.survey[-1], "label", _PICK_LABEL)
+        self.survey.append({"type": "calculate", "name": NEW_ID, "calculation": "once(uuid())"})
+        self.survey.append({"type": "calculate", "name": HOUSEHOLD_ID,
+                            "calculation": f"if(${{{PICK}}} = '', ${{{NEW_ID}}}, ${{{PICK}}})"})
         if self.saves:
-            self.survey.append({"type": f"select_one_from_file {HOUSEHOLD_LIST}.csv", "name": PICK})
-            _translated(self.survey[-1], "label", _PICK_LABEL)
-            self.survey.append({"type": "calculate", "name": NEW_ID, "calculation": "once(uuid())"})
-            self.survey.append({"type": "calculate", "name": HOUSEHOLD_ID,
-                                "calculation": f"if(${{{PICK}}} = '', ${{{NEW_ID}}}, ${{{PICK}}})"})
             for target in self.saved.values():
                 self.survey.append({"type": "calculate", "name": stamp_property(target),
                                     "calculation": _entity_lookup(stamp_property(target))})
+            if self.roster:
+                # Declares members.csv as the secondary instance `members` (a repeat may already be called
+                # that, so not a csv-external of the same name); never shown.
+                self.survey.append({"type": f"select_one_from_file {MEMBER_LIST}.csv", "name": "kunjung_members",
+                                    "relevant": "false()", "label::Indonesian (id)": "-"})
+                self.survey.append({"type": "calculate", "name": MEMBER_COUNT,
+                                    "calculation": f"count(instance('{MEMBER_LIST}')/root/item"
+                                                   f"[household = ${{{PICK}}}])"})
         self._fields(d.data["fields"], in_repeat=False)
         sheets: dict[str, Any] = {
             "survey": self.survey,
@@ -182,20 +238,46 @@ class _Builder:
         for spec in fields:
             kind = spec["type"]
             if kind in ("group", "repeat"):
+                roster = kind == "repeat" and spec["name"] == self.roster
+                if roster:
+                    # The household's known members come first, one row each, then the new ones the
+                    # officer adds: each known row keeps its member's id, so a revisit updates members.
+                    counted = {"type": "integer", "name": NEW_MEMBERS, "required": "yes", "default": "0",
+                               "constraint": ". >= 0 and . <= 40"}
+                    _translated(counted, "label", _NEW_MEMBERS_LABEL)
+                    if spec.get("relevant"):
+                        counted["relevant"] = odk_expression(spec["relevant"])
+                    self.survey.append(counted)
                 row = {"type": f"begin_{kind}", "name": spec["name"]}
                 self._common(row, spec)
+                if roster:
+                    row["repeat_count"] = f"${{{MEMBER_COUNT}}} + ${{{NEW_MEMBERS}}}"
                 self.survey.append(row)
-                if kind == "repeat":
+                if roster:
+                    self.survey.append({"type": "calculate", "name": ROW_INDEX, "calculation": "position(..)"})
+                    self.survey.append({"type": "calculate", "name": ROW_MEMBER, "calculation": _member_of_row("name")})
+                    self.survey.append({"type": "calculate", "name": MEMBER_ROW_ID,
+                                        "calculation": f"if(${{{ROW_MEMBER}}} != '', ${{{ROW_MEMBER}}}, once(uuid()))"})
+                    for target in self.members.values():
+                        self.survey.append({"type": "calculate", "name": member_stamp_property(target),
+                                            "calculation": _member_of_row(member_stamp_property(target))})
+                elif kind == "repeat":
                     self.survey.append({"type": "calculate", "name": MEMBER_ROW_ID, "calculation": "once(uuid())"})
                 self._fields(spec.get("fields") or (), in_repeat=in_repeat or kind == "repeat")
                 self.survey.append({"type": f"end_{kind}", "name": spec["name"]})
                 continue
-            if kind in ("select_one", "select_multiple"):
+            if kind in ("select_one", "select_multiple") and spec.get("list_file"):
+                row = {"type": f"{kind}_from_file {spec['list_file']}", "name": spec["name"]}
+            elif kind in ("select_one", "select_multiple"):
                 row = {"type": f"{kind} {spec['list']}", "name": spec["name"]}
             else:
                 row = {"type": _XLSFORM_TYPE[kind], "name": spec["name"]}
             self._common(row, spec)
             target = self.saved.get(spec["name"]) if not in_repeat else None
+            member = self.members.get(spec["name"]) if in_repeat else None
+            if member and not spec.get("default") and not spec.get("calculation"):
+                # a known member's answer, set when the row is made
+                row["default"] = _member_of_row(member_value_property(member))
             if target:
                 row["save_to"] = target
                 if not spec.get("calculation"):
@@ -208,6 +290,10 @@ class _Builder:
     @staticmethod
     def _common(row: dict[str, str], spec: Mapping[str, Any]) -> None:
         _translated(row, "label", spec.get("label"))
+        _media(row, spec.get("media"))
+        accept = spec.get("accept")
+        if isinstance(accept, list) and accept:
+            row["body::accept"] = ",".join(str(item) for item in accept)
         _translated(row, "hint", spec.get("hint"))
         _translated(row, "constraint_message", spec.get("constraint_message"))
         if spec.get("required"):
@@ -233,8 +319,9 @@ class _Builder:
             for item in items:
                 row = {"list_name": list_name, "name": str(item["name"])}
                 _translated(row, "label", item.get("label"))
+                _media(row, item.get("media"))
                 for key, value in item.items():
-                    if key not in ("name", "label") and value is not None:
+                    if key not in ("name", "label", "media") and value is not None:
                         row[key] = str(value)
                 rows.append(row)
         return rows
@@ -255,6 +342,8 @@ class XForm:
     md5: str
     saves_household: bool
     saved: Mapping[str, str]
+    #: roster question -> member field it saves, when the form prefills its roster from members.csv
+    members: Mapping[str, str] = field(default_factory=dict)
 
 
 _CACHE: OrderedDict[tuple[str, str, str], XForm] = OrderedDict()
@@ -270,8 +359,6 @@ def xform_of(definition: Definition) -> XForm:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-    from pyxform.xls2xform import convert  # imported on first use: pyxform loads slowly
-
     sheets = xlsform_of(definition)
     headers = {}
     for sheet, rows in sheets.items():
@@ -283,7 +370,8 @@ def xform_of(definition: Definition) -> XForm:
                      warnings=[])
     xml = result.xform.encode("utf-8")
     built = XForm(definition.form_id, definition.version, xml, hashlib.md5(xml).hexdigest(),  # noqa: S324 - OpenRosa's hash
-                  saves_household(definition), saved_top_fields(definition))
+                  saves_household(definition), saved_top_fields(definition),
+                  roster_fields(definition) if saves_household(definition) else {})
     with _CACHE_LOCK:
         _CACHE[key] = built
         while len(_CACHE) > _CACHE_SIZE:
@@ -449,6 +537,15 @@ def _answers(definition: Definition, element: etree._Element, fields: Iterable[M
             into[name] = _value(kind, text, f"{path}{name}")
 
 
+def _roster_parent(root: etree._Element, definition: Definition) -> etree._Element:
+    """The element the roster's rows sit in (the root, or the groups around the roster)."""
+    ref = definition.ref(definition.roster or "")
+    element = root
+    for group in ref.groups if ref is not None else ():
+        element = _child(element, group) if _child(element, group) is not None else element
+    return element
+
+
 def read_submission(definition: Definition, root: etree._Element) -> Submission:
     """The answers and envelope of a submission of `definition` (SubmissionError for one that does not fit)."""
     form_id, version = submission_form(root)
@@ -465,18 +562,17 @@ def read_submission(definition: Definition, root: etree._Element) -> Submission:
     sub.started_at = _text(_child(root, "start")) or None
     sub.ended_at = _text(_child(root, "end")) or None
     sub.device_reported = _text(_child(root, "deviceid")) or None
-    if saves_household(definition):
-        picked = _text(_child(root, PICK))
-        sub.household_id = picked or _text(_child(root, HOUSEHOLD_ID)) or _text(_child(root, NEW_ID)) or None
-        sub.new_household = not picked
-        entity = _child(meta, "entity")
-        if entity is not None and entity.get("id"):
-            sub.household_id = entity.get("id")
-        if not sub.new_household:
-            for target in saved_top_fields(definition).values():
-                stamps = _text(_child(root, stamp_property(target))).split()
-                if stamps:
-                    sub.base[target] = stamps
+    picked = _text(_child(root, PICK))
+    sub.household_id = picked or _text(_child(root, HOUSEHOLD_ID)) or _text(_child(root, NEW_ID)) or None
+    sub.new_household = not picked
+    entity = _child(meta, "entity")
+    if entity is not None and entity.get("id"):
+        sub.household_id = entity.get("id")
+    if saves_household(definition) and not sub.new_household:
+        for target in saved_top_fields(definition).values():
+            stamps = _text(_child(root, stamp_property(target))).split()
+            if stamps:
+                sub.base[target] = stamps
     for ref in definition.iter_fields():
         if ref.type == "geopoint" and ref.repeat is None and isinstance(sub.answers.get(ref.name), dict):
             sub.geotag = dict(sub.answers[ref.name])
@@ -486,6 +582,17 @@ def read_submission(definition: Definition, root: etree._Element) -> Submission:
             if "_id" not in row:
                 raise SubmissionError(400, "A roster row has no id.",
                                       {f"{definition.roster}[{index}].{MEMBER_ROW_ID}": ["missing"]})
+        if saves_household(definition):
+            # a known member's row carries the stamps of the member's fields, as a household's does
+            rows = [c for c in _roster_parent(root, definition) if _local(c.tag) == definition.roster]
+            for row_element in rows:
+                row_id = _text(_child(row_element, MEMBER_ROW_ID))
+                if not _text(_child(row_element, ROW_MEMBER)):
+                    continue
+                for target in roster_fields(definition).values():
+                    stamps = _text(_child(row_element, member_stamp_property(target))).split()
+                    if stamps:
+                        sub.base[f"members/{row_id}/{target}"] = stamps
     return sub
 
 
@@ -507,10 +614,10 @@ def submission_xml(definition: Definition, answers: Mapping[str, Any], *, instan
     reads back. For tools that submit without a form engine (the bench, load tests)."""
     root = etree.Element(definition.form_id, id=definition.form_id, version=definition.version)
     saves = saves_household(definition)
+    etree.SubElement(root, PICK).text = household_id if picked else ""
+    etree.SubElement(root, NEW_ID).text = "" if picked else household_id
+    etree.SubElement(root, HOUSEHOLD_ID).text = household_id
     if saves:
-        etree.SubElement(root, PICK).text = household_id if picked else ""
-        etree.SubElement(root, NEW_ID).text = "" if picked else household_id
-        etree.SubElement(root, HOUSEHOLD_ID).text = household_id
         for target in saved_top_fields(definition).values():
             etree.SubElement(root, stamp_property(target)).text = " ".join((base or {}).get(target, ()))
 

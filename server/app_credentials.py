@@ -110,13 +110,15 @@ def collect_settings(public_url: str, token: str, username: str, device_id: str)
     """The settings Collect reads from its QR code: the server (token in the URL), the project, and
     form updates that follow the server exactly, sending when online and deleting what was sent."""
     return {
+        # keys and values as Collect's settings name them (ProjectKeys, ProtectedProjectKeys)
         "general": {
+            "protocol": "odk_default",
             "server_url": f"{public_url.rstrip('/')}{KEY_PREFIX}{token}",
             "form_update_mode": "match_exactly",
             "periodic_form_updates_check": "every_fifteen_minutes",
             "autosend": "wifi_and_cellular",
             "delete_send": True,
-            "default_completed": True,
+            "metadata_username": username,
         },
         "admin": {"change_server": False, "change_form_metadata": False},
         "project": {"name": f"kunjung · {username}", "icon": "K", "color": "#1b5e20"},

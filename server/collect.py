@@ -12,19 +12,25 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pyxform.errors import PyXFormError
+
 from forms.definition import Definition
 from forms.xform import (
     HOUSEHOLD_LIST,
+    MEMBER_LIST,
     Submission,
     SubmissionError,
     XForm,
+    member_stamp_property,
+    member_value_property,
     parse_xml,
     read_submission,
     stamp_property,
@@ -35,15 +41,22 @@ from sync.hlc import HybridClock
 
 from .app_credentials import AppCaller
 from .areas import scoped_areas, village_where
+from .blobs.attachments import ATTACHMENTS, MediaLimits, attachment_id, mark_held
+from .blobs.media import SNIFF_BYTES, fits, sniff
+from .blobs.store import BlobStore
 from .clock import stored_hlc, wall_ms
 from .cursors import store_identity
 from .forms_registry import FORMS, assigned_to, forms_for, published_definition
 from .households import household_change
 from .push import Caller, PushService, PushSettings
-from .storage import Store
+from .storage import Store, Writer
 from .timeutil import iso
 
+log = logging.getLogger("kunjung.collect")
 HOUSEHOLDS_FILE = f"{HOUSEHOLD_LIST}.csv"
+MEMBERS_FILE = f"{MEMBER_LIST}.csv"
+#: Files of a submission Collect split over several posts, until the last one (by user, device, instance).
+PARTS = "collect_parts"
 #: Collect is never refused for clock skew: the receiving node stamps its submissions.
 NO_SKEW_BOUND_MS = 10**15
 
@@ -65,10 +78,16 @@ def collect_forms(store: Store, caller: AppCaller, form_id: str | None = None) -
         definition = published_definition(store, entry["form_id"], entry["version"])
         if definition is None:
             continue
+        try:
+            built = xform_of(definition)
+        except (PyXFormError, ValueError) as problem:
+            # A definition pyxform cannot build stays on kunjung's own client; Collect does not list it.
+            log.error("no XForm for %s %s: %s", entry["form_id"], entry["version"], problem)
+            continue
         title = definition.title
         out.append(CollectForm(entry["form_id"], entry["version"],
                                title.get(definition.default_language) or title.get("id") or entry["form_id"],
-                               xform_of(definition)))
+                               built))
     return out
 
 
@@ -82,6 +101,14 @@ def household_properties(forms: list[CollectForm]) -> list[str]:
     names: dict[str, None] = {}
     for form in forms:
         names.update(dict.fromkeys(form.xform.saved.values()))
+    return sorted(names)
+
+
+def member_properties(forms: list[CollectForm]) -> list[str]:
+    """The member fields any of the caller's forms saves from its roster: members.csv's columns."""
+    names: dict[str, None] = {}
+    for form in forms:
+        names.update(dict.fromkeys(form.xform.members.values()))
     return sorted(names)
 
 
@@ -154,21 +181,59 @@ def _fingerprint(store: Store, caller: AppCaller, properties: list[str]) -> tupl
             store.count("households", where))
 
 
-def households_md5(store: Store, caller: AppCaller, properties: list[str]) -> str:
-    """The md5 of the caller's households.csv, worked out again only when a household in scope changed."""
-    key = _fingerprint(store, caller, properties)
+def members_csv(store: Store, caller: AppCaller, properties: list[str]) -> Iterator[str]:
+    """The members of the caller's households, a line at a time: name (the member's id), label, __version,
+    household, then each member field's value (`kmval__`) and the stamps of its heads (`kmstamp__`).
+    Members come in a stable order per household, which the roster's rows follow."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+
+    def line(row: list[str]) -> str:
+        writer.writerow(row)
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    header = ["name", "label", "__version", "household"]
+    for name in properties:
+        header += [member_value_property(name), member_stamp_property(name)]
+    yield line(header)
+    for doc in _households(store, caller):
+        members: dict[str, dict[str, Any]] = {}
+        for path, state in household_change(doc)["fields"].items():
+            parts = path.split("/")
+            if len(parts) == 3 and parts[0] == MEMBER_LIST:
+                members.setdefault(parts[1], {})[parts[2]] = state
+        for member_id in sorted(members):
+            fields = members[member_id]
+            label = _xform_text(fields.get("name", {}).get("value")) or member_id
+            row = [member_id, label, str(doc.get("seq") or 1), doc["id"]]
+            for name in properties:
+                state = fields.get(name) or {}
+                row += [_xform_text(state.get("value")), " ".join(field_stamps(state))]
+            yield line(row)
+
+
+def list_md5(store: Store, caller: AppCaller, which: str, properties: list[str]) -> str:
+    """The md5 of the caller's households.csv or members.csv, worked out again only when a household
+    in scope changed."""
+    key = (which, *_fingerprint(store, caller, properties))
     with _MD5_LOCK:
         if key in _MD5_CACHE:
             _MD5_CACHE.move_to_end(key)
             return _MD5_CACHE[key]
     digest = hashlib.md5()  # noqa: S324 - OpenRosa compares attachments by md5
-    for text in households_csv(store, caller, properties):
+    for text in LISTS[which](store, caller, properties):
         digest.update(text.encode("utf-8"))
     with _MD5_LOCK:
         _MD5_CACHE[key] = digest.hexdigest()
         while len(_MD5_CACHE) > _MD5_CACHE_SIZE:
             _MD5_CACHE.popitem(last=False)
     return digest.hexdigest()
+
+
+LISTS = {HOUSEHOLDS_FILE: households_csv, MEMBERS_FILE: members_csv}
 
 
 def integrity(store: Store, caller: AppCaller, ids: list[str]) -> list[tuple[str, bool]]:
@@ -233,8 +298,104 @@ def visit_event(submission: Submission, caller: AppCaller, village: str, hlc: st
     return event
 
 
-def take_submission(store: Store, push: PushService, caller: AppCaller, xml: bytes) -> Outcome:
-    """A Collect submission taken in as a visit, or SubmissionError saying why not (nothing stored)."""
+# -- files of submissions ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Received:
+    """A file that came with a submission post (or an earlier part of it), its bytes in the blob store."""
+
+    filename: str
+    sha256: str
+    size: int
+    media_type: str
+
+
+def media_answers(definition: Definition, answers: dict[str, Any]) -> list[tuple[str, str]]:
+    """(path, file name) of every answered media question: `foto` or `members/<row id>/foto`."""
+    found: list[tuple[str, str]] = []
+    media = {question.name for question in definition.media_questions()}
+
+    def walk(values: dict[str, Any], prefix: str) -> None:
+        for name, value in values.items():
+            if name in media and isinstance(value, str) and value:
+                found.append((prefix + name, value))
+            elif isinstance(value, list) and value and isinstance(value[0], dict):
+                for row in value:
+                    if isinstance(row.get("_id"), str):
+                        walk(row, f"{prefix}{name}/{row['_id']}/")
+
+    walk(answers, "")
+    return found
+
+
+def describe_files(files: dict[str, bytes]) -> dict[str, Received]:
+    """What the posted files are, before anything is stored."""
+    return {filename: Received(filename, hashlib.sha256(data).hexdigest(), len(data), sniff(data[:SNIFF_BYTES]))
+            for filename, data in files.items()}
+
+
+def keep_files(blobs: BlobStore, files: dict[str, bytes], names: Iterable[str]) -> None:
+    """The named posted files put in the blob store (content-addressed: a resent file is stored once)."""
+    for name in names:
+        if name in files:
+            blobs.put_bytes(files[name])
+
+
+def _stash_key(caller: AppCaller, instance_id: str) -> str:
+    return f"{caller.user['id']}/{caller.device_id}/{instance_id}"
+
+
+def stash_parts(store: Store, caller: AppCaller, instance_id: str, kept: dict[str, Received]) -> dict[str, Received]:
+    """Files of a post that Collect split (`*isIncomplete*`), kept until the last part comes; all so far."""
+    key = _stash_key(caller, instance_id)
+    with store.transaction() as tx:
+        doc = tx.get(PARTS, key) or {"id": key, "files": {}}
+        files = {**doc["files"], **{name: received.__dict__ for name, received in kept.items()}}
+        tx.put(PARTS, {"id": key, "files": files})
+    return {name: Received(**entry) for name, entry in files.items()}
+
+
+def _parts(store: Store, caller: AppCaller, instance_id: str) -> dict[str, Received]:
+    doc = store.get(PARTS, _stash_key(caller, instance_id))
+    return {name: Received(**entry) for name, entry in (doc or {}).get("files", {}).items()}
+
+
+def _attachment_list(definition: Definition, answers: dict[str, Any], files: dict[str, Received]
+                     ) -> list[dict[str, Any]]:
+    return [{"path": path, "sha256": files[name].sha256, "size": files[name].size,
+             "media_type": files[name].media_type, "filename": name}
+            for path, name in media_answers(definition, answers) if name in files]
+
+
+def hold_files(store: Store, visit_id: str, files: dict[str, Received], limits: MediaLimits) -> int:
+    """Mark the visit's attachments whose bytes came (and fit their question) as held; how many now are."""
+    def unit(tx: Writer) -> int:
+        count = 0
+        visit = tx.get("visits", visit_id)
+        for entry in (visit or {}).get("attachments") or ():
+            received = files.get(entry["filename"])
+            if received is None or received.sha256 != entry["sha256"]:
+                continue
+            attachment = tx.get(ATTACHMENTS, attachment_id(visit_id, entry["path"]))
+            if attachment is None or attachment.get("held"):
+                continue
+            if received.size > limits.of(attachment["kind"]) or not fits(
+                    attachment["kind"], received.media_type, received.filename,
+                    attachment.get("accept_types") or (), attachment.get("accept_extensions") or ()):
+                continue  # stays flagged as missing: the supervisor sees the visit lacks a usable file
+            mark_held(tx, attachment, received.media_type)
+            count += 1
+        return count
+
+    return store.unit_of_work(unit)
+
+
+def take_submission(store: Store, push: PushService, caller: AppCaller, xml: bytes,
+                    files: dict[str, bytes] | None = None, *, incomplete: bool = False,
+                    blobs: BlobStore | None = None, limits: MediaLimits | None = None) -> Outcome:
+    """A Collect submission taken in as a visit, or SubmissionError saying why not (nothing stored).
+
+    Its files go to the blob store and the visit's attachments list names them. A post that Collect
+    split (`incomplete`) keeps its files until the last part, which makes the visit."""
     root = parse_xml(xml)
     form_id, version = submission_form(root)
     definition = _accepting_definition(store, caller, form_id, version)
@@ -242,15 +403,38 @@ def take_submission(store: Store, push: PushService, caller: AppCaller, xml: byt
     if not submission.household_id:
         raise SubmissionError(400, "The submission names no household.", {"household": ["missing"]})
     village = _village(store, caller, submission, push.boundaries)
+    files = (files or {}) if blobs is not None else {}
+    # only files that answer a media question of the submission are looked at
+    wanted = {name for _, name in media_answers(definition, submission.answers)}
+    received = describe_files({name: data for name, data in files.items() if name in wanted})
+    if incomplete:
+        # the part's files are kept now: the post that makes the visit will not carry them again
+        keep_files(blobs, files, received)  # type: ignore[arg-type]
+        stash_parts(store, caller, submission.instance_id, received)
+        return Outcome(201, "Bagian kiriman diterima / Part of the submission received.", {})
+    received = {**_parts(store, caller, submission.instance_id), **received}
     stored = store.get("events", submission.instance_id)
     # A resend carries the first one's stamp, so that the same XML is the same event body.
     hlc = stored["hlc"] if stored is not None else _server_hlc(store)
     now = wall_ms()
     received_at = iso(datetime.fromtimestamp(now / 1000, UTC))
     event = visit_event(submission, caller, village, hlc, received_at)
+    if stored is not None:
+        # A resend names the files the first one did, whichever of them come with it.
+        if stored["body"].get("attachments"):
+            event["attachments"] = stored["body"]["attachments"]
+    else:
+        attachments = _attachment_list(push.definitions(submission.form_id, submission.version),
+                                       submission.answers, received) if blobs is not None else []
+        if attachments:
+            event["attachments"] = attachments
     results, _ = push.push(Caller(caller.user["id"], caller.user["role"], caller.device_id, caller.scope), None,
                            [event], PushSettings(NO_SKEW_BOUND_MS))
     result = results[0]
+    if result["status"] in ("applied", "duplicate") and received and limits is not None:
+        keep_files(blobs, files, received)  # type: ignore[arg-type]
+        hold_files(store, submission.instance_id, received, limits)
+        store.delete(PARTS, _stash_key(caller, submission.instance_id))
     if result["status"] == "applied":
         flags = result.get("flags") or []
         note = f" ({len(flags)} flag{'s' if len(flags) != 1 else ''} for the supervisor)" if flags else ""

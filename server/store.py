@@ -41,6 +41,8 @@ COLLECTIONS: list[CollectionSpec] = [
                             _counted())),
     # ODK Collect's app credentials (server/app_credentials.py), by the SHA-256 of the token: read by id only.
     CollectionSpec("app_credentials", fields=(), queries=(_counted(),)),
+    # files of a submission Collect split over several posts, until its last part (server/collect.py)
+    CollectionSpec("collect_parts", fields=(), queries=(_counted(),)),
     # One document per login: every access and refresh token of that login names it.
     CollectionSpec("logins", fields=("username", "revoked"), retired=(("username",),), queries=(_counted(),)),
     CollectionSpec("rate_limits", fields=("expires_at",), indexes=(("expires_at", "id"),), retired=(("expires_at",),),

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from forms.xform import NEW_MEMBERS, roster_fields, saves_household
+
 ODK_DIR = Path(__file__).parent / "odk"
 RUNNER = ODK_DIR / "fill.mjs"
 
@@ -51,6 +53,7 @@ def sample_answers(definition, overrides: dict[str, Any] | None = None, rows: in
     answers: dict[str, Any] = {}
     repeats: dict[str, int] = {}
     choices = definition.choices
+    roster = definition.roster if roster_fields(definition) and saves_household(definition) else None
 
     def value(spec):
         if spec["name"] in overrides:
@@ -80,7 +83,11 @@ def sample_answers(definition, overrides: dict[str, Any] | None = None, rows: in
             if kind == "group":
                 walk(spec.get("fields") or (), f"{prefix}/{spec['name']}")
             elif kind == "repeat":
-                repeats[f"{prefix}/{spec['name']}"] = rows
+                if spec["name"] == roster:
+                    # the roster's rows are the household's known members plus the new ones asked for
+                    answers[f"{prefix}/{NEW_MEMBERS}"] = rows
+                else:
+                    repeats[f"{prefix}/{spec['name']}"] = rows
                 for row in range(1, rows + 1):
                     walk(spec.get("fields") or (), f"{prefix}/{spec['name']}[{row}]")
             elif kind not in ("note", "calculate") and not spec.get("calculation"):

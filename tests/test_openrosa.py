@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from http_helpers import login, make_user
 from lxml import etree
+from mongo_stand_in import STAND_IN_URL, stand_in_store
 from odk_engine import SAMPLE_POINT, fill, needs_engine, sample_answers
 
 from forms import xform as xform_module
@@ -28,14 +30,25 @@ NS = {"x": "http://openrosa.org/xforms/xformsList", "m": "http://openrosa.org/xf
 FORM = "kunjungan_pendampingan"
 
 
-@pytest.fixture
-def odk_app(app_factory):
-    application = app_factory(LOAD_LIBRARY_FORMS=True, PUBLIC_URL=PUBLIC)
+def _odk_app(app_factory, backend="sqlite"):
+    more = {"STORE": stand_in_store(None), "DATABASE_URL": STAND_IN_URL} if backend != "sqlite" else {}
+    application = app_factory(LOAD_LIBRARY_FORMS=True, PUBLIC_URL=PUBLIC, **more)
     make_user(application, "admin", "admin", password="kata sandi admin yang panjang")
     make_user(application, "ani", "officer", [VILLAGE])
     make_user(application, "budi", "officer", [VILLAGE])
     make_user(application, "sari", "supervisor", ["32.04.05"])
     return application
+
+
+@pytest.fixture
+def odk_app(app_factory):
+    return _odk_app(app_factory)
+
+
+@pytest.fixture(params=["sqlite", "mongo-stand-in[mongomock-ng]"])
+def odk_backend_app(request, app_factory):
+    """The OpenRosa scenario on each backend (the MongoDB one over its stand-in, not a MongoDB)."""
+    return _odk_app(app_factory, request.param)
 
 
 class Collect:
@@ -76,12 +89,14 @@ class Collect:
             assert manifest.status_code == 200
             _openrosa_headers(manifest)
             for media in etree.fromstring(manifest.data).iterfind("m:mediaFile", NS):
-                assert media.get("type") == "entityList"
+                name = media.findtext("m:filename", namespaces=NS)
+                assert media.get("type") == ("entityList" if name == "households.csv" else None)
                 body = self.get(media.findtext("m:downloadUrl", namespaces=NS))
                 assert body.status_code == 200
                 assert media.findtext("m:hash", namespaces=NS) == "md5:" + _md5(body.data)
-                files[media.findtext("m:filename", namespaces=NS)] = body.data.decode()
-                assert media.findtext("m:integrityUrl", namespaces=NS).startswith(PUBLIC + self.base)
+                files[name] = body.data.decode() if name.endswith(".csv") else body.data
+                if name == "households.csv":
+                    assert media.findtext("m:integrityUrl", namespaces=NS).startswith(PUBLIC + self.base)
         return xml.data, files
 
     def submit(self, xml: str | bytes, files: dict[str, bytes] | None = None, incomplete: bool = False):
@@ -143,7 +158,8 @@ def _instance_id(xml: str) -> str:
 
 
 @needs_engine
-def test_a_collect_session_from_qr_code_to_a_supervisor_conflict(odk_app):
+def test_a_collect_session_from_qr_code_to_a_supervisor_conflict(odk_backend_app):
+    odk_app = odk_backend_app
     client = odk_app.test_client()
     admin = login(client, "admin", "kata sandi admin yang panjang")
     ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
@@ -151,6 +167,8 @@ def test_a_collect_session_from_qr_code_to_a_supervisor_conflict(odk_app):
     assert settings["form_update_mode"] == "match_exactly"
     assert settings["delete_send"] is True
     assert settings["autosend"] != "off"
+    assert settings["protocol"] == "odk_default"
+    assert settings["metadata_username"] == "ani"
 
     forms = ani.form_list()
     assert set(forms) == {"verval_keluarga", "puskesos_pengaduan", FORM, "usulan_dtsen"}
@@ -323,3 +341,163 @@ def test_the_xform_served_is_the_one_built_for_the_version(odk_app):
     assert xml.data == xform_module.xform_of(_definition(odk_app)).xml
     again = ani.get(entry["downloadUrl"], **{"If-None-Match": xml.headers["ETag"]})
     assert again.status_code == 304
+
+
+PHOTO_FORM = {
+    "settings": {"form_id": "foto_rumah", "version": "1", "title": {"id": "Foto rumah", "en": "House photo"},
+                 "default_language": "id"},
+    "fields": [
+        {"type": "text", "name": "head_name", "label": {"id": "Nama kepala keluarga", "en": "Head's name"},
+         "required": True, "save_to": "head_name"},
+        {"type": "image", "name": "house_photo", "label": {"id": "Foto rumah", "en": "Photo of the house"},
+         "parameters": {"max-pixels": 1024}},
+        {"type": "geopoint", "name": "house_location", "label": {"id": "Lokasi rumah", "en": "House location"}},
+    ],
+}
+# the smallest JPEG the media sniffer knows: its magic number and an end marker
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 64 + b"\xff\xd9"
+
+
+def _publish(client, admin, definition):
+    form_id = definition["settings"]["form_id"]
+    assert client.post("/api/v1/forms", json=definition, headers=admin).status_code == 201
+    version = definition["settings"]["version"]
+    assert client.post(f"/api/v1/forms/{form_id}/versions/{version}/publish", headers=admin).status_code == 200
+    assert client.put(f"/api/v1/forms/{form_id}/assignment", json={"all": True}, headers=admin).status_code == 200
+
+
+@needs_engine
+def test_a_photo_taken_in_collect_reaches_the_visit_even_over_two_posts(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, PHOTO_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    entry = ani.form_list()["foto_rumah"]
+    xform, files = ani.download(entry)
+    assert b'mediatype="image/*"' in xform
+    filled = fill(xform, {"/foto_rumah/head_name": "Siti",
+                          "/foto_rumah/house_photo": {"name": "rumah.jpg", "type": "image/jpeg",
+                                                      "base64": base64.b64encode(JPEG).decode()},
+                          "/foto_rumah/house_location": SAMPLE_POINT}, attachments=files)
+    assert "<house_photo>rumah.jpg</house_photo>" in filled["xml"]
+    assert filled["files"]["rumah.jpg"]["name"] == "rumah.jpg"  # the engine serialised the photo too
+    visit_id = _instance_id(filled["xml"])
+    # Collect splits a large post: the XML first with *isIncomplete*, then the XML again with the photo
+    assert ani.submit(filled["xml"], incomplete=True)[0] == 201
+    with odk_app.app_context():
+        assert get_store().get("visits", visit_id) is None  # the visit waits for the last part
+    status, text = ani.submit(filled["xml"], files={"rumah.jpg": JPEG})
+    assert status == 201, text
+    sari = login(client, "sari")
+    assert client.get(f"/api/v1/visits/{visit_id}", headers=sari).status_code == 200
+    with odk_app.app_context():
+        visit = get_store().get("visits", visit_id)
+    assert [(a["path"], a["sha256"], a["held"]) for a in visit["attachments"]] == [
+        ("house_photo", hashlib.sha256(JPEG).hexdigest(), True)]
+    assert "attachments_missing" not in {flag["code"] for flag in visit["flags"]}
+    photo = client.get(f"/api/v1/visits/{visit_id}/attachments/house_photo", headers=sari)
+    assert photo.status_code == 200
+    assert photo.data == JPEG
+    # the photo resent with the XML changes nothing; the XML alone again neither
+    before = _counts(odk_app)
+    assert ani.submit(filled["xml"], files={"rumah.jpg": JPEG})[0] == 201
+    assert ani.submit(filled["xml"])[0] == 201
+    assert _counts(odk_app) == before
+
+
+@needs_engine
+def test_a_revisit_in_collect_updates_the_households_members_instead_of_adding_them(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    entry = ani.form_list()["verval_keluarga"]
+    xform, files = ani.download(entry)
+    assert set(files) == {"households.csv", "members.csv"}
+    definition = _definition(odk_app, "verval_keluarga")
+    answers, _ = sample_answers(definition, {"visit_result": "1", "member_name": "Anggota"}, rows=2)
+    first = fill(xform, answers, attachments=files)["xml"]
+    assert ani.submit(first)[0] == 201
+    with odk_app.app_context():
+        household_id = get_store().get("visits", _instance_id(first))["household_id"]
+
+    def members():
+        fields = client.get(f"/api/v1/households/{household_id}", headers=admin).get_json()["fields"]
+        return {path.split("/")[1] for path in fields if path.startswith("members/")}
+
+    known = members()
+    assert len(known) == 2
+    xform, files = ani.download(entry)
+    rows = list(csv.DictReader(io.StringIO(files["members.csv"])))
+    assert {row["name"] for row in rows} == known
+    assert all(row["household"] == household_id and row["kmstamp__name"] for row in rows)
+    # the revisit: the household picked, its two members prefilled, no new one; the first renamed
+    answers, _ = sample_answers(definition, {"visit_result": "1"}, rows=0)
+    answers = {ref: value for ref, value in answers.items() if "/members[" not in ref}
+    revisit = fill(xform, {"/verval_keluarga/kunjung_household": household_id, **answers,
+                           "/verval_keluarga/members[1]/member_name": "Siti Rahayu"}, attachments=files)
+    assert [n["value"] for n in revisit["tree"] if n["ref"] == "/verval_keluarga/members[2]/member_name"] == [
+        rows[1]["kmval__name"]]  # prefilled from members.csv
+    assert ani.submit(revisit["xml"])[0] == 201
+    assert members() == known  # the same two members, not four
+    fields = client.get(f"/api/v1/households/{household_id}", headers=admin).get_json()["fields"]
+    first_member = sorted(known)[0]
+    assert fields[f"members/{first_member}/name"]["value"] == "Siti Rahayu"
+    assert "heads" not in fields[f"members/{first_member}/name"]
+    history = client.get(f"/api/v1/households/{household_id}/history", headers=admin).get_json()["history"]
+    stamp = next(row["kmstamp__name"] for row in rows if row["name"] == first_member)
+    assert history[-1]["base"][f"members/{first_member}/name"] == [stamp]  # the member's stamp came along
+
+
+DESA_CSV = (b"name,label,kepala_desa\n"
+            b"3204052001,Sukamaju,Ujang Rahmat\n"
+            b"3204052002,Mekarsari,Iis Sumiati\n")
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+
+
+def _files_workbook() -> bytes:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    survey = book.active
+    survey.title = "survey"
+    for row in (
+        ["type", "name", "label::Indonesian (id)", "label::English (en)", "calculation", "image::Indonesian (id)"],
+        ["select_one_from_file desa.csv", "desa", "Desa", "Village"],
+        ["calculate", "kepala_desa", None, None, "pulldata('desa', 'kepala_desa', 'name', ${desa})"],
+        ["image", "foto_rumah", "Foto depan rumah", "Front of the house", None, "contoh_rumah.png"],
+    ):
+        survey.append(row)
+    settings = book.create_sheet("settings")
+    settings.append(["form_id", "version", "form_title", "default_language"])
+    settings.append(["pemeriksaan_rumah", "2026.3", "Pemeriksaan rumah", "Indonesian (id)"])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@needs_engine
+def test_a_forms_own_files_reach_collect_through_its_manifest(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    created = client.post("/api/v1/forms", headers=admin, content_type="multipart/form-data", data={
+        "file": (io.BytesIO(_files_workbook()), "pemeriksaan_rumah.xlsx"),
+        "files": [(io.BytesIO(DESA_CSV), "desa.csv"), (io.BytesIO(PNG), "contoh_rumah.png")]})
+    assert created.status_code == 201, created.get_json()
+    assert client.post("/api/v1/forms/pemeriksaan_rumah/versions/2026.3/publish", headers=admin).status_code == 200
+    assert client.put("/api/v1/forms/pemeriksaan_rumah/assignment", json={"all": True},
+                      headers=admin).status_code == 200
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    entry = ani.form_list()["pemeriksaan_rumah"]
+    manifest = ani.get(entry["manifestUrl"])
+    listed = {m.findtext("m:filename", namespaces=NS): m.findtext("m:hash", namespaces=NS)
+              for m in etree.fromstring(manifest.data).iterfind("m:mediaFile", NS)}
+    assert listed.pop("households.csv").startswith("md5:")  # every visit is about a household
+    assert listed == {"desa.csv": "md5:" + _md5(DESA_CSV), "contoh_rumah.png": "md5:" + _md5(PNG)}
+    xform, files = ani.download(entry)
+    assert files["desa.csv"].encode() == DESA_CSV
+    assert files["contoh_rumah.png"] == PNG
+    filled = fill(xform, {"/pemeriksaan_rumah/desa": "3204052002"}, attachments={"desa.csv": DESA_CSV.decode()})
+    options = {n["ref"]: n.get("options") for n in filled["tree"]}["/pemeriksaan_rumah/desa"]
+    assert options == ["3204052001", "3204052002"]  # the choices came from the form's own CSV
+    status, text = ani.submit(filled["xml"])
+    assert status == 201, text

@@ -17,20 +17,27 @@ from xml.sax.saxutils import escape, quoteattr
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
+from forms.attachments import media_type_of
+from forms.fieldtypes import check_file_name
 from forms.xform import SubmissionError
 
 from ..app_credentials import KEY_PREFIX, AppCaller, credential_holder
+from ..blobs import blob_store
+from ..blobs.attachments import MediaLimits
 from ..collect import (
     HOUSEHOLDS_FILE,
+    LISTS,
+    MEMBERS_FILE,
     collect_form,
     collect_forms,
     household_properties,
-    households_csv,
-    households_md5,
     integrity,
+    list_md5,
+    member_properties,
     take_submission,
 )
 from ..errors import ApiError
+from ..forms_registry import file_chunks, readable_file, version_files
 from ..storage import StorageError, StoreUnavailable, WriteConflict
 from ..store import get_store
 from ..syncing import push_service
@@ -144,7 +151,7 @@ def form_list(token: str) -> Response:
     items = []
     for form in forms:
         base = _form_path(token, form.form_id, form.version)
-        manifest = f"<manifestUrl>{escape(base)}/manifest</manifestUrl>" if form.xform.saves_household else ""
+        manifest = f"<manifestUrl>{escape(base)}/manifest</manifestUrl>"  # households.csv at least
         items.append(f"<xform><formID>{escape(form.form_id)}</formID><name>{escape(form.name)}</name>"
                      f"<version>{escape(form.version)}</version><hash>md5:{form.xform.md5}</hash>"
                      f"<downloadUrl>{escape(base)}/form.xml</downloadUrl>{manifest}</xform>")
@@ -172,7 +179,8 @@ def _maybe_unchanged(md5: str, body: Callable[[], Any], mimetype: str = "text/xm
     if etag in request.headers.get("If-None-Match", ""):
         return _headers(Response(status=304, headers={"ETag": etag}))
     response = Response(body(), mimetype=mimetype, headers={"ETag": etag})
-    response.charset = "utf-8"
+    if mimetype.startswith("text/"):
+        response.charset = "utf-8"
     return _headers(response)
 
 
@@ -181,14 +189,27 @@ def _maybe_unchanged(md5: str, body: Callable[[], Any], mimetype: str = "text/xm
 def manifest(token: str, form_id: str, version: str) -> Response:
     form = _form_or_404(form_id, version)
     files = []
-    if form.xform.saves_household:
-        store = get_store()
-        md5 = households_md5(store, _caller(), household_properties(collect_forms(store, _caller())))
-        files.append(
-            f'<mediaFile type="entityList"><filename>{HOUSEHOLDS_FILE}</filename><hash>md5:{md5}</hash>'
-            f"<downloadUrl>{escape(_form_path(token, form_id, version))}/attachments/{HOUSEHOLDS_FILE}"
-            f"</downloadUrl><integrityUrl>{escape(_base_url(token))}/datasets/households/integrity"
-            f"</integrityUrl></mediaFile>")
+    # the version's own files (choice lists, pulldata() tables, label media), as the forms API serves them
+    for entry in version_files(get_store(), form_id, version, _caller().scope):
+        if entry.get("present") and entry["name"] not in LISTS:
+            files.append(f"<mediaFile><filename>{escape(entry['name'])}</filename><hash>md5:{entry['md5']}</hash>"
+                         f"<downloadUrl>{escape(_form_path(token, form_id, version))}/attachments/"
+                         f"{quote(entry['name'], safe='')}</downloadUrl></mediaFile>")
+    # every form picks its household from households.csv
+    store = get_store()
+    forms = collect_forms(store, _caller())
+    md5 = list_md5(store, _caller(), HOUSEHOLDS_FILE, household_properties(forms))
+    files.append(
+        f'<mediaFile type="entityList"><filename>{HOUSEHOLDS_FILE}</filename><hash>md5:{md5}</hash>'
+        f"<downloadUrl>{escape(_form_path(token, form_id, version))}/attachments/{HOUSEHOLDS_FILE}"
+        f"</downloadUrl><integrityUrl>{escape(_base_url(token))}/datasets/households/integrity"
+        f"</integrityUrl></mediaFile>")
+    if form.xform.members:
+        # members prefill the roster; Collect keeps it as a plain CSV, replaced when its md5 changes
+        md5 = list_md5(store, _caller(), MEMBERS_FILE, member_properties(forms))
+        files.append(f"<mediaFile><filename>{MEMBERS_FILE}</filename><hash>md5:{md5}</hash><downloadUrl>"
+                     f"{escape(_form_path(token, form_id, version))}/attachments/{MEMBERS_FILE}</downloadUrl>"
+                     "</mediaFile>")
     body = ('<?xml version="1.0" encoding="UTF-8"?>\n<manifest xmlns="http://openrosa.org/xforms/xformsManifest">'
             + "".join(files) + "</manifest>")
     return xml_response(body)
@@ -198,16 +219,21 @@ def manifest(token: str, form_id: str, version: str) -> Response:
 @collect_endpoint(openrosa=False)
 def attachment(token: str, form_id: str, version: str, name: str) -> Response:
     form = _form_or_404(form_id, version)
-    if name != HOUSEHOLDS_FILE or not form.xform.saves_household:
+    if name not in LISTS:
+        doc = readable_file(get_store(), form_id, version, name, _caller().scope)
+        return _maybe_unchanged(doc["md5"], lambda: b"".join(file_chunks(get_store(), doc)),
+                                media_type_of(name))
+    if name == MEMBERS_FILE and not form.xform.members:
         raise ApiError(404, "not_found", f"The form has no attachment {name!r}.")
     store = get_store()
-    properties = household_properties(collect_forms(store, _caller()))
-    md5 = households_md5(store, _caller(), properties)
+    forms = collect_forms(store, _caller())
+    properties = household_properties(forms) if name == HOUSEHOLDS_FILE else member_properties(forms)
+    md5 = list_md5(store, _caller(), name, properties)
     etag = f'"{md5}"'
     if etag in request.headers.get("If-None-Match", ""):
         return _headers(Response(status=304, headers={"ETag": etag}))
     caller = _caller()
-    response = Response(households_csv(store, caller, properties), mimetype="text/csv", headers={"ETag": etag})
+    response = Response(LISTS[name](store, caller, properties), mimetype="text/csv", headers={"ETag": etag})
     response.charset = "utf-8"
     return _headers(response)
 
@@ -236,13 +262,16 @@ def submission(token: str) -> Response:
     if upload is None:
         raise SubmissionError(400, f"The post has no {XML_FIELD}.", {XML_FIELD: ["missing"]})
     xml = upload.read()
-    outcome = take_submission(get_store(), push_service(), _caller(), xml)
-    others = [name for name in request.files if name != XML_FIELD]
-    text = outcome.message
-    if others:
-        # No blob store yet: the files are acknowledged so that Collect finishes, and not kept.
-        text += f" {len(others)} attached file(s) not stored by this server."
-    return message(text, outcome.status)
+    files = {}
+    for field_name, part in request.files.items(multi=True):
+        if field_name != XML_FIELD:
+            name = part.filename or field_name
+            if check_file_name(name) is None:
+                files[name] = part.read()
+    incomplete = (request.form.get(INCOMPLETE_FIELD) or "").lower() in ("yes", "true", "1")
+    outcome = take_submission(get_store(), push_service(), _caller(), xml, files, incomplete=incomplete,
+                              blobs=blob_store(), limits=MediaLimits.from_config(current_app.config))
+    return message(outcome.message, outcome.status)
 
 
 @blp.route("/<path:rest>", methods=["GET", "POST", "HEAD", "PUT", "DELETE"])

@@ -59,6 +59,7 @@ for (const [ref, count] of Object.entries(job.repeats || {})) {
   const range = byReference(root).get(ref);
   if (!range) throw new Error(`no repeat ${ref}`);
   const have = range.currentState.children.length;
+  if (typeof range.addInstances !== 'function') throw new Error(`${ref} is a repeat the form counts itself`);
   if (count > have) range.addInstances(have - 1, count - have);
 }
 const problems = [];
@@ -68,7 +69,7 @@ for (const [ref, value] of Object.entries(job.answers || {})) {
   if (node.nodeType === 'select') {
     if (Array.isArray(value)) node.selectValues(value); else node.selectValue(value);
   } else if (node.nodeType === 'upload') {
-    node.setValue(new window.File([Buffer.from(value.base64, 'base64')], value.name, { type: value.type }));
+    node.setValue(new globalThis.File([Buffer.from(value.base64, "base64")], value.name, { type: value.type }));
   } else if (node.nodeType === 'input') {
     node.setValue(value);
   } else {
