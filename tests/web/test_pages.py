@@ -435,3 +435,37 @@ def test_times_show_in_the_villages_time_zone():
     assert localtime("2026-11-22T03:00:00Z", "73.71.01.1001") == "2026-11-22 11:00 WITA"
     assert localtime("2026-11-22T03:00:00Z", "91.01.01.2001") == "2026-11-22 12:00 WIT"
     assert localtime(None) == "—"
+
+
+HOSTILE_QUERIES = ["village=../../etc", "village=32.04.05.2001%00", "after=%ff%fe", "after=" + "x" * 5000,
+                   "review=%3Cscript%3E", "kind=$where", "flag[$ne]=1", "q=" + "%E2%80%AE" * 300,
+                   "stale_days=-1", "stale_days=abc", "before=not-a-time", "action=" + "a" * 500]
+
+
+@pytest.mark.parametrize("path", ["/web/", "/web/queue", "/web/conflicts", "/web/households", "/web/map",
+                                  "/web/map/visits.json", "/web/audit", "/web/exports"])
+def test_hostile_query_strings_never_break_a_page(client, world, path):
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    for query in HOSTILE_QUERIES:
+        reply = client.get(f"{path}?{query}")
+        assert reply.status_code in (200, 400, 404, 422), (path, query, reply.status_code)
+        assert "<script>" not in reply.get_data(as_text=True).replace("<script src=", "")
+
+
+def test_unknown_or_absurd_ids_answer_404_pages(client, world):
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    for path in ("/web/visits/nope", "/web/visits/" + "a" * 3000, "/web/households/%00", "/web/forms/nope",
+                 "/web/forms/verval_web/versions/9/edit", "/web/forms/nope/versions/1/xlsform"):
+        reply = client.get(path)
+        assert reply.status_code == 404, path
+        assert reply.mimetype == "text/html"
+
+
+def test_sign_in_redirects_only_within_the_pages(client, world):
+    form = client.get("/web/login")
+    for target in ("https://evil.example/", "//evil.example/web/", "/api/v1/users"):
+        reply = client.post("/web/login", data={"username": "sari", "password": PASSWORD, "next": target,
+                                                "csrf_token": token(form)})
+        assert reply.headers["Location"].endswith("/web/"), target
+        post(client, "/web/logout", {})
+        form = client.get("/web/login")
