@@ -5,8 +5,10 @@ from forms.definition import (
     Definition,
     DefinitionError,
     FieldRef,
+    MediaQuestion,
     check_new_version,
     definition_hash,
+    media_question,
     validate_definition,
 )
 from forms.expressions import Context, Expression, ExpressionError, parse
@@ -34,6 +36,7 @@ __all__ = [
     "FieldType",
     "HouseholdField",
     "HouseholdFields",
+    "MediaQuestion",
     "NikInfo",
     "area_contains",
     "check_area_code",
@@ -45,6 +48,7 @@ __all__ = [
     "field_type",
     "household_field_catalog",
     "household_writes",
+    "media_question",
     "parse",
     "parse_nik",
     "validate_answers",

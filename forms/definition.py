@@ -31,9 +31,11 @@ __all__ = [
     "Definition",
     "DefinitionError",
     "FieldRef",
+    "MediaQuestion",
     "check_new_version",
     "definition_hash",
     "limit_errors",
+    "media_question",
     "validate_definition",
 ]
 
@@ -58,6 +60,7 @@ KNOWN_FIELD_KEYS = frozenset(
         "appearance",
         "save_to",
         "parameters",
+        "accept",
         "fields",
     }
 )
@@ -70,6 +73,12 @@ MAX_NESTING = 32
 MAX_JSON_DEPTH = 4 * MAX_NESTING
 RESERVED_NAMES = frozenset({"_id"})
 _INT64 = 2**63  # the row id of a repeat row
+
+#: A media question's `accept` list: at most this many entries, each this long.
+MAX_ACCEPT = 50
+MAX_ACCEPT_LENGTH = 100
+_MEDIA_TYPE_PATTERN = re.compile(r"(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)")
+_EXTENSION = re.compile(r"\.[a-z0-9][a-z0-9_+-]*")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOUSEHOLD_FIELD = re.compile(r"[a-z][a-z0-9_]*")
@@ -203,6 +212,8 @@ class FieldSchema(Schema):
     appearance = fields.String()
     save_to = fields.String()
     parameters = fields.Dict(keys=fields.String())
+    accept = fields.List(fields.String(validate=validate.Length(min=1, max=MAX_ACCEPT_LENGTH)),
+                         validate=validate.Length(min=1, max=MAX_ACCEPT))
     children = fields.Raw(data_key="fields")
 
 
@@ -244,6 +255,82 @@ class FieldRef:
     def repeat(self) -> str | None:
         """The nearest repeat the field is in, or None at the top level."""
         return self.repeats[-1] if self.repeats else None
+
+
+@dataclass(frozen=True)
+class MediaQuestion:
+    """What a media question takes: the kind of file, its accepted media types and extensions, its limits.
+
+    `media_types` are patterns (`image/*`, `application/pdf`) and `extensions` lower-case with
+    their dot (`.pdf`); a file is accepted when its type matches a pattern or its name ends in
+    one of the extensions (as an HTML `accept` list). `drawn` is the appearance that makes an
+    image on the screen (signature, draw, annotate), or None for a photo or picked file.
+    """
+
+    name: str
+    path: str
+    kind: str
+    media_types: tuple[str, ...]
+    extensions: tuple[str, ...] = ()
+    max_pixels: int | None = None
+    drawn: str | None = None
+    repeats: tuple[str, ...] = ()
+
+    def accepts(self, media_type: str | None, filename: str | None = None) -> bool:
+        """Whether a file of this media type (as sniffed from its bytes) and name answers the question."""
+        if media_type and any(fieldtypes.media_type_matches(media_type, p) for p in self.media_types):
+            return True
+        if filename and self.extensions:
+            lowered = filename.lower()
+            return any(lowered.endswith(extension) for extension in self.extensions)
+        return False
+
+
+def _media_question(ref: FieldRef) -> MediaQuestion | None:
+    media = ref.ftype.media
+    if media is None:
+        return None
+    accept = ref.field.get("accept")
+    media_types, extensions = media.media_types, ()
+    if isinstance(accept, list) and accept:
+        tokens = [token.strip().lower() for token in accept]
+        media_types = tuple(token for token in tokens if "/" in token)
+        extensions = tuple(token for token in tokens if token.startswith("."))
+    parameters = ref.field.get("parameters") or {}
+    max_pixels = parameters.get("max-pixels")
+    tokens = set(str(ref.field.get("appearance") or "").split())
+    drawn = next((token for token in ref.ftype.appearances if token in tokens), None)
+    return MediaQuestion(ref.name, ref.path, media.kind, media_types, extensions,
+                         max_pixels if isinstance(max_pixels, int) else None, drawn, ref.repeats)
+
+
+def media_question(definition: Definition, path: str) -> MediaQuestion | None:
+    """Whether the question at `path` is a media question, and what it takes; None when it is not one.
+
+    `path` is how an answer is found in a visit: the field's name, or inside repeats each
+    enclosing repeat's name and the row's id before it (`members/<row id>/foto_ktp`). A path whose
+    repeats do not match the field's, or an unknown name, is None, as is a question of another type.
+    """
+    if not isinstance(path, str) or not path:
+        return None
+    parts = path.split("/")
+    ref = definition.ref(parts[-1])
+    if ref is None or ref.ftype.media is None:
+        return None
+    if len(parts) > 1:
+        given = parts[:-1]
+        if len(given) != 2 * len(ref.repeats) or tuple(given[0::2]) != ref.repeats or not all(given[1::2]):
+            return None
+    return definition.derived("media_questions", _media_questions).get(ref.name)
+
+
+def _media_questions(definition: Definition) -> dict[str, MediaQuestion]:
+    found = {}
+    for ref in definition.iter_fields():
+        question = _media_question(ref)
+        if question is not None:
+            found[ref.name] = question
+    return found
 
 
 class Definition:
@@ -339,6 +426,10 @@ class Definition:
                 continue
             targets[ref.name] = f"{ROSTER}/{{row}}/{target}" if ref.repeat else target
         return targets
+
+    def media_questions(self) -> list[MediaQuestion]:
+        """Every media question (image, audio, video, file), in document order."""
+        return list(self.derived("media_questions", _media_questions).values())
 
     def choice_names(self, list_name: str) -> frozenset[str]:
         return frozenset(choice["name"] for choice in self.choices.get(list_name, ()))
@@ -605,6 +696,7 @@ def _check_semantics(refs: list[FieldRef], choices: Mapping[Any, Any], errors: _
         if ftype.container and "default" in field:
             errors.add(f"{ref.path}.default", f"a {kind} has no value, so no default")
         _check_parameters(ref, errors)
+        _check_accept(ref, errors)
     for list_name in choices:
         if list_name not in used_lists:
             warnings.add(f"choices.{list_name}", "no select uses this choice list")
@@ -688,6 +780,29 @@ def _check_parameters(ref: FieldRef, errors: _Errors) -> None:
         problem = parameter.problem(value)
         if problem:
             errors.add(path, problem)
+
+
+def _check_accept(ref: FieldRef, errors: _Errors) -> None:
+    accept = ref.field.get("accept")
+    if accept is None:
+        return
+    media = ref.ftype.media
+    path = f"{ref.path}.accept"
+    if media is None:
+        errors.add(path, "only a media question (image, audio, video, file) has an accept list")
+        return
+    if not isinstance(accept, list):
+        return  # refused by the schema
+    for index, token in enumerate(accept):
+        if not isinstance(token, str):
+            continue
+        lowered = token.strip().lower()
+        if _EXTENSION.fullmatch(lowered):
+            continue
+        if not _MEDIA_TYPE_PATTERN.fullmatch(lowered):
+            errors.add(f"{path}[{index}]", "must be a media type (image/jpeg, image/*) or an extension (.pdf)")
+        elif not any(fieldtypes.media_type_matches(lowered, pattern) for pattern in media.media_types):
+            errors.add(f"{path}[{index}]", f"a {ref.type} takes only " + ", ".join(media.media_types))
 
 
 def _check_defaults(refs: list[FieldRef], choices: Mapping[Any, Any], errors: _Errors) -> None:

@@ -8,9 +8,10 @@ parameters), the XLSForm importer (type names and aliases, parameters), the answ
 expressions see), the household field catalog, and the exports (columns and cell values for
 CSV/XLSX, the GeoJSON property).
 
-Adding a type is one `FieldType(...)` entry in `FIELD_TYPES`; the attachment types of a later
-issue (image, audio, video, file) come in the same way, with their appearances (signature,
-draw, annotate) and parameters (max-pixels) declared on them.
+Adding a type is one `FieldType(...)` entry in `FIELD_TYPES`. The media types (image, audio,
+video, file) are declared the same way; their `media` says which files answer them. A media
+answer is the attachment's file name, as ODK sends it; the file itself travels apart (uploads),
+and an export writes its cell through the `Cells.media` hook.
 """
 
 from __future__ import annotations
@@ -31,14 +32,18 @@ __all__ = [
     "FIELD_TYPES",
     "INVALID",
     "MAX_STRING_LENGTH",
+    "MEDIA_TYPES",
     "UNSURE",
     "Cells",
     "ErrorSink",
     "FieldType",
     "IdentifierCheck",
+    "Media",
     "Parameter",
+    "check_file_name",
     "field_type",
     "json_type",
+    "media_type_matches",
     "scalar_cells",
     "xlsform_names",
 ]
@@ -99,16 +104,23 @@ def _finite_number(value: Any) -> bool:
 class Parameter:
     """A parameter a type accepts (XLSForm `parameters` column, definition key `parameters`).
 
-    `kind` is "number" (a finite number > 0) or "boolean"; XLSForm gives text, which `read`
-    turns into the JSON value the definition keeps.
+    `kind` is "number" (a finite number > 0), "integer" (a whole number > 0), "boolean" or
+    "choice" (one of `values`); XLSForm gives text, which `read` turns into the JSON value the
+    definition keeps.
     """
 
     name: str
     kind: str
     description: str
+    values: tuple[str, ...] = ()
 
     def problem(self, value: Any) -> str | None:
         """Why a definition's value cannot be this parameter's, or None."""
+        if self.kind == "integer":
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value < _INT64
+            return None if ok else "must be a whole number above 0"
+        if self.kind == "choice":
+            return None if value in self.values else "must be one of: " + ", ".join(self.values)
         if self.kind == "number":
             ok = isinstance(value, int | float) and not isinstance(value, bool) and _finite_number(value) and value > 0
             return None if ok else "must be a number above 0"
@@ -118,10 +130,12 @@ class Parameter:
 
     def read(self, text: str) -> Any:
         """The value of an XLSForm parameter's text; ValueError when it is not one."""
-        if self.kind == "number":
+        if self.kind in ("number", "integer"):
             value = float(text)
             if value.is_integer():
                 value = int(value)
+        elif self.kind == "choice":
+            value = text.strip()
         elif text.strip().lower() in ("true", "yes", "1"):
             value = True
         elif text.strip().lower() in ("false", "no", "0"):
@@ -143,10 +157,22 @@ class IdentifierCheck:
 
 
 @dataclass(frozen=True)
+class Media:
+    """Which files answer a media type: its kind and the media types (patterns like `image/*`) it takes."""
+
+    kind: str
+    media_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Cells:
-    """How an export writes answers: choices as codes, or as their texts through `choice_text(list, code)`."""
+    """How an export writes answers: choices as codes, or as their texts through `choice_text(list, code)`;
+    a media answer (a file name) as itself, or as what `media(file name, field)` makes of it (the
+    file's relative path in the export or its URL; an export binds it per visit with
+    `dataclasses.replace`)."""
 
     choice_text: Callable[[str, str], str] | None = None
+    media: Callable[[str, Mapping[str, Any]], Any] | None = None
 
 
 def _json_cell(value: Any) -> Any:
@@ -204,6 +230,8 @@ class FieldType:
     saves_to_household: bool = True
     #: whether exports give it a column (a note has nothing to export)
     exported: bool = True
+    #: for a media type: which files answer it (its answer is the file's name)
+    media: Media | None = None
 
     @property
     def container(self) -> bool:
@@ -352,6 +380,32 @@ def _check_geopoint(value: Any, path: str, error: ErrorSink) -> Any:
     return INVALID if problems else dict(value)
 
 
+#: The longest attachment file name kept (file systems allow 255 bytes).
+MAX_FILE_NAME = 255
+_BAD_FILE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def check_file_name(value: Any) -> str | None:
+    """Why `value` cannot be an attachment's file name (a name, never a path), or None."""
+    if not isinstance(value, str):
+        return f"must be the attachment's file name (a string), not {json_type(value)}"
+    if not value or value.strip() != value:
+        return "must be a file name without surrounding spaces"
+    if len(value.encode("utf-8")) > MAX_FILE_NAME:
+        return f"a file name is at most {MAX_FILE_NAME} bytes"
+    if value in (".", "..") or _BAD_FILE_NAME.search(value):
+        return "must be a file name, without '/', '\\' or control characters"
+    return None
+
+
+def _check_media(value: Any, path: str, error: ErrorSink) -> Any:
+    problem = check_file_name(value)
+    if problem:
+        error(path, problem)
+        return INVALID
+    return value
+
+
 def _check_calculate(value: Any, path: str, error: ErrorSink) -> Any:
     if isinstance(value, str):
         return _string(value, path, error)
@@ -417,6 +471,10 @@ def _short_select_multiple(value: Any) -> Any:
     if kind is str and len(value) <= MAX_STRING_LENGTH:
         return value.split()
     return UNSURE
+
+
+def _short_media(value: Any) -> Any:
+    return value if value.__class__ is str and check_file_name(value) is None else UNSURE
 
 
 def _short_note(value: Any) -> Any:
@@ -520,6 +578,11 @@ def _date_default(kind: str) -> Callable[[Any, Mapping[str, Any], Mapping[Any, A
     return problem
 
 
+def _media_default(value: Any, definition_field: Mapping[str, Any], choices: Mapping[Any, Any]) -> str | None:
+    # An answer names a file the phone made; a default would name one nobody sent.
+    return f"a {definition_field['type']} question takes no default (its answer is a file the device sends)"
+
+
 def _choice_default(value: Any, definition_field: Mapping[str, Any], choices: Mapping[Any, Any]) -> str | None:
     if definition_field["type"] == "select_multiple" and isinstance(value, list):
         # The same shape as its answers: a list of choice names.
@@ -573,12 +636,51 @@ def _geopoint_property(value: Any, definition_field: Mapping[str, Any], how: Cel
     return value
 
 
+def _media_cells(value: Any, definition_field: Mapping[str, Any], how: Cells) -> tuple[Any, ...]:
+    if value is None or how.media is None or not isinstance(value, str):
+        return (_json_cell(value),)
+    return (how.media(value, definition_field),)
+
+
+def media_type_matches(media_type: str, pattern: str) -> bool:
+    """Whether `image/jpeg` matches `image/*`, `*/*` or itself (case-insensitive, parameters ignored)."""
+    kind = media_type.split(";", 1)[0].strip().lower()
+    pattern = pattern.strip().lower()
+    if pattern in ("*/*", kind):
+        return True
+    return pattern.endswith("/*") and kind.startswith(pattern[:-1]) and "/" in kind
+
+
 def _no_cells(value: Any, definition_field: Mapping[str, Any], how: Cells) -> tuple[Any, ...]:
     return ()
 
 
 # ---------------------------------------------------------------------------
 # The registry
+
+#: The media kinds by type name: the files each takes unless a question's `accept` narrows them.
+MEDIA_TYPES: dict[str, Media] = {
+    "image": Media("image", ("image/*",)),
+    "audio": Media("audio", ("audio/*",)),
+    "video": Media("video", ("video/*",)),
+    # A complaint's document may be a PDF, a scan or an office file: any file unless `accept` says.
+    "file": Media("file", ("*/*",)),
+}
+
+
+def _media_type(name: str, expression_type: str = ex.STRING, **declared: Any) -> FieldType:
+    return FieldType(
+        name,
+        expression_type,
+        check=_check_media,
+        short=_short_media,
+        default_problem=_media_default,
+        cells=_media_cells,
+        saves_to_household=False,
+        media=MEDIA_TYPES[name],
+        **declared,
+    )
+
 
 _IDENTIFIERS = (
     IdentifierCheck("nik", check_nik, "invalid_nik"),
@@ -683,6 +785,30 @@ FIELD_TYPES: dict[str, FieldType] = {
             cells=_geopoint_cells,
             geojson=_geopoint_property,
         ),
+        _media_type(
+            "image",
+            xlsform=("image", "photo", "add image prompt", "add photo prompt", "q picture", "q image"),
+            appearances={
+                "signature": "the image is a signature drawn on the screen",
+                "draw": "the image is drawn on the screen",
+                "annotate": "the image is a photo or picture drawn on",
+            },
+            parameters={
+                "max-pixels": Parameter("max-pixels", "integer",
+                                        "the device scales the image down to at most this many pixels "
+                                        "on its longer side"),
+            },
+        ),
+        _media_type(
+            "audio",
+            xlsform=("audio", "add audio prompt", "q audio"),
+            parameters={
+                "quality": Parameter("quality", "choice", "the recording quality the device uses",
+                                     ("voice-only", "low", "normal", "external")),
+            },
+        ),
+        _media_type("video", xlsform=("video", "add video prompt", "q video")),
+        _media_type("file", xlsform=("file", "add file prompt")),
         FieldType(
             "note",
             ex.STRING,

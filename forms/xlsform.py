@@ -79,15 +79,12 @@ _UNCOLLECTED_METADATA = {
     "uri:email",
 }
 
-_MEDIA = "media (photo, audio, video, file) cannot be collected by kunjung"
 _REFUSED_TYPE_REASONS = {
-    _MEDIA: (
-        "photo", "image", "add image prompt", "add photo prompt", "q picture", "q image", "audio",
-        "add audio prompt", "q audio", "video", "add video prompt", "q video", "file", "add file prompt",
-        "background-audio", "osm",
-    ),
+    "background recordings are not collected by kunjung (personal data nobody agreed to give); "
+    "use an audio question": ("background-audio",),
+    "OpenStreetMap questions are not supported; use geopoint and text": ("osm",),
     "barcode scanning is not supported": ("barcode", "add barcode prompt", "q barcode"),
-    "signatures are not supported": ("signature",),
+    "a signature is an image question with the appearance 'signature'": ("signature",),
     "only single points (geopoint) are supported": ("geotrace", "geoshape", "q geotrace", "q geoshape",
                                                     "background-geopoint"),
     "range widgets are not supported; use integer or decimal with a constraint": ("range",),
@@ -143,6 +140,8 @@ _SURVEY_COLUMNS = {
     "appearance": "appearance",
     "save_to": "save_to",
     "parameters": "parameters",
+    # pyxform writes `body::accept` onto the upload control; the prefix is dropped when reading headers.
+    "accept": "accept",
 }
 _CHOICE_COLUMNS = {
     "list_name": "list_name", "list name": "list_name",
@@ -768,6 +767,8 @@ class _Converter:
             parameters = self._parameters(field_type(type_), values["parameters"], where)
             if parameters:
                 new["parameters"] = parameters
+        if "accept" in values:
+            new["accept"] = [token for token in re.split(r"[\s,]+", values["accept"]) if token]
         if "constraint_message" in new:
             new["constraint_message"] = self._indonesian(new["constraint_message"], where, "constraint_message")
         return new

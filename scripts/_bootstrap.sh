@@ -33,6 +33,12 @@ bootstrap() {
   fi
   [ "$extra" = test ] && ensure_chromium
   mkdir -p var
+  # The tests load kunjung's XForms in ODK's own form engine (npm, run by Node): installed from the
+  # committed lockfile into an ignored folder, only for the test set-up and only when missing.
+  if [ "$extra" = "test" ] && [ ! -d tests/odk/node_modules/@getodk/xforms-engine ] && command -v npm >/dev/null 2>&1; then
+    echo "==> installing ODK's form engine for the tests (tests/odk, npm ci)"
+    (cd tests/odk && npm ci --no-audit --no-fund --loglevel=error) || echo "(ODK engine not installed: its tests skip)"
+  fi
 }
 
 # The web pages' browser tests (tests/web/test_browser.py) drive Debian's chromium through Playwright's

@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
 
 # The checkout must be importable before these (scripts/ is not installed).
 from scripts import bench_web  # noqa: E402  (the web pages' figures)
+from scripts.bench_media import media_figures, media_goals  # noqa: E402
 from scripts.simulator.households import new_visit_answers  # noqa: E402
 from server import create_app  # noqa: E402
 from server.client import FlaskTransport, HttpTransport, RetryPolicy, Session  # noqa: E402
@@ -881,8 +882,11 @@ def run(args: argparse.Namespace) -> int:
         measure("pull", pulls)
         measure("forms", lambda: form_figures(workdir, scale))
         measure("concurrency", lambda: concurrency_figures(workdir, scale))
+        measure("media", lambda: media_figures(workdir, args.quick))
+        measure("openrosa", lambda: __import__("scripts.bench_openrosa").bench_openrosa.openrosa_figures(
+            workdir, scale))  # ODK Collect's figures live in scripts/bench_openrosa.py
         measure("web", lambda: bench_web.web_figures(workdir, quick=args.quick, bench=sys.modules[__name__]))
-    goal_rows = goals(figures) + bench_web.web_goals(figures)
+    goal_rows = goals(figures) + media_goals(figures) + bench_web.web_goals(figures)
     info = {"mode": "quick" if args.quick else "full", "machine": {**machine(), "load_average_1m_before": round(
         load_before, 2)}, "errors": errors}
     print(table(figures, goal_rows, info))
@@ -903,7 +907,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small scales (about a minute); the test suite runs it")
     parser.add_argument("--output", default=str(ROOT / "var" / "bench" / "results.json"),
                         help="where the JSON results go (default var/bench/results.json)")
-    parser.add_argument("--only", help="comma-separated subset of: push, pull, forms, concurrency, web")
+    parser.add_argument("--only", help="comma-separated subset of: push, pull, forms, concurrency, media, openrosa, "
+                                       "web")
     parser.add_argument("--devices", type=int, help="simulated devices for the concurrency figure")
     parser.add_argument("--profile", type=Path, help="record the push with py-spy into this directory")
     args = parser.parse_args(argv)

@@ -10,9 +10,10 @@ from typing import Any
 from flask import Flask, Response, g, has_request_context, request
 
 from . import config as config_module
-from .api import BLUEPRINTS
+from .api import BLUEPRINTS, openrosa
 from .api.base import Api
 from .api.docs import register_docs_assets
+from .blobs import upload_body_limit
 from .clock import start_node
 from .errors import register_error_handlers
 from .forms_registry import seed_library_on_first_start
@@ -92,7 +93,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_web(app)  # the pages for supervisors and admins (server/web/)
     prepare_store(app)
     app.wsgi_app = RequestBodyGuard(app.wsgi_app, app.config["MAX_BODY_BYTES"],  # type: ignore[method-assign]
-                                    app.config["MAX_DECOMPRESSED_BYTES"])
+                                    app.config["MAX_DECOMPRESSED_BYTES"], larger=upload_body_limit(app))
     return app
 
 
@@ -117,4 +118,6 @@ def _register_api(app: Flask) -> None:
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
     register_docs_assets(app)
+    # ODK Collect's OpenRosa API answers XML, so it is a plain blueprint outside the OpenAPI document.
+    app.register_blueprint(openrosa.blp)
     app.extensions["kunjung.api"] = api

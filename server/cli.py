@@ -15,6 +15,9 @@ from sync import DocumentFormatError, Record
 
 from . import config as config_module
 from . import create_app
+from .blobs import blob_store, blobs_beside, restore_blobs
+from .blobs.attachments import collect_garbage
+from .blobs.disk import DiskBlobStore
 from .config import ConfigError
 from .cursors import renew_store_epoch
 from .errors import ApiError
@@ -84,8 +87,11 @@ def backup_command(ctx: Context, destination: str, force: bool) -> None:
         raise click.ClickException(f"{destination} exists already; give --force to replace it")
     with owner_only():
         ctx.store.backup(destination)
+        # After the store: every file the copy names was stored before the visit was marked as holding it.
+        copied = blob_store(ctx.app).copy_to(blobs_beside(destination))
     target.chmod(0o600)
-    click.echo(f"backup written to {destination} ({target.stat().st_size:,} bytes)")
+    click.echo(f"backup written to {destination} ({target.stat().st_size:,} bytes); "
+               f"{copied} new attachment file(s) copied to {blobs_beside(destination)}")
 
 
 @cli.command("rotate-key")
@@ -119,6 +125,9 @@ def restore_command(ctx: Context, source: str, yes: bool) -> None:
 
     store.restore_from(source)
     store.ensure_schema()
+    if Path(blobs_beside(source)).is_dir():
+        restored = restore_blobs(DiskBlobStore(blobs_beside(source)), blob_store(ctx.app))
+        click.echo(f"{restored} attachment file(s) restored from {blobs_beside(source)}")
     renew_store_epoch(store)  # cursors given out before the restore name another history
     click.echo(f"restored from {source} (schema v{store.schema_version()})")
 
@@ -239,6 +248,49 @@ def import_form_command(ctx: Context, file: str, publish_it: bool, assign_all: b
                    "see it; assign it with --assign-all or --village", err=True)
 
 
+@cli.command("collect-qr")
+@click.argument("username")
+@click.option("--device", required=True, help="The phone's device name (hp-ani-02): one credential per phone.")
+@click.option("--json", "as_json", is_flag=True, help="Print Collect's settings JSON instead of writing the images.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder for the PNG and SVG of the QR code.")
+@pass_context
+def collect_qr_command(ctx: Context, username: str, device: str, as_json: bool, out_dir: str) -> None:
+    """Make an ODK Collect credential for a user's phone and its set-up QR code (PNG and SVG).
+
+    The token inside is shown only now; making another for the same phone replaces it, and revoking
+    the device stops it. The URL is KUNJUNG_PUBLIC_URL: the address phones reach the server at."""
+    import json
+
+    from .app_credentials import collect_settings, issue_credential, qr_images, settings_payload
+    from .security.scope import Scope
+
+    public = ctx.app.config.get("PUBLIC_URL")
+    if not public:
+        public = f"http://{os.environ.get('KUNJUNG_HOST', '127.0.0.1')}:{os.environ.get('KUNJUNG_PORT', '8000')}"
+        click.echo(f"KUNJUNG_PUBLIC_URL is not set: the QR code points at {public}, which phones may not reach",
+                   err=True)
+    with ctx.app.app_context():
+        try:
+            token = issue_credential(ctx.store, username.strip().lower(), device, actor="cli",
+                                     actor_scope=Scope("admin", ()), address="cli")
+        except ApiError as exc:
+            details = "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.errors.items())
+            raise click.ClickException(f"{exc.message} {details}".strip()) from None
+    settings = collect_settings(public, token, username.strip().lower(), device)
+    if as_json:
+        click.echo(json.dumps(settings, indent=2))
+        return
+    png, svg = qr_images(settings_payload(settings))
+    stem = Path(out_dir) / f"collect-{username.strip().lower()}-{device}"
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with owner_only():
+        stem.with_suffix(".png").write_bytes(png)
+        stem.with_suffix(".svg").write_text(svg, encoding="utf-8")
+    click.echo(f"server URL (shown once): {settings['general']['server_url']}")
+    click.echo(f"scan in ODK Collect (Add project > Scan QR code): {stem}.png, {stem}.svg")
+
+
 @cli.command("load-library")
 @pass_context
 def load_library_command(ctx: Context) -> None:
@@ -287,6 +339,25 @@ def rebuild_households_command(ctx: Context, fix: bool) -> None:
     click.echo(f"{checked} households checked, {differ} differ" + (f", {fixed} fixed" if fix else ""))
     if differ and not fix:
         sys.exit(1)
+
+
+@cli.command("gc-attachments")
+@click.option("--grace-hours", type=click.FloatRange(min=0), default=24.0, show_default=True,
+              help="Keep files stored more recently than this (an upload may be finishing its visit).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@pass_context
+def gc_attachments_command(ctx: Context, grace_hours: float, dry_run: bool) -> None:
+    """Remove attachment files (and thumbnails) that no visit names, and uploads left unfinished."""
+    from .api.uploads import upload_service_for
+
+    service = upload_service_for(ctx.app)
+    result = collect_garbage(ctx.store, service.blobs, grace_seconds=grace_hours * 3600, dry_run=dry_run,
+                             discard_upload=service.discard)
+    verb = "would remove" if dry_run else "removed"
+    for sha256 in result.blobs:
+        click.echo(f"{verb} {sha256}")
+    click.echo(f"{verb} {len(result.blobs)} file(s), {result.bytes:,} bytes, and {len(result.uploads)} unfinished "
+               f"upload(s); kept {result.kept_young} unnamed file(s) younger than {grace_hours:g} h")
 
 
 def _rewrite_household(tx: Writer, household_id: str, record: Record) -> None:

@@ -84,9 +84,26 @@ SETTINGS: tuple[Setting, ...] = (
             "device in the window; five times as many per client address in the window"),
     Setting("LOGIN_RATE_WINDOW_SECONDS", "KUNJUNG_LOGIN_RATE_WINDOW_SECONDS", 300, _positive_int,
             "Length of the login rate-limit window"),
+    Setting("BLOB_DIR", "KUNJUNG_BLOB_DIR", None, str,
+            "Folder of the files attached to visits; unset: <store file>-blobs beside the SQLite file, or "
+            "GridFS in the MongoDB database"),
+    Setting("UPLOAD_DIR", "KUNJUNG_UPLOAD_DIR", None, str,
+            "Folder of uploads under way (resumable); unset: <store file>-uploads beside the SQLite file, "
+            "else beside the secret key file, else the system's temporary folder"),
+    Setting("MAX_IMAGE_BYTES", "KUNJUNG_MAX_IMAGE_BYTES", 20 * 1024 * 1024, _positive_int,
+            "Largest photo, signature or drawing (413 above it)"),
+    Setting("MAX_AUDIO_BYTES", "KUNJUNG_MAX_AUDIO_BYTES", 100 * 1024 * 1024, _positive_int,
+            "Largest audio recording (413 above it)"),
+    Setting("MAX_VIDEO_BYTES", "KUNJUNG_MAX_VIDEO_BYTES", 1024 * 1024 * 1024, _positive_int,
+            "Largest video (413 above it)"),
+    Setting("MAX_FILE_BYTES", "KUNJUNG_MAX_FILE_BYTES", 50 * 1024 * 1024, _positive_int,
+            "Largest file attached to a file question (413 above it)"),
     Setting("LOAD_LIBRARY_FORMS", "KUNJUNG_LOAD_LIBRARY_FORMS", True, _bool,
             "Publish the shipped forms on first start"),
     Setting("LOG_LEVEL", "KUNJUNG_LOG_LEVEL", "INFO", str.upper, "Logging level"),
+    Setting("PUBLIC_URL", "KUNJUNG_PUBLIC_URL", None, lambda text: text.strip().rstrip("/") or None,
+            "The address phones reach the server at (http://192.168.1.10:8000 on the hall's Wi-Fi, or the "
+            "district's https name); put in ODK Collect's set-up QR codes. Unset: the address a request came to"),
 )
 
 

@@ -21,11 +21,12 @@ import tempfile
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 
 from forms.fieldtypes import Cells, FieldType, scalar_cells
 from forms.household import DECILE
@@ -278,6 +279,7 @@ class Layout:
                         choice.get("label"), self.labels, choice["name"], definition.default_language)
             choice_text = self.choice_text
             self.cells = Cells(lambda list_name, code: choice_text.get((list_name, code), code))
+        self._unbound = self.cells
         for scope, columns in self.tables.items():
             self._plans[scope] = [(c.ref.name, c.ftype.cells, c.ref.field, c.ftype.cells is scalar_cells)
                                   for c in columns]
@@ -302,6 +304,11 @@ class Layout:
             title = _unique(labelled, title, headers)
             columns.append(Column(ref, ref.ftype, base, tuple(labelled(title))))
         return columns
+
+    def bind_media(self, media: Callable[[str, Mapping[str, Any]], Any] | None) -> None:
+        """How the next visit's media answers are written (its files' places in the export), or as
+        file names (None)."""
+        self.cells = self._unbound if media is None else replace(self._unbound, media=media)
 
     @property
     def key(self) -> str:
@@ -393,6 +400,79 @@ class Layouts:
         return self._cache[key]
 
 
+# -- files of visits ----------------------------------------------------------------------------------
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class MediaLink(str):
+    """A media cell of a workbook: its text, and the URL the cell links to."""
+
+    url: str
+
+    def __new__(cls, text: str, url: str) -> MediaLink:
+        made = super().__new__(cls, text)
+        made.url = url
+        return made
+
+
+@dataclass(frozen=True)
+class MediaExport:
+    """Where an export finds the files of visits, and the server's URL for the links to them."""
+
+    blobs: Any  # server.blobs.BlobStore
+    base_url: str  # e.g. https://kunjung.example/ (with its trailing slash)
+
+    def url(self, visit_id: str, path: str) -> str:
+        return f"{self.base_url.rstrip('/')}/api/v1/visits/{visit_id}/attachments/{path}"
+
+
+def media_files(visit: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(name in ``media/<visit id>/``, attachment) for each file of the visit the server holds; the name
+    is the device's file name made safe, prefixed by its question path when two would meet."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    taken: set[str] = set()
+    for entry in visit.get("attachments") or ():
+        if not entry.get("held"):
+            continue
+        name = _UNSAFE_NAME.sub("_", str(entry.get("filename") or "")).strip("._")[:120] or entry["sha256"][:16]
+        if name in taken:
+            name = _UNSAFE_NAME.sub("_", entry["path"]) + "-" + name
+        taken.add(name)
+        out.append((name, entry))
+    return out
+
+
+def _media_cell(visit: Mapping[str, Any], place: Callable[[str, dict[str, Any]], Any]
+                ) -> Callable[[str, Mapping[str, Any]], Any] | None:
+    """The ``Cells.media`` of one visit: a media answer (a file name) becomes ``place(name, attachment)``
+    for a file the server holds, and stays the file name for one that has not arrived."""
+    files = media_files(visit)
+    if not files:
+        return None
+    by_answer = {(entry["path"].rsplit("/", 1)[-1], entry.get("filename")): (name, entry) for name, entry in files}
+
+    def media(filename: str, definition_field: Mapping[str, Any]) -> Any:
+        found = by_answer.get((definition_field.get("name"), filename))
+        return filename if found is None else place(*found)
+
+    return media
+
+
+def _media_entries(archive: zipfile.ZipFile, pipe: _Pipe, blobs: Any, pending: list[tuple[str, str]]
+                   ) -> Iterator[bytes]:
+    """The files of the visits just written, each as ``media/<visit id>/<name>`` (stored: photos and
+    recordings are compressed already), streamed from the blob store a piece at a time."""
+    for name, sha256 in pending:
+        info = zipfile.ZipInfo(name, date_time=datetime.now().timetuple()[:6])
+        info.compress_type = zipfile.ZIP_STORED
+        with archive.open(info, mode="w", force_zip64=True) as out:
+            for piece in blobs.chunks(sha256):
+                out.write(piece)
+                if len(pipe.buffer) >= CHUNK_BYTES:
+                    yield pipe.take()
+    pending.clear()
+
+
 # -- CSV in a ZIP ----------------------------------------------------------------------------------
 class _Pipe(io.RawIOBase):
     """A write-only stream whose bytes the response takes away as they come; zipfile writes to
@@ -431,18 +511,21 @@ class _CsvEntry:
         self.text.close()
 
 
-def csv_zip(store: Store, areas: list[str] | None, filters: VisitFilter, tally: Tally) -> Iterator[bytes]:
+def csv_zip(store: Store, areas: list[str] | None, filters: VisitFilter, tally: Tally,
+            media: MediaExport | None = None) -> Iterator[bytes]:
     """One CSV per form version (a row per visit) and one per repeat of it (a row per repeat row,
-    joined by visit_id and row_id), as ODK Central lays them out.
+    joined by visit_id and row_id), as ODK Central lays them out; with ``media``, each file of a
+    visit as ``media/<visit id>/<name>``, and the cell of its answer that relative path.
 
     The visit CSV streams straight into the ZIP; repeat rows of the same version wait in
-    temporary files and follow it."""
+    temporary files and follow it, then the version's files (a ZIP takes one entry at a time)."""
     pipe = _Pipe()
     layouts = Layouts(store, filters.labels)
     with zipfile.ZipFile(pipe, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:
         current: Layout | None = None
         entry: _CsvEntry | None = None
         spills: dict[str, Any] = {}
+        pending: list[tuple[str, str]] = []  # (entry name, sha256) of files still to write
 
         def finish_version() -> Iterator[bytes]:
             if entry is not None:
@@ -456,6 +539,8 @@ def csv_zip(store: Store, areas: list[str] | None, filters: VisitFilter, tally: 
                             yield pipe.take()
                 spill.close()
             spills.clear()
+            if media is not None:
+                yield from _media_entries(archive, pipe, media.blobs, pending)
 
         for visit in matching_visits(store, areas, filters):
             layout = layouts.of(visit)
@@ -470,6 +555,10 @@ def csv_zip(store: Store, areas: list[str] | None, filters: VisitFilter, tally: 
                     spill.write("\ufeff")
                     spills[repeat] = (spill, csv.writer(spill))
                     spills[repeat][1].writerow([_csv_cell(h) for h in layout.repeat_headers(repeat)])
+            if media is not None:
+                files = media_files(visit)
+                pending.extend((f"media/{visit['id']}/{name}", e["sha256"]) for name, e in files)
+                layout.bind_media(_media_cell(visit, lambda name, _e, v=visit["id"]: f"media/{v}/{name}"))
             entry.write(layout.visit_row(visit))
             tally.rows += 1
             for repeat, row in layout.repeat_rows(visit):
@@ -523,7 +612,7 @@ class _Sheets:
             if first and repeat is None:
                 for name in layout.repeats:  # a version's repeat sheets follow its visit sheet, rows or not
                     self._open(layout, name)
-        part.sheet.append([_xlsx_cell(v) for v in row])
+        part.sheet.append([_linked(part.sheet, v) if isinstance(v, MediaLink) else _xlsx_cell(v) for v in row])
         part.rows += 1
 
     def _open(self, layout: Layout, repeat: str | None) -> _Part:
@@ -538,12 +627,21 @@ class _Sheets:
         return part
 
 
-def xlsx(store: Store, areas: list[str] | None, filters: VisitFilter, tally: Tally, *, actor: str) -> Iterator[bytes]:
+def _linked(sheet: Any, value: MediaLink) -> Any:
+    cell = WriteOnlyCell(sheet, value=_xlsx_cell(str(value)))
+    cell.hyperlink = value.url
+    cell.style = "Hyperlink"
+    return cell
+
+
+def xlsx(store: Store, areas: list[str] | None, filters: VisitFilter, tally: Tally, *, actor: str,
+         media: MediaExport | None = None) -> Iterator[bytes]:
     """One workbook: an index sheet, then a sheet per form version and one per repeat of it.
 
     openpyxl's write-only mode keeps each sheet in a temporary file as rows are appended, so
     sheets can be filled side by side; the saved workbook is a temporary file streamed out.
-    Nothing can be sent before the workbook is complete (its directory comes last)."""
+    Nothing can be sent before the workbook is complete (its directory comes last). With ``media``,
+    the cell of a media answer links to the file's URL on this server."""
     sheets = _Sheets(Workbook(write_only=True))
     index = sheets.create("export")
     layouts = Layouts(store, filters.labels)
@@ -551,6 +649,9 @@ def xlsx(store: Store, areas: list[str] | None, filters: VisitFilter, tally: Tal
         layout = layouts.of(visit)
         if layout is None:
             continue
+        if media is not None:
+            layout.bind_media(_media_cell(visit, lambda name, e, v=visit["id"]: MediaLink(
+                name, media.url(v, e["path"]))))
         sheets.append(layout, None, layout.visit_row(visit))
         tally.rows += 1
         for repeat, row in layout.repeat_rows(visit):
@@ -601,9 +702,11 @@ def _feature(layout: Layout, visit: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "Feature", "id": visit["id"], "geometry": point, "properties": properties}
 
 
-def geojson(store: Store, areas: list[str] | None, filters: VisitFilter, tally: Tally) -> Iterator[bytes]:
+def geojson(store: Store, areas: list[str] | None, filters: VisitFilter, tally: Tally,
+            media: MediaExport | None = None) -> Iterator[bytes]:
     """A FeatureCollection of visits as Points (WGS 84 lon/lat) for QGIS; a visit without a GPS fix
-    is a feature with a null geometry, so it still appears in the attribute table."""
+    is a feature with a null geometry, so it still appears in the attribute table. With ``media``, a
+    media answer's property is the file's URL on this server."""
     layouts = Layouts(store, filters.labels)
     parts = ['{"type":"FeatureCollection","name":"kunjung_visits","features":[']
     size, first = len(parts[0]), True
@@ -611,6 +714,8 @@ def geojson(store: Store, areas: list[str] | None, filters: VisitFilter, tally: 
         layout = layouts.of(visit)
         if layout is None:
             continue
+        if media is not None:
+            layout.bind_media(_media_cell(visit, lambda name, e, v=visit["id"]: media.url(v, e["path"])))
         text = ("" if first else ",") + json.dumps(_feature(layout, visit), ensure_ascii=False)
         first = False
         parts.append(text)

@@ -87,14 +87,18 @@ class BoundedInput:
 class RequestBodyGuard:
     """Refuse bodies over ``max_body`` bytes as sent and gzip bodies that inflate past ``max_inflated``."""
 
-    def __init__(self, app: Callable[..., Any], max_body: int, max_inflated: int):
+    def __init__(self, app: Callable[..., Any], max_body: int, max_inflated: int, *,
+                 larger: Callable[[Environ], int | None] | None = None):
         self.app = app
         self.max_body = max_body
+        # Requests that may be larger (an upload's PATCH, bounded by its own handler), by their environ.
+        self.larger = larger
         self.max_inflated = max_inflated
 
-    def _too_large(self, start_response: StartResponse, request_id: str) -> Iterable[bytes]:
+    def _too_large(self, start_response: StartResponse, request_id: str, limit: int | None = None) -> Iterable[bytes]:
         return _json_error(start_response, "413 Request Entity Too Large", "too_large",
-                           f"The request body is larger than the limit of {self.max_body} bytes.", request_id)
+                           f"The request body is larger than the limit of {limit or self.max_body} bytes.",
+                           request_id)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         request_id = uuid.uuid4().hex
@@ -106,13 +110,14 @@ class RequestBodyGuard:
         if length < 0:
             return _json_error(start_response, "400 Bad Request", "bad_request",
                                "Content-Length is not a number.", request_id)
-        if length > self.max_body:
-            return self._too_large(start_response, request_id)
+        limit = (self.larger(environ) if self.larger is not None else None) or self.max_body
+        if length > limit:
+            return self._too_large(start_response, request_id, limit)
         encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
         if encoding in ("", "identity"):
             if length:
                 return self.app(environ, start_response)  # the server gives no more than Content-Length
-            bounded = BoundedInput(environ["wsgi.input"], self.max_body)
+            bounded = BoundedInput(environ["wsgi.input"], limit)
             environ["wsgi.input"] = bounded
 
             def closing_start_response(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:

@@ -21,6 +21,7 @@ from sync import EventError, Record, hlc_ms, is_hlc, is_too_far_ahead, parse_eve
 from sync.events import stale_base_error
 from sync.stamps import is_id
 
+from .blobs.attachments import attachment_documents, check_attachments, missing_flag
 from .clock import StoredClock, wall_ms
 from .collector import collector_paused
 from .devices import note_push
@@ -39,7 +40,7 @@ MAX_TEXT = 10_000
 MAX_DEVICE_SEQ = 2**53 - 1
 COMMON_KEYS = {"id", "type", "device_id", "hlc", "household_id", "village", "base", "device_seq"}
 TYPE_KEYS = {
-    "visit": {"form_id", "form_version", "answers", "geotag", "started_at", "ended_at", "supersedes"},
+    "visit": {"form_id", "form_version", "answers", "geotag", "started_at", "ended_at", "supersedes", "attachments"},
     "household_edit": {"set", "at"},
 }
 VERSION = re.compile(r"[A-Za-z0-9._-]{1,32}")
@@ -345,6 +346,8 @@ class PushService:
         if visit is not None:
             batch.insert_later("visits", {**visit, "flags": flags, "flagged": bool(flags),
                                           "flag_codes": sorted({f["code"] for f in flags})})
+            for attachment in attachment_documents(visit):  # the files it names, held once uploaded
+                batch.insert_later("attachments", attachment)
         return _result(event_id, "applied", flags=flags or None)
 
     def _household(self, batch: _Batch, household_id: str) -> tuple[Record, int | None, dict[str, Any]]:
@@ -386,6 +389,12 @@ class PushService:
                              {("answers." + path if path else "answers"): messages
                               for path, messages in report.errors.items()})
         flags = list(report.flags)
+        problems, attachments = (check_attachments(definition, report.answers, raw["attachments"])
+                                 if "attachments" in raw else ({}, []))
+        if problems:
+            return _rejected(event_id, "invalid", "The attachments cannot be stored.", problems)
+        if attachments:  # its files come separately (tus); the flag clears when the last arrives
+            flags.append(missing_flag([entry["path"] for entry in attachments]))
         geotag = raw.get("geotag")
         if geotag is None:
             flags.append({"code": "no_geotag", "message": "The visit has no GPS fix."})
@@ -406,6 +415,8 @@ class PushService:
             "answers": report.answers, "supersedes": raw.get("supersedes"), "superseded_by": None,
             "review_state": "pending", "reviewed": False, "review": None, "review_record": None,
         }
+        if attachments:
+            visit["attachments"] = attachments
         if geotag:
             # GeoJSON, so that MongoDB's 2dsphere index serves spatial queries on visits
             visit["location"] = {"type": "Point", "coordinates": [geotag["lon"], geotag["lat"]]}

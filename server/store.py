@@ -39,6 +39,10 @@ COLLECTIONS: list[CollectionSpec] = [
                             Query(("username",), "username", ("username", "id"), why="device figures"),
                             Query((), "username", ("username", "id"), why="device figures, every user"),
                             _counted())),
+    # ODK Collect's app credentials (server/app_credentials.py), by the SHA-256 of the token: read by id only.
+    CollectionSpec("app_credentials", fields=(), queries=(_counted(),)),
+    # files of a submission Collect split over several posts, until its last part (server/collect.py)
+    CollectionSpec("collect_parts", fields=(), queries=(_counted(),)),
     # One document per login: every access and refresh token of that login names it.
     CollectionSpec("logins", fields=("username", "revoked"), retired=(("username",),), queries=(_counted(),)),
     CollectionSpec("rate_limits", fields=("expires_at",), indexes=(("expires_at", "id"),), retired=(("expires_at",),),
@@ -132,6 +136,21 @@ COLLECTIONS: list[CollectionSpec] = [
                    queries=(Query(("form_id",), "id", ("form_id", "id"), residual=("state",),
                                   why="a form's versions"),
                             Query((), "id", residual=("state",), why="published versions (a small collection)"),
+                            _counted())),
+    # files of visits (server/blobs/): one document per (visit, question path) naming the blob that
+    # answers it and whether it has arrived; and the resumable uploads under way (tus)
+    CollectionSpec("attachments", fields=("visit_id", "device_id", "held", "sha256", "thumbnail_sha256"),
+                   indexes=(("visit_id", "id"), ("device_id", "held", "id"), ("sha256", "id"),
+                            ("thumbnail_sha256", "id")),
+                   queries=(Query(("visit_id",), "id", ("visit_id", "id"), why="a visit's files"),
+                            Query(("device_id", "held"), "id", ("device_id", "held", "id"),
+                                  why="pull: the device's files the server still lacks"),
+                            Query(("sha256",), "id", ("sha256", "id"), why="clean-up: is a blob named"),
+                            Query(("thumbnail_sha256",), "id", ("thumbnail_sha256", "id"),
+                                  why="clean-up: is a thumbnail named"),
+                            _counted())),
+    CollectionSpec("uploads", fields=("created_at",), indexes=(("created_at", "id"),),
+                   queries=(Query((), "created_at", ("created_at", "id"), why="clean-up: uploads left unfinished"),
                             _counted())),
     # every export of visits or household history (server/exports.py): exports carry personal data
     CollectionSpec("exports", fields=("at", "actor", "format"), indexes=(("at", "id"), ("actor", "at", "id")),

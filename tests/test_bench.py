@@ -19,6 +19,12 @@ FIGURES = {
     "form_definition_304": "requests/s",
     "concurrency_push": "ms",
     "concurrency_pull": "ms",
+    "openrosa_submission": "visits/s",
+    "openrosa_entity_list": "ms",
+    "media_upload": "MB/s",
+    "media_upload_memory": "MB growth (peak)",
+    "media_concurrent_photos": "photos/s",
+    "media_export_memory": "MB growth (peak)",
     "web_dashboard": "ms (median)",
     "web_review_queue": "ms (median)",
     "web_map_data": "ms (median)",
@@ -95,3 +101,12 @@ def test_quick_bench_reports_each_goal(quick_run):
         assert isinstance(row["met"], bool)
         assert f"[{'met' if row['met'] else 'NOT MET':>7}] {row['goal']}" in done.stdout
     assert goals["lost / duplicated events"]["met"] is True
+
+
+def test_quick_bench_media_figures_lose_nothing(quick_run):
+    _, results = quick_run
+    figures = results["figures"]
+    crowd = figures["media_concurrent_photos"]["details"]
+    assert (crowd["lost"], crowd["corrupted"], crowd["errors"]) == (0, 0, [])
+    assert figures["media_upload"]["details"]["bytes"] == 5 * 1024 * 1024
+    assert figures["media_export_memory"]["details"]["export_bytes"] > 40 * 1024 * 1024  # the video went out too

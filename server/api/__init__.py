@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import auth, exports, forms, health, reports, supervision, sync, users, villages
+from . import auth, collect, exports, forms, health, reports, supervision, sync, uploads, users, villages
 
 BLUEPRINTS = [
     health.blp,
@@ -14,4 +14,6 @@ BLUEPRINTS = [
     supervision.blp,
     reports.blp,
     exports.blp,
+    collect.blp,
+    uploads.blp,
 ]

@@ -8,13 +8,15 @@ from functools import partial
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, stream_with_context
+from flask import Response, request, stream_with_context
 
 from forms.identifiers import AreaCode
 
 from ..audit import client_address
+from ..blobs import blob_store
 from ..exports import (
     LABEL_MODES,
+    MediaExport,
     Tally,
     VisitFilter,
     csv_zip,
@@ -124,7 +126,8 @@ def _visits(query: dict[str, Any], export_format: str, writer: Callable[..., Ite
     # Scope is settled before streaming starts, while a 404 can still be answered.
     areas = scoped_areas(current_scope(), filters.area)
     store = get_store()
-    return _stream(export_format, filters.as_dict(), lambda tally: writer(store, areas, filters, tally),
+    media = MediaExport(blob_store(), request.host_url)  # the files of visits, and the links to them
+    return _stream(export_format, filters.as_dict(), lambda tally: writer(store, areas, filters, tally, media=media),
                    mimetype, f"kunjung-visits-{filename_stamp()}.{suffix}")
 
 
@@ -142,7 +145,8 @@ def _body(content_type: str) -> dict[str, Any]:
 @blp.response(200, description=STREAMED)
 @blp.doc(**_body("application/zip"))
 def visits_csv(query):
-    """Visits in your scope as CSV files in a ZIP: one per form version, one per repeat joined by visit_id/row_id."""
+    """Visits in your scope as CSV files in a ZIP: one per form version, one per repeat joined by visit_id/row_id,
+    and each file of a visit as media/<visit id>/<name> (its answer's cell holds that relative path)."""
     return _visits(query, "csv_zip", csv_zip, "application/zip", "csv.zip")
 
 
@@ -152,7 +156,8 @@ def visits_csv(query):
 @blp.response(200, description=STREAMED)
 @blp.doc(**_body(XLSX_TYPE))
 def visits_xlsx(query):
-    """Visits in your scope as one workbook: an index sheet, a sheet per form version and one per repeat."""
+    """Visits in your scope as one workbook: an index sheet, a sheet per form version and one per repeat; a photo's
+    or recording's cell links to the file on this server."""
     return _visits(query, "xlsx", partial(xlsx, actor=current_user()["id"]), XLSX_TYPE, "xlsx")
 
 
@@ -165,7 +170,8 @@ def visits_xlsx(query):
     "properties": {"type": {"type": "string", "enum": ["FeatureCollection"]},
                    "features": {"type": "array", "items": {"type": "object"}}}}}}}})
 def visits_geojson(query):
-    """Visits in your scope as GeoJSON points (for QGIS) with their answers and flags as properties."""
+    """Visits in your scope as GeoJSON points (for QGIS) with their answers and flags as properties; a file's
+    property is its URL on this server."""
     return _visits(query, "geojson", geojson, "application/geo+json", "geojson")
 
 

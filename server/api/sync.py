@@ -7,6 +7,7 @@ from flask import current_app
 
 from forms.identifiers import AreaCode
 
+from ..blobs.attachments import missing_for_device
 from ..cursors import MAX_CURSOR_LENGTH
 from ..devices import note_pull
 from ..errors import ApiError
@@ -46,6 +47,15 @@ class _EventSchema(ma.Schema):
     base = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.String()), metadata=STAMPS)
 
 
+class AttachmentSchema(ma.Schema):
+    path = ma.fields.String(required=True, metadata={"description": "the question path: `photo`, or "
+                                                                    "`repeat/<row _id>/photo` in a repeat"})
+    sha256 = ma.fields.String(required=True, metadata={"pattern": "^[0-9a-f]{64}$"})
+    size = ma.fields.Integer(required=True, metadata={"minimum": 1})
+    media_type = ma.fields.String(required=True, metadata={"example": "image/jpeg"})
+    filename = ma.fields.String(required=True, metadata={"maxLength": 255})
+
+
 class VisitEventSchema(_EventSchema):
     """A form submission: its answers, geotag and times; its `save_to` fields write the household."""
 
@@ -58,6 +68,9 @@ class VisitEventSchema(_EventSchema):
     started_at = ma.fields.String(metadata={"format": "date-time"})
     ended_at = ma.fields.String(metadata={"format": "date-time"})
     supersedes = ma.fields.String(metadata={"description": "the visit this one revises"})
+    attachments = ma.fields.List(ma.fields.Nested(AttachmentSchema), metadata={
+        "description": "the files answering its photo, audio, video and file questions; uploaded separately "
+                       "(POST /api/v1/uploads, tus)"})
 
 
 class HouseholdEditEventSchema(_EventSchema):
@@ -98,6 +111,8 @@ class FlagSchema(ma.Schema):
     path = ma.fields.String()
     message = ma.fields.String()
     distance_m = ma.fields.Float()
+    paths = ma.fields.List(ma.fields.String(), metadata={"description": "attachments_missing: the files not "
+                                                                        "received yet, by question path"})
 
 
 class PushResultSchema(ma.Schema):
@@ -123,8 +138,18 @@ class PullQuerySchema(ma.Schema):
     limit = ma.fields.Integer(load_default=500, validate=ma.validate.Range(min=1, max=1000))
 
 
+class MissingFileSchema(ma.Schema):
+    visit_id = ma.fields.String(required=True)
+    path = ma.fields.String(required=True)
+    sha256 = ma.fields.String(required=True)
+    size = ma.fields.Integer(required=True)
+
+
 class PullReplySchema(ma.Schema):
     changes = ma.fields.List(ma.fields.Dict(), required=True)
+    attachments_missing = ma.fields.List(ma.fields.Nested(MissingFileSchema), metadata={
+        "description": "files of this device's applied visits the server does not hold yet; a device keeps a "
+                       "local file until it is no longer listed (docs/protocol.md, Files of visits)"})
     next = ma.fields.String(required=True)
     has_more = ma.fields.Boolean(required=True)
     server_hlc = ma.fields.String(required=True, metadata={"description": "the server's HLC now"})
@@ -162,4 +187,6 @@ def pull(query):
     user = current_user()
     reply = pull_service().pull(user, current_scope(), query.get("since"), query["limit"])
     note_pull(get_store(), user["id"], current_device())
-    return {**reply, "server_hlc": current_hlc(get_store())}
+    device = current_device()
+    missing = missing_for_device(get_store(), user["id"], device) if device else []
+    return {**reply, "attachments_missing": missing, "server_hlc": current_hlc(get_store())}

@@ -167,6 +167,7 @@ class DeviceClient:
         self.anomalies: list[str] = []
         self._definitions = definitions if definitions is not None else {}
         self._fetched: set[tuple[str, str]] = set()
+        self.attachments_missing: list[dict[str, Any]] = []
 
     # -- what a phone keeps between runs of the app -------------------------------------------
     def save(self) -> bytes:
@@ -298,12 +299,13 @@ class DeviceClient:
     def visit(self, *, definition: Any, form_id: str, form_version: str, village: str, household_id: str,
               answers: Mapping[str, Any], geotag: Mapping[str, Any] | None = None, started_at: str | None = None,
               ended_at: str | None = None, supersedes: str | None = None, record: Record | None = None,
-              tag: Any = None) -> Outgoing:
+              tag: Any = None, attachments: Sequence[Mapping[str, Any]] = ()) -> Outgoing:
         """Record a visit (a form submission about a household); it waits for :meth:`push`.
 
         ``definition`` is the parsed form (``forms.validate_definition``): its ``save_to`` fields give the
         household writes, whose ``base`` comes from what the device holds (``record``, when the caller
-        already built it from :meth:`record`).
+        already built it from :meth:`record`). ``attachments`` name its files (``LocalFile.entry()`` of
+        ``server.client.attachments``), which are uploaded apart once the visit is applied.
         """
         writes = household_writes(definition, answers)
         base = self.base_for(record if record is not None else self.record(household_id), writes)
@@ -317,6 +319,8 @@ class DeviceClient:
             body["geotag"] = dict(geotag)
         if supersedes:
             body["supersedes"] = supersedes
+        if attachments:
+            body["attachments"] = [dict(entry) for entry in attachments]
         return self._add(body, "visit", writes, base, ended, tag)
 
     def edit(self, *, household_id: str, village: str, writes: Mapping[str, Any], at: str | None = None,
@@ -509,6 +513,8 @@ class DeviceClient:
         self.stats["pull_pages"] += 1
         report.pages += 1
         self.observe(data.get("server_hlc"))
+        # The files of this device's visits the server still lacks (the whole list, on every page).
+        self.attachments_missing = list(data.get("attachments_missing") or ())
         into = self._fresh if self._fresh is not None else self.replica
         for change in data["changes"]:
             self._pulled(change, generation, report, into)

@@ -111,3 +111,126 @@ def test_the_expression_type_of_a_field_drives_the_type_checks():
         validate_definition(form({"type": "geopoint", "name": "g", "label": {"id": "G"}},
                                  {"type": "integer", "name": "n", "label": {"id": "N"}, "relevant": "${g} + 1 > 2"}))
     assert caught.value.errors == {"fields[1].relevant": ["cannot do arithmetic on ${g} (geopoint) with '+'"]}
+
+
+# --- media questions ---------------------------------------------------------------------------------
+
+
+def _media_form():
+    return form(
+        {"type": "image", "name": "foto_rumah", "label": {"id": "Foto depan rumah"}, "required": True,
+         "parameters": {"max-pixels": 1024}},
+        {"type": "image", "name": "ttd", "label": {"id": "Tanda tangan"}, "appearance": "signature"},
+        {"type": "audio", "name": "catatan", "label": {"id": "Catatan suara"}, "parameters": {"quality": "low"}},
+        {"type": "video", "name": "rekaman", "label": {"id": "Video"}},
+        {"type": "file", "name": "dokumen", "label": {"id": "Dokumen"}, "accept": ["application/pdf", ".docx"]},
+        {"type": "repeat", "name": "anggota", "label": {"id": "Anggota"}, "fields": [
+            {"type": "image", "name": "foto_ktp", "label": {"id": "Foto KTP"}}]},
+        {"type": "text", "name": "nama", "label": {"id": "Nama"}},
+    )
+
+
+def test_media_types_are_declared_with_their_kind_and_files():
+    for name, family in (("image", "image/*"), ("audio", "audio/*"), ("video", "video/*"), ("file", "*/*")):
+        ftype = field_type(name)
+        assert ftype.media is not None
+        assert ftype.media.kind == name
+        assert ftype.media.media_types == (family,)
+        assert not ftype.saves_to_household
+        assert ftype.exported
+        assert ftype.requirable
+    assert field_type("text").media is None
+    names = xlsform_names()
+    assert names["photo"][0].name == names["q picture"][0].name == "image"
+    assert names["add file prompt"][0].name == "file"
+    assert set(field_type("image").appearances) == {"signature", "draw", "annotate"}
+
+
+def test_a_media_definition_validates_and_answers_say_which_files_they_take():
+    from forms.definition import media_question
+
+    definition = validate_definition(_media_form())
+    photo = media_question(definition, "foto_rumah")
+    assert (photo.kind, photo.max_pixels, photo.drawn, photo.media_types) == ("image", 1024, None, ("image/*",))
+    assert photo.accepts("image/jpeg", "1.jpg")
+    assert not photo.accepts("application/zip", "1.jpg")
+    assert media_question(definition, "ttd").drawn == "signature"
+    document = media_question(definition, "dokumen")
+    assert document.media_types == ("application/pdf",)
+    assert document.extensions == (".docx",)
+    assert document.accepts("application/pdf")
+    assert document.accepts("application/zip", "Surat.DOCX")
+    assert not document.accepts("image/png", "scan.png")
+    assert media_question(definition, "catatan").accepts("audio/ogg; codecs=opus")
+    # inside a repeat: by name, or with the repeat and the row id
+    assert media_question(definition, "anggota/r1/foto_ktp").repeats == ("anggota",)
+    assert media_question(definition, "foto_ktp").kind == "image"
+    for wrong in ("nama", "tidak_ada", "anggota/foto_ktp", "lain/r1/foto_ktp", "", "anggota//foto_ktp"):
+        assert media_question(definition, wrong) is None, wrong
+    assert [q.name for q in definition.media_questions()] == ["foto_rumah", "ttd", "catatan", "rekaman",
+                                                              "dokumen", "foto_ktp"]
+
+
+def test_media_definitions_are_refused_where_they_are_wrong():
+    with pytest.raises(DefinitionError) as bad:
+        validate_definition(form(
+            {"type": "image", "name": "a", "label": {"id": "A"}, "parameters": {"max-pixels": 10.5},
+             "accept": ["video/mp4", "png", ".png"], "default": "x.jpg", "save_to": "foto"},
+            {"type": "audio", "name": "b", "label": {"id": "B"}, "parameters": {"quality": "best"}},
+            {"type": "text", "name": "c", "label": {"id": "C"}, "accept": [".pdf"]},
+            {"type": "file", "name": "d", "label": {"id": "D"}, "accept": []},
+        ))
+    errors = bad.value.errors
+    assert errors["fields[0].parameters.max-pixels"] == ["must be a whole number above 0"]
+    assert errors["fields[0].accept[0]"] == ["a image takes only image/*"]
+    assert "extension" in errors["fields[0].accept[1]"][0]
+    assert "fields[0].accept[2]" not in errors
+    assert "takes no default" in errors["fields[0].default"][0]
+    assert errors["fields[0].save_to"] == ["a image has no value to save"]
+    assert errors["fields[1].parameters.quality"] == ["must be one of: voice-only, low, normal, external"]
+    assert "only a media question" in errors["fields[2].accept"][0]
+    assert "fields[3].accept" in errors
+
+
+def test_a_media_answer_is_the_attachment_file_name():
+    definition = validate_definition(_media_form())
+    row = {"_id": "0b0f6b1e-8a3e-4b53-9d3b-1f8f0a3b2c01", "foto_ktp": "ktp.png"}
+    ok = validate_answers(definition, {"foto_rumah": "1712345678901.jpg", "dokumen": "surat keterangan.pdf",
+                                       "anggota": [row]})
+    assert ok.ok, ok.errors
+    assert ok.answers["foto_rumah"] == "1712345678901.jpg"
+    for bad in ("../etc/passwd", "a/b.jpg", "a\\b.jpg", "", " x.jpg", "x" * 256, 5, "..", "a\x00.jpg"):
+        report = validate_answers(definition, {"foto_rumah": bad})
+        assert report.errors.get("foto_rumah"), bad
+    assert fieldtypes.check_file_name("ok.jpg") is None
+
+
+def test_a_media_cell_is_the_file_name_or_what_the_export_hook_makes_of_it():
+    image = field_type("image")
+    assert image.cells("1.jpg", {}, Cells()) == ("1.jpg",)
+    assert image.cells(None, {}, Cells(media=lambda name, f: 1 / 0)) == (None,)
+    linked = Cells(media=lambda name, f: f"media/v1/{name}")
+    assert image.cells("1.jpg", {"name": "foto"}, linked) == ("media/v1/1.jpg",)
+    assert image.property("1.jpg", {}, linked) == "media/v1/1.jpg"
+
+
+def test_xlsform_media_questions_import_with_their_parameters_appearances_and_accept():
+    survey = [["type", "name", "label", "appearance", "parameters", "body::accept"],
+              ["photo", "foto_rumah", "Foto rumah", None, "max-pixels=1024", None],
+              ["image", "ttd", "Tanda tangan", "signature", None, None],
+              ["audio", "suara", "Suara", None, "quality=voice-only", None],
+              ["video", "video", "Video", None, None, None],
+              ["file", "dokumen", "Dokumen", None, None, "application/pdf, .docx"],
+              ["image", "gambar", "Gambar", None, "max-pixels=large", None]]
+    with pytest.raises(XLSFormError) as bad:
+        import_xlsform(workbook(survey), "f.xlsx")
+    assert list(bad.value.errors) == ["survey!7"]
+    assert "max-pixels" in bad.value.errors["survey!7"][0]
+    result = import_xlsform(workbook(survey[:-1]), "f.xlsx")
+    fields = {f["name"]: f for f in result.definition["fields"]}
+    assert fields["foto_rumah"] == {"type": "image", "name": "foto_rumah", "label": {"id": "Foto rumah"},
+                                    "parameters": {"max-pixels": 1024}}
+    assert fields["ttd"]["appearance"] == "signature"
+    assert fields["suara"]["parameters"] == {"quality": "voice-only"}
+    assert fields["dokumen"]["accept"] == ["application/pdf", ".docx"]
+    assert fields["video"]["type"] == "video"

@@ -1,0 +1,257 @@
+"""The OpenRosa API that stock ODK Collect speaks, under token URLs /key/<token>/…: forms, entity lists, submissions."""
+
+# Every answer here is XML, errors too (an OpenRosaResponse message), with the
+# X-OpenRosa-Version and Date headers Collect expects. The paths follow ODK Central's
+# (formList, a form's XML and manifest, attachments, dataset integrity, submission), so
+# Collect needs nothing but the server URL its QR code gives.
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import quote
+from xml.sax.saxutils import escape, quoteattr
+
+from flask import Blueprint, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from forms.fieldtypes import check_file_name
+from forms.xform import SubmissionError
+
+from ..app_credentials import KEY_PREFIX, AppCaller, credential_holder
+from ..blobs import blob_store
+from ..blobs.attachments import MediaLimits
+from ..collect import (
+    HOUSEHOLDS_FILE,
+    collect_form,
+    collect_forms,
+    household_properties,
+    households_csv,
+    households_md5,
+    integrity,
+    take_submission,
+)
+from ..errors import ApiError
+from ..storage import StorageError, StoreUnavailable, WriteConflict
+from ..store import get_store
+from ..syncing import push_service
+
+blp = Blueprint("openrosa", __name__, url_prefix=KEY_PREFIX.rstrip("/") + "/<token>")
+
+OPENROSA_VERSION = "1.0"
+#: The largest submission post Collect is told to send (it splits media over several posts above it).
+ACCEPT_CONTENT_LENGTH = 10 * 2**20
+XML_FIELD = "xml_submission_file"
+INCOMPLETE_FIELD = "*isIncomplete*"
+RESPONSE_NS = "http://openrosa.org/http/response"
+
+
+def _headers(response: Response) -> Response:
+    response.headers["X-OpenRosa-Version"] = OPENROSA_VERSION
+    response.headers["X-OpenRosa-Accept-Content-Length"] = str(ACCEPT_CONTENT_LENGTH)
+    response.headers["Date"] = formatdate(usegmt=True)
+    response.headers["Content-Language"] = "en"
+    return response
+
+
+def xml_response(body: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = Response(body, status=status, mimetype="text/xml", headers=headers)
+    response.charset = "utf-8"
+    return _headers(response)
+
+
+def message(text: str, status: int, nature: str = "") -> Response:
+    nature_attr = f" nature={quoteattr(nature)}" if nature else ""
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<OpenRosaResponse xmlns="{RESPONSE_NS}" items="0">'
+            f"<message{nature_attr}>{escape(text)}</message></OpenRosaResponse>")
+    return xml_response(body, status)
+
+
+def _error_text(text: str, errors: dict[str, list[str]] | None) -> str:
+    if not errors:
+        return text
+    details = "; ".join(f"{path}: {', '.join(items)}" for path, items in list(errors.items())[:20])
+    return f"{text} {details}"
+
+
+@blp.errorhandler(SubmissionError)
+def _submission_error(error: SubmissionError) -> Response:
+    return message(_error_text(error.message, error.errors), error.status, "error")
+
+
+@blp.errorhandler(ApiError)
+def _api_error(error: ApiError) -> Response:
+    return message(_error_text(error.message, error.errors), error.status, "error")
+
+
+@blp.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> Response:
+    return message(error.description or "Request failed.", error.code or 500, "error")
+
+
+@blp.errorhandler(StorageError)
+def _storage_error(error: StorageError) -> Response:
+    if isinstance(error, StoreUnavailable):
+        response = message("The data store is not answering; try again shortly.", 503, "error")
+        response.headers["Retry-After"] = "5"
+        return response
+    if isinstance(error, WriteConflict):
+        return message("The server was busy with the same records; send again.", 409, "error")
+    current_app.logger.error("storage error", exc_info=error)
+    return message("Something went wrong on the server.", 500, "error")
+
+
+def _caller() -> AppCaller:
+    return g.kunjung_app_caller
+
+
+def collect_endpoint(*, openrosa: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The token must name a working credential (401 otherwise, at once: every request re-reads
+    it); an OpenRosa request must say X-OpenRosa-Version: 1.0, as Collect always does."""
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def guarded(token: str, **kwargs: Any) -> Any:
+            caller = credential_holder(get_store(), token)
+            if caller is None:
+                return message("This app credential does not work (unknown, revoked or replaced); "
+                               "scan a new set-up QR code.", 401, "error")
+            if openrosa and request.method != "HEAD" and request.headers.get("X-OpenRosa-Version") != "1.0":
+                return message("Send the header X-OpenRosa-Version: 1.0.", 400, "error")
+            g.kunjung_app_caller = caller
+            g.kunjung_device = caller.device_id
+            return view(token, **kwargs)
+
+        return guarded
+
+    return decorator
+
+
+def _base_url(token: str) -> str:
+    public = current_app.config.get("PUBLIC_URL") or request.host_url.rstrip("/")
+    return f"{public}{KEY_PREFIX}{token}"
+
+
+def _form_path(token: str, form_id: str, version: str) -> str:
+    return f"{_base_url(token)}/forms/{quote(form_id, safe='')}/versions/{quote(version, safe='')}"
+
+
+@blp.route("/formList", methods=["GET"])
+@collect_endpoint(openrosa=True)
+def form_list(token: str) -> Response:
+    form_id = request.args.get("formID")
+    store = get_store()
+    forms = collect_forms(store, _caller(), form_id)
+    items = []
+    for form in forms:
+        base = _form_path(token, form.form_id, form.version)
+        manifest = f"<manifestUrl>{escape(base)}/manifest</manifestUrl>" if form.xform.saves_household else ""
+        items.append(f"<xform><formID>{escape(form.form_id)}</formID><name>{escape(form.name)}</name>"
+                     f"<version>{escape(form.version)}</version><hash>md5:{form.xform.md5}</hash>"
+                     f"<downloadUrl>{escape(base)}/form.xml</downloadUrl>{manifest}</xform>")
+    body = ('<?xml version="1.0" encoding="UTF-8"?>\n<xforms xmlns="http://openrosa.org/xforms/xformsList">'
+            + "".join(items) + "</xforms>")
+    return xml_response(body)
+
+
+def _form_or_404(form_id: str, version: str):
+    form = collect_form(get_store(), _caller(), form_id, version)
+    if form is None:
+        raise ApiError(404, "not_found", f"No version {version!r} of form {form_id!r} is open to you.")
+    return form
+
+
+@blp.route("/forms/<form_id>/versions/<version>/form.xml", methods=["GET"])
+@collect_endpoint(openrosa=False)
+def form_xml(token: str, form_id: str, version: str) -> Response:
+    form = _form_or_404(form_id, version)
+    return _maybe_unchanged(form.xform.md5, lambda: form.xform.xml)
+
+
+def _maybe_unchanged(md5: str, body: Callable[[], Any], mimetype: str = "text/xml") -> Response:
+    etag = f'"{md5}"'
+    if etag in request.headers.get("If-None-Match", ""):
+        return _headers(Response(status=304, headers={"ETag": etag}))
+    response = Response(body(), mimetype=mimetype, headers={"ETag": etag})
+    response.charset = "utf-8"
+    return _headers(response)
+
+
+@blp.route("/forms/<form_id>/versions/<version>/manifest", methods=["GET"])
+@collect_endpoint(openrosa=True)
+def manifest(token: str, form_id: str, version: str) -> Response:
+    form = _form_or_404(form_id, version)
+    files = []
+    if form.xform.saves_household:
+        store = get_store()
+        md5 = households_md5(store, _caller(), household_properties(collect_forms(store, _caller())))
+        files.append(
+            f'<mediaFile type="entityList"><filename>{HOUSEHOLDS_FILE}</filename><hash>md5:{md5}</hash>'
+            f"<downloadUrl>{escape(_form_path(token, form_id, version))}/attachments/{HOUSEHOLDS_FILE}"
+            f"</downloadUrl><integrityUrl>{escape(_base_url(token))}/datasets/households/integrity"
+            f"</integrityUrl></mediaFile>")
+    body = ('<?xml version="1.0" encoding="UTF-8"?>\n<manifest xmlns="http://openrosa.org/xforms/xformsManifest">'
+            + "".join(files) + "</manifest>")
+    return xml_response(body)
+
+
+@blp.route("/forms/<form_id>/versions/<version>/attachments/<name>", methods=["GET"])
+@collect_endpoint(openrosa=False)
+def attachment(token: str, form_id: str, version: str, name: str) -> Response:
+    form = _form_or_404(form_id, version)
+    if name != HOUSEHOLDS_FILE or not form.xform.saves_household:
+        raise ApiError(404, "not_found", f"The form has no attachment {name!r}.")
+    store = get_store()
+    properties = household_properties(collect_forms(store, _caller()))
+    md5 = households_md5(store, _caller(), properties)
+    etag = f'"{md5}"'
+    if etag in request.headers.get("If-None-Match", ""):
+        return _headers(Response(status=304, headers={"ETag": etag}))
+    caller = _caller()
+    response = Response(households_csv(store, caller, properties), mimetype="text/csv", headers={"ETag": etag})
+    response.charset = "utf-8"
+    return _headers(response)
+
+
+@blp.route("/datasets/households/integrity", methods=["GET"])
+@collect_endpoint(openrosa=True)
+def households_integrity(token: str) -> Response:
+    ids = [part for part in request.args.get("id", "").split(",") if part][:10_000]
+    entries = "".join(f'<entity id={quoteattr(household_id)}><deleted>{"true" if gone else "false"}</deleted>'
+                      "</entity>" for household_id, gone in integrity(get_store(), _caller(), ids))
+    return xml_response(f'<?xml version="1.0" encoding="UTF-8"?>\n<data><entities>{entries}</entities></data>')
+
+
+@blp.route("/submission", methods=["HEAD", "GET"])
+@collect_endpoint(openrosa=True)
+def submission_probe(token: str) -> Response:
+    return _headers(Response(status=204))
+
+
+@blp.route("/submission", methods=["POST"])
+@collect_endpoint(openrosa=True)
+def submission(token: str) -> Response:
+    if not (request.mimetype or "").startswith("multipart/"):
+        raise SubmissionError(415, "Send the submission as multipart/form-data with xml_submission_file.")
+    upload = request.files.get(XML_FIELD)
+    if upload is None:
+        raise SubmissionError(400, f"The post has no {XML_FIELD}.", {XML_FIELD: ["missing"]})
+    xml = upload.read()
+    files = {}
+    for field_name, part in request.files.items(multi=True):
+        if field_name != XML_FIELD:
+            name = part.filename or field_name
+            if check_file_name(name) is None:
+                files[name] = part.read()
+    incomplete = (request.form.get(INCOMPLETE_FIELD) or "").lower() in ("yes", "true", "1")
+    outcome = take_submission(get_store(), push_service(), _caller(), xml, files, incomplete=incomplete,
+                              blobs=blob_store(), limits=MediaLimits.from_config(current_app.config))
+    return message(outcome.message, outcome.status)
+
+
+@blp.route("/<path:rest>", methods=["GET", "POST", "HEAD", "PUT", "DELETE"])
+@collect_endpoint(openrosa=False)
+def unknown(token: str, rest: str) -> Response:
+    return message("No such OpenRosa resource.", 404, "error")

@@ -1,0 +1,101 @@
+"""Files of visits: the blob interface and its backends, attachments, resumable uploads; wired to the app here."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app
+
+from .store import BlobError, BlobInfo, BlobMismatch, BlobNotFound, BlobStore
+
+__all__ = ["BlobError", "BlobInfo", "BlobMismatch", "BlobNotFound", "BlobStore", "blob_store", "blobs_beside",
+           "open_blob_store", "restore_blobs", "upload_body_limit", "upload_directory"]
+
+EXTENSION = "kunjung.blobs"
+UPLOADS_PREFIX = "/api/v1/uploads/"
+
+
+def _sqlite_file(url: str) -> Path | None:
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        return Path(path) if path and path != ":memory:" else None
+    return None
+
+
+def blob_directory(config: dict[str, Any]) -> Path | None:
+    """Where the disk backend keeps blobs, or None for GridFS (a MongoDB store without BLOB_DIR)."""
+    if config.get("BLOB_DIR"):
+        return Path(config["BLOB_DIR"])
+    db = _sqlite_file(config.get("DATABASE_URL") or "")
+    return db.with_name(db.name + "-blobs") if db is not None else None
+
+
+def upload_directory(config: dict[str, Any]) -> Path:
+    """Where partial uploads wait for their next byte (on the server's own disk, so that a cut resumes)."""
+    if config.get("UPLOAD_DIR"):
+        path = Path(config["UPLOAD_DIR"])
+    elif (db := _sqlite_file(config.get("DATABASE_URL") or "")) is not None:
+        path = db.with_name(db.name + "-uploads")
+    elif config.get("SECRET_KEY_FILE"):
+        path = Path(config["SECRET_KEY_FILE"]).parent / "uploads"
+    else:
+        path = Path(tempfile.gettempdir()) / f"kunjung-uploads-{os.getuid()}"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def open_blob_store(config: dict[str, Any], store: Any) -> BlobStore:
+    """The blob backend that goes with the event store: files on disk beside SQLite, GridFS in MongoDB."""
+    directory = blob_directory(config)
+    if directory is not None:
+        from .disk import DiskBlobStore
+
+        return DiskBlobStore(directory)
+    from .gridfs import GridFSBlobStore
+
+    return GridFSBlobStore(store.db)
+
+
+def blob_store(app: Flask | None = None) -> BlobStore:
+    """The app's blob store, opened on first use."""
+    from ..store import get_store
+
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    blobs = app.extensions.get(EXTENSION)
+    if blobs is None:
+        blobs = app.extensions.setdefault(EXTENSION, open_blob_store(app.config, get_store(app)))
+    return blobs  # type: ignore[no-any-return]
+
+
+def blobs_beside(backup: str) -> str:
+    """The folder of attachment files that goes with a backup of the store at ``backup``."""
+    return f"{backup}-blobs"
+
+
+def restore_blobs(source: BlobStore, target: BlobStore) -> int:
+    """Copy into ``target`` every blob of ``source`` it lacks; returns how many."""
+    from .store import _ChunkReader
+
+    restored = 0
+    for blob in source.list():
+        if not target.exists(blob.sha256):
+            target.put(_ChunkReader(source.chunks(blob.sha256)), blob.sha256)
+            restored += 1
+    return restored
+
+
+def upload_body_limit(app: Flask) -> Callable[[dict[str, Any]], int | None]:
+    """The body limit of an upload's PATCH (its handler reads no more than the upload still lacks), for
+    the request body guard; None for every other request, which keeps the general limit."""
+    def limit(environ: dict[str, Any]) -> int | None:
+        if environ.get("REQUEST_METHOD") == "PATCH" and str(environ.get("PATH_INFO", "")).startswith(UPLOADS_PREFIX):
+            from .attachments import MediaLimits
+
+            return MediaLimits.from_config(app.config).largest
+        return None
+
+    return limit

@@ -1,0 +1,278 @@
+"""Attachments of visits: the list an event names, which of its files the server holds, downloads, thumbnails, clean-up.
+
+A visit event names each file by question path, SHA-256, size, media type and file name. The
+bytes come separately (``server/blobs/uploads.py``, tus). One ``attachments`` document per
+(visit, path) says which blob answers it and whether it has arrived (``held``). Only the device
+that made the visit may upload its files, so knowing another visit's hash reads nothing: a blob
+is reachable only through an attachment document of a visit the reader may see.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from forms import media_question
+from forms.fieldtypes import check_file_name
+
+from ..audit import record_audit
+from ..errors import ApiError
+from ..security.scope import Scope
+from ..storage import Range, Store, Writer
+from ..timeutil import iso, now_utc
+from .media import KINDS
+from .store import SHA256, BlobNotFound, BlobStore
+
+ATTACHMENTS = "attachments"
+UPLOADS = "uploads"
+VISITS = "visits"
+MISSING = "attachments_missing"
+MAX_ATTACHMENTS = 50
+ATTACHMENT_KEYS = frozenset({"path", "sha256", "size", "media_type", "filename"})
+THUMBNAIL_PIXELS = 320
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """The largest file a question of each kind takes, in bytes (413 above it)."""
+
+    image: int = 20 * 1024 * 1024
+    audio: int = 100 * 1024 * 1024
+    video: int = 1024 * 1024 * 1024
+    file: int = 50 * 1024 * 1024
+
+    def of(self, kind: str) -> int:
+        return int(getattr(self, kind))
+
+    @property
+    def largest(self) -> int:
+        return max(self.of(kind) for kind in KINDS)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> MediaLimits:
+        return cls(**{kind: config.get(f"MAX_{kind.upper()}_BYTES", getattr(cls, kind)) for kind in KINDS})
+
+
+# -- the list an event names ----------------------------------------------------------------------
+def _answer_at(answers: Mapping[str, Any], segments: list[str]) -> tuple[Any, str | None]:
+    """The answer a path names in a visit's answers (repeat rows by their ``_id``), or why there is none."""
+    container: Any = answers
+    while len(segments) > 1:
+        repeat, row_id, segments = segments[0], segments[1], segments[2:]
+        rows = container.get(repeat) if isinstance(container, Mapping) else None
+        row = next((r for r in rows or () if isinstance(r, Mapping) and r.get("_id") == row_id), None) \
+            if isinstance(rows, list) else None
+        if row is None:
+            return None, f"the answers have no row {row_id} of {repeat}"
+        container = row
+    value = container.get(segments[0]) if isinstance(container, Mapping) else None
+    if value in (None, "", [], {}):
+        return None, "the question has no answer in this visit"
+    return value, None
+
+
+def check_attachments(definition: Any, answers: Mapping[str, Any], attachments: Any
+                      ) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
+    """The problems of an event's ``attachments`` (keyed ``attachments.<i>.<key>``), and the list as stored.
+
+    Each entry names a media question of the form by path (``photo_rumah``, or ``anggota/<row _id>/foto``
+    inside a repeat) that the visit answers, a SHA-256 (64 lowercase hex digits), the size in bytes
+    (a positive integer), a media type and a file name. A path is named once. Sizes and types are
+    checked against the limits when the bytes arrive, not here: a visit is never refused for a file."""
+    errors: dict[str, list[str]] = {}
+
+    def add(key: str, message: str) -> None:
+        errors.setdefault(key, []).append(message)
+
+    if not isinstance(attachments, list):
+        add("attachments", "must be a list of {path, sha256, size, media_type, filename}")
+        return errors, []
+    if len(attachments) > MAX_ATTACHMENTS:
+        add("attachments", f"at most {MAX_ATTACHMENTS} files per visit")
+        return errors, []
+    seen: set[str] = set()
+    stored: list[dict[str, Any]] = []
+    for i, entry in enumerate(attachments):
+        at = f"attachments.{i}"
+        if not isinstance(entry, Mapping):
+            add(at, "must be an object")
+            continue
+        for key in sorted(set(entry) - ATTACHMENT_KEYS):
+            add(f"{at}.{str(key)[:64]}", "unknown key")
+        for key in sorted(ATTACHMENT_KEYS - set(entry)):
+            add(f"{at}.{key}", "is required")
+        path, sha256, size = entry.get("path"), entry.get("sha256"), entry.get("size")
+        media_type, filename = entry.get("media_type"), entry.get("filename")
+        question = None
+        if not isinstance(path, str) or not 0 < len(path) <= 512 or "\x00" in path:
+            add(f"{at}.path", "must be a question path")
+        elif path in seen:
+            add(f"{at}.path", "names a question another entry names")
+        else:
+            seen.add(path)
+            question = media_question(definition, path)
+            if question is None:
+                add(f"{at}.path", "is not a photo, audio, video or file question of this form")
+            else:
+                _, problem = _answer_at(answers, path.split("/"))
+                if problem:
+                    add(f"{at}.path", problem)
+        if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+            add(f"{at}.sha256", "must be 64 lowercase hex digits")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= 2**53:
+            add(f"{at}.size", "must be the file's size in bytes, a positive integer")
+        if not isinstance(media_type, str) or not 0 < len(media_type) <= 128:
+            add(f"{at}.media_type", "must be a media type like image/jpeg")
+        name_problem = check_file_name(filename)
+        if name_problem:
+            add(f"{at}.filename", name_problem)
+        if question is not None and not any(key.startswith(at) for key in errors):
+            stored.append({"path": path, "sha256": sha256, "size": size, "media_type": media_type,
+                           "filename": filename, "kind": question.kind, "max_pixels": question.max_pixels,
+                           "accept_types": list(question.media_types),
+                           "accept_extensions": list(question.extensions), "held": False})
+    return errors, stored
+
+
+def attachment_id(visit_id: str, path: str) -> str:
+    return f"{visit_id}/{path}"
+
+
+def missing_flag(paths: list[str]) -> dict[str, Any]:
+    return {"code": MISSING, "paths": sorted(paths),
+            "message": f"{len(paths)} file(s) of this visit have not reached the server yet."}
+
+
+def attachment_documents(visit: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``attachments`` documents a visit's list makes, written with the visit."""
+    return [{"id": attachment_id(visit["id"], entry["path"]), "visit_id": visit["id"], "village": visit["village"],
+             "device_id": visit["device_id"], "officer": visit["officer"], "held": False, "held_at": None,
+             "stored_type": None, "thumbnail_sha256": None, "received_at": visit["received_at"], **entry}
+            for entry in visit.get("attachments") or ()]
+
+
+def _with_flags(visit: dict[str, Any], flags: list[dict[str, Any]]) -> dict[str, Any]:
+    return {**visit, "flags": flags, "flagged": bool(flags), "flag_codes": sorted({f["code"] for f in flags})}
+
+
+def mark_held(tx: Writer, attachment: Mapping[str, Any], stored_type: str) -> dict[str, Any]:
+    """Record that an attachment's bytes are stored; clears the visit's ``attachments_missing`` flag
+    once every file of it is held (or names the ones still missing). Returns the attachment."""
+    held = tx.put(ATTACHMENTS, {**attachment, "held": True, "held_at": iso(now_utc()), "stored_type": stored_type})
+    visit = tx.get(VISITS, attachment["visit_id"])
+    if visit is not None:
+        entries = [{**e, "held": True} if e["path"] == attachment["path"] else e
+                   for e in visit.get("attachments") or ()]
+        missing = [e["path"] for e in entries if not e.get("held")]
+        flags = [f for f in visit.get("flags") or () if f.get("code") != MISSING]
+        if missing:
+            flags.append(missing_flag(missing))
+        tx.put(VISITS, _with_flags({**visit, "attachments": entries}, flags))
+    return held
+
+
+def missing_for_device(store: Store, officer: str, device_id: str, *, limit: int = 1000) -> list[dict[str, Any]]:
+    """The files of this device's visits that the server does not hold yet (a device keeps a local
+    file until it is no longer listed here after its visit was applied)."""
+    found = store.find(ATTACHMENTS, {"device_id": device_id, "held": False}, limit=limit)
+    return [{"visit_id": doc["visit_id"], "path": doc["path"], "sha256": doc["sha256"], "size": doc["size"]}
+            for doc in found if doc["officer"] == officer]
+
+
+# -- reading ------------------------------------------------------------------------------------------
+def readable_attachment(store: Store, user: Mapping[str, Any], scope: Scope, visit_id: str,
+                        path: str) -> dict[str, Any]:
+    """The held attachment at ``path`` of a visit the caller may see; 404 alike for an unknown visit, one
+    out of scope, an unknown path and a file not arrived yet."""
+    from ..visits import get_visit
+
+    get_visit(store, user, scope, visit_id)  # 404 unless the caller may see the visit
+    doc = store.get(ATTACHMENTS, attachment_id(visit_id, path))
+    if doc is None or doc["visit_id"] != visit_id:
+        raise ApiError(404, "not_found", "This visit has no such file.")
+    if not doc.get("held"):
+        raise ApiError(404, "not_arrived", "The file has not reached the server yet.")
+    return doc
+
+
+def record_download(store: Store, actor: str, doc: Mapping[str, Any], what: str) -> None:
+    """Every read of a visit's file is in the audit log: attachments are personal data."""
+    store.unit_of_work(lambda tx: record_audit(tx, "attachment_downloaded", actor=actor, target=doc["visit_id"],
+                                               details={"path": doc["path"], "sha256": doc["sha256"],
+                                                        "what": what}))
+
+
+def thumbnail(store: Store, blobs: BlobStore, doc: Mapping[str, Any]) -> str:
+    """The digest of the image attachment's thumbnail (JPEG, at most 320 px a side), made the first
+    time it is asked for and kept in the blob store."""
+    if doc.get("kind") != "image":
+        raise ApiError(404, "no_thumbnail", "Only photos, signatures and drawings have thumbnails.")
+    made = doc.get("thumbnail_sha256")
+    if made and blobs.exists(made):
+        return str(made)
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(blobs.read(doc["sha256"]))) as image:
+            image = ImageOps.exif_transpose(image)
+            image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+            out = io.BytesIO()
+            image.convert("RGB").save(out, "JPEG", quality=80)
+    except BlobNotFound:
+        raise ApiError(404, "not_found", "This visit has no such file.") from None
+    info = blobs.put_bytes(out.getvalue())
+
+    def unit(tx: Writer) -> None:
+        current = tx.get(ATTACHMENTS, doc["id"])
+        if current is not None:
+            tx.put(ATTACHMENTS, {**current, "thumbnail_sha256": info.sha256})
+
+    store.unit_of_work(unit)
+    return info.sha256
+
+
+# -- cleaning up ------------------------------------------------------------------------------------------
+@dataclass
+class Collected:
+    """What ``kunjung gc-attachments`` removed (or would remove, on a dry run)."""
+
+    blobs: list[str] = field(default_factory=list)
+    bytes: int = 0
+    uploads: list[str] = field(default_factory=list)
+    kept_young: int = 0
+
+
+def named(store: Store, sha256: str) -> bool:
+    """Whether any attachment names the blob, as its file or its thumbnail."""
+    return bool(store.find(ATTACHMENTS, {"sha256": sha256}, limit=1)
+                or store.find(ATTACHMENTS, {"thumbnail_sha256": sha256}, limit=1))
+
+
+def collect_garbage(store: Store, blobs: BlobStore, *, grace_seconds: float, dry_run: bool = False,
+                    discard_upload: Callable[[Mapping[str, Any]], None] | None = None,
+                    clock: Callable[[], float] = time.time) -> Collected:
+    """Remove blobs no attachment names that were stored more than ``grace_seconds`` ago (younger ones
+    may belong to an upload whose visit is being written), and uploads left unfinished that long."""
+    result = Collected()
+    cutoff = clock() - grace_seconds
+    for blob in blobs.list():
+        if named(store, blob.sha256):
+            continue
+        if blob.stored_at > cutoff:
+            result.kept_young += 1
+            continue
+        result.blobs.append(blob.sha256)
+        result.bytes += blob.size
+        if not dry_run:
+            blobs.delete(blob.sha256)
+    stale_before = iso(datetime.fromtimestamp(cutoff, UTC))
+    for upload in store.find(UPLOADS, {"created_at": Range(lt=stale_before)}, order_by="created_at"):
+        result.uploads.append(upload["id"])
+        if not dry_run and discard_upload is not None:
+            discard_upload(upload)
+    return result
+

@@ -1,0 +1,131 @@
+"""The blob interface: content-addressed files (attachments of visits, their thumbnails); docstrings are the spec.
+
+A blob is named by the SHA-256 of its bytes (64 lowercase hex digits) and never changes: the same
+bytes stored twice are one blob. Two backends implement the interface, chosen with the event store:
+:class:`server.blobs.disk.DiskBlobStore` (files in a folder beside the SQLite file) and
+:class:`server.blobs.gridfs.GridFSBlobStore` (GridFS's layout of files and chunks in MongoDB). One
+contract suite (``tests/blobs/``) runs against both.
+
+Storing a blob never grants anyone access to it: which visit may name which blob is kept with the
+visit's attachments (``server/blobs/attachments.py``), never inferred from a blob existing.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+CHUNK = 256 * 1024
+
+
+class BlobError(Exception):
+    """Base of every error a blob backend raises."""
+
+
+class BlobNotFound(BlobError):
+    """No blob has this digest."""
+
+
+class BlobMismatch(BlobError):
+    """The bytes given to :meth:`BlobStore.put` do not have the digest they were given with; nothing
+    was stored."""
+
+
+def check_digest(sha256: str) -> str:
+    """``sha256`` if it is 64 lowercase hex digits, else ValueError (digests become file names and ids)."""
+    if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+        raise ValueError("a blob digest is 64 lowercase hex digits")
+    return sha256
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    sha256: str
+    size: int
+    stored_at: float  # seconds since the epoch, when the blob was first stored
+
+
+class BlobStore(abc.ABC):
+    """Content-addressed, write-once files. Safe to use from several threads and processes."""
+
+    @abc.abstractmethod
+    def put(self, source: BinaryIO, sha256: str) -> BlobInfo:
+        """Store what ``source`` holds from its position to its end under ``sha256``.
+
+        The bytes are hashed as they are read; if their digest is not ``sha256`` nothing is stored
+        and :class:`BlobMismatch` is raised. A blob that is stored already is kept as it is (its
+        ``stored_at`` does not change); the source is still read and checked. The blob is visible
+        to readers only once complete and durable (a crash leaves it absent, never partial).
+        Memory stays flat whatever the size."""
+
+    def put_bytes(self, data: bytes) -> BlobInfo:
+        """Store ``data`` under its own digest."""
+        return self.put(io.BytesIO(data), hashlib.sha256(data).hexdigest())
+
+    @abc.abstractmethod
+    def info(self, sha256: str) -> BlobInfo | None:
+        """The stored blob's size and time, or None."""
+
+    def exists(self, sha256: str) -> bool:
+        return self.info(sha256) is not None
+
+    @abc.abstractmethod
+    def chunks(self, sha256: str, *, start: int = 0) -> Iterator[bytes]:
+        """The blob's bytes from ``start`` on, in pieces of at most a few hundred KB (memory stays flat).
+        Raises :class:`BlobNotFound` (before yielding anything) for an unknown digest."""
+
+    def read(self, sha256: str) -> bytes:
+        """The whole blob in memory (small blobs only: thumbnails, tests)."""
+        return b"".join(self.chunks(sha256))
+
+    @abc.abstractmethod
+    def delete(self, sha256: str) -> bool:
+        """Remove the blob; True if it existed. Erasure and garbage collection call this; the caller
+        decides that nothing names the blob any more."""
+
+    @abc.abstractmethod
+    def list(self) -> Iterator[BlobInfo]:
+        """Every stored blob, in no particular order, streamed."""
+
+    def copy_to(self, destination: str) -> int:
+        """Copy every blob into the folder ``destination`` in the disk backend's layout (a backup that
+        :class:`~server.blobs.disk.DiskBlobStore` opens as a store); returns how many were copied.
+        Blobs already there are skipped, so a second backup into the same folder copies only new ones."""
+        from .disk import DiskBlobStore
+
+        target = DiskBlobStore(destination)
+        copied = 0
+        for blob in self.list():
+            if target.exists(blob.sha256):
+                continue
+            target.put(_ChunkReader(self.chunks(blob.sha256)), blob.sha256)
+            copied += 1
+        return copied
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable stream over an iterator of byte pieces."""
+
+    def __init__(self, pieces: Iterator[bytes]):
+        self.pieces = pieces
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        while not self.pending:
+            try:
+                self.pending = next(self.pieces)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self.pending))
+        buffer[:size] = self.pending[:size]
+        self.pending = self.pending[size:]
+        return size

@@ -1,0 +1,278 @@
+"""Resumable uploads of visits' files (tus 1.0 core and creation): the upload's life from creation to the last byte.
+
+An upload is created for one attachment a pushed visit names, by the device that made the visit.
+Its bytes go to a partial file on the server's disk as they arrive and are fsynced before each
+answer, so its offset (the partial file's size) survives a cut at any byte and a server restart.
+When the last byte arrives every check runs before anything is stored: the SHA-256, the type
+sniffed from the bytes against the question's kind, the size limit, an image's pixels. A file
+that fails any of them is discarded with its upload; one that passes becomes a blob (stored
+once, whatever device sent the same bytes) and its attachment is marked held.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import struct
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..errors import ApiError
+from ..security.scope import Scope
+from ..storage import Store, Writer
+from ..timeutil import iso, now_utc
+from .attachments import ATTACHMENTS, UPLOADS, VISITS, MediaLimits, attachment_id, mark_held
+from .disk import DiskBlobStore
+from .media import SNIFF_BYTES, fits, sniff
+from .store import CHUNK, BlobStore
+
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = "creation"
+METADATA_KEYS = ("sha256", "filename", "event_id", "path")
+_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+MAX_METADATA = 4096
+
+
+@dataclass
+class Uploader:
+    """Who uploads: from the token, never from the request."""
+
+    username: str
+    device_id: str | None
+    scope: Scope
+
+
+def parse_metadata(header: str | None) -> dict[str, str]:
+    """``Upload-Metadata``: comma-separated ``key base64(value)`` pairs; 400 for anything else."""
+    if not header:
+        return {}
+    if len(header) > MAX_METADATA:
+        raise ApiError(400, "bad_metadata", f"Upload-Metadata is longer than {MAX_METADATA} characters.")
+    out: dict[str, str] = {}
+    for pair in header.split(","):
+        parts = pair.strip().split(" ")
+        if not parts[0] or not _KEY.fullmatch(parts[0]) or len(parts) > 2 or parts[0] in out:
+            raise ApiError(400, "bad_metadata", "Upload-Metadata must be comma-separated `key base64value` pairs.",
+                           {"Upload-Metadata": [f"bad pair {pair.strip()[:40]!r}"]})
+        try:
+            value = base64.b64decode(parts[1], validate=True).decode("utf-8") if len(parts) == 2 else ""
+        except (binascii.Error, UnicodeDecodeError):
+            raise ApiError(400, "bad_metadata", "An Upload-Metadata value is not base64 of UTF-8 text.",
+                           {"Upload-Metadata": [f"{parts[0]} is not base64"]}) from None
+        out[parts[0]] = value
+    return out
+
+
+def encode_metadata(values: Mapping[str, str]) -> str:
+    return ",".join(f"{key} {base64.b64encode(value.encode()).decode()}" for key, value in values.items())
+
+
+def parse_length(value: str | None, header: str) -> int:
+    if value is None or not value.isdigit() or len(value) > 16:
+        raise ApiError(400, "bad_header", f"{header} must be a non-negative whole number.",
+                       {header: ["required, digits only"]})
+    return int(value)
+
+
+class UploadService:
+    """tus uploads over one store, blob store and folder of partial files."""
+
+    def __init__(self, store: Store, blobs: BlobStore, directory: Path, limits: MediaLimits):
+        self.store = store
+        self.blobs = blobs
+        self.directory = directory
+        self.limits = limits
+
+    def partial(self, upload_id: str) -> Path:
+        return self.directory / f"{upload_id}.part"
+
+    # -- creation ------------------------------------------------------------------------------
+    def create(self, caller: Uploader, length: int, metadata: Mapping[str, str]) -> tuple[dict[str, Any], int]:
+        """A new upload for the attachment the metadata names; the upload and its offset (the whole
+        length when the server already holds this device's file for that visit)."""
+        missing = [key for key in METADATA_KEYS if not metadata.get(key)]
+        if missing:
+            raise ApiError(400, "bad_metadata", "Upload-Metadata must carry sha256, filename, event_id and path.",
+                           {f"Upload-Metadata.{key}": ["is required"] for key in missing})
+        if caller.device_id is None:
+            raise ApiError(403, "device_required", "Uploads come from the device that made the visit; log in "
+                                                   "with a device_id.")
+        visit = self.store.get(VISITS, metadata["event_id"])
+        if visit is None or not caller.scope.covers(visit["village"]):
+            raise ApiError(404, "not_found", "No such visit; push the visit before its files.")
+        if visit["device_id"] != caller.device_id or visit["officer"] != caller.username:
+            raise ApiError(403, "not_your_visit", "Only the device that made a visit uploads its files.")
+        attachment = self.store.get(ATTACHMENTS, attachment_id(visit["id"], metadata["path"]))
+        if attachment is None:
+            raise ApiError(422, "unknown_attachment", "The visit names no file at this path.",
+                           {"Upload-Metadata.path": ["not in the visit's attachments"]})
+        if metadata["sha256"] != attachment["sha256"]:
+            raise ApiError(422, "attachment_mismatch", "The visit names another file at this path.",
+                           {"Upload-Metadata.sha256": ["differs from the sha256 the visit names"]})
+        limit = self.limits.of(attachment["kind"])
+        if length > limit:
+            raise ApiError(413, "file_too_large", f"A {attachment['kind']} file may be at most {limit} bytes.",
+                           {"Upload-Length": [f"{length} bytes; the limit is {limit}"]})
+        if length != attachment["size"]:
+            raise ApiError(422, "attachment_mismatch", "Upload-Length differs from the size the visit names.",
+                           {"Upload-Length": [f"the visit names {attachment['size']} bytes"]})
+        upload = {"id": uuid.uuid4().hex, "attachment_id": attachment["id"], "visit_id": visit["id"],
+                  "path": attachment["path"], "sha256": attachment["sha256"], "length": length,
+                  "filename": metadata["filename"][:255], "device_id": caller.device_id,
+                  "officer": caller.username, "created_at": iso(now_utc()), "metadata": dict(metadata)}
+        if attachment.get("held"):
+            return upload, length  # this device sent these bytes for this visit before: nothing to send
+        self.partial(upload["id"]).touch(mode=0o600)
+        self.store.insert(UPLOADS, upload)
+        return upload, 0
+
+    # -- state and appending ----------------------------------------------------------------------
+    def get(self, caller: Uploader, upload_id: str) -> tuple[dict[str, Any], int]:
+        """The caller's upload and its offset; 404 alike for an unknown one and another device's."""
+        upload = self.store.get(UPLOADS, upload_id) if UPLOAD_ID.fullmatch(upload_id) else None
+        if upload is None or upload["device_id"] != caller.device_id or upload["officer"] != caller.username:
+            raise ApiError(404, "not_found", "No such upload (it may have finished or been refused).")
+        try:
+            offset = self.partial(upload_id).stat().st_size
+        except FileNotFoundError:
+            attachment = self.store.get(ATTACHMENTS, upload["attachment_id"])
+            offset = upload["length"] if attachment and attachment.get("held") else 0
+            if offset == 0:
+                self.partial(upload_id).touch(mode=0o600)  # lost with a crash mid-finish: send it again
+        return upload, offset
+
+    def append(self, caller: Uploader, upload_id: str, offset: int, body: BinaryIO) -> int:
+        """Append the request body at ``offset`` (409 unless it is the upload's offset); returns the new
+        offset. The bytes that arrived stay even when the body is cut short. The last byte runs the
+        checks and stores the file (or discards the upload and raises)."""
+        upload, current = self.get(caller, upload_id)
+        if offset != current:
+            raise ApiError(409, "offset_mismatch", "Upload-Offset is not where the upload stands; ask with HEAD.",
+                           {"Upload-Offset": [f"the upload stands at {current}"]})
+        if current >= upload["length"]:
+            return current
+        remaining = upload["length"] - current
+        path = self.partial(upload_id)
+        with open(path, "r+b") as out, _locked(out):
+            if os.fstat(out.fileno()).st_size != current:  # another request appended meanwhile
+                raise ApiError(409, "offset_mismatch", "Upload-Offset is not where the upload stands; ask with HEAD.")
+            out.seek(current)
+            written = 0
+            try:
+                while True:
+                    piece = body.read(min(CHUNK, remaining - written + 1))
+                    if not piece:
+                        break
+                    if written + len(piece) > remaining:
+                        out.truncate(current)
+                        raise ApiError(400, "too_many_bytes", "The body is longer than what the upload still lacks.",
+                                       {"Upload-Length": [f"{remaining} bytes remain"]})
+                    out.write(piece)
+                    written += len(piece)
+            finally:
+                out.flush()
+                os.fsync(out.fileno())
+        offset = current + written
+        if offset == upload["length"]:
+            self.finish(upload)
+        return offset
+
+    # -- the last byte ---------------------------------------------------------------------------------
+    def finish(self, upload: Mapping[str, Any]) -> None:
+        """Check the complete file and store it, or discard it and raise the one error shape."""
+        path = self.partial(upload["id"])
+        attachment = self.store.get(ATTACHMENTS, upload["attachment_id"])
+        try:
+            if attachment is None:
+                raise ApiError(404, "not_found", "The visit no longer names this file.")
+            stored_type = self._check(path, upload, attachment)
+            if isinstance(self.blobs, DiskBlobStore):
+                self.blobs.adopt(path, upload["sha256"])  # same disk: a rename, not a copy
+            else:
+                with open(path, "rb") as source:
+                    self.blobs.put(source, upload["sha256"])
+        except Exception:
+            self.discard(upload)
+            raise
+
+        def unit(tx: Writer) -> None:
+            current = tx.get(ATTACHMENTS, upload["attachment_id"])
+            if current is not None and not current.get("held"):
+                mark_held(tx, current, stored_type)
+            tx.delete(UPLOADS, upload["id"])
+
+        self.store.unit_of_work(unit)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def _check(self, path: Path, upload: Mapping[str, Any], attachment: Mapping[str, Any]) -> str:
+        digest = hashlib.sha256()
+        with open(path, "rb") as source:
+            head = source.read(SNIFF_BYTES)
+            digest.update(head)
+            while piece := source.read(1024 * 1024):
+                digest.update(piece)
+        if digest.hexdigest() != upload["sha256"]:
+            raise ApiError(422, "checksum_mismatch", "The bytes received do not have the sha256 the visit names; "
+                                                     "the upload is discarded, start a new one.",
+                           {"Upload-Metadata.sha256": [f"the bytes have sha256 {digest.hexdigest()}"]})
+        kind = attachment["kind"]
+        media_type = sniff(head)
+        if not fits(kind, media_type, attachment["filename"], attachment.get("accept_types") or (),
+                    attachment.get("accept_extensions") or ()):
+            raise ApiError(415, "wrong_media_type", f"The file's bytes are {media_type}, which a {kind} question "
+                                                    "does not take.", {"path": [f"{media_type} is not {kind}"]})
+        size = path.stat().st_size
+        if size > self.limits.of(kind):
+            raise ApiError(413, "file_too_large", f"A {kind} file may be at most {self.limits.of(kind)} bytes.")
+        if kind == "image":
+            _check_image(path, attachment.get("max_pixels"))
+        return media_type
+
+    def discard(self, upload: Mapping[str, Any]) -> None:
+        """Forget an upload and its partial file."""
+        with contextlib.suppress(FileNotFoundError):
+            self.partial(upload["id"]).unlink()
+        self.store.delete(UPLOADS, upload["id"])
+
+
+def _check_image(path: Path, max_pixels: int | None) -> None:
+    """The image decodes, and its longer side is within the question's ``max-pixels``."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            image.verify()
+    except Image.DecompressionBombError:
+        raise ApiError(422, "too_many_pixels", "The image has more pixels than the server decodes.") from None
+    except (OSError, SyntaxError, ValueError, struct.error):  # what Pillow raises for a broken file
+        raise ApiError(422, "unreadable_image", "The image cannot be decoded.") from None
+    if max_pixels and max(width, height) > max_pixels:
+        raise ApiError(422, "too_many_pixels", f"The image is {width}x{height}; this question takes at most "
+                                               f"{max_pixels} pixels on the longer side (max-pixels).",
+                       {"path": [f"longer side {max(width, height)} > {max_pixels}"]})
+
+
+@contextlib.contextmanager
+def _locked(handle: BinaryIO) -> Iterator[None]:
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES):
+            raise ApiError(409, "upload_busy", "Another request is appending to this upload.") from None
+        raise
+    try:
+        yield
+    finally:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

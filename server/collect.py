@@ -1,0 +1,395 @@
+"""ODK Collect's side of kunjung: the forms it lists, the household entity list, and submissions taken in as visits."""
+
+# A submission goes through the same PushService as a JSON push, as a visit event made
+# from the XML: the same checks, flags, scope and review states. The receiving node stamps
+# it (Collect keeps no HLC), so it is never refused for clock skew or a stale base, and its
+# device is the app credential's, never the XML's deviceID. Its event id is the instanceID:
+# a resend is rebuilt with the first one's stamp, so the push answers `duplicate` for the
+# same XML and `id_reused` for another.
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from forms.definition import Definition
+from forms.xform import (
+    HOUSEHOLD_LIST,
+    Submission,
+    SubmissionError,
+    XForm,
+    parse_xml,
+    read_submission,
+    stamp_property,
+    submission_form,
+    xform_of,
+)
+from sync.hlc import HybridClock
+
+from .app_credentials import AppCaller
+from .areas import scoped_areas, village_where
+from .blobs.attachments import ATTACHMENTS, MediaLimits, attachment_id, mark_held
+from .blobs.media import SNIFF_BYTES, fits, sniff
+from .blobs.store import BlobStore
+from .clock import stored_hlc, wall_ms
+from .cursors import store_identity
+from .forms_registry import FORMS, assigned_to, forms_for, published_definition
+from .households import household_change
+from .push import Caller, PushService, PushSettings
+from .storage import Store, Writer
+from .timeutil import iso
+
+HOUSEHOLDS_FILE = f"{HOUSEHOLD_LIST}.csv"
+#: Files of a submission Collect split over several posts, until the last one (by user, device, instance).
+PARTS = "collect_parts"
+#: Collect is never refused for clock skew: the receiving node stamps its submissions.
+NO_SKEW_BOUND_MS = 10**15
+
+
+@dataclass(frozen=True)
+class CollectForm:
+    form_id: str
+    version: str
+    name: str
+    xform: XForm
+
+
+def collect_forms(store: Store, caller: AppCaller, form_id: str | None = None) -> list[CollectForm]:
+    """The published, unarchived forms assigned to the caller's villages, each with its XForm."""
+    out = []
+    for entry in forms_for(store, caller.scope):
+        if form_id is not None and entry["form_id"] != form_id:
+            continue
+        definition = published_definition(store, entry["form_id"], entry["version"])
+        if definition is None:
+            continue
+        title = definition.title
+        out.append(CollectForm(entry["form_id"], entry["version"],
+                               title.get(definition.default_language) or title.get("id") or entry["form_id"],
+                               xform_of(definition)))
+    return out
+
+
+def collect_form(store: Store, caller: AppCaller, form_id: str, version: str) -> CollectForm | None:
+    return next((form for form in collect_forms(store, caller, form_id) if form.version == version), None)
+
+
+# -- the household entity list ------------------------------------------------------------------
+def household_properties(forms: list[CollectForm]) -> list[str]:
+    """The household fields any of the caller's forms saves, in a stable order: the entity list's columns."""
+    names: dict[str, None] = {}
+    for form in forms:
+        names.update(dict.fromkeys(form.xform.saved.values()))
+    return sorted(names)
+
+
+def _xform_text(value: Any) -> str:
+    """A household value as an XForm answer (what Collect prefills the question with)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, list):
+        return " ".join(str(item) for item in value)
+    if isinstance(value, dict) and "lat" in value:
+        return " ".join(str(value.get(key, 0)) for key in ("lat", "lon", "altitude_m", "accuracy_m"))
+    return str(value)
+
+
+def field_stamps(state: dict[str, Any]) -> list[str]:
+    """The stamps a write must name as its base to supersede what the field holds now."""
+    if state.get("heads"):
+        return sorted(head["stamp"] for head in state["heads"])
+    if state.get("head_stamps"):
+        return list(state["head_stamps"])
+    return [state["stamp"]] if state.get("stamp") else []
+
+
+def _households(store: Store, caller: AppCaller) -> Iterator[dict[str, Any]]:
+    where = village_where(scoped_areas(caller.scope, None))
+    yield from store.iterate("households", where)
+
+
+def households_csv(store: Store, caller: AppCaller, properties: list[str]) -> Iterator[str]:
+    """The caller's households as Collect's entity list, a line at a time: name (the household id),
+    label, __version, then each saved field and the hidden stamps of its heads."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+
+    def line(row: list[str]) -> str:
+        writer.writerow(row)
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    header = ["name", "label", "__version"]
+    for name in properties:
+        header += [name, stamp_property(name)]
+    yield line(header)
+    for doc in _households(store, caller):
+        fields = household_change(doc)["fields"]
+        label = _xform_text(fields.get("head_name", {}).get("value")) or doc["id"]
+        row = [doc["id"], label, str(doc.get("seq") or 1)]
+        for name in properties:
+            state = fields.get(name) or {}
+            row += [_xform_text(state.get("value")), " ".join(field_stamps(state))]
+        yield line(row)
+
+
+_MD5_CACHE: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+_MD5_LOCK = threading.Lock()
+_MD5_CACHE_SIZE = 1024
+
+
+def _fingerprint(store: Store, caller: AppCaller, properties: list[str]) -> tuple[Any, ...]:
+    """What the list depends on, cheaply: a household write raises its seq, and a household
+    leaving the store changes the count."""
+    where = village_where(scoped_areas(caller.scope, None))
+    newest = store.find("households", where, order_by="-seq", limit=1)
+    identity = store_identity(store)  # another store (or a restored one) never shares an entry
+    return (identity.store_id, identity.epoch, caller.scope.codes, tuple(properties), newest[0]["seq"] if newest else 0,
+            store.count("households", where))
+
+
+def households_md5(store: Store, caller: AppCaller, properties: list[str]) -> str:
+    """The md5 of the caller's households.csv, worked out again only when a household in scope changed."""
+    key = _fingerprint(store, caller, properties)
+    with _MD5_LOCK:
+        if key in _MD5_CACHE:
+            _MD5_CACHE.move_to_end(key)
+            return _MD5_CACHE[key]
+    digest = hashlib.md5()  # noqa: S324 - OpenRosa compares attachments by md5
+    for text in households_csv(store, caller, properties):
+        digest.update(text.encode("utf-8"))
+    with _MD5_LOCK:
+        _MD5_CACHE[key] = digest.hexdigest()
+        while len(_MD5_CACHE) > _MD5_CACHE_SIZE:
+            _MD5_CACHE.popitem(last=False)
+    return digest.hexdigest()
+
+
+def integrity(store: Store, caller: AppCaller, ids: list[str]) -> list[tuple[str, bool]]:
+    """For each id Collect holds: whether it is gone for the caller (removed, or out of its villages)."""
+    out = []
+    for household_id in ids:
+        doc = store.get("households", household_id)
+        out.append((household_id, doc is None or not caller.scope.covers(doc["village"])))
+    return out
+
+
+# -- submissions --------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    status: int
+    message: str
+    result: dict[str, Any]
+
+
+def _village(store: Store, caller: AppCaller, submission: Submission, boundaries: Any) -> str:
+    """The village of the household the submission is about: its stored village, or for a new one the
+    caller's single village, or the caller's village whose boundary holds the visit's point."""
+    if submission.household_id:
+        doc = store.get("households", submission.household_id)
+        if doc is not None:
+            return doc["village"]
+    villages = [code for code in caller.user.get("villages") or [] if code.count(".") == 3]
+    if len(villages) == 1:
+        return villages[0]
+    if submission.geotag and villages:
+        inside = [code for code in villages
+                  if boundaries.locate(code, submission.geotag["lat"], submission.geotag["lon"]) is None]
+        if len(inside) == 1:
+            return inside[0]
+    raise SubmissionError(400, "The village of a new household cannot be told from this submission.",
+                          {"village": ["record the house location inside one of your villages"]})
+
+
+def _server_hlc(store: Store) -> str:
+    return HybridClock(wall_ms, stored_hlc(store)).now()
+
+
+def visit_event(submission: Submission, caller: AppCaller, village: str, hlc: str, received_at: str
+                ) -> dict[str, Any]:
+    """The JSON push event a submission stands for."""
+    event: dict[str, Any] = {
+        "id": submission.instance_id, "type": "visit", "device_id": caller.device_id, "hlc": hlc,
+        "form_id": submission.form_id, "form_version": submission.version, "village": village,
+        "household_id": submission.household_id, "answers": submission.answers,
+    }
+    if submission.started_at:
+        event["started_at"] = submission.started_at
+    if submission.ended_at:
+        event["ended_at"] = submission.ended_at
+    if submission.geotag:
+        event["geotag"] = {**submission.geotag, "captured_at": submission.ended_at or received_at}
+        event["geotag"].setdefault("accuracy_m", 0.0)
+    if submission.deprecated_id:
+        event["supersedes"] = submission.deprecated_id
+    if submission.base:
+        event["base"] = submission.base
+    return event
+
+
+# -- files of submissions ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Received:
+    """A file that came with a submission post (or an earlier part of it), its bytes in the blob store."""
+
+    filename: str
+    sha256: str
+    size: int
+    media_type: str
+
+
+def media_answers(definition: Definition, answers: dict[str, Any]) -> list[tuple[str, str]]:
+    """(path, file name) of every answered media question: `foto` or `members/<row id>/foto`."""
+    found: list[tuple[str, str]] = []
+    media = {question.name for question in definition.media_questions()}
+
+    def walk(values: dict[str, Any], prefix: str) -> None:
+        for name, value in values.items():
+            if name in media and isinstance(value, str) and value:
+                found.append((prefix + name, value))
+            elif isinstance(value, list) and value and isinstance(value[0], dict):
+                for row in value:
+                    if isinstance(row.get("_id"), str):
+                        walk(row, f"{prefix}{name}/{row['_id']}/")
+
+    walk(answers, "")
+    return found
+
+
+def keep_files(blobs: BlobStore, files: dict[str, bytes]) -> dict[str, Received]:
+    """The posted files put in the blob store (content-addressed: a resent file is stored once)."""
+    kept = {}
+    for filename, data in files.items():
+        info = blobs.put_bytes(data)
+        kept[filename] = Received(filename, info.sha256, len(data), sniff(data[:SNIFF_BYTES]))
+    return kept
+
+
+def _stash_key(caller: AppCaller, instance_id: str) -> str:
+    return f"{caller.user['id']}/{caller.device_id}/{instance_id}"
+
+
+def stash_parts(store: Store, caller: AppCaller, instance_id: str, kept: dict[str, Received]) -> dict[str, Received]:
+    """Files of a post that Collect split (`*isIncomplete*`), kept until the last part comes; all so far."""
+    key = _stash_key(caller, instance_id)
+    with store.transaction() as tx:
+        doc = tx.get(PARTS, key) or {"id": key, "files": {}}
+        files = {**doc["files"], **{name: received.__dict__ for name, received in kept.items()}}
+        tx.put(PARTS, {"id": key, "files": files})
+    return {name: Received(**entry) for name, entry in files.items()}
+
+
+def _parts(store: Store, caller: AppCaller, instance_id: str) -> dict[str, Received]:
+    doc = store.get(PARTS, _stash_key(caller, instance_id))
+    return {name: Received(**entry) for name, entry in (doc or {}).get("files", {}).items()}
+
+
+def _attachment_list(definition: Definition, answers: dict[str, Any], files: dict[str, Received]
+                     ) -> list[dict[str, Any]]:
+    return [{"path": path, "sha256": files[name].sha256, "size": files[name].size,
+             "media_type": files[name].media_type, "filename": name}
+            for path, name in media_answers(definition, answers) if name in files]
+
+
+def hold_files(store: Store, visit_id: str, files: dict[str, Received], limits: MediaLimits) -> int:
+    """Mark the visit's attachments whose bytes came (and fit their question) as held; how many now are."""
+    def unit(tx: Writer) -> int:
+        count = 0
+        visit = tx.get("visits", visit_id)
+        for entry in (visit or {}).get("attachments") or ():
+            received = files.get(entry["filename"])
+            if received is None or received.sha256 != entry["sha256"]:
+                continue
+            attachment = tx.get(ATTACHMENTS, attachment_id(visit_id, entry["path"]))
+            if attachment is None or attachment.get("held"):
+                continue
+            if received.size > limits.of(attachment["kind"]) or not fits(
+                    attachment["kind"], received.media_type, received.filename,
+                    attachment.get("accept_types") or (), attachment.get("accept_extensions") or ()):
+                continue  # stays flagged as missing: the supervisor sees the visit lacks a usable file
+            mark_held(tx, attachment, received.media_type)
+            count += 1
+        return count
+
+    return store.unit_of_work(unit)
+
+
+def take_submission(store: Store, push: PushService, caller: AppCaller, xml: bytes,
+                    files: dict[str, bytes] | None = None, *, incomplete: bool = False,
+                    blobs: BlobStore | None = None, limits: MediaLimits | None = None) -> Outcome:
+    """A Collect submission taken in as a visit, or SubmissionError saying why not (nothing stored).
+
+    Its files go to the blob store and the visit's attachments list names them. A post that Collect
+    split (`incomplete`) keeps its files until the last part, which makes the visit."""
+    root = parse_xml(xml)
+    form_id, version = submission_form(root)
+    definition = _accepting_definition(store, caller, form_id, version)
+    submission = read_submission(definition, root)
+    if not submission.household_id:
+        raise SubmissionError(400, "The submission names no household.", {"household": ["missing"]})
+    village = _village(store, caller, submission, push.boundaries)
+    received: dict[str, Received] = {}
+    if files and blobs is not None:
+        received = keep_files(blobs, files)
+    if incomplete:
+        stash_parts(store, caller, submission.instance_id, received)
+        return Outcome(201, "Bagian kiriman diterima / Part of the submission received.", {})
+    received = {**_parts(store, caller, submission.instance_id), **received}
+    stored = store.get("events", submission.instance_id)
+    # A resend carries the first one's stamp, so that the same XML is the same event body.
+    hlc = stored["hlc"] if stored is not None else _server_hlc(store)
+    now = wall_ms()
+    received_at = iso(datetime.fromtimestamp(now / 1000, UTC))
+    event = visit_event(submission, caller, village, hlc, received_at)
+    if stored is not None:
+        # A resend names the files the first one did, whichever of them come with it.
+        if stored["body"].get("attachments"):
+            event["attachments"] = stored["body"]["attachments"]
+    else:
+        attachments = _attachment_list(push.definitions(submission.form_id, submission.version),
+                                       submission.answers, received) if blobs is not None else []
+        if attachments:
+            event["attachments"] = attachments
+    results, _ = push.push(Caller(caller.user["id"], caller.user["role"], caller.device_id, caller.scope), None,
+                           [event], PushSettings(NO_SKEW_BOUND_MS))
+    result = results[0]
+    if result["status"] in ("applied", "duplicate") and received and limits is not None:
+        hold_files(store, submission.instance_id, received, limits)
+        store.delete(PARTS, _stash_key(caller, submission.instance_id))
+    if result["status"] == "applied":
+        flags = result.get("flags") or []
+        note = f" ({len(flags)} flag{'s' if len(flags) != 1 else ''} for the supervisor)" if flags else ""
+        return Outcome(201, f"Kunjungan diterima / Visit received{note}.", result)
+    if result["status"] == "duplicate":
+        return Outcome(201, "Kunjungan ini sudah diterima / This visit was already received.", result)
+    code = result.get("code")
+    status = {"id_reused": 409, "out_of_scope": 403}.get(code, 400)
+    if code == "id_reused":
+        message = "Another submission was received with this instanceID."
+    else:
+        message = result.get("message") or "The submission was refused."
+    raise SubmissionError(status, message, result.get("errors"))
+
+
+def _accepting_definition(store: Store, caller: AppCaller, form_id: str, version: str) -> Definition:
+    form = store.get(FORMS, form_id) if form_id else None
+    if form is None or not form.get("published") or not assigned_to(form.get("assignment"), caller.scope):
+        raise SubmissionError(404, f"No form {form_id!r} is open to you.")
+    if form.get("archived"):
+        raise SubmissionError(403, f"The form {form_id!r} is archived and takes no more submissions.")
+    definition = published_definition(store, form_id, version)
+    if definition is None:
+        raise SubmissionError(404, f"Version {version!r} of form {form_id!r} is not published.")
+    return definition
+

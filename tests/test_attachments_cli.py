@@ -1,0 +1,74 @@
+"""The command line's care of attachment files: backup copies them, gc-attachments removes unnamed ones."""
+
+from __future__ import annotations
+
+import hashlib
+
+from click.testing import CliRunner
+
+from server.blobs.disk import DiskBlobStore
+from server.cli import cli
+from server.storage import open_store
+from server.store import COLLECTIONS
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_backup_copies_blobs_and_restore_brings_them_back(env, tmp_path):
+    assert run("init").exit_code == 0
+    blobs = DiskBlobStore(f"{tmp_path}/live.db-blobs")
+    photo = b"\xff\xd8\xff photo of a house"
+    blobs.put_bytes(photo)
+    result = run("backup", str(tmp_path / "copies" / "b.db"))
+    assert result.exit_code == 0, result.output
+    assert "1 new attachment file(s) copied" in result.output
+    copy = DiskBlobStore(tmp_path / "copies" / "b.db-blobs")
+    assert copy.read(digest(photo)) == photo
+    assert copy.path(digest(photo)).stat().st_mode & 0o077 == 0
+    blobs.delete(digest(photo))
+    result = run("restore", "--yes", str(tmp_path / "copies" / "b.db"))
+    assert result.exit_code == 0, result.output
+    assert blobs.read(digest(photo)) == photo
+
+
+def test_gc_removes_only_files_no_visit_names_after_the_grace_period(env, tmp_path):
+    assert run("init").exit_code == 0
+    store = open_store(env["KUNJUNG_DATABASE_URL"], COLLECTIONS)
+    store.ensure_schema()
+    blobs = DiskBlobStore(f"{tmp_path}/live.db-blobs")
+    named, thumb, orphan = b"named photo", b"its thumbnail", b"nobody names me"
+    for data in (named, thumb, orphan):
+        blobs.put_bytes(data)
+    store.insert("attachments", {"id": "v1/foto", "visit_id": "v1", "device_id": "hp", "held": True,
+                                 "sha256": digest(named), "thumbnail_sha256": digest(thumb)})
+    uploads = tmp_path / "live.db-uploads"
+    uploads.mkdir(exist_ok=True)
+    (uploads / ("a" * 32 + ".part")).write_bytes(b"half a file")
+    store.insert("uploads", {"id": "a" * 32, "created_at": "2020-01-01T00:00:00Z"})
+
+    dry = run("gc-attachments", "--grace-hours", "0", "--dry-run")
+    assert f"would remove {digest(orphan)}" in dry.output
+    assert "1 unfinished upload(s)" in dry.output
+    assert blobs.exists(digest(orphan))
+    assert (uploads / ("a" * 32 + ".part")).exists()
+
+    young = run("gc-attachments")  # the orphan is younger than a day; the upload is years old
+    assert young.exit_code == 0, young.output
+    assert "kept 1 unnamed file(s) younger than 24 h" in young.output
+    assert blobs.exists(digest(orphan))
+    assert not (uploads / ("a" * 32 + ".part")).exists()
+    assert store.get("uploads", "a" * 32) is None
+
+    result = run("gc-attachments", "--grace-hours", "0")
+    assert result.exit_code == 0, result.output
+    assert "removed 1 file(s)" in result.output
+    assert not blobs.exists(digest(orphan))
+    assert blobs.exists(digest(named))
+    assert blobs.exists(digest(thumb))
+    store.close()

@@ -1,0 +1,388 @@
+"""A simulated ODK Collect session against kunjung's OpenRosa API, with the request shapes Collect sends."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import re
+import uuid
+
+import pytest
+from click.testing import CliRunner
+from http_helpers import login, make_user
+from lxml import etree
+from odk_engine import SAMPLE_POINT, fill, needs_engine, sample_answers
+
+from forms import xform as xform_module
+from server.app_credentials import read_settings_payload
+from server.cli import cli
+from server.forms_registry import published_definition
+from server.store import get_store
+
+VILLAGE = "32.04.05.2001"
+PUBLIC = "http://192.168.1.10:8000"
+NS = {"x": "http://openrosa.org/xforms/xformsList", "m": "http://openrosa.org/xforms/xformsManifest",
+      "r": "http://openrosa.org/http/response"}
+FORM = "kunjungan_pendampingan"
+
+
+@pytest.fixture
+def odk_app(app_factory):
+    application = app_factory(LOAD_LIBRARY_FORMS=True, PUBLIC_URL=PUBLIC)
+    make_user(application, "admin", "admin", password="kata sandi admin yang panjang")
+    make_user(application, "ani", "officer", [VILLAGE])
+    make_user(application, "budi", "officer", [VILLAGE])
+    make_user(application, "sari", "supervisor", ["32.04.05"])
+    return application
+
+
+class Collect:
+    """One phone running ODK Collect, set up from a scanned QR code."""
+
+    def __init__(self, client, qr_text: str):
+        self.client = client
+        self.settings = read_settings_payload(qr_text)
+        url = self.settings["general"]["server_url"]
+        assert url.startswith(PUBLIC + "/key/")
+        self.base = url[len(PUBLIC):]
+
+    def headers(self, **more):
+        return {"X-OpenRosa-Version": "1.0", "Date": "Mon, 07 Dec 2026 03:00:00 GMT",
+                "User-Agent": "org.odk.collect.android/v2025.2.1", "Accept-Encoding": "gzip,deflate", **more}
+
+    def get(self, url: str, **more):
+        path = url[len(PUBLIC):] if url.startswith(PUBLIC) else url
+        return self.client.get(path, headers=self.headers(**more))
+
+    def form_list(self):
+        response = self.get(f"{self.base}/formList")
+        assert response.status_code == 200
+        _openrosa_headers(response)
+        forms = {}
+        for item in etree.fromstring(response.data).iterfind("x:xform", NS):
+            forms[item.findtext("x:formID", namespaces=NS)] = {
+                child.tag.split("}")[1]: child.text for child in item}
+        return forms
+
+    def download(self, entry):
+        xml = self.get(entry["downloadUrl"])
+        assert xml.status_code == 200
+        assert entry["hash"] == "md5:" + _md5(xml.data)
+        files = {}
+        if entry.get("manifestUrl"):
+            manifest = self.get(entry["manifestUrl"])
+            assert manifest.status_code == 200
+            _openrosa_headers(manifest)
+            for media in etree.fromstring(manifest.data).iterfind("m:mediaFile", NS):
+                assert media.get("type") == "entityList"
+                body = self.get(media.findtext("m:downloadUrl", namespaces=NS))
+                assert body.status_code == 200
+                assert media.findtext("m:hash", namespaces=NS) == "md5:" + _md5(body.data)
+                files[media.findtext("m:filename", namespaces=NS)] = body.data.decode()
+                assert media.findtext("m:integrityUrl", namespaces=NS).startswith(PUBLIC + self.base)
+        return xml.data, files
+
+    def submit(self, xml: str | bytes, files: dict[str, bytes] | None = None, incomplete: bool = False):
+        probe = self.client.head(f"{self.base}/submission", headers=self.headers())
+        assert probe.status_code == 204
+        assert int(probe.headers["X-OpenRosa-Accept-Content-Length"]) > 0
+        data = {"xml_submission_file": (io.BytesIO(xml.encode() if isinstance(xml, str) else xml),
+                                        "instance.xml", "text/xml")}
+        for name, content in (files or {}).items():
+            data[name] = (io.BytesIO(content), name, "image/jpeg")
+        if incomplete:
+            data["*isIncomplete*"] = "yes"
+        response = self.client.post(f"{self.base}/submission", data=data, headers=self.headers(),
+                                    content_type="multipart/form-data")
+        _openrosa_headers(response)
+        root = etree.fromstring(response.data)
+        assert root.tag == "{http://openrosa.org/http/response}OpenRosaResponse"
+        return response.status_code, root.findtext("r:message", namespaces=NS)
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()  # noqa: S324 - OpenRosa's hash
+
+
+def _openrosa_headers(response):
+    assert response.headers["X-OpenRosa-Version"] == "1.0"
+    assert re.fullmatch(r"\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT", response.headers["Date"])
+
+
+def _credential(client, admin, username, device):
+    response = client.post(f"/api/v1/users/{username}/collect-credentials", json={"device": device}, headers=admin)
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body["qr_png"]
+    assert body["qr_svg"].lstrip().startswith("<svg")
+    assert read_settings_payload(body["qr_text"]) == body["settings"]
+    return body
+
+
+def _counts(app):
+    with app.app_context():
+        store = get_store()
+        return store.count("events"), store.count("visits"), store.count("households")
+
+
+def _definition(app, form_id=FORM):
+    with app.app_context():
+        return published_definition(get_store(), form_id, "2026.1")
+
+
+def _edit(xml: str, *, new_id: str, deprecated: str) -> str:
+    """What Collect sends after an officer edits a sent form: a new instanceID, the old one as deprecatedID."""
+    return xml.replace(f"<instanceID>{deprecated}</instanceID>",
+                       f"<instanceID>{new_id}</instanceID><deprecatedID>{deprecated}</deprecatedID>")
+
+
+def _instance_id(xml: str) -> str:
+    return re.search(r"<instanceID>([^<]+)</instanceID>", xml).group(1)
+
+
+@needs_engine
+def test_a_collect_session_from_qr_code_to_a_supervisor_conflict(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    settings = ani.settings["general"]
+    assert settings["form_update_mode"] == "match_exactly"
+    assert settings["delete_send"] is True
+    assert settings["autosend"] != "off"
+
+    forms = ani.form_list()
+    assert set(forms) == {"verval_keluarga", "puskesos_pengaduan", FORM, "usulan_dtsen"}
+    assert forms[FORM]["version"] == "2026.1"
+    only = ani.get(f"{ani.base}/formList?formID={FORM}")
+    assert len(etree.fromstring(only.data).findall("x:xform", NS)) == 1
+    xform, files = ani.download(forms[FORM])
+    assert list(files) == ["households.csv"]
+    assert files["households.csv"].splitlines()[0].startswith("name,label,__version,")
+
+    # a first visit to a new household, filled in ODK's engine
+    definition = _definition(odk_app)
+    answers, repeats = sample_answers(definition, {"head_name": "Siti Aminah", "visit_date": "2026-12-01",
+                                                   "next_visit_date": "2030-01-15"})
+    filled = fill(xform, answers, repeats=repeats, attachments=files)
+    first = filled["xml"]
+    status, text = ani.submit(first, files={"foto_rumah.jpg": b"\xff\xd8\xff fake jpeg"})
+    assert status == 201, text
+    visit_id = _instance_id(first)
+    with odk_app.app_context():
+        visit = get_store().get("visits", visit_id)
+    assert visit["officer"] == "ani"
+    assert visit["device_id"] == "hp-ani-odk"  # the credential's device, never the XML's deviceid
+    assert visit["answers"]["head_name"] == "Siti Aminah"
+    assert visit["geotag"]["lat"] == SAMPLE_POINT["latitude"]
+    household_id = visit["household_id"]
+    supervisor = login(client, "sari")
+    assert client.get(f"/api/v1/visits/{visit_id}", headers=supervisor).status_code == 200
+
+    # resent (Collect lost the answer): success, nothing added
+    before = _counts(odk_app)
+    assert ani.submit(first)[0] == 201
+    assert _counts(odk_app) == before
+    # the same instanceID with other XML: 409, nothing changed
+    other = first.replace("Siti Aminah", "Siti Lain")
+    assert ani.submit(other)[0] == 409
+    assert _counts(odk_app) == before
+
+    # edited after sending: the new instance supersedes the old
+    edited_id = f"uuid:{uuid.uuid4()}"
+    status, text = ani.submit(_edit(first, new_id=edited_id, deprecated=visit_id))
+    assert status == 201, text
+    with odk_app.app_context():
+        assert get_store().get("visits", visit_id)["superseded_by"] == edited_id
+
+    # two officers edit the household offline from their own phones
+    budi = Collect(client, _credential(client, admin, "budi", "hp-budi-odk")["qr_text"])
+    downloads = [phone.download(phone.form_list()[FORM]) for phone in (ani, budi)]
+    rows = list(csv.DictReader(io.StringIO(downloads[0][1]["households.csv"])))
+    assert [row["name"] for row in rows] == [household_id]
+    assert rows[0]["head_name"] == "Siti Aminah"
+    assert rows[0]["kstamp__head_name"]  # the hidden stamps the form copies into the submission
+    sent = []
+    for phone, (xml, files), name in ((ani, downloads[0], "Siti Aminah binti Ahmad"),
+                                      (budi, downloads[1], "Siti Aminah Rahayu")):
+        answers, repeats = sample_answers(definition, {"visit_date": "2026-12-02", "next_visit_date": "2030-01-15"})
+        answers.pop(f"/{FORM}/head_name")
+        filled = fill(xml, {f"/{FORM}/kunjung_household": household_id, **answers,
+                            f"/{FORM}/head_name": name}, repeats=repeats, attachments=files)
+        assert f"<kstamp__head_name>{rows[0]['kstamp__head_name']}</kstamp__head_name>" in filled["xml"]
+        assert 'update="true"' in filled["xml"]
+        sent.append(phone.submit(filled["xml"]))
+    assert [status for status, _ in sent] == [201, 201]
+    conflicts = client.get(f"/api/v1/conflicts?village={VILLAGE}", headers=supervisor).get_json()["items"]
+    assert [(c["household_id"], c["field"]) for c in conflicts] == [(household_id, "head_name")]
+    assert {head["value"] for head in conflicts[0]["heads"]} == {"Siti Aminah binti Ahmad", "Siti Aminah Rahayu"}
+    # each write named the stamp its phone had downloaded: a real base, not a guess from __version
+    history = client.get(f"/api/v1/households/{household_id}/history", headers=supervisor).get_json()["history"]
+    assert [entry["base"].get("head_name") for entry in history[-2:]] == [[rows[0]["kstamp__head_name"]]] * 2
+    assert {entry["device_id"] for entry in history[-2:]} == {"hp-ani-odk", "hp-budi-odk"}
+
+    # integrity: a household Collect holds that is gone for the caller is reported deleted
+    gone = ani.get(f"{ani.base}/datasets/households/integrity?id={household_id},{uuid.uuid4()}")
+    states = {e.get("id"): e.findtext("deleted") for e in etree.fromstring(gone.data).iter("entity")}
+    assert states[household_id] == "false"
+    assert sorted(states.values()) == ["false", "true"]
+
+
+@needs_engine
+def test_bad_requests_are_refused_with_an_openrosa_message_and_nothing_stored(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    forms = ani.form_list()
+    xform, files = ani.download(forms[FORM])
+    definition = _definition(odk_app)
+    answers, repeats = sample_answers(definition)
+    good = fill(xform, answers, repeats=repeats, attachments=files)["xml"]
+    before = _counts(odk_app)
+
+    def refused(xml, expect):
+        status, text = ani.submit(xml)
+        assert status == expect, text
+        assert _counts(odk_app) == before
+
+    refused("<not xml", 400)
+    refused('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]><r>&b;</r>', 400)
+    refused(b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>', 400)
+    refused("<r>" + "<a>" * 100 + "</a>" * 100 + "</r>", 400)
+    refused(good.replace(f'id="{FORM}"', 'id="no_such_form"'), 404)
+    refused(good.replace('version="2026.1"', 'version="1999.1"'), 404)
+    refused(re.sub(r"<members_met>[^<]*</members_met>", "<members_met>banyak</members_met>", good), 400)
+    refused(re.sub(r"<instanceID>[^<]*</instanceID>", "", good), 400)
+    # no XML part at all, and not multipart
+    response = client.post(f"{ani.base}/submission", data={"other": (io.BytesIO(b"x"), "x.txt")},
+                           headers=ani.headers(), content_type="multipart/form-data")
+    assert response.status_code == 400
+    response = client.post(f"{ani.base}/submission", data=good, headers=ani.headers(), content_type="text/xml")
+    assert response.status_code == 415
+    # Collect always says X-OpenRosa-Version
+    assert client.get(f"{ani.base}/formList").status_code == 400
+    # an unknown token, then a revoked device: 401 at once
+    assert client.get("/key/" + "x" * 43 + "/formList", headers=ani.headers()).status_code == 401
+    assert client.post("/api/v1/users/ani/devices/hp-ani-odk/revoke", headers=admin).status_code == 200
+    assert ani.get(f"{ani.base}/formList").status_code == 401
+    response = client.post(f"{ani.base}/submission", headers=ani.headers(), content_type="multipart/form-data",
+                           data={"xml_submission_file": (io.BytesIO(good.encode()), "i.xml", "text/xml")})
+    assert response.status_code == 401
+    assert etree.fromstring(response.data).findtext("r:message", namespaces=NS)
+    assert _counts(odk_app) == before
+
+
+def test_a_disabled_user_or_a_replaced_credential_stops_working(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    first = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    assert first.get(f"{first.base}/formList").status_code == 200
+    second = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    assert first.get(f"{first.base}/formList").status_code == 401
+    assert second.get(f"{second.base}/formList").status_code == 200
+    assert client.patch("/api/v1/users/ani", json={"disabled": True}, headers=admin).status_code == 200
+    assert second.get(f"{second.base}/formList").status_code == 401
+
+
+def test_only_admins_and_the_officers_supervisor_make_credentials(odk_app):
+    client = odk_app.test_client()
+    make_user(odk_app, "lain", "supervisor", ["32.04.06"])
+    assert client.post("/api/v1/users/ani/collect-credentials", json={"device": "hp"},
+                       headers=login(client, "lain")).status_code == 404
+    assert client.post("/api/v1/users/ani/collect-credentials", json={"device": "hp"},
+                       headers=login(client, "budi")).status_code == 403
+    assert client.post("/api/v1/users/ani/collect-credentials", json={"device": "hp"},
+                       headers=login(client, "sari")).status_code == 201
+    assert client.post("/api/v1/users/ani/collect-credentials", json={"device": "../x"},
+                       headers=login(client, "sari")).status_code == 422
+
+
+def test_collect_qr_command_prints_the_settings_or_writes_png_and_svg(odk_app, tmp_path, monkeypatch):
+    from server import cli as cli_module
+
+    monkeypatch.setattr(cli_module, "create_app", lambda: odk_app)
+    runner = CliRunner()
+    done = runner.invoke(cli, ["collect-qr", "ani", "--device", "hp-ani-02", "--json"])
+    assert done.exit_code == 0, done.output
+    settings = json.loads(done.stdout)
+    assert settings["general"]["server_url"].startswith(PUBLIC + "/key/")
+    done = runner.invoke(cli, ["collect-qr", "ani", "--device", "hp-ani-03", "--out", str(tmp_path)])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "collect-ani-hp-ani-03.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<svg" in (tmp_path / "collect-ani-hp-ani-03.svg").read_text()
+    assert runner.invoke(cli, ["collect-qr", "admin", "--device", "hp"]).exit_code != 0
+
+
+def test_the_xform_served_is_the_one_built_for_the_version(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    entry = ani.form_list()[FORM]
+    xml = ani.get(entry["downloadUrl"])
+    assert xml.data == xform_module.xform_of(_definition(odk_app)).xml
+    again = ani.get(entry["downloadUrl"], **{"If-None-Match": xml.headers["ETag"]})
+    assert again.status_code == 304
+
+
+PHOTO_FORM = {
+    "settings": {"form_id": "foto_rumah", "version": "1", "title": {"id": "Foto rumah", "en": "House photo"},
+                 "default_language": "id"},
+    "fields": [
+        {"type": "text", "name": "head_name", "label": {"id": "Nama kepala keluarga", "en": "Head's name"},
+         "required": True, "save_to": "head_name"},
+        {"type": "image", "name": "house_photo", "label": {"id": "Foto rumah", "en": "Photo of the house"},
+         "parameters": {"max-pixels": 1024}},
+        {"type": "geopoint", "name": "house_location", "label": {"id": "Lokasi rumah", "en": "House location"}},
+    ],
+}
+# the smallest JPEG the media sniffer knows: its magic number and an end marker
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 64 + b"\xff\xd9"
+
+
+def _publish(client, admin, definition):
+    form_id = definition["settings"]["form_id"]
+    assert client.post("/api/v1/forms", json=definition, headers=admin).status_code == 201
+    version = definition["settings"]["version"]
+    assert client.post(f"/api/v1/forms/{form_id}/versions/{version}/publish", headers=admin).status_code == 200
+    assert client.put(f"/api/v1/forms/{form_id}/assignment", json={"all": True}, headers=admin).status_code == 200
+
+
+@needs_engine
+def test_a_photo_taken_in_collect_reaches_the_visit_even_over_two_posts(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, PHOTO_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    entry = ani.form_list()["foto_rumah"]
+    xform, files = ani.download(entry)
+    assert b'mediatype="image/*"' in xform
+    filled = fill(xform, {"/foto_rumah/head_name": "Siti",
+                          "/foto_rumah/house_photo": {"name": "rumah.jpg", "type": "image/jpeg",
+                                                      "base64": base64.b64encode(JPEG).decode()},
+                          "/foto_rumah/house_location": SAMPLE_POINT}, attachments=files)
+    assert "<house_photo>rumah.jpg</house_photo>" in filled["xml"]
+    assert filled["files"]["rumah.jpg"]["name"] == "rumah.jpg"  # the engine serialised the photo too
+    visit_id = _instance_id(filled["xml"])
+    # Collect splits a large post: the XML first with *isIncomplete*, then the XML again with the photo
+    assert ani.submit(filled["xml"], incomplete=True)[0] == 201
+    with odk_app.app_context():
+        assert get_store().get("visits", visit_id) is None  # the visit waits for the last part
+    status, text = ani.submit(filled["xml"], files={"rumah.jpg": JPEG})
+    assert status == 201, text
+    sari = login(client, "sari")
+    assert client.get(f"/api/v1/visits/{visit_id}", headers=sari).status_code == 200
+    with odk_app.app_context():
+        visit = get_store().get("visits", visit_id)
+    assert [(a["path"], a["sha256"], a["held"]) for a in visit["attachments"]] == [
+        ("house_photo", hashlib.sha256(JPEG).hexdigest(), True)]
+    assert "attachments_missing" not in {flag["code"] for flag in visit["flags"]}
+    photo = client.get(f"/api/v1/visits/{visit_id}/attachments/house_photo", headers=sari)
+    assert photo.status_code == 200
+    assert photo.data == JPEG
+    # the photo resent with the XML changes nothing; the XML alone again neither
+    before = _counts(odk_app)
+    assert ani.submit(filled["xml"], files={"rumah.jpg": JPEG})[0] == 201
+    assert ani.submit(filled["xml"])[0] == 201
+    assert _counts(odk_app) == before
