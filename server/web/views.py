@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import uuid
 from collections import Counter
@@ -14,8 +15,11 @@ from flask import Response, current_app, g, jsonify, redirect, render_template, 
 from forms.identifiers import Area
 
 from .. import forms_registry as registry
+from ..app_credentials import collect_settings, issue_credential, qr_images, settings_payload
 from ..areas import scoped_areas, village_where
 from ..audit import audit, audit_entries, client_address
+from ..blobs import blob_store
+from ..blobs.attachments import readable_attachment, record_download, thumbnail
 from ..conflicts import list_conflicts, resolve_conflict
 from ..devices import revoke_device
 from ..errors import ApiError
@@ -331,6 +335,33 @@ def visit(visit_id: str) -> Any:
                            title=label(definition.title) if definition else found["form_id"],
                            village=village, history=history, review_states=REVIEW_STATES,
                            tile_url=current_app.config["WEB_TILE_URL"])
+
+
+def _file_filename(doc: dict[str, Any]) -> str:
+    name = doc["path"].rsplit("/", 1)[-1]
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100] or "file"
+
+
+@blp.route("/visits/<visit_id>/files/<path:path>")
+@roles("supervisor", "admin")
+def visit_file(visit_id: str, path: str) -> Any:
+    """A visit's file (or ``?thumbnail=1`` its small copy), as the API's attachment download serves it: scope
+    checked, every read in the audit log."""
+    store = get_store()
+    doc = readable_attachment(store, user(), scope(), visit_id[:128], path[:500])
+    blobs = blob_store()
+    if request.args.get("thumbnail"):
+        digest = thumbnail(store, blobs, doc)
+        record_download(store, user()["id"], doc, "thumbnail")
+        return Response(blobs.read(digest), mimetype="image/jpeg",
+                        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
+    record_download(store, user()["id"], doc, "file")
+    return Response(stream_with_context(blobs.chunks(doc["sha256"])),
+                    mimetype=doc.get("stored_type") or doc.get("media_type") or "application/octet-stream",
+                    headers={"Content-Length": str(doc["size"]), "Cache-Control": "private, no-store",
+                             "Content-Disposition": f'attachment; filename="{_file_filename(doc)}"',
+                             # a file of a visit is data, never a page of this origin
+                             "Content-Security-Policy": "default-src 'none'; sandbox"})
 
 
 @blp.route("/visits/<visit_id>/boundary.json")
@@ -753,6 +784,28 @@ def user_change(username: str) -> Any:
         return render_template("users.html", users=list_users(store), devices={}, roles=ROLES,
                                change_errors={target["id"]: _user_form_errors(error)}), error.status
     return redirect(url_for("web.users", changed=target["id"]))
+
+
+@blp.route("/users/<username>/collect", methods=["POST"])
+@roles("admin")
+def collect_setup(username: str) -> Any:
+    """An ODK Collect credential for the user's phone and the QR code Collect scans (POST
+    /api/v1/users/<username>/collect-credentials does the same); the token is shown only now."""
+    store = get_store()
+    target = get_user(store, username[:64])
+    device = (request.form.get("device") or "").strip()[:128]
+    try:
+        token = issue_credential(store, target["id"], device, actor=user()["id"], actor_scope=scope(),
+                                 address=client_address())
+    except ApiError as error:
+        return render_template("users.html", users=list_users(store), devices={}, roles=ROLES,
+                               change_errors={target["id"]: _user_form_errors(error)}), error.status
+    settings = collect_settings(current_app.config.get("PUBLIC_URL") or request.host_url.rstrip("/"), token,
+                                target["id"], device)
+    png, _ = qr_images(settings_payload(settings))
+    return render_template("collect.html", username=target["id"], device=device,
+                           server_url=settings["general"]["server_url"],
+                           qr=base64.b64encode(png).decode()), 201
 
 
 @blp.route("/users/<username>/devices/<device_id>/revoke", methods=["POST"])
