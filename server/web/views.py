@@ -727,16 +727,29 @@ def form_xlsform(form_id: str, version: str) -> Any:
 
 
 # -- users and devices (admin) --------------------------------------------------------------------
+def supervised(caller: Scope, target: dict[str, Any]) -> bool:
+    """An officer every one of whose villages lies in the caller's scope (as app credentials require)."""
+    villages = target.get("villages") or []
+    return target["role"] == "officer" and bool(villages) and all(caller.covers(v) for v in villages)
+
+
 @blp.route("/users")
-@roles("admin")
+@roles("admin", "supervisor")
 def users() -> Any:
+    """Admins: every user and device, with every action. Supervisors: their officers and devices, and the ODK
+    Collect set-up code (the API lets them do that and no more)."""
     store = get_store()
     everyone = list_users(store)
+    admin = user()["role"] == "admin"
+    if not admin:
+        everyone = [u for u in everyone if supervised(scope(), u)]
+    shown = {u["id"] for u in everyone}
     devices: dict[str, list[dict[str, Any]]] = {}
     # Every device, by user: the query the device figures use (list_devices reads one user's).
     for device in store.find("devices", {}, order_by="username", limit=20000):
-        devices.setdefault(device["username"], []).append(device)
-    return render_template("users.html", users=everyone, devices=devices, roles=ROLES,
+        if device["username"] in shown:
+            devices.setdefault(device["username"], []).append(device)
+    return render_template("users.html", users=everyone, devices=devices, roles=ROLES, admin=admin,
                            created=text_arg("created"), changed=text_arg("changed"))
 
 
@@ -755,7 +768,7 @@ def user_create() -> Any:
                     actor=user()["id"], address=client_address())
     except ApiError as error:
         everyone = list_users(store)
-        return render_template("users.html", users=everyone, devices={}, roles=ROLES,
+        return render_template("users.html", users=everyone, devices={}, roles=ROLES, admin=True,
                                create_errors=_user_form_errors(error), given=request.form), error.status
     return redirect(url_for("web.users", created=request.form.get("username", "").strip().lower()))
 
@@ -781,13 +794,13 @@ def user_change(username: str) -> Any:
     try:
         update_user(store, passwords(), target["id"], changes, actor=user()["id"], address=client_address())
     except ApiError as error:
-        return render_template("users.html", users=list_users(store), devices={}, roles=ROLES,
+        return render_template("users.html", users=list_users(store), devices={}, roles=ROLES, admin=True,
                                change_errors={target["id"]: _user_form_errors(error)}), error.status
     return redirect(url_for("web.users", changed=target["id"]))
 
 
 @blp.route("/users/<username>/collect", methods=["POST"])
-@roles("admin")
+@roles("admin", "supervisor")
 def collect_setup(username: str) -> Any:
     """An ODK Collect credential for the user's phone and the QR code Collect scans (POST
     /api/v1/users/<username>/collect-credentials does the same); the token is shown only now."""
@@ -798,7 +811,8 @@ def collect_setup(username: str) -> Any:
         token = issue_credential(store, target["id"], device, actor=user()["id"], actor_scope=scope(),
                                  address=client_address())
     except ApiError as error:
-        return render_template("users.html", users=list_users(store), devices={}, roles=ROLES,
+        return render_template("users.html", users=[target], devices={}, roles=ROLES,
+                               admin=user()["role"] == "admin",
                                change_errors={target["id"]: _user_form_errors(error)}), error.status
     settings = collect_settings(current_app.config.get("PUBLIC_URL") or request.host_url.rstrip("/"), token,
                                 target["id"], device)

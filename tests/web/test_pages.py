@@ -193,9 +193,26 @@ def test_an_officer_is_told_to_use_their_phone(client, world):
 
 def test_admin_pages_are_refused_to_supervisors(client, world):
     sign_in(client, "sari")
-    for path in ("/web/forms", "/web/users", "/web/registers", "/web/audit"):
+    for path in ("/web/forms", "/web/registers", "/web/audit"):
         assert client.get(path).status_code == 403
     assert post(client, "/web/users", {"username": "x1", "role": "admin", "password": "a" * 20}).status_code == 403
+    assert post(client, "/web/users/ani", {"action": "disable"}).status_code == 403
+    assert post(client, "/web/users/ani/devices/hp-ani-01/revoke", {}).status_code == 403
+
+
+def test_a_supervisor_sees_their_officers_and_may_set_up_only_their_phones(client, world):
+    sign_in(client, "sari")
+    page = client.get("/web/users")
+    body = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert 'id="user-ani"' in body
+    assert 'id="user-citra"' in body
+    assert 'id="user-budi"' not in body  # another kecamatan
+    assert 'id="user-admin"' not in body
+    assert 'id="new-user"' not in body
+    assert "/revoke" not in body
+    assert post(client, "/web/users/ani/collect", {"device": "hp-ani-09"}, page).status_code == 201
+    assert post(client, "/web/users/budi/collect", {"device": "hp-budi-09"}, page).status_code in (403, 404)
 
 
 # -- every page -----------------------------------------------------------------------------------
