@@ -486,3 +486,19 @@ def test_sign_in_redirects_only_within_the_pages(client, world):
         assert reply.headers["Location"].endswith("/web/"), target
         post(client, "/web/logout", {})
         form = client.get("/web/login")
+
+
+def test_households_are_found_by_nik_and_no_kk_after_a_register_upload(client, world):
+    from pathlib import Path
+
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    page = client.get("/web/registers")
+    register = (Path(__file__).parents[1] / "fixtures" / "registers" / "desa_contoh.csv").read_bytes()
+    reply = client.post("/web/registers", data={"csrf_token": token(page),
+                                                "file": (io.BytesIO(register), "desa_contoh.csv")})
+    assert reply.status_code == 200
+    by_nik = client.get("/web/households?q=3204054107900001").get_data(as_text=True)
+    assert "Siti Aminah" in by_nik
+    assert "Budi Santoso" not in by_nik
+    by_kk = client.get("/web/households?q=3204050101200002").get_data(as_text=True)
+    assert "Budi Santoso" in by_kk
