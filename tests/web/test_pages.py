@@ -139,6 +139,27 @@ def test_a_post_without_or_with_a_foreign_csrf_token_is_refused(app, client, wor
         assert get_store().get("visits", world["plain"])["review_state"] == "pending"
 
 
+def test_behind_an_https_proxy_posts_from_the_public_origin_work(app_factory):
+    app = app_factory(TRUSTED_PROXIES=1)
+    seed(app)
+    client = app.test_client()
+    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "kunjung.desa.example",
+               "X-Forwarded-For": "10.0.0.5"}
+    form = client.get("/web/login", headers=proxied)
+    reply = client.post("/web/login", headers={**proxied, "Origin": "https://kunjung.desa.example"},
+                        data={"username": "sari", "password": PASSWORD, "csrf_token": token(form)})
+    assert reply.status_code == 302
+    header = next(h for h in reply.headers.getlist("Set-Cookie") if h.startswith("kunjung_web="))
+    assert "Secure" in header
+    page = client.get("/web/", headers=proxied)
+    foreign = client.post("/web/logout", headers={**proxied, "Origin": "https://evil.example"},
+                          data={"csrf_token": token(page)})
+    assert foreign.status_code == 403
+    own = client.post("/web/logout", headers={**proxied, "Origin": "https://kunjung.desa.example"},
+                      data={"csrf_token": token(page)})
+    assert own.status_code == 302
+
+
 def test_sign_in_itself_needs_its_csrf_token(client, world):
     assert client.post("/web/login", data={"username": "sari", "password": PASSWORD}).status_code == 403
 
