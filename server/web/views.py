@@ -30,6 +30,7 @@ from ..exports import (
     csv_zip,
     filename_stamp,
     geojson,
+    list_records,
     open_record,
     parse_bound,
     recorded,
@@ -909,6 +910,8 @@ def export_download() -> Any:
 def audit_log() -> Any:
     before = text_arg("before", 40)
     action = text_arg("action")
-    entries = audit_entries(get_store(), action=action, before=before, limit=101)
+    store = get_store()
+    entries = audit_entries(store, action=action, before=before, limit=101)
     return render_template("audit.html", entries=entries[:100], action=action,
-                           more=entries[99]["at"] if len(entries) > 100 else None)
+                           more=entries[99]["at"] if len(entries) > 100 else None,
+                           exports=list_records(store, limit=50))

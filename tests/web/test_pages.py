@@ -459,6 +459,12 @@ def test_an_export_downloads_and_is_recorded(app, client, world):
     assert zipped.data[:2] == b"PK"
     assert post(client, "/web/exports/download", {"format": "csv_zip", "village": "32.04.06.2003"},
                 page).status_code == 404
+    admin = client.application.test_client()
+    sign_in(admin, "admin", ADMIN_PASSWORD)
+    log = admin.get("/web/audit").get_data(as_text=True)
+    exported = re.search(r'<table id="exports".*?</table>', log, re.S).group(0)
+    assert "sari" in exported
+    assert "geojson" in exported
 
 
 def test_the_audit_log_lists_sign_ins(client, world):
