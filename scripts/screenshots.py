@@ -22,7 +22,8 @@ def pages(world: dict[str, str]) -> list[tuple[str, str, str]]:
                   ("conflicts", "/web/conflicts"), ("households", "/web/households"),
                   ("household", f"/web/households/{world['plain_household']}"), ("map", "/web/map"),
                   ("exports", "/web/exports")]
-    admin = [("forms", "/web/forms"), ("form", "/web/forms/verval_web"), ("users", "/web/users"),
+    admin = [("forms", "/web/forms"), ("form", "/web/forms/verval_web"),
+             ("editor", "/web/forms/verval_web/versions/1/edit"), ("users", "/web/users"),
              ("registers", "/web/registers"), ("audit", "/web/audit")]
     return ([("login", "", "/web/login")] + [(name, "sari", path) for name, path in supervisor]
             + [(name, "admin", path) for name, path in admin] + [("officer", "ani", "/web/")])

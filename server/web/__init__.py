@@ -53,7 +53,7 @@ def _signed_in() -> Response | None:
 
 @blp.after_request
 def _headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = content_security_policy()
+    response.headers.setdefault("Content-Security-Policy", content_security_policy())  # a file sets its own
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -14,6 +14,7 @@ import hmac
 import json
 import secrets
 import time
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -160,8 +161,13 @@ def keep_pre_nonce(response: Response) -> None:
 
 
 def same_origin() -> bool:
-    """A state-changing request's Origin, when the browser sends one, must be this server."""
+    """A state-changing request's Origin, when the browser sends one, must name this server's host (the
+    scheme may differ: a proxy in front may end TLS). The CSRF token is the defence; this is a second one."""
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    return hmac.compare_digest(origin.rstrip("/"), request.host_url.rstrip("/"))
+    hosts = {request.host}
+    if current_app.config.get("TRUSTED_PROXIES"):
+        hosts.add(request.headers.get("X-Forwarded-Host", "").split(",")[0].strip())
+    netloc = urllib.parse.urlsplit(origin).netloc
+    return any(hmac.compare_digest(netloc, host) for host in hosts if host)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import uuid
 from collections import Counter
@@ -14,8 +15,11 @@ from flask import Response, current_app, g, jsonify, redirect, render_template, 
 from forms.identifiers import Area
 
 from .. import forms_registry as registry
+from ..app_credentials import collect_settings, issue_credential, qr_images, settings_payload
 from ..areas import scoped_areas, village_where
 from ..audit import audit, audit_entries, client_address
+from ..blobs import blob_store
+from ..blobs.attachments import readable_attachment, record_download, thumbnail
 from ..conflicts import list_conflicts, resolve_conflict
 from ..devices import revoke_device
 from ..errors import ApiError
@@ -26,6 +30,7 @@ from ..exports import (
     csv_zip,
     filename_stamp,
     geojson,
+    list_records,
     open_record,
     parse_bound,
     recorded,
@@ -53,7 +58,8 @@ from .i18n import LANGUAGES, label, page_language
 CODE_WORDS = (N_("admin"), N_("supervisor"), N_("officer"), N_("visit"), N_("household_edit"), N_("resolution"),
               N_("import"), N_("review"), N_("draft"), N_("published"), N_("outside_village"), N_("no_boundary"),
               N_("no_geotag"), N_("supersedes_unrequested"), N_("constraint_failed"), N_("expression_error"),
-              N_("required_missing"), N_("unknown_choice"))
+              N_("required_missing"), N_("unknown_choice"), N_("question"), N_("order"), N_("choices"),
+              N_("title"), N_("added"), N_("changed"), N_("removed"), N_("reordered"))
 MAP_PAGE = 2000  # visit points per map request: the map fetches pages until it has them all
 SEARCH_SCAN = 20000  # households read at most for one name search
 QUEUE_PAGE = 50
@@ -330,6 +336,33 @@ def visit(visit_id: str) -> Any:
                            title=label(definition.title) if definition else found["form_id"],
                            village=village, history=history, review_states=REVIEW_STATES,
                            tile_url=current_app.config["WEB_TILE_URL"])
+
+
+def _file_filename(doc: dict[str, Any]) -> str:
+    name = doc["path"].rsplit("/", 1)[-1]
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100] or "file"
+
+
+@blp.route("/visits/<visit_id>/files/<path:path>")
+@roles("supervisor", "admin")
+def visit_file(visit_id: str, path: str) -> Any:
+    """A visit's file (or ``?thumbnail=1`` its small copy), as the API's attachment download serves it: scope
+    checked, every read in the audit log."""
+    store = get_store()
+    doc = readable_attachment(store, user(), scope(), visit_id[:128], path[:500])
+    blobs = blob_store()
+    if request.args.get("thumbnail"):
+        digest = thumbnail(store, blobs, doc)
+        record_download(store, user()["id"], doc, "thumbnail")
+        return Response(blobs.read(digest), mimetype="image/jpeg",
+                        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
+    record_download(store, user()["id"], doc, "file")
+    return Response(stream_with_context(blobs.chunks(doc["sha256"])),
+                    mimetype=doc.get("stored_type") or doc.get("media_type") or "application/octet-stream",
+                    headers={"Content-Length": str(doc["size"]), "Cache-Control": "private, no-store",
+                             "Content-Disposition": f'attachment; filename="{_file_filename(doc)}"',
+                             # a file of a visit is data, never a page of this origin
+                             "Content-Security-Policy": "default-src 'none'; sandbox"})
 
 
 @blp.route("/visits/<visit_id>/boundary.json")
@@ -695,16 +728,29 @@ def form_xlsform(form_id: str, version: str) -> Any:
 
 
 # -- users and devices (admin) --------------------------------------------------------------------
+def supervised(caller: Scope, target: dict[str, Any]) -> bool:
+    """An officer every one of whose villages lies in the caller's scope (as app credentials require)."""
+    villages = target.get("villages") or []
+    return target["role"] == "officer" and bool(villages) and all(caller.covers(v) for v in villages)
+
+
 @blp.route("/users")
-@roles("admin")
+@roles("admin", "supervisor")
 def users() -> Any:
+    """Admins: every user and device, with every action. Supervisors: their officers and devices, and the ODK
+    Collect set-up code (the API lets them do that and no more)."""
     store = get_store()
     everyone = list_users(store)
+    admin = user()["role"] == "admin"
+    if not admin:
+        everyone = [u for u in everyone if supervised(scope(), u)]
+    shown = {u["id"] for u in everyone}
     devices: dict[str, list[dict[str, Any]]] = {}
     # Every device, by user: the query the device figures use (list_devices reads one user's).
     for device in store.find("devices", {}, order_by="username", limit=20000):
-        devices.setdefault(device["username"], []).append(device)
-    return render_template("users.html", users=everyone, devices=devices, roles=ROLES,
+        if device["username"] in shown:
+            devices.setdefault(device["username"], []).append(device)
+    return render_template("users.html", users=everyone, devices=devices, roles=ROLES, admin=admin,
                            created=text_arg("created"), changed=text_arg("changed"))
 
 
@@ -723,7 +769,7 @@ def user_create() -> Any:
                     actor=user()["id"], address=client_address())
     except ApiError as error:
         everyone = list_users(store)
-        return render_template("users.html", users=everyone, devices={}, roles=ROLES,
+        return render_template("users.html", users=everyone, devices={}, roles=ROLES, admin=True,
                                create_errors=_user_form_errors(error), given=request.form), error.status
     return redirect(url_for("web.users", created=request.form.get("username", "").strip().lower()))
 
@@ -749,9 +795,32 @@ def user_change(username: str) -> Any:
     try:
         update_user(store, passwords(), target["id"], changes, actor=user()["id"], address=client_address())
     except ApiError as error:
-        return render_template("users.html", users=list_users(store), devices={}, roles=ROLES,
+        return render_template("users.html", users=list_users(store), devices={}, roles=ROLES, admin=True,
                                change_errors={target["id"]: _user_form_errors(error)}), error.status
     return redirect(url_for("web.users", changed=target["id"]))
+
+
+@blp.route("/users/<username>/collect", methods=["POST"])
+@roles("admin", "supervisor")
+def collect_setup(username: str) -> Any:
+    """An ODK Collect credential for the user's phone and the QR code Collect scans (POST
+    /api/v1/users/<username>/collect-credentials does the same); the token is shown only now."""
+    store = get_store()
+    target = get_user(store, username[:64])
+    device = (request.form.get("device") or "").strip()[:128]
+    try:
+        token = issue_credential(store, target["id"], device, actor=user()["id"], actor_scope=scope(),
+                                 address=client_address())
+    except ApiError as error:
+        return render_template("users.html", users=[target], devices={}, roles=ROLES,
+                               admin=user()["role"] == "admin",
+                               change_errors={target["id"]: _user_form_errors(error)}), error.status
+    settings = collect_settings(current_app.config.get("PUBLIC_URL") or request.host_url.rstrip("/"), token,
+                                target["id"], device)
+    png, _ = qr_images(settings_payload(settings))
+    return render_template("collect.html", username=target["id"], device=device,
+                           server_url=settings["general"]["server_url"],
+                           qr=base64.b64encode(png).decode()), 201
 
 
 @blp.route("/users/<username>/devices/<device_id>/revoke", methods=["POST"])
@@ -841,6 +910,8 @@ def export_download() -> Any:
 def audit_log() -> Any:
     before = text_arg("before", 40)
     action = text_arg("action")
-    entries = audit_entries(get_store(), action=action, before=before, limit=101)
+    store = get_store()
+    entries = audit_entries(store, action=action, before=before, limit=101)
     return render_template("audit.html", entries=entries[:100], action=action,
-                           more=entries[99]["at"] if len(entries) > 100 else None)
+                           more=entries[99]["at"] if len(entries) > 100 else None,
+                           exports=list_records(store, limit=50))

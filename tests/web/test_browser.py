@@ -52,9 +52,11 @@ def test_a_supervisor_finds_a_flagged_visit_reviews_it_and_resolves_a_conflict(p
     assert page.locator("html").get_attribute("lang") == "id"
     assert page.locator("#coverage").inner_text().count("Cileunyi Kulon") == 1
     page.click("text=Antrean pemeriksaan")
-    page.select_option("select[name=kind]", "visit")  # htmx swaps the rows in
-    page.wait_for_selector("#queue tr.visit")
-    assert page.locator("#queue tr.conflict").count() == 0
+    assert page.locator("#queue tr.conflict").count() == 1
+    page.select_option("select[name=kind]", "visit")  # htmx swaps the rows in, without a reload
+    page.wait_for_selector("#queue tr.conflict", state="detached")
+    assert page.locator("#queue tr.visit").count() == 1
+    assert "kind=visit" in page.url  # hx-push-url keeps the filter in the address
     page.click("#queue tr.visit >> text=Pemeriksaan")
     assert "di luar desa" in page.inner_text("body")
     page.wait_for_selector("#visit-map[data-loaded=true]")

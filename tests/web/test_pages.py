@@ -139,6 +139,27 @@ def test_a_post_without_or_with_a_foreign_csrf_token_is_refused(app, client, wor
         assert get_store().get("visits", world["plain"])["review_state"] == "pending"
 
 
+def test_behind_an_https_proxy_posts_from_the_public_origin_work(app_factory):
+    app = app_factory(TRUSTED_PROXIES=1)
+    seed(app)
+    client = app.test_client()
+    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "kunjung.desa.example",
+               "X-Forwarded-For": "10.0.0.5"}
+    form = client.get("/web/login", headers=proxied)
+    reply = client.post("/web/login", headers={**proxied, "Origin": "https://kunjung.desa.example"},
+                        data={"username": "sari", "password": PASSWORD, "csrf_token": token(form)})
+    assert reply.status_code == 302
+    header = next(h for h in reply.headers.getlist("Set-Cookie") if h.startswith("kunjung_web="))
+    assert "Secure" in header
+    page = client.get("/web/", headers=proxied)
+    foreign = client.post("/web/logout", headers={**proxied, "Origin": "https://evil.example"},
+                          data={"csrf_token": token(page)})
+    assert foreign.status_code == 403
+    own = client.post("/web/logout", headers={**proxied, "Origin": "https://kunjung.desa.example"},
+                      data={"csrf_token": token(page)})
+    assert own.status_code == 302
+
+
 def test_sign_in_itself_needs_its_csrf_token(client, world):
     assert client.post("/web/login", data={"username": "sari", "password": PASSWORD}).status_code == 403
 
@@ -193,9 +214,26 @@ def test_an_officer_is_told_to_use_their_phone(client, world):
 
 def test_admin_pages_are_refused_to_supervisors(client, world):
     sign_in(client, "sari")
-    for path in ("/web/forms", "/web/users", "/web/registers", "/web/audit"):
+    for path in ("/web/forms", "/web/registers", "/web/audit"):
         assert client.get(path).status_code == 403
     assert post(client, "/web/users", {"username": "x1", "role": "admin", "password": "a" * 20}).status_code == 403
+    assert post(client, "/web/users/ani", {"action": "disable"}).status_code == 403
+    assert post(client, "/web/users/ani/devices/hp-ani-01/revoke", {}).status_code == 403
+
+
+def test_a_supervisor_sees_their_officers_and_may_set_up_only_their_phones(client, world):
+    sign_in(client, "sari")
+    page = client.get("/web/users")
+    body = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert 'id="user-ani"' in body
+    assert 'id="user-citra"' in body
+    assert 'id="user-budi"' not in body  # another kecamatan
+    assert 'id="user-admin"' not in body
+    assert 'id="new-user"' not in body
+    assert "/revoke" not in body
+    assert post(client, "/web/users/ani/collect", {"device": "hp-ani-09"}, page).status_code == 201
+    assert post(client, "/web/users/budi/collect", {"device": "hp-budi-09"}, page).status_code in (403, 404)
 
 
 # -- every page -----------------------------------------------------------------------------------
@@ -421,6 +459,12 @@ def test_an_export_downloads_and_is_recorded(app, client, world):
     assert zipped.data[:2] == b"PK"
     assert post(client, "/web/exports/download", {"format": "csv_zip", "village": "32.04.06.2003"},
                 page).status_code == 404
+    admin = client.application.test_client()
+    sign_in(admin, "admin", ADMIN_PASSWORD)
+    log = admin.get("/web/audit").get_data(as_text=True)
+    exported = re.search(r'<table id="exports".*?</table>', log, re.S).group(0)
+    assert "sari" in exported
+    assert "geojson" in exported
 
 
 def test_the_audit_log_lists_sign_ins(client, world):
@@ -435,3 +479,53 @@ def test_times_show_in_the_villages_time_zone():
     assert localtime("2026-11-22T03:00:00Z", "73.71.01.1001") == "2026-11-22 11:00 WITA"
     assert localtime("2026-11-22T03:00:00Z", "91.01.01.2001") == "2026-11-22 12:00 WIT"
     assert localtime(None) == "—"
+
+
+HOSTILE_QUERIES = ["village=../../etc", "village=32.04.05.2001%00", "after=%ff%fe", "after=" + "x" * 5000,
+                   "review=%3Cscript%3E", "kind=$where", "flag[$ne]=1", "q=" + "%E2%80%AE" * 300,
+                   "stale_days=-1", "stale_days=abc", "before=not-a-time", "action=" + "a" * 500]
+
+
+@pytest.mark.parametrize("path", ["/web/", "/web/queue", "/web/conflicts", "/web/households", "/web/map",
+                                  "/web/map/visits.json", "/web/audit", "/web/exports"])
+def test_hostile_query_strings_never_break_a_page(client, world, path):
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    for query in HOSTILE_QUERIES:
+        reply = client.get(f"{path}?{query}")
+        assert reply.status_code in (200, 400, 404, 422), (path, query, reply.status_code)
+        assert "<script>" not in reply.get_data(as_text=True).replace("<script src=", "")
+
+
+def test_unknown_or_absurd_ids_answer_404_pages(client, world):
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    for path in ("/web/visits/nope", "/web/visits/" + "a" * 3000, "/web/households/%00", "/web/forms/nope",
+                 "/web/forms/verval_web/versions/9/edit", "/web/forms/nope/versions/1/xlsform"):
+        reply = client.get(path)
+        assert reply.status_code == 404, path
+        assert reply.mimetype == "text/html"
+
+
+def test_sign_in_redirects_only_within_the_pages(client, world):
+    form = client.get("/web/login")
+    for target in ("https://evil.example/", "//evil.example/web/", "/api/v1/users"):
+        reply = client.post("/web/login", data={"username": "sari", "password": PASSWORD, "next": target,
+                                                "csrf_token": token(form)})
+        assert reply.headers["Location"].endswith("/web/"), target
+        post(client, "/web/logout", {})
+        form = client.get("/web/login")
+
+
+def test_households_are_found_by_nik_and_no_kk_after_a_register_upload(client, world):
+    from pathlib import Path
+
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    page = client.get("/web/registers")
+    register = (Path(__file__).parents[1] / "fixtures" / "registers" / "desa_contoh.csv").read_bytes()
+    reply = client.post("/web/registers", data={"csrf_token": token(page),
+                                                "file": (io.BytesIO(register), "desa_contoh.csv")})
+    assert reply.status_code == 200
+    by_nik = client.get("/web/households?q=3204054107900001").get_data(as_text=True)
+    assert "Siti Aminah" in by_nik
+    assert "Budi Santoso" not in by_nik
+    by_kk = client.get("/web/households?q=3204050101200002").get_data(as_text=True)
+    assert "Budi Santoso" in by_kk
