@@ -756,6 +756,15 @@ def machine() -> dict[str, Any]:
             "load_average_1m": round(os.getloadavg()[0], 2)}
 
 
+def relay_figure(workdir: Path, quick: bool) -> Figure:
+    """A village hall's round carrying its events upstream vs a direct push of them (scripts/bench_relay.py)."""
+    from bench_relay import relay_figure as measure_relay
+
+    got = measure_relay(workdir, quick=quick)
+    return Figure("relay_round", f"relay round of {got['events']:,} events, hall to central", got["value"],
+                  "events/s", got["baseline"], "direct push of the same events", got["ratio"], got)
+
+
 def goals(figures: dict[str, Figure]) -> list[dict[str, Any]]:
     """The goals of issue 7 (for 2 cores and the embedded store), each with what was reached."""
     out = []
@@ -783,6 +792,9 @@ def goals(figures: dict[str, Figure]) -> list[dict[str, Any]]:
         lost, duplicated = concurrency.details["lost"], concurrency.details["duplicated"]
         goal(f"lost / duplicated events ({concurrency.details['devices']} devices)", "0 / 0",
              f"{lost} / {duplicated}", lost == 0 and duplicated == 0)
+    relay = figures.get("relay_round")
+    if relay:
+        goal("relay round vs direct push", ">= 0.5 of direct", f"{relay.ratio:.3f} of direct", relay.ratio >= 0.5)
     return out
 
 
@@ -880,6 +892,7 @@ def run(args: argparse.Namespace) -> int:
         measure("pull", pulls)
         measure("forms", lambda: form_figures(workdir, scale))
         measure("concurrency", lambda: concurrency_figures(workdir, scale))
+        measure("relay", lambda: relay_figure(workdir, args.quick))
     goal_rows = goals(figures)
     info = {"mode": "quick" if args.quick else "full", "machine": {**machine(), "load_average_1m_before": round(
         load_before, 2)}, "errors": errors}
@@ -901,7 +914,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small scales (about a minute); the test suite runs it")
     parser.add_argument("--output", default=str(ROOT / "var" / "bench" / "results.json"),
                         help="where the JSON results go (default var/bench/results.json)")
-    parser.add_argument("--only", help="comma-separated subset of: push, pull, forms, concurrency")
+    parser.add_argument("--only", help="comma-separated subset of: push, pull, forms, concurrency, relay")
     parser.add_argument("--devices", type=int, help="simulated devices for the concurrency figure")
     parser.add_argument("--profile", type=Path, help="record the push with py-spy into this directory")
     args = parser.parse_args(argv)

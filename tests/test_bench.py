@@ -19,6 +19,7 @@ FIGURES = {
     "form_definition_304": "requests/s",
     "concurrency_push": "ms",
     "concurrency_pull": "ms",
+    "relay_round": "events/s",
 }
 
 pytestmark = pytest.mark.slow
@@ -86,7 +87,7 @@ def test_quick_bench_reports_each_goal(quick_run):
     done, results = quick_run
     goals = {row["goal"].split(" (")[0]: row for row in results["goals"]}
     assert set(goals) == {"push throughput", "push vs raw insert", "incremental pull vs store size",
-                          "first-sync memory growth", "lost / duplicated events"}
+                          "first-sync memory growth", "lost / duplicated events", "relay round vs direct push"}
     for row in goals.values():
         assert isinstance(row["met"], bool)
         assert f"[{'met' if row['met'] else 'NOT MET':>7}] {row['goal']}" in done.stdout

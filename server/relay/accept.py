@@ -121,8 +121,8 @@ class _Intake:
 
 def accept_relayed(store: Store, items: list[Any], scope: Scope, *, source: str,
                    checkpoint: Callable[[Writer, list[dict[str, Any]]], None] | None = None
-                   ) -> list[dict[str, Any]]:
-    """Take in events another node received; one verdict per item, in order.
+                   ) -> tuple[list[dict[str, Any]], str]:
+    """Take in events another node received; one verdict per item, in order, and this node's HLC after them.
 
     ``scope`` is what the sender may write; ``source`` names it in each stored event's
     ``relayed_from`` (this node's bookkeeping: an event from upstream is not sent back up).
@@ -130,7 +130,7 @@ def accept_relayed(store: Store, items: list[Any], scope: Scope, *, source: str,
     events it covers commit together.
     """
 
-    def unit(tx: Writer) -> list[dict[str, Any]]:
+    def unit(tx: Writer) -> tuple[list[dict[str, Any]], str]:
         intake = _Intake(tx, StoredClock(tx))
         results = [_take(intake, item, scope, source) for item in items]
         for household_id in sorted(intake.dirty):
@@ -138,8 +138,9 @@ def accept_relayed(store: Store, items: list[Any], scope: Scope, *, source: str,
             write_household(tx, record, previous, seq)
         if checkpoint is not None:
             checkpoint(tx, results)
+        hlc = intake.clock.now()
         intake.clock.save()
-        return results
+        return results, hlc
 
     return store.unit_of_work(unit)
 

@@ -37,7 +37,7 @@ RELAY_ID = "relay"
 LEASE_ID = "relay_lease"
 UPSTREAM = "upstream"
 MAX_REFUSED = 200
-UP_BATCH = 200
+UP_BATCH = 500
 DOWN_PAGE = 500
 MERGE_RULE = DOCUMENT_FORMAT
 UPSTREAM_COLLECTIONS = ("villages", "forms", "form_versions")
@@ -213,7 +213,7 @@ class HallNode:
                                                                                             or [])),
                               refused=_kept(current.get("refused"), refused, "down"))
 
-            results = accept_relayed(self.store, items, scope, source=UPSTREAM, checkpoint=save)
+            results, _ = accept_relayed(self.store, items, scope, source=UPSTREAM, checkpoint=save)
             report.received += len(items)
             report.received_applied += sum(1 for r in results if r["status"] == "applied")
             report.refused_down += sum(1 for r in results if r["status"] == "rejected")
