@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -135,17 +136,17 @@ class Node:
             args += ["--village", village]
         self.cli(*args, stdin=PASSWORD + "\n")
 
-    def start(self) -> None:
+    def start(self, *extra: str, context: ssl.SSLContext | None = None) -> None:
         self.log = open(self.dir / "server.log", "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--workers", "1", "--worker-class",
-             "gthread", "--threads", "4", "server.wsgi:app"],
+             "gthread", "--threads", "4", *extra, "server.wsgi:app"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while True:
             assert self.process.poll() is None, (self.dir / "server.log").read_text(errors="replace")
             try:
-                with urllib.request.urlopen(self.url + "/health/ready", timeout=2) as response:
+                with urllib.request.urlopen(self.url + "/health/ready", timeout=2, context=context) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -253,3 +254,42 @@ def test_a_week_offline_arrives_upstream_after_one_reconnect_cut_mid_round(tmp_p
         hall.stop()
         central.stop()
         link.close()
+
+
+def _local_certificate_authority(where: Path) -> tuple[Path, Path, Path]:
+    """A CA of the hall's own and a certificate it signed for 127.0.0.1 (as mkcert or openssl would make)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=where, check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Balai Desa CA",
+            "-keyout", "ca.key", "-out", "ca.pem")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=balai.lan", "-keyout", "hall.key",
+            "-out", "hall.csr")
+    (where / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:balai.lan\n")
+    openssl("x509", "-req", "-in", "hall.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+            "-extfile", "san.cnf", "-out", "hall.pem")
+    return where / "ca.pem", where / "hall.pem", where / "hall.key"
+
+
+@pytest.mark.slow
+def test_phones_reach_the_hall_over_https_with_the_halls_own_certificate_authority(tmp_path):
+    ca, certificate, key = _local_certificate_authority(tmp_path)
+    hall = Node(tmp_path, "hall-tls", KUNJUNG_RELAY_BACKGROUND="false")
+    hall.user("ani", "officer", VILLAGE)
+    form = tmp_path / "form.json"
+    form.write_text(json.dumps(HOUSEHOLD_FORM))
+    hall.cli("import-form", str(form), "--publish", "--assign-all")
+    hall.url = f"https://127.0.0.1:{hall.port}"
+    trusting = ssl.create_default_context(cafile=str(ca))
+    hall.start("--certfile", str(certificate), "--keyfile", str(key), context=trusting)
+    try:
+        phone = DeviceClient(Session(HttpTransport(hall.url, ssl_context=trusting), "ani", PASSWORD,
+                                     device_id="phone-ani"))
+        phone.login()
+        phone.edit(household_id=str(uuid.uuid4()), village=VILLAGE, writes={"head_name": "Siti"})
+        assert not phone.push().rejected
+        # A phone that has not installed the hall's CA certificate is refused before it sends a password.
+        with pytest.raises(ssl.SSLError):
+            HttpTransport(hall.url, ssl_context=ssl.create_default_context()).send("GET", "/health/live")
+    finally:
+        hall.stop()
