@@ -15,7 +15,7 @@ from ..clock import node_device_id, wall_ms
 from ..cursors import MAX_CURSOR_LENGTH
 from ..errors import ApiError
 from ..relay.accept import accept_relayed
-from ..relay.feed import feed_page, waiting_down
+from ..relay.feed import feed_page, waiting_down, waiting_for
 from ..relay.halls import (
     HALLS,
     bind_node,
@@ -109,6 +109,7 @@ class HelloReplySchema(ma.Schema):
     merge_rule = ma.fields.Integer(metadata={"description": "the merge rule this server folds under"})
     time_ms = ma.fields.Integer(metadata={"description": "this server's wall clock, Unix milliseconds"})
     skew_bound_ms = ma.fields.Integer()
+    waiting_down = ma.fields.Integer(metadata={"description": "events of the hall's villages it does not hold yet"})
 
 
 class FeedQuerySchema(ma.Schema):
@@ -222,8 +223,9 @@ def hello(body):
     hall = bind_node(store, current_hall(), body["node_id"])
     now = wall_ms()
     note_contact(store, hall["id"], last_clock_gap_ms=now - body["time_ms"], last_merge_rule=body["merge_rule"])
+    waiting = waiting_for(store, hall["villages"], int(hall.get("feed_seq") or 0), hall["node_id"])
     return {"hall": hall["id"], "villages": hall["villages"], "node_id": node_device_id(store),
-            "merge_rule": MERGE_RULE, "time_ms": now,
+            "merge_rule": MERGE_RULE, "time_ms": now, "waiting_down": waiting,
             "skew_bound_ms": current_app.config["CLOCK_SKEW_SECONDS"] * 1000}
 
 

@@ -148,7 +148,7 @@ class HallNode:
         self.store.unit_of_work(lambda tx: _update_state(
             tx, clock_gap_ms=gap, clock_refusal=refusal, hall=answer.get("hall"),
             villages=sorted(answer.get("villages") or []), upstream_node=answer.get("node_id"),
-            merge_rule=MERGE_RULE))
+            merge_rule=MERGE_RULE, waiting_down=answer.get("waiting_down")))
         answer["clock_gap_ms"] = gap
         answer["clock_refusal"] = refusal
         return answer
@@ -218,6 +218,8 @@ class HallNode:
             report.received_applied += sum(1 for r in results if r["status"] == "applied")
             report.refused_down += sum(1 for r in results if r["status"] == "rejected")
             if not page.get("has_more"):
+                # Upstream's feed is drained up to where it stood when this page was read.
+                self.store.unit_of_work(lambda tx: _update_state(tx, waiting_down=0))
                 return
 
     def _item(self, doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from sync_helpers import OTHER_VILLAGE, VILLAGE, Device, publish_household_form,
 
 from server.cli import cli
 from server.relay.feed import feed_page
-from server.relay.node import RelayError, relay_state
+from server.relay.node import RelayError, hall_status, relay_state
 from server.store import get_store
 from server.syncing import cursor_codec
 
@@ -99,8 +99,12 @@ def test_a_round_cut_while_coming_down_resumes_from_the_last_page_taken(tmp_path
         with pytest.raises(RelayError):
             sync_round(hall, link)
         assert 0 < len(event_ids(hall)) - 7 < 5
+        with hall.app_context():
+            assert hall_status(get_store(hall))["waiting_down"] == 5  # as the round's hello found it
         link.down, link.cut_after = False, None
         sync_round(hall, link)
+        with hall.app_context():
+            assert hall_status(get_store(hall))["waiting_down"] == 0
     finally:
         node_module.DOWN_PAGE = previous
     assert event_ids(hall) == sorted(e["id"] for e in made + later)
