@@ -98,7 +98,13 @@ class Upstream:
             code = shape.get("code") if isinstance(shape, dict) else None
             message = shape.get("message") if isinstance(shape, dict) else None
             raise RelayError(code or f"http_{reply.status}", message or f"upstream answered {reply.status}")
-        return reply.json()
+        try:
+            answer = reply.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise RelayError("bad_reply", f"upstream's answer to {method} {path} is not a JSON object")
+        return answer
 
 
 @dataclass

@@ -161,11 +161,18 @@ def test_a_disabled_officer_or_revoked_device_stops_working_at_the_hall_on_its_n
     Device(central_client, "ani", device_id=ani.device_id)  # the phone is known centrally too
     admin = login(central_client, "admin")
     assert central_client.patch("/api/v1/users/citra", json={"disabled": True}, headers=admin).status_code == 200
+    make_user(central, "eka", "officer", [VILLAGE])
+    sync_round(hall, link)
+    eka = Device(hall_client, "eka")
+    # eka moves to a village the hall does not serve: her account stops working here
+    assert central_client.patch("/api/v1/users/eka", json={"villages": [OTHER_VILLAGE]},
+                                headers=admin).status_code == 200
     assert central_client.post(f"/api/v1/users/ani/devices/{ani.device_id}/revoke",
                                headers=admin).status_code == 200
     sync_round(hall, link)
     assert ani.client.get("/api/v1/sync/pull", headers=ani.headers).status_code == 401
     assert citra.client.get("/api/v1/sync/pull", headers=citra.headers).status_code == 401
+    assert eka.client.get("/api/v1/sync/pull", headers=eka.headers).status_code == 401
     refused = hall_client.post("/api/v1/auth/login", json={"username": "ani", "password": "correct horse battery",
                                                            "device_id": ani.device_id})
     assert refused.status_code == 403
