@@ -790,6 +790,15 @@ FIRST_SYNC_RAW_GOAL = 0.5  # of the raw read of the same rows
 P99_GOAL_MS = 2000  # push and pull, every device syncing at once
 
 
+def relay_figure(workdir: Path, quick: bool) -> Figure:
+    """A village hall's round carrying its events upstream vs a direct push of them (scripts/bench_relay.py)."""
+    from bench_relay import relay_figure as measure_relay
+
+    got = measure_relay(workdir, quick=quick)
+    return Figure("relay_round", f"relay round of {got['events']:,} events, hall to central", got["value"],
+                  "events/s", got["baseline"], "direct push of the same events", got["ratio"], got)
+
+
 def goals(figures: dict[str, Figure]) -> list[dict[str, Any]]:
     """The goals of issue 13 (for 2 cores and the embedded store), each with what was reached."""
     out = []
@@ -835,6 +844,9 @@ def goals(figures: dict[str, Figure]) -> list[dict[str, Any]]:
                 p99 = figure.details["p99_ms"]
                 goal(f"{name.removeprefix('concurrency_')} p99 ({devices} devices at once)", f"< {P99_GOAL_MS:,} ms",
                      f"{p99:,.0f} ms ({p99 / P99_GOAL_MS:.2f}x the bound)", p99 < P99_GOAL_MS)
+    relay = figures.get("relay_round")
+    if relay:
+        goal("relay round vs direct push", ">= 0.5 of direct", f"{relay.ratio:.3f} of direct", relay.ratio >= 0.5)
     return out
 
 
@@ -940,6 +952,7 @@ def run(args: argparse.Namespace) -> int:
         measure("openrosa", lambda: __import__("scripts.bench_openrosa").bench_openrosa.openrosa_figures(
             workdir, scale))  # ODK Collect's figures live in scripts/bench_openrosa.py
         measure("web", lambda: bench_web.web_figures(workdir, quick=args.quick, bench=sys.modules[__name__]))
+        measure("relay", lambda: relay_figure(workdir, args.quick))
     goal_rows = goals(figures) + media_goals(figures) + bench_web.web_goals(figures)
     info = {"mode": "quick" if args.quick else "full", "machine": {**machine(), "load_average_1m_before": round(
         load_before, 2)}, "errors": errors}
@@ -962,7 +975,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(ROOT / "var" / "bench" / "results.json"),
                         help="where the JSON results go (default var/bench/results.json)")
     parser.add_argument("--only", help="comma-separated subset of: push, pull, forms, concurrency, media, openrosa, "
-                                       "web")
+                                       "web, relay")
     parser.add_argument("--devices", type=int, help="simulated devices for the concurrency figure")
     parser.add_argument("--profile", type=Path, help="record the push with py-spy into this directory")
     args = parser.parse_args(argv)

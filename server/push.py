@@ -49,7 +49,9 @@ EVENT_TYPES = ("visit", "household_edit")
 MAX_TEXT = 10_000
 # A device's own counter of its events (design.md §2): JSON numbers above 2^53 lose integers.
 MAX_DEVICE_SEQ = 2**53 - 1
-COMMON_KEYS = {"id", "type", "device_id", "hlc", "household_id", "village", "base", "device_seq"}
+# ``restamp_of``: after ``clock_skew`` a device re-stamps an event under a new id naming the old
+# one, so that two nodes never hold two bodies under one id (docs/relay.md, "Re-stamped events").
+COMMON_KEYS = {"id", "type", "device_id", "hlc", "household_id", "village", "base", "device_seq", "restamp_of"}
 TYPE_KEYS = {
     "visit": {"form_id", "form_version", "answers", "geotag", "started_at", "ended_at", "supersedes", "attachments"},
     "household_edit": {"set", "at"},
@@ -200,6 +202,8 @@ def envelope_errors(raw: Any) -> dict[str, list[str]]:
         add("village", gettext("must be a Kemendagri village code like 32.04.05.2001"))
     if "base" in raw and not isinstance(raw["base"], Mapping):
         add("base", gettext("must be an object mapping field paths to lists of stamps"))
+    if "restamp_of" in raw and (not is_id(raw["restamp_of"]) or raw["restamp_of"] == raw.get("id")):
+        add("restamp_of", gettext("must be the id of the event this one re-stamps, not its own"))
     if "device_seq" in raw:
         seq = raw["device_seq"]
         if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_DEVICE_SEQ:

@@ -15,7 +15,7 @@ from ..clock import node_device_id, wall_ms
 from ..cursors import MAX_CURSOR_LENGTH
 from ..errors import ApiError
 from ..relay.accept import accept_relayed
-from ..relay.feed import feed_page, waiting_down
+from ..relay.feed import feed_page, waiting_down, waiting_for
 from ..relay.halls import (
     HALLS,
     bind_node,
@@ -24,15 +24,14 @@ from ..relay.halls import (
     hall_scope,
     list_halls,
     note_contact,
+    note_contact_in,
     public_hall,
     revoke_hall,
 )
 from ..relay.node import MERGE_RULE, NODE_HEADER, RelayError, hall_status, setup_bundle
 from ..security.guard import auth_required, current_user
-from ..server_events import current_hlc
 from ..store import get_store
 from ..syncing import cursor_codec
-from ..timeutil import iso, now_utc
 from .base import Blueprint
 
 blp = Blueprint("relay", __name__, url_prefix="/api/v1/relay",
@@ -110,6 +109,7 @@ class HelloReplySchema(ma.Schema):
     merge_rule = ma.fields.Integer(metadata={"description": "the merge rule this server folds under"})
     time_ms = ma.fields.Integer(metadata={"description": "this server's wall clock, Unix milliseconds"})
     skew_bound_ms = ma.fields.Integer()
+    waiting_down = ma.fields.Integer(metadata={"description": "events of the hall's villages it does not hold yet"})
 
 
 class FeedQuerySchema(ma.Schema):
@@ -223,8 +223,9 @@ def hello(body):
     hall = bind_node(store, current_hall(), body["node_id"])
     now = wall_ms()
     note_contact(store, hall["id"], last_clock_gap_ms=now - body["time_ms"], last_merge_rule=body["merge_rule"])
+    waiting = waiting_for(store, hall["villages"], int(hall.get("feed_seq") or 0), hall["node_id"])
     return {"hall": hall["id"], "villages": hall["villages"], "node_id": node_device_id(store),
-            "merge_rule": MERGE_RULE, "time_ms": now,
+            "merge_rule": MERGE_RULE, "time_ms": now, "waiting_down": waiting,
             "skew_bound_ms": current_app.config["CLOCK_SKEW_SECONDS"] * 1000}
 
 
@@ -253,8 +254,8 @@ def feed(query):
     hall = current_hall()
     page = feed_page(store, cursor_codec(), peer=hall["id"], villages=hall["villages"], skip_node=hall["node_id"],
                      node_id=node_device_id(store), cursor=query.get("since"), limit=query["limit"])
-    note_contact(store, hall["id"], feed_seq=page.pop("seq"))
-    return {**page, "server_hlc": current_hlc(store)}
+    hlc = note_contact(store, hall["id"], feed_seq=page.pop("seq"))
+    return {**page, "server_hlc": hlc}
 
 
 @blp.route("/events", methods=["POST"])
@@ -274,10 +275,7 @@ def upload(body):
     store = get_store()
 
     def checkpoint(tx, results):  # type: ignore[no-untyped-def]
-        current = tx.get(HALLS, hall["id"]) or hall
-        tx.put(HALLS, {**current, "last_contact_at": iso(now_utc()),
-                       "received_events": int(current.get("received_events") or 0)
-                       + sum(1 for r in results if r["status"] == "applied")})
+        note_contact_in(tx, hall["id"], received_events=sum(1 for r in results if r["status"] == "applied"))
 
-    results = accept_relayed(store, body["items"], hall_scope(hall), source=hall["id"], checkpoint=checkpoint)
-    return {"results": results, "server_hlc": current_hlc(store)}
+    results, hlc = accept_relayed(store, body["items"], hall_scope(hall), source=hall["id"], checkpoint=checkpoint)
+    return {"results": results, "server_hlc": hlc}

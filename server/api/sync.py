@@ -51,6 +51,8 @@ class _EventSchema(ma.Schema):
     household_id = ma.fields.String(required=True, metadata={"description": "a known household, or a new UUID"})
     village = AreaCode(required=True, levels=("village",))
     base = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.String()), metadata=STAMPS)
+    restamp_of = ma.fields.String(metadata={"description": "after clock_skew: the id of the event this one "
+                                                           "re-stamps under a new id (same device_seq)"})
 
 
 class AttachmentSchema(ma.Schema):

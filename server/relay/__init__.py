@@ -7,6 +7,7 @@ import logging
 from flask import Flask, request
 
 from ..errors import ApiError
+from ..storage import StoreUnavailable
 from ..store import get_store
 
 log = logging.getLogger("kunjung.relay")
@@ -37,12 +38,18 @@ def start_background_relay(app: Flask) -> object | None:
 
     if not app.config.get("RELAY_BACKGROUND", True) or RUNNER_EXTENSION in app.extensions:
         return None
-    store = get_store(app)
-    if not is_hall(store):
+    try:
+        store = get_store(app)
+        hall = is_hall(store)
+    except StoreUnavailable as exc:
+        log.warning("relay: the store does not answer (%s); no background rounds in this worker", exc)
+        return None
+    if not hall:
         return None
     bound = app.config["CLOCK_SKEW_SECONDS"] * 1000
-    runner = Runner(lambda: hall_node(store, skew_bound_ms=bound), store,
-                    interval=float(app.config.get("RELAY_INTERVAL_SECONDS", 60))).start()
+    interval = float(app.config.get("RELAY_INTERVAL_SECONDS", 60))
+    runner = Runner(lambda: hall_node(store, skew_bound_ms=bound), store, interval=interval,
+                    first_backoff=min(5.0, interval), max_backoff=min(900.0, 15 * interval)).start()
     app.extensions[RUNNER_EXTENSION] = runner
     log.info("relay: background rounds started")
     return runner

@@ -22,7 +22,8 @@ from sync import EventError, Record, parse_event
 from sync.stamps import is_id
 
 from ..clock import StoredClock
-from ..eventlog import EVENTS, event_recall, folds_into_household
+from ..eventlog import EVENTS, body_hash, event_recall, folds_into_household, same_body
+from ..geo import check_geotag
 from ..households import HOUSEHOLDS, write_household
 from ..jsonio import storage_problems
 from ..security.scope import Scope
@@ -99,6 +100,8 @@ def item_errors(item: Any) -> dict[str, list[str]]:
             errors["visit"] = ["a visit event travels with its visit, of the same id, household and village"]
     elif visit is not None:
         errors["visit"] = ["only a visit event carries a visit"]
+    if isinstance(visit, Mapping) and visit.get("geotag") is not None:
+        errors.update({f"visit.{path}": messages for path, messages in check_geotag(visit["geotag"]).items()})
     return errors
 
 
@@ -121,8 +124,8 @@ class _Intake:
 
 def accept_relayed(store: Store, items: list[Any], scope: Scope, *, source: str,
                    checkpoint: Callable[[Writer, list[dict[str, Any]]], None] | None = None
-                   ) -> list[dict[str, Any]]:
-    """Take in events another node received; one verdict per item, in order.
+                   ) -> tuple[list[dict[str, Any]], str]:
+    """Take in events another node received; one verdict per item, in order, and this node's HLC after them.
 
     ``scope`` is what the sender may write; ``source`` names it in each stored event's
     ``relayed_from`` (this node's bookkeeping: an event from upstream is not sent back up).
@@ -130,7 +133,7 @@ def accept_relayed(store: Store, items: list[Any], scope: Scope, *, source: str,
     events it covers commit together.
     """
 
-    def unit(tx: Writer) -> list[dict[str, Any]]:
+    def unit(tx: Writer) -> tuple[list[dict[str, Any]], str]:
         intake = _Intake(tx, StoredClock(tx))
         results = [_take(intake, item, scope, source) for item in items]
         for household_id in sorted(intake.dirty):
@@ -138,8 +141,9 @@ def accept_relayed(store: Store, items: list[Any], scope: Scope, *, source: str,
             write_household(tx, record, previous, seq)
         if checkpoint is not None:
             checkpoint(tx, results)
+        hlc = intake.clock.now()
         intake.clock.save()
-        return results
+        return results, hlc
 
     return store.unit_of_work(unit)
 
@@ -154,15 +158,19 @@ def _take(intake: _Intake, item: Any, scope: Scope, source: str) -> dict[str, An
     if not scope.covers(event["village"]):
         return _rejected(event_id, "out_of_scope", OUT_OF_SCOPE, {"village": ["not covered by the credential"]})
     tx = intake.tx
-    held = intake.seen.get(event_id)
-    if held is None:
+    # The hash is this node's own: a sender cannot make another body pass for a held one.
+    digest = body_hash(event["body"])
+    if event_id in intake.seen:
+        same: bool | None = intake.seen[event_id] == digest
+    else:
         stored = tx.get(EVENTS, event_id)
-        held = None if stored is None else stored.get("body_hash")
-    if held is not None:
-        if held == event["body_hash"]:
+        same = None if stored is None else same_body(stored, digest)
+    if same is not None:
+        if same:
             return {"id": event_id, "status": "duplicate"}
         return _rejected(event_id, "id_reused", "Another event is held with this id.",
                          {"id": ["already used for an event with different content"]})
+    event = {**event, "body_hash": digest}
     try:
         parsed = parse_event(event["engine"])
     except EventError as problem:
@@ -174,7 +182,7 @@ def _take(intake: _Intake, item: Any, scope: Scope, source: str) -> dict[str, An
     if kind == "visit":
         _store_visit(tx, item["visit"], event)
     intake.clock.observe(event["hlc"])
-    intake.seen[event_id] = event["body_hash"]
+    intake.seen[event_id] = digest
     tx.insert(EVENTS, {**{k: v for k, v in event.items() if k not in LOCAL_KEYS}, "relayed_from": source})
     return {"id": event_id, "status": "applied"}
 
@@ -218,12 +226,15 @@ def _fold_review(intake: _Intake, event: Mapping[str, Any]) -> dict[str, Any] | 
 
 def _store_visit(tx: Writer, visit: Mapping[str, Any], event: Mapping[str, Any]) -> None:
     flags = list(event.get("flags") or [])
-    doc = {**{key: visit[key] for key in VISIT_KEYS if key in visit}, "officer": event["officer"],
+    doc = {**{key: visit[key] for key in VISIT_KEYS if key in visit and key != "location"}, "officer": event["officer"],
            "device_id": event["device_id"], "hlc": event["hlc"], "flags": flags, "flagged": bool(flags),
            "flag_codes": sorted({f.get("code") for f in flags if isinstance(f, Mapping) and f.get("code")}),
            "superseded_by": None, "review_state": "pending", "reviewed": False, "review": None,
            "review_record": None}
-    # A later visit held already may name this one; that is only known when it lands, below.
+    geotag = doc.get("geotag")
+    if geotag:
+        # Made here from the checked geotag, never taken as sent: MongoDB's 2dsphere index reads it.
+        doc["location"] = {"type": "Point", "coordinates": [geotag["lon"], geotag["lat"]]}
     tx.insert(VISITS, doc)
     supersedes = visit.get("supersedes")
     if is_id(supersedes):

@@ -132,6 +132,21 @@ def waiting_down(store: Store, villages: list[str], since: int) -> int:
     return store.count(EVENTS, {"village": In(sorted(set(villages))), "seq": Range(gt=since)})
 
 
+def waiting_for(store: Store, villages: list[str], since: int, skip_node: str | None, page: int = 1000) -> int:
+    """How many events of ``villages`` past ``since`` the peer does not hold yet (its own left out);
+    read in pages, as a hall's backlog is a few villages' work."""
+    if not villages:
+        return 0
+    bound = store.visible_seq()
+    total = 0
+    while True:
+        docs = store.changes(EVENTS, since, where={"village": In(sorted(set(villages)))}, limit=page, upto=bound)
+        total += sum(1 for doc in docs if skip_node is None or doc.get("received_by") != skip_node)
+        if len(docs) < page:
+            return total
+        since = docs[-1]["seq"]
+
+
 def own_events_since(store: Store, since: int, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
     """This node's events to send upstream: those not from upstream, with ``since < seq``, in seq order.
 

@@ -17,9 +17,10 @@ from typing import Any
 from forms.identifiers import Area
 
 from ..audit import record_audit
+from ..clock import StoredClock
 from ..errors import ApiError
 from ..security.scope import Scope
-from ..storage import Store
+from ..storage import Store, Writer
 from ..timeutil import iso, now_utc
 
 HALLS = "relay_halls"
@@ -131,20 +132,32 @@ def bind_node(store: Store, hall: dict[str, Any], node_id: str) -> dict[str, Any
     return current
 
 
-def note_contact(store: Store, name: str, **fields: Any) -> None:
-    """The hall reached us: when, and whatever the exchange moved (its checkpoint here, counts)."""
-    def unit(tx):  # type: ignore[no-untyped-def]
-        hall = tx.get(HALLS, name)
-        if hall is None:
-            return
-        update = {**hall, "last_contact_at": iso(now_utc())}
-        for key, value in fields.items():
-            if key == "received_events":
-                update[key] = int(hall.get(key) or 0) + int(value)
-            elif key == "feed_seq":
-                update[key] = max(int(hall.get(key) or 0), int(value))
-            else:
-                update[key] = value
-        tx.put(HALLS, update)
+def note_contact_in(tx: Writer, name: str, **fields: Any) -> None:
+    """The hall reached us, within a unit of work: when, and whatever the exchange moved (its
+    checkpoint here, how many of its events were applied)."""
+    hall = tx.get(HALLS, name)
+    if hall is None:
+        return
+    update = {**hall, "last_contact_at": iso(now_utc())}
+    for key, value in fields.items():
+        if key == "received_events":
+            update[key] = int(hall.get(key) or 0) + int(value)
+        elif key == "feed_seq":
+            update[key] = max(int(hall.get(key) or 0), int(value))
+        else:
+            update[key] = value
+    tx.put(HALLS, update)
 
-    store.unit_of_work(unit)
+
+def note_contact(store: Store, name: str, **fields: Any) -> str:
+    """:func:`note_contact_in` in a unit of work of its own; returns the node's HLC now, for the reply
+    (one commit for both: a hall's round is many small requests)."""
+
+    def unit(tx: Writer) -> str:
+        note_contact_in(tx, name, **fields)
+        clock = StoredClock(tx)
+        hlc = clock.now()
+        clock.save()
+        return hlc
+
+    return store.unit_of_work(unit)

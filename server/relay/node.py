@@ -37,7 +37,7 @@ RELAY_ID = "relay"
 LEASE_ID = "relay_lease"
 UPSTREAM = "upstream"
 MAX_REFUSED = 200
-UP_BATCH = 200
+UP_BATCH = 500
 DOWN_PAGE = 500
 MERGE_RULE = DOCUMENT_FORMAT
 UPSTREAM_COLLECTIONS = ("villages", "forms", "form_versions")
@@ -98,7 +98,13 @@ class Upstream:
             code = shape.get("code") if isinstance(shape, dict) else None
             message = shape.get("message") if isinstance(shape, dict) else None
             raise RelayError(code or f"http_{reply.status}", message or f"upstream answered {reply.status}")
-        return reply.json()
+        try:
+            answer = reply.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise RelayError("bad_reply", f"upstream's answer to {method} {path} is not a JSON object")
+        return answer
 
 
 @dataclass
@@ -148,7 +154,7 @@ class HallNode:
         self.store.unit_of_work(lambda tx: _update_state(
             tx, clock_gap_ms=gap, clock_refusal=refusal, hall=answer.get("hall"),
             villages=sorted(answer.get("villages") or []), upstream_node=answer.get("node_id"),
-            merge_rule=MERGE_RULE))
+            merge_rule=MERGE_RULE, waiting_down=answer.get("waiting_down")))
         answer["clock_gap_ms"] = gap
         answer["clock_refusal"] = refusal
         return answer
@@ -213,11 +219,13 @@ class HallNode:
                                                                                             or [])),
                               refused=_kept(current.get("refused"), refused, "down"))
 
-            results = accept_relayed(self.store, items, scope, source=UPSTREAM, checkpoint=save)
+            results, _ = accept_relayed(self.store, items, scope, source=UPSTREAM, checkpoint=save)
             report.received += len(items)
             report.received_applied += sum(1 for r in results if r["status"] == "applied")
             report.refused_down += sum(1 for r in results if r["status"] == "rejected")
             if not page.get("has_more"):
+                # Upstream's feed is drained up to where it stood when this page was read.
+                self.store.unit_of_work(lambda tx: _update_state(tx, waiting_down=0))
                 return
 
     def _item(self, doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -57,9 +57,9 @@ def make_credential(central, name: str, villages: list[str]) -> str:
     return response.get_json()["credential"]
 
 
-def make_hall(tmp_path, central, name: str, villages: list[str]):
+def make_hall(tmp_path, central, name: str, villages: list[str], **overrides: Any):
     """A hall app set up against ``central`` through a cuttable link; returns (app, link)."""
-    hall = node_app(tmp_path, name)
+    hall = node_app(tmp_path, name, **overrides)
     link = Link(central)
     token = make_credential(central, name, villages)
     with hall.app_context():

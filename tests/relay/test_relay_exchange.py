@@ -15,7 +15,7 @@ from sync_helpers import OTHER_VILLAGE, VILLAGE, Device, publish_household_form,
 
 from server.cli import cli
 from server.relay.feed import feed_page
-from server.relay.node import RelayError, relay_state
+from server.relay.node import RelayError, hall_status, relay_state
 from server.store import get_store
 from server.syncing import cursor_codec
 
@@ -99,8 +99,12 @@ def test_a_round_cut_while_coming_down_resumes_from_the_last_page_taken(tmp_path
         with pytest.raises(RelayError):
             sync_round(hall, link)
         assert 0 < len(event_ids(hall)) - 7 < 5
+        with hall.app_context():
+            assert hall_status(get_store(hall))["waiting_down"] == 5  # as the round's hello found it
         link.down, link.cut_after = False, None
         sync_round(hall, link)
+        with hall.app_context():
+            assert hall_status(get_store(hall))["waiting_down"] == 0
     finally:
         node_module.DOWN_PAGE = previous
     assert event_ids(hall) == sorted(e["id"] for e in made + later)
@@ -157,11 +161,18 @@ def test_a_disabled_officer_or_revoked_device_stops_working_at_the_hall_on_its_n
     Device(central_client, "ani", device_id=ani.device_id)  # the phone is known centrally too
     admin = login(central_client, "admin")
     assert central_client.patch("/api/v1/users/citra", json={"disabled": True}, headers=admin).status_code == 200
+    make_user(central, "eka", "officer", [VILLAGE])
+    sync_round(hall, link)
+    eka = Device(hall_client, "eka")
+    # eka moves to a village the hall does not serve: her account stops working here
+    assert central_client.patch("/api/v1/users/eka", json={"villages": [OTHER_VILLAGE]},
+                                headers=admin).status_code == 200
     assert central_client.post(f"/api/v1/users/ani/devices/{ani.device_id}/revoke",
                                headers=admin).status_code == 200
     sync_round(hall, link)
     assert ani.client.get("/api/v1/sync/pull", headers=ani.headers).status_code == 401
     assert citra.client.get("/api/v1/sync/pull", headers=citra.headers).status_code == 401
+    assert eka.client.get("/api/v1/sync/pull", headers=eka.headers).status_code == 401
     refused = hall_client.post("/api/v1/auth/login", json={"username": "ani", "password": "correct horse battery",
                                                            "device_id": ani.device_id})
     assert refused.status_code == 403

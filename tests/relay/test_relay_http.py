@@ -158,3 +158,68 @@ def test_a_week_at_the_hall_arrives_upstream_after_one_reconnect_and_a_resolutio
     assert halls[0]["received_events"] == 6
     assert halls[0]["waiting_down"] >= 0
     close(hall)
+
+
+def _bound_headers(client, central, name="balai"):
+    token = make_credential(central, name, [VILLAGE])
+    assert hello(client, token, node=f"node-{name}").status_code == 200
+    return {"Authorization": f"Bearer {token}", "X-Kunjung-Node": f"node-{name}"}
+
+
+def test_hostile_uploads_get_the_one_error_shape_or_a_verdict_never_a_500(central):
+    client = central.test_client()
+    ani = Device(client, "ani")
+    held = ani.edit(str(uuid.uuid4()), {"head_name": "Siti"})
+    ani.push([held])
+    with central.app_context():
+        stored = {k: v for k, v in get_store(central).get("events", held["id"]).items() if k != "seq"}
+    headers = _bound_headers(client, central)
+    node = headers["X-Kunjung-Node"]
+    assert client.post("/api/v1/relay/events", json={"node_id": node, "items": []}).status_code == 401
+    malformed = client.post("/api/v1/relay/events", data=b"{", headers={**headers, "Content-Type": "application/json"})
+    assert malformed.status_code == 400
+    assert client.post("/api/v1/relay/events", json={"node_id": node, "items": {}}, headers=headers).status_code == 422
+    too_many = client.post("/api/v1/relay/events", json={"node_id": node, "items": [None] * 1001}, headers=headers)
+    assert too_many.status_code == 413
+    assert client.post("/api/v1/relay/events", json={"node_id": "other", "items": []},
+                       headers=headers).status_code == 422
+    forged = {**stored, "body": {**stored["body"], "set": {"head_name": "Palsu"}}}  # the held hash, another body
+    dollar = {**stored, "id": str(uuid.uuid4()), "body": {"$where": 1}}
+    bad_geotag = {"event": {**stored, "id": str(uuid.uuid4()), "type": "visit"},
+                  "visit": {"id": "x", "household_id": stored["household_id"], "village": VILLAGE,
+                            "geotag": {"lat": 200, "lon": 0}}}
+    unknown_key = {**stored, "id": str(uuid.uuid4()), "extra": 1}
+    items = [{"event": forged}, {"event": dollar}, bad_geotag, {"event": unknown_key}, {"event": stored},
+             {"event": {**stored, "engine": {"id": stored["id"], "village": VILLAGE}}}]
+    reply = client.post("/api/v1/relay/events", json={"node_id": node, "items": items}, headers=headers)
+    assert reply.status_code == 200, reply.get_json()
+    results = reply.get_json()["results"]
+    assert [r["status"] for r in results] == ["rejected"] * 4 + ["duplicate", "duplicate"]
+    assert [r["code"] for r in results[:4]] == ["id_reused", "invalid", "invalid", "invalid"]
+    feed = client.get("/api/v1/relay/events", headers=headers, query_string={"since": "x" * 9000})
+    assert feed.status_code == 400
+    assert client.get("/api/v1/relay/events", headers=headers, query_string={"limit": 0}).status_code == 422
+
+
+def test_a_central_server_on_the_mongodb_stand_in_takes_a_halls_events(tmp_path):
+    from mongo_stand_in import STAND_IN_URL, stand_in_store
+
+    central = node_app(tmp_path, "central-mongo", STORE=stand_in_store(None), DATABASE_URL=STAND_IN_URL)
+    make_user(central, "admin", "admin")
+    make_user(central, "ani", "officer", [VILLAGE])
+    make_user(central, "supervisor", "supervisor", ["32.04.05"])
+    publish_household_form(central.test_client())
+    hall, link = make_hall(tmp_path, central, "balai", [VILLAGE])
+    try:
+        ani = Device(hall.test_client(), "ani")
+        household = str(uuid.uuid4())
+        ani.push([ani.edit(household, {"head_name": "Siti"})])
+        sup = Device(central.test_client(), "supervisor")
+        sup.push([sup.edit(household, {"notes": "dari pusat"})])
+        report = sync_round(hall, link)
+        assert (report.sent_applied, report.received_applied) == (1, 1)
+        with central.app_context(), hall.app_context():
+            assert get_store(central).get("households", household)["record"] == \
+                get_store(hall).get("households", household)["record"]
+    finally:
+        close(hall, central)

@@ -1,0 +1,102 @@
+"""Re-stamped events across nodes: a new id naming the old one (``restamp_of``), never two bodies under one id."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from http_helpers import make_user
+from relay_helpers import close, make_hall, node_app, sync_round
+from sync_helpers import VILLAGE, Device, publish_household_form, statuses
+
+from server.relay.node import relay_state
+from server.store import get_store
+from sync import Record
+
+_spec = importlib.util.spec_from_file_location("relay_reference_restamp",
+                                               Path(__file__).parents[1] / "sync" / "reference.py")
+reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reference)
+
+
+@pytest.fixture
+def central(tmp_path):
+    app = node_app(tmp_path, "central")
+    make_user(app, "admin", "admin")
+    make_user(app, "ani", "officer", [VILLAGE])
+    publish_household_form(app.test_client())
+    yield app
+    close(app)
+
+
+def ahead_hlc(minutes: int, counter: int = 1) -> str:
+    return f"{int(time.time() * 1000) + minutes * 60_000:013d}-{counter:04d}"
+
+
+def record_of(app, household_id):
+    with app.app_context():
+        store = get_store(app)
+        doc = store.get("households", household_id)
+        events = [d["engine"] for d in store.find("events", {"household_id": household_id}, order_by="seq")]
+    return Record.from_document(doc["record"]), events
+
+
+def test_an_event_restamped_at_one_node_travels_as_a_new_event_and_both_nodes_keep_one_write(tmp_path, central):
+    # The hall's bound is tighter than central's: an event central took is too far ahead for the hall.
+    hall, link = make_hall(tmp_path, central, "balai", [VILLAGE], CLOCK_SKEW_SECONDS=60)
+    household = str(uuid.uuid4())
+    at_central = Device(central.test_client(), "ani", device_id="phone-ani")
+    at_hall = Device(hall.test_client(), "ani", device_id="phone-ani")
+    first = {"id": str(uuid.uuid4()), "type": "household_edit", "device_id": "phone-ani", "hlc": ahead_hlc(3),
+             "device_seq": 1, "household_id": household, "village": VILLAGE, "set": {"head_name": "Siti"}}
+    assert statuses(at_central.push([first])) == ["applied"]
+    refused = at_hall.push([first])["results"][0]
+    assert refused["code"] == "clock_skew"
+    again = {**first, "id": str(uuid.uuid4()), "restamp_of": first["id"], "hlc": ahead_hlc(0)}
+    assert statuses(at_hall.push([again])) == ["applied"]
+    report = sync_round(hall, link)
+    assert report.sent_applied == 1
+    assert report.received_applied == 1
+    central_record, central_events = record_of(central, household)
+    hall_record, hall_events = record_of(hall, household)
+    assert sorted(e["id"] for e in central_events) == sorted(e["id"] for e in hall_events) == sorted(
+        [first["id"], again["id"]])
+    state = central_record.fields["head_name"]
+    assert not state.in_conflict
+    assert len(state.heads) == 1  # one write of the pair stands; the device order hides the other
+    assert central_record.to_pull() == hall_record.to_pull()
+    expected = reference.ref_fold(central_events)
+    assert expected["fields"]["head_name"]["stamp"] == state.stamp
+    assert not expected["fields"]["head_name"]["conflict"]
+    close(hall)
+
+
+def test_restamping_under_the_same_id_is_refused_upstream_and_the_hall_shows_why(tmp_path, central):
+    hall, link = make_hall(tmp_path, central, "balai", [VILLAGE], CLOCK_SKEW_SECONDS=60)
+    household = str(uuid.uuid4())
+    at_central = Device(central.test_client(), "ani", device_id="phone-ani")
+    at_hall = Device(hall.test_client(), "ani", device_id="phone-ani")
+    first = {"id": str(uuid.uuid4()), "type": "household_edit", "device_id": "phone-ani", "hlc": ahead_hlc(3),
+             "device_seq": 1, "household_id": household, "village": VILLAGE, "set": {"head_name": "Siti"}}
+    at_central.push([first])
+    assert at_hall.push([first])["results"][0]["code"] == "clock_skew"
+    assert statuses(at_hall.push([{**first, "hlc": ahead_hlc(0)}])) == ["applied"]  # an older client
+    report = sync_round(hall, link)
+    assert report.refused_up == 1
+    assert report.refused_down == 1
+    with hall.app_context():
+        refused = relay_state(get_store(hall))["refused"]
+    assert {(r["direction"], r["code"]) for r in refused} == {("up", "id_reused"), ("down", "id_reused")}
+    close(hall)
+
+
+def test_restamp_of_must_name_another_event(central):
+    phone = Device(central.test_client(), "ani")
+    event = phone.edit(str(uuid.uuid4()), {"head_name": "Siti"})
+    event["restamp_of"] = event["id"]
+    result = phone.push([event])["results"][0]
+    assert result["code"] == "invalid"
+    assert "restamp_of" in result["errors"]
