@@ -22,9 +22,11 @@ from ..audit import record_audit
 from ..errors import ApiError
 from ..eventlog import EVENTS
 from ..households import HOUSEHOLDS, write_household
+from ..relay.node import is_hall
 from ..security.scope import Scope
 from ..server_events import ServerStamper
 from ..storage import Store, Writer
+from ..store import get_store
 from ..timeutil import iso, now_utc
 from .people import households_naming, mentions, number_hash, visits_mentioning
 
@@ -35,8 +37,9 @@ EVERYTHING = Scope("admin")
 
 def require_central() -> None:
     """Only the central server erases: a hall's copy would erase what the centre still holds and
-    sends back. Every server is central until KUNJUNG_CENTRAL says otherwise."""
-    if not current_app.config.get("CENTRAL", True):
+    sends back. A village hall (``kunjung relay init``) never is; another server is central unless
+    KUNJUNG_CENTRAL says otherwise."""
+    if not current_app.config.get("CENTRAL", True) or is_hall(get_store()):
         raise ApiError(409, "not_central", "Only the central server erases personal data.")
 
 

@@ -232,3 +232,21 @@ def test_the_cli_makes_and_revokes_credentials_and_a_hall_reports_its_status(env
     assert unreachable.exit_code != 0
     shown = runner.invoke(cli, ["relay", "status", "--json"], catch_exceptions=False)
     assert json.loads(shown.output)["last_error"]["code"] == "unreachable"
+
+
+def test_a_hall_never_erases_only_the_central_server_does(tmp_path, central, monkeypatch):
+    ani = Device(central.test_client(), "ani")
+    household = str(uuid.uuid4())
+    assert statuses(ani.push([ani.edit(household, {"head_name": "Siti"})])) == ["applied"]
+    hall, link = make_hall(tmp_path, central, "balai", [VILLAGE])
+    sync_round(hall, link)
+    before = household_state(hall, household)
+    assert before is not None
+    monkeypatch.setenv("KUNJUNG_DATABASE_URL", hall.config["DATABASE_URL"])
+    monkeypatch.setenv("KUNJUNG_SECRET_KEY_FILE", hall.config["SECRET_KEY_FILE"])
+    refused = CliRunner().invoke(cli, ["erase-household", household, "--reason", "permintaan", "--yes"])
+    assert refused.exit_code != 0
+    assert "Only the central server erases" in refused.output
+    assert "Siti" in json.dumps(before)
+    assert household_state(hall, household) == before  # nothing was erased at the hall
+    close(hall)
