@@ -5,30 +5,14 @@ from __future__ import annotations
 import os
 
 import pytest
-from http_helpers import TEST_SECRET, make_user
+from http_helpers import make_app, make_user
 from mongo_stand_in import STAND_IN_URL, StandIn, stand_in_store
 
-from server import create_app
 from server.storage.base import STRICT_QUERIES_ENV
 from server.store import raw_store
 
 # Every read the suite makes must be a declared query with its index (server/store.py).
 os.environ[STRICT_QUERIES_ENV] = "1"
-
-
-def make_app(tmp_path, **overrides):
-    config = {
-        "DATABASE_URL": f"sqlite:///{tmp_path}/kunjung.db",
-        "SECRET_KEY": TEST_SECRET,
-        "SECRET_KEY_FILE": str(tmp_path / "secret_key"),
-        "LOAD_LIBRARY_FORMS": False,
-        "TESTING": True,
-        # cheap hashing keeps the suite fast; production uses argon2id at 64 MiB
-        "PASSWORD_HASH_MEMORY_KIB": 1024,
-        "PASSWORD_HASH_TIME_COST": 1,
-    }
-    config.update(overrides)
-    return create_app(config)
 
 
 @pytest.fixture

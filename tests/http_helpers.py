@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from server import create_app
 from server.security.passwords import passwords
 from server.store import get_store
 from server.users import create_user
 
 PASSWORD = "correct horse battery"
 TEST_SECRET = "kunjung-test-secret-that-is-long-enough-0123456789"
+
+
+def make_app(tmp_path, **overrides):
+    """An app on a fresh embedded store in ``tmp_path``, with the suite's settings and ``overrides``."""
+    config = {
+        "DATABASE_URL": f"sqlite:///{tmp_path}/kunjung.db",
+        "SECRET_KEY": TEST_SECRET,
+        "SECRET_KEY_FILE": str(tmp_path / "secret_key"),
+        "LOAD_LIBRARY_FORMS": False,
+        "TESTING": True,
+        # cheap hashing keeps the suite fast; production uses argon2id at 64 MiB
+        "PASSWORD_HASH_MEMORY_KIB": 1024,
+        "PASSWORD_HASH_TIME_COST": 1,
+    }
+    config.update(overrides)
+    return create_app(config)
 
 
 def make_user(app, username, role, villages=(), password=PASSWORD):

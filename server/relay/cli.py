@@ -86,7 +86,7 @@ def init_command(upstream: str, credential: str) -> None:
         except (RelayError, ValueError) as error:
             raise click.ClickException(getattr(error, "message", str(error))) from None
     click.echo(f"this node is hall {outcome['hall']} of {upstream}")
-    click.echo(json.dumps(outcome["round"], sort_keys=True))
+    click.echo(json.dumps(outcome["round"]))
 
 
 @relay_group.command("sync")
@@ -98,7 +98,7 @@ def sync_command() -> None:
             report = hall_node(get_store(app), skew_bound_ms=_bound(app)).round()
         except RelayError as error:
             raise click.ClickException(f"{error.code}: {error.message}") from None
-    click.echo(json.dumps(report.as_dict(), sort_keys=True))
+    click.echo(json.dumps(report.as_dict()))
 
 
 @relay_group.command("status")
@@ -112,7 +112,7 @@ def status_command(as_json: bool) -> None:
         except RelayError as error:
             raise click.ClickException(error.message) from None
     if as_json:
-        click.echo(json.dumps(status, sort_keys=True))
+        click.echo(json.dumps(status))
         return
     click.echo(f"hall {status['hall']} of {status['upstream']} ({', '.join(status['villages'])})")
     click.echo(f"last contact: {status['last_contact_at'] or 'never'}; last try: {status['last_attempt_at']}")

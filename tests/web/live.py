@@ -46,7 +46,7 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         sys.path.insert(0, str(ROOT / "tests"))
-        from conftest import make_app  # the suite's app settings (cheap hashing for seeding)
+        from http_helpers import make_app  # the suite's app settings (cheap hashing for seeding)
 
         from server.store import raw_store
 
