@@ -13,6 +13,8 @@ from server.store import raw_store
 
 # Every read the suite makes must be a declared query with its index (server/store.py).
 os.environ[STRICT_QUERIES_ENV] = "1"
+# The CLI speaks the shell's language; the suite asserts English unless a test asks for another.
+os.environ["KUNJUNG_LANG"] = "en"
 
 
 @pytest.fixture

@@ -387,7 +387,7 @@ def test_command_line_errors_follow_the_shells_language(env, tmp_path, monkeypat
 
     from server.cli import cli
 
-    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+    for name in ("KUNJUNG_LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES"):
         monkeypatch.delenv(name, raising=False)
     target = tmp_path / "copy.db"
     target.write_text("x")
