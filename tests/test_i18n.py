@@ -447,6 +447,8 @@ def test_signed_in_refusals_in_both_languages(client, users):
         (admin, "get", "/api/v1/forms/no_such_form", None),  # 404
         (officer, "post", "/api/v1/sync/push", {"device_id": "x", "events": []}),  # 403: device_required
         (admin, "put", "/api/v1/forms/nope/assignment", {"all": True, "villages": ["32.04.05.2001"]}),  # 422
+        (officer, "get", "/api/v1/sync/pull?since=forged.cursor", None),  # 400: invalid_cursor
+        (admin, "get", "/api/v1/users/nobody", None),  # 404: no such user
     ]
     for headers, method, path, body in cases:
         english = getattr(client, method)(path, json=body, headers=headers)
