@@ -21,6 +21,7 @@ from typing import Any
 from sync import canonical_json
 
 from .errors import ApiError
+from .i18n import N_, gettext
 from .security.keys import KeyRing
 from .storage import Store
 
@@ -33,9 +34,9 @@ SERVER_STATE = "server_state"
 class InvalidCursor(ApiError):
     """400 ``invalid_cursor``: forged, foreign, from before a restore, or not one this server gave."""
 
-    def __init__(self, parameter: str = "since", reason: str = "not a valid cursor"):
+    def __init__(self, parameter: str = "since", reason: str = N_("not a valid cursor")):
         super().__init__(400, "invalid_cursor",
-                         "The cursor is not one this server gave; start again without it.",
+                         gettext("The cursor is not one this server gave; start again without it."),
                          {parameter: [reason]})
 
 
@@ -61,13 +62,13 @@ class CursorCodec:
         except (ValueError, binascii.Error):
             raise InvalidCursor(parameter) from None
         if not signature or not self.ring.verify(PURPOSE, payload, signature, self.clock()):
-            raise InvalidCursor(parameter, "not signed by this server")
+            raise InvalidCursor(parameter, N_("not signed by this server"))
         try:
             state = json.loads(payload.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             raise InvalidCursor(parameter) from None
         if not isinstance(state, dict) or state.pop("k", None) != kind:
-            raise InvalidCursor(parameter, "a cursor of another list")
+            raise InvalidCursor(parameter, N_("a cursor of another list"))
         return state
 
 

@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from flask_babel import Babel, Domain
 from flask_babel.speaklater import LazyString
 from marshmallow import fields
 from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 __all__ = [
     "API_DEFAULT",
@@ -40,6 +41,7 @@ __all__ = [
     "remember_page_language",
     "translate_errors",
     "translate_flags",
+    "translate_for_header",
     "translate_known",
     "use_page_language",
 ]
@@ -98,11 +100,19 @@ def catalogue(language: str) -> NullTranslations:
 
 # --- choosing the language -------------------------------------------------------------------------------
 
-def _header_language() -> str | None:
+def _header_language(accepted: LanguageAccept | None = None) -> str | None:
     """The best of id/en the request's Accept-Language names; ``*`` alone is no preference."""
     named = [(_ALIASES.get(value.split("-", 1)[0].lower(), value), quality)
-             for value, quality in request.accept_languages if value != "*"]
+             for value, quality in (request.accept_languages if accepted is None else accepted) if value != "*"]
     return _normal(LanguageAccept(named).best_match(LANGUAGES)) if named else None
+
+
+def translate_for_header(text: str, accept_language: str | None) -> str:
+    """``text`` in the language an Accept-Language value names, else English: for answers given before the
+    app has a request to ask (the body guard in server/middleware.py)."""
+    language = _header_language(parse_accept_header(accept_language, LanguageAccept)) if accept_language else None
+    with force_language(language or API_DEFAULT):
+        return translate_known(text)
 
 
 def _user_language() -> str | None:
@@ -239,6 +249,12 @@ THIRD_PARTY_MESSAGES = [
     N_("Not a valid URL."),
     N_("Not a valid UUID."),
     N_("Special numeric values (nan or infinity) are not permitted."),
+    # said by the body guard (server/middleware.py) before the app sees the request
+    N_("Content-Length is not a number."),
+    N_("Only gzip request bodies are accepted (Content-Encoding: gzip)."),
+    N_("The body is not valid gzip."),
+    N_("The body inflates past the limit of %(limit)s bytes."),
+    N_("The gzip body is truncated."),
 ]
 # Their sentences with a value inside, as templates: the value is found in the English and put in the Indonesian.
 THIRD_PARTY_TEMPLATES = [
@@ -377,13 +393,19 @@ ENGINE_TEMPLATES = [
     N_("%(first)s already saves to %(namespace)s field %(target)s"),
     N_("a new version must keep form_id %(form)s"),
 ]
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+_PLACEHOLDER = re.compile(r"%\((\w+)\)[sdr]")
 
 
-@lru_cache(maxsize=1)
-def _template_patterns() -> list[tuple[re.Pattern[str], str]]:
+@cache
+def _template_patterns(language: str) -> list[tuple[re.Pattern[str], str]]:
+    """Every catalogued message with placeholders as a pattern over its English, the most specific first."""
+    folder = TRANSLATIONS / language / "LC_MESSAGES"
+    templates: set[str] = set()
+    for path in sorted(folder.glob("*.po")) if folder.is_dir() else []:
+        with path.open("rb") as handle:
+            templates.update(m.id for m in read_po(handle) if isinstance(m.id, str) and _PLACEHOLDER.search(m.id))
     patterns = []
-    for template in (*THIRD_PARTY_TEMPLATES, *ENGINE_TEMPLATES):
+    for template in templates:
         pieces = _PLACEHOLDER.split(template)
         regex, named = "", set()
         for index, piece in enumerate(pieces):
@@ -392,8 +414,10 @@ def _template_patterns() -> list[tuple[re.Pattern[str], str]]:
             else:  # a value said twice is the same value both times
                 regex += f"(?P={piece})" if piece in named else f"(?P<{piece}>.+?)"
                 named.add(piece)
-        patterns.append((re.compile(f"^{regex}$", re.DOTALL), template))
-    return patterns
+        literal = sum(len(piece) for piece in pieces[::2])
+        patterns.append((literal, re.compile(f"^{regex}$", re.DOTALL), template))
+    patterns.sort(key=lambda entry: (-entry[0], entry[2]))
+    return [(pattern, template) for _literal, pattern, template in patterns]
 
 
 def translate_known(text: Any) -> str:
@@ -409,12 +433,12 @@ def translate_known(text: Any) -> str:
     said = translations.gettext(text)
     if said != text:
         return said
-    for pattern, template in _template_patterns():
+    for pattern, template in _template_patterns(language):
         found = pattern.match(text)
         if found:
-            # a value may itself be a catalogued word ("a string"), or a sentence of its own
+            # a value may itself be a catalogued word ("a string"); a %r value was found quoted already
             values = {name: translations.gettext(value) for name, value in found.groupdict().items()}
-            return translations.gettext(template) % values
+            return _PLACEHOLDER.sub(lambda m: f"%({m.group(1)})s", translations.gettext(template)) % values
     return text
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .i18n import translate_for_header
+
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 PIECE = 64 * 1024
@@ -28,7 +30,9 @@ class BodyTooLarge(RequestEntityTooLarge):
 
 
 def _json_error(start_response: StartResponse, status: str, code: str, message: str,
-                request_id: str) -> Iterable[bytes]:
+                request_id: str, environ: Environ | None = None) -> Iterable[bytes]:
+    if environ is not None:
+        message = translate_for_header(message, environ.get("HTTP_ACCEPT_LANGUAGE"))
     body = json.dumps({"code": code, "message": message, "errors": {}, "request_id": request_id}).encode()
     # Connection: close, because the rest of the body was not read.
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
@@ -95,10 +99,11 @@ class RequestBodyGuard:
         self.larger = larger
         self.max_inflated = max_inflated
 
-    def _too_large(self, start_response: StartResponse, request_id: str, limit: int | None = None) -> Iterable[bytes]:
+    def _too_large(self, start_response: StartResponse, request_id: str, limit: int | None = None,
+                   environ: Environ | None = None) -> Iterable[bytes]:
         return _json_error(start_response, "413 Request Entity Too Large", "too_large",
                            f"The request body is larger than the limit of {limit or self.max_body} bytes.",
-                           request_id)
+                           request_id, environ)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         request_id = uuid.uuid4().hex
@@ -109,10 +114,11 @@ class RequestBodyGuard:
             length = -1
         if length < 0:
             return _json_error(start_response, "400 Bad Request", "bad_request",
-                               "Content-Length is not a number.", request_id)
-        limit = (self.larger(environ) if self.larger is not None else None) or self.max_body
-        if length > limit:
-            return self._too_large(start_response, request_id, limit)
+    def _too_large(self, start_response: StartResponse, request_id: str, limit: int | None = None,
+                   environ: Environ | None = None) -> Iterable[bytes]:
+        return _json_error(start_response, "413 Request Entity Too Large", "too_large",
+                           f"The request body is larger than the limit of {limit or self.max_body} bytes.",
+                           request_id, environ)
         encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
         if encoding in ("", "identity"):
             if length:
@@ -128,7 +134,8 @@ class RequestBodyGuard:
             return self.app(environ, closing_start_response)
         if encoding != "gzip":
             return _json_error(start_response, "415 Unsupported Media Type", "unsupported_media_type",
-                               "Only gzip request bodies are accepted (Content-Encoding: gzip).", request_id)
+                               "Only gzip request bodies are accepted (Content-Encoding: gzip).", request_id,
+                               environ)
         return self._inflate(environ, start_response, length, request_id)
 
     def _inflate(self, environ: Environ, start_response: StartResponse, length: int,
@@ -144,24 +151,24 @@ class RequestBodyGuard:
                 break
             sent += len(piece)
             if sent > self.max_body:
-                return self._too_large(start_response, request_id)
+                return self._too_large(start_response, request_id, environ)
             data = piece
             while data and not inflater.eof:
                 try:
                     out = inflater.decompress(data, self.max_inflated - inflated + 1)
                 except zlib.error:
                     return _json_error(start_response, "400 Bad Request", "bad_request",
-                                       "The body is not valid gzip.", request_id)
+                                       "The body is not valid gzip.", request_id, environ)
                 inflated += len(out)
                 if inflated > self.max_inflated:
                     return _json_error(start_response, "413 Request Entity Too Large", "too_large",
                                        f"The body inflates past the limit of {self.max_inflated} bytes.",
-                                       request_id)
+                                       request_id, environ)
                 parts.append(out)
                 data = inflater.unconsumed_tail
         if not inflater.eof:
             return _json_error(start_response, "400 Bad Request", "bad_request",
-                               "The gzip body is truncated.", request_id)
+                               "The gzip body is truncated.", request_id, environ)
         body = b"".join(parts)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))

@@ -22,6 +22,7 @@ from .collector import collector_paused
 from .cursors import CursorCodec, InvalidCursor, store_identity
 from .forms_registry import form_pull_changes
 from .households import household_change
+from .i18n import N_
 from .security.scope import Scope
 from .storage import Store
 
@@ -210,9 +211,9 @@ class PullService:
         state = self.codec.open(KIND, cursor)
         check_state(state)
         if state["st"] != store_id or state["ep"] != epoch:
-            raise InvalidCursor("since", "from another server, or from before a restore")
+            raise InvalidCursor("since", N_("from another server, or from before a restore"))
         if state["u"] != user["id"]:
-            raise InvalidCursor("since", "given to another user")
+            raise InvalidCursor("since", N_("given to another user"))
         return state
 
     @staticmethod

@@ -447,6 +447,8 @@ def test_signed_in_refusals_in_both_languages(client, users):
         (admin, "get", "/api/v1/forms/no_such_form", None),  # 404
         (officer, "post", "/api/v1/sync/push", {"device_id": "x", "events": []}),  # 403: device_required
         (admin, "put", "/api/v1/forms/nope/assignment", {"all": True, "villages": ["32.04.05.2001"]}),  # 422
+        (officer, "get", "/api/v1/sync/pull?since=forged.cursor", None),  # 400: invalid_cursor
+        (admin, "get", "/api/v1/users/nobody", None),  # 404: no such user
     ]
     for headers, method, path, body in cases:
         english = getattr(client, method)(path, json=body, headers=headers)
@@ -458,3 +460,17 @@ def test_signed_in_refusals_in_both_languages(client, users):
         assert set(i["errors"]) == set(e["errors"]), path
         for field, messages in e["errors"].items():
             assert i["errors"][field] == [translated(m) for m in messages], (path, field)
+
+
+def test_the_body_guard_answers_in_the_asked_language_before_the_app(client, app):
+    """Refusals made before Flask sees the request (server/middleware.py) read Accept-Language themselves."""
+    limit = app.config["MAX_BODY_BYTES"]
+    for environ, code in (({"HTTP_CONTENT_ENCODING": "br"}, "unsupported_media_type"),
+                          ({"CONTENT_LENGTH": str(limit + 1)}, "too_large"),
+                          ({"HTTP_CONTENT_ENCODING": "gzip"}, "bad_request")):
+        english = client.post("/api/v1/auth/login", data=b"not gzip", environ_overrides=environ)
+        indonesian = client.post("/api/v1/auth/login", data=b"not gzip", environ_overrides=environ,
+                                 headers={"Accept-Language": "id"})
+        assert english.get_json()["code"] == indonesian.get_json()["code"] == code
+        assert indonesian.get_json()["message"] == translated(english.get_json()["message"])
+        assert indonesian.get_json()["message"] != english.get_json()["message"]
