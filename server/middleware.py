@@ -114,11 +114,10 @@ class RequestBodyGuard:
             length = -1
         if length < 0:
             return _json_error(start_response, "400 Bad Request", "bad_request",
-    def _too_large(self, start_response: StartResponse, request_id: str, limit: int | None = None,
-                   environ: Environ | None = None) -> Iterable[bytes]:
-        return _json_error(start_response, "413 Request Entity Too Large", "too_large",
-                           f"The request body is larger than the limit of {limit or self.max_body} bytes.",
-                           request_id, environ)
+                               "Content-Length is not a number.", request_id, environ)
+        limit = (self.larger(environ) if self.larger is not None else None) or self.max_body
+        if length > limit:
+            return self._too_large(start_response, request_id, limit, environ)
         encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
         if encoding in ("", "identity"):
             if length:
@@ -151,7 +150,7 @@ class RequestBodyGuard:
                 break
             sent += len(piece)
             if sent > self.max_body:
-                return self._too_large(start_response, request_id, environ)
+                return self._too_large(start_response, request_id, environ=environ)
             data = piece
             while data and not inflater.eof:
                 try:
