@@ -83,6 +83,8 @@ def _timed(server: Server, bodies: list[list[tuple[str, bytes, dict[str, str], i
 
 
 def openrosa_figures(workdir: Path, scale: Scale) -> list[Figure]:
+    workdir = workdir / "openrosa"  # stores of its own: other sections make the same file names
+    workdir.mkdir(exist_ok=True)
     definition = _definition()
     visits = max(40, scale.push_batches * 50)
     db = workdir / "openrosa.db"
