@@ -250,12 +250,12 @@ def media_goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     upload = figures.get("media_upload")
     if upload:
-        out.append({"goal": f"upload {upload.details['bytes'] // 2**20} MB in 256 KB chunks vs disk",
+        out.append({"goal": f"upload in 256 KB chunks vs disk ({upload.details['bytes'] // 2**20} MB)",
                     "target": ">= 0.5 of disk writes",
                     "reached": f"{upload.ratio:.2f} of disk", "met": upload.ratio >= 0.5})
     memory = figures.get("media_upload_memory")
     if memory:
-        out.append({"goal": f"worker memory, {memory.details['bytes'] // 2**20} MB video upload",
+        out.append({"goal": f"worker memory during a video upload ({memory.details['bytes'] // 2**20} MB)",
                     "target": "< 50 MB growth", "reached": f"{memory.value:.1f} MB", "met": memory.value < 50})
     crowd = figures.get("media_concurrent_photos")
     if crowd:

@@ -82,6 +82,7 @@ def test_a_visit_is_applied_flagged_and_cleared_when_its_file_arrives(media_app)
     assert client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["attachments_missing"] == []
     shown = client.get(f"/api/v1/visits/{visit['id']}", headers=supervisor).get_json()
     assert "attachments_missing" not in [f["code"] for f in shown["flags"]]
+    assert [(a["path"], a["held"], a["kind"]) for a in shown["attachments"]] == [("foto_rumah", True, "image")]
     got = client.get(f"/api/v1/visits/{visit['id']}/attachments/foto_rumah", headers=supervisor)
     assert got.status_code == 200
     assert got.get_data() == photo
@@ -315,3 +316,51 @@ def test_downloads_and_thumbnails_are_audited_and_thumbnails_made_once(media_app
         ("supervisor", visit["id"], "thumbnail")]
     assert client.get(f"/api/v1/visits/{visit['id']}/attachments/..%2F..%2Fetc", headers=supervisor).status_code \
         == 404
+
+
+def test_erasing_a_visits_files_keeps_bytes_another_visit_holds(media_app):
+    from server.blobs.attachments import forget_visit_files
+
+    client = media_app.test_client()
+    ani, citra = Device(client, "ani"), Device(client, "citra")
+    shared, own = jpeg(), jpeg(color="red")
+    first = media_visit(ani, answers={"foto_rumah": "a.jpg", "tanda_tangan": "b.jpg"},
+                        attachments=[entry("foto_rumah", shared, "a.jpg", "image/jpeg"),
+                                     entry("tanda_tangan", own, "b.jpg", "image/jpeg")])
+    ani.push([first])
+    for path, data in (("foto_rumah", shared), ("tanda_tangan", own)):
+        assert upload(client, ani.headers, first["id"], path, data).status_code == 204
+    other = photo_visit(citra, shared)
+    citra.push([other])
+    assert upload(client, citra.headers, other["id"], "foto_rumah", shared).status_code == 204
+    supervisor = login(client, "supervisor")
+    assert client.get(f"/api/v1/visits/{first['id']}/thumbnails/foto_rumah", headers=supervisor).status_code == 200
+    with media_app.app_context():
+        removed = forget_visit_files(get_store(), blob_store(), first["id"])
+    assert sha(own) in removed
+    assert sha(shared) not in removed  # citra's visit still holds those bytes
+    assert client.get(f"/api/v1/visits/{first['id']}/attachments/tanda_tangan",
+                      headers=supervisor).status_code == 404
+    assert client.get(f"/api/v1/visits/{other['id']}/attachments/foto_rumah",
+                      headers=supervisor).get_data() == shared
+    assert sha(own) not in stored(media_app)[0]
+
+
+def test_an_upload_resumes_after_the_server_restarts(app_factory):
+    first = app_factory()
+    for name, role, villages in (("admin", "admin", []), ("ani", "officer", ["32.04.05.2001"])):
+        make_user(first, name, role, villages)
+    client = first.test_client()
+    publish_media_form(client)
+    ani = Device(client, "ani")
+    photo = jpeg(900, 600)
+    visit = photo_visit(ani, photo)
+    ani.push([visit])
+    location = create_upload(client, ani.headers, visit["id"], "foto_rumah", photo).headers["Location"]
+    patch(client, ani.headers, location, 0, photo[:5000], declared=len(photo))
+
+    again = app_factory().test_client()  # a new process on the same store and folders
+    head = again.head(location, headers={**ani.headers, **TUS})
+    assert head.headers["Upload-Offset"] == "5000"
+    assert patch(again, ani.headers, location, 5000, photo[5000:]).status_code == 204
+    assert again.get(f"/api/v1/visits/{visit['id']}/attachments/foto_rumah", headers=ani.headers).get_data() == photo

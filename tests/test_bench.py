@@ -90,11 +90,14 @@ def test_quick_bench_reports_each_goal(quick_run):
     done, results = quick_run
     goals = {row["goal"].split(" (")[0]: row for row in results["goals"]}
     assert set(goals) == {"push throughput", "push vs raw insert", "incremental pull vs store size",
-                          "first-sync memory growth", "lost / duplicated events"}
+                          "first-sync memory growth", "lost / duplicated events",
+                          "upload in 256 KB chunks vs disk", "worker memory during a video upload",
+                          "lost / corrupted photos", "worker memory, CSV zip export with media"}
     for row in goals.values():
         assert isinstance(row["met"], bool)
         assert f"[{'met' if row['met'] else 'NOT MET':>7}] {row['goal']}" in done.stdout
     assert goals["lost / duplicated events"]["met"] is True
+    assert goals["lost / corrupted photos"]["met"] is True
 
 
 def test_quick_bench_media_figures_lose_nothing(quick_run):

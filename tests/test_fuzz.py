@@ -28,6 +28,8 @@ ADMIN = "fuzz-admin-4c1e9a"
 EXAMPLES = 25  # per operation and mode: ~45 operations x 2-3 passes stay near a minute on 2 cores
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, response_headers_conformance]
 SECRET = "kunjung-fuzz-secret-that-is-long-enough-0123456789"
+# A tus PATCH body is raw bytes, sent as binary bodies are.
+schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
 
 
 def make_app(path: Path, **overrides: Any) -> Any:
@@ -71,7 +73,8 @@ def fuzz_app(tmp_path_factory):
     assert len(conflicts) == 1
     app.config["FUZZ_KNOWN_IDS"] = {
         "form_id": "verval_keluarga", "version": "2026.1", "household_id": household, "visit_id": visit["id"],
-        "username": "ani", "device_id": ani.device_id, "code": VILLAGE, "conflict_id": conflicts[0]["id"]}
+        "username": "ani", "device_id": ani.device_id, "code": VILLAGE, "conflict_id": conflicts[0]["id"],
+        "upload_id": uuid.uuid4().hex, "path": "foto_rumah"}
     yield app
     raw_store(app).close()
 

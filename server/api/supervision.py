@@ -85,6 +85,17 @@ class HistoryQuery(ma.Schema):
 
 
 # -- response schemas ---------------------------------------------------------------------------
+class VisitAttachmentSchema(ma.Schema):
+    path = ma.fields.String()
+    sha256 = ma.fields.String()
+    size = ma.fields.Integer()
+    media_type = ma.fields.String()
+    filename = ma.fields.String()
+    kind = ma.fields.String(metadata={"enum": ["image", "audio", "video", "file"]})
+    held = ma.fields.Boolean(metadata={"description": "the server holds the file: GET "
+                                                      "/api/v1/visits/<id>/attachments/<path>"})
+
+
 class VisitSchema(ma.Schema):
     id = ma.fields.String()
     village = ma.fields.String()
@@ -104,6 +115,7 @@ class VisitSchema(ma.Schema):
     superseded_by = ma.fields.String(allow_none=True)
     review_state = ma.fields.String()
     review = ma.fields.Dict(allow_none=True)
+    attachments = ma.fields.List(ma.fields.Nested(VisitAttachmentSchema))
 
 
 class ConflictSchema(ma.Schema):

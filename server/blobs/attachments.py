@@ -220,6 +220,9 @@ def thumbnail(store: Store, blobs: BlobStore, doc: Mapping[str, Any]) -> str:
         with Image.open(io.BytesIO(blobs.read(doc["sha256"]))) as image:
             image = ImageOps.exif_transpose(image)
             image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+            if image.mode in ("RGBA", "LA", "P", "PA"):  # a signature on a transparent background: on white
+                image = image.convert("RGBA")
+                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)
             out = io.BytesIO()
             image.convert("RGB").save(out, "JPEG", quality=80)
     except BlobNotFound:
@@ -276,3 +279,17 @@ def collect_garbage(store: Store, blobs: BlobStore, *, grace_seconds: float, dry
             discard_upload(upload)
     return result
 
+
+
+def forget_visit_files(store: Store, blobs: BlobStore, visit_id: str) -> list[str]:
+    """Erase a visit's files: its attachment documents go, then every blob (file or thumbnail) they named
+    that no other attachment names. Returns the digests removed from the blob store. For erasure of
+    personal data; a visit's other records are the caller's to erase."""
+    docs = store.find(ATTACHMENTS, {"visit_id": visit_id})
+    for doc in docs:
+        store.delete(ATTACHMENTS, doc["id"])
+    removed = []
+    for digest in sorted({d for doc in docs for d in (doc.get("sha256"), doc.get("thumbnail_sha256")) if d}):
+        if not named(store, digest) and blobs.delete(digest):
+            removed.append(digest)
+    return removed

@@ -153,6 +153,11 @@ class UploadService:
             offset = upload["length"] if attachment and attachment.get("held") else 0
             if offset == 0:
                 self.partial(upload_id).touch(mode=0o600)  # lost with a crash mid-finish: send it again
+        else:
+            if offset >= upload["length"]:
+                # Every byte arrived but the server stopped before storing the file: store it now, or a
+                # client seeing the whole length would never send another byte.
+                self.finish(upload)
         return upload, offset
 
     def append(self, caller: Uploader, upload_id: str, offset: int, body: BinaryIO) -> int:
@@ -167,7 +172,11 @@ class UploadService:
             return current
         remaining = upload["length"] - current
         path = self.partial(upload_id)
-        with open(path, "r+b") as out, _locked(out):
+        try:
+            handle = open(path, "r+b")  # noqa: SIM115 (closed below)
+        except FileNotFoundError:  # discarded meanwhile (refused, or cleaned up)
+            raise ApiError(404, "not_found", "No such upload (it may have finished or been refused).") from None
+        with handle as out, _locked(out):
             if os.fstat(out.fileno()).st_size != current:  # another request appended meanwhile
                 raise ApiError(409, "offset_mismatch", "Upload-Offset is not where the upload stands; ask with HEAD.")
             out.seek(current)
