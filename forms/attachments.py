@@ -167,6 +167,13 @@ def media_problems(media: Any, path: str) -> dict[str, list[str]]:
                 problem = f"{_a(kind)} label needs {_a(family)} file, not {media_type_of(name)}"
             if problem:
                 problems[f"{where}.{language}"] = [problem]
+    # ODK shows a big image only when the small one is tapped: without it there is nothing to tap.
+    big, small = media.get("big-image"), media.get("image")
+    if isinstance(big, Mapping):
+        for language in big:
+            if not isinstance(small, Mapping) or language not in small:
+                problems.setdefault(f"{path}.big-image.{language}", []).append(
+                    "a big-image needs an image in the same language, shown first")
     return problems
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from forms.answers import household_writes, validate_answers
-from forms.attachments import CsvLookup, check_form_file, form_files, media_type_of, search_source
+from forms.attachments import CsvLookup, check_form_file, form_files, media_problems, media_type_of, search_source
 from forms.definition import DefinitionError, validate_definition
 from forms.expressions import Context, ExpressionError, parse
 from forms.household import household_field_catalog
@@ -30,11 +30,12 @@ def test_a_definition_names_its_choice_files_lookups_and_label_media():
          "appearance": "search('rumah', 'matches', 'kode', ${desa})",
          "media": {"image": {"id": "kondisi.jpg", "en": "condition.jpg"}, "audio": {"id": "kondisi.mp3"}}},
         {"type": "select_multiple", "name": "titik", "label": {"id": "Titik"}, "list_file": "titik.geojson"},
-        choices={"kondisi": [{"name": "1", "label": {"id": "Layak"}, "media": {"big-image": {"id": "layak.png"}}}]},
+        choices={"kondisi": [{"name": "1", "label": {"id": "Layak"}, "media": {"image": {"id": "layak_kecil.png"},
+                                                                           "big-image": {"id": "layak.png"}}}]},
     ))
     files = definition.form_files()
     assert list(files) == ["desa.csv", "kepala.csv", "rumah.csv", "kondisi.jpg", "condition.jpg", "kondisi.mp3",
-                           "titik.geojson", "layak.png"]
+                           "titik.geojson", "layak_kecil.png", "layak.png"]
     assert files["desa.csv"].purpose == "choices"
     assert files["kepala.csv"].paths == ("fields[1].calculation",)
     assert files["rumah.csv"].purposes == ("lookup",)
@@ -145,3 +146,11 @@ def test_media_types_and_search_sources():
     assert search_source("quick search('desa', 'matches', 'kode', ${x})") == "desa"
     assert search_source("minimal") is None
     assert search_source("search(desa)") == ""
+
+
+def test_a_big_image_without_its_small_image_is_refused():
+    # ODK shows the big image when the small one is tapped: pyxform refuses one without the other too.
+    problems = media_problems({"big-image": {"id": "besar.png", "en": "big.png"}, "image": {"id": "kecil.png"}},
+                              "fields[0].media")
+    assert problems == {
+        "fields[0].media.big-image.en": ["a big-image needs an image in the same language, shown first"]}
