@@ -48,7 +48,7 @@ def test_the_guard_sees_a_second_copy(rule):
 # The distribution that provides each top-level module the product imports, where the names differ.
 DISTRIBUTIONS = {"argon2": "argon2-cffi", "re2": "google-re2", "jwt": "pyjwt",
                  "flask_jwt_extended": "flask-jwt-extended", "flask_smorest": "flask-smorest",
-                 "swagger_ui_bundle": "swagger-ui-bundle"}
+                 "swagger_ui_bundle": "swagger-ui-bundle", "PIL": "pillow"}
 
 
 def _declared() -> set[str]:
