@@ -8,6 +8,7 @@ from forms.definition import (
     MediaQuestion,
     check_new_version,
     definition_hash,
+    media_answers,
     media_question,
     validate_definition,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "field_type",
     "household_field_catalog",
     "household_writes",
+    "media_answers",
     "media_question",
     "parse",
     "parse_nik",

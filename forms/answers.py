@@ -276,7 +276,8 @@ class _Item:
         self.constraint = _rule(field, "constraint")
         self.choices: dict[str, Mapping[str, Any]] | None = None
         self.choice_filter: _Rule | None = None
-        if ftype.takes_list:
+        # Choices kept in a file (list_file) are the device's: any name is taken as sent.
+        if ftype.takes_list and "list" in field:
             self.choices = {choice["name"]: choice for choice in choices.get(field["list"], ())}
             self.choice_filter = _rule(field, "choice_filter")
         self.uses_current = self.choice_filter is not None or self.constraint is not None
@@ -366,8 +367,9 @@ class _Scope(Context):
         rows: tuple[tuple[str, Mapping[str, Any]], ...],
         repeat_of: Mapping[str, str | None],
         today: dt.date | None,
+        lookup: Any = None,
     ) -> None:
-        super().__init__(values, rows=rows, repeat_of=repeat_of, today=today)
+        super().__init__(values, rows=rows, repeat_of=repeat_of, today=today, lookup=lookup)
         self._resolved: dict[str, Any] = {}
         #: the shared relevant rules' outcomes here, by compiled expression (see _Flagger.relevance)
         self.relevance: dict[Compiled, bool | ExpressionError] = {}
@@ -449,7 +451,8 @@ class _Flagger:
                 expression_rows = expression_values.get(name) or []
                 path = _join(prefix, name)
                 for index, (row, expression_row) in enumerate(zip(rows, expression_rows, strict=True)):
-                    row_ctx = _Scope(ctx.values, (*ctx.rows, (name, expression_row)), ctx.repeat_of, ctx.today)
+                    row_ctx = _Scope(ctx.values, (*ctx.rows, (name, expression_row)), ctx.repeat_of, ctx.today,
+                                     ctx.lookup)
                     row_path = f"{path}[{index}]"
                     if relevant is not None:
                         here = self.relevance(relevant, row_ctx)
@@ -560,7 +563,7 @@ def validate_answers(definition: Definition, answers: Any, *, today: dt.date | N
         return report
     report.answers = normalised
     expression_values = _expression_values(plan, normalised, None)
-    ctx = _Scope(expression_values, (), definition.repeat_map, today)
+    ctx = _Scope(expression_values, (), definition.repeat_map, today, definition.lookup)
     flagger = _Flagger(report)
     flagger.walk(plan.items, normalised, expression_values, ctx, "")
     flagger.drop_hidden()

@@ -19,8 +19,8 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
+from forms import attachments, fieldtypes
 from forms import expressions as ex
-from forms import fieldtypes
 from forms.expressions import Expression, ExpressionError
 from forms.fieldtypes import FieldType, field_type
 from sync.values import canonical_json
@@ -35,6 +35,7 @@ __all__ = [
     "check_new_version",
     "definition_hash",
     "limit_errors",
+    "media_answers",
     "media_question",
     "validate_definition",
 ]
@@ -56,11 +57,13 @@ KNOWN_FIELD_KEYS = frozenset(
         "calculation",
         "default",
         "list",
+        "list_file",
         "choice_filter",
         "appearance",
         "save_to",
         "parameters",
         "accept",
+        "media",
         "fields",
     }
 )
@@ -208,6 +211,8 @@ class FieldSchema(Schema):
     calculation = fields.String()
     default = fields.Raw(allow_none=True)
     list_ = fields.String(data_key="list", validate=_identifier)
+    list_file = fields.String()
+    media = fields.Raw()
     choice_filter = fields.String()
     appearance = fields.String()
     save_to = fields.String()
@@ -324,6 +329,33 @@ def media_question(definition: Definition, path: str) -> MediaQuestion | None:
     return definition.derived("media_questions", _media_questions).get(ref.name)
 
 
+def media_answers(definition: Definition, answers: Any) -> list[tuple[str, MediaQuestion, str]]:
+    """Every file a visit's answers name: (path, question, file name), paths as `media_question` takes them.
+
+    Answers that are not file names (checked by the answers' own validation) are left out; so are
+    rows without an `_id`, whose path cannot be written.
+    """
+    questions = definition.derived("media_questions", _media_questions)
+    found: list[tuple[str, MediaQuestion, str]] = []
+    if not questions or not isinstance(answers, Mapping):
+        return found
+    repeats = {ref.name for ref in definition.iter_fields() if ref.type == "repeat"}
+    stack: list[tuple[str, Mapping[str, Any]]] = [("", answers)]
+    while stack:
+        prefix, scope = stack.pop()
+        for name, value in scope.items():
+            question = questions.get(name)
+            if question is not None and fieldtypes.check_file_name(value) is None:
+                found.append((f"{prefix}{name}", question, value))
+            elif name in repeats and isinstance(value, list):
+                for row in value:
+                    row_id = row.get("_id") if isinstance(row, Mapping) else None
+                    if isinstance(row_id, str) and row_id and "/" not in row_id:
+                        stack.append((f"{prefix}{name}/{row_id}/", row))
+    found.sort(key=lambda item: item[0])
+    return found
+
+
 def _media_questions(definition: Definition) -> dict[str, MediaQuestion]:
     found = {}
     for ref in definition.iter_fields():
@@ -346,6 +378,13 @@ class Definition:
             if ref.type != "group":
                 self._answered_in.setdefault(ref.repeat, []).append(ref)
         self._derived: dict[str, Any] = {}
+        #: pulldata() over the version's attached CSV files (expressions.Context.lookup), once attached
+        self.lookup: Callable[[str, str, str, str], str] | None = None
+
+    def attach_lookup(self, lookup: Callable[[str, str, str, str], str] | None) -> Definition:
+        """Give pulldata() the version's attached files (the server does, when it loads a published version)."""
+        self.lookup = lookup
+        return self
 
     # settings
     @property
@@ -426,6 +465,10 @@ class Definition:
                 continue
             targets[ref.name] = f"{ROSTER}/{{row}}/{target}" if ref.repeat else target
         return targets
+
+    def form_files(self) -> dict[str, attachments.FormFile]:
+        """The files this version needs beside its definition (forms.attachments.form_files), by name."""
+        return self.derived("form_files", attachments.form_files)
 
     def media_questions(self) -> list[MediaQuestion]:
         """Every media question (image, audio, video, file), in document order."""
@@ -604,8 +647,12 @@ def _check_choices(choices: Mapping[Any, Any], errors: _Errors, warnings: _Error
                     errors.add(f"{path}.name", f"duplicate choice name {name!r} (first at {prefix}[{seen[name]}])")
                 else:
                     seen[name] = index
+            if "media" in choice:
+                for where, messages in attachments.media_problems(choice["media"], f"{path}.media").items():
+                    for message in messages:
+                        errors.add(where, message)
             for key, value in choice.items():
-                if key not in ("name", "label") and not _is_scalar(value):
+                if key not in ("name", "label", "media") and not _is_scalar(value):
                     errors.add(f"{path}.{key}", "extra choice properties must be strings, numbers or booleans")
 
 
@@ -679,16 +726,25 @@ def _check_semantics(refs: list[FieldRef], choices: Mapping[Any, Any], errors: _
         field, kind, ftype = ref.field, ref.type, ref.ftype
         if ftype.takes_list:
             list_name = field.get("list")
-            if list_name is None:
-                errors.add(f"{ref.path}.list", f"a {kind} needs the name of its choice list")
+            if "list_file" in field:
+                _check_list_file(ref, errors)
+            elif list_name is None:
+                errors.add(f"{ref.path}.list", f"a {kind} needs the name of its choice list (or a list_file)")
             elif isinstance(list_name, str):
                 used_lists.add(list_name)
                 if list_name not in choices:
                     errors.add(f"{ref.path}.list", f"unknown choice list {list_name!r}")
         else:
-            for key in ("list", "choice_filter"):
+            for key in ("list", "list_file", "choice_filter"):
                 if key in field:
                     errors.add(f"{ref.path}.{key}", f"only select_one and select_multiple have a {key}")
+        if "media" in field:
+            for where, messages in attachments.media_problems(field["media"], f"{ref.path}.media").items():
+                for message in messages:
+                    errors.add(where, message)
+        if attachments.search_source(field.get("appearance")) == "":
+            errors.add(f"{ref.path}.appearance", "search()'s first argument is the quoted name of the form's "
+                                                 "attached CSV file without '.csv': search('desa')")
         if ftype.needs_calculation and not (
             isinstance(field.get("calculation"), str) and field["calculation"].strip()
         ):
@@ -748,7 +804,9 @@ def _check_expressions(
             for name in sorted(expression.references - set(unknown)):
                 if by_name[name].type == "group":
                     errors.add(path, f"refers to ${{{name}}}, which is a group and has no value")
-            if key == "choice_filter":
+            if key == "choice_filter" and "list_file" in ref.field:
+                pass  # the file's columns are known once it is attached (forms.attachments checks it)
+            elif key == "choice_filter":
                 columns = _choice_columns(choices, ref.field.get("list"))
                 for name in sorted(expression.names - columns):
                     errors.add(path, f"'{name}' is not a column of choice list {ref.field.get('list')!r}")
@@ -775,11 +833,31 @@ def _check_parameters(ref: FieldRef, errors: _Errors) -> None:
         path = f"{ref.path}.parameters.{name}"
         if parameter is None:
             known = ", ".join(accepted) if accepted else "none"
-            errors.add(path, f"a {ref.type} has no parameter {name!r} (it takes: {known})")
+            errors.add(path, f"{_a(ref.type)} has no parameter {name!r} (it takes: {known})")
             continue
         problem = parameter.problem(value)
         if problem:
             errors.add(path, problem)
+        elif name in ("value", "label") and ref.ftype.takes_list and "list_file" not in ref.field:
+            errors.add(path, f"the {name} parameter names a column of a choice file: only with a list_file")
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def _check_list_file(ref: FieldRef, errors: _Errors) -> None:
+    path = f"{ref.path}.list_file"
+    name = ref.field["list_file"]
+    if "list" in ref.field:
+        errors.add(path, "a select takes its choices from a list or from a file, not both")
+    if not isinstance(name, str):
+        return  # refused by the schema
+    problem = fieldtypes.check_file_name(name)
+    if problem:
+        errors.add(path, problem)
+    elif not name.lower().endswith(attachments.CHOICE_FILE_SUFFIXES):
+        errors.add(path, "a choice file is a .csv, .xml or .geojson file attached to the form")
 
 
 def _check_accept(ref: FieldRef, errors: _Errors) -> None:
@@ -802,7 +880,7 @@ def _check_accept(ref: FieldRef, errors: _Errors) -> None:
         if not _MEDIA_TYPE_PATTERN.fullmatch(lowered):
             errors.add(f"{path}[{index}]", "must be a media type (image/jpeg, image/*) or an extension (.pdf)")
         elif not any(fieldtypes.media_type_matches(lowered, pattern) for pattern in media.media_types):
-            errors.add(f"{path}[{index}]", f"a {ref.type} takes only " + ", ".join(media.media_types))
+            errors.add(f"{path}[{index}]", f"{_a(ref.type)} takes only " + ", ".join(media.media_types))
 
 
 def _check_defaults(refs: list[FieldRef], choices: Mapping[Any, Any], errors: _Errors) -> None:
@@ -917,7 +995,7 @@ def _check_save_to(refs: list[FieldRef], errors: _Errors) -> None:
                 rosters.setdefault(ref.name, ref.path)
             continue
         if not ref.ftype.saves_to_household:
-            errors.add(path, f"a {ref.type} has no value to save")
+            errors.add(path, f"{_a(ref.type)} has no value to save")
             continue
         if len(target) > MAX_NAME_LENGTH or not _HOUSEHOLD_FIELD.fullmatch(target):
             errors.add(

@@ -65,6 +65,7 @@ CONTAINER = frozenset({"group", "repeat"})
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}.*", re.DOTALL)
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,99}")
 
 
 def json_type(value: Any) -> str:
@@ -104,9 +105,9 @@ def _finite_number(value: Any) -> bool:
 class Parameter:
     """A parameter a type accepts (XLSForm `parameters` column, definition key `parameters`).
 
-    `kind` is "number" (a finite number > 0), "integer" (a whole number > 0), "boolean" or
-    "choice" (one of `values`); XLSForm gives text, which `read` turns into the JSON value the
-    definition keeps.
+    `kind` is "number" (a finite number > 0), "integer" (a whole number > 0), "boolean",
+    "choice" (one of `values`) or "column" (a column name of an attached file); XLSForm gives
+    text, which `read` turns into the JSON value the definition keeps.
     """
 
     name: str
@@ -121,6 +122,9 @@ class Parameter:
             return None if ok else "must be a whole number above 0"
         if self.kind == "choice":
             return None if value in self.values else "must be one of: " + ", ".join(self.values)
+        if self.kind == "column":
+            ok = isinstance(value, str) and _COLUMN.fullmatch(value) is not None
+            return None if ok else "must be a column name (letters, digits, '_', '-', ':' or '.')"
         if self.kind == "number":
             ok = isinstance(value, int | float) and not isinstance(value, bool) and _finite_number(value) and value > 0
             return None if ok else "must be a number above 0"
@@ -134,7 +138,7 @@ class Parameter:
             value = float(text)
             if value.is_integer():
                 value = int(value)
-        elif self.kind == "choice":
+        elif self.kind in ("choice", "column"):
             value = text.strip()
         elif text.strip().lower() in ("true", "yes", "1"):
             value = True
@@ -580,7 +584,9 @@ def _date_default(kind: str) -> Callable[[Any, Mapping[str, Any], Mapping[Any, A
 
 def _media_default(value: Any, definition_field: Mapping[str, Any], choices: Mapping[Any, Any]) -> str | None:
     # An answer names a file the phone made; a default would name one nobody sent.
-    return f"a {definition_field['type']} question takes no default (its answer is a file the device sends)"
+    kind = definition_field["type"]
+    article = "an" if kind[0] in "aeiou" else "a"
+    return f"{article} {kind} question takes no default (its answer is a file the device sends)"
 
 
 def _choice_default(value: Any, definition_field: Mapping[str, Any], choices: Mapping[Any, Any]) -> str | None:
@@ -609,7 +615,7 @@ def _choice_default(value: Any, definition_field: Mapping[str, Any], choices: Ma
 def _select_one_cells(value: Any, definition_field: Mapping[str, Any], how: Cells) -> tuple[Any, ...]:
     if value is None or how.choice_text is None:
         return (_json_cell(value),)
-    return (how.choice_text(definition_field["list"], value),)
+    return (how.choice_text(definition_field.get("list", ""), value),)
 
 
 def _select_multiple_cells(value: Any, definition_field: Mapping[str, Any], how: Cells) -> tuple[Any, ...]:
@@ -620,7 +626,7 @@ def _select_multiple_cells(value: Any, definition_field: Mapping[str, Any], how:
         return (" ".join(str(v) for v in picked),)
     # Labels hold spaces, so they are joined with "; " where codes are joined with spaces;
     # a code not in the list (flagged unknown_choice) is shown as sent.
-    choice_text, list_name = how.choice_text, definition_field["list"]
+    choice_text, list_name = how.choice_text, definition_field.get("list", "")
     return ("; ".join(str(choice_text(list_name, v)) for v in picked),)
 
 
@@ -681,6 +687,12 @@ def _media_type(name: str, expression_type: str = ex.STRING, **declared: Any) ->
         **declared,
     )
 
+
+_SELECT_PARAMETERS = {
+    "randomize": Parameter("randomize", "boolean", "the device shows the choices in a random order"),
+    "value": Parameter("value", "column", "the column of the choice file that holds the choice names"),
+    "label": Parameter("label", "column", "the column of the choice file that holds the labels"),
+}
 
 _IDENTIFIERS = (
     IdentifierCheck("nik", check_nik, "invalid_nik"),
@@ -750,6 +762,7 @@ FIELD_TYPES: dict[str, FieldType] = {
             ex.STRING,
             xlsform_list_commands=("select_one", "select one", "select one from", "select1", "select one using",
                                    "add select one prompt using", "q select1"),
+            parameters=_SELECT_PARAMETERS,
             check=_check_select_one,
             short=_short_text,
             default_problem=_choice_default,
@@ -762,6 +775,7 @@ FIELD_TYPES: dict[str, FieldType] = {
             xlsform_list_commands=("select_multiple", "select multiple", "select all that apply",
                                    "select all that apply from", "select multiple from", "select multiple using",
                                    "add select multiple prompt using", "q select"),
+            parameters=_SELECT_PARAMETERS,
             check=_check_select_multiple,
             short=_short_select_multiple,
             default_problem=_choice_default,

@@ -210,7 +210,7 @@ def _declarations(definition: Definition) -> Iterable[tuple[str, bool, Declarati
         if not isinstance(target, str) or not ftype.saves_to_household or len(ref.repeats) > 1:
             continue
         tokens = str(ref.field.get("appearance") or "").split()
-        choices = definition.choice_names(ref.field["list"]) if ftype.takes_list else None
+        choices = definition.choice_names(ref.field["list"]) if ftype.takes_list and "list" in ref.field else None
         yield target, ref.repeat is not None, Declaration(
             f"{label} {ref.name}", ref.type, choices=choices,
             identifiers=tuple(check for check in ftype.identifiers if check.token in tokens))

@@ -94,23 +94,31 @@ _REFUSED_TYPE_REASONS = {
     ),
     "time-only questions are not supported; use dateTime": ("time",),
     "hidden questions are not supported; use calculate": ("hidden",),
-    "external data files are not supported": ("xml-external", "csv-external"),
+    "external instances need instance() in expressions, which kunjung does not evaluate; use pulldata() "
+    "or select_one_from_file with an attached file": ("xml-external", "csv-external"),
 }
 _REFUSED_TYPES = {alias: why for why, aliases in _REFUSED_TYPE_REASONS.items() for alias in aliases}
 
 _SELECT_COMMANDS = {
     command: ftype.name for ftype in FIELD_TYPES.values() for command in ftype.xlsform_list_commands
 }
-_REFUSED_SELECTS = {
-    "select_one_from_file", "select_multiple_from_file", "select one from file", "select multiple from file",
-    "select_one_external", "select one external",
+_FILE_SELECTS = {
+    "select_one_from_file": "select_one", "select one from file": "select_one",
+    "select_multiple_from_file": "select_multiple", "select multiple from file": "select_multiple",
 }
+_REFUSED_SELECTS = {"select_one_external", "select one external", "select_multiple_external",
+                    "select multiple external"}
 _RE_SELECT = re.compile(
     r"^(?P<command>" + "|".join(sorted((re.escape(c) for c in _SELECT_COMMANDS), key=len, reverse=True))
     + r") (?P<list>\S+)(?: (?P<other>or specify other|or_other|or other))?$",
     re.IGNORECASE,
 )
 _RE_FILE_SELECT = re.compile(
+    r"^(?P<command>" + "|".join(sorted((re.escape(c) for c in _FILE_SELECTS), key=len, reverse=True))
+    + r")(?: (?P<file>\S+))?(?P<rest> .*)?$",
+    re.IGNORECASE,
+)
+_RE_EXTERNAL_SELECT = re.compile(
     r"^(?:" + "|".join(sorted((re.escape(c) for c in _REFUSED_SELECTS), key=len, reverse=True)) + r")\b",
     re.IGNORECASE,
 )
@@ -126,7 +134,7 @@ _OTHER_FIELD_LABEL = {"id": "Sebutkan lainnya", "en": "Specify other"}
 # --- columns -----------------------------------------------------------------------------------------
 _SURVEY_COLUMNS = {
     "type": "type", "command": "type",
-    "name": "name",
+    "name": "name", "value": "name", "tag": "name",
     "label": "label", "caption": "label",
     "hint": "hint",
     "required": "required",
@@ -142,11 +150,13 @@ _SURVEY_COLUMNS = {
     "parameters": "parameters",
     # pyxform writes `body::accept` onto the upload control; the prefix is dropped when reading headers.
     "accept": "accept",
+    "image": "image", "big-image": "big-image", "audio": "audio", "video": "video",
 }
 _CHOICE_COLUMNS = {
     "list_name": "list_name", "list name": "list_name",
     "name": "name", "value": "name",
     "label": "label", "caption": "label",
+    "image": "image", "big-image": "big-image", "audio": "audio", "video": "video",
 }
 _SETTINGS_COLUMNS = {
     "form_id": "form_id", "id_string": "form_id", "set_form_id": "form_id",
@@ -154,15 +164,16 @@ _SETTINGS_COLUMNS = {
     "form_title": "title", "title": "title", "set_form_title": "title",
     "default_language": "default_language",
 }
-_TRANSLATABLE = {"label", "hint", "constraint_message", "title"}
+_LABEL_MEDIA = ("image", "big-image", "audio", "video")
+_TRANSLATABLE = {"label", "hint", "constraint_message", "title", *_LABEL_MEDIA}
 # Columns with a meaning kunjung cannot honour yet: importing goes on, with a warning, so the admin knows.
 _UNSUPPORTED_COLUMNS = {
     "readonly", "read_only", "repeat_count", "jr:count", "count", "required_message", "jr:requiredmsg",
-    "image", "big-image", "audio", "video", "guidance_hint", "trigger", "autoplay", "rows",
+    "guidance_hint", "trigger", "autoplay", "rows",
     "noapperrorstring", "no_app_error_string", "media", "instance", "body",
 }
 # On the choices sheet any other column is kept for choice_filter; only media columns are dropped.
-_MEDIA_COLUMNS = {"image", "big-image", "audio", "video", "media"}
+_MEDIA_COLUMNS = {"media"}
 _COLON_BASES = ("jr:constraintmsg", "jr:requiredmsg", "jr:count", "jr:noapperrorstring")
 _PREFIXES = ("bind::", "bind:", "control::", "control:", "body::", "body:")
 
@@ -515,7 +526,9 @@ class _Converter:
             key = known.get(base)
             if key is None:
                 unsupported = _MEDIA_COLUMNS if sheet is self.choices_sheet else _UNSUPPORTED_COLUMNS
-                if base in unsupported or base.startswith(("media", "instance", "body")):
+                if sheet is self.settings_sheet:
+                    pass  # each unused setting is named once, on its row (see _settings)
+                elif base in unsupported or base.startswith(("media", "instance", "body")):
                     self._warn(sheet.where(1), f"column '{header}' is not supported by kunjung; ignored")
                 elif sheet is not self.choices_sheet or not _RE_CHOICE_COLUMN.match(header):
                     self._warn(sheet.where(1),
@@ -645,8 +658,12 @@ class _Converter:
             if not label:
                 # pyxform accepts image-only choices; kunjung shows text, so the code stands in for it.
                 label = {"id": name}
-                self._warn(where, f"choice '{name}' in list '{list_name}' has no label; using its name")
+                if not any(key in values for key in _LABEL_MEDIA):
+                    self._warn(where, f"choice '{name}' in list '{list_name}' has no label; using its name")
             choice["label"] = self._indonesian(label, where, "label")
+            media = {key: values[key] for key in _LABEL_MEDIA if key in values}
+            if media:
+                choice["media"] = media
             for header, value in values.get("extra", {}).items():
                 base = _split_header(header)[0]
                 if _RE_CHOICE_COLUMN.match(header) and base not in _MEDIA_COLUMNS and not base.startswith("media"):
@@ -767,6 +784,9 @@ class _Converter:
             parameters = self._parameters(field_type(type_), values["parameters"], where)
             if parameters:
                 new["parameters"] = parameters
+        media = {key: values[key] for key in _LABEL_MEDIA if key in values}
+        if media:
+            new["media"] = media
         if "accept" in values:
             new["accept"] = [token for token in re.split(r"[\s,]+", values["accept"]) if token]
         if "constraint_message" in new:
@@ -824,10 +844,13 @@ class _Converter:
         if command in _REFUSED_TYPES:
             self._error(where, f"type '{type_}' is not supported: {_REFUSED_TYPES[command]}")
             return []
-        if _RE_FILE_SELECT.match(lowered):
-            self._error(where, f"type '{type_}' is not supported: choices from external files are not "
-                               "supported; put the list on the choices sheet")
+        if _RE_EXTERNAL_SELECT.match(lowered):
+            self._error(where, f"type '{type_}' is not supported: external selects need ODK's external app "
+                               "and an itemsets.csv; use select_one_from_file with an attached CSV")
             return []
+        from_file = _RE_FILE_SELECT.match(type_)
+        if from_file:
+            return self._file_select(from_file, type_, values, where)
         select = _RE_SELECT.match(type_)
         if select:
             return self._select(select, type_, values, where, choices)
@@ -836,6 +859,25 @@ class _Converter:
             return []
         self._error(where, f"type '{type_}' is not supported: unknown question type")
         return []
+
+    def _file_select(self, match: re.Match, type_: str, values: dict[str, Any], where: str) -> list[dict[str, Any]]:
+        kind = _FILE_SELECTS[match.group("command").lower()]
+        name = match.group("file")
+        if not name:
+            self._error(where, f"type '{type_}' needs the name of its file, like '{type_} villages.csv'")
+            return []
+        if match.group("rest"):
+            self._error(where, f"type '{type_}': only one file name follows '{match.group('command')}' "
+                               "(or_other is not supported with a choice file)")
+            return []
+        if not name.lower().endswith((".csv", ".xml", ".geojson")):
+            self._error(where, f"type '{type_}': the choice file must be .csv, .xml or .geojson, not {name!r}")
+            return []
+        new = self._base_field(kind, values, where)
+        if new is None:
+            return []
+        new["list_file"] = name
+        return [new]
 
     def _select(self, match: re.Match, type_: str, values: dict[str, Any], where: str,
                 choices: dict[str, list[dict]]) -> list[dict[str, Any]]:

@@ -8,24 +8,35 @@ drafts). ``form_versions`` (untracked, id = ``"<form_id>@<version>"``) holds eac
 definition, its state (``draft`` or ``published``) and its content hash; a published version
 never changes again, which is what lets :func:`published_definition` cache it.
 
+Files that travel with a version (choice files, pulldata() tables, label media; which ones is
+``forms.attachments.form_files``) are in ``form_files``, one document per file of a version with
+its md5, sha256, size and media type, and their bytes in ``form_file_chunks`` addressed by
+content, so the same file in many versions is stored once. A draft gets its files with the
+XLSForm (one multipart request) or one by one; a draft missing any cannot be published, and a
+published version's files never change either.
+
 "Latest published version" means the one published most recently, not the highest version
 string: version strings are the admin's own and need not sort.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
 
 from forms import Definition, DefinitionError, check_new_version, definition_hash, validate_definition
+from forms.attachments import CsvLookup, FormFile, check_form_file, choice_columns
+from forms.fieldtypes import check_file_name
 from forms.household import HouseholdFields, household_field_catalog
 from forms.identifiers import Area
 from forms.library import library_forms
@@ -43,6 +54,12 @@ log = logging.getLogger("kunjung.forms")
 
 FORMS = "forms"
 VERSIONS = "form_versions"
+FILES = "form_files"
+FILE_CHUNKS = "form_file_chunks"
+#: A stored chunk of a form file: well below any document limit once base64-encoded.
+CHUNK_BYTES = 2**20
+#: Files one upload may carry beside the XLSForm.
+MAX_FILES_PER_UPLOAD = 200
 DRAFT = "draft"
 PUBLISHED = "published"
 # Versions appear in URLs and document ids; "." and ".." would be rewritten by URL normalisation.
@@ -68,12 +85,17 @@ def _now() -> str:
 # -- what an admin sends ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Submission:
-    """A definition as sent: its JSON and, for an XLSForm, the sheet!row each JSON path came from."""
+    """A definition as sent: its JSON and, for an XLSForm, the sheet!row each JSON path came from;
+    and the form's files sent with it (name -> bytes)."""
 
     data: Any
     rows: dict[str, str] | None = None
     warnings: dict[str, list[str]] = field(default_factory=dict)
     source: str = "json"
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def with_files(self, files: dict[str, bytes]) -> Submission:
+        return Submission(self.data, self.rows, self.warnings, self.source, dict(files))
 
     def keyed(self, errors: dict[str, list[str]]) -> dict[str, list[str]]:
         """Errors keyed as the admin can find them: JSON paths, or sheet!row for an XLSForm."""
@@ -172,13 +194,16 @@ def _new_version(definition: Definition, submission: Submission, actor: str | No
             "published_at": None, "published_by": None}
 
 
-def version_summary(doc: dict[str, Any], warnings: dict[str, list[str]] | None = None) -> dict[str, Any]:
+def version_summary(doc: dict[str, Any], warnings: dict[str, list[str]] | None = None,
+                    files: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     summary = {"form_id": doc["form_id"], "version": doc["version"], "state": doc["state"], "hash": doc["hash"],
                "url": definition_url(doc["form_id"], doc["version"]), "created_at": doc.get("created_at"),
                "created_by": doc.get("created_by"), "updated_at": doc.get("updated_at"),
                "published_at": doc.get("published_at"), "published_by": doc.get("published_by")}
     if warnings:
         summary["warnings"] = warnings
+    if files is not None:
+        summary["files"] = files
     return summary
 
 
@@ -237,8 +262,12 @@ def assignment_in_scope(assignment: dict[str, Any], scope: Scope) -> dict[str, A
 # -- admin operations --------------------------------------------------------------------------------
 def create_draft(store: Store, submission: Submission, *, actor: str | None,
                  address: str | None = None) -> dict[str, Any]:
-    """A new draft version (the form is created with it if new): 409 if that version exists."""
+    """A new draft version (the form is created with it if new): 409 if that version exists.
+
+    Files sent with it are checked (each one the form names, readable as what it is for) before
+    anything is written, and stored with the draft."""
     definition = validate(submission)
+    prepared = prepare_files(definition, submission.files)
     at = _now()
     doc = _new_version(definition, submission, actor, at)
     with store.transaction() as tx:
@@ -250,7 +279,9 @@ def create_draft(store: Store, submission: Submission, *, actor: str | None,
             raise ApiError(409, "version_exists", f"Version {definition.version} of {definition.form_id} exists.")
         if tx.get(FORMS, definition.form_id) is None:
             tx.insert(FORMS, _new_form(definition, actor, at))
-    return version_summary(doc, _warnings(submission, definition))
+        _write_files(tx, definition, prepared, actor, at)
+        files = _file_entries(tx, definition)
+    return version_summary(doc, _warnings(submission, definition), files)
 
 
 def _existing_error(existing: dict[str, Any]) -> ApiError:
@@ -285,6 +316,7 @@ def replace_draft(store: Store, form_id: str, version: str, submission: Submissi
         mismatch["settings.version"] = [f"must be {version!r}, the draft being replaced (POST a new version)"]
     if mismatch:
         raise _invalid(submission, mismatch)
+    prepared = prepare_files(definition, submission.files)
     with store.transaction() as tx:
         existing = tx.get(VERSIONS, version_id(form_id, version))
         if existing is None:
@@ -292,10 +324,18 @@ def replace_draft(store: Store, form_id: str, version: str, submission: Submissi
         if existing["state"] == PUBLISHED:
             raise _existing_error(existing)
         _check_against_published(tx, definition, submission)
-        fresh = _new_version(definition, submission, actor, _now())
+        at = _now()
+        fresh = _new_version(definition, submission, actor, at)
         doc = tx.put(VERSIONS, {**fresh, "created_at": existing["created_at"],
                                 "created_by": existing["created_by"]})
-    return version_summary(doc, _warnings(submission, definition))
+        # Files the new definition no longer names go; the others stay with the draft.
+        needed = definition.form_files()
+        for kept in tx.find(FILES, {"form_id": form_id, "version": version}, order_by="id"):
+            if kept["name"] not in needed:
+                tx.delete(FILES, kept["id"])
+        _write_files(tx, definition, prepared, actor, at)
+        files = _file_entries(tx, definition)
+    return version_summary(doc, _warnings(submission, definition), files)
 
 
 def publish(store: Store, form_id: str, version: str, *, actor: str | None,
@@ -313,6 +353,7 @@ def publish(store: Store, form_id: str, version: str, *, actor: str | None,
         # The language may have grown stricter since the draft was saved: check again.
         definition = validate(submission)
         _check_against_published(tx, definition, submission)
+        _require_files(tx, definition)
         at = _now()
         doc = tx.put(VERSIONS, {**doc, "state": PUBLISHED, "hash": definition_hash(definition.data),
                                 "published_at": at, "published_by": actor})
@@ -437,9 +478,195 @@ def readable_version(store: Store, form_id: str, version: str, scope: Scope) -> 
     return doc
 
 
+# -- files that travel with a version -----------------------------------------------------------------
+def file_id(form_id: str, version: str, name: str) -> str:
+    return f"{version_id(form_id, version)}/{name}"
+
+
+def file_url(form_id: str, version: str, name: str) -> str:
+    return f"{definition_url(form_id, version)}/files/{name}"
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """A checked upload: what the form needs it for, its bytes and their digests."""
+
+    needed: FormFile
+    content: bytes
+    md5: str
+    sha256: str
+
+
+def _select_columns(definition: Definition, name: str) -> tuple[str, str]:
+    """The value and label columns a choice file must have (a select's `value`/`label` parameters)."""
+    value, label = choice_columns(name)
+    for ref in definition.iter_fields():
+        if ref.field.get("list_file") == name:
+            parameters = ref.field.get("parameters") or {}
+            return str(parameters.get("value", value)), str(parameters.get("label", label))
+    return value, label
+
+
+def prepare_files(definition: Definition, files: dict[str, bytes]) -> list[PreparedFile]:
+    """Every upload checked against what the definition needs; 422 keyed by file name otherwise."""
+    needed = definition.form_files()
+    problems: dict[str, list[str]] = {}
+    prepared = []
+    if len(files) > MAX_FILES_PER_UPLOAD:
+        raise ApiError(422, "invalid_form_file", f"At most {MAX_FILES_PER_UPLOAD} files per request.",
+                       {"files": [f"{len(files)} files sent"]})
+    for name, content in files.items():
+        problem = check_file_name(name)
+        if problem:
+            problems[name[:255]] = [problem]
+            continue
+        want = needed.get(name)
+        if want is None:
+            named = ", ".join(needed) or "none"
+            problems[name] = [f"the form does not use this file (it uses: {named})"]
+            continue
+        value, label = _select_columns(definition, name)
+        found = check_form_file(name, content, want.purpose, value_column=value, label_column=label)
+        if found:
+            problems[name] = found
+            continue
+        prepared.append(PreparedFile(want, content, hashlib.md5(content, usedforsecurity=False).hexdigest(),
+                                     hashlib.sha256(content).hexdigest()))
+    if problems:
+        raise ApiError(422, "invalid_form_file", "Files sent with the form have problems; each is keyed by "
+                                                 "its name.", problems)
+    return prepared
+
+
+def _write_files(tx: Writer, definition: Definition, prepared: list[PreparedFile], actor: str | None,
+                 at: str) -> None:
+    for upload in prepared:
+        content = upload.content
+        chunks = max(1, -(-len(content) // CHUNK_BYTES))
+        for index in range(chunks):
+            # Addressed by content: a chunk already stored (the same file in another version) is kept.
+            piece = content[index * CHUNK_BYTES:(index + 1) * CHUNK_BYTES]
+            tx.insert(FILE_CHUNKS, {"id": f"{upload.sha256}:{index}", "data": base64.b64encode(piece).decode()})
+        name = upload.needed.name
+        tx.put(FILES, {"id": file_id(definition.form_id, definition.version, name), "form_id": definition.form_id,
+                       "version": definition.version, "name": name, "purpose": upload.needed.purpose,
+                       "media_type": upload.needed.media_type, "size": len(content), "md5": upload.md5,
+                       "sha256": upload.sha256, "chunks": chunks, "uploaded_at": at, "uploaded_by": actor})
+
+
+def _stored_files(reader: Store | Writer, form_id: str, version: str) -> dict[str, dict[str, Any]]:
+    return {doc["name"]: doc for doc in reader.find(FILES, {"form_id": form_id, "version": version}, order_by="id")}
+
+
+def _file_entry(form_id: str, version: str, needed: FormFile, doc: dict[str, Any] | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": needed.name, "purpose": needed.purpose, "media_type": needed.media_type,
+                             "present": doc is not None, "url": file_url(form_id, version, needed.name)}
+    if doc is not None:
+        entry.update(size=doc["size"], md5=doc["md5"], uploaded_at=doc.get("uploaded_at"))
+    return entry
+
+
+def _file_entries(reader: Store | Writer, definition: Definition) -> list[dict[str, Any]]:
+    stored = _stored_files(reader, definition.form_id, definition.version)
+    return [_file_entry(definition.form_id, definition.version, needed, stored.get(name))
+            for name, needed in definition.form_files().items()]
+
+
+def _require_files(tx: Writer, definition: Definition) -> None:
+    stored = _stored_files(tx, definition.form_id, definition.version)
+    missing = {name: needed for name, needed in definition.form_files().items() if name not in stored}
+    if missing:
+        raise ApiError(422, "form_files_missing",
+                       f"The draft cannot be published: {len(missing)} of its files "
+                       f"{'is' if len(missing) == 1 else 'are'} not uploaded ({', '.join(missing)}).",
+                       {name: [f"not uploaded; the form needs it ({needed.purpose}: {', '.join(needed.paths)})"]
+                        for name, needed in missing.items()})
+
+
+def _version_definition(doc: dict[str, Any]) -> Definition:
+    return validate(Submission(doc["definition"], doc.get("rows")))
+
+
+def version_files(store: Store, form_id: str, version: str, scope: Scope) -> list[dict[str, Any]]:
+    """The files of a version the caller may read (as :func:`readable_version`): every file the
+    definition needs, with ``present``, and for a stored one its ``size`` and ``md5``."""
+    doc = readable_version(store, form_id, version, scope)
+    return _file_entries(store, _version_definition(doc))
+
+
+def upload_file(store: Store, form_id: str, version: str, name: str, content: bytes, *,
+                actor: str | None, address: str | None = None) -> dict[str, Any]:
+    """Add or replace one file of a draft: 404 for a version that does not exist, 409 once published,
+    422 for a file the form does not use or that does not read as what it is for."""
+    doc = require_draft(store, form_id, version)
+    definition = _version_definition(doc)
+    prepared = prepare_files(definition, {name: content})
+    with store.transaction() as tx:
+        current = tx.get(VERSIONS, doc["id"])
+        if current is None or current["state"] != DRAFT or current["hash"] != doc["hash"]:
+            raise ApiError(409, "draft_changed", "The draft changed or was published meanwhile; send the file again.")
+        at = _now()
+        _write_files(tx, definition, prepared, actor, at)
+        tx.put(VERSIONS, {**current, "updated_at": at, "updated_by": actor})
+        record_audit(tx, "form_file_uploaded", actor=actor, target=file_id(form_id, version, name),
+                     details={"md5": prepared[0].md5, "size": len(content)}, address=address)
+    return _file_entry(form_id, version, prepared[0].needed, {"size": len(content), "md5": prepared[0].md5,
+                                                               "uploaded_at": at})
+
+
+def delete_file(store: Store, form_id: str, version: str, name: str, *, actor: str | None,
+                address: str | None = None) -> None:
+    """Remove a file from a draft (404 when the draft has no such file, 409 once published)."""
+    require_draft(store, form_id, version)
+    with store.transaction() as tx:
+        current = tx.get(VERSIONS, version_id(form_id, version))
+        if current is None or current["state"] != DRAFT:
+            raise ApiError(409, "published_immutable", f"Version {version} of {form_id} is published; its files "
+                                                       "cannot change.")
+        if not tx.delete(FILES, file_id(form_id, version, name)):
+            raise ApiError(404, "not_found", f"Version {version} of {form_id} has no file {name!r}.")
+        record_audit(tx, "form_file_deleted", actor=actor, target=file_id(form_id, version, name), address=address)
+
+
+def readable_file(store: Store, form_id: str, version: str, name: str, scope: Scope) -> dict[str, Any]:
+    """A stored file's document if the caller may read its version; 404 otherwise."""
+    readable_version(store, form_id, version, scope)
+    doc = store.get(FILES, file_id(form_id, version, name)) if check_file_name(name) is None else None
+    if doc is None:
+        raise ApiError(404, "not_found", f"Version {version} of {form_id} has no file {name!r}.")
+    return doc
+
+
+def file_chunks(store: Store, doc: dict[str, Any]) -> Iterator[bytes]:
+    """A stored file's bytes, one chunk at a time."""
+    for index in range(doc["chunks"]):
+        chunk = store.get(FILE_CHUNKS, f"{doc['sha256']}:{index}")
+        if chunk is None:  # pragma: no cover - chunks are written with their file and never removed
+            raise StorageError(f"form file {doc['id']} lost chunk {index}")
+        yield base64.b64decode(chunk["data"])
+
+
+def file_content(store: Store, doc: dict[str, Any]) -> bytes:
+    return b"".join(file_chunks(store, doc))
+
+
+def lookup_for(store: Store, form_id: str, version: str, definition: Definition) -> CsvLookup | None:
+    """pulldata() over a version's attached CSV files, each read the first time a lookup needs it."""
+    sources = [name for name, needed in definition.form_files().items()
+               if "lookup" in needed.purposes and name.endswith(".csv")]
+    if not sources:
+        return None
+    stored = _stored_files(store, form_id, version)
+
+    def loader(name: str):
+        return lambda: file_content(store, stored[name])
+
+    return CsvLookup({name: loader(name) for name in sources if name in stored})
+
+
 # -- lookups for sync --------------------------------------------------------------------------------
 _CACHE_SIZE = 256
-_cache: OrderedDict[tuple[str, str, str], Definition] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, str, int], Definition] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -451,7 +678,8 @@ def published_definition(store: Store, form_id: str, version: str) -> Definition
     doc = store.get(VERSIONS, version_id(form_id, version))
     if doc is None or doc.get("state") != PUBLISHED:
         return None
-    key = (form_id, version, doc["hash"])
+    # The store is in the key too: a cached definition's pulldata() reads that store's files.
+    key = (form_id, version, doc["hash"], id(store))
     with _cache_lock:
         cached = _cache.get(key)
         if cached is not None:
@@ -463,6 +691,7 @@ def published_definition(store: Store, form_id: str, version: str) -> Definition
         # Published under an older, laxer language: it cannot validate answers any more.
         log.error("published form %s no longer validates: %s", doc["id"], exc)
         return None
+    definition.attach_lookup(lookup_for(store, form_id, version, definition))
     with _cache_lock:
         _cache[key] = definition
         while len(_cache) > _CACHE_SIZE:
@@ -574,6 +803,11 @@ def load_library(store: Store, *, actor: str | None = "system", address: str | N
         except ApiError as exc:
             problems = "; ".join(f"{path}: {', '.join(messages)}" for path, messages in exc.errors.items())
             outcomes.append(LibraryOutcome(form_id, version, False, f"invalid ({problems})"))
+            continue
+        if definition.form_files():
+            # The library is definitions only: a form that needs files would be published without them.
+            needed = ", ".join(definition.form_files())
+            outcomes.append(LibraryOutcome(form_id, version, False, f"needs files the library cannot ship: {needed}"))
             continue
         for attempt in range(3):
             try:

@@ -148,6 +148,14 @@ COLLECTIONS: list[CollectionSpec] = [
     CollectionSpec("uploads", fields=("created_at",), indexes=(("created_at", "id"),),
                    queries=(Query((), "created_at", ("created_at", "id"), why="clean-up: uploads left unfinished"),
                             _counted())),
+    # files that travel with a form version (server/forms_registry.py): one document per file of a
+    # version (id "<form_id>@<version>/<name>"), and its bytes in chunks addressed by content
+    # (id "<sha256>:<n>", read by id only), so a file kept by many versions is stored once.
+    CollectionSpec("form_files", fields=("form_id", "version"), indexes=(("form_id", "version", "id"),),
+                   queries=(Query(("form_id", "version"), "id", ("form_id", "version", "id"),
+                                  why="a version's files, by name"),
+                            _counted())),
+    CollectionSpec("form_file_chunks", fields=(), queries=(_counted(),)),
     # every export of visits or household history (server/exports.py): exports carry personal data
     CollectionSpec("exports", fields=("at", "actor", "format"), indexes=(("at", "id"), ("actor", "at", "id")),
                    retired=(("at",), ("actor", "at")),

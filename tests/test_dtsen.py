@@ -180,7 +180,8 @@ def proposal(device, village, household_id, **answers):
     lat, lon = CENTRES[village]
     when = f"{FILED}T03:00:00Z"
     base = {"proposal_date": FILED, "proposal_source": "operator_desa", "rt": "001", "rw": "001", "member_count": 3,
-            "house_location": {"lat": lat + 0.001, "lon": lon + 0.001, "accuracy_m": 5}}
+            "house_location": {"lat": lat + 0.001, "lon": lon + 0.001, "accuracy_m": 5},
+            "house_photo": "rumah.jpg", "kk_photo": "kk.jpg", "ktp_photo": "ktp.jpg"}
     return {"id": str(uuid.uuid4()), "type": "visit", "device_id": device.device_id, "hlc": device.hlc(),
             "form_id": "usulan_dtsen", "form_version": "2026.1", "village": village, "household_id": household_id,
             "geotag": {"lat": lat, "lon": lon, "accuracy_m": 6, "captured_at": when}, "started_at": when,

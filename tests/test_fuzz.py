@@ -74,7 +74,7 @@ def fuzz_app(tmp_path_factory):
     app.config["FUZZ_KNOWN_IDS"] = {
         "form_id": "verval_keluarga", "version": "2026.1", "household_id": household, "visit_id": visit["id"],
         "username": "ani", "device_id": ani.device_id, "code": VILLAGE, "conflict_id": conflicts[0]["id"],
-        "upload_id": uuid.uuid4().hex, "path": "foto_rumah"}
+        "name": "desa.csv", "upload_id": uuid.uuid4().hex, "path": "foto_rumah"}
     yield app
     raw_store(app).close()
 

@@ -20,7 +20,7 @@ MAX_LENGTH = 10_000
 class Expression:
     """A parsed expression: what it refers to, and how to evaluate it."""
 
-    __slots__ = ("_compiled", "functions", "names", "references", "root", "text", "uses_current")
+    __slots__ = ("_compiled", "functions", "lookups", "names", "references", "root", "text", "uses_current")
 
     def __init__(self, text: str, root: Node) -> None:
         self.text = text
@@ -29,6 +29,7 @@ class Expression:
         refs: set[str] = set()
         names: set[str] = set()
         functions: set[str] = set()
+        lookups: set[str] = set()
         uses_current = False
         for node in _walk(root):
             if isinstance(node, Ref):
@@ -37,6 +38,8 @@ class Expression:
                 names.add(node.name)
             elif isinstance(node, Call):
                 functions.add(node.name)
+                if node.name == "pulldata":
+                    lookups.add(node.args[0].value)
             elif isinstance(node, Current):
                 uses_current = True
         #: field names referenced as ${name}
@@ -44,6 +47,8 @@ class Expression:
         #: bare names: columns of the choice list, meaningful only in a choice_filter
         self.names: frozenset[str] = frozenset(names)
         self.functions: frozenset[str] = frozenset(functions)
+        #: the attached CSV files pulldata() reads, by name without '.csv'
+        self.lookups: frozenset[str] = frozenset(lookups)
         self.uses_current = uses_current
 
     @property

@@ -302,6 +302,13 @@ def _fn_uuid(ctx: Context, args: list[Any]) -> str:
 
 
 
+def _fn_pulldata(ctx: Context, args: list[Any]) -> str:
+    if ctx.lookup is None:
+        # Where the attached file is not at hand, the lookup cannot be made: say so, never guess "".
+        raise ExpressionError(f"pulldata() needs the form's attached file {to_string(args[0])}.csv")
+    return ctx.lookup(to_string(args[0]), to_string(args[1]), to_string(args[2]), to_string(args[3]))
+
+
 FUNCTIONS: dict[str, Function] = {
     "if": Function(3, 3, None, ("scalar", "any", "any"), "branches", lazy=True),
     "coalesce": Function(2, None, None, ("scalar",), "branches", lazy=True),
@@ -346,6 +353,9 @@ FUNCTIONS: dict[str, Function] = {
     "format-date": Function(2, 2, _fn_format_date, ("number", "scalar"), STRING),
     "format-date-time": Function(2, 2, _fn_format_date, ("number", "scalar"), STRING),
     "uuid": Function(0, 0, _fn_uuid, (), STRING),
+    # pulldata('desa', 'nama', 'kode', ${kode}): the `nama` column of the row of the form's attached
+    # desa.csv whose `kode` is ${kode} ("" when none is); the first argument is a quoted name (grammar.py).
+    "pulldata": Function(4, 4, _fn_pulldata, ("scalar",), STRING),
     # kunjung extensions, unknown to ODK Collect (forms using them run on kunjung devices):
     # valid-nik(x) is true when x is a well-formed NIK and valid-kk(x) when it is a
     # well-formed No. KK, by the checks in forms/identifiers.py; empty is not valid.

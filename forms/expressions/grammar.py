@@ -17,6 +17,9 @@ from forms.expressions.functions import FUNCTIONS, Function, compile_regex
 from forms.expressions.nodes import Binary, Call, ChoiceName, Current, Literal, Negate, Node, Ref
 from forms.expressions.values import ExpressionError, to_string
 
+# The name of an attached CSV file without its suffix: what pulldata() and search() name.
+_LOOKUP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}")
+
 __all__ = ["GRAMMAR", "parse_tree"]
 
 GRAMMAR = r"""
@@ -104,6 +107,10 @@ class _Builder:
             raise ExpressionError(f"unknown function {name}()", position)
         if len(args) < fn.min_args or (fn.max_args is not None and len(args) > fn.max_args):
             raise ExpressionError(f"{name}() takes {_arity(fn)}, not {len(args)}", position)
+        if name == "pulldata" and not (isinstance(args[0], Literal) and isinstance(args[0].value, str)
+                                       and _LOOKUP_NAME.fullmatch(args[0].value)):
+            raise ExpressionError("pulldata()'s first argument names the form's attached CSV file without "
+                                  "'.csv', quoted: pulldata('desa', 'nama', 'kode', ${kode})", args[0].position)
         if name == "regex" and isinstance(args[1], Literal):
             try:
                 compile_regex(to_string(args[1].value))

@@ -227,7 +227,7 @@ class Context:
     row's value and a repeat field seen from outside resolves to all its rows.
     """
 
-    __slots__ = ("choice", "current", "now", "repeat_of", "rows", "today", "values")
+    __slots__ = ("choice", "current", "lookup", "now", "repeat_of", "rows", "today", "values")
 
     def __init__(
         self,
@@ -239,8 +239,11 @@ class Context:
         choice: Mapping[str, Any] | None = None,
         today: dt.date | None = None,
         now: dt.datetime | None = None,
+        lookup: Callable[[str, str, str, str], str] | None = None,
     ) -> None:
         self.values: Mapping[str, Any] = values if values is not None else {}
+        #: pulldata(source, column, key column, key): the value from the form's attached `<source>.csv`
+        self.lookup = lookup
         self.current = current
         self.rows = tuple(rows)
         self.repeat_of: Mapping[str, str | None] = repeat_of if repeat_of is not None else {}

@@ -178,6 +178,8 @@ def household_answers(rng: random.Random, *, village: str, profile: Profile, row
         "member_count": max(1, len(present)), "no_kk": profile.no_kk,
         "visit_date": (today - dt.timedelta(days=rng.randint(0, 2))).isoformat(), "visit_result": result,
         "house_location": {"lat": point[0], "lon": point[1], "accuracy_m": round(rng.uniform(3, 25), 1)},
+        # The file name a phone gives the photo it took (ODK names it by the time in milliseconds).
+        "house_photo": f"{rng.randint(10**12, 2 * 10**12)}.jpg",
     }
     if result not in ("1", "2"):
         return answers

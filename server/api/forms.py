@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import Any
+from urllib.parse import quote
 
 import marshmallow as ma
 from flask import Response, current_app, request
@@ -25,7 +26,7 @@ blp = Blueprint("forms", __name__, url_prefix="/api/v1",
 # Devices revalidate with If-None-Match every time; a private cache may keep the body meanwhile.
 REVALIDATE = "private, no-cache"
 UPLOAD_HELP = ("Send a JSON definition (application/json) or an XLSForm .xlsx/.xls "
-               "(multipart/form-data, field 'file').")
+               "(multipart/form-data, field 'file', and the form's files as fields 'files').")
 
 
 class TranslatedField(ma.fields.Dict):
@@ -46,6 +47,20 @@ class FormAssignmentResultSchema(FormAssignmentSchema):
     form_id = ma.fields.String(required=True)
 
 
+class FormFileSchema(ma.Schema):
+    """A file a form version needs beside its definition."""
+
+    name = ma.fields.String(required=True, metadata={"description": "the file name the definition uses"})
+    purpose = ma.fields.String(required=True, metadata={
+        "description": "choices (select_one_from_file), lookup (pulldata()/search()) or media (label media)"})
+    media_type = ma.fields.String(required=True)
+    present = ma.fields.Boolean(required=True, metadata={"description": "whether it is uploaded"})
+    url = ma.fields.String(required=True, metadata={"description": "where it is downloaded"})
+    size = ma.fields.Integer(metadata={"description": "bytes, once uploaded"})
+    md5 = ma.fields.String(metadata={"description": "hex md5 of the bytes, once uploaded; the download's ETag"})
+    uploaded_at = ma.fields.String(allow_none=True)
+
+
 class FormVersionSchema(ma.Schema):
     form_id = ma.fields.String(required=True)
     version = ma.fields.String(required=True)
@@ -62,6 +77,8 @@ class FormVersionSchema(ma.Schema):
     updated_at = ma.fields.String(allow_none=True)
     published_at = ma.fields.String(allow_none=True)
     published_by = ma.fields.String(allow_none=True)
+    files = ma.fields.List(ma.fields.Nested(FormFileSchema), metadata={
+        "description": "answers of create and replace: the files the version needs, and which are uploaded"})
 
 
 class FormSchema(ma.Schema):
@@ -104,6 +121,20 @@ class FormUploadSchema(ma.Schema):
     file = ma.fields.Raw(required=True, metadata={
         "type": "string", "format": "binary",
         "description": "an XLSForm workbook (.xlsx or .xls), or a .json definition"})
+    files = ma.fields.List(ma.fields.Raw(metadata={"type": "string", "format": "binary"}), metadata={
+        "description": "the form's files (choice CSV/XML/GeoJSON, pulldata CSV, label media), each under its "
+                       "file name as the definition names it"})
+
+
+class FormFileUploadSchema(ma.Schema):
+    file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+
+
+FILE_BODY = {"requestBody": {"required": True, "description": "the file's bytes (any media type), or multipart "
+                                                              "with the field 'file'", "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    "multipart/form-data": {"schema": FormFileUploadSchema},
+}}}
 
 
 DEFINITION_BODY = {"requestBody": {"required": True, "content": {
@@ -115,8 +146,11 @@ EXISTS = {"schema": ErrorSchema, "description": "That version exists: version_ex
 IMMUTABLE = {"schema": ErrorSchema, "description": "The version is published: published_immutable"}
 NOT_JSON_OR_UPLOAD = {"schema": ErrorSchema, "description": "Neither application/json nor multipart/form-data"}
 INCOMPATIBLE = {"schema": ErrorSchema, "description": "incompatible_version: a field's type differs from a "
-                                                      "published version's; errors keyed by path or sheet!row"}
-BAD_DEFINITION = {"schema": ErrorSchema, "description": "invalid_definition: problems keyed by a path into the "
+                                                      "published version's; errors keyed by path or sheet!row. "
+                                                      "form_files_missing: files the draft needs are not "
+                                                      "uploaded; errors keyed by file name"}
+BAD_DEFINITION = {"schema": ErrorSchema, "description": "invalid_form_file: a file sent with it, keyed by name; "
+                                                        "invalid_definition: problems keyed by a path into the "
                                                         "definition, or by sheet!row for an XLSForm; or "
                                                         "incompatible_version"}
 NOT_MODIFIED = {"description": "Not modified: the If-None-Match tag is current (no body)",
@@ -135,7 +169,13 @@ def _submission() -> registry.Submission:
         upload = request.files.get("file")
         if upload is None or not upload.filename:
             raise ApiError(422, "invalid", UPLOAD_HELP, {"file": ["Missing data for required field."]})
-        return registry.from_upload(upload.read(), upload.filename)
+        files: dict[str, bytes] = {}
+        for attached in request.files.getlist("files"):
+            name = attached.filename or ""
+            if name in files:
+                raise ApiError(422, "invalid_form_file", "A file was sent twice.", {name: ["sent twice"]})
+            files[name] = attached.read()
+        return registry.from_upload(upload.read(), upload.filename).with_files(files)
     raise ApiError(415, "unsupported_media_type", UPLOAD_HELP)
 
 
@@ -263,3 +303,64 @@ def assignment(data, form_id):
     Replaces the previous assignment; devices learn of it on their next pull."""
     return registry.set_assignment(get_store(), form_id, all_villages=data["all"], villages=data["villages"],
                                    actor=_actor(), address=client_address())
+
+
+FILE_ERRORS = {"schema": ErrorSchema, "description": "invalid_form_file: the form does not use the file, or it does "
+                                                    "not read as what it is for; errors keyed by file name"}
+
+
+@blp.route("/forms/<form_id>/versions/<version>/files")
+@auth_required()
+@blp.response(200, FormFileSchema(many=True))
+def files(form_id, version):
+    """The files a version needs beside its definition (choice files, pulldata tables, label media).
+
+    A device downloads each at ``url`` and keeps it by ``md5``; admins see a draft's files too, with
+    ``present`` false for those not yet uploaded. Readable by whoever reads the version."""
+    return registry.version_files(get_store(), form_id, version, current_scope())
+
+
+@blp.route("/forms/<form_id>/versions/<version>/files/<name>")
+class FormFile(MethodView):
+    @auth_required()
+    @blp.response(200, {"type": "string", "format": "binary"}, content_type="application/octet-stream",
+                  description="the file's bytes, with its media type", headers={"ETag": {"schema": {"type": "string"}}})
+    @blp.alt_response(304, **NOT_MODIFIED)
+    def get(self, form_id, version, name):
+        """One file's bytes; its ETag is its md5, so If-None-Match answers 304 while it is the same."""
+        store = get_store()
+        doc = registry.readable_file(store, form_id, version, name, current_scope())
+        headers = {"ETag": f'"{doc["md5"]}"', "Cache-Control": REVALIDATE, "Vary": "Authorization",
+                   "X-Content-Type-Options": "nosniff"}
+        if request.if_none_match.contains_weak(doc["md5"]):
+            return Response(status=304, headers=headers)
+        # Served as a download: a label picture or a CSV is never rendered as a page of this site.
+        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(doc['name'])}"
+        headers["Content-Length"] = str(doc["size"])
+        return Response(registry.file_chunks(store, doc), mimetype=doc["media_type"], headers=headers)
+
+    @auth_required("admin")
+    @blp.doc(**FILE_BODY)
+    @blp.response(200, FormFileSchema)
+    @blp.alt_response(409, **IMMUTABLE)
+    @blp.alt_response(422, **FILE_ERRORS)
+    def put(self, form_id, version, name):
+        """Upload (or replace) one file of a draft, named as the definition names it."""
+        if request.mimetype == "multipart/form-data":
+            upload = request.files.get("file")
+            if upload is None:
+                raise ApiError(422, "invalid", "Send the file's bytes, or multipart with the field 'file'.",
+                               {"file": ["Missing data for required field."]})
+            content = upload.read()
+        else:
+            content = request.get_data(cache=False)
+        return registry.upload_file(get_store(), form_id, version, name, content, actor=_actor(),
+                                    address=client_address())
+
+    @auth_required("admin")
+    @blp.response(204)
+    @blp.alt_response(409, **IMMUTABLE)
+    def delete(self, form_id, version, name):
+        """Remove a file from a draft."""
+        registry.delete_file(get_store(), form_id, version, name, actor=_actor(), address=client_address())
+        return ""

@@ -171,6 +171,21 @@ def test_a_media_definition_validates_and_answers_say_which_files_they_take():
                                                               "dokumen", "foto_ktp"]
 
 
+def test_the_files_a_visit_names_are_listed_with_their_paths_and_questions():
+    from forms.definition import media_answers, media_question
+
+    definition = validate_definition(_media_form())
+    row = "0b0f6b1e-8a3e-4b53-9d3b-1f8f0a3b2c01"
+    answers = {"foto_rumah": "1.jpg", "ttd": "../x.png", "nama": "1.jpg", "catatan": None,
+               "anggota": [{"_id": row, "foto_ktp": "ktp.png"}, {"foto_ktp": "lost.png"}, "junk"]}
+    found = media_answers(definition, answers)
+    assert [(path, question.name, name) for path, question, name in found] == [
+        (f"anggota/{row}/foto_ktp", "foto_ktp", "ktp.png"), ("foto_rumah", "foto_rumah", "1.jpg")]
+    # each path is one media_question answers for
+    assert all(media_question(definition, path) == question for path, question, _ in found)
+    assert media_answers(definition, "not answers") == []
+
+
 def test_media_definitions_are_refused_where_they_are_wrong():
     with pytest.raises(DefinitionError) as bad:
         validate_definition(form(
@@ -182,11 +197,11 @@ def test_media_definitions_are_refused_where_they_are_wrong():
         ))
     errors = bad.value.errors
     assert errors["fields[0].parameters.max-pixels"] == ["must be a whole number above 0"]
-    assert errors["fields[0].accept[0]"] == ["a image takes only image/*"]
+    assert errors["fields[0].accept[0]"] == ["an image takes only image/*"]
     assert "extension" in errors["fields[0].accept[1]"][0]
     assert "fields[0].accept[2]" not in errors
     assert "takes no default" in errors["fields[0].default"][0]
-    assert errors["fields[0].save_to"] == ["a image has no value to save"]
+    assert errors["fields[0].save_to"] == ["an image has no value to save"]
     assert errors["fields[1].parameters.quality"] == ["must be one of: voice-only, low, normal, external"]
     assert "only a media question" in errors["fields[2].accept"][0]
     assert "fields[3].accept" in errors

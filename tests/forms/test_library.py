@@ -213,6 +213,8 @@ def household_visit() -> dict[str, Any]:
         "internet_access": "3",
         "bank_account": "4",
         "house_location": {"lat": -7.0326, "lon": 107.5312, "accuracy_m": 6.5},
+        "house_photo": "1765100000001.jpg",
+        "kk_photo": "1765100000002.jpg",
         "notes": "Ibu Euis menjawab; Pak Asep sedang di sawah.",
     }
 
@@ -248,12 +250,28 @@ def test_a_household_visit_writes_household_and_member_fields():
 def test_a_refused_visit_needs_only_the_location_block():
     visit = household_visit()
     kept = {"village_code", "sls_code", "sls_name", "address", "head_name", "family_status", "member_count",
-            "no_kk", "visit_date", "house_location"}
+            "no_kk", "visit_date", "house_location", "house_photo"}
     refused = {key: value for key, value in visit.items() if key in kept}
     refused["visit_result"] = "4"
     report = validate_answers(definition("verval_keluarga"), refused, today=TODAY)
     assert report.errors == {}
     assert report.flags == []
+
+
+def test_the_household_visit_asks_for_the_house_photo_and_optionally_the_family_card():
+    from forms.definition import media_question
+
+    verval = definition("verval_keluarga")
+    house, card = media_question(verval, "house_photo"), media_question(verval, "kk_photo")
+    assert (house.kind, house.max_pixels, card.kind) == ("image", 1280, "image")
+    assert verval.field("house_photo")["required"] is True
+    assert "required" not in verval.field("kk_photo")
+    visit = household_visit()
+    del visit["house_photo"], visit["kk_photo"]
+    report = validate_answers(verval, visit, today=TODAY)
+    assert [(flag["path"], flag["code"]) for flag in report.flags] == [("house_photo", "required_missing")]
+    # the photos are the visit's own: nothing about them is saved to the household
+    assert not {"house_photo", "kk_photo"} & set(household_writes(verval, household_visit()))
 
 
 def test_a_wrong_code_is_flagged():

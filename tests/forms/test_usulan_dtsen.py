@@ -38,17 +38,20 @@ def family(**answers: Any) -> dict[str, Any]:
         "rw": "002",
         "member_count": 4,
         "house_location": {"lat": -7.0326, "lon": 107.5312, "accuracy_m": 6.5},
+        "house_photo": "rumah.jpg",
         **answers,
     }
 
 
 def new_household() -> dict[str, Any]:
-    return family(proposal_type="baru", new_conditions=["tidak_bekerja", "rumah_tidak_layak"],
+    return family(proposal_type="baru", kk_photo="kk.jpg", ktp_photo="ktp.jpg",
+                  new_conditions=["tidak_bekerja", "rumah_tidak_layak"],
                   new_reason="Pak Asep buruh tani harian sejak 2024, rumah berdinding bilik bambu dan bocor.")
 
 
 def correction() -> dict[str, Any]:
-    return family(proposal_type="perbaikan", correction_fields=["anggota_keluarga", "desil"],
+    return family(proposal_type="perbaikan", kk_photo="kk.jpg", ktp_photo="ktp.jpg",
+                  correction_fields=["anggota_keluarga", "desil"],
                   correction_details="Anak ketiga lahir Januari 2026 belum tercatat; desil 6 tidak sesuai kondisi.")
 
 
@@ -97,6 +100,25 @@ def test_a_new_household_is_not_asked_the_objection_and_an_objection_not_the_new
     assert validate_answers(definition(), answers, today=TODAY).flags == []
     answers["objection_reason"] = "mampu"
     assert flags_at(validate_answers(definition(), answers, today=TODAY), "house_location") == {"required_missing"}
+
+
+def test_a_proposal_carries_the_house_front_kk_and_ktp_photos():
+    from forms.definition import media_question
+
+    usulan = definition()
+    assert [(q.name, q.kind) for q in usulan.media_questions()] == [
+        ("house_photo", "image"), ("kk_photo", "image"), ("ktp_photo", "image")]
+    assert media_question(usulan, "ktp_photo").max_pixels == 1600
+    answers = new_household()
+    del answers["house_photo"], answers["kk_photo"], answers["ktp_photo"]
+    report = validate_answers(usulan, answers, today=TODAY)
+    assert {flag["path"] for flag in report.flags if flag["code"] == "required_missing"} == {
+        "house_photo", "kk_photo", "ktp_photo"}
+    # an objection is not asked for the family's cards, and one saying the family moved not for the house
+    answers = objection()
+    answers["objection_reason"] = "pindah"
+    del answers["house_photo"], answers["house_location"]
+    assert validate_answers(usulan, answers, today=TODAY).flags == []
 
 
 def test_a_correction_says_what_is_wrong_and_what_is_right():

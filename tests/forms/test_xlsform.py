@@ -113,9 +113,11 @@ def test_repeat_date_test_names_its_notes_and_warns_about_what_it_drops():
                                            "generated_note_name_8"]
     assert fields[2]["type"] == "repeat"
     assert any("repeat_count" in m for m in result.warnings["survey!1"])
-    # Image-only choices get their code as a label, and the admin is told.
-    assert result.definition["choices"]["a_b"][0]["label"] == {"id": "a"}
-    assert "choices!20" in result.warnings
+    # Image-only choices keep their picture, and their code stands in for the text label.
+    assert result.definition["choices"]["a_b"][0] == {"name": "a", "label": {"id": "a"},
+                                                      "media": {"image": {"id": "a.jpg"}}}
+    assert "choices!20" not in result.warnings
+    assert validate_definition(result.definition).form_files()["a.jpg"].purpose == "media"
 
 
 def test_choice_filter_workbook_is_refused_for_its_duplicate_choice_names():
@@ -371,7 +373,7 @@ def test_metadata_rows_are_skipped():
 
 @pytest.mark.parametrize("type_", [
     "barcode", "signature", "background-audio", "osm", "geotrace", "geoshape", "range",
-    "rank fruit", "acknowledge", "time", "select_one_from_file villages.csv", "select_multiple_from_file x.csv",
+    "rank fruit", "acknowledge", "time", "select_one_from_file villages.txt", "select_multiple_from_file",
     "select_one_external fruit", "begin loop over fruit", "hidden", "xml-external", "guess_what",
 ])
 def test_unsupported_types_are_refused_naming_sheet_row_and_type(type_):
