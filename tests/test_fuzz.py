@@ -20,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
 from sync_helpers import VILLAGE, Device, listed
 
 from server import create_app
+from server.relay.halls import create_hall
 from server.store import get_store, raw_store
 from server.villages import import_villages, read_geojson_file
 
@@ -69,9 +70,12 @@ def fuzz_app(tmp_path_factory):
     assert reviewed.status_code == 200, reviewed.get_json()
     conflicts = listed(client, "/api/v1/conflicts", supervisor)
     assert len(conflicts) == 1
+    with app.app_context():
+        create_hall(get_store(), "balai", [VILLAGE], actor="fuzz")
     app.config["FUZZ_KNOWN_IDS"] = {
         "form_id": "verval_keluarga", "version": "2026.1", "household_id": household, "visit_id": visit["id"],
-        "username": "ani", "device_id": ani.device_id, "code": VILLAGE, "conflict_id": conflicts[0]["id"]}
+        "username": "ani", "device_id": ani.device_id, "code": VILLAGE, "conflict_id": conflicts[0]["id"],
+        "name": "balai"}
     yield app
     raw_store(app).close()
 
