@@ -139,23 +139,28 @@ def _households(store: Store, caller: AppCaller) -> Iterator[dict[str, Any]]:
     yield from store.iterate("households", where)
 
 
+def _csv_lines(rows: Iterable[list[str]]) -> Iterator[str]:
+    """Each row as one CSV line, so a long list streams instead of being built whole."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for row in rows:
+        writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
 def households_csv(store: Store, caller: AppCaller, properties: list[str]) -> Iterator[str]:
     """The caller's households as Collect's entity list, a line at a time: name (the household id),
     label, __version, then each saved field and the hidden stamps of its heads."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    return _csv_lines(_household_rows(store, caller, properties))
 
-    def line(row: list[str]) -> str:
-        writer.writerow(row)
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
 
+def _household_rows(store: Store, caller: AppCaller, properties: list[str]) -> Iterator[list[str]]:
     header = ["name", "label", "__version"]
     for name in properties:
         header += [name, stamp_property(name)]
-    yield line(header)
+    yield header
     for doc in _households(store, caller):
         fields = household_change(doc)["fields"]
         label = _xform_text(fields.get("head_name", {}).get("value")) or doc["id"]
@@ -163,7 +168,7 @@ def households_csv(store: Store, caller: AppCaller, properties: list[str]) -> It
         for name in properties:
             state = fields.get(name) or {}
             row += [_xform_text(state.get("value")), " ".join(field_stamps(state))]
-        yield line(row)
+        yield row
 
 
 _MD5_CACHE: OrderedDict[tuple[Any, ...], str] = OrderedDict()
@@ -185,20 +190,14 @@ def members_csv(store: Store, caller: AppCaller, properties: list[str]) -> Itera
     """The members of the caller's households, a line at a time: name (the member's id), label, __version,
     household, then each member field's value (`kmval__`) and the stamps of its heads (`kmstamp__`).
     Members come in a stable order per household, which the roster's rows follow."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    return _csv_lines(_member_rows(store, caller, properties))
 
-    def line(row: list[str]) -> str:
-        writer.writerow(row)
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
 
+def _member_rows(store: Store, caller: AppCaller, properties: list[str]) -> Iterator[list[str]]:
     header = ["name", "label", "__version", "household"]
     for name in properties:
         header += [member_value_property(name), member_stamp_property(name)]
-    yield line(header)
+    yield header
     for doc in _households(store, caller):
         members: dict[str, dict[str, Any]] = {}
         for path, state in household_change(doc)["fields"].items():
@@ -212,7 +211,7 @@ def members_csv(store: Store, caller: AppCaller, properties: list[str]) -> Itera
             for name in properties:
                 state = fields.get(name) or {}
                 row += [_xform_text(state.get("value")), " ".join(field_stamps(state))]
-            yield line(row)
+            yield row
 
 
 def list_md5(store: Store, caller: AppCaller, which: str, properties: list[str]) -> str:
