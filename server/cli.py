@@ -21,6 +21,7 @@ from .audit import audit
 from .blobs import blob_store, blobs_beside, restore_blobs
 from .blobs.attachments import collect_garbage
 from .blobs.disk import DiskBlobStore
+from .cli_language import install_cli_language
 from .config import ConfigError
 from .cursors import renew_store_epoch
 from .errors import ApiError
@@ -70,6 +71,10 @@ def owner_only() -> Iterator[None]:
 
 
 pass_context = click.make_pass_decorator(Context, ensure=True)
+
+
+# click's own refusals (a missing option, "Usage:") in the shell's language, like kunjung's
+install_cli_language()
 
 
 @click.group(help="kunjung: offline-first household visits. Settings come from KUNJUNG_* variables.")

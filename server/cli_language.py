@@ -1,0 +1,77 @@
+"""Click's own words (usage errors, "Usage:", prompts) said through kunjung's catalogue, in the CLI's language."""
+
+from __future__ import annotations
+
+import click.core
+import click.decorators
+import click.exceptions
+import click.formatting
+import click.parser
+import click.termui
+import click.types
+import click.utils
+
+from .i18n import N_, catalogue, current_language
+
+# Click marks these with gettext's `_` and fills their `{name}` fields itself after translation; listed
+# here so that the catalogue holds them (click 8's exceptions, parser, types, core and formatting).
+CLICK_MESSAGES = [
+    N_("Error: {message}"),
+    N_("Try '{command} {option}' for help."),
+    N_("Usage:"),
+    N_("Aborted!"),
+    N_("Missing argument"),
+    N_("Missing option"),
+    N_("Missing parameter"),
+    N_("Missing {param_type}"),
+    N_("Missing parameter: {param_name}"),
+    N_("Missing command."),
+    N_("No such command {name!r}."),
+    N_("No such option {name!r}."),
+    N_("Option {name!r} does not take a value."),
+    N_("Invalid value for {param_hint}: {message}"),
+    N_("Invalid value: {message}"),
+    N_("{value!r} is not a valid {number_type}."),
+    N_("{value!r} is not a valid UUID."),
+    N_("{value} is not in the range {range}."),
+    N_("{name} {filename!r} does not exist."),
+    N_("Could not open file {filename!r}: {message}"),
+    N_("Repeat for confirmation"),
+    N_("Error: The two entered values do not match."),
+    N_("Error: invalid input"),
+    N_("Options"),
+    N_("Commands"),
+    N_("Show this message and exit."),
+]
+
+
+def ngettext(singular: str, plural: str) -> tuple[str, str]:  # the name pybabel reads as a plural message
+    return singular, plural
+
+
+CLICK_PLURALS = [
+    ngettext("Option {name!r} requires an argument.", "Option {name!r} requires {nargs} arguments."),
+    ngettext("Got unexpected extra argument ({args})", "Got unexpected extra arguments ({args})"),
+    ngettext("Did you mean {possibility}?", "(Possible options: {possibilities})"),
+]
+
+# Each click module bound gettext's functions when it was imported; these are the ones that say something.
+_CLICK_MODULES = (click.core, click.decorators, click.exceptions, click.formatting, click.parser, click.termui,
+                  click.types, click.utils)
+
+
+def _say(message: str) -> str:
+    return catalogue(current_language()).gettext(message)
+
+
+def _say_plural(singular: str, plural: str, count: int) -> str:
+    return catalogue(current_language()).ngettext(singular, plural, count)
+
+
+def install_cli_language() -> None:
+    """Point click's modules at the catalogue; the language is looked up each time a message is said."""
+    for module in _CLICK_MODULES:
+        if hasattr(module, "_"):
+            module._ = _say  # type: ignore[attr-defined]
+        if hasattr(module, "ngettext"):
+            module.ngettext = _say_plural  # type: ignore[attr-defined]
