@@ -38,7 +38,7 @@ from ..exports import (
 )
 from ..household_import import RegisterError, import_households, read_upload
 from ..households import HOUSEHOLDS, household_history, household_view, scoped_household
-from ..i18n import N_
+from ..i18n import N_, gettext
 from ..ratelimit import LoginLimits, admit_login, forget_expired, login_succeeded
 from ..reporting import counted, device_figures, officer_figures, review_queue, stream_visits, village_coverage, zone_of
 from ..security.passwords import passwords
@@ -429,7 +429,7 @@ def resolve(conflict_id: str) -> Any:
     store = get_store()
     conflict = store.get("conflicts", conflict_id[:128])
     if conflict is None or not scope().covers(conflict["village"]):
-        raise ApiError(404, "not_found", "No such conflict.")
+        raise ApiError(404, "not_found", gettext("No such conflict."))
     heads = conflict.get("heads") or []
     choice = request.form.get("choice", "")
     if choice == "typed":
@@ -614,7 +614,7 @@ def form_assignment(form_id: str) -> Any:
 def _version_doc(store: Any, form_id: str, version: str) -> dict[str, Any]:
     doc = store.get("form_versions", registry.version_id(form_id[:64], version[:64]))
     if doc is None:
-        raise ApiError(404, "not_found", "No such form version.")
+        raise ApiError(404, "not_found", gettext("No such form version."))
     return doc
 
 
@@ -840,7 +840,7 @@ def registers() -> Any:
         return render_template("registers.html")
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        return render_template("registers.html", error="Choose a register file (.csv or .xlsx)."), 422
+        return render_template("registers.html", error=gettext("Choose a register file (.csv or .xlsx).")), 422
     try:
         register = read_upload(upload.read(), upload.filename, text_arg("village_field") or
                                (request.form.get("village_field") or None))
