@@ -515,7 +515,8 @@ def test_openrosa_refusals_in_the_asked_language(client, users):
     english = client.get("/key/" + "x" * 43 + "/formList", headers=headers)
     indonesian = client.get("/key/" + "x" * 43 + "/formList", headers=dict(headers, **{"Accept-Language": "id"}))
     assert english.status_code == indonesian.status_code == 401
-    assert english.headers["Content-Language"] == "en" and indonesian.headers["Content-Language"] == "id"
+    assert english.headers["Content-Language"] == "en"
+    assert indonesian.headers["Content-Language"] == "id"
     said = re.search(r"<message[^>]*>(.*)</message>", english.get_data(as_text=True)).group(1)
     assert said.startswith("This app credential does not work")
     assert translated(said) in indonesian.get_data(as_text=True)
