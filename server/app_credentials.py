@@ -20,6 +20,7 @@ from typing import Any
 from .audit import record_audit
 from .devices import DEVICE_ID, DEVICES, device_key
 from .errors import ApiError
+from .i18n import _
 from .security.scope import Scope, scope_of
 from .storage import Store
 from .timeutil import iso, now_utc
@@ -68,24 +69,24 @@ def issue_credential(store: Store, username: str, device_id: str, *, actor: str 
                      address: str | None = None) -> str:
     """Make a credential for the user's device (replacing the device's earlier one); the token, once."""
     if not isinstance(device_id, str) or not DEVICE_ID.match(device_id):
-        raise ApiError(422, "invalid", "The device name is not valid.",
-                       {"device": ["1-128 characters of A-Z a-z 0-9 . _ : -, starting with a letter or digit"]})
+        raise ApiError(422, "invalid", _("The device name is not valid."),
+                       {"device": [_("1-128 characters of A-Z a-z 0-9 . _ : -, starting with a letter or digit")]})
     token = secrets.token_urlsafe(TOKEN_BYTES)
     digest = token_hash(token)
     at = iso(now_utc())
     with store.transaction() as tx:
         user = tx.get("users", username)
         if user is None or (not actor_scope.is_all and not _supervises(actor_scope, user)):
-            raise ApiError(404, "not_found", "No such user.")
+            raise ApiError(404, "not_found", _("No such user."))
         if user.get("role") not in COLLECTING_ROLES:
-            raise ApiError(422, "invalid", "Only officers and supervisors collect with ODK Collect.",
-                           {"username": [f"is a {user.get('role')}"]})
+            raise ApiError(422, "invalid", _("Only officers and supervisors collect with ODK Collect."),
+                           {"username": [_("is a %(role)s", role=user.get("role"))]})
         if user.get("disabled"):
-            raise ApiError(409, "user_disabled", "The user is disabled.")
+            raise ApiError(409, "user_disabled", _("The user is disabled."))
         key = device_key(username, device_id)
         device = tx.get(DEVICES, key)
         if device is not None and device.get("revoked"):
-            raise ApiError(409, "device_revoked", "This device was revoked; give the phone another device name.")
+            raise ApiError(409, "device_revoked", _("This device was revoked; give the phone another device name."))
         device = device or {"id": key, "username": username, "device_id": device_id, "first_seen_at": at,
                             "revoked": False, "last_sync_at": None}
         previous = device.get("app_credential")

@@ -16,6 +16,7 @@ from typing import Any
 from flask import current_app, has_request_context, request
 
 from .errors import ApiError
+from .i18n import _
 from .storage import Range, Store, Writer
 from .timeutil import iso, now_utc
 
@@ -140,8 +141,8 @@ def time_bounds(start: str | None, end: str | None) -> tuple[str | None, str | N
         except ValueError:
             moment = None
         if moment is None or moment.tzinfo is None:
-            raise ApiError(422, "invalid", "Give a day (YYYY-MM-DD) or a date-time with an offset.",
-                           {name: ["not a day or a date-time with an offset"]})
+            raise ApiError(422, "invalid", _("Give a day (YYYY-MM-DD) or a date-time with an offset."),
+                           {name: [_("not a day or a date-time with an offset")]})
         return iso(moment)
 
     return (parse(start, "from", False) if start else None, parse(end, "to", True) if end else None)

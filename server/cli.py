@@ -29,7 +29,7 @@ from .forms_registry import import_form, load_library
 from .household_import import CHUNK as REGISTER_CHUNK
 from .household_import import RegisterError, import_households, read_register
 from .households import rebuild_household, write_household
-from .i18n import _
+from .i18n import _, translate_errors, translate_known
 from .privacy.erasure import erase_household, erase_person, require_central
 from .privacy.people import checked_number, number_hash, person_export
 from .privacy.retention import apply_retention, plan_retention
@@ -145,7 +145,7 @@ def restore_command(ctx: Context, source: str, yes: bool) -> None:
     store.ensure_schema()
     if Path(blobs_beside(source)).is_dir():
         restored = restore_blobs(DiskBlobStore(blobs_beside(source)), blob_store(ctx.app))
-        click.echo(f"{restored} attachment file(s) restored from {blobs_beside(source)}")
+        click.echo(_("%(count)s attachment file(s) restored from %(path)s", count=restored, path=blobs_beside(source)))
     renew_store_epoch(store)  # cursors given out before the restore name another history
     click.echo(_("restored from %(path)s (schema v%(schema)s)", path=source, schema=store.schema_version()))
 
@@ -171,8 +171,8 @@ def create_user_command(ctx: Context, username: str, role: str, villages: tuple[
             create_user(ctx.store, passwords(ctx.app), username.strip().lower(), password, role, list(villages),
                         actor="cli", address="cli")
         except ApiError as exc:
-            details = "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.errors.items())
-            raise click.ClickException(f"{exc.message} {details}".strip()) from None
+            details = "; ".join(f"{k}: {', '.join(v)}" for k, v in translate_errors(exc.errors).items())
+            raise click.ClickException(f"{translate_known(exc.message)} {details}".strip()) from None
     name = username.strip().lower()
     click.echo(_("created %(role)s %(username)s for %(villages)s", role=role, username=name,
                  villages=", ".join(villages)) if villages else _("created %(role)s %(username)s", role=role,
@@ -223,8 +223,8 @@ def import_households_command(ctx: Context, file: str, village_field: str | None
             register = read_register(file, village_field)
             report = import_households(ctx.store, register, actor="cli", progress=progress, address="cli")
         except RegisterError as exc:
-            click.echo(f"kunjung: {exc.message}", err=True)
-            for where, messages in exc.errors.items():
+            click.echo(f"kunjung: {translate_known(exc.message)}", err=True)
+            for where, messages in translate_errors(exc.errors).items():
                 for message in messages:
                     click.echo(f"  {where}: {message}", err=True)
             sys.exit(1)
@@ -251,8 +251,8 @@ def import_form_command(ctx: Context, file: str, publish_it: bool, assign_all: b
             result = import_form(ctx.store, file, publish_it=publish_it, assign_all=assign_all,
                                  villages=villages, actor="cli", address="cli")
         except ApiError as exc:
-            click.echo(f"kunjung: {exc.message}", err=True)
-            for where, messages in exc.errors.items():
+            click.echo(f"kunjung: {translate_known(exc.message)}", err=True)
+            for where, messages in translate_errors(exc.errors).items():
                 for message in messages:
                     click.echo(f"  {where}: {message}", err=True)
             sys.exit(1)
@@ -260,8 +260,9 @@ def import_form_command(ctx: Context, file: str, publish_it: bool, assign_all: b
     for where, messages in (summary.get("warnings") or {}).items():
         for message in messages:
             click.echo(_("warning: %(where)s: %(message)s", where=where, message=message), err=True)
-    click.echo(f"{', '.join(result['done'])}: form {summary['form_id']} version {summary['version']} "
-               f"hash {summary['hash']} ({summary['state']})")
+    click.echo(_("%(done)s: form %(form)s version %(version)s hash %(hash)s (%(state)s)",
+                 done=", ".join(result["done"]), form=summary["form_id"], version=summary["version"],
+                 hash=summary["hash"], state=summary["state"]))
     if result["assignment"]:
         where = _("all villages") if result["assignment"]["all"] else ", ".join(result["assignment"]["villages"])
         click.echo(_("assigned to %(where)s", where=where))
@@ -290,15 +291,15 @@ def collect_qr_command(ctx: Context, username: str, device: str, as_json: bool, 
     public = ctx.app.config.get("PUBLIC_URL")
     if not public:
         public = f"http://{os.environ.get('KUNJUNG_HOST', '127.0.0.1')}:{os.environ.get('KUNJUNG_PORT', '8000')}"
-        click.echo(f"KUNJUNG_PUBLIC_URL is not set: the QR code points at {public}, which phones may not reach",
-                   err=True)
+        click.echo(_("KUNJUNG_PUBLIC_URL is not set: the QR code points at %(url)s, which phones may not reach",
+                     url=public), err=True)
     with ctx.app.app_context():
         try:
             token = issue_credential(ctx.store, username.strip().lower(), device, actor="cli",
                                      actor_scope=Scope("admin", ()), address="cli")
         except ApiError as exc:
-            details = "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.errors.items())
-            raise click.ClickException(f"{exc.message} {details}".strip()) from None
+            details = "; ".join(f"{k}: {', '.join(v)}" for k, v in translate_errors(exc.errors).items())
+            raise click.ClickException(f"{translate_known(exc.message)} {details}".strip()) from None
     settings = collect_settings(public, token, username.strip().lower(), device)
     if as_json:
         click.echo(json.dumps(settings, indent=2))
@@ -309,8 +310,9 @@ def collect_qr_command(ctx: Context, username: str, device: str, as_json: bool, 
     with owner_only():
         stem.with_suffix(".png").write_bytes(png)
         stem.with_suffix(".svg").write_text(svg, encoding="utf-8")
-    click.echo(f"server URL (shown once): {settings['general']['server_url']}")
-    click.echo(f"scan in ODK Collect (Add project > Scan QR code): {stem}.png, {stem}.svg")
+    click.echo(_("server URL (shown once): %(url)s", url=settings["general"]["server_url"]))
+    click.echo(_("scan in ODK Collect (Add project > Scan QR code): %(png)s, %(svg)s", png=str(stem) + ".png",
+                 svg=str(stem) + ".svg"))
 
 
 @cli.command("load-library")
@@ -322,10 +324,12 @@ def load_library_command(ctx: Context) -> None:
     failed = False
     for outcome in outcomes:
         if outcome.published:
-            click.echo(f"published {outcome.form_id} {outcome.version} hash {outcome.hash}")
+            click.echo(_("published %(form)s %(version)s hash %(hash)s", form=outcome.form_id,
+                         version=outcome.version, hash=outcome.hash))
         else:
             failed = failed or outcome.reason != "already published"
-            click.echo(f"skipped {outcome.form_id} {outcome.version} ({outcome.reason})")
+            click.echo(_("skipped %(form)s %(version)s (%(reason)s)", form=outcome.form_id, version=outcome.version,
+                         reason=translate_known(outcome.reason)))
     if failed:
         sys.exit(1)
 
@@ -341,7 +345,8 @@ def rebuild_households_command(ctx: Context, fix: bool) -> None:
     for doc in store.iterate("households", order_by="id"):
         checked += 1
         if checked % 1000 == 0:
-            click.echo(f"... {checked:,} of {total:,} checked", err=True)
+            click.echo(_("... %(checked)s of %(total)s checked", checked=format(checked, ","),
+                         total=format(total, ",")), err=True)
         rebuilt = rebuild_household(store, doc["id"])
         try:
             stored = Record.from_document(doc["record"])
@@ -377,11 +382,14 @@ def gc_attachments_command(ctx: Context, grace_hours: float, dry_run: bool) -> N
     service = upload_service_for(ctx.app)
     result = collect_garbage(ctx.store, service.blobs, grace_seconds=grace_hours * 3600, dry_run=dry_run,
                              discard_upload=service.discard)
-    verb = "would remove" if dry_run else "removed"
     for sha256 in result.blobs:
-        click.echo(f"{verb} {sha256}")
-    click.echo(f"{verb} {len(result.blobs)} file(s), {result.bytes:,} bytes, and {len(result.uploads)} unfinished "
-               f"upload(s); kept {result.kept_young} unnamed file(s) younger than {grace_hours:g} h")
+        click.echo(_("would remove %(sha256)s", sha256=sha256) if dry_run else _("removed %(sha256)s", sha256=sha256))
+    figures = {"files": len(result.blobs), "bytes": f"{result.bytes:,}", "uploads": len(result.uploads),
+               "young": result.kept_young, "hours": f"{grace_hours:g}"}
+    click.echo(_("would remove %(files)s file(s), %(bytes)s bytes, and %(uploads)s unfinished upload(s); kept "
+                 "%(young)s unnamed file(s) younger than %(hours)s h", **figures) if dry_run else
+               _("removed %(files)s file(s), %(bytes)s bytes, and %(uploads)s unfinished upload(s); kept "
+                 "%(young)s unnamed file(s) younger than %(hours)s h", **figures))
 
 
 def _rewrite_household(tx: Writer, household_id: str, record: Record) -> None:
@@ -398,8 +406,8 @@ def _operator() -> str:
 
 
 def _refused(exc: ApiError) -> None:
-    click.echo(f"kunjung: {exc.message}" + "".join(f"\n  {k}: {'; '.join(v)}" for k, v in (exc.errors or {}).items()),
-               err=True)
+    click.echo(f"kunjung: {translate_known(exc.message)}"
+               + "".join(f"\n  {k}: {'; '.join(v)}" for k, v in translate_errors(exc.errors).items()), err=True)
     sys.exit(1)
 
 
@@ -416,16 +424,17 @@ def erase_household_command(ctx: Context, household_id: str, reason: str, yes: b
             store = ctx.store
             doc = store.get("households", household_id)
             if doc is None:
-                raise ApiError(404, "not_found", f"No household {household_id}.")
+                raise ApiError(404, "not_found", _("No household %(household)s.", household=household_id))
             if not yes:
-                click.confirm(f"Erase every personal value of household {household_id} ({doc['village']})?",
-                              abort=True)
+                click.confirm(_("Erase every personal value of household %(household)s (%(village)s)?",
+                                household=household_id, village=doc["village"]), abort=True)
             done = erase_household(store, household_id, actor=_operator(), reason=reason, address="cli")
         except ApiError as exc:
             _refused(exc)
     for summary in done["households"]:
-        click.echo(f"erased household {summary['household_id']}: {summary['events']} events, "
-                   f"{summary['visits']} visits, {summary['attachments']} attachments scrubbed")
+        click.echo(_("erased household %(household)s: %(events)s events, %(visits)s visits, %(attachments)s "
+                     "attachments scrubbed", household=summary["household_id"], events=summary["events"],
+                     visits=summary["visits"], attachments=summary["attachments"]))
 
 
 @cli.command("erase-person")
@@ -443,17 +452,18 @@ def erase_person_command(ctx: Context, nik: str, reason: str, yes: bool) -> None
             store = ctx.store
             held = person_export(store, Scope("admin"), nik)
             if not held["households"] and not held["visits"]:
-                click.echo("kunjung holds nothing about this NIK; nothing erased")
+                click.echo(_("kunjung holds nothing about this NIK; nothing erased"))
                 return
             if not yes:
-                click.confirm(f"Erase this person from {len(held['households'])} households and "
-                              f"{len(held['visits'])} visits?", abort=True)
+                click.confirm(_("Erase this person from %(households)s households and %(visits)s visits?",
+                                households=len(held["households"]), visits=len(held["visits"])), abort=True)
             done = erase_person(store, nik, actor=_operator(), reason=reason, address="cli")
         except ApiError as exc:
             _refused(exc)
     for summary in done["households"]:
-        click.echo(f"household {summary['household_id']}: erased {', '.join(summary['erase']) or 'answers'}; "
-                   f"{summary['events']} events, {summary['visits']} visits scrubbed")
+        click.echo(_("household %(household)s: erased %(fields)s; %(events)s events, %(visits)s visits scrubbed",
+                     household=summary["household_id"], fields=", ".join(summary["erase"]) or _("answers"),
+                     events=summary["events"], visits=summary["visits"]))
 
 
 @cli.command("export-person")
@@ -485,16 +495,17 @@ def apply_retention_command(ctx: Context, yes: bool) -> None:
         plan = plan_retention(store, body_days=ctx.app.config["RAW_BODY_RETENTION_DAYS"],
                               audit_days=ctx.app.config["AUDIT_RETENTION_DAYS"])
         if not yes:
-            click.echo(f"dry run: would remove the raw bodies of {len(plan.bodies)} visits reviewed before "
-                       f"{plan.body_cutoff}, {plan.attachments} attachments, and {plan.audit_entries} audit "
-                       f"entries from before {plan.audit_cutoff}")
+            click.echo(_("dry run: would remove the raw bodies of %(visits)s visits reviewed before %(body_cutoff)s, "
+                         "%(attachments)s attachments, and %(entries)s audit entries from before %(audit_cutoff)s",
+                         visits=len(plan.bodies), body_cutoff=plan.body_cutoff, attachments=plan.attachments,
+                         entries=plan.audit_entries, audit_cutoff=plan.audit_cutoff))
             for visit_id in plan.bodies:
-                click.echo(f"  visit {visit_id}")
-            click.echo("run again with --yes to remove them")
+                click.echo(_("  visit %(visit)s", visit=visit_id))
+            click.echo(_("run again with --yes to remove them"))
             return
         done = apply_retention(store, plan, actor=_operator())
-    click.echo(f"removed the raw bodies of {len(done.bodies)} visits, {done.attachments} attachments and "
-               f"{done.audit_entries} audit entries")
+    click.echo(_("removed the raw bodies of %(visits)s visits, %(attachments)s attachments and %(entries)s audit "
+                 "entries", visits=len(done.bodies), attachments=done.attachments, entries=done.audit_entries))
 
 
 def _safe_url(url: str) -> str:

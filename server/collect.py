@@ -48,6 +48,7 @@ from .clock import stored_hlc, wall_ms
 from .cursors import store_identity
 from .forms_registry import FORMS, assigned_to, forms_for, published_definition
 from .households import household_change
+from .i18n import _
 from .push import Caller, PushService, PushSettings
 from .storage import Store, Writer
 from .timeutil import iso
@@ -267,8 +268,8 @@ def _village(store: Store, caller: AppCaller, submission: Submission, boundaries
                   if boundaries.locate(code, submission.geotag["lat"], submission.geotag["lon"]) is None]
         if len(inside) == 1:
             return inside[0]
-    raise SubmissionError(400, "The village of a new household cannot be told from this submission.",
-                          {"village": ["record the house location inside one of your villages"]})
+    raise SubmissionError(400, _("The village of a new household cannot be told from this submission."),
+                          {"village": [_("record the house location inside one of your villages")]})
 
 
 def _server_hlc(store: Store) -> str:
@@ -400,7 +401,7 @@ def take_submission(store: Store, push: PushService, caller: AppCaller, xml: byt
     definition = _accepting_definition(store, caller, form_id, version)
     submission = read_submission(definition, root)
     if not submission.household_id:
-        raise SubmissionError(400, "The submission names no household.", {"household": ["missing"]})
+        raise SubmissionError(400, _("The submission names no household."), {"household": [_("missing")]})
     village = _village(store, caller, submission, push.boundaries)
     files = (files or {}) if blobs is not None else {}
     # only files that answer a media question of the submission are looked at
@@ -427,7 +428,7 @@ def take_submission(store: Store, push: PushService, caller: AppCaller, xml: byt
                                        submission.answers, received) if blobs is not None else []
         if attachments:
             event["attachments"] = attachments
-    results, _ = push.push(Caller(caller.user["id"], caller.user["role"], caller.device_id, caller.scope), None,
+    results, _clock = push.push(Caller(caller.user["id"], caller.user["role"], caller.device_id, caller.scope), None,
                            [event], PushSettings(NO_SKEW_BOUND_MS))
     result = results[0]
     if result["status"] in ("applied", "duplicate") and received and limits is not None:
@@ -443,20 +444,22 @@ def take_submission(store: Store, push: PushService, caller: AppCaller, xml: byt
     code = result.get("code")
     status = {"id_reused": 409, "out_of_scope": 403}.get(code, 400)
     if code == "id_reused":
-        message = "Another submission was received with this instanceID."
+        message = _("Another submission was received with this instanceID.")
     else:
-        message = result.get("message") or "The submission was refused."
+        message = result.get("message") or _("The submission was refused.")
     raise SubmissionError(status, message, result.get("errors"))
 
 
 def _accepting_definition(store: Store, caller: AppCaller, form_id: str, version: str) -> Definition:
     form = store.get(FORMS, form_id) if form_id else None
     if form is None or not form.get("published") or not assigned_to(form.get("assignment"), caller.scope):
-        raise SubmissionError(404, f"No form {form_id!r} is open to you.")
+        raise SubmissionError(404, _("No form %(form)r is open to you.", form=form_id))
     if form.get("archived"):
-        raise SubmissionError(403, f"The form {form_id!r} is archived and takes no more submissions.")
+        raise SubmissionError(403, _("The form %(form)r is archived and takes no more submissions.",
+                                               form=form_id))
     definition = published_definition(store, form_id, version)
     if definition is None:
-        raise SubmissionError(404, f"Version {version!r} of form {form_id!r} is not published.")
+        raise SubmissionError(404, _("Version %(version)r of form %(form)r is not published.",
+                                               version=version, form=form_id))
     return definition
 

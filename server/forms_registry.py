@@ -520,8 +520,8 @@ def prepare_files(definition: Definition, files: dict[str, bytes]) -> list[Prepa
     problems: dict[str, list[str]] = {}
     prepared = []
     if len(files) > MAX_FILES_PER_UPLOAD:
-        raise ApiError(422, "invalid_form_file", f"At most {MAX_FILES_PER_UPLOAD} files per request.",
-                       {"files": [f"{len(files)} files sent"]})
+        raise ApiError(422, "invalid_form_file", _("At most %(limit)s files per request.", limit=MAX_FILES_PER_UPLOAD),
+                       {"files": [_("%(count)s files sent", count=len(files))]})
     for name, content in files.items():
         problem = check_file_name(name)
         if problem:
@@ -529,8 +529,8 @@ def prepare_files(definition: Definition, files: dict[str, bytes]) -> list[Prepa
             continue
         want = needed.get(name)
         if want is None:
-            named = ", ".join(needed) or "none"
-            problems[name] = [f"the form does not use this file (it uses: {named})"]
+            named = ", ".join(needed) or _("none")
+            problems[name] = [_("the form does not use this file (it uses: %(named)s)", named=named)]
             continue
         value, label = _select_columns(definition, name)
         found = check_form_file(name, content, want.purpose, value_column=value, label_column=label)
@@ -540,8 +540,8 @@ def prepare_files(definition: Definition, files: dict[str, bytes]) -> list[Prepa
         prepared.append(PreparedFile(want, content, hashlib.md5(content, usedforsecurity=False).hexdigest(),
                                      hashlib.sha256(content).hexdigest()))
     if problems:
-        raise ApiError(422, "invalid_form_file", "Files sent with the form have problems; each is keyed by "
-                                                 "its name.", problems)
+        raise ApiError(422, "invalid_form_file", _("Files sent with the form have problems; each is keyed by "
+                                                   "its name."), problems)
     return prepared
 
 
@@ -584,9 +584,12 @@ def _require_files(tx: Writer, definition: Definition) -> None:
     missing = {name: needed for name, needed in definition.form_files().items() if name not in stored}
     if missing:
         raise ApiError(422, "form_files_missing",
-                       f"The draft cannot be published: {len(missing)} of its files "
-                       f"{'is' if len(missing) == 1 else 'are'} not uploaded ({', '.join(missing)}).",
-                       {name: [f"not uploaded; the form needs it ({needed.purpose}: {', '.join(needed.paths)})"]
+                       _("The draft cannot be published: %(count)s of its files is not uploaded (%(names)s).",
+                         count=1, names=", ".join(missing)) if len(missing) == 1 else
+                       _("The draft cannot be published: %(count)s of its files are not uploaded (%(names)s).",
+                         count=len(missing), names=", ".join(missing)),
+                       {name: [_("not uploaded; the form needs it (%(purpose)s: %(paths)s)", purpose=needed.purpose,
+                                 paths=", ".join(needed.paths))]
                         for name, needed in missing.items()})
 
 
@@ -611,7 +614,8 @@ def upload_file(store: Store, form_id: str, version: str, name: str, content: by
     with store.transaction() as tx:
         current = tx.get(VERSIONS, doc["id"])
         if current is None or current["state"] != DRAFT or current["hash"] != doc["hash"]:
-            raise ApiError(409, "draft_changed", "The draft changed or was published meanwhile; send the file again.")
+            raise ApiError(409, "draft_changed",
+                           _("The draft changed or was published meanwhile; send the file again."))
         at = _now()
         _write_files(tx, definition, prepared, actor, at)
         tx.put(VERSIONS, {**current, "updated_at": at, "updated_by": actor})
@@ -628,10 +632,11 @@ def delete_file(store: Store, form_id: str, version: str, name: str, *, actor: s
     with store.transaction() as tx:
         current = tx.get(VERSIONS, version_id(form_id, version))
         if current is None or current["state"] != DRAFT:
-            raise ApiError(409, "published_immutable", f"Version {version} of {form_id} is published; its files "
-                                                       "cannot change.")
+            raise ApiError(409, "published_immutable", _("Version %(version)s of %(form)s is published; its files "
+                                                         "cannot change.", version=version, form=form_id))
         if not tx.delete(FILES, file_id(form_id, version, name)):
-            raise ApiError(404, "not_found", f"Version {version} of {form_id} has no file {name!r}.")
+            raise ApiError(404, "not_found", _("Version %(version)s of %(form)s has no file %(name)r.",
+                                               version=version, form=form_id, name=name))
         record_audit(tx, "form_file_deleted", actor=actor, target=file_id(form_id, version, name), address=address)
 
 
@@ -640,7 +645,8 @@ def readable_file(store: Store, form_id: str, version: str, name: str, scope: Sc
     readable_version(store, form_id, version, scope)
     doc = store.get(FILES, file_id(form_id, version, name)) if check_file_name(name) is None else None
     if doc is None:
-        raise ApiError(404, "not_found", f"Version {version} of {form_id} has no file {name!r}.")
+        raise ApiError(404, "not_found", _("Version %(version)s of %(form)s has no file %(name)r.",
+                                               version=version, form=form_id, name=name))
     return doc
 
 

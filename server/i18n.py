@@ -334,6 +334,18 @@ ENGINE_MESSAGES = [
     N_("the household roster cannot be inside another repeat"),
     N_("member fields can only be saved from the roster's own rows, not a nested repeat"),
     N_("a new version needs a version different from the previous one"),
+    # a Collect submission's XML (forms/xform.py) and a form's files (forms/fieldtypes.py, forms/attachments.py)
+    N_("The submission XML declares a DTD or entities, which are refused."),
+    N_("An answer does not fit its question."),
+    N_("The submission has no meta/instanceID."),
+    N_("The submission's instanceID is not a usable id."),
+    N_("must be like uuid:0b8f5c2e-…"),
+    N_("A roster row has no id."),
+    N_("a geopoint is 'latitude longitude [altitude [accuracy]]'"),
+    N_("must be a file name without surrounding spaces"),
+    N_("is empty"),
+    N_("has no choices"),
+    N_("a choice or lookup file is .csv, .xml or .geojson"),
 ]
 ENGINE_TEMPLATES = [
     N_("event is about %(household)s, not %(record)s"),
@@ -392,6 +404,23 @@ ENGINE_TEMPLATES = [
     N_("%(roster)s is the household roster; only a repeat saves to it"),
     N_("%(first)s already saves to %(namespace)s field %(target)s"),
     N_("a new version must keep form_id %(form)s"),
+    N_("The submission XML is larger than %(limit)s bytes."),
+    N_("The submission is not well-formed XML: %(problem)s"),
+    N_("The submission has more than %(limit)s elements."),
+    N_("The submission nests deeper than %(limit)s levels."),
+    N_("must be the attachment's file name (a string), not %(kind)s"),
+    N_("a file name is at most %(limit)s bytes"),
+    N_("is %(size)s bytes; a form file is at most %(limit)s"),
+    N_("has no column %(missing)s (it has: %(columns)s)"),
+    N_("is not UTF-8 text (byte %(byte)s)"),
+    N_("is not a CSV file: %(problem)s"),
+    N_("is not a CSV file (row %(row)s): %(problem)s"),
+    N_("has more than %(limit)s rows"),
+    N_("has more than %(limit)s items"),
+    N_("has more than %(limit)s features"),
+    N_("is not XML: %(problem)s"),
+    N_("is not JSON: %(problem)s (line %(line)s)"),
+    N_("feature %(index)s is not a GeoJSON Feature with a geometry"),
 ]
 _PLACEHOLDER = re.compile(r"%\((\w+)\)[sdr]")
 

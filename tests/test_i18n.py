@@ -474,3 +474,50 @@ def test_the_body_guard_answers_in_the_asked_language_before_the_app(client, app
         assert english.get_json()["code"] == indonesian.get_json()["code"] == code
         assert indonesian.get_json()["message"] == translated(english.get_json()["message"])
         assert indonesian.get_json()["message"] != english.get_json()["message"]
+
+
+def _both(client, method, path, body, headers):
+    english = getattr(client, method)(path, json=body, headers=headers)
+    indonesian = getattr(client, method)(path, json=body, headers=dict(headers, **{"Accept-Language": "id"}))
+    return english, indonesian
+
+
+def test_newly_catalogued_refusals_in_indonesian_with_the_same_code(app, client, users):
+    """Refusals of the privacy, Collect-credential, form-file and OpenRosa paths: Indonesian when asked."""
+    admin = login(client, "admin")
+    assert client.post("/api/v1/forms", json=FORM, headers=admin).status_code == 201
+    cases = [
+        ("post", "/api/v1/users/ani/collect-credentials", {"device": "not a name!"}, "invalid"),
+        ("post", "/api/v1/users/admin/collect-credentials", {"device": "hp-1"}, "invalid"),  # not a collector
+        ("post", "/api/v1/users/nobody/collect-credentials", {"device": "hp-1"}, "not_found"),
+        ("post", "/api/v1/households/search", {}, "invalid"),  # give either nik or no_kk
+        ("post", "/api/v1/audit/person", {"nik": "3204051201900001", "start": "yesterday"}, "invalid"),
+        ("post", "/api/v1/households/nope/erase", {}, "invalid"),  # no reason
+        ("get", "/api/v1/forms/cek_bahasa/versions/1/files/nope.csv", None, "not_found"),
+        # a server that is not the central one (a village hall, a copy) refuses before any lookup
+        ("post", "/api/v1/households/nope/erase", {"reason": "permintaan warga"}, "not_central"),
+    ]
+    for method, path, body, code in cases:
+        app.config["CENTRAL"] = code != "not_central"
+        english, indonesian = _both(client, method, path, body, admin)
+        assert english.status_code == indonesian.status_code >= 400, (path, english.get_json())
+        e, i = english.get_json(), indonesian.get_json()
+        assert e["code"] == i["code"] == code, (path, e)
+        assert i["message"] == translated(e["message"]) != e["message"], path
+        assert set(i["errors"]) == set(e["errors"]), path
+        for field, messages in e["errors"].items():
+            assert i["errors"][field] == [translated(m) for m in messages], (path, field)
+
+
+def test_openrosa_refusals_in_the_asked_language(client, users):
+    """Collect's refusals are XML messages: Indonesian when asked, and the answer says which language."""
+    headers = {"X-OpenRosa-Version": "1.0"}
+    english = client.get("/key/" + "x" * 43 + "/formList", headers=headers)
+    indonesian = client.get("/key/" + "x" * 43 + "/formList", headers=dict(headers, **{"Accept-Language": "id"}))
+    assert english.status_code == indonesian.status_code == 401
+    assert english.headers["Content-Language"] == "en"
+    assert indonesian.headers["Content-Language"] == "id"
+    said = re.search(r"<message[^>]*>(.*)</message>", english.get_data(as_text=True)).group(1)
+    assert said.startswith("This app credential does not work")
+    assert translated(said) in indonesian.get_data(as_text=True)
+    assert "Kredensial aplikasi" in indonesian.get_data(as_text=True)

@@ -350,8 +350,8 @@ class FormFile(MethodView):
         if request.mimetype == "multipart/form-data":
             upload = request.files.get("file")
             if upload is None:
-                raise ApiError(422, "invalid", "Send the file's bytes, or multipart with the field 'file'.",
-                               {"file": ["Missing data for required field."]})
+                raise ApiError(422, "invalid", _("Send the file's bytes, or multipart with the field 'file'."),
+                               {"file": [_("Missing data for required field.")]})
             content = upload.read()
         else:
             content = request.get_data(cache=False)

@@ -38,6 +38,7 @@ from ..collect import (
 )
 from ..errors import ApiError
 from ..forms_registry import file_chunks, readable_file, version_files
+from ..i18n import _, current_language, translate_errors, translate_known
 from ..storage import StorageError, StoreUnavailable, WriteConflict
 from ..store import get_store
 from ..syncing import push_service
@@ -56,7 +57,7 @@ def _headers(response: Response) -> Response:
     response.headers["X-OpenRosa-Version"] = OPENROSA_VERSION
     response.headers["X-OpenRosa-Accept-Content-Length"] = str(ACCEPT_CONTENT_LENGTH)
     response.headers["Date"] = formatdate(usegmt=True)
-    response.headers["Content-Language"] = "en"
+    response.headers["Content-Language"] = current_language()
     return response
 
 
@@ -74,9 +75,11 @@ def message(text: str, status: int, nature: str = "") -> Response:
 
 
 def _error_text(text: str, errors: dict[str, list[str]] | None) -> str:
+    # the engines (forms/xform.py) write English; their catalogued sentences are said in the asked language
+    text = translate_known(text)
     if not errors:
         return text
-    details = "; ".join(f"{path}: {', '.join(items)}" for path, items in list(errors.items())[:20])
+    details = "; ".join(f"{path}: {', '.join(items)}" for path, items in list(translate_errors(errors).items())[:20])
     return f"{text} {details}"
 
 
@@ -92,19 +95,20 @@ def _api_error(error: ApiError) -> Response:
 
 @blp.errorhandler(HTTPException)
 def _http_error(error: HTTPException) -> Response:
-    return message(error.description or "Request failed.", error.code or 500, "error")
+    text = translate_known(error.description) if error.description else _("Request failed.")
+    return message(text, error.code or 500, "error")
 
 
 @blp.errorhandler(StorageError)
 def _storage_error(error: StorageError) -> Response:
     if isinstance(error, StoreUnavailable):
-        response = message("The data store is not answering; try again shortly.", 503, "error")
+        response = message(_("The data store is not answering; try again shortly."), 503, "error")
         response.headers["Retry-After"] = "5"
         return response
     if isinstance(error, WriteConflict):
-        return message("The server was busy with the same records; send again.", 409, "error")
+        return message(_("The server was busy with the same records; send again."), 409, "error")
     current_app.logger.error("storage error", exc_info=error)
-    return message("Something went wrong on the server.", 500, "error")
+    return message(_("Something went wrong on the server."), 500, "error")
 
 
 def _caller() -> AppCaller:
@@ -120,11 +124,12 @@ def collect_endpoint(*, openrosa: bool) -> Callable[[Callable[..., Any]], Callab
         def guarded(token: str, **kwargs: Any) -> Any:
             caller = credential_holder(get_store(), token)
             if caller is None:
-                return message("This app credential does not work (unknown, revoked or replaced); "
-                               "scan a new set-up QR code.", 401, "error")
+                return message(_("This app credential does not work (unknown, revoked or replaced); "
+                                 "scan a new set-up QR code."), 401, "error")
             if openrosa and request.method != "HEAD" and request.headers.get("X-OpenRosa-Version") != "1.0":
-                return message("Send the header X-OpenRosa-Version: 1.0.", 400, "error")
+                return message(_("Send the header X-OpenRosa-Version: 1.0."), 400, "error")
             g.kunjung_app_caller = caller
+            g.kunjung_user = caller.user  # so the user's language setting counts when Collect names none
             g.kunjung_device = caller.device_id
             return view(token, **kwargs)
 
@@ -163,7 +168,8 @@ def form_list(token: str) -> Response:
 def _form_or_404(form_id: str, version: str):
     form = collect_form(get_store(), _caller(), form_id, version)
     if form is None:
-        raise ApiError(404, "not_found", f"No version {version!r} of form {form_id!r} is open to you.")
+        raise ApiError(404, "not_found", _("No version %(version)r of form %(form)r is open to you.",
+                                                      version=version, form=form_id))
     return form
 
 
@@ -224,7 +230,7 @@ def attachment(token: str, form_id: str, version: str, name: str) -> Response:
         return _maybe_unchanged(doc["md5"], lambda: b"".join(file_chunks(get_store(), doc)),
                                 media_type_of(name))
     if name == MEMBERS_FILE and not form.xform.members:
-        raise ApiError(404, "not_found", f"The form has no attachment {name!r}.")
+        raise ApiError(404, "not_found", _("The form has no attachment %(name)r.", name=name))
     store = get_store()
     forms = collect_forms(store, _caller())
     properties = household_properties(forms) if name == HOUSEHOLDS_FILE else member_properties(forms)
@@ -257,10 +263,10 @@ def submission_probe(token: str) -> Response:
 @collect_endpoint(openrosa=True)
 def submission(token: str) -> Response:
     if not (request.mimetype or "").startswith("multipart/"):
-        raise SubmissionError(415, "Send the submission as multipart/form-data with xml_submission_file.")
+        raise SubmissionError(415, _("Send the submission as multipart/form-data with xml_submission_file."))
     upload = request.files.get(XML_FIELD)
     if upload is None:
-        raise SubmissionError(400, f"The post has no {XML_FIELD}.", {XML_FIELD: ["missing"]})
+        raise SubmissionError(400, _("The post has no %(field)s.", field=XML_FIELD), {XML_FIELD: [_("missing")]})
     xml = upload.read()
     files = {}
     for field_name, part in request.files.items(multi=True):
@@ -277,4 +283,4 @@ def submission(token: str) -> Response:
 @blp.route("/<path:rest>", methods=["GET", "POST", "HEAD", "PUT", "DELETE"])
 @collect_endpoint(openrosa=False)
 def unknown(token: str, rest: str) -> Response:
-    return message("No such OpenRosa resource.", 404, "error")
+    return message(_("No such OpenRosa resource."), 404, "error")

@@ -9,6 +9,7 @@ import marshmallow as ma
 from ..audit import audit, audit_entries, client_address, time_bounds
 from ..errors import ApiError
 from ..households import household_view, scoped_household
+from ..i18n import _
 from ..privacy.erasure import erase_household, erase_person, require_central
 from ..privacy.masking import is_identifier_path, mask_household, sees_whole
 from ..privacy.people import checked_number, households_naming, number_hash, person_export
@@ -28,7 +29,7 @@ class SearchSchema(ma.Schema):
     @ma.validates_schema
     def one_number(self, data, **_kwargs):
         if ("nik" in data) == ("no_kk" in data):
-            raise ma.ValidationError("give either nik or no_kk", "nik")
+            raise ma.ValidationError(_("give either nik or no_kk"), "nik")
 
 
 class PersonSchema(ma.Schema):
@@ -166,6 +167,6 @@ def audit_of_person(body):
     nik = checked_number(body["nik"], "nik")
     start, end = time_bounds(body.get("start"), body.get("end"))
     if start and end and start > end:
-        raise ApiError(422, "invalid", "from is after to.", {"from": ["after to"]})
+        raise ApiError(422, "invalid", _("from is after to."), {"from": [_("after to")]})
     return {"items": audit_entries(get_store(), person=number_hash(nik), start=start, end=end,
                                    limit=body["limit"])}

@@ -22,6 +22,7 @@ from ..audit import record_audit
 from ..errors import ApiError
 from ..eventlog import EVENTS
 from ..households import HOUSEHOLDS, write_household
+from ..i18n import _
 from ..relay.node import is_hall
 from ..security.scope import Scope
 from ..server_events import ServerStamper
@@ -40,13 +41,14 @@ def require_central() -> None:
     sends back. A village hall (``kunjung relay init``) never is; another server is central unless
     KUNJUNG_CENTRAL says otherwise."""
     if not current_app.config.get("CENTRAL", True) or is_hall(get_store()):
-        raise ApiError(409, "not_central", "Only the central server erases personal data.")
+        raise ApiError(409, "not_central", _("Only the central server erases personal data."))
 
 
 def _reason(reason: Any) -> str:
     text = " ".join(str(reason or "").split())
     if not text or len(text) > 500:
-        raise ApiError(422, "invalid", "Give the reason for the erasure.", {"reason": ["1-500 characters"]})
+        raise ApiError(422, "invalid", _("Give the reason for the erasure."),
+                       {"reason": [_("1-500 characters")]})
     return text
 
 
@@ -213,7 +215,7 @@ def erase_household(store: Store, household_id: str, *, actor: str, reason: str,
     def unit(tx: Writer) -> dict[str, Any]:
         doc = tx.get(HOUSEHOLDS, household_id)
         if doc is None:
-            raise ApiError(404, "not_found", "No such household.")
+            raise ApiError(404, "not_found", _("No such household."))
         at = iso(now_utc())
         stamper = ServerStamper(tx, store)
         blobs.clear()

@@ -15,6 +15,7 @@ from sync.paths import split_path
 
 from ..areas import scoped_areas, village_where
 from ..errors import ApiError
+from ..i18n import _
 from ..security.keys import keyring
 from ..security.scope import Scope
 from ..storage import Store
@@ -36,7 +37,7 @@ def checked_number(value: Any, kind: str) -> str:
     text = "".join(str(value or "").split())
     problems = check_nik(text) if kind == "nik" else check_kk(text)
     if problems:
-        raise ApiError(422, "invalid", "The number is not valid.", {kind: problems})
+        raise ApiError(422, "invalid", _("The number is not valid."), {kind: problems})
     return text
 
 

@@ -38,7 +38,7 @@ from ..exports import (
 )
 from ..household_import import RegisterError, import_households, read_upload
 from ..households import HOUSEHOLDS, household_history, household_view, scoped_household
-from ..i18n import N_
+from ..i18n import N_, gettext, translate_errors, translate_known
 from ..ratelimit import LoginLimits, admit_login, forget_expired, login_succeeded
 from ..reporting import counted, device_figures, officer_figures, review_queue, stream_visits, village_coverage, zone_of
 from ..security.passwords import passwords
@@ -98,8 +98,9 @@ def refused(status: int, reason: str) -> tuple[str, int]:
 
 @blp.errorhandler(ApiError)
 def _api_error(error: ApiError) -> Any:
-    return render_template("refused.html", status=error.status, reason=error.code, message=error.message,
-                           errors=error.errors), error.status
+    # the engines' sentences in a refusal are English; the page says them in its language
+    return render_template("refused.html", status=error.status, reason=error.code,
+                           message=translate_known(error.message), errors=translate_errors(error.errors)), error.status
 
 
 def new_event_id() -> str:
@@ -429,7 +430,7 @@ def resolve(conflict_id: str) -> Any:
     store = get_store()
     conflict = store.get("conflicts", conflict_id[:128])
     if conflict is None or not scope().covers(conflict["village"]):
-        raise ApiError(404, "not_found", "No such conflict.")
+        raise ApiError(404, "not_found", gettext("No such conflict."))
     heads = conflict.get("heads") or []
     choice = request.form.get("choice", "")
     if choice == "typed":
@@ -564,15 +565,16 @@ def form_upload() -> Any:
     store = get_store()
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        return render_template("forms.html", forms=registry.all_forms(store),
-                               upload_errors=[("file", "", "Choose an XLSForm (.xlsx) or a JSON definition.")]), 422
+        missing = [("file", "", gettext("Choose an XLSForm (.xlsx) or a JSON definition."))]
+        return render_template("forms.html", forms=registry.all_forms(store), upload_errors=missing), 422
     try:
         made = registry.create_draft(store, registry.from_upload(upload.read(), upload.filename), actor=user()["id"],
                                      address=client_address())
     except ApiError as error:
         return render_template("forms.html", forms=registry.all_forms(store),
-                               upload_errors=sheet_rows(error.errors or {"file": [error.message]}),
-                               upload_message=error.message, upload_name=upload.filename), error.status
+                               upload_errors=sheet_rows(translate_errors(error.errors) or
+                                                        {"file": [translate_known(error.message)]}),
+                               upload_message=translate_known(error.message), upload_name=upload.filename), error.status
     return redirect(url_for("web.form", form_id=made["form_id"], uploaded=made["version"]))
 
 
@@ -614,7 +616,7 @@ def form_assignment(form_id: str) -> Any:
 def _version_doc(store: Any, form_id: str, version: str) -> dict[str, Any]:
     doc = store.get("form_versions", registry.version_id(form_id[:64], version[:64]))
     if doc is None:
-        raise ApiError(404, "not_found", "No such form version.")
+        raise ApiError(404, "not_found", gettext("No such form version."))
     return doc
 
 
@@ -755,7 +757,7 @@ def users() -> Any:
 
 
 def _user_form_errors(error: ApiError) -> dict[str, list[str]]:
-    return error.errors or {"_": [error.message]}
+    return translate_errors(error.errors) or {"_": [translate_known(error.message)]}
 
 
 @blp.route("/users", methods=["POST"])
@@ -840,13 +842,14 @@ def registers() -> Any:
         return render_template("registers.html")
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        return render_template("registers.html", error="Choose a register file (.csv or .xlsx)."), 422
+        return render_template("registers.html", error=gettext("Choose a register file (.csv or .xlsx).")), 422
     try:
         register = read_upload(upload.read(), upload.filename, text_arg("village_field") or
                                (request.form.get("village_field") or None))
         report = import_households(get_store(), register, actor=user()["id"], address=client_address())
     except RegisterError as error:
-        return render_template("registers.html", error=error.message, errors=error.errors), 422
+        return render_template("registers.html", error=translate_known(error.message),
+                               errors=translate_errors(error.errors)), 422
     return render_template("registers.html", report=report.as_dict())
 
 
