@@ -52,7 +52,7 @@ def ngettext(singular: str, plural: str) -> tuple[str, str]:  # the name pybabel
 CLICK_PLURALS = [
     ngettext("Option {name!r} requires an argument.", "Option {name!r} requires {nargs} arguments."),
     ngettext("Got unexpected extra argument ({args})", "Got unexpected extra arguments ({args})"),
-    ngettext("Did you mean {possibility}?", "(Possible options: {possibilities})"),
+    ngettext("Did you mean {possibility}?", "(Did you mean one of: {possibilities}?)"),
 ]
 
 # Each click module bound gettext's functions when it was imported; these are the ones that say something.

@@ -10,13 +10,13 @@ from server.cli import cli
 def test_clicks_own_refusals_follow_the_shells_language(monkeypatch):
     runner = CliRunner()
     monkeypatch.setenv("KUNJUNG_LANG", "id")
-    said = runner.invoke(cli, ["erase-household"])
+    said = runner.invoke(cli, ["erase-household"], prog_name="kunjung")
     assert said.exit_code == 2
     assert "Galat: Argumen belum diberikan 'HOUSEHOLD_ID'." in said.output
     assert "Coba 'kunjung erase-household --help' untuk bantuan." in said.output
     assert "Cara pakai:" in said.output
-    unknown = runner.invoke(cli, ["export-person", "--sebarang"])
+    unknown = runner.invoke(cli, ["export-person", "--sebarang"], prog_name="kunjung")
     assert "Tidak ada opsi '--sebarang'." in unknown.output
     monkeypatch.setenv("KUNJUNG_LANG", "en")
-    said = runner.invoke(cli, ["erase-household"])
+    said = runner.invoke(cli, ["erase-household"], prog_name="kunjung")
     assert "Error: Missing argument 'HOUSEHOLD_ID'." in said.output
