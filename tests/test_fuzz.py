@@ -20,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
 from sync_helpers import VILLAGE, Device, listed
 
 from server import create_app
+from server.relay.halls import create_hall
 from server.store import get_store, raw_store
 from server.villages import import_villages, read_geojson_file
 
@@ -71,10 +72,14 @@ def fuzz_app(tmp_path_factory):
     assert reviewed.status_code == 200, reviewed.get_json()
     conflicts = listed(client, "/api/v1/conflicts", supervisor)
     assert len(conflicts) == 1
+    with app.app_context():
+        create_hall(get_store(), "balai", [VILLAGE], actor="fuzz")
     app.config["FUZZ_KNOWN_IDS"] = {
         "form_id": "verval_keluarga", "version": "2026.1", "household_id": household, "visit_id": visit["id"],
         "username": "ani", "device_id": ani.device_id, "code": VILLAGE, "conflict_id": conflicts[0]["id"],
         "name": "desa.csv", "upload_id": uuid.uuid4().hex, "path": "foto_rumah"}
+    # The same parameter name means another record on some paths: a hall's name, not a form file's.
+    app.config["FUZZ_KNOWN_BY_PATH"] = {"/api/v1/relay/halls/": {"name": "balai"}}
     yield app
     raw_store(app).close()
 
@@ -120,7 +125,9 @@ def test_every_operation_answers_as_documented_and_never_5xx(label, api_schema, 
         (GenerationMode.POSITIVE, None)]
     if len(operation.path_parameters):
         # Random ids mostly meet 404; the seeded ones reach the answers that carry records.
-        known = fuzz_app.config["FUZZ_KNOWN_IDS"]
+        known = {**fuzz_app.config["FUZZ_KNOWN_IDS"], **next(
+            (ids for prefix, ids in fuzz_app.config["FUZZ_KNOWN_BY_PATH"].items() if operation.path.startswith(prefix)),
+            {})}
         runs.append((GenerationMode.POSITIVE, {p.name: known[p.name] for p in operation.path_parameters}))
     for mode, path_parameters in runs:
 
