@@ -497,6 +497,7 @@ def test_newly_catalogued_refusals_in_indonesian_with_the_same_code(app, client,
         ("get", "/api/v1/forms/cek_bahasa/versions/1/files/nope.csv", None, "not_found"),
         # a server that is not the central one (a village hall, a copy) refuses before any lookup
         ("post", "/api/v1/households/nope/erase", {"reason": "permintaan warga"}, "not_central"),
+        ("post", "/api/v1/relay/halls/no-such-hall/revoke", None, "not_found"),  # a relay refusal
     ]
     for method, path, body, code in cases:
         app.config["CENTRAL"] = code != "not_central"
@@ -522,3 +523,18 @@ def test_openrosa_refusals_in_the_asked_language(client, users):
     assert said.startswith("This app credential does not work")
     assert translated(said) in indonesian.get_data(as_text=True)
     assert "Kredensial aplikasi" in indonesian.get_data(as_text=True)
+
+
+def test_upload_and_hall_refusals_in_indonesian(client, users):
+    """A tus upload refusal and a hall credential refusal, said in Indonesian with the same code."""
+    officer = login(client, "ani", device_id="hp-ani")
+    tus = {"Tus-Resumable": "1.0.0", "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    cases = [("patch", "/api/v1/uploads/" + "0" * 32, dict(officer, **tus), "not_found"),
+             ("get", "/api/v1/relay/events", {}, "unauthenticated")]
+    for method, path, headers, code in cases:
+        english = getattr(client, method)(path, data=b"x", headers=headers)
+        indonesian = getattr(client, method)(path, data=b"x", headers=dict(headers, **{"Accept-Language": "id"}))
+        assert english.status_code == indonesian.status_code >= 400, (path, english.get_json())
+        e, i = english.get_json(), indonesian.get_json()
+        assert e["code"] == i["code"] == code, (path, e)
+        assert i["message"] == translated(e["message"]) != e["message"], path

@@ -14,6 +14,7 @@ from ..audit import client_address
 from ..clock import node_device_id, wall_ms
 from ..cursors import MAX_CURSOR_LENGTH
 from ..errors import ApiError
+from ..i18n import gettext
 from ..relay.accept import accept_relayed
 from ..relay.feed import feed_page, waiting_down, waiting_for
 from ..relay.halls import (
@@ -47,7 +48,8 @@ def hall_required(view: Callable[..., Any]) -> Callable[..., Any]:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "unauthenticated", "Send the hall credential: Authorization: Bearer khall.<…>.")
+            raise ApiError(401, "unauthenticated",
+                           gettext("Send the hall credential: Authorization: Bearer khall.<…>."))
         hall = hall_of_token(get_store(), token.strip())
         if request.endpoint != "relay.hello":
             node = request.headers.get(NODE_HEADER)
@@ -267,7 +269,8 @@ def upload(body):
     """Events the hall received: kept with their device, officer, receiving node and verdicts."""
     hall = current_hall()
     if body["node_id"] != hall["node_id"]:
-        raise ApiError(422, "invalid", "node_id must be the hall's node.", {"node_id": [f"must be {hall['node_id']}"]})
+        raise ApiError(422, "invalid", gettext("node_id must be the hall's node."),
+                       {"node_id": [gettext("must be %(node)s", node=hall["node_id"])]})
     limit = current_app.config["MAX_BATCH_EVENTS"]
     if len(body["items"]) > limit:
         raise ApiError(413, "batch_too_large", f"At most {limit} events at once; split the batch.",

@@ -19,6 +19,7 @@ from ..blobs.uploads import (
     parse_metadata,
 )
 from ..errors import ApiError
+from ..i18n import gettext
 from ..security.guard import auth_required, current_device, current_scope, current_user
 from ..store import get_store
 from .base import Blueprint
@@ -91,7 +92,7 @@ def create():
     """Start a resumable upload of one file a pushed visit names (tus creation)."""
     _tus_version()
     if "Upload-Defer-Length" in request.headers:
-        raise ApiError(400, "bad_header", "Upload-Defer-Length is not supported: send Upload-Length.")
+        raise ApiError(400, "bad_header", gettext("Upload-Defer-Length is not supported: send Upload-Length."))
     length = parse_length(request.headers.get("Upload-Length"), "Upload-Length")
     upload, offset = _service().create(_uploader(), length, parse_metadata(request.headers.get("Upload-Metadata")))
     return Response(status=201, headers={"Location": f"/api/v1/uploads/{upload['id']}", "Upload-Offset": str(offset)})
@@ -125,10 +126,10 @@ def append(upload_id: str):
     """Append bytes at the upload's offset; a cut keeps what arrived, so HEAD then PATCH resumes."""
     _tus_version()
     if request.mimetype != "application/offset+octet-stream":
-        raise ApiError(415, "unsupported_media_type", "Send the bytes as application/offset+octet-stream.")
+        raise ApiError(415, "unsupported_media_type", gettext("Send the bytes as application/offset+octet-stream."))
     offset = parse_length(request.headers.get("Upload-Offset"), "Upload-Offset")
     if not UPLOAD_ID.fullmatch(upload_id):
-        raise ApiError(404, "not_found", "No such upload.")
+        raise ApiError(404, "not_found", gettext("No such upload."))
     request.max_content_length = MediaLimits.from_config(current_app.config).largest
     new_offset = _service().append(_uploader(), upload_id, offset, request.stream)
     return Response(status=204, headers={"Upload-Offset": str(new_offset)})

@@ -21,6 +21,7 @@ from forms.fieldtypes import check_file_name
 
 from ..audit import record_audit
 from ..errors import ApiError
+from ..i18n import gettext
 from ..security.scope import Scope
 from ..storage import Range, Store, Writer
 from ..timeutil import iso, now_utc
@@ -193,9 +194,9 @@ def readable_attachment(store: Store, user: Mapping[str, Any], scope: Scope, vis
     get_visit(store, user, scope, visit_id)  # 404 unless the caller may see the visit
     doc = store.get(ATTACHMENTS, attachment_id(visit_id, path))
     if doc is None or doc["visit_id"] != visit_id:
-        raise ApiError(404, "not_found", "This visit has no such file.")
+        raise ApiError(404, "not_found", gettext("This visit has no such file."))
     if not doc.get("held"):
-        raise ApiError(404, "not_arrived", "The file has not reached the server yet.")
+        raise ApiError(404, "not_arrived", gettext("The file has not reached the server yet."))
     return doc
 
 
@@ -210,7 +211,7 @@ def thumbnail(store: Store, blobs: BlobStore, doc: Mapping[str, Any]) -> str:
     """The digest of the image attachment's thumbnail (JPEG, at most 320 px a side), made the first
     time it is asked for and kept in the blob store."""
     if doc.get("kind") != "image":
-        raise ApiError(404, "no_thumbnail", "Only photos, signatures and drawings have thumbnails.")
+        raise ApiError(404, "no_thumbnail", gettext("Only photos, signatures and drawings have thumbnails."))
     made = doc.get("thumbnail_sha256")
     if made and blobs.exists(made):
         return str(made)
@@ -226,7 +227,7 @@ def thumbnail(store: Store, blobs: BlobStore, doc: Mapping[str, Any]) -> str:
             out = io.BytesIO()
             image.convert("RGB").save(out, "JPEG", quality=80)
     except BlobNotFound:
-        raise ApiError(404, "not_found", "This visit has no such file.") from None
+        raise ApiError(404, "not_found", gettext("This visit has no such file.")) from None
     info = blobs.put_bytes(out.getvalue())
 
     def unit(tx: Writer) -> None:

@@ -19,6 +19,7 @@ from forms.identifiers import Area
 from ..audit import record_audit
 from ..clock import StoredClock
 from ..errors import ApiError
+from ..i18n import gettext
 from ..security.scope import Scope
 from ..storage import Store, Writer
 from ..timeutil import iso, now_utc
@@ -67,7 +68,7 @@ def create_hall(store: Store, name: str, villages: list[str], *, actor: str | No
     if problems:
         errors["villages"] = problems
     if errors:
-        raise ApiError(422, "invalid", "The hall credential is not valid.", errors)
+        raise ApiError(422, "invalid", gettext("The hall credential is not valid."), errors)
     secret = secrets.token_urlsafe(32)
     at = iso(now_utc())
     hall = {"id": name, "villages": sorted(set(villages)), "secret_hash": _digest(secret), "node_id": None,
@@ -86,7 +87,7 @@ def revoke_hall(store: Store, name: str, *, actor: str | None, address: str | No
     with store.transaction() as tx:
         hall = tx.get(HALLS, name)
         if hall is None:
-            raise ApiError(404, "not_found", "No such hall.")
+            raise ApiError(404, "not_found", gettext("No such hall."))
         if not hall.get("revoked"):
             hall = tx.put(HALLS, {**hall, "revoked": True, "revoked_at": iso(now_utc()), "revoked_by": actor})
             record_audit(tx, "relay_hall_revoked", actor=actor, target=name, address=address)
@@ -99,7 +100,7 @@ def list_halls(store: Store) -> list[dict[str, Any]]:
 
 def hall_of_token(store: Store, token: Any) -> dict[str, Any]:
     """The hall a credential belongs to; 401 for anything else, the same answer whatever was wrong."""
-    refused = ApiError(401, "invalid_credential", "The hall credential is not valid, or was revoked.")
+    refused = ApiError(401, "invalid_credential", gettext("The hall credential is not valid, or was revoked."))
     if not isinstance(token, str) or len(token) > 256 or not token.isascii():
         raise refused
     prefix, _, rest = token.partition(".")
