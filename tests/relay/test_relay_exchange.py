@@ -10,26 +10,14 @@ import uuid
 import pytest
 from click.testing import CliRunner
 from http_helpers import login, make_user
-from relay_helpers import close, make_hall, node_app, sync_round
-from sync_helpers import OTHER_VILLAGE, VILLAGE, Device, publish_household_form, statuses
+from relay_helpers import close, make_hall, sync_round
+from sync_helpers import OTHER_VILLAGE, VILLAGE, Device, statuses
 
 from server.cli import cli
 from server.relay.feed import feed_page
 from server.relay.node import RelayError, hall_status, relay_state
 from server.store import get_store
 from server.syncing import cursor_codec
-
-
-@pytest.fixture
-def central(tmp_path):
-    app = node_app(tmp_path, "central")
-    make_user(app, "admin", "admin")
-    make_user(app, "supervisor", "supervisor", ["32.04.05"])
-    make_user(app, "ani", "officer", [VILLAGE])
-    make_user(app, "budi", "officer", [OTHER_VILLAGE])
-    publish_household_form(app.test_client())
-    yield app
-    close(app)
 
 
 def household_state(app, household_id):

@@ -13,18 +13,6 @@ from server.relay.node import MERGE_RULE, RelayError
 from server.store import get_store
 
 
-@pytest.fixture
-def central(tmp_path):
-    app = node_app(tmp_path, "central")
-    make_user(app, "admin", "admin")
-    make_user(app, "supervisor", "supervisor", ["32.04.05"])
-    make_user(app, "ani", "officer", [VILLAGE])
-    make_user(app, "budi", "officer", [OTHER_VILLAGE])
-    publish_household_form(app.test_client())
-    yield app
-    close(app)
-
-
 def hello(client, token, node="hall-node-1", **extra):
     body = {"node_id": node, "merge_rule": MERGE_RULE, "time_ms": 1, **extra}
     return client.post("/api/v1/relay/hello", json=body, headers={"Authorization": f"Bearer {token}"})
