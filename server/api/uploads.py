@@ -54,7 +54,9 @@ def _uploader() -> Uploader:
 def _tus_version() -> None:
     sent = request.headers.get("Tus-Resumable")
     if sent != TUS_VERSION:
-        raise ApiError(412, "tus_version", f"This server speaks tus {TUS_VERSION}; send Tus-Resumable: {TUS_VERSION}.",
+        raise ApiError(412, "tus_version",
+                       gettext("This server speaks tus %(version)s; send Tus-Resumable: %(version)s.",
+                               version=TUS_VERSION),
                        headers={"Tus-Version": TUS_VERSION})
 
 

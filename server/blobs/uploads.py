@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import ApiError
+from ..i18n import gettext
 from ..privacy.erasure import erased_files
 from ..security.scope import Scope
 from ..storage import Store, Writer
@@ -58,18 +59,20 @@ def parse_metadata(header: str | None) -> dict[str, str]:
     if not header:
         return {}
     if len(header) > MAX_METADATA:
-        raise ApiError(400, "bad_metadata", f"Upload-Metadata is longer than {MAX_METADATA} characters.")
+        raise ApiError(400, "bad_metadata",
+                       gettext("Upload-Metadata is longer than %(limit)s characters.", limit=MAX_METADATA))
     out: dict[str, str] = {}
     for pair in header.split(","):
         parts = pair.strip().split(" ")
         if not parts[0] or not _KEY.fullmatch(parts[0]) or len(parts) > 2 or parts[0] in out:
-            raise ApiError(400, "bad_metadata", "Upload-Metadata must be comma-separated `key base64value` pairs.",
-                           {"Upload-Metadata": [f"bad pair {pair.strip()[:40]!r}"]})
+            raise ApiError(400, "bad_metadata",
+                           gettext("Upload-Metadata must be comma-separated `key base64value` pairs."),
+                           {"Upload-Metadata": [gettext("bad pair %(pair)r", pair=pair.strip()[:40])]})
         try:
             value = base64.b64decode(parts[1], validate=True).decode("utf-8") if len(parts) == 2 else ""
         except (binascii.Error, UnicodeDecodeError):
-            raise ApiError(400, "bad_metadata", "An Upload-Metadata value is not base64 of UTF-8 text.",
-                           {"Upload-Metadata": [f"{parts[0]} is not base64"]}) from None
+            raise ApiError(400, "bad_metadata", gettext("An Upload-Metadata value is not base64 of UTF-8 text."),
+                           {"Upload-Metadata": [gettext("%(key)s is not base64", key=parts[0])]}) from None
         out[parts[0]] = value
     return out
 
@@ -80,8 +83,8 @@ def encode_metadata(values: Mapping[str, str]) -> str:
 
 def parse_length(value: str | None, header: str) -> int:
     if value is None or not value.isdigit() or len(value) > 16:
-        raise ApiError(400, "bad_header", f"{header} must be a non-negative whole number.",
-                       {header: ["required, digits only"]})
+        raise ApiError(400, "bad_header", gettext("%(header)s must be a non-negative whole number.", header=header),
+                       {header: [gettext("required, digits only")]})
     return int(value)
 
 
@@ -103,33 +106,37 @@ class UploadService:
         length when the server already holds this device's file for that visit)."""
         missing = [key for key in METADATA_KEYS if not metadata.get(key)]
         if missing:
-            raise ApiError(400, "bad_metadata", "Upload-Metadata must carry sha256, filename, event_id and path.",
-                           {f"Upload-Metadata.{key}": ["is required"] for key in missing})
+            raise ApiError(400, "bad_metadata",
+                           gettext("Upload-Metadata must carry sha256, filename, event_id and path."),
+                           {f"Upload-Metadata.{key}": [gettext("is required")] for key in missing})
         if caller.device_id is None:
-            raise ApiError(403, "device_required", "Uploads come from the device that made the visit; log in "
-                                                   "with a device_id.")
+            raise ApiError(403, "device_required", gettext("Uploads come from the device that made the visit; log in "
+                                                           "with a device_id."))
         visit = self.store.get(VISITS, metadata["event_id"])
         if visit is None or not caller.scope.covers(visit["village"]):
-            raise ApiError(404, "not_found", "No such visit; push the visit before its files.")
+            raise ApiError(404, "not_found", gettext("No such visit; push the visit before its files."))
         if visit["device_id"] != caller.device_id or visit["officer"] != caller.username:
-            raise ApiError(403, "not_your_visit", "Only the device that made a visit uploads its files.")
+            raise ApiError(403, "not_your_visit", gettext("Only the device that made a visit uploads its files."))
         if metadata["sha256"] in erased_files(self.store):
-            raise ApiError(422, "erased_file", "This file was erased; it cannot be uploaded again.",
-                           {"Upload-Metadata.sha256": ["names an erased file"]})
+            raise ApiError(422, "erased_file", gettext("This file was erased; it cannot be uploaded again."),
+                           {"Upload-Metadata.sha256": [gettext("names an erased file")]})
         attachment = self.store.get(ATTACHMENTS, attachment_id(visit["id"], metadata["path"]))
         if attachment is None:
-            raise ApiError(422, "unknown_attachment", "The visit names no file at this path.",
-                           {"Upload-Metadata.path": ["not in the visit's attachments"]})
+            raise ApiError(422, "unknown_attachment", gettext("The visit names no file at this path."),
+                           {"Upload-Metadata.path": [gettext("not in the visit's attachments")]})
         if metadata["sha256"] != attachment["sha256"]:
-            raise ApiError(422, "attachment_mismatch", "The visit names another file at this path.",
-                           {"Upload-Metadata.sha256": ["differs from the sha256 the visit names"]})
+            raise ApiError(422, "attachment_mismatch", gettext("The visit names another file at this path."),
+                           {"Upload-Metadata.sha256": [gettext("differs from the sha256 the visit names")]})
         limit = self.limits.of(attachment["kind"])
         if length > limit:
-            raise ApiError(413, "file_too_large", f"A {attachment['kind']} file may be at most {limit} bytes.",
-                           {"Upload-Length": [f"{length} bytes; the limit is {limit}"]})
+            raise ApiError(413, "file_too_large",
+                           gettext("A %(kind)s file may be at most %(limit)s bytes.", kind=attachment["kind"],
+                                   limit=limit),
+                           {"Upload-Length": [gettext("%(length)s bytes; the limit is %(limit)s",
+                                                  length=length, limit=limit)]})
         if length != attachment["size"]:
-            raise ApiError(422, "attachment_mismatch", "Upload-Length differs from the size the visit names.",
-                           {"Upload-Length": [f"the visit names {attachment['size']} bytes"]})
+            raise ApiError(422, "attachment_mismatch", gettext("Upload-Length differs from the size the visit names."),
+                           {"Upload-Length": [gettext("the visit names %(size)s bytes", size=attachment["size"])]})
         upload = {"id": uuid.uuid4().hex, "attachment_id": attachment["id"], "visit_id": visit["id"],
                   "path": attachment["path"], "sha256": attachment["sha256"], "length": length,
                   "filename": metadata["filename"][:255], "device_id": caller.device_id,
@@ -145,7 +152,7 @@ class UploadService:
         """The caller's upload and its offset; 404 alike for an unknown one and another device's."""
         upload = self.store.get(UPLOADS, upload_id) if UPLOAD_ID.fullmatch(upload_id) else None
         if upload is None or upload["device_id"] != caller.device_id or upload["officer"] != caller.username:
-            raise ApiError(404, "not_found", "No such upload (it may have finished or been refused).")
+            raise ApiError(404, "not_found", gettext("No such upload (it may have finished or been refused)."))
         try:
             offset = self.partial(upload_id).stat().st_size
         except FileNotFoundError:
@@ -166,8 +173,9 @@ class UploadService:
         checks and stores the file (or discards the upload and raises)."""
         upload, current = self.get(caller, upload_id)
         if offset != current:
-            raise ApiError(409, "offset_mismatch", "Upload-Offset is not where the upload stands; ask with HEAD.",
-                           {"Upload-Offset": [f"the upload stands at {current}"]})
+            raise ApiError(409, "offset_mismatch",
+                           gettext("Upload-Offset is not where the upload stands; ask with HEAD."),
+                           {"Upload-Offset": [gettext("the upload stands at %(offset)s", offset=current)]})
         if current >= upload["length"]:
             return current
         remaining = upload["length"] - current
@@ -175,10 +183,12 @@ class UploadService:
         try:
             handle = open(path, "r+b")  # noqa: SIM115 (closed below)
         except FileNotFoundError:  # discarded meanwhile (refused, or cleaned up)
-            raise ApiError(404, "not_found", "No such upload (it may have finished or been refused).") from None
+            raise ApiError(404, "not_found",
+                           gettext("No such upload (it may have finished or been refused).")) from None
         with handle as out, _locked(out):
             if os.fstat(out.fileno()).st_size != current:  # another request appended meanwhile
-                raise ApiError(409, "offset_mismatch", "Upload-Offset is not where the upload stands; ask with HEAD.")
+                raise ApiError(409, "offset_mismatch",
+                               gettext("Upload-Offset is not where the upload stands; ask with HEAD."))
             out.seek(current)
             written = 0
             try:
@@ -188,8 +198,9 @@ class UploadService:
                         break
                     if written + len(piece) > remaining:
                         out.truncate(current)
-                        raise ApiError(400, "too_many_bytes", "The body is longer than what the upload still lacks.",
-                                       {"Upload-Length": [f"{remaining} bytes remain"]})
+                        raise ApiError(400, "too_many_bytes",
+                                       gettext("The body is longer than what the upload still lacks."),
+                                       {"Upload-Length": [gettext("%(remaining)s bytes remain", remaining=remaining)]})
                     out.write(piece)
                     written += len(piece)
             finally:
@@ -207,7 +218,7 @@ class UploadService:
         attachment = self.store.get(ATTACHMENTS, upload["attachment_id"])
         try:
             if attachment is None:
-                raise ApiError(404, "not_found", "The visit no longer names this file.")
+                raise ApiError(404, "not_found", gettext("The visit no longer names this file."))
             stored_type = self._check(path, upload, attachment)
             if isinstance(self.blobs, DiskBlobStore):
                 self.blobs.adopt(path, upload["sha256"])  # same disk: a rename, not a copy
@@ -236,18 +247,23 @@ class UploadService:
             while piece := source.read(1024 * 1024):
                 digest.update(piece)
         if digest.hexdigest() != upload["sha256"]:
-            raise ApiError(422, "checksum_mismatch", "The bytes received do not have the sha256 the visit names; "
-                                                     "the upload is discarded, start a new one.",
-                           {"Upload-Metadata.sha256": [f"the bytes have sha256 {digest.hexdigest()}"]})
+            raise ApiError(422, "checksum_mismatch",
+                           gettext("The bytes received do not have the sha256 the visit names; "
+                                                             "the upload is discarded, start a new one."),
+                           {"Upload-Metadata.sha256": [gettext("the bytes have sha256 %(sha256)s",
+                                                           sha256=digest.hexdigest())]})
         kind = attachment["kind"]
         media_type = sniff(head)
         if not fits(kind, media_type, attachment["filename"], attachment.get("accept_types") or (),
                     attachment.get("accept_extensions") or ()):
-            raise ApiError(415, "wrong_media_type", f"The file's bytes are {media_type}, which a {kind} question "
-                                                    "does not take.", {"path": [f"{media_type} is not {kind}"]})
+            raise ApiError(415, "wrong_media_type",
+                           gettext("The file's bytes are %(media_type)s, which a %(kind)s question does not take.",
+                                   media_type=media_type, kind=kind),
+                           {"path": [gettext("%(media_type)s is not %(kind)s", media_type=media_type, kind=kind)]})
         size = path.stat().st_size
         if size > self.limits.of(kind):
-            raise ApiError(413, "file_too_large", f"A {kind} file may be at most {self.limits.of(kind)} bytes.")
+            raise ApiError(413, "file_too_large", gettext("A %(kind)s file may be at most %(limit)s bytes.", kind=kind,
+                                                              limit=self.limits.of(kind)))
         if kind == "image":
             _check_image(path, attachment.get("max_pixels"))
         return media_type
@@ -268,13 +284,15 @@ def _check_image(path: Path, max_pixels: int | None) -> None:
             width, height = image.size
             image.verify()
     except Image.DecompressionBombError:
-        raise ApiError(422, "too_many_pixels", "The image has more pixels than the server decodes.") from None
+        raise ApiError(422, "too_many_pixels", gettext("The image has more pixels than the server decodes.")) from None
     except (OSError, SyntaxError, ValueError, struct.error):  # what Pillow raises for a broken file
-        raise ApiError(422, "unreadable_image", "The image cannot be decoded.") from None
+        raise ApiError(422, "unreadable_image", gettext("The image cannot be decoded.")) from None
     if max_pixels and max(width, height) > max_pixels:
-        raise ApiError(422, "too_many_pixels", f"The image is {width}x{height}; this question takes at most "
-                                               f"{max_pixels} pixels on the longer side (max-pixels).",
-                       {"path": [f"longer side {max(width, height)} > {max_pixels}"]})
+        raise ApiError(422, "too_many_pixels", gettext("The image is %(width)sx%(height)s; this question takes at most "
+                                               "%(max_pixels)s pixels on the longer side (max-pixels).",
+                                               width=width, height=height, max_pixels=max_pixels),
+                       {"path": [gettext("longer side %(side)s > %(max_pixels)s",
+                                     side=max(width, height), max_pixels=max_pixels)]})
 
 
 @contextlib.contextmanager
@@ -283,7 +301,7 @@ def _locked(handle: BinaryIO) -> Iterator[None]:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
         if error.errno in (errno.EAGAIN, errno.EACCES):
-            raise ApiError(409, "upload_busy", "Another request is appending to this upload.") from None
+            raise ApiError(409, "upload_busy", gettext("Another request is appending to this upload.")) from None
         raise
     try:
         yield
