@@ -48,7 +48,7 @@ ensure_chromium() {
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "==> installing chromium for the browser tests"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 ||
-      echo "==> could not install chromium; the browser tests will be skipped" >&2
+      echo "==> could not install chromium; the browser tests will fail" >&2
   fi
   return 0
 }
