@@ -55,7 +55,8 @@ def hall_required(view: Callable[..., Any]) -> Callable[..., Any]:
             node = request.headers.get(NODE_HEADER)
             if hall.get("node_id") is None or node != hall["node_id"]:
                 raise ApiError(403, "hall_node_mismatch",
-                               f"Say hello first; the {NODE_HEADER} header names the hall's node.")
+                               gettext("Say hello first; the %(header)s header names the hall's node.",
+                                       header=NODE_HEADER))
         g.kunjung_hall = hall
         return view(*args, **kwargs)
 
@@ -273,8 +274,10 @@ def upload(body):
                        {"node_id": [gettext("must be %(node)s", node=hall["node_id"])]})
     limit = current_app.config["MAX_BATCH_EVENTS"]
     if len(body["items"]) > limit:
-        raise ApiError(413, "batch_too_large", f"At most {limit} events at once; split the batch.",
-                       {"items": [f"{len(body['items'])} events; the limit is {limit}"]})
+        raise ApiError(413, "batch_too_large", gettext("At most %(limit)s events at once; split the batch.",
+                                                        limit=limit),
+                       {"items": [gettext("%(count)s events; the limit is %(limit)s", count=len(body["items"]),
+                                          limit=limit)]})
     store = get_store()
 
     def checkpoint(tx, results):  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ import logging
 from flask import Flask, request
 
 from ..errors import ApiError
+from ..i18n import gettext
 from ..storage import StoreUnavailable
 from ..store import get_store
 
@@ -28,7 +29,8 @@ def install_relay(app: Flask) -> None:
 
         refusal = push_refusal(get_store())
         if refusal:
-            raise ApiError(503, "hall_clock_skew", refusal, {"clock": ["the hall's clock is off; nothing was taken"]})
+            raise ApiError(503, "hall_clock_skew", refusal,
+                           {"clock": [gettext("the hall's clock is off; nothing was taken")]})
 
 
 def start_background_relay(app: Flask) -> object | None:

@@ -8,6 +8,7 @@ import click
 from flask import Flask
 
 from ..errors import ApiError
+from ..i18n import gettext
 from ..store import get_store
 from .halls import create_hall, list_halls, public_hall, revoke_hall
 from .node import RelayError, hall_node, hall_status, init_hall
@@ -45,8 +46,8 @@ def credential_command(name: str, villages: tuple[str, ...]) -> None:
                                       address="cli")
         except ApiError as error:
             raise _fail(error) from None
-    click.echo(f"hall {hall['id']} for {', '.join(hall['villages'])}")
-    click.echo("credential (shown once; give it to `kunjung relay init` on the hall laptop):")
+    click.echo(gettext("hall %(hall)s for %(villages)s", hall=hall["id"], villages=", ".join(hall["villages"])))
+    click.echo(gettext("credential (shown once; give it to `kunjung relay init` on the hall laptop):"))
     click.echo(token)
 
 
@@ -60,7 +61,7 @@ def revoke_command(name: str) -> None:
             revoke_hall(get_store(app), name.strip().lower(), actor="cli", address="cli")
         except ApiError as error:
             raise _fail(error) from None
-    click.echo(f"revoked hall {name.strip().lower()}")
+    click.echo(gettext("revoked hall %(name)s", name=name.strip().lower()))
 
 
 @relay_group.command("halls")
@@ -70,8 +71,9 @@ def halls_command() -> None:
     with app.app_context():
         for hall in list_halls(get_store(app)):
             shown = public_hall(hall)
-            click.echo(f"{shown['name']}\t{'revoked' if shown['revoked'] else 'active'}\t"
-                       f"last contact {shown['last_contact_at'] or 'never'}\t{','.join(shown['villages'])}")
+            click.echo("\t".join([shown["name"], gettext("revoked") if shown["revoked"] else gettext("active"),
+                                  gettext("last contact %(at)s", at=shown["last_contact_at"] or gettext("never")),
+                                  ",".join(shown["villages"])]))
 
 
 @relay_group.command("init")
@@ -85,7 +87,7 @@ def init_command(upstream: str, credential: str) -> None:
             outcome = init_hall(get_store(app), upstream, credential, skew_bound_ms=_bound(app))
         except (RelayError, ValueError) as error:
             raise click.ClickException(getattr(error, "message", str(error))) from None
-    click.echo(f"this node is hall {outcome['hall']} of {upstream}")
+    click.echo(gettext("this node is hall %(hall)s of %(upstream)s", hall=outcome["hall"], upstream=upstream))
     click.echo(json.dumps(outcome["round"]))
 
 
@@ -114,13 +116,16 @@ def status_command(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(status))
         return
-    click.echo(f"hall {status['hall']} of {status['upstream']} ({', '.join(status['villages'])})")
-    click.echo(f"last contact: {status['last_contact_at'] or 'never'}; last try: {status['last_attempt_at']}")
+    click.echo(gettext("hall %(hall)s of %(upstream)s (%(villages)s)", hall=status["hall"], upstream=status["upstream"],
+                           villages=", ".join(status["villages"])))
+    click.echo(gettext("last contact: %(contact)s; last try: %(attempt)s",
+                       contact=status["last_contact_at"] or gettext("never"), attempt=status["last_attempt_at"]))
     if status["last_error"]:
-        click.echo(f"last error: {status['last_error']['code']}: {status['last_error']['message']}")
+        click.echo(gettext("last error: %(code)s: %(message)s", code=status["last_error"]["code"],
+                           message=status["last_error"]["message"]))
     if status["clock_refusal"]:
-        click.echo(f"refusing phone pushes: {status['clock_refusal']}")
-    click.echo(f"waiting to go up: {status['waiting_up']}")
-    click.echo(f"refused events: {len(status['refused'])}")
+        click.echo(gettext("refusing phone pushes: %(reason)s", reason=status["clock_refusal"]))
+    click.echo(gettext("waiting to go up: %(count)s", count=status["waiting_up"]))
+    click.echo(gettext("refused events: %(count)s", count=len(status["refused"])))
     for entry in status["refused"][-20:]:
         click.echo(f"  {entry['direction']} {entry['id']}: {entry['code']}: {entry['message']}")

@@ -76,7 +76,8 @@ def create_hall(store: Store, name: str, villages: list[str], *, actor: str | No
             "received_events": 0}
     with store.transaction() as tx:
         if not tx.insert(HALLS, hall):
-            raise ApiError(409, "hall_exists", f"A hall named {name!r} exists already; revoke it or pick another name.")
+            raise ApiError(409, "hall_exists", gettext(
+                "A hall named %(name)r exists already; revoke it or pick another name.", name=name))
         record_audit(tx, "relay_hall_created", actor=actor, target=name, address=address,
                      details={"villages": hall["villages"]})
     return hall, f"{PREFIX}.{name}.{secret}"
@@ -122,12 +123,12 @@ def bind_node(store: Store, hall: dict[str, Any], node_id: str) -> dict[str, Any
         return hall
     if hall.get("node_id") is not None:
         raise ApiError(403, "hall_node_mismatch",
-                       "This credential belongs to another hall laptop; ask the admin for a new one.")
+                       gettext("This credential belongs to another hall laptop; ask the admin for a new one."))
     with store.transaction() as tx:
         current = tx.get(HALLS, hall["id"])
         if current.get("node_id") not in (None, node_id):
             raise ApiError(403, "hall_node_mismatch",
-                           "This credential belongs to another hall laptop; ask the admin for a new one.")
+                           gettext("This credential belongs to another hall laptop; ask the admin for a new one."))
         current = tx.put(HALLS, {**current, "node_id": node_id, "bound_at": iso(now_utc())})
         record_audit(tx, "relay_hall_bound", actor=hall["id"], target=node_id)
     return current
