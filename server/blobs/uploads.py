@@ -249,7 +249,7 @@ class UploadService:
         if digest.hexdigest() != upload["sha256"]:
             raise ApiError(422, "checksum_mismatch",
                            gettext("The bytes received do not have the sha256 the visit names; "
-                                                             "the upload is discarded, start a new one."),
+                                   "the upload is discarded, start a new one."),
                            {"Upload-Metadata.sha256": [gettext("the bytes have sha256 %(sha256)s",
                                                            sha256=digest.hexdigest())]})
         kind = attachment["kind"]
@@ -262,8 +262,8 @@ class UploadService:
                            {"path": [gettext("%(media_type)s is not %(kind)s", media_type=media_type, kind=kind)]})
         size = path.stat().st_size
         if size > self.limits.of(kind):
-            raise ApiError(413, "file_too_large", gettext("A %(kind)s file may be at most %(limit)s bytes.", kind=kind,
-                                                              limit=self.limits.of(kind)))
+            raise ApiError(413, "file_too_large", gettext("A %(kind)s file may be at most %(limit)s bytes.",
+                                                          kind=kind, limit=self.limits.of(kind)))
         if kind == "image":
             _check_image(path, attachment.get("max_pixels"))
         return media_type
@@ -288,9 +288,10 @@ def _check_image(path: Path, max_pixels: int | None) -> None:
     except (OSError, SyntaxError, ValueError, struct.error):  # what Pillow raises for a broken file
         raise ApiError(422, "unreadable_image", gettext("The image cannot be decoded.")) from None
     if max_pixels and max(width, height) > max_pixels:
-        raise ApiError(422, "too_many_pixels", gettext("The image is %(width)sx%(height)s; this question takes at most "
-                                               "%(max_pixels)s pixels on the longer side (max-pixels).",
-                                               width=width, height=height, max_pixels=max_pixels),
+        raise ApiError(422, "too_many_pixels",
+                       gettext("The image is %(width)sx%(height)s; this question takes at most "
+                               "%(max_pixels)s pixels on the longer side (max-pixels).",
+                               width=width, height=height, max_pixels=max_pixels),
                        {"path": [gettext("longer side %(side)s > %(max_pixels)s",
                                      side=max(width, height), max_pixels=max_pixels)]})
 

@@ -8,7 +8,7 @@ import click
 from flask import Flask
 
 from ..errors import ApiError
-from ..i18n import gettext
+from ..i18n import gettext, translate_known
 from ..store import get_store
 from .halls import create_hall, list_halls, public_hall, revoke_hall
 from .node import RelayError, hall_node, hall_status, init_hall
@@ -26,7 +26,7 @@ def _bound(app: Flask) -> int:
 
 def _fail(error: ApiError | RelayError) -> click.ClickException:
     details = "; ".join(f"{k}: {', '.join(v)}" for k, v in getattr(error, "errors", {}).items())
-    return click.ClickException(f"{error.message} {details}".strip())
+    return click.ClickException(f"{translate_known(error.message)} {details}".strip())
 
 
 @click.group("relay", help="Village-hall nodes: credentials on the central server, and a hall's exchange with it.")
@@ -86,7 +86,7 @@ def init_command(upstream: str, credential: str) -> None:
         try:
             outcome = init_hall(get_store(app), upstream, credential, skew_bound_ms=_bound(app))
         except (RelayError, ValueError) as error:
-            raise click.ClickException(getattr(error, "message", str(error))) from None
+            raise click.ClickException(translate_known(getattr(error, "message", str(error)))) from None
     click.echo(gettext("this node is hall %(hall)s of %(upstream)s", hall=outcome["hall"], upstream=upstream))
     click.echo(json.dumps(outcome["round"]))
 
@@ -99,7 +99,7 @@ def sync_command() -> None:
         try:
             report = hall_node(get_store(app), skew_bound_ms=_bound(app)).round()
         except RelayError as error:
-            raise click.ClickException(f"{error.code}: {error.message}") from None
+            raise click.ClickException(f"{error.code}: {translate_known(error.message)}") from None
     click.echo(json.dumps(report.as_dict()))
 
 
@@ -112,7 +112,7 @@ def status_command(as_json: bool) -> None:
         try:
             status = hall_status(get_store(app))
         except RelayError as error:
-            raise click.ClickException(error.message) from None
+            raise click.ClickException(translate_known(error.message)) from None
     if as_json:
         click.echo(json.dumps(status))
         return
@@ -122,7 +122,7 @@ def status_command(as_json: bool) -> None:
                        contact=status["last_contact_at"] or gettext("never"), attempt=status["last_attempt_at"]))
     if status["last_error"]:
         click.echo(gettext("last error: %(code)s: %(message)s", code=status["last_error"]["code"],
-                           message=status["last_error"]["message"]))
+                           message=translate_known(status["last_error"]["message"])))
     if status["clock_refusal"]:
         click.echo(gettext("refusing phone pushes: %(reason)s", reason=status["clock_refusal"]))
     click.echo(gettext("waiting to go up: %(count)s", count=status["waiting_up"]))

@@ -25,7 +25,7 @@ from sync import DOCUMENT_FORMAT
 
 from ..client.transport import TRANSPORT_ERRORS, HttpTransport, Transport
 from ..clock import node_device_id, wall_ms
-from ..i18n import gettext
+from ..i18n import N_
 from ..security.scope import Scope
 from ..storage import Store, Writer
 from ..timeutil import iso, now_utc
@@ -90,7 +90,7 @@ class Upstream:
             reply = self.transport.send(method, f"/api/v1/relay/{path}", query=query, body=data,
                                         headers=self.headers)
         except TRANSPORT_ERRORS as exc:
-            raise RelayError("unreachable", gettext("upstream did not answer: %(error)s", error=exc)) from exc
+            raise RelayError("unreachable", N_("upstream did not answer: %(error)s") % {"error": exc}) from exc
         if reply.status != 200:
             try:
                 shape = reply.json() or {}
@@ -98,15 +98,15 @@ class Upstream:
                 shape = {}
             code = shape.get("code") if isinstance(shape, dict) else None
             message = shape.get("message") if isinstance(shape, dict) else None
-            raise RelayError(code or f"http_{reply.status}", message or gettext(
-                "upstream answered %(status)s", status=reply.status))
+            raise RelayError(code or f"http_{reply.status}", message or N_(
+                "upstream answered %(status)s") % {"status": reply.status})
         try:
             answer = reply.json()
         except ValueError:
             answer = None
         if not isinstance(answer, dict):
-            raise RelayError("bad_reply", gettext("upstream's answer to %(method)s %(path)s is not a JSON object",
-                                                       method=method, path=path))
+            raise RelayError("bad_reply", N_("upstream's answer to %(method)s %(path)s is not a JSON object")
+                             % {"method": method, "path": path})
         return answer
 
 
@@ -143,9 +143,9 @@ class HallNode:
         arrived = self.wall()
         if answer.get("merge_rule") != MERGE_RULE:
             raise RelayError("merge_rule_mismatch",
-                             gettext("upstream folds under merge rule %(theirs)s, this hall under %(ours)s; "
-                                     "upgrade the older one before they exchange events",
-                                     theirs=answer.get("merge_rule"), ours=MERGE_RULE))
+                             N_("upstream folds under merge rule %(theirs)s, this hall under %(ours)s; "
+                                "upgrade the older one before they exchange events")
+                             % {"theirs": answer.get("merge_rule"), "ours": MERGE_RULE})
         # Upstream read its clock about half-way through the exchange.
         gap = int(answer["time_ms"]) - (sent + arrived) // 2
         refusal = None
@@ -180,7 +180,7 @@ class HallNode:
                 answer = self.upstream.call("POST", "events", {"node_id": self.node_id, "items": items})
                 results = answer.get("results") or []
                 if len(results) != len(items):
-                    raise RelayError("bad_reply", gettext("upstream answered for another number of events"))
+                    raise RelayError("bad_reply", N_("upstream answered for another number of events"))
                 report.sent += len(items)
                 report.sent_applied += sum(1 for r in results if r.get("status") == "applied")
                 refused = [r for r in results if r.get("status") == "rejected"]
@@ -361,8 +361,8 @@ def init_hall(store: Store, upstream_url: str, credential: str, *, skew_bound_ms
     """Make this node a hall of ``upstream_url``: check the credential, then take set-up and events."""
     state = relay_state(store)
     if state is not None and state.get("upstream") not in (None, upstream_url):
-        raise RelayError("already_a_hall", gettext("this node is a hall of %(upstream)s already",
-                                                   upstream=state["upstream"]))
+        raise RelayError("already_a_hall", N_("this node is a hall of %(upstream)s already")
+                         % {"upstream": state["upstream"]})
     store.unit_of_work(lambda tx: _update_state(tx, upstream=upstream_url.rstrip("/"), credential=credential,
                                                 up_seq=int((state or {}).get("up_seq") or 0),
                                                 created_at=(state or {}).get("created_at") or iso(now_utc())))
@@ -376,7 +376,7 @@ def init_hall(store: Store, upstream_url: str, credential: str, *, skew_bound_ms
 def hall_node(store: Store, *, skew_bound_ms: int, transport: Transport | None = None) -> HallNode:
     state = relay_state(store)
     if state is None:
-        raise RelayError("not_a_hall", gettext("this node is not a hall; run kunjung relay init first"))
+        raise RelayError("not_a_hall", N_("this node is not a hall; run kunjung relay init first"))
     return HallNode(store, Upstream(transport or transport_for(state["upstream"]), state["credential"],
                                          node_device_id(store)),
                     skew_bound_ms=skew_bound_ms)
@@ -386,7 +386,7 @@ def hall_status(store: Store) -> dict[str, Any]:
     """When the hall last reached upstream, what waits to go up, what upstream refused and why."""
     state = relay_state(store)
     if state is None:
-        raise RelayError("not_a_hall", gettext("this node is not a hall; run kunjung relay init first"))
+        raise RelayError("not_a_hall", N_("this node is not a hall; run kunjung relay init first"))
     return {"hall": state.get("hall"), "upstream": state.get("upstream"), "villages": state.get("villages") or [],
             "last_contact_at": state.get("last_contact_at"), "last_attempt_at": state.get("last_attempt_at"),
             "last_error": state.get("last_error"), "clock_gap_ms": state.get("clock_gap_ms"),
