@@ -46,37 +46,34 @@ blp = Blueprint("exports", __name__, url_prefix="/api/v1/exports",
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-class VisitExportQuery(ma.Schema):
-    form_id = ma.fields.String(validate=ma.validate.Length(max=64))
+class HistoryExportQuery(ma.Schema):
     village = AreaCode(metadata={"description": "a village or any area above it, in scope"})
-    officer = ma.fields.String(validate=ma.validate.Length(max=64))
-    review = ma.fields.String(validate=ma.validate.OneOf(("pending", *REVIEW_STATES)))
+
+
+class _PeriodQuery(HistoryExportQuery):
     start = ma.fields.String(data_key="from", validate=ma.validate.Length(max=40), metadata={
         "description": "first day (YYYY-MM-DD, in each village's own time zone) or instant (with offset), inclusive"})
     end = ma.fields.String(data_key="to", validate=ma.validate.Length(max=40),
                            metadata={"description": "last day or instant, inclusive"})
+
+
+class VisitExportQuery(_PeriodQuery):
+    form_id = ma.fields.String(validate=ma.validate.Length(max=64))
+    officer = ma.fields.String(validate=ma.validate.Length(max=64))
+    review = ma.fields.String(validate=ma.validate.OneOf(("pending", *REVIEW_STATES)))
     labels = ma.fields.String(load_default="codes", validate=ma.validate.OneOf(LABEL_MODES), metadata={
         "description": "choices and column headers as codes and field names, or as labels in Indonesian (id) "
                        "or English (en)"})
 
 
-class ProposalExportQuery(ma.Schema):
-    village = AreaCode(metadata={"description": "a village or any area above it, in scope"})
+class ProposalExportQuery(_PeriodQuery):
     review = ma.fields.String(validate=ma.validate.OneOf(("pending", *REVIEW_STATES)),
                               metadata={"description": "only proposals in this review state"})
     kind = ma.fields.String(validate=ma.validate.OneOf(PROPOSAL_KINDS), metadata={
         "description": "only new households (baru), corrections (perbaikan) or objections (sanggahan)"})
-    start = ma.fields.String(data_key="from", validate=ma.validate.Length(max=40), metadata={
-        "description": "first day (YYYY-MM-DD, in each village's own time zone) or instant (with offset), inclusive"})
-    end = ma.fields.String(data_key="to", validate=ma.validate.Length(max=40),
-                           metadata={"description": "last day or instant, inclusive"})
     labels = ma.fields.String(load_default="id", validate=ma.validate.OneOf(LABEL_MODES), metadata={
         "description": "headers and choices in Indonesian (id, the meeting's language), English (en), or as "
                        "codes and field names"})
-
-
-class HistoryExportQuery(ma.Schema):
-    village = AreaCode(metadata={"description": "a village or any area above it, in scope"})
 
 
 class ExportListQuery(ma.Schema):
