@@ -44,7 +44,7 @@ from sync.values import same_json
 from .audit import record_audit
 from .geo import BoundaryIndex
 from .households import write_household
-from .i18n import _
+from .i18n import _, translate_known
 from .server_events import ServerStamper
 from .storage import Store, Writer
 from .villages import VILLAGES
@@ -130,14 +130,16 @@ def map_columns(headers: list[Any], village_field: str | None = None) -> Columns
             continue
         if name in positions:
             errors.setdefault("columns", []).append(
-                f"columns {headers[positions[name]]!r} and {header!r} both give {name}")
+                _("columns %(first)r and %(second)r both give %(field)s", first=str(headers[positions[name]]),
+                  second=str(header), field=name))
             continue
         positions[name] = index
     missing = [name for name in REQUIRED if name not in positions]
     if missing:
         hints = {"no_kk": "No. KK / nomor kk", "head_name": "nama kepala keluarga / nama",
-                 "village_code": f"kode desa / village_code{f' ({village_field})' if village_field else ''}"}
-        errors.setdefault("columns", []).extend(f"missing column {name} ({hints[name]})" for name in missing)
+                 "village_code": "kode desa / village_code" + (f" ({village_field})" if village_field else "")}
+        errors.setdefault("columns", []).extend(_("missing column %(field)s (%(hint)s)", field=name, hint=hints[name])
+                                                for name in missing)
     if errors:
         raise RegisterError(_("The register lacks columns the import needs."), errors)
     return Columns(positions, ignored)
@@ -334,7 +336,7 @@ def _number_part(value: Any, what: str, reasons: list[str]) -> str | None:
         return None
     match = _NUMBER_PART.fullmatch(text.lower())
     if not match or int(match.group(1)) == 0:
-        reasons.append(f"{what} must be a number from 1 to 999, not {text[:20]!r}")
+        reasons.append(_("%(field)s must be a number from 1 to 999, not %(value)r", field=what, value=text[:20]))
         return None
     return f"{int(match.group(1)):03d}"
 
@@ -345,7 +347,8 @@ def _decile(value: Any, reasons: list[str]) -> int | None:
         return None
     match = _DECILE.fullmatch(text.lower())
     if match is None or REGISTER_FIELDS[DECILE].problems(int(match.group(1))):
-        reasons.append(f"desil must be a whole number from {DECILE_MIN} to {DECILE_MAX}, not {text[:20]!r}")
+        reasons.append(_("desil must be a whole number from %(low)s to %(high)s, not %(value)r", low=DECILE_MIN,
+                         high=DECILE_MAX, value=text[:20]))
         return None
     return int(match.group(1))
 
@@ -358,7 +361,7 @@ def _coordinate(value: Any, what: str, reasons: list[str]) -> float | None:
     try:
         return float(str(value).strip().replace(",", "."))
     except ValueError:
-        reasons.append(f"{what} must be a decimal number, not {str(value)[:20]!r}")
+        reasons.append(_("%(field)s must be a decimal number, not %(value)r", field=what, value=str(value)[:20]))
         return None
 
 
@@ -376,48 +379,64 @@ class Row:
 
 
 def check_row(number: int, raw: Mapping[str, Any]) -> Row:
-    """A register row as household values, with every reason it cannot be loaded."""
+    """A register row as household values, with every reason it cannot be loaded, in the reader's language."""
     reasons: list[str] = []
     values: dict[str, Any] = {}
     if UNREADABLE in raw:
-        return Row(number, None, values, [f"the line cannot be read as CSV: {raw[UNREADABLE]}"])
+        return Row(number, None, values, [_("the line cannot be read as CSV: %(problem)s", problem=raw[UNREADABLE])])
+    refused: set[str] = set()  # the rules below ask which fields were refused, never what a sentence said
+
+    def refuse(field_name: str, said: Iterable[str]) -> None:
+        said = list(said)
+        if said:
+            refused.add(field_name)
+            reasons.extend(said)
+
     village = _identifier(raw.get("village_code"))
     if village is None:
-        reasons.append("village_code is empty")
+        refuse("village_code", [_("village_code is empty")])
     else:
-        reasons.extend(check_village_code(village))
+        refuse("village_code", map(translate_known, check_village_code(village)))
     no_kk = _identifier(raw.get("no_kk"))
     if no_kk is None:
-        reasons.append("no_kk is empty")
+        refuse("no_kk", [_("no_kk is empty")])
     else:
-        reasons.extend(check_kk(no_kk))
+        refuse("no_kk", map(translate_known, check_kk(no_kk)))
         values["no_kk"] = no_kk
     head_nik = _identifier(raw.get("head_nik"))
     if head_nik is not None:
-        reasons.extend(check_nik(head_nik))
+        refuse("head_nik", map(translate_known, check_nik(head_nik)))
         values["head_nik"] = head_nik
     for name in ("head_name", "address"):
         text = _text(raw.get(name))
         if text is not None and len(text) > MAX_TEXT:
-            reasons.append(f"{name} is longer than {MAX_TEXT} characters")
+            refuse(name, [_("%(field)s is longer than %(limit)s characters", field=name, limit=MAX_TEXT)])
         elif text is not None:
             values[name] = re.sub(r"\s+", " ", text)
-    if "head_name" not in values and not any(r.startswith("head_name") for r in reasons):
-        reasons.append("head_name is empty")
+    if "head_name" not in values and "head_name" not in refused:
+        refuse("head_name", [_("head_name is empty")])
     for name in ("rt", "rw"):
-        part = _number_part(raw.get(name), name, reasons)
+        found = []
+        part = _number_part(raw.get(name), name, found)
+        refuse(name, found)
         if part is not None:
             values[name] = part
-    decile = _decile(raw.get(DECILE), reasons)
+    found: list[str] = []
+    decile = _decile(raw.get(DECILE), found)
+    refuse(DECILE, found)
     if decile is not None:
         values[DECILE] = decile
-    lat = _coordinate(raw.get("lat"), "lat", reasons)
-    lon = _coordinate(raw.get("lon"), "lon", reasons)
-    if (lat is None) != (lon is None) and not any(r.startswith(("lat", "lon")) for r in reasons):
-        reasons.append("lat and lon go together: give both or neither")
+    coordinates: dict[str, float | None] = {}
+    for name in ("lat", "lon"):
+        found = []
+        coordinates[name] = _coordinate(raw.get(name), name, found)
+        refuse(name, found)
+    lat, lon = coordinates["lat"], coordinates["lon"]
+    if (lat is None) != (lon is None) and not refused & {"lat", "lon"}:
+        reasons.append(_("lat and lon go together: give both or neither"))
     elif lat is not None and lon is not None:
         if not (LAT_RANGE[0] <= lat <= LAT_RANGE[1] and LON_RANGE[0] <= lon <= LON_RANGE[1]):
-            reasons.append(f"lat {lat}, lon {lon} lies outside Indonesia (are they swapped?)")
+            reasons.append(_("lat %(lat)s, lon %(lon)s lies outside Indonesia (are they swapped?)", lat=lat, lon=lon))
         else:
             values["house_location"] = {"lat": lat, "lon": lon}
     return Row(number, village, values, reasons)
@@ -447,12 +466,17 @@ class ImportReport:
                 "ignored_columns": self.ignored_columns}
 
     def summary_lines(self) -> list[str]:
-        lines = [f"row {p['row']}: {'; '.join(p['reasons'])}" for p in self.problems]
-        lines.extend(f"row {w['row']}: warning: {'; '.join(w['warnings'])}" for w in self.warnings)
+        """What the CLI prints, in the reader's language (the reasons are in it already)."""
+        lines = [_("row %(row)s: %(reasons)s", row=p["row"], reasons="; ".join(p["reasons"])) for p in self.problems]
+        lines.extend(_("row %(row)s: warning: %(warnings)s", row=w["row"], warnings="; ".join(w["warnings"]))
+                     for w in self.warnings)
         if self.ignored_columns:
-            lines.append(f"ignored columns: {', '.join(self.ignored_columns)}")
-        lines.append(f"{self.rows} rows: {self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
-                     f"{self.rejected} rejected" + (f", {self.conflicts} now in conflict" if self.conflicts else ""))
+            lines.append(_("ignored columns: %(columns)s", columns=", ".join(self.ignored_columns)))
+        counts = dict(self.counts)
+        lines.append(_("%(rows)s rows: %(created)s created, %(updated)s updated, %(unchanged)s unchanged, "
+                       "%(rejected)s rejected", **counts) if not self.conflicts else
+                     _("%(rows)s rows: %(created)s created, %(updated)s updated, %(unchanged)s unchanged, "
+                       "%(rejected)s rejected, %(conflicts)s now in conflict", **counts))
         return lines
 
 
@@ -494,7 +518,7 @@ def import_households(store: Store, register: Register, *, actor: str,
         if row.no_kk and not row.reasons:
             earlier = first_row.get(row.no_kk)
             if earlier is not None:
-                row.reasons.append(f"No. KK {row.no_kk} is also on row {earlier}")
+                row.reasons.append(_("No. KK %(no_kk)s is also on row %(row)s", no_kk=row.no_kk, row=earlier))
             else:
                 first_row[row.no_kk] = number
         if row.reasons:
@@ -542,17 +566,18 @@ class _Places:
         if village not in self.known:
             self.known[village] = self.store.get(VILLAGES, village) is not None
         if not self.known[village]:
-            row.reasons.append(f"village {village} is not known to the server: import it first "
-                               "(kunjung import-villages, or POST /api/v1/villages)")
+            row.reasons.append(_("village %(village)s is not known to the server: import it first "
+                                 "(kunjung import-villages, or POST /api/v1/villages)", village=village))
             return
         point = row.values.get("house_location")
         if point is None:
             return
         found = self.boundaries.locate(village, point["lat"], point["lon"])
         if found and found["code"] == "outside_village" and found["distance_m"] > FAR_OUTSIDE_M:
-            row.warnings.append(f"lat {point['lat']}, lon {point['lon']} lies {found['distance_m'] / 1000:.1f} km "
-                                f"outside the boundary of village {village} (more than "
-                                f"{FAR_OUTSIDE_M / 1000:g} km): check the coordinates and the village code")
+            distance, limit = f"{found['distance_m'] / 1000:.1f}", f"{FAR_OUTSIDE_M / 1000:g}"
+            row.warnings.append(_("lat %(lat)s, lon %(lon)s lies %(distance)s km outside the boundary of village "
+                                  "%(village)s (more than %(limit)s km): check the coordinates and the village code",
+                                  lat=point["lat"], lon=point["lon"], distance=distance, village=village, limit=limit))
 
 
 def _store_chunk(store: Store, rows: list[Row], actor: str, source: str) -> list[_Outcome]:
@@ -573,7 +598,8 @@ def _store_row(tx: Writer, stamper: ServerStamper, row: Row, actor: str, source:
     doc = tx.get("households", hid)
     record = Record.from_document(doc["record"]) if doc else Record(hid)
     if record.created is not None and record.village != row.village:
-        return _Outcome(row, "rejected", reason=f"household {hid} belongs to village {record.village}")
+        return _Outcome(row, "rejected", reason=_("household %(household)s belongs to village %(village)s",
+                                                  household=hid, village=record.village))
     imported = (doc or {}).get("imported") or {}
     last_values: dict[str, Any] = imported.get("values") or {}
     last_stamps: dict[str, str] = imported.get("stamps") or {}
@@ -588,7 +614,7 @@ def _store_row(tx: Writer, stamper: ServerStamper, row: Row, actor: str, source:
     try:
         record.apply_event(made.engine)
     except EventError as error:
-        return _Outcome(row, "rejected", reason=error.message)
+        return _Outcome(row, "rejected", reason=translate_known(error.message))
     tx.insert("events", made.document)
     stamp = make_stamp(made.hlc, stamper.device_id, made.id)
     previous = dict(doc or {})

@@ -294,3 +294,97 @@ def test_the_cli_prints_the_warnings_of_rows_it_loaded(client, users, cli_env, t
     result = CliRunner().invoke(cli, ["import-households", str(register)])
     assert result.exit_code == 0, result.output
     assert "row 2: warning: lat -7.0, lon 108.0 lies" in result.stdout
+
+
+# -- the reader's language -----------------------------------------------------------------------------------
+BAD_ROWS = [
+    {"no_kk": "", "nama": "Tanpa KK", "kode_desa": VILLAGE},
+    {"no_kk": "3204050101200021", "nama": "RT Salah", "kode_desa": VILLAGE, "rt": "x1", "rw": "0"},
+    {"no_kk": "3204050101200022", "nama": "Desil Salah", "kode_desa": VILLAGE, "desil": "11"},
+    # a lat that is no number is the reason; "give both" would be a second, misleading one
+    {"no_kk": "3204050101200023", "nama": "Lintang Salah", "kode_desa": VILLAGE, "lat": "abc", "lon": ""},
+    {"no_kk": "3204050101200024", "nama": "Lintang Saja", "kode_desa": VILLAGE, "lat": -7.0},
+    # a name too long is the reason; "head_name is empty" would be wrong
+    {"no_kk": "3204050101200025", "nama": "x" * 501, "kode_desa": VILLAGE},
+    {"no_kk": "3204070101200026", "nama": "Desa Asing", "kode_desa": "32.04.07.2009"},
+    {"no_kk": "12345", "nama": "KK Pendek", "kode_desa": VILLAGE},
+]
+REASONS = {
+    "en": {1: ["no_kk is empty"],
+           2: ["rt must be a number from 1 to 999, not 'x1'", "rw must be a number from 1 to 999, not '0'"],
+           3: ["desil must be a whole number from 1 to 10, not '11'"],
+           4: ["lat must be a decimal number, not 'abc'"],
+           5: ["lat and lon go together: give both or neither"],
+           6: ["head_name is longer than 500 characters"],
+           7: ["village 32.04.07.2009 is not known to the server: import it first (kunjung import-villages, "
+               "or POST /api/v1/villages)"],
+           8: ["No. KK must be exactly 16 digits"]},
+    "id": {1: ["no_kk (No. KK) kosong"],
+           2: ["rt harus berupa angka dari 1 sampai 999, bukan 'x1'",
+               "rw harus berupa angka dari 1 sampai 999, bukan '0'"],
+           3: ["desil harus berupa bilangan bulat dari 1 sampai 10, bukan '11'"],
+           4: ["lat harus berupa angka desimal, bukan 'abc'"],
+           5: ["lat dan lon harus diisi bersama: isi keduanya atau kosongkan keduanya"],
+           6: ["head_name lebih panjang dari 500 karakter"],
+           7: ["desa/kelurahan 32.04.07.2009 belum dikenal server: impor dulu (kunjung import-villages, "
+               "atau POST /api/v1/villages)"],
+           8: ["No. KK harus tepat 16 digit"]},
+}
+
+
+@pytest.mark.parametrize("language", ["en", "id"])
+def test_the_reasons_a_row_is_refused_are_said_in_the_readers_language(client, users, language):
+    admin = login(client, "admin")
+    response = client.post("/api/v1/households/import", headers=dict(admin, **{"Accept-Language": language}),
+                           json={"rows": BAD_ROWS})
+    assert response.status_code == 200, response.get_json()
+    report = response.get_json()
+    assert (report["rows"], report["created"], report["rejected"]) == (8, 0, 8)
+    assert {p["row"]: p["reasons"] for p in report["problems"]} == REASONS[language]
+
+
+def test_a_register_lacking_columns_is_refused_in_indonesian(client, users):
+    admin = login(client, "admin")
+    rows = [{"no_kk": "3204050101200001", "kk": "3204050101200002"}]
+    english = client.post("/api/v1/households/import", headers=admin, json={"rows": rows}).get_json()
+    indonesian = client.post("/api/v1/households/import", headers=dict(admin, **{"Accept-Language": "id"}),
+                             json={"rows": rows}).get_json()
+    assert english["code"] == indonesian["code"] == "invalid_register"
+    assert english["errors"]["columns"] == [
+        "columns 'no_kk' and 'kk' both give no_kk",
+        "missing column head_name (nama kepala keluarga / nama)",
+        "missing column village_code (kode desa / village_code)"]
+    assert indonesian["errors"]["columns"] == [
+        "kolom 'no_kk' dan 'kk' sama-sama berisi no_kk",
+        "kolom head_name tidak ada (nama kepala keluarga / nama)",
+        "kolom village_code tidak ada (kode desa / village_code)"]
+    assert indonesian["message"] != english["message"]
+
+
+@pytest.mark.parametrize("language", ["en", "id"])
+def test_the_cli_says_the_reasons_and_the_summary_in_the_shells_language(client, users, cli_env, tmp_path,
+                                                                          monkeypatch, language):
+    monkeypatch.setenv("KUNJUNG_LANG", language)
+    register = tmp_path / "campur.csv"
+    register.write_text("no_kk,nama,kode_desa,rt,lat,lon\n"
+                        f"3204050101200001,Baik,{VILLAGE},1,,\n"
+                        f"3204050101200002,RT Salah,{VILLAGE},x1,,\n"
+                        f"3204050101200003,Jauh,{VILLAGE},2,-7.0,108.0\n"
+                        "3204050101200004,Lain,32.04.07.2009,3,,\n")
+    result = CliRunner().invoke(cli, ["import-households", str(register)])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    if language == "id":
+        assert lines[0] == "baris 3: rt harus berupa angka dari 1 sampai 999, bukan 'x1'"
+        assert lines[1].startswith("baris 5: desa/kelurahan 32.04.07.2009 belum dikenal server")
+        assert lines[2].startswith("baris 4: peringatan: lat -7.0, lon 108.0 berada ")
+        assert "km di luar batas desa/kelurahan 32.04.05.2001 (lebih dari 5 km)" in lines[2]
+        assert lines[-1] == "4 baris: 2 dibuat, 0 diperbarui, 0 tidak berubah, 2 ditolak"
+    else:
+        assert lines[0] == "row 3: rt must be a number from 1 to 999, not 'x1'"
+        assert lines[1].startswith("row 5: village 32.04.07.2009 is not known to the server")
+        assert lines[2].startswith("row 4: warning: lat -7.0, lon 108.0 lies ")
+        assert lines[-1] == "4 rows: 2 created, 0 updated, 0 unchanged, 2 rejected"
+    missing = CliRunner().invoke(cli, ["import-households", str(REGISTERS / "desa_makmur.xlsx")])
+    assert missing.exit_code == 1
+    assert ("kolom village_code tidak ada" if language == "id" else "missing column village_code") in missing.stderr
