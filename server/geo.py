@@ -17,6 +17,7 @@ from shapely.geometry import mapping, shape
 
 from sync import canonical_json
 
+from .i18n import gettext
 from .storage import Store
 
 __all__ = [
@@ -132,33 +133,35 @@ def check_boundary(geometry: Any) -> BoundaryCheck:
     """
     result = BoundaryCheck()
     if not isinstance(geometry, dict):
-        result.errors.append("geometry must be a GeoJSON object")
+        result.errors.append(gettext("geometry must be a GeoJSON object"))
         return result
     kind = geometry.get("type")
     if kind not in ("Polygon", "MultiPolygon"):
-        result.errors.append(f"geometry type {kind!r} is not accepted; a village boundary is a Polygon or MultiPolygon")
+        result.errors.append(gettext("geometry type %(kind)r is not accepted; a village boundary is a Polygon or "
+                                     "MultiPolygon", kind=kind))
         return result
     coordinates = geometry.get("coordinates")
     polygons = [coordinates] if kind == "Polygon" else coordinates
     if not isinstance(polygons, list) or not polygons:
-        result.errors.append("coordinates must be a non-empty list")
+        result.errors.append(gettext("coordinates must be a non-empty list"))
         return result
     shells_and_holes: list[list[list[tuple[float, float]]]] = []
     for p, polygon in enumerate(polygons):
-        where = "" if kind == "Polygon" else f"polygon {p}: "
+        where = None if kind == "Polygon" else p
         if not isinstance(polygon, list) or not polygon:
-            result.errors.append(f"{where}a polygon must be a non-empty list of rings")
+            result.errors.append(_in_polygon(where, gettext("a polygon must be a non-empty list of rings")))
             continue
         rings = []
         for r, ring in enumerate(polygon):
             ring_errors, points = _check_ring(ring)
-            result.errors.extend(f"{where}ring {r}: {message}" for message in ring_errors)
+            result.errors.extend(_in_polygon(where, gettext("ring %(ring)s: %(problem)s", ring=r, problem=message))
+                                 for message in ring_errors)
             rings.append(points)
         shells_and_holes.append(rings)
     if result.errors:
         return result
     if any(ring[0] != ring[-1] for rings in shells_and_holes for ring in rings):
-        result.repairs.append("closed a ring whose last position did not repeat the first")
+        result.repairs.append(gettext("closed a ring whose last position did not repeat the first"))
     parts = [shapely.Polygon(rings[0], rings[1:]) for rings in shells_and_holes]
     geom = parts[0] if kind == "Polygon" else shapely.MultiPolygon(parts)
     if not shapely.is_valid(geom):
@@ -167,40 +170,50 @@ def check_boundary(geometry: Any) -> BoundaryCheck:
         # would cut the overlap out of the village.
         geom = _polygonal_part(shapely.make_valid(geom, method="structure", keep_collapsed=False))
         if geom is None or geom.is_empty or geom.area == 0:
-            result.errors.append(f"the polygon is invalid ({reason}) and repairing it leaves no area")
+            result.errors.append(gettext("the polygon is invalid (%(reason)s) and repairing it leaves no area",
+                                         reason=reason))
             return result
-        result.repairs.append(f"repaired an invalid polygon ({reason})")
+        result.repairs.append(gettext("repaired an invalid polygon (%(reason)s)", reason=reason))
     geom = shapely.orient_polygons(geom)
     min_lon, min_lat, max_lon, max_lat = geom.bounds
     west, south, east, north = INDONESIA_BBOX
     if min_lon < west or max_lon > east or min_lat < south or max_lat > north:
-        result.warnings.append(
-            f"the boundary lies (partly) outside Indonesia (lon {west:g}..{east:g}, lat {south:g}..{north:g}); "
-            "check that coordinates are longitude, latitude in WGS 84")
+        result.warnings.append(gettext(
+            "the boundary lies (partly) outside Indonesia (lon %(west)s..%(east)s, lat %(south)s..%(north)s); "
+            "check that coordinates are longitude, latitude in WGS 84",
+            west=f"{west:g}", east=f"{east:g}", south=f"{south:g}", north=f"{north:g}"))
     result.geometry = geom
     return result
 
 
+def _in_polygon(polygon: int | None, problem: str) -> str:
+    """A problem of a MultiPolygon's part says which part; a lone Polygon's needs no number."""
+    return problem if polygon is None else gettext("polygon %(polygon)s: %(problem)s", polygon=polygon,
+                                                   problem=problem)
+
+
 def _check_ring(ring: Any) -> tuple[list[str], list[tuple[float, float]]]:
     if not isinstance(ring, list):
-        return ["a ring must be a list of positions"], []
+        return [gettext("a ring must be a list of positions")], []
     errors: list[str] = []
     points: list[tuple[float, float]] = []
     for i, position in enumerate(ring):
         # RFC 7946 allows elements after longitude, latitude (altitude, a measure); they are dropped.
         if not isinstance(position, list) or len(position) < 2 or not all(_finite_number(n) for n in position):
-            errors.append(f"position {i} must be [longitude, latitude] with finite numbers")
+            errors.append(gettext("position %(index)s must be [longitude, latitude] with finite numbers", index=i))
         elif not -180 <= position[0] <= 180:
-            errors.append(f"position {i}: longitude {position[0]} is outside -180..180 (is the file in WGS 84?)")
+            errors.append(gettext("position %(index)s: longitude %(value)s is outside -180..180 (is the file in "
+                                  "WGS 84?)", index=i, value=position[0]))
         elif not -90 <= position[1] <= 90:
-            errors.append(f"position {i}: latitude {position[1]} is outside -90..90 (is the file in WGS 84?)")
+            errors.append(gettext("position %(index)s: latitude %(value)s is outside -90..90 (is the file in "
+                                  "WGS 84?)", index=i, value=position[1]))
         else:
             points.append((position[0], position[1]))
         if len(errors) >= 3:
-            errors.append("(further positions not checked)")
+            errors.append(gettext("(further positions not checked)"))
             return errors, points
     if not errors and len(set(points)) < 3:
-        errors.append(f"has {len(set(points))} distinct positions; a ring needs at least 3")
+        errors.append(gettext("has %(count)s distinct positions; a ring needs at least 3", count=len(set(points))))
     return errors, points
 
 

@@ -69,7 +69,9 @@ class FeatureReport:
                 "reasons": self.reasons, "repairs": self.repairs, "warnings": self.warnings}
 
     def label(self) -> str:
-        return f"feature {self.index}" + (f" ({self.code})" if self.code else "")
+        if self.code:
+            return gettext("feature %(index)s (%(code)s)", index=self.index, code=self.code)
+        return gettext("feature %(index)s", index=self.index)
 
 
 @dataclass
@@ -93,16 +95,17 @@ class ImportReport:
         return {**self.counts, "results": [r.as_dict() for r in self.results]}
 
     def summary_lines(self) -> list[str]:
-        """The report for people: counts, then every refusal, repair and warning by feature index."""
-        c = self.counts
-        lines = [f"{len(self.results)} features: {c['imported']} imported, {c['updated']} updated, "
-                 f"{c['unchanged']} unchanged, {c['refused']} refused; {c['repaired']} repaired"]
+        """The report for people, in the reader's language: counts, then every refusal, repair and warning by
+        feature index."""
+        lines = [gettext("%(features)s features: %(imported)s imported, %(updated)s updated, %(unchanged)s "
+                         "unchanged, %(refused)s refused; %(repaired)s repaired", features=len(self.results),
+                         **self.counts)]
         for title, chosen, attribute in (
-                ("refused", [r for r in self.results if r.status == "refused"], "reasons"),
-                ("repaired", [r for r in self.results if r.repaired], "repairs"),
-                ("warnings", [r for r in self.results if r.warnings], "warnings")):
+                (gettext("refused:"), [r for r in self.results if r.status == "refused"], "reasons"),
+                (gettext("repaired:"), [r for r in self.results if r.repaired], "repairs"),
+                (gettext("warnings:"), [r for r in self.results if r.warnings], "warnings")):
             if chosen:
-                lines.append(f"{title}:")
+                lines.append(title)
                 lines.extend(f"  {r.label()}: {'; '.join(getattr(r, attribute))}" for r in chosen)
         return lines
 
@@ -151,37 +154,38 @@ def village_from_feature(feature: Any, report: FeatureReport, code_field: str = 
                          name_field: str = "name") -> dict[str, Any] | None:
     """The village document a feature describes, or None with the reasons in ``report``."""
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
-        report.reasons.append("is not a GeoJSON Feature")
+        report.reasons.append(gettext("is not a GeoJSON Feature"))
         return None
     properties = feature.get("properties") or {}
     if not isinstance(properties, dict):
-        report.reasons.append("properties must be an object")
+        report.reasons.append(gettext("properties must be an object"))
         return None
     code = _text(properties.get(code_field))
     if code is None:
-        report.reasons.append(f"no village code in property {code_field!r}")
+        report.reasons.append(gettext("no village code in property %(property)r", property=code_field))
     else:
         report.code = code
         if not Area.is_code(code, levels=("village",)):
-            report.reasons.append(f"{code_field}: village code must look like 32.04.05.2001 "
-                                  "(province.regency.kecamatan.village)")
+            report.reasons.append(gettext("%(property)s: village code must look like 32.04.05.2001 "
+                                          "(province.regency.kecamatan.village)", property=code_field))
     name = _text(properties.get(name_field))
     if name is None:
-        report.reasons.append(f"no village name in property {name_field!r}")
+        report.reasons.append(gettext("no village name in property %(property)r", property=name_field))
     elif len(name) > MAX_NAME_LENGTH or not name.isprintable():
-        report.reasons.append(f"{name_field}: must be printable text of at most {MAX_NAME_LENGTH} characters")
+        report.reasons.append(gettext("%(property)s: must be printable text of at most %(limit)s characters",
+                                      property=name_field, limit=MAX_NAME_LENGTH))
     area_names = {}
     for prop, key in AREA_NAME_PROPERTIES.items():
         value = properties.get(prop)
         area_names[key] = _text(value)
         if value is not None and area_names[key] is None:
-            report.warnings.append(f"ignored property {prop!r}: not a name")
+            report.warnings.append(gettext("ignored property %(property)r: not a name", property=prop))
     if feature.get("geometry") is None:
         checked = None
-        report.warnings.append("no geometry: stored without a boundary")
+        report.warnings.append(gettext("no geometry: stored without a boundary"))
     else:
         checked = check_boundary(feature["geometry"])
-        report.reasons.extend(f"geometry: {m}" for m in checked.errors)
+        report.reasons.extend(gettext("geometry: %(problem)s", problem=m) for m in checked.errors)
         report.repairs.extend(checked.repairs)
         report.warnings.extend(checked.warnings)
     if report.reasons:
@@ -233,7 +237,8 @@ def import_villages(store: Store, features: list[Any], *, code_field: str = "cod
             if doc is None:
                 continue
             if doc["id"] in first_index:
-                result.reasons.append(f"code {doc['id']} is already given by feature {first_index[doc['id']]}")
+                result.reasons.append(gettext("code %(code)s is already given by feature %(index)s", code=doc["id"],
+                                              index=first_index[doc["id"]]))
                 continue
             first_index[doc["id"]] = index
             pending.append((doc, result))

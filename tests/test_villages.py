@@ -450,3 +450,62 @@ def test_the_app_shares_one_boundary_index_over_its_store(villages_app):
     assert flag["code"] == "outside_village"
     assert 1000 < flag["distance_m"] < 3000
     assert index.locate("33.01.01.2001", -7.0, 108.7) == {"code": "no_boundary"}
+
+
+# -- the reader's language ---------------------------------------------------------------------
+
+MIXED = collection(
+    feature("32.04.05.2001", "Cileunyi Kulon", BOW_TIE),
+    feature("32.04.05.2002", "Cileunyi Wetan", LINE),
+    feature("32.04.05.2003", "Cimekar", {"type": "MultiPolygon", "coordinates": [
+        [[[107.6, -7.0], [107.61, -7.0], [107.61, -6.99], [107.6, -7.0]]],
+        [[[107.6, -7.0], [200, -7.0], [107.61, -6.99], [107.6, -7.0]]]]}),
+    feature("32.04.05.2004", "  ", None, district=3),
+    "not a feature",
+    feature("32.04.05.2001", "Cileunyi Kulon lagi", None),
+    feature("32.04.05.2005", "Cibiru Hilir", None),
+)
+
+
+def test_the_cli_report_in_the_shells_language(env, tmp_path, monkeypatch):
+    path = write(tmp_path, MIXED)
+    monkeypatch.setenv("KUNJUNG_LANG", "en")
+    english = run(path).stdout.splitlines()
+    monkeypatch.setenv("KUNJUNG_LANG", "id")
+    indonesian = run(path)  # the same file again: what was imported is unchanged now, the refusals are the same
+    assert indonesian.exit_code == 1
+    lines = indonesian.stdout.splitlines()
+    assert len(lines) == len(english)
+    assert english[0] == "7 features: 2 imported, 0 updated, 0 unchanged, 5 refused; 1 repaired"
+    assert lines[0] == "7 fitur: 0 diimpor, 0 diperbarui, 2 tidak berubah, 5 ditolak; 1 diperbaiki"
+    assert {"ditolak:", "diperbaiki:", "peringatan:"} <= set(lines)
+    assert ("  fitur 1 (32.04.05.2002): geometri: jenis geometri 'LineString' tidak diterima; batas desa berupa "
+            "Polygon atau MultiPolygon") in lines
+    assert ("  fitur 2 (32.04.05.2003): geometri: poligon 1: cincin (ring) 0: posisi 1: bujur 200 di luar "
+            "-180..180 (apakah berkas memakai WGS 84?)") in lines
+    assert "  fitur 3 (32.04.05.2004): tidak ada nama desa di properti 'name'" in lines
+    assert "  fitur 4: bukan Feature GeoJSON" in lines
+    assert "  fitur 5 (32.04.05.2001): kode 32.04.05.2001 sudah dipakai oleh fitur 0" in lines
+    assert "  fitur 0 (32.04.05.2001): memperbaiki poligon yang tidak valid (Self-intersection" in indonesian.stdout
+    assert "  fitur 3 (32.04.05.2004): properti 'district' diabaikan: bukan nama; tanpa geometri: disimpan tanpa " \
+           "batas wilayah" in lines
+    assert ("  feature 2 (32.04.05.2003): geometry: polygon 1: ring 0: position 1: longitude 200 is outside "
+            "-180..180 (is the file in WGS 84?)") in english
+
+
+def test_the_api_report_in_the_asked_language(as_user):
+    client, headers = as_user
+    admin = headers("admin")
+    document = collection(feature("32.04.05.2005", "Cibiru Hilir", LINE),
+                          feature("32.04.05.2006", "Cibiru Wetan", None), {"type": "Feature", "properties": 1})
+    english = client.post("/api/v1/villages", headers=admin, json=document).get_json()
+    indonesian = client.post("/api/v1/villages", headers=dict(admin, **{"Accept-Language": "id"}),
+                             json=document).get_json()
+    assert [r["reasons"] for r in english["results"]] == [
+        ["geometry: geometry type 'LineString' is not accepted; a village boundary is a Polygon or MultiPolygon"],
+        [], ["properties must be an object"]]
+    assert [r["reasons"] for r in indonesian["results"]] == [
+        ["geometri: jenis geometri 'LineString' tidak diterima; batas desa berupa Polygon atau MultiPolygon"],
+        [], ["properties harus berupa objek"]]
+    assert english["results"][1]["warnings"] == ["no geometry: stored without a boundary"]
+    assert indonesian["results"][1]["warnings"] == ["tanpa geometri: disimpan tanpa batas wilayah"]
