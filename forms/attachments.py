@@ -155,7 +155,7 @@ def media_problems(media: Any, path: str) -> dict[str, list[str]]:
     for kind, texts in media.items():
         where = f"{path}.{kind}"
         if kind not in LABEL_MEDIA_KEYS:
-            problems[where] = ["label media are " + ", ".join(LABEL_MEDIA_KEYS)]
+            problems[where] = [f"label media are {', '.join(LABEL_MEDIA_KEYS)}"]
             continue
         if not isinstance(texts, Mapping) or not texts:
             problems[where] = ["must be an object of file names by language, like {\"id\": \"rumah.jpg\"}"]
@@ -164,7 +164,7 @@ def media_problems(media: Any, path: str) -> dict[str, list[str]]:
             problem = check_file_name(name)
             if problem is None and not media_type_of(name).startswith(_MEDIA_FAMILIES[kind]):
                 family = _MEDIA_FAMILIES[kind][:-1]
-                problem = f"{_a(kind)} label needs {_a(family)} file, not {media_type_of(name)}"
+                problem = f"{kind} label media must be {family}/* files, not {media_type_of(name)}"
             if problem:
                 problems[f"{where}.{language}"] = [problem]
     # ODK shows a big image only when the small one is tapped: without it there is nothing to tap.
@@ -175,10 +175,6 @@ def media_problems(media: Any, path: str) -> dict[str, list[str]]:
                 problems.setdefault(f"{path}.big-image.{language}", []).append(
                     "a big-image needs an image in the same language, shown first")
     return problems
-
-
-def _a(word: str) -> str:
-    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
 
 
 # ---------------------------------------------------------------------------

@@ -122,7 +122,9 @@ class DefinitionError(ValueError):
         self.errors = errors = limit_errors(errors)
         first = next(iter(errors.items()), ("", [""]))
         where = first[0] or "definition"
-        super().__init__(f"{count} problem{'s' if count != 1 else ''} in the form definition; {where}: {first[1][0]}")
+        # one sentence each for one and for several, so the catalogue can say both (server/i18n.py)
+        super().__init__(f"1 problem in the form definition; {where}: {first[1][0]}" if count == 1 else
+                         f"{count} problems in the form definition; {where}: {first[1][0]}")
 
 
 # ---------------------------------------------------------------------------
@@ -833,17 +835,13 @@ def _check_parameters(ref: FieldRef, errors: _Errors) -> None:
         path = f"{ref.path}.parameters.{name}"
         if parameter is None:
             known = ", ".join(accepted) if accepted else "none"
-            errors.add(path, f"{_a(ref.type)} has no parameter {name!r} (it takes: {known})")
+            errors.add(path, f"type {ref.type} has no parameter {name!r} (it takes: {known})")
             continue
         problem = parameter.problem(value)
         if problem:
             errors.add(path, problem)
         elif name in ("value", "label") and ref.ftype.takes_list and "list_file" not in ref.field:
             errors.add(path, f"the {name} parameter names a column of a choice file: only with a list_file")
-
-
-def _a(kind: str) -> str:
-    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def _check_list_file(ref: FieldRef, errors: _Errors) -> None:
@@ -880,7 +878,7 @@ def _check_accept(ref: FieldRef, errors: _Errors) -> None:
         if not _MEDIA_TYPE_PATTERN.fullmatch(lowered):
             errors.add(f"{path}[{index}]", "must be a media type (image/jpeg, image/*) or an extension (.pdf)")
         elif not any(fieldtypes.media_type_matches(lowered, pattern) for pattern in media.media_types):
-            errors.add(f"{path}[{index}]", f"{_a(ref.type)} takes only " + ", ".join(media.media_types))
+            errors.add(f"{path}[{index}]", f"type {ref.type} takes only {', '.join(media.media_types)}")
 
 
 def _check_defaults(refs: list[FieldRef], choices: Mapping[Any, Any], errors: _Errors) -> None:
@@ -995,7 +993,7 @@ def _check_save_to(refs: list[FieldRef], errors: _Errors) -> None:
                 rosters.setdefault(ref.name, ref.path)
             continue
         if not ref.ftype.saves_to_household:
-            errors.add(path, f"{_a(ref.type)} has no value to save")
+            errors.add(path, f"type {ref.type} has no value to save")
             continue
         if len(target) > MAX_NAME_LENGTH or not _HOUSEHOLD_FIELD.fullmatch(target):
             errors.add(

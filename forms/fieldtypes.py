@@ -576,7 +576,7 @@ def _date_default(kind: str) -> Callable[[Any, Mapping[str, Any], Mapping[Any, A
         try:
             dt.date.fromisoformat(value) if kind == "date" else dt.datetime.fromisoformat(value)
         except ValueError:
-            return "must be an ISO-8601 date" + (" (YYYY-MM-DD)" if kind == "date" else " and time")
+            return "must be an ISO-8601 date (YYYY-MM-DD)" if kind == "date" else "must be an ISO-8601 date and time"
         return None
 
     return problem
@@ -584,9 +584,7 @@ def _date_default(kind: str) -> Callable[[Any, Mapping[str, Any], Mapping[Any, A
 
 def _media_default(value: Any, definition_field: Mapping[str, Any], choices: Mapping[Any, Any]) -> str | None:
     # An answer names a file the phone made; a default would name one nobody sent.
-    kind = definition_field["type"]
-    article = "an" if kind[0] in "aeiou" else "a"
-    return f"{article} {kind} question takes no default (its answer is a file the device sends)"
+    return f"{definition_field['type']} questions take no default (the answer is a file the device sends)"
 
 
 def _choice_default(value: Any, definition_field: Mapping[str, Any], choices: Mapping[Any, Any]) -> str | None:

@@ -201,7 +201,7 @@ class XLSFormError(ValueError):
         first = next(iter(errors.items()), ("", []))
         summary = f"{first[0]}: {'; '.join(first[1])}"
         more = len(errors) - 1
-        super().__init__(f"invalid XLSForm: {summary}" + (f" (and {more} more)" if more > 0 else ""))
+        super().__init__(f"invalid XLSForm: {summary} (and {more} more)" if more > 0 else f"invalid XLSForm: {summary}")
 
 
 @dataclass(frozen=True)
@@ -805,7 +805,7 @@ class _Converter:
                 continue
             parameter = ftype.parameters.get(key)
             if parameter is None:
-                self._warn(where, f"parameter '{key}' is not used by kunjung for a {ftype.name}; ignored")
+                self._warn(where, f"parameter '{key}' is not used by kunjung for type {ftype.name}; ignored")
                 continue
             try:
                 parameters[key] = parameter.read(raw.strip())

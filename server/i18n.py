@@ -272,8 +272,9 @@ THIRD_PARTY_TEMPLATES = [
     N_("\"%(input)s\" cannot be formatted as a datetime."),
 ]
 # Sentences of the pure engines (sync/, forms/), which may not import the server: they write English, and
-# these entries let an answer carry them in Indonesian. A changed sentence there is simply shown in English
-# until its entry here follows (tests/test_i18n.py checks every entry still occurs in those sources).
+# these entries (with forms/messages.py, forms/' own list) let an answer carry them in Indonesian. A changed
+# sentence there is simply shown in English until its entry here follows (tests/test_i18n.py checks every
+# entry still occurs in those sources, and that every sentence of forms/ has one).
 ENGINE_MESSAGES = [
     N_("the event is not valid"),
     N_("an event must be a JSON object"),
@@ -388,7 +389,6 @@ ENGINE_TEMPLATES = [
     N_("%(name)s is reserved for the row id of a repeat"),
     N_("a %(kind)s needs its fields"),
     N_("groups and repeats are nested more than %(limit)s deep"),
-    N_("a %(kind)s needs the name of its choice list"),
     N_("unknown choice list %(list)s"),
     N_("only select_one and select_multiple have a %(key)s"),
     N_("a %(kind)s field needs a calculation"),
@@ -398,9 +398,7 @@ ENGINE_TEMPLATES = [
     N_("refers to ${%(name)s}, which is a group and has no value"),
     N_("'%(name)s' is not a column of choice list %(list)s"),
     N_("'%(name)s' is not a field reference; write ${%(name)s}"),
-    N_("a %(type)s has no parameter %(name)s (it takes: %(known)s)"),
     N_("a repeat can only save to %(roster)s, the household roster"),
-    N_("a %(type)s has no value to save"),
     N_("%(roster)s is the household roster; only a repeat saves to it"),
     N_("%(first)s already saves to %(namespace)s field %(target)s"),
     N_("a new version must keep form_id %(form)s"),

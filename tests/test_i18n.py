@@ -538,3 +538,137 @@ def test_upload_and_hall_refusals_in_indonesian(client, users):
         e, i = english.get_json(), indonesian.get_json()
         assert e["code"] == i["code"] == code, (path, e)
         assert i["message"] == translated(e["message"]) != e["message"], path
+
+
+# --- every sentence forms/ writes has its Indonesian ----------------------------------------------------------
+
+FORMS_SOURCES = ["definition", "xlsform", "answers", "attachments", "fieldtypes", "identifiers", "household", "xform"]
+# Text in forms/ that is not a sentence to a person, each with why: a walk that finds a new one fails until it is
+# catalogued (forms/messages.py) or named here.
+NOT_SAID_TO_PEOPLE = [
+    (r"^X\d+(\.|\[|_|!|::| \(|@|/)", "a path, key or label built from parts (fields[3].name, sheet!row)"),
+    (r"^(choices|label|members)[.:/]", "a path or column name"),
+    (r"^Definition\(", "a debugging repr"),
+    (r"^(\$\{|instance\(|regex\(|selected\(|count\(|if\()|/root/item",
+     "an XPath or form expression written into an XForm"),
+    (r"^(select|add|get|q) .* ?(prompt|time|id|number|from|using|external|apply|file)", "an XLSForm type alias"),
+    (r"^(select_one_from_file|X\d+_from_file) ", "an XLSForm type written into a generated sheet"),
+    (r"^\^|\(\?P<", "a regular expression"),
+    (r"^(Jumlah|Rumah tangga) |^(Number of new family|Household visited)",
+     "a bilingual label kunjung writes into the form itself, in both languages"),
+    (r"^(the device|the column of the choice file|metres: |the image is|the answer is a N|the recording|"
+     r"number of days in)", "a form parameter's description, kept beside the code and shown nowhere"),
+    (r"^Kemendagri code \(X1\)$", "the subject of a catalogued identifier sentence (stays as written)"),
+    (r"^in repeat 'X1'$", "a placement said inside a catalogued field-type sentence"),
+    (r"^generated_note_name_", "a generated field name"),
+]
+
+
+def _forms_sentences():
+    """Every f-string, string sum ("…: " + ", ".join(…)) and multi-word string in forms/ (docstrings aside), each
+    value as a token X1, X2…: the same expression twice gives the same token; a value quoted with !r arrives quoted."""
+    import ast
+
+    def pieces_of(node, tokens, out):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            pieces_of(node.left, tokens, out)
+            pieces_of(node.right, tokens, out)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            out.append((node.value, True))
+        elif isinstance(node, ast.JoinedStr):
+            for value in node.values:
+                if isinstance(value, ast.Constant):
+                    out.append((value.value, True))
+                else:
+                    token = tokens.setdefault(ast.unparse(value.value), f"X{len(tokens) + 1}")
+                    out.append((f"'{token}'" if value.conversion == ord("r") else token, False))
+        else:
+            out.append((tokens.setdefault(ast.unparse(node), f"X{len(tokens) + 1}"), False))
+
+    def is_text(node):
+        return isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and isinstance(node.value, str))
+
+    for name in FORMS_SOURCES:
+        path = ROOT / "forms" / f"{name}.py"
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings, inner = set(), set()
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(
+                    body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+            if isinstance(node, ast.JoinedStr):
+                inner.update(id(value) for value in node.values)
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add) and (
+                    is_text(node.left) or is_text(node.right)):
+                inner.update(id(part) for part in (node.left, node.right))
+        for node in ast.walk(tree):
+            if id(node) in inner or id(node) in docstrings:
+                continue
+            summed = isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add) and (
+                is_text(node.left) or is_text(node.right))
+            if not (summed or is_text(node)):
+                continue
+            tokens: dict[str, str] = {}
+            pieces: list[tuple[str, bool]] = []
+            pieces_of(node, tokens, pieces)
+            literal = "".join(text for text, is_literal in pieces if is_literal)
+            if len(re.findall(r"[a-zA-Z]{2,}", literal)) < (3 if not tokens and " " in literal else 2) or (
+                    not tokens and " " not in literal):
+                continue
+            yield f"{path.name}:{node.lineno}", "".join(text for text, _literal in pieces), sorted(tokens.values())
+
+
+def test_every_sentence_of_forms_is_said_in_indonesian_with_its_values():
+    """Walks forms/: each sentence it can write is found whole or by one template whose placeholders take
+    exactly its values (a looser template that swallows words would leave English inside the Indonesian)."""
+    english = i18n.catalogue("id")
+    missing = []
+    with i18n.force_language("id"):
+        patterns = i18n._template_patterns("id")
+        for where, sample, holes in _forms_sentences():
+            if any(re.search(pattern, sample) for pattern, _why in NOT_SAID_TO_PEOPLE):
+                continue
+            said = i18n.translate_known(sample)
+            whole = english.gettext(sample) != sample
+            found = None if whole else next((m for m in (p.match(sample) for p, _t in patterns) if m), None)
+            # a template's placeholder may hold the code's values, a catalogued phrase, or a code name ("note");
+            # words of the sentence itself in a placeholder would stay English
+            filled = whole or (found is not None and all(
+                not re.search(r"[a-zA-Z]{2,}", re.sub(r"X\d+", "", value)) or english.gettext(value) != value
+                or re.fullmatch(r"'?[\w.]+'?", value) for value in found.groupdict().values()))
+            if not filled or said == sample or not all(hole in said for hole in holes):
+                missing.append((where, sample))
+    assert not missing, "catalogue these in forms/messages.py (or say in NOT_SAID_TO_PEOPLE why not):\n" + "\n".join(
+        f"{where}: {sample}" for where, sample in missing)
+
+
+def test_forms_messages_are_all_still_said():
+    """forms/messages.py holds only sentences forms/ still writes (found by the walk above, or as a literal)."""
+    from forms.messages import FORM_MESSAGES
+
+    source = "\n".join((ROOT / "forms" / f"{name}.py").read_text(encoding="utf-8") for name in FORMS_SOURCES)
+    samples = [sample for _where, sample, _holes in _forms_sentences()]
+    stale = []
+    for entry in FORM_MESSAGES:
+        pieces = PLACEHOLDER.split(entry)
+        pattern = "".join(re.escape(p) if n % 2 == 0 else ".+?" for n, p in enumerate(pieces))
+        # a phrase may be said inside a longer sentence ("type '…' is not supported: <why>")
+        if not any(re.search(pattern, sample, re.DOTALL) for sample in samples) and not any(
+                f"{quote}{entry}{quote}" in source for quote in "'\""):
+            stale.append(entry)
+    assert not stale
+
+
+def test_forms_refusals_reach_the_api_in_indonesian(client, users):
+    """One of forms/messages.py's sentences through HTTP: a definition whose field type has no such parameter."""
+    admin = login(client, "admin")
+    broken = {"settings": {"form_id": "param", "version": "1", "title": {"id": "Param"}, "default_language": "id"},
+              "fields": [{"type": "integer", "name": "umur", "label": {"id": "Umur"}, "parameters": {"warna": 1}}],
+              "choices": {}}
+    english = client.post("/api/v1/forms", json=broken, headers=admin).get_json()
+    indonesian = client.post("/api/v1/forms", json=broken, headers=dict(admin, **{"Accept-Language": "id"})).get_json()
+    assert english["errors"]["fields[0].parameters.warna"][0].startswith("type integer has no parameter 'warna'")
+    assert indonesian["errors"]["fields[0].parameters.warna"] == [
+        translated(m) for m in english["errors"]["fields[0].parameters.warna"]]
+    assert indonesian["errors"]["fields[0].parameters.warna"][0].startswith("jenis integer tidak memiliki parameter")

@@ -69,7 +69,7 @@ def test_file_selects_media_and_lookups_are_refused_where_they_are_wrong():
     assert "without '/'" in errors["fields[1].list_file"][0]
     assert "not both" in errors["fields[2].list_file"][0]
     assert "only select_one and select_multiple" in errors["fields[3].list_file"][0]
-    assert errors["fields[3].media.image.id"] == ["an image label needs an image file, not audio/mpeg"]
+    assert errors["fields[3].media.image.id"] == ["image label media must be image/* files, not audio/mpeg"]
     assert "label media are" in errors["fields[3].media.smell"][0]
     assert "only with a list_file" in errors["fields[4].parameters.value"][0]
     assert "search()'s first argument" in errors["fields[5].appearance"][0]

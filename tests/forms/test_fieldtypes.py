@@ -67,8 +67,8 @@ def test_parameters_are_those_the_type_declares():
     assert bad.value.errors == {
         "fields[0].parameters.capture-accuracy": ["must be a number above 0"],
         "fields[0].parameters.max-pixels": [
-            "a geopoint has no parameter 'max-pixels' (it takes: capture-accuracy, warning-accuracy)"],
-        "fields[1].parameters.rows": ["a text has no parameter 'rows' (it takes: none)"],
+            "type geopoint has no parameter 'max-pixels' (it takes: capture-accuracy, warning-accuracy)"],
+        "fields[1].parameters.rows": ["type text has no parameter 'rows' (it takes: none)"],
     }
 
 
@@ -81,7 +81,7 @@ def test_the_xlsform_parameters_column_keeps_declared_parameters_and_warns_of_ot
     fields = {f["name"]: f for f in result.definition["fields"]}
     assert fields["lokasi"]["parameters"] == {"capture-accuracy": 5, "warning-accuracy": 10}
     assert "parameters" not in fields["nama"]
-    assert "parameter 'rows' is not used by kunjung for a text; ignored" in result.warnings["survey!3"]
+    assert "parameter 'rows' is not used by kunjung for type text; ignored" in result.warnings["survey!3"]
     broken = [["type", "name", "label", "parameters"], ["geopoint", "lokasi", "Lokasi", "capture-accuracy=far"]]
     with pytest.raises(XLSFormError) as caught:
         import_xlsform(workbook(broken), "f.xlsx")
@@ -197,11 +197,11 @@ def test_media_definitions_are_refused_where_they_are_wrong():
         ))
     errors = bad.value.errors
     assert errors["fields[0].parameters.max-pixels"] == ["must be a whole number above 0"]
-    assert errors["fields[0].accept[0]"] == ["an image takes only image/*"]
+    assert errors["fields[0].accept[0]"] == ["type image takes only image/*"]
     assert "extension" in errors["fields[0].accept[1]"][0]
     assert "fields[0].accept[2]" not in errors
-    assert "takes no default" in errors["fields[0].default"][0]
-    assert errors["fields[0].save_to"] == ["an image has no value to save"]
+    assert "take no default" in errors["fields[0].default"][0]
+    assert errors["fields[0].save_to"] == ["type image has no value to save"]
     assert errors["fields[1].parameters.quality"] == ["must be one of: voice-only, low, normal, external"]
     assert "only a media question" in errors["fields[2].accept"][0]
     assert "fields[3].accept" in errors
