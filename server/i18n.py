@@ -21,6 +21,7 @@ from flask_babel.speaklater import LazyString
 from marshmallow import fields
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
+from werkzeug.wrappers import Request
 
 __all__ = [
     "API_DEFAULT",
@@ -39,6 +40,7 @@ __all__ = [
     "lazy_gettext",
     "ngettext",
     "remember_page_language",
+    "translate_before_app",
     "translate_errors",
     "translate_flags",
     "translate_for_header",
@@ -112,6 +114,31 @@ def translate_for_header(text: str, accept_language: str | None) -> str:
     app has a request to ask (the body guard in server/middleware.py)."""
     language = _header_language(parse_accept_header(accept_language, LanguageAccept)) if accept_language else None
     with force_language(language or API_DEFAULT):
+        return translate_known(text)
+
+
+# The web pages' URL prefix (server/web's blueprint): a request under it speaks as a page does.
+PAGES_PREFIX = "/web"
+
+
+def language_before_app(environ: Mapping[str, Any]) -> str:
+    """The language of an answer made before the app sees the request (the body guard, server/middleware.py).
+
+    It is what the app would choose from the request alone: a web page's request goes by ``?lang=``, then the
+    language cookie, else Indonesian; any other request (the API, Collect's /key/ paths) by Accept-Language,
+    else English. The user's own setting counts only once they are signed in, and the guard answers before
+    the token or session is read, so it is not used here.
+    """
+    seen = Request(dict(environ), shallow=True)  # shallow: the body is never touched
+    if seen.path == PAGES_PREFIX or seen.path.startswith(PAGES_PREFIX + "/"):
+        return (_normal(seen.args.get(LANGUAGE_SWITCH)) or _normal(seen.cookies.get(LANGUAGE_COOKIE))
+                or PAGE_DEFAULT)
+    return _header_language(seen.accept_languages) or API_DEFAULT
+
+
+def translate_before_app(text: str, environ: Mapping[str, Any]) -> str:
+    """``text`` in the language :func:`language_before_app` chooses for this request."""
+    with force_language(language_before_app(environ)):
         return translate_known(text)
 
 

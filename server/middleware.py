@@ -18,7 +18,7 @@ from typing import Any
 
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .i18n import translate_for_header
+from .i18n import translate_before_app
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -32,7 +32,7 @@ class BodyTooLarge(RequestEntityTooLarge):
 def _json_error(start_response: StartResponse, status: str, code: str, message: str,
                 request_id: str, environ: Environ | None = None) -> Iterable[bytes]:
     if environ is not None:
-        message = translate_for_header(message, environ.get("HTTP_ACCEPT_LANGUAGE"))
+        message = translate_before_app(message, environ)
     body = json.dumps({"code": code, "message": message, "errors": {}, "request_id": request_id}).encode()
     # Connection: close, because the rest of the body was not read.
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),

@@ -672,3 +672,30 @@ def test_forms_refusals_reach_the_api_in_indonesian(client, users):
     assert indonesian["errors"]["fields[0].parameters.warna"] == [
         translated(m) for m in english["errors"]["fields[0].parameters.warna"]]
     assert indonesian["errors"]["fields[0].parameters.warna"][0].startswith("jenis integer tidak memiliki parameter")
+
+
+def test_the_body_guard_chooses_the_language_as_the_app_would(client, app):
+    """Before the app: a page's request by ?lang= and the cookie (else Indonesian), the API by Accept-Language
+    (else English); nobody is signed in yet, so a user's own setting cannot count."""
+    from server.web import blp as pages
+
+    assert pages.url_prefix == i18n.PAGES_PREFIX
+    too_large = {"CONTENT_LENGTH": str(app.config["MAX_BODY_BYTES"] + 1)}
+
+    def said(path, **extra):
+        response = client.post(path, data=b"x", environ_overrides=too_large, **extra)
+        assert response.status_code == 413
+        assert response.get_json()["code"] == "too_large"
+        return response.get_json()["message"]
+
+    english = said("/api/v1/auth/login")
+    indonesian = translated(english)
+    assert indonesian != english
+    assert said("/web/login") == indonesian  # a page: Indonesian unless switched
+    assert said("/web/login", headers={"Accept-Language": "en"}) == indonesian  # pages ignore the header
+    assert said("/web/login?lang=en") == english
+    client.set_cookie(i18n.LANGUAGE_COOKIE, "en")
+    assert said("/web/login") == english
+    assert said("/web/login?lang=id") == indonesian
+    assert said("/api/v1/auth/login", headers={"Accept-Language": "id"}) == indonesian
+    assert said("/api/v1/auth/login") == english  # the page cookie is not the API's choice
