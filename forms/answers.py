@@ -493,8 +493,8 @@ class _Flagger:
                 ):
                     self.check_choices(item, value, ctx, prefix)
             else:
-                # `.` is the answer as ${name} reads here; converting it again changes nothing.
-                # (the scope's own answer: what ctx.resolve(name) finds, without the search)
+                # `.` is the answer as ${name} reads here: the scope's own converted answer, taken
+                # directly rather than through ctx.resolve's search of the rows.
                 ctx.current = from_answer(expression_values.get(name))
                 if choices is not None:
                     self.check_choices(item, value, ctx, prefix)
