@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forms.definition import ROSTER, Definition, FieldRef
-from forms.expressions import Compiled, Context, ExpressionError, parse, truthy
+from forms.expressions import Compiled, Context, ExpressionError, from_answer, parse, truthy
 from forms.fieldtypes import INVALID, MAX_STRING_LENGTH, UNSURE, FieldType, IdentifierCheck, field_type, json_type
 
 __all__ = ["MAX_STRING_LENGTH", "AnswerReport", "household_writes", "validate_answers"]
@@ -66,10 +66,13 @@ def _nesting_exceeds(value: Any, limit: int) -> bool:
     while level:
         deeper: list[Any] = []
         for item in level:
-            if item.__class__ in _SCALARS:
+            kind = item.__class__
+            if kind in _SCALARS:
                 continue
-            if isinstance(item, Mapping):
+            if kind is dict:  # what parsed JSON holds; any other mapping takes the general test
                 children: Any = item.values()
+            elif isinstance(item, Mapping):
+                children = item.values()
             elif isinstance(item, list):
                 children = item
             else:
@@ -490,8 +493,9 @@ class _Flagger:
                 ):
                     self.check_choices(item, value, ctx, prefix)
             else:
-                # `.` is the answer as ${name} reads here; converting it again changes nothing.
-                ctx.current = ctx.resolve(name)
+                # `.` is the answer as ${name} reads here: the scope's own converted answer, taken
+                # directly rather than through ctx.resolve's search of the rows.
+                ctx.current = from_answer(expression_values.get(name))
                 if choices is not None:
                     self.check_choices(item, value, ctx, prefix)
                 if item.constraint is not None:
@@ -568,7 +572,9 @@ def validate_answers(definition: Definition, answers: Any, *, today: dt.date | N
         return report
     report.answers = normalised
     expression_values = _expression_values(plan, normalised, None)
-    ctx = _Scope(expression_values, (), definition.repeat_map, today, definition.lookup)
+    # today() is read once per visit, not once per expression that calls it.
+    ctx = _Scope(expression_values, (), definition.repeat_map, today if today is not None else dt.date.today(),
+                 definition.lookup)
     flagger = _Flagger(report, (language, definition.default_language))
     flagger.walk(plan.items, normalised, expression_values, ctx, "")
     flagger.drop_hidden()

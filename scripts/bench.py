@@ -159,15 +159,17 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUNJUNG_")}
         env.update({"KUNJUNG_DATABASE_URL": f"sqlite:///{self.db}", "KUNJUNG_SECRET_KEY": self.secret,
                     "KUNJUNG_SECRET_KEY_FILE": str(self.workdir / "secret_key"),
-                    "KUNJUNG_LOAD_LIBRARY_FORMS": "false", "KUNJUNG_LOG_LEVEL": "WARNING"})
+                    "KUNJUNG_LOAD_LIBRARY_FORMS": "false", "KUNJUNG_LOG_LEVEL": "WARNING",
+                    "KUNJUNG_HOST": "127.0.0.1", "KUNJUNG_PORT": str(self.port), "KUNJUNG_WORKERS": str(self.workers)})
         return env
 
     def __enter__(self) -> Server:
         self.logfile = logfile = (self.workdir / f"gunicorn-{self.port}.log").open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
-             "--worker-class", "gthread", "--threads", "4", "--graceful-timeout", "20", "--timeout", "300",
-             "--access-logfile", str(self.workdir / f"access-{self.port}.log"), "server.wsgi:app"],
+            # The product's own options (server/gunicorn_conf.py, as scripts/serve runs it); only where it
+            # listens, its log and a timeout long enough for the largest pull differ.
+            [sys.executable, "-m", "gunicorn", "-c", "python:server.gunicorn_conf", "--timeout", "300",
+             "--access-logfile", str(self.workdir / f"access-{self.port}.log")],
             cwd=ROOT, env=self.env(), stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         probe = HttpTransport(self.url, timeout=5, pool_size=0)

@@ -115,19 +115,22 @@ class _Batch:
         self.later.append(("put", collection, doc))
 
     def flush(self) -> None:
-        """The writes noted for later, in their order, one batch per run of one kind."""
-        start = 0
-        while start < len(self.later):
-            op, collection, _ = self.later[start]
-            end = start
-            while end < len(self.later) and self.later[end][:2] == (op, collection):
-                end += 1
-            docs = [doc for _, _, doc in self.later[start:end]]
+        """The writes noted for later, one batch per kind (each in the order noted), the events last.
+
+        Each event's writes alternate (its event, its visit, ...): one batch per kind makes a few
+        statements per push instead of several per visit. The events go last, after the visits and
+        attachments they make, so that a batch cut short on a store without transactions leaves no
+        event stored without its effect: a retry finds the event new and writes its visit again
+        (an insert of a stored id is skipped, a put writes the same document)."""
+        kinds: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for op, collection, doc in self.later:
+            kinds.setdefault((op, collection), []).append(doc)
+        # sorted() is stable: the kinds keep the order they were first noted in, the events moved last
+        for (op, collection), docs in sorted(kinds.items(), key=lambda kind: kind[0][1] == "events"):
             if op == "insert":
                 self.tx.insert_many(collection, docs)
             else:
                 self.tx.put_many(collection, docs)
-            start = end
 
 
 @dataclass

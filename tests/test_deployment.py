@@ -167,3 +167,17 @@ def test_the_readme_backup_and_restore_commands_name_real_services_flags_and_the
                     assert f"--nsInclude={database}.*" in words, line
                 seen.add(tool)
     assert seen == {"mongodump", "mongorestore"}
+
+
+def test_each_worker_freezes_what_it_loaded_out_of_the_collectors_reach():
+    import gc
+
+    from server import gunicorn_conf
+
+    assert gunicorn_conf.worker_class == "gthread"
+    gc.unfreeze()
+    try:
+        gunicorn_conf.post_worker_init(None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -427,3 +427,17 @@ def test_erasure_search_and_audit_hold_on_both_backends(backend_app):
     assert "pull" in actions
     assert client.post("/api/v1/audit/person", json={"nik": SITI}, headers=admin).get_json()["items"][0][
         "action"] == "household_searched"
+
+
+def test_a_mask_anywhere_in_answers_or_writes_is_refused_and_only_a_whole_mask_counts():
+    from types import MappingProxyType
+
+    from server.privacy.masking import marker_errors
+
+    rows = [{"_id": "r1", "nik": "3204"}, {"_id": "r2", "nik": {"masked": "320405"}}]
+    assert list(marker_errors({"answers": {"members": rows, "note": "ok"}})) == ["answers.members.1.nik"]
+    assert list(marker_errors({"set": {"no_kk": {"masked": "3204"}}})) == ["set.no_kk"]
+    # a dict that also holds other keys is data, not a mask; nothing at all to refuse in plain answers
+    assert marker_errors({"answers": {"x": {"masked": "1", "other": 2}, "y": [1, 2.5, True, None]}}) == {}
+    # a mapping of another kind is walked as well, not waved through
+    assert list(marker_errors({"set": MappingProxyType({"nik": MappingProxyType({"masked": "32"})})})) == ["set.nik"]

@@ -342,3 +342,27 @@ def test_visits_filtered_by_flag_page_like_every_list_and_match_the_review_queue
     citra = login(client, "citra")
     assert listed(client, "/api/v1/visits", citra, officer="ani") == []
     assert len(listed(client, "/api/v1/visits", ani.headers)) == 4
+
+
+def test_a_batch_stores_each_visit_before_its_event_and_one_revision_of_two_wins_in_push_order(app, client, setup):
+    # A store without transactions, cut short between the two, must never hold an event without its visit:
+    # the push writes every visit of a batch first, then the events.
+    ani = Device(client, "ani")
+    households = [str(uuid.uuid4()) for _ in range(4)]
+    batch = [visit(ani, household, {"head_name": f"Kepala {n}", "floor_area": 30 + n})
+             for n, household in enumerate(households)]
+    assert statuses(ani.push(batch)) == ["applied"] * 4
+    with app.app_context():
+        store = get_store()
+        events = [store.get("events", event["id"]) for event in batch]
+        visits = [store.get("visits", event["id"]) for event in batch]
+    assert [v["household_id"] for v in visits] == households
+    assert max(v["seq"] for v in visits) < min(e["seq"] for e in events)
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)  # each kind in push order
+    # Two revisions of one visit in one batch: both are kept, the later names itself on the visit it replaces.
+    first = batch[0]
+    revisions = [visit(ani, households[0], {"head_name": name, "floor_area": 31}, supersedes=first["id"])
+                 for name in ("Siti A.", "Siti B.")]
+    assert statuses(ani.push(revisions)) == ["applied", "applied"]
+    with app.app_context():
+        assert get_store().get("visits", first["id"])["superseded_by"] == revisions[1]["id"]

@@ -308,7 +308,26 @@ def _compile_regex_call(nodes: Sequence[Node], args: list[Compiled]) -> Compiled
     # The parser has already compiled a literal pattern, so this cannot fail.
     pattern = compile_regex(to_string(nodes[1].value))
     text = args[0]
-    return lambda ctx: pattern.search(to_string(text(ctx))) is not None
+    # Visits of one village answer the same codes again and again: a short text's outcome is kept
+    # (a bounded memo per pattern; the outcome of a literal pattern on a text never changes).
+    outcomes: dict[str, bool] = {}
+
+    def matches(ctx: Context) -> bool:
+        value = to_string(text(ctx))
+        found = outcomes.get(value)
+        if found is None:
+            found = pattern.search(value) is not None
+            if len(value) <= _MEMO_TEXT:
+                if len(outcomes) >= _MEMO_ENTRIES:
+                    outcomes.clear()
+                outcomes[value] = found
+        return found
+
+    return matches
+
+
+_MEMO_TEXT = 64
+_MEMO_ENTRIES = 4096
 
 
 #: Given the argument nodes and their closures, the closure of the call, or None for the general one.

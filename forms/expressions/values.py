@@ -191,11 +191,16 @@ def date_number(value: Any) -> float:
 def from_answer(value: Any) -> Any:
     """Turns a stored answer into an expression value, as ODK reads its instance."""
     kind = value.__class__
-    if kind is str or kind is float:
+    if kind is str or kind is float or kind is bool:
         # The usual answers first; to_number() would return a float unchanged.
         return value
     if value is None:
         return ""
+    if kind is int:
+        return to_number(value)
+    if kind is list and value and value[0].__class__ is str:
+        # A select_multiple answer, by far the usual list (a repeat's rows are objects).
+        return " ".join(to_string(item) for item in value)
     if isinstance(value, str | bool | dt.date | NodeSet):
         return value
     if isinstance(value, int | float):

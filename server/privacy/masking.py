@@ -130,9 +130,31 @@ def marker_paths(value: Any, path: str = "") -> Iterator[str]:
             yield from marker_paths(item, f"{path}.{index}" if path else str(index))
 
 
+def _may_hold_marker(value: Any) -> bool:
+    """Whether ``value`` might hold a mask marker: False only when a flat walk of its dicts and lists meets
+    no one-key dict keyed ``masked`` (every pushed event is checked and nearly none holds one; only such
+    an event, or one of other containers, is walked again for the paths)."""
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = item.__class__
+        if kind is dict:
+            if MARKER in item and len(item) == 1:
+                return True
+            extend(item.values())
+        elif kind is list:
+            extend(item)
+        elif kind is not str and kind is not int and kind is not float and kind is not bool and item is not None:
+            return True
+    return False
+
+
 def marker_errors(event: Mapping[str, Any]) -> dict[str, list[str]]:
     """Why a pushed event cannot be stored because it writes a mask back as data; empty when it does not."""
     errors: dict[str, list[str]] = {}
+    if not _may_hold_marker([event.get("set"), event.get("answers")]):
+        return errors
     for key in ("set", "answers"):
         for path in marker_paths(event.get(key), key):
             errors.setdefault(path, []).append(

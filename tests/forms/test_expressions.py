@@ -280,6 +280,18 @@ def test_regex_uses_search_semantics_and_re2():
     assert ev("regex('abc', 'b')") is True
 
 
+def test_one_compiled_regex_answers_each_text_on_its_own_however_often_and_however_many_it_has_seen():
+    # The compiled call keeps outcomes of short texts: a kept one must never answer for another text.
+    code = parse("regex(., '^[0-9]{4}$')")
+    for round_ in range(2):
+        for n in range(5000):  # more distinct texts than it keeps
+            text = f"{n:04d}" if n % 3 else f"x{n}"
+            assert code.evaluate(Context({}, current=text)) is (n % 3 != 0), (round_, text)
+    long = "1" * 65
+    assert code.evaluate(Context({}, current=long)) is False
+    assert code.evaluate(Context({}, current=long[:4])) is True
+
+
 def test_regex_with_a_catastrophic_pattern_returns():
     # With a backtracking engine this takes longer than the universe; re2 is linear.
     assert ev("regex(${x}, '(a+)+$')", {"x": "a" * 50_000 + "!"}) is False
