@@ -60,14 +60,16 @@ def open_blob_store(config: dict[str, Any], store: Any) -> BlobStore:
     return GridFSBlobStore(store.db)
 
 
-def blob_store(app: Flask | None = None) -> BlobStore:
-    """The app's blob store, opened on first use."""
+def blob_store(app: Flask | None = None, store: Any = None) -> BlobStore:
+    """The app's blob store, opened on first use (with ``store``, the event store's start-up hooks
+    open it on the store they are given, which is not ready for others yet)."""
     from ..store import get_store
 
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     blobs = app.extensions.get(EXTENSION)
     if blobs is None:
-        blobs = app.extensions.setdefault(EXTENSION, open_blob_store(app.config, get_store(app)))
+        store = store if store is not None else get_store(app)
+        blobs = app.extensions.setdefault(EXTENSION, open_blob_store(app.config, store))
     return blobs  # type: ignore[no-any-return]
 
 
@@ -78,12 +80,12 @@ def blobs_beside(backup: str) -> str:
 
 def restore_blobs(source: BlobStore, target: BlobStore) -> int:
     """Copy into ``target`` every blob of ``source`` it lacks; returns how many."""
-    from .store import _ChunkReader
+    from .store import ChunkReader
 
     restored = 0
     for blob in source.list():
         if not target.exists(blob.sha256):
-            target.put(_ChunkReader(source.chunks(blob.sha256)), blob.sha256)
+            target.put(ChunkReader(source.chunks(blob.sha256)), blob.sha256)
             restored += 1
     return restored
 

@@ -30,6 +30,7 @@ from .store import SHA256, BlobNotFound, BlobStore
 
 ATTACHMENTS = "attachments"
 UPLOADS = "uploads"
+FORM_FILES = "form_files"  # server/forms_registry.py: a version's files are blobs too
 VISITS = "visits"
 MISSING = "attachments_missing"
 MAX_ATTACHMENTS = 50
@@ -251,9 +252,11 @@ class Collected:
 
 
 def named(store: Store, sha256: str) -> bool:
-    """Whether any attachment names the blob, as its file or its thumbnail."""
+    """Whether any attachment names the blob, as its file or its thumbnail, or any form version has
+    it as one of its files (choice lists, lookups, label media live in the same blob store)."""
     return bool(store.find(ATTACHMENTS, {"sha256": sha256}, limit=1)
-                or store.find(ATTACHMENTS, {"thumbnail_sha256": sha256}, limit=1))
+                or store.find(ATTACHMENTS, {"thumbnail_sha256": sha256}, limit=1)
+                or store.find(FORM_FILES, {"sha256": sha256}, limit=1))
 
 
 def collect_garbage(store: Store, blobs: BlobStore, *, grace_seconds: float, dry_run: bool = False,
