@@ -32,7 +32,7 @@ from ..privacy.erasure import erased_files
 from ..security.scope import Scope
 from ..storage import Store, Writer
 from ..timeutil import iso, now_utc
-from .attachments import ATTACHMENTS, UPLOADS, VISITS, MediaLimits, attachment_id, mark_held
+from .attachments import ATTACHMENTS, UPLOADS, VISITS, MediaLimits, attachment_id, mark_held, sent_by
 from .disk import DiskBlobStore
 from .media import SNIFF_BYTES, fits, sniff
 from .store import CHUNK, BlobStore
@@ -124,6 +124,11 @@ class UploadService:
         if attachment is None:
             raise ApiError(422, "unknown_attachment", gettext("The visit names no file at this path."),
                            {"Upload-Metadata.path": [gettext("not in the visit's attachments")]})
+        if attachment.get("unlisted"):
+            raise ApiError(422, "unlisted_attachment",
+                           gettext("The visit's answers name this file but its attachments list does not; send a "
+                                   "new version of the visit that lists it."),
+                           {"Upload-Metadata.path": [gettext("not in the visit's attachments")]})
         if metadata["sha256"] != attachment["sha256"]:
             raise ApiError(422, "attachment_mismatch", gettext("The visit names another file at this path."),
                            {"Upload-Metadata.sha256": [gettext("differs from the sha256 the visit names")]})
@@ -143,6 +148,16 @@ class UploadService:
                   "officer": caller.username, "created_at": iso(now_utc()), "metadata": dict(metadata)}
         if attachment.get("held"):
             return upload, length  # this device sent these bytes for this visit before: nothing to send
+        earlier = sent_by(self.store, attachment["sha256"], caller.device_id, caller.username)
+        if earlier is not None and self.blobs.exists(attachment["sha256"]):
+            # it sent them for another visit (one this visit supersedes, say): they count for this one too
+            def unit(tx: Writer) -> None:
+                current = tx.get(ATTACHMENTS, attachment["id"])
+                if current is not None and not current.get("held"):
+                    mark_held(tx, current, earlier.get("stored_type") or attachment["media_type"])
+
+            self.store.unit_of_work(unit)
+            return upload, length
         self.partial(upload["id"]).touch(mode=0o600)
         self.store.insert(UPLOADS, upload)
         return upload, 0
