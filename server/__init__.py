@@ -13,7 +13,7 @@ from . import config as config_module
 from .api import BLUEPRINTS, openrosa
 from .api.base import Api
 from .api.docs import register_docs_assets
-from .blobs import upload_body_limit
+from .blobs import check_upload_sharing, upload_body_limit
 from .clock import start_node
 from .errors import register_error_handlers
 from .forms_registry import move_form_files_on_start, seed_library_on_first_start
@@ -79,6 +79,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     _configure_logging(app.config["LOG_LEVEL"])
 
+    check_upload_sharing(app.config)  # several app hosts need one volume for uploads under way
     if app.config.get("STORE") is None:
         config_module.protect_store_files(app.config["DATABASE_URL"])
     init_store(app, app.config.get("STORE"))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from click.testing import CliRunner
 from http_helpers import make_app
 
 from server import forms_registry
 from server.blobs.disk import DiskBlobStore
 from server.cli import cli
+from server.config import ConfigError
 from server.storage import open_store
 from server.store import COLLECTIONS, get_store, raw_store
 
@@ -101,3 +103,19 @@ def test_gc_keeps_the_files_of_form_versions_and_backup_copies_them(env, tmp_pat
     result = run("backup", str(tmp_path / "copies" / "b.db"))
     assert result.exit_code == 0, result.output
     assert DiskBlobStore(tmp_path / "copies" / "b.db-blobs").read(digest(choices)) == choices
+
+
+def test_several_app_hosts_refuse_to_start_without_a_shared_upload_volume(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("KUNJUNG_APP_HOSTS", "3")
+    result = CliRunner().invoke(cli, ["init"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError)
+    assert "KUNJUNG_APP_HOSTS is 3" in str(result.exception)
+    assert "KUNJUNG_UPLOAD_DIR_SHARED" in str(result.exception)
+    # a folder alone is not enough: the admin says it is one volume every host mounts
+    monkeypatch.setenv("KUNJUNG_UPLOAD_DIR", str(tmp_path / "shared-uploads"))
+    assert isinstance(CliRunner().invoke(cli, ["init"]).exception, ConfigError)
+    with pytest.raises(ConfigError, match="KUNJUNG_APP_HOSTS is 2"):
+        make_app(tmp_path, APP_HOSTS=2)
+    monkeypatch.setenv("KUNJUNG_UPLOAD_DIR_SHARED", "true")
+    assert run("init").exit_code == 0

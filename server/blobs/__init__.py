@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from .store import BlobError, BlobInfo, BlobMismatch, BlobNotFound, BlobStore
 
 __all__ = ["BlobError", "BlobInfo", "BlobMismatch", "BlobNotFound", "BlobStore", "blob_store", "blobs_beside",
-           "open_blob_store", "restore_blobs", "upload_body_limit", "upload_directory"]
+           "check_upload_sharing", "open_blob_store", "restore_blobs", "upload_body_limit", "upload_directory"]
 
 EXTENSION = "kunjung.blobs"
 UPLOADS_PREFIX = "/api/v1/uploads/"
@@ -46,6 +46,20 @@ def upload_directory(config: dict[str, Any]) -> Path:
         path = Path(tempfile.gettempdir()) / f"kunjung-uploads-{os.getuid()}"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+def check_upload_sharing(config: dict[str, Any]) -> None:
+    """Refuse to start several app hosts whose uploads under way would each be on their own disk: a
+    PATCH reaching another host than the POST would find no upload, and a resumed one would restart."""
+    from ..config import ConfigError
+    from ..i18n import gettext
+
+    hosts = int(config.get("APP_HOSTS") or 1)
+    if hosts > 1 and not (config.get("UPLOAD_DIR") and config.get("UPLOAD_DIR_SHARED")):
+        raise ConfigError(gettext(
+            "KUNJUNG_APP_HOSTS is %(hosts)s, but uploads under way are kept on the local disk: set "
+            "KUNJUNG_UPLOAD_DIR to a volume every app host mounts and KUNJUNG_UPLOAD_DIR_SHARED=true "
+            "(docs/scaling.md, Uploads on several hosts)", hosts=hosts))
 
 
 def open_blob_store(config: dict[str, Any], store: Any) -> BlobStore:
