@@ -456,3 +456,33 @@ def test_a_superseding_visit_of_the_same_device_does_not_send_its_files_again(me
     assert client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["attachments_missing"] == []
     assert client.get(f"/api/v1/visits/{third['id']}/attachments/catatan_suara",
                       headers=supervisor).get_data() == sound
+
+
+def test_patches_through_two_processes_are_checked_whole_and_a_changed_byte_still_refused(app_factory):
+    """Each process hashes the bytes it appends; when the bytes came through another one too, the last
+    PATCH reads the file again, so the check never trusts a digest that missed some bytes."""
+    one = app_factory()
+    for name, role, villages in (("admin", "admin", []), ("ani", "officer", ["32.04.05.2001"])):
+        make_user(one, name, role, villages)
+    client = one.test_client()
+    publish_media_form(client)
+    other = app_factory().test_client()
+    ani = Device(client, "ani")
+    photo, another = jpeg(900, 600), jpeg(900, 600, color="red")
+    good, bad = photo_visit(ani, photo), photo_visit(ani, another)
+    ani.push([good, bad])
+    half = len(photo) // 2
+
+    location = create_upload(client, ani.headers, good["id"], "foto_rumah", photo).headers["Location"]
+    assert patch(client, ani.headers, location, 0, photo[:half]).status_code == 204
+    assert patch(other, ani.headers, location, half, photo[half:-10]).status_code == 204
+    assert patch(client, ani.headers, location, len(photo) - 10, photo[-10:]).status_code == 204
+    assert client.get(f"/api/v1/visits/{good['id']}/attachments/foto_rumah", headers=ani.headers).get_data() == photo
+
+    changed = another[:-20] + bytes(b ^ 0xFF for b in another[-20:-10]) + another[-10:]
+    half = len(another) // 2
+    location = create_upload(client, ani.headers, bad["id"], "foto_rumah", another).headers["Location"]
+    assert patch(client, ani.headers, location, 0, changed[:half]).status_code == 204
+    refused = patch(client, ani.headers, location, half, changed[half:])
+    assert refused.status_code == 422
+    assert refused.get_json()["code"] == "checksum_mismatch"

@@ -20,7 +20,9 @@ import hashlib
 import os
 import re
 import struct
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +98,7 @@ class UploadService:
         self.blobs = blobs
         self.directory = directory
         self.limits = limits
+        self.digests = RunningDigests()
 
     def partial(self, upload_id: str) -> Path:
         return self.directory / f"{upload_id}.part"
@@ -206,6 +209,7 @@ class UploadService:
                                gettext("Upload-Offset is not where the upload stands; ask with HEAD."))
             out.seek(current)
             written = 0
+            digest = self.digests.take(upload_id, current)
             try:
                 while True:
                     piece = body.read(min(CHUNK, remaining - written + 1))
@@ -213,14 +217,19 @@ class UploadService:
                         break
                     if written + len(piece) > remaining:
                         out.truncate(current)
+                        digest = None
                         raise ApiError(400, "too_many_bytes",
                                        gettext("The body is longer than what the upload still lacks."),
                                        {"Upload-Length": [gettext("%(remaining)s bytes remain", remaining=remaining)]})
                     out.write(piece)
+                    if digest is not None:
+                        digest.update(piece)
                     written += len(piece)
             finally:
                 out.flush()
                 os.fsync(out.fileno())
+                if digest is not None:
+                    self.digests.keep(upload_id, current + written, digest)
         offset = current + written
         if offset == upload["length"]:
             self.finish(upload)
@@ -255,12 +264,13 @@ class UploadService:
             path.unlink()
 
     def _check(self, path: Path, upload: Mapping[str, Any], attachment: Mapping[str, Any]) -> str:
-        digest = hashlib.sha256()
+        digest = self.digests.take(upload["id"], upload["length"])
         with open(path, "rb") as source:
             head = source.read(SNIFF_BYTES)
-            digest.update(head)
-            while piece := source.read(1024 * 1024):
-                digest.update(piece)
+            if digest is None:  # its bytes came through other processes too: read them again
+                digest = hashlib.sha256(head)
+                while piece := source.read(1024 * 1024):
+                    digest.update(piece)
         if digest.hexdigest() != upload["sha256"]:
             raise ApiError(422, "checksum_mismatch",
                            gettext("The bytes received do not have the sha256 the visit names; "
@@ -288,6 +298,31 @@ class UploadService:
         with contextlib.suppress(FileNotFoundError):
             self.partial(upload["id"]).unlink()
         self.store.delete(UPLOADS, upload["id"])
+
+
+class RunningDigests:
+    """The SHA-256 of each upload's bytes so far, as this process appended them: the last PATCH then
+    checks the file without reading it again. An upload some of whose bytes another process (or a
+    server before a restart) appended has no entry here, and is read again in full."""
+
+    def __init__(self, most: int = 4096):
+        self.most = most
+        self.lock = threading.Lock()
+        self.running: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+
+    def take(self, upload_id: str, offset: int) -> Any:
+        """The digest of the upload's first ``offset`` bytes (a fresh one at 0), or None when unknown."""
+        with self.lock:
+            found = self.running.pop(upload_id, None)
+        if found is not None and found[0] == offset:
+            return found[1]
+        return hashlib.sha256() if offset == 0 else None
+
+    def keep(self, upload_id: str, offset: int, digest: Any) -> None:
+        with self.lock:
+            self.running[upload_id] = (offset, digest)
+            while len(self.running) > self.most:  # abandoned uploads: forgotten, read again if they resume
+                self.running.popitem(last=False)
 
 
 def _check_image(path: Path, max_pixels: int | None) -> None:
