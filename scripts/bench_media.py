@@ -93,8 +93,10 @@ class Phone:
 
 
 def _disk_baseline(workdir: Path, data: bytes, chunk: int) -> tuple[float, float]:
-    """MB/s writing ``data`` to a file in ``chunk`` pieces: fsynced after each piece (what acknowledging a
-    PATCH promises), and fsynced once at the end."""
+    """MB/s writing ``data`` to a file in ``chunk`` pieces: fsynced after each piece, the same durability
+    as the upload (a tus offset acknowledged must survive a crash, so each PATCH fsyncs before it
+    answers); and buffered, fsynced once at the end (what a server that may lose acknowledged bytes
+    would do), reported beside it so that neither ratio hides the other."""
     rates = []
     for each in (True, False):
         path = workdir / f"baseline-{each}.bin"
@@ -180,7 +182,8 @@ def media_figures(workdir: Path, quick: bool) -> list[Any]:
         synced, plain = _disk_baseline(workdir, data, CHUNK)
         figures.append(core.Figure(
             "media_upload", f"upload of {upload_size // mb} MB in 256 KB tus chunks", round(rate, 1), "MB/s",
-            round(synced, 1), "the same writes to disk, fsync per chunk", round(rate / synced, 3),
+            round(synced, 1), "the same 256 KB writes to disk, fsync at each acknowledged offset "
+            f"(buffered, one fsync: {plain:.1f} MB/s, ratio {rate / plain:.3f})", round(rate / synced, 3),
             {"bytes": upload_size, "chunk": CHUNK, "disk_fsync_each_mb_s": round(synced, 1),
              "disk_fsync_once_mb_s": round(plain, 1), "ratio_to_fsync_once": round(rate / plain, 3)}))
 
@@ -251,8 +254,10 @@ def media_goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
     upload = figures.get("media_upload")
     if upload:
         out.append({"goal": f"upload in 256 KB chunks vs disk ({upload.details['bytes'] // 2**20} MB)",
-                    "target": ">= 0.5 of disk writes",
-                    "reached": f"{upload.ratio:.2f} of disk", "met": upload.ratio >= 0.5})
+                    "target": ">= 0.5 of 256 KB disk writes with an fsync at each acknowledged offset",
+                    "reached": f"{upload.ratio:.2f} of fsync-per-chunk disk writes "
+                               f"({upload.details['ratio_to_fsync_once']:.2f} of buffered writes)",
+                    "met": upload.ratio >= 0.5})
     memory = figures.get("media_upload_memory")
     if memory:
         out.append({"goal": f"worker memory during a video upload ({memory.details['bytes'] // 2**20} MB)",

@@ -13,10 +13,10 @@ from . import config as config_module
 from .api import BLUEPRINTS, openrosa
 from .api.base import Api
 from .api.docs import register_docs_assets
-from .blobs import upload_body_limit
+from .blobs import check_upload_sharing, upload_body_limit
 from .clock import start_node
 from .errors import register_error_handlers
-from .forms_registry import seed_library_on_first_start
+from .forms_registry import move_form_files_on_start, seed_library_on_first_start
 from .i18n import install_i18n
 from .jsonio import FastJSONProvider
 from .middleware import RequestBodyGuard
@@ -79,11 +79,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     _configure_logging(app.config["LOG_LEVEL"])
 
+    check_upload_sharing(app.config)  # several app hosts need one volume for uploads under way
     if app.config.get("STORE") is None:
         config_module.protect_store_files(app.config["DATABASE_URL"])
     init_store(app, app.config.get("STORE"))
     on_store_ready(app, start_node)  # the node's id, and its clock above every stored HLC
     on_store_ready(app, upgrade_on_start)  # records of an older merge engine, folded again
+    move_form_files_on_start(app)  # form files an older server kept in their own chunks, into the blob store
     seed_library_on_first_start(app)  # the shipped forms, once the schema is in place
     install_passwords(app)
     install_guard(install_tokens(app))

@@ -10,8 +10,11 @@ never changes again, which is what lets :func:`published_definition` cache it.
 
 Files that travel with a version (choice files, pulldata() tables, label media; which ones is
 ``forms.attachments.form_files``) are in ``form_files``, one document per file of a version with
-its md5, sha256, size and media type, and their bytes in ``form_file_chunks`` addressed by
-content, so the same file in many versions is stored once. A draft gets its files with the
+its md5, sha256, size and media type, and their bytes in the blob store (``server/blobs``) under
+their sha256, beside visits' attachments: the same file in many versions is stored once, and
+``kunjung backup`` and ``kunjung gc-attachments`` see form files like any other blob. Stores
+written before kept the bytes in ``form_file_chunks``; :func:`move_form_files_to_blobs` moves
+them at start-up. A draft gets its files with the
 XLSForm (one multipart request) or one by one; a draft missing any cannot be published, and a
 published version's files never change either.
 
@@ -44,6 +47,7 @@ from forms.xlsform import MAX_FILE_BYTES, XLSFormError, translate_errors, xlsfor
 
 from . import jsonio
 from .audit import record_audit
+from .blobs.store import BlobNotFound, BlobStore, ChunkReader
 from .errors import ApiError
 from .i18n import _
 from .security.scope import Scope
@@ -56,9 +60,8 @@ log = logging.getLogger("kunjung.forms")
 FORMS = "forms"
 VERSIONS = "form_versions"
 FILES = "form_files"
-FILE_CHUNKS = "form_file_chunks"
-#: A stored chunk of a form file: well below any document limit once base64-encoded.
-CHUNK_BYTES = 2**20
+#: Where form files' bytes were kept before they moved to the blob store (read only to move them).
+LEGACY_CHUNKS = "form_file_chunks"
 #: Files one upload may carry beside the XLSForm.
 MAX_FILES_PER_UPLOAD = 200
 DRAFT = "draft"
@@ -542,23 +545,28 @@ def prepare_files(definition: Definition, files: dict[str, bytes]) -> list[Prepa
     if problems:
         raise ApiError(422, "invalid_form_file", _("Files sent with the form have problems; each is keyed by "
                                                    "its name."), problems)
+    # The bytes go in before the document that names them: a blob whose document never gets
+    # written is unnamed, and gc-attachments collects it after its grace period.
+    blobs = _blobs()
+    for upload in prepared:
+        blobs.put_bytes(upload.content)
     return prepared
+
+
+def _blobs() -> BlobStore:
+    from .blobs import blob_store
+
+    return blob_store()
 
 
 def _write_files(tx: Writer, definition: Definition, prepared: list[PreparedFile], actor: str | None,
                  at: str) -> None:
     for upload in prepared:
-        content = upload.content
-        chunks = max(1, -(-len(content) // CHUNK_BYTES))
-        for index in range(chunks):
-            # Addressed by content: a chunk already stored (the same file in another version) is kept.
-            piece = content[index * CHUNK_BYTES:(index + 1) * CHUNK_BYTES]
-            tx.insert(FILE_CHUNKS, {"id": f"{upload.sha256}:{index}", "data": base64.b64encode(piece).decode()})
         name = upload.needed.name
         tx.put(FILES, {"id": file_id(definition.form_id, definition.version, name), "form_id": definition.form_id,
                        "version": definition.version, "name": name, "purpose": upload.needed.purpose,
-                       "media_type": upload.needed.media_type, "size": len(content), "md5": upload.md5,
-                       "sha256": upload.sha256, "chunks": chunks, "uploaded_at": at, "uploaded_by": actor})
+                       "media_type": upload.needed.media_type, "size": len(upload.content), "md5": upload.md5,
+                       "sha256": upload.sha256, "uploaded_at": at, "uploaded_by": actor})
 
 
 def _stored_files(reader: Store | Writer, form_id: str, version: str) -> dict[str, dict[str, Any]]:
@@ -650,17 +658,58 @@ def readable_file(store: Store, form_id: str, version: str, name: str, scope: Sc
     return doc
 
 
-def file_chunks(store: Store, doc: dict[str, Any]) -> Iterator[bytes]:
-    """A stored file's bytes, one chunk at a time."""
+def file_chunks(store: Store, doc: dict[str, Any], blobs: BlobStore | None = None) -> Iterator[bytes]:
+    """A stored file's bytes, one piece at a time. The blob store is found now, in the request:
+    the pieces are read while the response streams, after its context is gone."""
+    if "chunks" in doc:  # written before the move to the blob store, read before start-up moved it
+        return _legacy_chunks(store, doc)
+    return _blob_chunks(blobs or _blobs(), doc)
+
+
+def _blob_chunks(blobs: BlobStore, doc: dict[str, Any]) -> Iterator[bytes]:
+    try:
+        yield from blobs.chunks(doc["sha256"])
+    except BlobNotFound:
+        raise StorageError(f"form file {doc['id']} lost its bytes ({doc['sha256']})") from None
+
+
+def _legacy_chunks(store: Store | Writer, doc: dict[str, Any]) -> Iterator[bytes]:
     for index in range(doc["chunks"]):
-        chunk = store.get(FILE_CHUNKS, f"{doc['sha256']}:{index}")
-        if chunk is None:  # pragma: no cover - chunks are written with their file and never removed
+        chunk = store.get(LEGACY_CHUNKS, f"{doc['sha256']}:{index}")
+        if chunk is None:
             raise StorageError(f"form file {doc['id']} lost chunk {index}")
         yield base64.b64decode(chunk["data"])
 
 
-def file_content(store: Store, doc: dict[str, Any]) -> bytes:
-    return b"".join(file_chunks(store, doc))
+def move_form_files_to_blobs(store: Store, blobs: BlobStore) -> int:
+    """Start-up: move the bytes of form files an older server kept in ``form_file_chunks`` into the
+    blob store; returns how many files moved. Each file is checked against its sha256 before its
+    document stops naming chunks, and the chunks go only once no document names them, so a crash
+    midway leaves every file readable and the next start-up finishes the move."""
+    moved = 0
+    legacy = [doc for doc in store.find(FILES, {}) if "chunks" in doc]
+    for doc in legacy:
+        blobs.put(ChunkReader(_legacy_chunks(store, doc)), doc["sha256"])
+        with store.transaction() as tx:
+            current = tx.get(FILES, doc["id"])
+            if current is not None and "chunks" in current:
+                tx.put(FILES, {key: value for key, value in current.items() if key != "chunks"})
+        moved += 1
+    for chunk_id in sorted({f"{doc['sha256']}:{index}" for doc in legacy for index in range(doc["chunks"])}):
+        store.delete(LEGACY_CHUNKS, chunk_id)
+    if moved:
+        log.info("moved %s form file(s) from form_file_chunks to the blob store", moved)
+    return moved
+
+
+def move_form_files_on_start(app: Flask) -> None:
+    """Register the move of form files into the blob store (call before prepare_store)."""
+    def hook(store: Store) -> None:
+        from .blobs import blob_store
+
+        move_form_files_to_blobs(store, blob_store(app, store))
+
+    on_store_ready(app, hook)
 
 
 def lookup_for(store: Store, form_id: str, version: str, definition: Definition) -> CsvLookup | None:
@@ -670,9 +719,10 @@ def lookup_for(store: Store, form_id: str, version: str, definition: Definition)
     if not sources:
         return None
     stored = _stored_files(store, form_id, version)
+    blobs = _blobs()  # a cached definition's lookups may run where no app is current
 
     def loader(name: str):
-        return lambda: file_content(store, stored[name])
+        return lambda: b"".join(file_chunks(store, stored[name], blobs))
 
     return CsvLookup({name: loader(name) for name in sources if name in stored})
 

@@ -21,7 +21,14 @@ from sync import EventError, Record, hlc_ms, is_hlc, is_too_far_ahead, parse_eve
 from sync.events import stale_base_error
 from sync.stamps import is_id
 
-from .blobs.attachments import attachment_documents, check_attachments, missing_flag
+from .blobs.attachments import (
+    attachment_documents,
+    check_attachments,
+    files_sent_before,
+    missing_flag,
+    unlisted_files,
+    unlisted_flag,
+)
 from .clock import StoredClock, wall_ms
 from .collector import collector_paused
 from .devices import note_push
@@ -391,6 +398,8 @@ class PushService:
         batch.dirty.add(household_id)
         batch.clock.observe(raw["hlc"])
         batch.seen[event_id] = item.digest
+        if visit is not None and visit.get("attachments"):
+            visit, flags = files_sent_before(batch.tx, visit, flags)
         stored = event_document(
             raw["type"], engine_dict(parsed) if erased else item.engine_event or {}, household_id=household_id,
             body=dict(raw), digest=item.digest, received_at=batch.received_at, flags=flags)
@@ -454,6 +463,9 @@ class PushService:
             return _rejected(event_id, "invalid", "The attachments cannot be stored.", problems)
         if attachments:  # its files come separately (tus); the flag clears when the last arrives
             flags.append(missing_flag([entry["path"] for entry in attachments]))
+        unlisted = unlisted_files(definition, report.answers, attachments)
+        if unlisted:
+            flags.append(unlisted_flag([entry["path"] for entry in unlisted]))
         geotag = raw.get("geotag")
         if geotag is None:
             flags.append({"code": "no_geotag", "message": N_("The visit has no GPS fix.")})
@@ -476,6 +488,8 @@ class PushService:
         }
         if attachments:
             visit["attachments"] = attachments
+        if unlisted:
+            visit["unlisted_files"] = unlisted
         if geotag:
             # GeoJSON, so that MongoDB's 2dsphere index serves spatial queries on visits
             visit["location"] = {"type": "Point", "coordinates": [geotag["lon"], geotag["lat"]]}

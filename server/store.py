@@ -172,11 +172,14 @@ COLLECTIONS: list[CollectionSpec] = [
                    queries=(Query((), "created_at", ("created_at", "id"), why="clean-up: uploads left unfinished"),
                             _counted())),
     # files that travel with a form version (server/forms_registry.py): one document per file of a
-    # version (id "<form_id>@<version>/<name>"), and its bytes in chunks addressed by content
-    # (id "<sha256>:<n>", read by id only), so a file kept by many versions is stored once.
-    CollectionSpec("form_files", fields=("form_id", "version"), indexes=(("form_id", "version", "id"),),
+    # version (id "<form_id>@<version>/<name>"); its bytes are a blob (server/blobs) named by sha256.
+    # form_file_chunks held the bytes before (id "<sha256>:<n>", read by id only): start-up moves them.
+    CollectionSpec("form_files", fields=("form_id", "version", "sha256"),
+                   indexes=(("form_id", "version", "id"), ("sha256", "id")),
                    queries=(Query(("form_id", "version"), "id", ("form_id", "version", "id"),
                                   why="a version's files, by name"),
+                            Query(("sha256",), "id", ("sha256", "id"), why="clean-up: is a blob named"),
+                            Query(why="start-up: files still in form_file_chunks, a scan of a small collection"),
                             _counted())),
     CollectionSpec("form_file_chunks", fields=(), queries=(_counted(),)),
     # every export of visits or household history (server/exports.py): exports carry personal data

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from click.testing import CliRunner
+from http_helpers import make_app
 
+from server import forms_registry
 from server.blobs.disk import DiskBlobStore
 from server.cli import cli
+from server.config import ConfigError
 from server.storage import open_store
-from server.store import COLLECTIONS
+from server.store import COLLECTIONS, get_store, raw_store
 
 
 def run(*args):
@@ -72,3 +76,46 @@ def test_gc_removes_only_files_no_visit_names_after_the_grace_period(env, tmp_pa
     assert blobs.exists(digest(named))
     assert blobs.exists(digest(thumb))
     store.close()
+
+
+def test_gc_keeps_the_files_of_form_versions_and_backup_copies_them(env, tmp_path):
+    assert run("init").exit_code == 0
+    app = make_app(tmp_path, DATABASE_URL=env["KUNJUNG_DATABASE_URL"], SECRET_KEY_FILE=env["KUNJUNG_SECRET_KEY_FILE"])
+    choices = b"name,label\n3204052001,Sukamaju\n"
+    definition = {"settings": {"form_id": "dengan_berkas", "version": "1", "title": {"id": "Dengan berkas"},
+                               "default_language": "id"},
+                  "fields": [{"type": "select_one", "name": "desa", "label": {"id": "Desa"}, "list_file": "desa.csv"}]}
+    with app.app_context():
+        forms_registry.create_draft(get_store(), forms_registry.Submission(definition, files={"desa.csv": choices}),
+                                    actor="admin")
+        forms_registry.publish(get_store(), "dengan_berkas", "1", actor="admin")
+    raw_store(app).close()
+    blobs = DiskBlobStore(f"{tmp_path}/live.db-blobs")
+    orphan = b"nobody names me"
+    blobs.put_bytes(orphan)
+
+    result = run("gc-attachments", "--grace-hours", "0")
+    assert result.exit_code == 0, result.output
+    assert "removed 1 file(s)" in result.output
+    assert not blobs.exists(digest(orphan))
+    assert blobs.read(digest(choices)) == choices
+
+    result = run("backup", str(tmp_path / "copies" / "b.db"))
+    assert result.exit_code == 0, result.output
+    assert DiskBlobStore(tmp_path / "copies" / "b.db-blobs").read(digest(choices)) == choices
+
+
+def test_several_app_hosts_refuse_to_start_without_a_shared_upload_volume(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("KUNJUNG_APP_HOSTS", "3")
+    result = CliRunner().invoke(cli, ["init"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError)
+    assert "KUNJUNG_APP_HOSTS is 3" in str(result.exception)
+    assert "KUNJUNG_UPLOAD_DIR_SHARED" in str(result.exception)
+    # a folder alone is not enough: the admin says it is one volume every host mounts
+    monkeypatch.setenv("KUNJUNG_UPLOAD_DIR", str(tmp_path / "shared-uploads"))
+    assert isinstance(CliRunner().invoke(cli, ["init"]).exception, ConfigError)
+    with pytest.raises(ConfigError, match="KUNJUNG_APP_HOSTS is 2"):
+        make_app(tmp_path, APP_HOSTS=2)
+    monkeypatch.setenv("KUNJUNG_UPLOAD_DIR_SHARED", "true")
+    assert run("init").exit_code == 0

@@ -14,6 +14,7 @@ from media_helpers import (
     jpeg,
     media_visit,
     patch,
+    png,
     publish_media_form,
     sha,
     upload,
@@ -364,3 +365,124 @@ def test_an_upload_resumes_after_the_server_restarts(app_factory):
     assert head.headers["Upload-Offset"] == "5000"
     assert patch(again, ani.headers, location, 5000, photo[5000:]).status_code == 204
     assert again.get(f"/api/v1/visits/{visit['id']}/attachments/foto_rumah", headers=ani.headers).get_data() == photo
+
+
+def test_a_file_the_answers_name_but_the_list_does_not_is_flagged_and_the_device_told(media_app):
+    client = media_app.test_client()
+    ani = Device(client, "ani")
+    photo = jpeg()
+    visit = media_visit(ani, answers={"head_name": "Siti Aminah", "foto_rumah": "rumah.jpg",
+                                      "tanda_tangan": "ttd.png"},
+                        attachments=[entry("foto_rumah", photo, "rumah.jpg", "image/jpeg")])
+    result = ani.push([visit])["results"][0]
+    assert result["status"] == "applied"
+    flags = {flag["code"]: flag for flag in result["flags"]}
+    assert flags["attachments_unlisted"]["paths"] == ["tanda_tangan"]
+    assert flags["attachments_missing"]["paths"] == ["foto_rumah"]
+    assert "did not list" in flags["attachments_unlisted"]["message"]
+    pulled = client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["attachments_missing"]
+    assert sorted(pulled, key=lambda item: item["path"]) == [
+        {"visit_id": visit["id"], "path": "foto_rumah", "sha256": sha(photo), "size": len(photo)},
+        {"visit_id": visit["id"], "path": "tanda_tangan", "sha256": None, "size": None, "unlisted": True}]
+    assert client.get("/api/v1/uploads/missing", headers=ani.headers).get_json()["items"] == pulled
+    refused = create_upload(client, ani.headers, visit["id"], "tanda_tangan", png())
+    assert refused.status_code == 422
+    assert refused.get_json()["code"] == "unlisted_attachment"
+
+    assert upload(client, ani.headers, visit["id"], "foto_rumah", photo).status_code == 204
+    shown = client.get(f"/api/v1/visits/{visit['id']}", headers=login(client, "supervisor")).get_json()
+    codes = [flag["code"] for flag in shown["flags"]]
+    assert "attachments_unlisted" in codes
+    assert "attachments_missing" not in codes
+    assert client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["attachments_missing"] == [
+        {"visit_id": visit["id"], "path": "tanda_tangan", "sha256": None, "size": None, "unlisted": True}]
+    # in Indonesian, for a supervisor of the field team
+    said = client.get(f"/api/v1/visits/{visit['id']}",
+                      headers={**login(client, "supervisor"), "Accept-Language": "id"}).get_json()
+    message = next(flag["message"] for flag in said["flags"] if flag["code"] == "attachments_unlisted")
+    assert "did not list" not in message
+    assert "1" in message
+
+
+def test_a_superseding_visit_of_the_same_device_does_not_send_its_files_again(media_app):
+    client = media_app.test_client()
+    ani, citra, budi = Device(client, "ani"), Device(client, "citra"), Device(client, "budi")
+    photo, sound = jpeg(), wav()
+    first = photo_visit(ani, photo)
+    ani.push([first])
+    assert upload(client, ani.headers, first["id"], "foto_rumah", photo).status_code == 204
+    second = {**media_visit(ani, first["household_id"],
+                            answers={"head_name": "Siti Aminah", "foto_rumah": "rumah.jpg",
+                                     "catatan_suara": "suara.wav"},
+                            attachments=[entry("foto_rumah", photo, "rumah.jpg", "image/jpeg"),
+                                         entry("catatan_suara", sound, "suara.wav", "audio/wav")]),
+              "supersedes": first["id"]}
+    result = ani.push([second])["results"][0]
+    assert result["status"] == "applied", result
+    assert next(f for f in result["flags"] if f["code"] == "attachments_missing")["paths"] == ["catatan_suara"]
+    assert client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["attachments_missing"] == [
+        {"visit_id": second["id"], "path": "catatan_suara", "sha256": sha(sound), "size": len(sound)}]
+    supervisor = login(client, "supervisor")
+    assert client.get(f"/api/v1/visits/{second['id']}/attachments/foto_rumah",
+                      headers=supervisor).get_data() == photo
+
+    # another device of the same village, naming the same bytes, reads nothing until it sends them
+    copycat = photo_visit(citra, photo)
+    assert "attachments_missing" in [f["code"] for f in citra.push([copycat])["results"][0]["flags"]]
+    assert client.get(f"/api/v1/visits/{copycat['id']}/attachments/foto_rumah",
+                      headers=supervisor).status_code == 404
+    created = create_upload(client, citra.headers, copycat["id"], "foto_rumah", photo)
+    assert created.status_code == 201
+    assert created.headers["Upload-Offset"] == "0"
+    # nor does a device of another village, whose supervisor-free officer sees only her own visits
+    far = photo_visit(budi, photo)
+    far["village"] = "32.04.06.2001"
+    budi.push([far])
+    assert client.get(f"/api/v1/visits/{second['id']}/attachments/foto_rumah",
+                      headers=budi.headers).status_code == 404
+    assert client.get(f"/api/v1/visits/{far['id']}/attachments/foto_rumah",
+                      headers=budi.headers).get_json()["code"] == "not_arrived"
+
+    # bytes sent for an earlier visit after the later one was pushed count for the later one at creation
+    third = {**media_visit(ani, first["household_id"], answers={"head_name": "Siti Aminah",
+                                                                 "catatan_suara": "suara.wav"},
+                           attachments=[entry("catatan_suara", sound, "suara.wav", "audio/wav")]),
+             "supersedes": second["id"]}
+    ani.push([third])
+    assert upload(client, ani.headers, second["id"], "catatan_suara", sound).status_code == 204
+    again = create_upload(client, ani.headers, third["id"], "catatan_suara", sound)
+    assert again.status_code == 201
+    assert again.headers["Upload-Offset"] == str(len(sound))
+    assert client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["attachments_missing"] == []
+    assert client.get(f"/api/v1/visits/{third['id']}/attachments/catatan_suara",
+                      headers=supervisor).get_data() == sound
+
+
+def test_patches_through_two_processes_are_checked_whole_and_a_changed_byte_still_refused(app_factory):
+    """Each process hashes the bytes it appends; when the bytes came through another one too, the last
+    PATCH reads the file again, so the check never trusts a digest that missed some bytes."""
+    one = app_factory()
+    for name, role, villages in (("admin", "admin", []), ("ani", "officer", ["32.04.05.2001"])):
+        make_user(one, name, role, villages)
+    client = one.test_client()
+    publish_media_form(client)
+    other = app_factory().test_client()
+    ani = Device(client, "ani")
+    photo, another = jpeg(900, 600), jpeg(900, 600, color="red")
+    good, bad = photo_visit(ani, photo), photo_visit(ani, another)
+    ani.push([good, bad])
+    half = len(photo) // 2
+
+    location = create_upload(client, ani.headers, good["id"], "foto_rumah", photo).headers["Location"]
+    assert patch(client, ani.headers, location, 0, photo[:half]).status_code == 204
+    assert patch(other, ani.headers, location, half, photo[half:-10]).status_code == 204
+    assert patch(client, ani.headers, location, len(photo) - 10, photo[-10:]).status_code == 204
+    assert client.get(f"/api/v1/visits/{good['id']}/attachments/foto_rumah", headers=ani.headers).get_data() == photo
+
+    changed = another[:-20] + bytes(b ^ 0xFF for b in another[-20:-10]) + another[-10:]
+    half = len(another) // 2
+    location = create_upload(client, ani.headers, bad["id"], "foto_rumah", another).headers["Location"]
+    assert patch(client, ani.headers, location, 0, changed[:half]).status_code == 204
+    refused = patch(client, ani.headers, location, half, changed[half:])
+    assert refused.status_code == 422
+    assert refused.get_json()["code"] == "checksum_mismatch"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 
 import openpyxl
 import pytest
-from http_helpers import login
+from http_helpers import login, make_app, make_user
 
 from forms import validate_answers
 from server import forms_registry
-from server.store import get_store
+from server.blobs import blob_store
+from server.store import get_store, raw_store
 
 FORMS = "/api/v1/forms"
 VERSION_URL = f"{FORMS}/pemeriksaan_rumah/versions/2026.3"
@@ -144,6 +146,14 @@ def stored_count(app, collection):
         return get_store().count(collection)
 
 
+def stored_blobs(app):
+    return {blob.sha256 for blob in blob_store(app).list()}
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def test_files_are_checked_before_anything_is_stored(app, client, admin):
     wrong = send(client, admin, [("desa.csv", b"kode,nama\n1,Sukamaju\n"), ("lain.csv", b"a\n1\n"),
                                  ("contoh_rumah.png", b"")])
@@ -171,8 +181,8 @@ def test_files_are_checked_before_anything_is_stored(app, client, admin):
 def test_the_same_bytes_are_stored_once_and_a_draft_file_can_be_removed(app, client, admin):
     files = [("desa.csv", DESA_CSV), ("contoh_rumah.png", PNG), ("example_house.png", PNG)]
     assert send(client, admin, files).status_code == 201
-    chunks = stored_count(app, "form_file_chunks")
-    assert chunks == 2  # the two pictures are the same bytes
+    assert stored_blobs(app) == {digest(DESA_CSV), digest(PNG)}  # the two pictures are the same bytes
+    assert stored_count(app, "form_file_chunks") == 0
     listed = client.get(f"{VERSION_URL}/files", headers=admin).get_json()
     assert all(entry["present"] for entry in listed)
     assert client.delete(f"{VERSION_URL}/files/example_house.png", headers=admin).status_code == 204
@@ -183,7 +193,7 @@ def test_the_same_bytes_are_stored_once_and_a_draft_file_can_be_removed(app, cli
     replaced = send(client, admin, [("example_house.png", PNG)], url=VERSION_URL, method="put")
     assert replaced.status_code == 200, replaced.get_json()
     assert all(entry["present"] for entry in replaced.get_json()["files"])
-    assert stored_count(app, "form_file_chunks") == chunks
+    assert stored_blobs(app) == {digest(DESA_CSV), digest(PNG)}
 
 
 def test_the_library_does_not_publish_a_form_whose_files_it_cannot_ship(app):
@@ -195,3 +205,58 @@ def test_the_library_does_not_publish_a_form_whose_files_it_cannot_ship(app):
         assert not outcome.published
         assert outcome.reason == "needs files the library cannot ship: desa.csv"
         assert get_store().get("form_versions", "dengan_berkas@1") is None
+
+
+def write_files_as_before_the_blob_store(app, form_id, version, files):
+    """What a server before the move to the blob store wrote for a version's files: a document naming
+    its chunks, and the bytes base64-encoded in form_file_chunks (1 MiB pieces)."""
+    piece = 2**20
+    with app.app_context():
+        store = get_store()
+        for name, content in files.items():
+            sha = digest(content)
+            count = max(1, -(-len(content) // piece))
+            for index in range(count):
+                store.put("form_file_chunks", {"id": f"{sha}:{index}", "data": base64.b64encode(
+                    content[index * piece:(index + 1) * piece]).decode()})
+            old = store.get("form_files", f"{form_id}@{version}/{name}")
+            store.put("form_files", {**old, "chunks": count})
+            blob_store(app).delete(sha)
+
+
+def test_a_store_written_before_the_blob_store_serves_its_form_files_after_upgrade(tmp_path):
+    app = make_app(tmp_path)
+    make_user(app, "admin", "admin")
+    make_user(app, "ani", "officer", ["32.04.05.2001"])
+    client = app.test_client()
+    admin = login(client, "admin")
+    big = PNG + bytes(range(256)) * 5000  # more than one old chunk
+    files = {"desa.csv": DESA_CSV, "contoh_rumah.png": PNG, "example_house.png": big}
+    assert send(client, admin, list(files.items())).status_code == 201
+    assert client.post(f"{VERSION_URL}/publish", headers=admin).status_code == 200
+    client.put(f"{FORMS}/pemeriksaan_rumah/assignment", headers=admin, json={"villages": ["32.04.05.2001"]})
+    write_files_as_before_the_blob_store(app, "pemeriksaan_rumah", "2026.3", files)
+    assert stored_count(app, "form_file_chunks") == 1 + 1 + 2
+    assert stored_blobs(app) == set()
+    raw_store(app).close()
+
+    upgraded = make_app(tmp_path)  # start-up moves the bytes
+    assert stored_count(upgraded, "form_file_chunks") == 0
+    assert stored_blobs(upgraded) == {digest(content) for content in files.values()}
+    client = upgraded.test_client()
+    officer = login(client, "ani")
+    for name, content in files.items():
+        download = client.get(f"{VERSION_URL}/files/{name}", headers=officer)
+        assert download.status_code == 200
+        assert download.data == content
+        etag = f'"{hashlib.md5(content, usedforsecurity=False).hexdigest()}"'
+        assert download.headers["ETag"] == etag
+        assert client.get(f"{VERSION_URL}/files/{name}",
+                          headers={**officer, "If-None-Match": etag}).status_code == 304
+    with upgraded.app_context():  # pulldata() reads the moved CSV
+        definition = forms_registry.published_definition(get_store(), "pemeriksaan_rumah", "2026.3")
+        assert definition.lookup("desa", "kepala_desa", "name", "3204052002") == "Iis Sumiati"
+    raw_store(upgraded).close()
+    again = make_app(tmp_path)  # a second start-up has nothing left to move
+    assert stored_blobs(again) == {digest(content) for content in files.values()}
+    raw_store(again).close()

@@ -23,6 +23,7 @@ from ..server_events import current_hlc
 from ..store import get_store
 from ..syncing import pull_service, push_service
 from .base import Blueprint
+from .uploads import MissingSchema
 
 STAMPS = {"description": "field path -> the stamps the writer had for that field (design.md §2)",
           "example": {"head_name": ["1763790000000-0003/phone-1/3f0c…"]}}
@@ -156,16 +157,9 @@ class ChangeField(ma.fields.Dict):
         return super()._serialize(value, attr, obj, **kwargs)
 
 
-class MissingFileSchema(ma.Schema):
-    visit_id = ma.fields.String(required=True)
-    path = ma.fields.String(required=True)
-    sha256 = ma.fields.String(required=True)
-    size = ma.fields.Integer(required=True)
-
-
 class PullReplySchema(ma.Schema):
     changes = ma.fields.List(ChangeField(), required=True)
-    attachments_missing = ma.fields.List(ma.fields.Nested(MissingFileSchema), metadata={
+    attachments_missing = ma.fields.List(ma.fields.Nested(MissingSchema), metadata={
         "description": "files of this device's applied visits the server does not hold yet; a device keeps a "
                        "local file until it is no longer listed (docs/protocol.md, Files of visits)"})
     next = ma.fields.String(required=True)

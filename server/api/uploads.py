@@ -140,8 +140,11 @@ def append(upload_id: str):
 class MissingSchema(ma.Schema):
     visit_id = ma.fields.String(required=True)
     path = ma.fields.String(required=True)
-    sha256 = ma.fields.String(required=True)
-    size = ma.fields.Integer(required=True)
+    sha256 = ma.fields.String(required=True, allow_none=True, metadata={"description": "null when unlisted"})
+    size = ma.fields.Integer(required=True, allow_none=True, metadata={"description": "null when unlisted"})
+    unlisted = ma.fields.Boolean(metadata={
+        "description": "true: the visit's answers name this file but its attachments list does not, so it cannot "
+                       "be uploaded; send a new version of the visit (supersedes) that lists it"})
 
 
 class MissingReplySchema(ma.Schema):

@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from .store import BlobError, BlobInfo, BlobMismatch, BlobNotFound, BlobStore
 
 __all__ = ["BlobError", "BlobInfo", "BlobMismatch", "BlobNotFound", "BlobStore", "blob_store", "blobs_beside",
-           "open_blob_store", "restore_blobs", "upload_body_limit", "upload_directory"]
+           "check_upload_sharing", "open_blob_store", "restore_blobs", "upload_body_limit", "upload_directory"]
 
 EXTENSION = "kunjung.blobs"
 UPLOADS_PREFIX = "/api/v1/uploads/"
@@ -48,6 +48,20 @@ def upload_directory(config: dict[str, Any]) -> Path:
     return path
 
 
+def check_upload_sharing(config: dict[str, Any]) -> None:
+    """Refuse to start several app hosts whose uploads under way would each be on their own disk: a
+    PATCH reaching another host than the POST would find no upload, and a resumed one would restart."""
+    from ..config import ConfigError
+    from ..i18n import gettext
+
+    hosts = int(config.get("APP_HOSTS") or 1)
+    if hosts > 1 and not (config.get("UPLOAD_DIR") and config.get("UPLOAD_DIR_SHARED")):
+        raise ConfigError(gettext(
+            "KUNJUNG_APP_HOSTS is %(hosts)s, but uploads under way are kept on the local disk: set "
+            "KUNJUNG_UPLOAD_DIR to a volume every app host mounts and KUNJUNG_UPLOAD_DIR_SHARED=true "
+            "(docs/scaling.md, Uploads on several hosts)", hosts=hosts))
+
+
 def open_blob_store(config: dict[str, Any], store: Any) -> BlobStore:
     """The blob backend that goes with the event store: files on disk beside SQLite, GridFS in MongoDB."""
     directory = blob_directory(config)
@@ -60,14 +74,16 @@ def open_blob_store(config: dict[str, Any], store: Any) -> BlobStore:
     return GridFSBlobStore(store.db)
 
 
-def blob_store(app: Flask | None = None) -> BlobStore:
-    """The app's blob store, opened on first use."""
+def blob_store(app: Flask | None = None, store: Any = None) -> BlobStore:
+    """The app's blob store, opened on first use (with ``store``, the event store's start-up hooks
+    open it on the store they are given, which is not ready for others yet)."""
     from ..store import get_store
 
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     blobs = app.extensions.get(EXTENSION)
     if blobs is None:
-        blobs = app.extensions.setdefault(EXTENSION, open_blob_store(app.config, get_store(app)))
+        store = store if store is not None else get_store(app)
+        blobs = app.extensions.setdefault(EXTENSION, open_blob_store(app.config, store))
     return blobs  # type: ignore[no-any-return]
 
 
@@ -78,12 +94,12 @@ def blobs_beside(backup: str) -> str:
 
 def restore_blobs(source: BlobStore, target: BlobStore) -> int:
     """Copy into ``target`` every blob of ``source`` it lacks; returns how many."""
-    from .store import _ChunkReader
+    from .store import ChunkReader
 
     restored = 0
     for blob in source.list():
         if not target.exists(blob.sha256):
-            target.put(_ChunkReader(source.chunks(blob.sha256)), blob.sha256)
+            target.put(ChunkReader(source.chunks(blob.sha256)), blob.sha256)
             restored += 1
     return restored
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from forms import media_question
+from forms import media_answers, media_question
 from forms.fieldtypes import check_file_name
 
 from ..audit import record_audit
 from ..errors import ApiError
-from ..i18n import gettext
+from ..i18n import N_, gettext
 from ..security.scope import Scope
 from ..storage import Range, Store, Writer
 from ..timeutil import iso, now_utc
@@ -30,8 +30,10 @@ from .store import SHA256, BlobNotFound, BlobStore
 
 ATTACHMENTS = "attachments"
 UPLOADS = "uploads"
+FORM_FILES = "form_files"  # server/forms_registry.py: a version's files are blobs too
 VISITS = "visits"
 MISSING = "attachments_missing"
+UNLISTED = "attachments_unlisted"
 MAX_ATTACHMENTS = 50
 ATTACHMENT_KEYS = frozenset({"path", "sha256", "size", "media_type", "filename"})
 THUMBNAIL_PIXELS = 320
@@ -139,6 +141,14 @@ def check_attachments(definition: Any, answers: Mapping[str, Any], attachments: 
     return errors, stored
 
 
+def unlisted_files(definition: Any, answers: Mapping[str, Any], listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The files the answers name that the event's ``attachments`` list does not: the server can never
+    receive them (an upload is for a listed file), so the visit is flagged and the device told."""
+    named = {entry["path"] for entry in listed}
+    return [{"path": path, "filename": filename, "kind": question.kind}
+            for path, question, filename in media_answers(definition, answers) if path not in named]
+
+
 def attachment_id(visit_id: str, path: str) -> str:
     return f"{visit_id}/{path}"
 
@@ -148,12 +158,54 @@ def missing_flag(paths: list[str]) -> dict[str, Any]:
             "message": f"{len(paths)} file(s) of this visit have not reached the server yet."}
 
 
+def unlisted_flag(paths: list[str]) -> dict[str, Any]:
+    return {"code": UNLISTED, "paths": sorted(paths),
+            "message": N_("The answers name %(count)s file(s) the device did not list with the visit; they cannot "
+                          "reach the server until the device sends a new version of the visit that lists them.")
+            % {"count": len(paths)}}
+
+
 def attachment_documents(visit: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The ``attachments`` documents a visit's list makes, written with the visit."""
-    return [{"id": attachment_id(visit["id"], entry["path"]), "visit_id": visit["id"], "village": visit["village"],
+    """The ``attachments`` documents a visit's list makes, written with the visit; and one for each file
+    its answers name that the list does not (``unlisted``, never held: no upload can be for it)."""
+    docs = [{"id": attachment_id(visit["id"], entry["path"]), "visit_id": visit["id"], "village": visit["village"],
              "device_id": visit["device_id"], "officer": visit["officer"], "held": False, "held_at": None,
              "stored_type": None, "thumbnail_sha256": None, "received_at": visit["received_at"], **entry}
             for entry in visit.get("attachments") or ()]
+    for doc in docs:
+        if doc["held"]:  # bytes this device sent before (files_sent_before)
+            doc["held_at"] = visit["received_at"]
+    docs.extend({"id": attachment_id(visit["id"], entry["path"]), "visit_id": visit["id"], "village": visit["village"],
+                 "device_id": visit["device_id"], "officer": visit["officer"], "held": False, "held_at": None,
+                 "stored_type": None, "thumbnail_sha256": None, "received_at": visit["received_at"], "sha256": None,
+                 "size": None, "media_type": None, "unlisted": True, **entry}
+                for entry in visit.get("unlisted_files") or ())
+    return docs
+
+
+def sent_by(reader: Store | Writer, sha256: str, device_id: str, officer: str) -> dict[str, Any] | None:
+    """An attachment of any visit whose bytes this device, logged in as this officer, uploaded; or None."""
+    return next((doc for doc in reader.find(ATTACHMENTS, {"sha256": sha256})
+                 if doc.get("held") and doc["device_id"] == device_id and doc["officer"] == officer), None)
+
+
+def files_sent_before(reader: Store | Writer, visit: dict[str, Any],
+                      flags: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The visit and its flags with every listed file this same device (and officer) already uploaded
+    for another visit counted as held: a superseding visit need not send its photos again. Access
+    follows (device, sha256): bytes another device sent, or a file not yet arrived, count for nothing."""
+    entries = visit.get("attachments") or []
+    reused = False
+    for entry in entries:
+        earlier = sent_by(reader, entry["sha256"], visit["device_id"], visit["officer"])
+        if earlier is not None:
+            entry.update(held=True, stored_type=earlier.get("stored_type"))
+            reused = True
+    if not reused:
+        return visit, flags
+    missing = [entry["path"] for entry in entries if not entry.get("held")]
+    flags = [flag for flag in flags if flag.get("code") != MISSING] + ([missing_flag(missing)] if missing else [])
+    return visit, flags
 
 
 def _with_flags(visit: dict[str, Any], flags: list[dict[str, Any]]) -> dict[str, Any]:
@@ -180,7 +232,8 @@ def missing_for_device(store: Store, officer: str, device_id: str, *, limit: int
     """The files of this device's visits that the server does not hold yet (a device keeps a local
     file until it is no longer listed here after its visit was applied)."""
     found = store.find(ATTACHMENTS, {"device_id": device_id, "held": False}, limit=limit)
-    return [{"visit_id": doc["visit_id"], "path": doc["path"], "sha256": doc["sha256"], "size": doc["size"]}
+    return [{"visit_id": doc["visit_id"], "path": doc["path"], "sha256": doc["sha256"], "size": doc["size"],
+             **({"unlisted": True} if doc.get("unlisted") else {})}
             for doc in found if doc["officer"] == officer]
 
 
@@ -251,9 +304,11 @@ class Collected:
 
 
 def named(store: Store, sha256: str) -> bool:
-    """Whether any attachment names the blob, as its file or its thumbnail."""
+    """Whether any attachment names the blob, as its file or its thumbnail, or any form version has
+    it as one of its files (choice lists, lookups, label media live in the same blob store)."""
     return bool(store.find(ATTACHMENTS, {"sha256": sha256}, limit=1)
-                or store.find(ATTACHMENTS, {"thumbnail_sha256": sha256}, limit=1))
+                or store.find(ATTACHMENTS, {"thumbnail_sha256": sha256}, limit=1)
+                or store.find(FORM_FILES, {"sha256": sha256}, limit=1))
 
 
 def collect_garbage(store: Store, blobs: BlobStore, *, grace_seconds: float, dry_run: bool = False,

@@ -104,12 +104,12 @@ class BlobStore(abc.ABC):
         for blob in self.list():
             if target.exists(blob.sha256):
                 continue
-            target.put(_ChunkReader(self.chunks(blob.sha256)), blob.sha256)
+            target.put(ChunkReader(self.chunks(blob.sha256)), blob.sha256)
             copied += 1
         return copied
 
 
-class _ChunkReader(io.RawIOBase):
+class ChunkReader(io.RawIOBase):
     """A readable stream over an iterator of byte pieces."""
 
     def __init__(self, pieces: Iterator[bytes]):

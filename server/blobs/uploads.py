@@ -20,7 +20,9 @@ import hashlib
 import os
 import re
 import struct
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ from ..privacy.erasure import erased_files
 from ..security.scope import Scope
 from ..storage import Store, Writer
 from ..timeutil import iso, now_utc
-from .attachments import ATTACHMENTS, UPLOADS, VISITS, MediaLimits, attachment_id, mark_held
+from .attachments import ATTACHMENTS, UPLOADS, VISITS, MediaLimits, attachment_id, mark_held, sent_by
 from .disk import DiskBlobStore
 from .media import SNIFF_BYTES, fits, sniff
 from .store import CHUNK, BlobStore
@@ -96,6 +98,7 @@ class UploadService:
         self.blobs = blobs
         self.directory = directory
         self.limits = limits
+        self.digests = RunningDigests()
 
     def partial(self, upload_id: str) -> Path:
         return self.directory / f"{upload_id}.part"
@@ -124,6 +127,11 @@ class UploadService:
         if attachment is None:
             raise ApiError(422, "unknown_attachment", gettext("The visit names no file at this path."),
                            {"Upload-Metadata.path": [gettext("not in the visit's attachments")]})
+        if attachment.get("unlisted"):
+            raise ApiError(422, "unlisted_attachment",
+                           gettext("The visit's answers name this file but its attachments list does not; send a "
+                                   "new version of the visit that lists it."),
+                           {"Upload-Metadata.path": [gettext("not in the visit's attachments")]})
         if metadata["sha256"] != attachment["sha256"]:
             raise ApiError(422, "attachment_mismatch", gettext("The visit names another file at this path."),
                            {"Upload-Metadata.sha256": [gettext("differs from the sha256 the visit names")]})
@@ -143,6 +151,16 @@ class UploadService:
                   "officer": caller.username, "created_at": iso(now_utc()), "metadata": dict(metadata)}
         if attachment.get("held"):
             return upload, length  # this device sent these bytes for this visit before: nothing to send
+        earlier = sent_by(self.store, attachment["sha256"], caller.device_id, caller.username)
+        if earlier is not None and self.blobs.exists(attachment["sha256"]):
+            # it sent them for another visit (one this visit supersedes, say): they count for this one too
+            def unit(tx: Writer) -> None:
+                current = tx.get(ATTACHMENTS, attachment["id"])
+                if current is not None and not current.get("held"):
+                    mark_held(tx, current, earlier.get("stored_type") or attachment["media_type"])
+
+            self.store.unit_of_work(unit)
+            return upload, length
         self.partial(upload["id"]).touch(mode=0o600)
         self.store.insert(UPLOADS, upload)
         return upload, 0
@@ -191,6 +209,7 @@ class UploadService:
                                gettext("Upload-Offset is not where the upload stands; ask with HEAD."))
             out.seek(current)
             written = 0
+            digest = self.digests.take(upload_id, current)
             try:
                 while True:
                     piece = body.read(min(CHUNK, remaining - written + 1))
@@ -198,14 +217,19 @@ class UploadService:
                         break
                     if written + len(piece) > remaining:
                         out.truncate(current)
+                        digest = None
                         raise ApiError(400, "too_many_bytes",
                                        gettext("The body is longer than what the upload still lacks."),
                                        {"Upload-Length": [gettext("%(remaining)s bytes remain", remaining=remaining)]})
                     out.write(piece)
+                    if digest is not None:
+                        digest.update(piece)
                     written += len(piece)
             finally:
                 out.flush()
                 os.fsync(out.fileno())
+                if digest is not None:
+                    self.digests.keep(upload_id, current + written, digest)
         offset = current + written
         if offset == upload["length"]:
             self.finish(upload)
@@ -240,12 +264,13 @@ class UploadService:
             path.unlink()
 
     def _check(self, path: Path, upload: Mapping[str, Any], attachment: Mapping[str, Any]) -> str:
-        digest = hashlib.sha256()
+        digest = self.digests.take(upload["id"], upload["length"])
         with open(path, "rb") as source:
             head = source.read(SNIFF_BYTES)
-            digest.update(head)
-            while piece := source.read(1024 * 1024):
-                digest.update(piece)
+            if digest is None:  # its bytes came through other processes too: read them again
+                digest = hashlib.sha256(head)
+                while piece := source.read(1024 * 1024):
+                    digest.update(piece)
         if digest.hexdigest() != upload["sha256"]:
             raise ApiError(422, "checksum_mismatch",
                            gettext("The bytes received do not have the sha256 the visit names; "
@@ -273,6 +298,31 @@ class UploadService:
         with contextlib.suppress(FileNotFoundError):
             self.partial(upload["id"]).unlink()
         self.store.delete(UPLOADS, upload["id"])
+
+
+class RunningDigests:
+    """The SHA-256 of each upload's bytes so far, as this process appended them: the last PATCH then
+    checks the file without reading it again. An upload some of whose bytes another process (or a
+    server before a restart) appended has no entry here, and is read again in full."""
+
+    def __init__(self, most: int = 4096):
+        self.most = most
+        self.lock = threading.Lock()
+        self.running: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+
+    def take(self, upload_id: str, offset: int) -> Any:
+        """The digest of the upload's first ``offset`` bytes (a fresh one at 0), or None when unknown."""
+        with self.lock:
+            found = self.running.pop(upload_id, None)
+        if found is not None and found[0] == offset:
+            return found[1]
+        return hashlib.sha256() if offset == 0 else None
+
+    def keep(self, upload_id: str, offset: int, digest: Any) -> None:
+        with self.lock:
+            self.running[upload_id] = (offset, digest)
+            while len(self.running) > self.most:  # abandoned uploads: forgotten, read again if they resume
+                self.running.popitem(last=False)
 
 
 def _check_image(path: Path, max_pixels: int | None) -> None:
