@@ -14,7 +14,7 @@ from ..audit import client_address
 from ..clock import node_device_id, wall_ms
 from ..cursors import MAX_CURSOR_LENGTH
 from ..errors import ApiError
-from ..i18n import gettext
+from ..i18n import gettext, translate_known
 from ..relay.accept import accept_relayed
 from ..relay.feed import feed_page, waiting_down, waiting_for
 from ..relay.halls import (
@@ -210,9 +210,15 @@ def revoke(name):
 def status():
     """On a hall node: when it last reached upstream, what waits, what upstream refused and why."""
     try:
-        return hall_status(get_store())
+        status = hall_status(get_store())
     except RelayError as error:
         raise ApiError(404, error.code, error.message) from None
+    # Stored in English; said here in the reader's language.
+    if status["clock_refusal"]:
+        status["clock_refusal"] = translate_known(status["clock_refusal"])
+    if status["last_error"]:
+        status["last_error"] = {**status["last_error"], "message": translate_known(status["last_error"]["message"])}
+    return status
 
 
 # -- a hall, with its credential ---------------------------------------------------------------------

@@ -43,6 +43,10 @@ DOWN_PAGE = 500
 MERGE_RULE = DOCUMENT_FORMAT
 UPSTREAM_COLLECTIONS = ("villages", "forms", "form_versions")
 NODE_HEADER = "X-Kunjung-Node"
+CLOCK_AHEAD = N_("The hall's clock is %(seconds)s s ahead of the central server's (the bound is %(bound)s s); "
+                 "set the laptop's clock.")
+CLOCK_BEHIND = N_("The hall's clock is %(seconds)s s behind the central server's (the bound is %(bound)s s); "
+                  "set the laptop's clock.")
 
 
 class RelayError(Exception):
@@ -150,11 +154,9 @@ class HallNode:
         gap = int(answer["time_ms"]) - (sent + arrived) // 2
         refusal = None
         if abs(gap) > self.skew_bound_ms:
-            side = "ahead of" if gap < 0 else "behind"
-            refusal = (f"The hall's clock is {abs(gap) // 1000} s {side} the central server's "
-                       f"(the bound is {self.skew_bound_ms // 1000} s); set the laptop's clock. / "
-                       f"Jam laptop balai desa selisih {abs(gap) // 1000} detik dari server pusat; "
-                       "perbaiki jam laptop.")
+            # Stored in English; whoever shows it says it in the reader's language (translate_known).
+            template = CLOCK_AHEAD if gap < 0 else CLOCK_BEHIND
+            refusal = template % {"seconds": abs(gap) // 1000, "bound": self.skew_bound_ms // 1000}
         self.store.unit_of_work(lambda tx: _update_state(
             tx, clock_gap_ms=gap, clock_refusal=refusal, hall=answer.get("hall"),
             villages=sorted(answer.get("villages") or []), upstream_node=answer.get("node_id"),
