@@ -151,6 +151,9 @@ class SetupSchema(ma.Schema):
         "description": "officers and supervisors of the hall's villages, with only those villages and their "
                        "password hashes, so that they sign in at the hall offline"})
     devices = ma.fields.List(ma.fields.Dict(), required=True, metadata={"description": "revoked devices"})
+    app_credentials = ma.fields.List(ma.fields.Dict(), required=True, metadata={
+        "description": "ODK Collect's working app credentials of those users, by the SHA-256 of the token "
+                       "(`{id, username, device_id, created_at}`); one no longer sent is dropped at the hall"})
     known_users = ma.fields.List(ma.fields.String(), required=True,
                                  metadata={"description": "users sent before: those not sent now are disabled"})
 
