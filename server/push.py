@@ -51,6 +51,7 @@ from .security.scope import Scope
 from .server_events import DEVICE_ORIGIN
 from .storage import Store, Writer
 from .timeutil import iso
+from .visits import settle_restamps
 
 EVENT_TYPES = ("visit", "household_edit")
 MAX_TEXT = 10_000
@@ -411,8 +412,12 @@ class PushService:
             visit, flags = without_erased_files(visit, flags, batch.erased_files)
         batch.insert_later("events", stored)
         if visit is not None:
-            batch.insert_later("visits", {**visit, "flags": flags, "flagged": bool(flags),
-                                          "flag_codes": sorted({f["code"] for f in flags})})
+            visit = {**visit, "flags": flags, "flagged": bool(flags), "flag_codes": sorted({f["code"] for f in flags})}
+            if raw.get("restamp_of"):  # another node may hold the visit under its first id
+                visit["restamp_of"] = raw["restamp_of"]
+                for sibling in settle_restamps(batch.tx, household_id, raw["restamp_of"], visit):
+                    batch.put_later("visits", sibling)
+            batch.insert_later("visits", visit)
             for attachment in attachment_documents(visit):  # the files it names, held once uploaded
                 batch.insert_later("attachments", attachment)
         return _result(event_id, "applied", flags=translate_flags(flags) or None)

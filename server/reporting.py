@@ -25,7 +25,7 @@ from .areas import area_condition, scoped_areas, user_in_areas, village_where
 from .security.scope import Scope
 from .storage import In, Store
 from .timeutil import iso, now_utc
-from .visits import count_visits, find_visits
+from .visits import count_visits, find_visits, shown
 
 # -- time zones ---------------------------------------------------------------------------------
 # Indonesia keeps three time zones, set by Keputusan Presiden No. 41 Tahun 1987 (in force since
@@ -125,7 +125,7 @@ def stream_visits(store: Store, areas: list[str] | None, *, form_id: str | None 
         return
     for form, version in published_versions(store, form_id):
         condition = {"form_id": form, "form_version": version, **(where or {}), **village_where(areas)}
-        yield from store.iterate("visits", condition, order_by="seq")
+        yield from (visit for visit in store.iterate("visits", condition, order_by="seq") if shown(visit))
 
 
 def counted(visit: Mapping[str, Any]) -> bool:

@@ -24,20 +24,56 @@ ANY_FLAG = "any"
 FLAG_SCAN = 500
 
 
+# A visit re-stamped after clock_skew under a new id (``restamp_of``) may reach a node under both ids;
+# the node keeps the pair's events (the fold needs both) and shows one visit: the one whose write the
+# device order keeps standing (same device and device_seq, so the greater stamp: HLC, then id). The
+# others carry ``restamp_hidden`` and are left out of listings, the review queue, figures and exports.
+HIDDEN = "restamp_hidden"
+
+
+def shown(visit: Mapping[str, Any]) -> bool:
+    return not visit.get(HIDDEN)
+
+
+def restamp_group(tx: Writer, household_id: str, group: str, *, landing: Mapping[str, Any]
+                  ) -> list[dict[str, Any]]:
+    """The held visits of one re-stamped visit (``group``: the first id), besides ``landing``."""
+    ids = []
+    for event in tx.find("events", {"household_id": household_id}, order_by="seq"):
+        if event.get("type") != "visit" or event["id"] == landing["id"]:
+            continue
+        named = event.get("restamp_of") or (event.get("body") or {}).get("restamp_of")
+        if event["id"] == group or named == group:
+            ids.append(event["id"])
+    return list(tx.get_many(VISITS, ids).values()) if ids else []
+
+
+def settle_restamps(tx: Writer, household_id: str, group: str, landing: dict[str, Any]) -> list[dict[str, Any]]:
+    """Mark which visit of a re-stamped pair shows: sets ``landing``'s mark and returns the held
+    siblings whose mark changed (for the caller to write)."""
+    siblings = restamp_group(tx, household_id, group, landing=landing)
+    if not siblings:
+        return []
+    standing = max([*siblings, landing], key=lambda v: (v["hlc"], v["id"]))["id"]
+    landing[HIDDEN] = landing["id"] != standing
+    return [{**visit, HIDDEN: visit["id"] != standing} for visit in siblings
+            if bool(visit.get(HIDDEN)) != (visit["id"] != standing)]
+
+
 def find_visits(store: Store, where: Mapping[str, Any], *, flag: str | None = None, after: str | None = None,
                 limit: int) -> list[dict[str, Any]]:
     """Visits matching the indexed ``where`` and carrying ``flag`` (a flag code, ``any``, or None for
-    no flag filter), by id, after the id ``after``."""
-    if flag is None:
-        return store.find(VISITS, where, after=after, limit=limit)
-    where = {**where, "flagged": True}
-    if flag == ANY_FLAG:
-        return store.find(VISITS, where, after=after, limit=limit)
+    no flag filter), by id, after the id ``after``; a re-stamped visit once (see ``HIDDEN``)."""
+    if flag is not None:
+        where = {**where, "flagged": True}
     found: list[dict[str, Any]] = []
     while len(found) < limit:
-        page = store.find(VISITS, where, after=after, limit=FLAG_SCAN)
-        found.extend(v for v in page if flag in (v.get("flag_codes") or ()))
-        if len(page) < FLAG_SCAN:
+        # Pages are read past the hidden ones (few) until this page fills.
+        wanted = limit - len(found) if flag in (None, ANY_FLAG) else FLAG_SCAN
+        page = store.find(VISITS, where, after=after, limit=wanted)
+        found.extend(v for v in page if shown(v) and (
+            flag in (None, ANY_FLAG) or flag in (v.get("flag_codes") or ())))
+        if len(page) < wanted:
             break
         after = page[-1]["id"]
     return found[:limit]
@@ -45,12 +81,11 @@ def find_visits(store: Store, where: Mapping[str, Any], *, flag: str | None = No
 
 def count_visits(store: Store, where: Mapping[str, Any], *, flag: str | None = None) -> int:
     """How many visits :func:`find_visits` would find without a limit."""
-    if flag is None:
-        return store.count(VISITS, where)
-    where = {**where, "flagged": True}
-    if flag == ANY_FLAG:
-        return store.count(VISITS, where)
-    return sum(1 for v in store.iterate(VISITS, where) if flag in (v.get("flag_codes") or ()))
+    if flag is not None:
+        where = {**where, "flagged": True}
+    if flag in (None, ANY_FLAG):
+        return store.count(VISITS, where) - store.count(VISITS, {**where, HIDDEN: True})
+    return sum(1 for v in store.iterate(VISITS, where) if shown(v) and flag in (v.get("flag_codes") or ()))
 
 
 def _own_visits(user: Mapping[str, Any]) -> dict[str, Any]:

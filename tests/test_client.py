@@ -259,13 +259,18 @@ def test_a_push_is_retried_after_a_503_and_a_lost_reply_without_doubling(field_a
     assert [entry["event_id"] for entry in history(field_app, made.household_id)] == [made.id]
 
 
-def test_a_fast_clock_is_corrected_and_its_events_restamped_keeping_id_and_device_seq(field_app):
+def test_a_fast_clock_is_corrected_and_its_events_restamped_under_new_ids_keeping_device_seq(field_app):
     device = make_device(FlaskTransport(field_app), wall_ms=lambda: time.time_ns() // 1_000_000 + HOUR_MS)
     made = visit(device)
     edit = device.edit(household_id=made.household_id, village=VILLAGE, writes={"head_name": "H. Asep"})
     assert edit.base == {"head_name": [made.stamp]}
     stamps, sequences = (made.hlc, edit.hlc), (made.device_seq, edit.device_seq)
+    first_ids = (made.id, edit.id)
     report = device.push()
+    # a new id naming the first, so that no two nodes hold two bodies under one id (docs/relay.md)
+    assert made.id != first_ids[0]
+    assert edit.id != first_ids[1]
+    assert (made.body["restamp_of"], edit.body["restamp_of"]) == first_ids
     assert report.rejected == {"clock_skew": 2}
     assert (report.restamped, report.applied, report.unsent) == (2, 2, 0)
     assert device.stats["clock_corrections"] == 1
@@ -282,6 +287,8 @@ def test_a_fast_clock_is_corrected_and_its_events_restamped_keeping_id_and_devic
     assert stored[made.id]["hlc"] == made.hlc
     # the server keeps the device's order, which the re-stamp did not change
     assert [stored_event(field_app, e.id)["engine"]["device_seq"] for e in (made, edit)] == list(sequences)
+    assert [stored_event(field_app, e.id)["body"]["restamp_of"] for e in (made, edit)] == list(first_ids)
+    assert all(stored_event(field_app, old) is None for old in first_ids)  # the refused bodies were never kept
 
 
 def test_every_event_carries_the_next_device_seq():

@@ -14,7 +14,7 @@ from ..audit import client_address
 from ..clock import node_device_id, wall_ms
 from ..cursors import MAX_CURSOR_LENGTH
 from ..errors import ApiError
-from ..i18n import gettext
+from ..i18n import gettext, translate_known
 from ..relay.accept import accept_relayed
 from ..relay.feed import feed_page, waiting_down, waiting_for
 from ..relay.halls import (
@@ -151,6 +151,9 @@ class SetupSchema(ma.Schema):
         "description": "officers and supervisors of the hall's villages, with only those villages and their "
                        "password hashes, so that they sign in at the hall offline"})
     devices = ma.fields.List(ma.fields.Dict(), required=True, metadata={"description": "revoked devices"})
+    app_credentials = ma.fields.List(ma.fields.Dict(), required=True, metadata={
+        "description": "ODK Collect's working app credentials of those users, by the SHA-256 of the token "
+                       "(`{id, username, device_id, created_at}`); one no longer sent is dropped at the hall"})
     known_users = ma.fields.List(ma.fields.String(), required=True,
                                  metadata={"description": "users sent before: those not sent now are disabled"})
 
@@ -210,9 +213,15 @@ def revoke(name):
 def status():
     """On a hall node: when it last reached upstream, what waits, what upstream refused and why."""
     try:
-        return hall_status(get_store())
+        status = hall_status(get_store())
     except RelayError as error:
         raise ApiError(404, error.code, error.message) from None
+    # Stored in English; said here in the reader's language.
+    if status["clock_refusal"]:
+        status["clock_refusal"] = translate_known(status["clock_refusal"])
+    if status["last_error"]:
+        status["last_error"] = {**status["last_error"], "message": translate_known(status["last_error"]["message"])}
+    return status
 
 
 # -- a hall, with its credential ---------------------------------------------------------------------

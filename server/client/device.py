@@ -34,9 +34,10 @@ class Outgoing:
     """One event this device made: as it last sent it, and every verdict the server gave it.
 
     ``state`` is ``pending`` (to send), ``acked`` (applied or duplicate: the server holds it), ``skewed``
-    (refused for clock skew; :meth:`DeviceClient.restamp_skewed` makes it pending again under a new HLC,
-    same id and ``device_seq``) or ``rejected`` (refused for good; ``result`` says why). ``unknown`` is set
-    once it was sent without an answer coming back: the server may hold it, so ``duplicate`` is expected.
+    (refused for clock skew; :meth:`DeviceClient.restamp_skewed` makes it pending again under a new HLC
+    and a new id naming the first, same ``device_seq``) or ``rejected`` (refused for good; ``result``
+    says why). ``unknown`` is set once it was sent without an answer coming back: the server may hold
+    it, so ``duplicate`` is expected.
     ``confirmed`` is set when a pull made after the ack brought its household back: the pulled copy
     then carries the write (or what superseded it). Bodies are kept encoded: a phone holds many.
     """
@@ -448,15 +449,22 @@ class DeviceClient:
             event.acked_gen = self.pull_gen
 
     def restamp_skewed(self) -> int:
-        """Give every event refused for clock skew a new HLC (same id, same ``device_seq``), in device order,
-        and point the bases of unsent events at the new stamps; returns how many were re-stamped."""
+        """Give every event refused for clock skew a new HLC and a new id naming the first one
+        (``restamp_of``; same ``device_seq``), in device order, so that two nodes never hold two bodies
+        under one id (docs/relay.md); point the bases and ``supersedes`` of unsent events at the new
+        stamps and ids. Returns how many were re-stamped."""
         skewed = sorted((event for event in self.events if event.state == SKEWED), key=lambda e: e.device_seq)
         if not skewed:
             return 0
         renamed: dict[str, str] = {}
+        new_ids: dict[str, str] = {}
         for event in skewed:
             old = event.stamp
             body = event.body
+            # A node may hold the refused body (another node's bound allowed it); the chain always
+            # names the first id, so that a node holding several keeps one.
+            body["restamp_of"] = body.get("restamp_of") or event.id
+            new_ids[event.id] = body["id"] = event.id = self.new_id()
             body["hlc"] = event.hlc = self.clock.now()
             event.encoded = kept_json(body)
             renamed[old] = event.stamp
@@ -467,10 +475,13 @@ class DeviceClient:
             if event.state == ACKED:
                 continue
             base = event.base
-            if not any(stamp in renamed for stamps in base.values() for stamp in stamps):
+            body = event.body
+            supersedes = body.get("supersedes")
+            if supersedes in new_ids:
+                body["supersedes"] = new_ids[supersedes]
+            elif not any(stamp in renamed for stamps in base.values() for stamp in stamps):
                 continue
             base = {path: sorted(renamed.get(s, s) for s in stamps) for path, stamps in base.items()}
-            body = event.body
             body["base"] = base
             event.encoded, event.encoded_base = kept_json(body), kept_json(base)
         return len(skewed)

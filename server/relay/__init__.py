@@ -3,34 +3,46 @@
 from __future__ import annotations
 
 import logging
+import re
 
-from flask import Flask, request
+from flask import Flask, Response, request
 
 from ..errors import ApiError
-from ..i18n import gettext
+from ..i18n import gettext, translate_known
 from ..storage import StoreUnavailable
 from ..store import get_store
 
 log = logging.getLogger("kunjung.relay")
 RUNNER_EXTENSION = "kunjung.relay.runner"
-PUSH_PATHS = ("/api/v1/sync/push",)
+# What phones post their work to: JSON sync, and ODK Collect's submissions under its token URL.
+PUSH_PATHS = ("/api/v1/sync/push", re.compile(r"/key/[^/]+/submission"))
+
+
+def is_push(path: str) -> bool:
+    return any(path == p if isinstance(p, str) else p.fullmatch(path) for p in PUSH_PATHS)
 
 
 def install_relay(app: Flask) -> None:
-    """At a hall: refuse phone pushes while the hall's clock is too far from upstream's, saying why.
-
-    ODK Collect submissions join ``PUSH_PATHS`` when they land (issue 18 leaves them for later)."""
+    """At a hall: refuse phone pushes (JSON sync and Collect submissions) while the hall's clock is
+    too far from upstream's, saying why (to Collect in the OpenRosa shape it shows)."""
 
     @app.before_request
-    def _hall_clock() -> None:
-        if request.path not in PUSH_PATHS or request.method != "POST":
-            return
+    def _hall_clock() -> Response | None:
+        if request.method != "POST" or not is_push(request.path):
+            return None
         from .node import push_refusal
 
         refusal = push_refusal(get_store())
-        if refusal:
-            raise ApiError(503, "hall_clock_skew", refusal,
-                           {"clock": [gettext("the hall's clock is off; nothing was taken")]})
+        if not refusal:
+            return None
+        if not request.path.startswith("/api/"):
+            from ..api.openrosa import message
+
+            response = message(translate_known(refusal), 503, "error")
+            response.headers["Retry-After"] = "60"
+            return response
+        raise ApiError(503, "hall_clock_skew", refusal,
+                       {"clock": [gettext("the hall's clock is off; nothing was taken")]})
 
 
 def start_background_relay(app: Flask) -> object | None:

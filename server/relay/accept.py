@@ -28,7 +28,7 @@ from ..households import HOUSEHOLDS, write_household
 from ..jsonio import storage_problems
 from ..security.scope import Scope
 from ..storage import Store, Writer
-from ..visits import VISITS
+from ..visits import VISITS, settle_restamps
 
 RELAYED_TYPES = ("visit", "household_edit", "resolution", "import", "review")
 # What of a stored event travels; ``seq`` and ``relayed_from`` are the holder's own bookkeeping.
@@ -235,6 +235,14 @@ def _store_visit(tx: Writer, visit: Mapping[str, Any], event: Mapping[str, Any])
     if geotag:
         # Made here from the checked geotag, never taken as sent: MongoDB's 2dsphere index reads it.
         doc["location"] = {"type": "Point", "coordinates": [geotag["lon"], geotag["lat"]]}
+    # Relayed visits may complete a re-stamped pair in either order: the first id arriving after
+    # its re-stamp, or the other way round; the node shows one of them (server/visits.py).
+    body = event.get("body")
+    named = event.get("restamp_of") or (body.get("restamp_of") if isinstance(body, Mapping) else None)
+    if is_id(named):
+        doc["restamp_of"] = named
+    for sibling in settle_restamps(tx, doc["household_id"], doc.get("restamp_of") or doc["id"], doc):
+        tx.put(VISITS, sibling)
     tx.insert(VISITS, doc)
     supersedes = visit.get("supersedes")
     if is_id(supersedes):

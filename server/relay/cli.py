@@ -124,7 +124,7 @@ def status_command(as_json: bool) -> None:
         click.echo(gettext("last error: %(code)s: %(message)s", code=status["last_error"]["code"],
                            message=translate_known(status["last_error"]["message"])))
     if status["clock_refusal"]:
-        click.echo(gettext("refusing phone pushes: %(reason)s", reason=status["clock_refusal"]))
+        click.echo(gettext("refusing phone pushes: %(reason)s", reason=translate_known(status["clock_refusal"])))
     click.echo(gettext("waiting to go up: %(count)s", count=status["waiting_up"]))
     click.echo(gettext("refused events: %(count)s", count=len(status["refused"])))
     for entry in status["refused"][-20:]:

@@ -43,6 +43,10 @@ DOWN_PAGE = 500
 MERGE_RULE = DOCUMENT_FORMAT
 UPSTREAM_COLLECTIONS = ("villages", "forms", "form_versions")
 NODE_HEADER = "X-Kunjung-Node"
+CLOCK_AHEAD = N_("The hall's clock is %(seconds)s s ahead of the central server's (the bound is %(bound)s s); "
+                 "set the laptop's clock.")
+CLOCK_BEHIND = N_("The hall's clock is %(seconds)s s behind the central server's (the bound is %(bound)s s); "
+                  "set the laptop's clock.")
 
 
 class RelayError(Exception):
@@ -150,11 +154,9 @@ class HallNode:
         gap = int(answer["time_ms"]) - (sent + arrived) // 2
         refusal = None
         if abs(gap) > self.skew_bound_ms:
-            side = "ahead of" if gap < 0 else "behind"
-            refusal = (f"The hall's clock is {abs(gap) // 1000} s {side} the central server's "
-                       f"(the bound is {self.skew_bound_ms // 1000} s); set the laptop's clock. / "
-                       f"Jam laptop balai desa selisih {abs(gap) // 1000} detik dari server pusat; "
-                       "perbaiki jam laptop.")
+            # Stored in English; whoever shows it says it in the reader's language (translate_known).
+            template = CLOCK_AHEAD if gap < 0 else CLOCK_BEHIND
+            refusal = template % {"seconds": abs(gap) // 1000, "bound": self.skew_bound_ms // 1000}
         self.store.unit_of_work(lambda tx: _update_state(
             tx, clock_gap_ms=gap, clock_refusal=refusal, hall=answer.get("hall"),
             villages=sorted(answer.get("villages") or []), upstream_node=answer.get("node_id"),
@@ -280,7 +282,7 @@ def _same(stored: Mapping[str, Any] | None, doc: Mapping[str, Any]) -> bool:
 def apply_setup(tx: Writer, bundle: Mapping[str, Any]) -> dict[str, int]:
     """Store what upstream sent of the hall's villages; a document is written only when it changed
     (forms are tracked: rewriting one unchanged would send it to every phone again)."""
-    written = {"villages": 0, "forms": 0, "form_versions": 0, "users": 0, "devices": 0}
+    written = {"villages": 0, "forms": 0, "form_versions": 0, "users": 0, "devices": 0, "app_credentials": 0}
     for collection in UPSTREAM_COLLECTIONS:
         for doc in bundle.get(collection) or []:
             doc = {k: v for k, v in doc.items() if k != "seq"}
@@ -309,7 +311,36 @@ def apply_setup(tx: Writer, bundle: Mapping[str, Any]) -> dict[str, int]:
             tx.put("devices", {**(stored or device), "revoked": True,
                                "revoked_at": device.get("revoked_at"), "revoked_by": "upstream"})
             written["devices"] += 1
+    written["app_credentials"] = _apply_credentials(tx, bundle.get("app_credentials") or [])
     _update_state(tx, known_users=sorted(sent_users), last_setup_at=iso(now_utc()))
+    return written
+
+
+def _apply_credentials(tx: Writer, sent: list[Mapping[str, Any]]) -> int:
+    """ODK Collect's app credentials of the hall's villages, as upstream keeps them (the SHA-256 of the
+    token only), with the device each belongs to; one upstream no longer sends (revoked, replaced, its
+    user or device cut off) is dropped, so that the phone's token stops working here too."""
+    from ..app_credentials import CREDENTIALS
+    from ..devices import DEVICES, device_key
+
+    written = 0
+    current = {credential["id"] for credential in sent}
+    for credential in sent:
+        doc = {key: credential.get(key) for key in ("id", "username", "device_id", "created_at")}
+        doc.update(revoked=False, from_upstream=True)
+        if not _same(tx.get(CREDENTIALS, doc["id"]), doc):
+            tx.put(CREDENTIALS, doc)
+            written += 1
+        key = device_key(doc["username"], doc["device_id"])
+        device = tx.get(DEVICES, key) or {"id": key, "username": doc["username"], "device_id": doc["device_id"],
+                                          "first_seen_at": doc["created_at"], "revoked": False,
+                                          "last_sync_at": None}
+        if device.get("app_credential") != doc["id"] and not device.get("revoked"):
+            tx.put(DEVICES, {**device, "app_credential": doc["id"], "app_version": "ODK Collect"})
+    state = tx.get(STATE, RELAY_ID) or {}
+    for digest in set(state.get("known_credentials") or ()) - current:
+        written += int(tx.delete(CREDENTIALS, digest))
+    _update_state(tx, known_credentials=sorted(current))
     return written
 
 
@@ -321,6 +352,7 @@ def setup_bundle(store: Store, hall_villages: list[str], previous_users: list[st
     a token the hall issues can then reach nothing else. Password hashes travel so that officers
     sign in offline; so do revoked devices, so that a lost phone is refused at the hall too.
     """
+    from ..app_credentials import COLLECTING_ROLES
     from ..forms_registry import FORMS, PUBLISHED, VERSIONS, assigned_to
 
     villages = sorted(set(hall_villages))
@@ -331,7 +363,7 @@ def setup_bundle(store: Store, hall_villages: list[str], previous_users: list[st
     out["forms"] = forms
     out["form_versions"] = [doc for form in forms for doc in store.find(VERSIONS, {"form_id": form["id"]})
                             if doc.get("state") == PUBLISHED]
-    users, devices = [], []
+    users, devices, credentials = [], [], []
     for user in store.iterate("users"):
         if user["role"] == "admin":
             continue
@@ -343,11 +375,28 @@ def setup_bundle(store: Store, hall_villages: list[str], previous_users: list[st
                       "disabled": bool(user.get("disabled")), "password_hash": user["password_hash"],
                       "token_version": user.get("token_version", 0), "created_at": user.get("created_at"),
                       "updated_at": user.get("updated_at")})
+        held = store.find("devices", {"username": user["id"]})
         devices.extend({k: d.get(k) for k in ("id", "username", "device_id", "revoked", "revoked_at")}
-                       for d in store.find("devices", {"username": user["id"]}) if d.get("revoked"))
+                       for d in held if d.get("revoked"))
+        if not user.get("disabled") and user["role"] in COLLECTING_ROLES:
+            credentials.extend(_working_credentials(store, held))
     out["users"] = users
     out["devices"] = devices
+    out["app_credentials"] = credentials
     out["known_users"] = sorted(set(previous_users or []))
+    return out
+
+
+def _working_credentials(store: Store, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The app credentials of these devices that work now, by their hash (the token never leaves)."""
+    from ..app_credentials import CREDENTIALS
+
+    out = []
+    for device in devices:
+        digest = device.get("app_credential")
+        credential = store.get(CREDENTIALS, digest) if digest and not device.get("revoked") else None
+        if credential is not None and not credential.get("revoked"):
+            out.append({k: credential.get(k) for k in ("id", "username", "device_id", "created_at")})
     return out
 
 

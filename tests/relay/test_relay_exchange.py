@@ -31,7 +31,7 @@ def event_ids(app):
         return sorted(doc["id"] for doc in get_store(app).find("events", order_by="id", limit=10_000))
 
 
-def test_a_hall_whose_clock_is_off_refuses_pushes_and_says_why_until_it_is_right(tmp_path, central):
+def test_a_hall_whose_clock_is_off_refuses_pushes_and_says_why_until_it_is_right(tmp_path, central, monkeypatch):
     hall, link = make_hall(tmp_path, central, "balai", [VILLAGE])
     ani = Device(hall.test_client(), "ani")
     ahead = lambda: int(time.time() * 1000) + 3_600_000  # noqa: E731 - the laptop runs an hour fast
@@ -43,7 +43,23 @@ def test_a_hall_whose_clock_is_off_refuses_pushes_and_says_why_until_it_is_right
     assert refused.get_json()["code"] == "hall_clock_skew"
     assert "ahead" in refused.get_json()["message"]
     with hall.app_context():
-        assert "ahead" in relay_state(get_store(hall))["clock_refusal"]
+        stored = relay_state(get_store(hall))["clock_refusal"]
+    assert stored.startswith("The hall's clock is ")
+    assert "Jam" not in stored
+    in_indonesian = ani.client.post("/api/v1/sync/push", headers={**ani.headers, "Accept-Language": "id"},
+                                    json={"device_id": ani.device_id, "events": []}).get_json()["message"]
+    assert in_indonesian.startswith("Jam laptop balai")
+    assert "lebih cepat" in in_indonesian
+    supervisor = login(hall.test_client(), "supervisor")
+    status = hall.test_client().get("/api/v1/relay/status", headers={**supervisor, "Accept-Language": "id"})
+    assert status.status_code == 200, status.get_json()
+    assert status.get_json()["clock_refusal"] == in_indonesian
+    monkeypatch.setenv("KUNJUNG_DATABASE_URL", hall.config["DATABASE_URL"])
+    monkeypatch.setenv("KUNJUNG_SECRET_KEY_FILE", hall.config["SECRET_KEY_FILE"])
+    shown = CliRunner().invoke(cli, ["relay", "status"], env={"KUNJUNG_LANG": "id"}, catch_exceptions=False)
+    assert in_indonesian in shown.output
+    shown = CliRunner().invoke(cli, ["relay", "status"], env={"KUNJUNG_LANG": "en"}, catch_exceptions=False)
+    assert stored in shown.output
     sync_round(hall, link)  # the clock was set right
     assert statuses(ani.push([ani.edit(str(uuid.uuid4()), {"head_name": "Siti"})])) == ["applied"]
     close(hall)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from http_helpers import make_user
+from http_helpers import login, make_user
 from relay_helpers import close, make_hall, node_app, sync_round
-from sync_helpers import VILLAGE, Device, publish_household_form, statuses
+from sync_helpers import VILLAGE, Device, listed, publish_household_form, statuses
 
 from server.relay.node import relay_state
 from server.store import get_store
@@ -100,3 +101,67 @@ def test_restamp_of_must_name_another_event(central):
     result = phone.push([event])["results"][0]
     assert result["code"] == "invalid"
     assert "restamp_of" in result["errors"]
+
+
+def visit_body(household: str, hlc: str, **extra) -> dict:
+    # no geotag: the visit carries the no_geotag flag, so it is in the review queue too
+    return {"id": str(uuid.uuid4()), "type": "visit", "device_id": "phone-ani", "hlc": hlc, "device_seq": 1,
+            "form_id": "rumah_tangga_uji", "form_version": "1", "village": VILLAGE, "household_id": household,
+            "started_at": "2026-11-22T02:50:00Z", "ended_at": "2026-11-22T03:00:00Z",
+            "answers": {"head_name": "Siti"}, **extra}
+
+
+def shown_visits(app, who: str) -> dict[str, list[str]]:
+    """The visit ids a supervisor (or admin) is shown in the visit list, the review queue and an export."""
+    client = app.test_client()
+    headers = login(client, who)
+    visits = [v["id"] for v in listed(client, "/api/v1/visits", headers)]
+    queue = client.get("/api/v1/reports/review-queue", headers=headers, query_string={"kind": "visit"}).get_json()
+    exported = client.get("/api/v1/exports/visits.geojson", headers=headers)
+    assert exported.status_code == 200, exported.get_data()[:300]
+    return {"visits": sorted(visits), "queue": sorted(item["id"] for item in queue["items"]),
+            "queue_total": [queue["totals"]["visits"]],
+            "export": sorted(f["id"] for f in json.loads(exported.data)["features"])}
+
+
+def test_a_node_holding_a_visit_under_both_ids_shows_it_once_and_every_node_the_same_one(tmp_path, central):
+    make_user(central, "supervisor", "supervisor", ["32.04.05"])
+    hall, link = make_hall(tmp_path, central, "balai", [VILLAGE], CLOCK_SKEW_SECONDS=60)
+    household = str(uuid.uuid4())
+    at_central = Device(central.test_client(), "ani", device_id="phone-ani")
+    at_hall = Device(hall.test_client(), "ani", device_id="phone-ani")
+    first = visit_body(household, ahead_hlc(3))
+    assert statuses(at_central.push([first])) == ["applied"]
+    assert at_hall.push([first])["results"][0]["code"] == "clock_skew"
+    again = {**first, "id": str(uuid.uuid4()), "restamp_of": first["id"], "hlc": ahead_hlc(0)}
+    assert statuses(at_hall.push([again])) == ["applied"]
+    assert shown_visits(hall, "supervisor")["visits"] == [again["id"]]
+    sync_round(hall, link)
+    # each node holds both visits and both events, and shows one: the one whose write stands
+    # (same device and device_seq: the greater HLC, here the first)
+    for app in (central, hall):
+        with app.app_context():
+            store = get_store(app)
+            assert all(store.get("visits", v["id"]) for v in (first, again))
+            assert all(store.get("events", v["id"]) for v in (first, again))
+        assert shown_visits(app, "supervisor") == {"visits": [first["id"]], "queue": [first["id"]],
+                                                   "queue_total": [1], "export": [first["id"]]}
+    assert shown_visits(central, "admin")["queue_total"] == [1]
+    client = hall.test_client()
+    # the hidden one is still there by its own id (a link to it keeps working)
+    assert client.get(f"/api/v1/visits/{again['id']}", headers=login(client, "supervisor")).status_code == 200
+    close(hall)
+
+
+def test_a_restamp_pushed_to_a_node_that_holds_the_first_id_is_shown_once(central):
+    # the first id reached this node another way (a hall sent it up after the phone lost the answer)
+    make_user(central, "supervisor", "supervisor", ["32.04.05"])
+    phone = Device(central.test_client(), "ani", device_id="phone-ani")
+    household = str(uuid.uuid4())
+    first = visit_body(household, ahead_hlc(0))
+    again = {**first, "id": str(uuid.uuid4()), "restamp_of": first["id"], "hlc": ahead_hlc(1)}
+    assert statuses(phone.push([first])) == ["applied"]
+    assert statuses(phone.push([again])) == ["applied"]
+    # here the re-stamp's HLC is the greater, so its write stands and it is the one shown
+    assert shown_visits(central, "supervisor") == {"visits": [again["id"]], "queue": [again["id"]],
+                                                   "queue_total": [1], "export": [again["id"]]}
