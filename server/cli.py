@@ -29,7 +29,7 @@ from .forms_registry import import_form, load_library
 from .household_import import CHUNK as REGISTER_CHUNK
 from .household_import import RegisterError, import_households, read_register
 from .households import rebuild_household, write_household
-from .i18n import _, translate_errors, translate_known
+from .i18n import N_, _, translate_errors, translate_known
 from .privacy.erasure import erase_household, erase_person, require_central
 from .privacy.people import checked_number, number_hash, person_export
 from .privacy.retention import apply_retention, plan_retention
@@ -77,26 +77,25 @@ pass_context = click.make_pass_decorator(Context, ensure=True)
 install_cli_language()
 
 
-@click.group(help="kunjung: offline-first household visits. Settings come from KUNJUNG_* variables.")
+@click.group(help=N_("kunjung: offline-first household visits. Settings come from KUNJUNG_* variables."))
 def cli() -> None:
     pass
 
 
-@cli.command("init")
+@cli.command("init", help=N_("Create or migrate the store and the secret key; safe to run again."))
 @pass_context
 def init_command(ctx: Context) -> None:
-    """Create or migrate the store and the secret key; safe to run again."""
     store = ctx.store
     click.echo(_("store ready at %(url)s (schema v%(schema)s)", url=_safe_url(ctx.app.config["DATABASE_URL"]),
                  schema=store.schema_version()))
 
 
-@cli.command("backup")
+@cli.command("backup", help=N_("Write a consistent copy of the embedded store to DESTINATION (mode 0600) while the "
+                               "server runs."))
 @click.argument("destination", type=click.Path(dir_okay=False, writable=True))
-@click.option("--force", is_flag=True, help="Replace DESTINATION if it exists.")
+@click.option("--force", is_flag=True, help=N_("Replace DESTINATION if it exists."))
 @pass_context
 def backup_command(ctx: Context, destination: str, force: bool) -> None:
-    """Write a consistent copy of the embedded store to DESTINATION (mode 0600) while the server runs."""
     target = Path(destination)
     if target.exists() and not force:
         raise click.ClickException(_("%(path)s exists already; give --force to replace it", path=destination))
@@ -110,12 +109,10 @@ def backup_command(ctx: Context, destination: str, force: bool) -> None:
                  blobs=blobs_beside(destination)))
 
 
-@cli.command("rotate-key")
+@cli.command("rotate-key", help=N_("Make a new server secret; the old one keeps verifying for the refresh-token "
+                                   "lifetime.\n\nRestart the server afterwards: it reads the secret file when it "
+                                   "starts."))
 def rotate_key_command() -> None:
-    """Make a new server secret; the old one keeps verifying for the refresh-token lifetime.
-
-    Restart the server afterwards: it reads the secret file when it starts.
-    """
     try:
         settings = config_module.resolve_locations(config_module.from_environment())
         _new, retired = config_module.rotate_secret(settings)
@@ -127,12 +124,12 @@ def rotate_key_command() -> None:
                  path=settings["SECRET_KEY_FILE"], days=days, kept=len(retired)))
 
 
-@cli.command("restore")
+@cli.command("restore", help=N_("Replace the embedded store's content with the backup at SOURCE. Stop the server "
+                                "first."))
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes", is_flag=True, help=N_("Do not ask for confirmation."))
 @pass_context
 def restore_command(ctx: Context, source: str, yes: bool) -> None:
-    """Replace the embedded store's content with the backup at SOURCE. Stop the server first."""
     store = ctx.store
     if not hasattr(store, "restore_from"):
         raise click.ClickException(_("restore is for the embedded store; use mongorestore for MongoDB"))
@@ -150,16 +147,15 @@ def restore_command(ctx: Context, source: str, yes: bool) -> None:
     click.echo(_("restored from %(path)s (schema v%(schema)s)", path=source, schema=store.schema_version()))
 
 
-@cli.command("create-user")
+@cli.command("create-user", help=N_("Create a user; the password is prompted for (never an argument, never echoed)."))
 @click.argument("username")
 @click.option("--role", type=click.Choice(["admin", "supervisor", "officer"]), required=True)
 @click.option("--village", "villages", multiple=True,
-              help="A village code (32.04.05.2001), or for a supervisor a kecamatan (32.04.05). Repeatable.")
-@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+              help=N_("A village code (32.04.05.2001), or for a supervisor a kecamatan (32.04.05). Repeatable."))
+@click.option("--password-stdin", is_flag=True, help=N_("Read the password from the first line of stdin."))
 @pass_context
 def create_user_command(ctx: Context, username: str, role: str, villages: tuple[str, ...],
                         password_stdin: bool) -> None:
-    """Create a user; the password is prompted for (never an argument, never echoed)."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -179,13 +175,13 @@ def create_user_command(ctx: Context, username: str, role: str, villages: tuple[
                                                                    username=name))
 
 
-@cli.command("import-villages")
+@cli.command("import-villages", help=N_("Load village boundaries from a GeoJSON FeatureCollection; exits 1 if any "
+                                        "feature is refused."))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--code-field", default="code", show_default=True, help="Feature property with the Kemendagri code.")
-@click.option("--name-field", default="name", show_default=True, help="Feature property with the village name.")
+@click.option("--code-field", default="code", show_default=True, help=N_("Feature property with the Kemendagri code."))
+@click.option("--name-field", default="name", show_default=True, help=N_("Feature property with the village name."))
 @pass_context
 def import_villages_command(ctx: Context, file: str, code_field: str, name_field: str) -> None:
-    """Load village boundaries from a GeoJSON FeatureCollection; exits 1 if any feature is refused."""
     try:
         features = read_geojson_file(file)
     except GeoJsonError as exc:
@@ -204,14 +200,13 @@ def import_villages_command(ctx: Context, file: str, code_field: str, name_field
         sys.exit(1)
 
 
-@cli.command("import-households")
+@cli.command("import-households", help=N_("Load a household register (.csv or .xlsx, such as a DTSEN extract with its"
+                                          " desil column) as households to verify; exits 1 if any row is refused."))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--village-field", default=None,
-              help="Column holding the village code, when it is not named kode desa / village_code.")
+              help=N_("Column holding the village code, when it is not named kode desa / village_code."))
 @pass_context
 def import_households_command(ctx: Context, file: str, village_field: str | None) -> None:
-    """Load a household register (.csv or .xlsx, such as a DTSEN extract with its desil column) as households to
-    verify; exits 1 if any row is refused."""
 
     def progress(done: int, total: int | None) -> None:
         if done and (total is None or total > REGISTER_CHUNK):  # a file of one chunk is done before progress would help
@@ -234,16 +229,16 @@ def import_households_command(ctx: Context, file: str, village_field: str | None
         sys.exit(1)
 
 
-@cli.command("import-form")
+@cli.command("import-form", help=N_("Import FILE (.xlsx, .xls XLSForm or .json definition) as a draft, or publish it;"
+                                    " problems exit 1."))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--publish", "publish_it", is_flag=True, help="Publish the version once imported.")
-@click.option("--assign-all", is_flag=True, help="Assign the form to every village.")
+@click.option("--publish", "publish_it", is_flag=True, help=N_("Publish the version once imported."))
+@click.option("--assign-all", is_flag=True, help=N_("Assign the form to every village."))
 @click.option("--village", "villages", multiple=True,
-              help="Assign the form to this village (32.04.05.2001) or kecamatan (32.04.05). Repeatable.")
+              help=N_("Assign the form to this village (32.04.05.2001) or kecamatan (32.04.05). Repeatable."))
 @pass_context
 def import_form_command(ctx: Context, file: str, publish_it: bool, assign_all: bool,
                         villages: tuple[str, ...]) -> None:
-    """Import FILE (.xlsx, .xls XLSForm or .json definition) as a draft, or publish it; problems exit 1."""
     if assign_all and villages:
         raise click.UsageError(_("give --assign-all or --village, not both"))
     with ctx.app.app_context():
@@ -271,18 +266,18 @@ def import_form_command(ctx: Context, file: str, publish_it: bool, assign_all: b
                      "assign it with --assign-all or --village", form=summary["form_id"]), err=True)
 
 
-@cli.command("collect-qr")
+@cli.command("collect-qr", help=N_("Make an ODK Collect credential for a user's phone and its set-up QR code (PNG and"
+                                   " SVG).\n\nThe token inside is shown only now; making another for the same phone "
+                                   "replaces it, and revoking the device stops it. The URL is KUNJUNG_PUBLIC_URL: the"
+                                   " address phones reach the server at."))
 @click.argument("username")
-@click.option("--device", required=True, help="The phone's device name (hp-ani-02): one credential per phone.")
-@click.option("--json", "as_json", is_flag=True, help="Print Collect's settings JSON instead of writing the images.")
+@click.option("--device", required=True, help=N_("The phone's device name (hp-ani-02): one credential per phone."))
+@click.option("--json", "as_json", is_flag=True,
+              help=N_("Print Collect's settings JSON instead of writing the images."))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".", show_default=True,
-              help="Folder for the PNG and SVG of the QR code.")
+              help=N_("Folder for the PNG and SVG of the QR code."))
 @pass_context
 def collect_qr_command(ctx: Context, username: str, device: str, as_json: bool, out_dir: str) -> None:
-    """Make an ODK Collect credential for a user's phone and its set-up QR code (PNG and SVG).
-
-    The token inside is shown only now; making another for the same phone replaces it, and revoking
-    the device stops it. The URL is KUNJUNG_PUBLIC_URL: the address phones reach the server at."""
     import json
 
     from .app_credentials import collect_settings, issue_credential, qr_images, settings_payload
@@ -315,10 +310,10 @@ def collect_qr_command(ctx: Context, username: str, device: str, as_json: bool, 
                  svg=str(stem) + ".svg"))
 
 
-@cli.command("load-library")
+@cli.command("load-library", help=N_("Publish the shipped forms not yet in the store (a new form is assigned to every"
+                                     " village)."))
 @pass_context
 def load_library_command(ctx: Context) -> None:
-    """Publish the shipped forms not yet in the store (a new form is assigned to every village)."""
     with ctx.app.app_context():
         outcomes = load_library(ctx.store, actor="cli", address="cli")
     failed = False
@@ -334,11 +329,11 @@ def load_library_command(ctx: Context) -> None:
         sys.exit(1)
 
 
-@cli.command("rebuild-households")
-@click.option("--fix", is_flag=True, help="Rewrite households that differ from the fold of their events.")
+@cli.command("rebuild-households", help=N_("Fold every household again from its events and report any difference from"
+                                           " the stored state."))
+@click.option("--fix", is_flag=True, help=N_("Rewrite households that differ from the fold of their events."))
 @pass_context
 def rebuild_households_command(ctx: Context, fix: bool) -> None:
-    """Fold every household again from its events and report any difference from the stored state."""
     store = ctx.store
     total = store.count("households")
     checked = differ = fixed = 0
@@ -370,13 +365,13 @@ def rebuild_households_command(ctx: Context, fix: bool) -> None:
         sys.exit(1)
 
 
-@cli.command("gc-attachments")
+@cli.command("gc-attachments", help=N_("Remove attachment files (and thumbnails) that no visit names, and uploads "
+                                       "left unfinished."))
 @click.option("--grace-hours", type=click.FloatRange(min=0), default=24.0, show_default=True,
-              help="Keep files stored more recently than this (an upload may be finishing its visit).")
-@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+              help=N_("Keep files stored more recently than this (an upload may be finishing its visit)."))
+@click.option("--dry-run", is_flag=True, help=N_("Only say what would be removed."))
 @pass_context
 def gc_attachments_command(ctx: Context, grace_hours: float, dry_run: bool) -> None:
-    """Remove attachment files (and thumbnails) that no visit names, and uploads left unfinished."""
     from .api.uploads import upload_service_for
 
     service = upload_service_for(ctx.app)
@@ -411,13 +406,13 @@ def _refused(exc: ApiError) -> None:
     sys.exit(1)
 
 
-@cli.command("erase-household")
+@cli.command("erase-household", help=N_("Erase a household's personal values everywhere kunjung keeps them (a "
+                                        "tombstone syncs to devices)."))
 @click.argument("household_id")
-@click.option("--reason", required=True, help="Why: the request this erasure answers (kept in the audit log).")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--reason", required=True, help=N_("Why: the request this erasure answers (kept in the audit log)."))
+@click.option("--yes", is_flag=True, help=N_("Do not ask for confirmation."))
 @pass_context
 def erase_household_command(ctx: Context, household_id: str, reason: str, yes: bool) -> None:
-    """Erase a household's personal values everywhere kunjung keeps them (a tombstone syncs to devices)."""
     with ctx.app.app_context():
         try:
             require_central()
@@ -437,14 +432,13 @@ def erase_household_command(ctx: Context, household_id: str, reason: str, yes: b
                      visits=summary["visits"], attachments=summary["attachments"]))
 
 
-@cli.command("erase-person")
+@cli.command("erase-person", help=N_("Erase one person by NIK: their roster row or head's fields in every household, "
+                                     "and the answers of every visit mentioning the NIK."))
 @click.argument("nik")
-@click.option("--reason", required=True, help="Why: the request this erasure answers (kept in the audit log).")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--reason", required=True, help=N_("Why: the request this erasure answers (kept in the audit log)."))
+@click.option("--yes", is_flag=True, help=N_("Do not ask for confirmation."))
 @pass_context
 def erase_person_command(ctx: Context, nik: str, reason: str, yes: bool) -> None:
-    """Erase one person by NIK: their roster row or head's fields in every household, and the answers of
-    every visit mentioning the NIK."""
     with ctx.app.app_context():
         try:
             require_central()
@@ -466,11 +460,11 @@ def erase_person_command(ctx: Context, nik: str, reason: str, yes: bool) -> None
                      events=summary["events"], visits=summary["visits"]))
 
 
-@cli.command("export-person")
+@cli.command("export-person", help=N_("Print, as JSON, everything kunjung holds about one person (a data-subject "
+                                      "access request; recorded)."))
 @click.argument("nik")
 @pass_context
 def export_person_command(ctx: Context, nik: str) -> None:
-    """Print, as JSON, everything kunjung holds about one person (a data-subject access request; recorded)."""
     with ctx.app.app_context():
         try:
             nik = checked_number(nik, "nik")
@@ -484,12 +478,12 @@ def export_person_command(ctx: Context, nik: str) -> None:
     click.echo(json.dumps(found, ensure_ascii=False, indent=2))
 
 
-@cli.command("apply-retention")
-@click.option("--yes", is_flag=True, help="Remove what is past its keeping time; without it, only list it.")
+@cli.command("apply-retention", help=N_("Remove raw bodies (and photos) of visits reviewed longer ago than "
+                                        "KUNJUNG_RAW_BODY_RETENTION_DAYS and audit entries older than "
+                                        "KUNJUNG_AUDIT_RETENTION_DAYS. Without --yes a dry run: what would go."))
+@click.option("--yes", is_flag=True, help=N_("Remove what is past its keeping time; without it, only list it."))
 @pass_context
 def apply_retention_command(ctx: Context, yes: bool) -> None:
-    """Remove raw bodies (and photos) of visits reviewed longer ago than KUNJUNG_RAW_BODY_RETENTION_DAYS and
-    audit entries older than KUNJUNG_AUDIT_RETENTION_DAYS. Without --yes a dry run: what would go."""
     with ctx.app.app_context():
         store = ctx.store
         plan = plan_retention(store, body_days=ctx.app.config["RAW_BODY_RETENTION_DAYS"],

@@ -1,6 +1,8 @@
-"""Click's own words (usage errors, "Usage:", prompts) said through kunjung's catalogue, in the CLI's language."""
+"""Click's own words (usage errors, "Usage:", prompts) and kunjung's help texts, said in the CLI's language."""
 
 from __future__ import annotations
+
+import inspect
 
 import click.core
 import click.decorators
@@ -42,6 +44,8 @@ CLICK_MESSAGES = [
     N_("Options"),
     N_("Commands"),
     N_("Show this message and exit."),
+    N_("default: {default}"),
+    N_("env var: {var}"),
 ]
 
 
@@ -68,6 +72,27 @@ def _say_plural(singular: str, plural: str, count: int) -> str:
     return catalogue(current_language()).ngettext(singular, plural, count)
 
 
+def _said_help(method):
+    """``method`` of a command or option, run with its help text (marked N_() in server/cli.py) said in the
+    current language: click keeps the English it was given at import, before the shell's language is known."""
+
+    def speaking(self, *args, **kwargs):
+        kept = self.help, getattr(self, "short_help", None)
+        if self.help:
+            self.help = _say(inspect.cleandoc(self.help))
+        if kept[1]:
+            self.short_help = _say(inspect.cleandoc(kept[1]))
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.help = kept[0]
+            if kept[1]:
+                self.short_help = kept[1]
+
+    speaking.kunjung_says_help = True  # type: ignore[attr-defined]
+    return speaking
+
+
 def install_cli_language() -> None:
     """Point click's modules at the catalogue; the language is looked up each time a message is said."""
     for module in _CLICK_MODULES:
@@ -75,3 +100,10 @@ def install_cli_language() -> None:
             module._ = _say  # type: ignore[attr-defined]
         if hasattr(module, "ngettext"):
             module.ngettext = _say_plural  # type: ignore[attr-defined]
+    # help texts: a command's own (``kunjung import-households --help``), its line in the group's list, and
+    # each option's
+    for owner, name in ((click.core.Command, "format_help_text"), (click.core.Command, "get_short_help_str"),
+                        (click.core.Option, "get_help_record")):
+        method = getattr(owner, name)
+        if not getattr(method, "kunjung_says_help", False):
+            setattr(owner, name, _said_help(method))
