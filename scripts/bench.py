@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # The checkout must be importable before these (scripts/ is not installed).
+from forms.library import library_form  # noqa: E402  (the shipped form the bench pushes visits for)
 from scripts import bench_web  # noqa: E402  (the web pages' figures)
 from scripts.bench_media import media_figures, media_goals  # noqa: E402
 from scripts.simulator.households import new_visit_answers  # noqa: E402
@@ -47,7 +48,8 @@ from server.store import COLLECTIONS, get_store, raw_store  # noqa: E402
 from server.users import create_user, update_user  # noqa: E402
 from server.villages import import_villages, read_geojson_file  # noqa: E402
 
-FORM_ID, FORM_VERSION = "verval_keluarga", "2026.1"
+FORM_ID = "verval_keluarga"
+FORM_VERSION = library_form(FORM_ID)["settings"]["version"]
 VILLAGE = "32.04.05.2001"  # Cileunyi Kulon in server/data/sample_villages.geojson
 VILLAGE_NAME = "Cileunyi Kulon"
 BIG_VILLAGE = "32.04.05.2002"  # holds the households of the memory figure

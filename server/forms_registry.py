@@ -31,7 +31,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -681,15 +681,18 @@ def _legacy_chunks(store: Store | Writer, doc: dict[str, Any]) -> Iterator[bytes
         yield base64.b64decode(chunk["data"])
 
 
-def move_form_files_to_blobs(store: Store, blobs: BlobStore) -> int:
+def move_form_files_to_blobs(store: Store, blobs: Callable[[], BlobStore]) -> int:
     """Start-up: move the bytes of form files an older server kept in ``form_file_chunks`` into the
     blob store; returns how many files moved. Each file is checked against its sha256 before its
     document stops naming chunks, and the chunks go only once no document names them, so a crash
     midway leaves every file readable and the next start-up finishes the move."""
-    moved = 0
     legacy = [doc for doc in store.find(FILES, {}) if "chunks" in doc]
+    if not legacy:
+        return 0
+    target = blobs()  # opened only when there is something to move
+    moved = 0
     for doc in legacy:
-        blobs.put(ChunkReader(_legacy_chunks(store, doc)), doc["sha256"])
+        target.put(ChunkReader(_legacy_chunks(store, doc)), doc["sha256"])
         with store.transaction() as tx:
             current = tx.get(FILES, doc["id"])
             if current is not None and "chunks" in current:
@@ -697,8 +700,7 @@ def move_form_files_to_blobs(store: Store, blobs: BlobStore) -> int:
         moved += 1
     for chunk_id in sorted({f"{doc['sha256']}:{index}" for doc in legacy for index in range(doc["chunks"])}):
         store.delete(LEGACY_CHUNKS, chunk_id)
-    if moved:
-        log.info("moved %s form file(s) from form_file_chunks to the blob store", moved)
+    log.info("moved %s form file(s) from form_file_chunks to the blob store", moved)
     return moved
 
 
@@ -707,7 +709,7 @@ def move_form_files_on_start(app: Flask) -> None:
     def hook(store: Store) -> None:
         from .blobs import blob_store
 
-        move_form_files_to_blobs(store, blob_store(app, store))
+        move_form_files_to_blobs(store, lambda: blob_store(app, store))
 
     on_store_ready(app, hook)
 
@@ -914,12 +916,29 @@ def _load_one(store: Store, definition: Definition, actor: str | None, address: 
     return LibraryOutcome(form_id, version, True, "published", doc["hash"])
 
 
+def library_upgrades(store: Store) -> list[dict[str, Any]]:
+    """The shipped definitions whose form this store has from an earlier library, at another version:
+    each is published as a new version at start-up (the earlier one stays, for visits made with it).
+    A form whose latest version an admin published is the admin's: the library leaves it alone."""
+    upgrades = []
+    for data in library_forms():
+        form = store.get(FORMS, data["settings"]["form_id"])
+        if form is None or not form.get("latest_version") or form["latest_version"] == data["settings"]["version"]:
+            continue
+        latest = store.get(VERSIONS, version_id(form["id"], form["latest_version"]))
+        if latest is not None and latest.get("source") == "library":
+            upgrades.append(data)
+    return upgrades
+
+
 def seed_library(store: Store) -> None:
-    """First start: a store with no forms gets the shipped library. Never blocks start-up."""
-    if store.count(FORMS) > 0:
+    """First start: a store with no forms gets the shipped library; later starts publish the newer
+    versions of shipped forms the store has (:func:`library_upgrades`). Never blocks start-up."""
+    definitions = library_upgrades(store) if store.count(FORMS) > 0 else None
+    if definitions == []:
         return
     try:
-        outcomes = load_library(store, actor="system", address="startup")
+        outcomes = load_library(store, actor="system", address="startup", definitions=definitions)
     except StorageError:
         raise  # the store is down: start-up retries on the next request
     except Exception:

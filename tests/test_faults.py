@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from http_helpers import PASSWORD, make_user
 
+from forms.library import library_form
 from server import create_app
 from server.storage import open_store
 from server.store import COLLECTIONS, get_store, raw_store
@@ -28,7 +29,8 @@ from sync import Record
 
 ROOT = Path(__file__).resolve().parent.parent
 VILLAGE = "32.04.05.2001"  # Cileunyi Kulon in server/data/sample_villages.geojson
-FORM_ID, FORM_VERSION = "verval_keluarga", "2026.1"
+FORM_ID = "verval_keluarga"
+FORM_VERSION = library_form(FORM_ID)["settings"]["version"]
 
 pytestmark = pytest.mark.slow
 SECRET = "kunjung-faults-secret-that-is-long-enough-0123456789"

@@ -19,10 +19,13 @@ from schemathesis.specs.openapi.checks import (
 )
 from sync_helpers import VILLAGE, Device, listed
 
+from forms.library import library_form
 from server import create_app
 from server.relay.halls import create_hall
 from server.store import get_store, raw_store
 from server.villages import import_villages, read_geojson_file
+
+VERVAL_VERSION = library_form("verval_keluarga")["settings"]["version"]
 
 # A name the fuzzer will not generate, so a fuzzed PATCH or revoke cannot lock the caller out.
 ADMIN = "fuzz-admin-4c1e9a"
@@ -57,7 +60,8 @@ def fuzz_app(tmp_path_factory):
     ani, citra = Device(client, "ani"), Device(client, "citra")
     household = str(uuid.uuid4())
     visit = {"id": str(uuid.uuid4()), "type": "visit", "device_id": ani.device_id, "hlc": ani.hlc(),
-             "form_id": "verval_keluarga", "form_version": "2026.1", "village": VILLAGE, "household_id": household,
+             "form_id": "verval_keluarga", "form_version": VERVAL_VERSION, "village": VILLAGE,
+             "household_id": household,
              "geotag": {"lat": -6.93, "lon": 107.675, "accuracy_m": 8, "captured_at": "2026-11-22T03:00:00Z"},
              "started_at": "2026-11-22T02:50:00Z", "ended_at": "2026-11-22T03:00:00Z",
              "answers": {"head_name": "Siti", "members": [{"_id": str(uuid.uuid4()), "member_name": "Rahmat"}]}}
@@ -75,7 +79,7 @@ def fuzz_app(tmp_path_factory):
     with app.app_context():
         create_hall(get_store(), "balai", [VILLAGE], actor="fuzz")
     app.config["FUZZ_KNOWN_IDS"] = {
-        "form_id": "verval_keluarga", "version": "2026.1", "household_id": household, "visit_id": visit["id"],
+        "form_id": "verval_keluarga", "version": VERVAL_VERSION, "household_id": household, "visit_id": visit["id"],
         "username": "ani", "device_id": ani.device_id, "code": VILLAGE, "conflict_id": conflicts[0]["id"],
         "name": "desa.csv", "upload_id": uuid.uuid4().hex, "path": "foto_rumah"}
     # The same parameter name means another record on some paths: a hall's name, not a form file's.

@@ -21,10 +21,13 @@ from http_helpers import login, make_user
 from mongo_stand_in import StandIn
 from sync_helpers import OTHER_VILLAGE, VILLAGE, Device
 
+from forms.library import library_form
 from server import create_app
 from server.security.keys import derive_key, key_id
 from server.storage import open_store
 from server.store import COLLECTIONS, get_store, raw_store
+
+VERVAL_VERSION = library_form("verval_keluarga")["settings"]["version"]
 
 BACKENDS = ["sqlite", "mongo-stand-in[mongomock-ng]"]
 COUNTED = ("events", "visits", "households", "conflicts", "users", "villages", "forms", "form_versions")
@@ -163,7 +166,7 @@ def test_a_hostile_push_body_is_refused_whole_and_stores_nothing(target, case, b
 
 def _visit(t: Target) -> dict[str, Any]:
     return {"id": str(uuid.uuid4()), "type": "visit", "device_id": t.phone.device_id, "hlc": t.phone.hlc(),
-            "form_id": "verval_keluarga", "form_version": "2026.1", "village": VILLAGE,
+            "form_id": "verval_keluarga", "form_version": VERVAL_VERSION, "village": VILLAGE,
             "household_id": str(uuid.uuid4()),
             "geotag": {"lat": -6.93, "lon": 107.675, "accuracy_m": 6, "captured_at": "2026-11-22T03:00:00Z"},
             "started_at": "2026-11-22T02:40:00Z", "ended_at": "2026-11-22T03:00:00Z",
@@ -460,7 +463,7 @@ def test_sql_in_query_strings_is_data_never_code(target, path, query, status):
 # -- wrong types everywhere -----------------------------------------------------------------------------------
 
 WRONG = [[True, True], {"$gt": ""}, 12345, "teks", None, [{"$where": "1"}]]
-PATH_VALUES = {"username": "budi", "form_id": "verval_keluarga", "version": "2026.1", "code": VILLAGE}
+PATH_VALUES = {"username": "budi", "form_id": "verval_keluarga", "version": VERVAL_VERSION, "code": VILLAGE}
 
 
 def _json_bodies(doc: dict[str, Any]) -> list[tuple[str, str, list[str]]]:

@@ -18,6 +18,7 @@ from mongo_stand_in import STAND_IN_URL, stand_in_store
 from odk_engine import SAMPLE_POINT, fill, needs_engine, sample_answers
 
 from forms import xform as xform_module
+from forms.library import library_form
 from server.app_credentials import read_settings_payload
 from server.cli import cli
 from server.forms_registry import published_definition
@@ -144,7 +145,7 @@ def _counts(app):
 
 def _definition(app, form_id=FORM):
     with app.app_context():
-        return published_definition(get_store(), form_id, "2026.1")
+        return published_definition(get_store(), form_id, library_form(form_id)["settings"]["version"])
 
 
 def _edit(xml: str, *, new_id: str, deprecated: str) -> str:
@@ -172,7 +173,7 @@ def test_a_collect_session_from_qr_code_to_a_supervisor_conflict(odk_backend_app
 
     forms = ani.form_list()
     assert set(forms) == {"verval_keluarga", "puskesos_pengaduan", FORM, "usulan_dtsen"}
-    assert forms[FORM]["version"] == "2026.1"
+    assert forms[FORM]["version"] == library_form(FORM)["settings"]["version"]
     only = ani.get(f"{ani.base}/formList?formID={FORM}")
     assert len(etree.fromstring(only.data).findall("x:xform", NS)) == 1
     xform, files = ani.download(forms[FORM])
@@ -269,7 +270,7 @@ def test_bad_requests_are_refused_with_an_openrosa_message_and_nothing_stored(od
     refused(b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>', 400)
     refused("<r>" + "<a>" * 100 + "</a>" * 100 + "</r>", 400)
     refused(good.replace(f'id="{FORM}"', 'id="no_such_form"'), 404)
-    refused(good.replace('version="2026.1"', 'version="1999.1"'), 404)
+    refused(good.replace(f'version="{library_form(FORM)["settings"]["version"]}"', 'version="1999.1"'), 404)
     refused(re.sub(r"<members_met>[^<]*</members_met>", "<members_met>banyak</members_met>", good), 400)
     refused(re.sub(r"<instanceID>[^<]*</instanceID>", "", good), 400)
     # no XML part at all, and not multipart

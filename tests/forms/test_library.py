@@ -57,7 +57,8 @@ def test_each_shipped_form_validates_without_warnings(form):
     validated = validate_definition(form)
     assert validated.warnings == {}
     assert validated.default_language == "id"
-    assert validated.version == "2026.1"
+    # released versions are the release's year and its number; forms changed since the first release moved on
+    assert validated.version == {"verval_keluarga": "2026.2", "usulan_dtsen": "2026.2"}.get(validated.form_id, "2026.1")
 
 
 @pytest.mark.parametrize("filename", LIBRARY_FILES)
