@@ -8,6 +8,9 @@ round of 10,000 events at least 0.5x as fast as a direct push of the same events
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import tempfile
 import time
 import uuid
@@ -126,8 +129,134 @@ def relay_figure(workdir: Path | None = None, *, quick: bool = False) -> dict[st
             "ratio": round(direct_s / relay_s, 3)}
 
 
+# -- a hall with its officers syncing at once after a day offline -------------------------------------
+# The goal (issue 18): 30 officers syncing with one hall laptop at once, each with a day's work: 0 lost,
+# p99 < 2 s. The hall is a real server process (gunicorn, as ./scripts/serve runs it) on its own store,
+# set up from a central server in this process; the phones are DeviceClients on threads over HTTP.
+ROOT = Path(__file__).resolve().parents[1]
+OFFICERS = 30
+DAY_OF_EDITS = 40  # a day's household edits per officer (visits write the same way into the fold)
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def _hall_process(base: Path, port: int) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUNJUNG_")}
+    env.update({"KUNJUNG_DATABASE_URL": f"sqlite:///{base}/hall.db",
+                "KUNJUNG_SECRET_KEY_FILE": str(base / "hall.secret"), "KUNJUNG_LOAD_LIBRARY_FORMS": "false",
+                "KUNJUNG_LOG_LEVEL": "WARNING", "KUNJUNG_RELAY_BACKGROUND": "false"})
+    log = open(base / "hall.log", "wb")  # noqa: SIM115 - the process holds it until it stops
+    return subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers",
+                             "2", "--worker-class", "gthread", "--threads", "8", "server.wsgi:app"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def hall_rush_figure(workdir: Path | None = None, *, quick: bool = False) -> dict[str, Any]:
+    """``{"officers", "events", "lost", "requests", "p50_ms", "p99_ms", "max_ms"}`` of the rush at the hall."""
+    import socket
+    import threading
+
+    from server.client import TRANSPORT_ERRORS, ClientError, DeviceClient, HttpTransport, Session, Unreachable
+
+    officers, edits = (10, 10) if quick else (OFFICERS, DAY_OF_EDITS)
+    with tempfile.TemporaryDirectory(prefix="kunjung-bench-hall-", dir=workdir) as tmp:
+        base = Path(tmp)
+        central = _central(base, "central")
+        with central.app_context():
+            store = get_store(central)
+            for n in range(officers):
+                create_user(store, passwords(central), f"petugas{n:02d}", PASSWORD, "officer", [VILLAGE],
+                            actor="bench")
+            _, token = create_hall(store, "balai-bench", [VILLAGE], actor="bench")
+        hall = create_app({"DATABASE_URL": f"sqlite:///{base}/hall.db", "SECRET_KEY_FILE": str(base / "hall.secret"),
+                           "LOAD_LIBRARY_FORMS": False, "RELAY_BACKGROUND": False, "LOG_LEVEL": "WARNING"})
+        with hall.app_context():
+            init_hall(get_store(hall), "http://central.bench", token, skew_bound_ms=300_000,
+                      transport=FlaskTransport(central))
+        raw_store(hall).close()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        process = _hall_process(base, port)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError((base / "hall.log").read_text(errors="replace")[-2000:])
+                try:
+                    if HttpTransport(url, timeout=2.0).send("GET", "/health/ready").status == 200:
+                        break
+                except TRANSPORT_ERRORS:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the hall server did not become ready")
+                time.sleep(0.2)
+            latencies: list[float] = []
+            lock = threading.Lock()
+
+            def observe(_label: str, seconds: float, _status: int | None) -> None:
+                with lock:
+                    latencies.append(seconds)
+
+            phones = []
+            for n in range(officers):
+                session = Session(HttpTransport(url, timeout=60.0), f"petugas{n:02d}", PASSWORD,
+                                  device_id=f"hp-{n:02d}", observe=observe)
+                session.login()
+                phone = DeviceClient(session)
+                households = [str(uuid.uuid4()) for _ in range(max(1, edits // 4))]
+                for k in range(edits):  # the day's work, made offline
+                    phone.edit(household_id=households[k % len(households)], village=VILLAGE,
+                               writes={"head_name": f"Kepala {n}-{k}", "notes": f"kunjungan {k}"})
+                phones.append(phone)
+            latencies.clear()  # the logins were made before the rush
+            start = threading.Barrier(officers)
+            failures: list[str] = []
+
+            def rush(phone: DeviceClient) -> None:
+                start.wait()
+                try:
+                    phone.push()
+                    phone.pull()
+                except (ClientError, Unreachable) as exc:  # a phone that failed is reported, not hidden
+                    with lock:
+                        failures.append(f"{phone.device_id}: {exc}")
+
+            threads = [threading.Thread(target=rush, args=(phone,)) for phone in phones]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            made = [event.id for phone in phones for event in phone.events]
+            unacked = sum(1 for phone in phones for event in phone.events if event.state != "acked")
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
+            raw_store(central).close()
+        held = create_app({"DATABASE_URL": f"sqlite:///{base}/hall.db", "SECRET_KEY_FILE": str(base / "hall.secret"),
+                           "LOAD_LIBRARY_FORMS": False, "RELAY_BACKGROUND": False, "LOG_LEVEL": "WARNING"})
+        with held.app_context():
+            store = get_store(held)
+            missing = sum(1 for event_id in made if store.get("events", event_id) is None)
+        raw_store(held).close()
+    if failures:
+        raise RuntimeError("phones failed: " + "; ".join(failures[:5]))
+    return {"officers": officers, "events": len(made), "lost": max(missing, unacked), "requests": len(latencies),
+            "p50_ms": round(_percentile(latencies, 0.5) * 1000, 1),
+            "p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),
+            "max_ms": round(max(latencies) * 1000, 1)}
+
+
 if __name__ == "__main__":  # pragma: no cover - ./scripts/bench --only relay is the usual way
     import json
     import sys
 
-    print(json.dumps(relay_figure(quick="--quick" in sys.argv), indent=2))
+    quick = "--quick" in sys.argv
+    if "--hall-rush" in sys.argv:
+        print(json.dumps(hall_rush_figure(quick=quick), indent=2))
+    else:
+        print(json.dumps(relay_figure(quick=quick), indent=2))

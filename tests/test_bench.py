@@ -29,6 +29,7 @@ FIGURES = {
     "web_review_queue": "ms (median)",
     "web_map_data": "ms (median)",
     "relay_round": "events/s",
+    "relay_hall_rush": "ms p99",
 }
 
 pytestmark = pytest.mark.slow
@@ -102,7 +103,7 @@ def test_quick_bench_reports_each_goal(quick_run):
                           "web review queue vs the API", "web map data vs the API",
                           "upload in 256 KB chunks vs disk", "worker memory during a video upload",
                           "lost / corrupted photos", "worker memory, CSV zip export with media",
-                          "relay round vs direct push"}
+                          "relay round vs direct push", "hall rush"}
     for row in goals.values():
         assert isinstance(row["met"], bool)
         assert f"[{'met' if row['met'] else 'NOT MET':>7}] {row['goal']}" in done.stdout
@@ -117,3 +118,11 @@ def test_quick_bench_media_figures_lose_nothing(quick_run):
     assert (crowd["lost"], crowd["corrupted"], crowd["errors"]) == (0, 0, [])
     assert figures["media_upload"]["details"]["bytes"] == 5 * 1024 * 1024
     assert figures["media_export_memory"]["details"]["export_bytes"] > 40 * 1024 * 1024  # the video went out too
+
+
+def test_quick_bench_hall_rush_loses_nothing(quick_run):
+    _, results = quick_run
+    rush = results["figures"]["relay_hall_rush"]["details"]
+    assert rush["events"] == rush["officers"] * 10  # every phone's day of edits was made and counted
+    assert rush["lost"] == 0
+    assert rush["requests"] >= 2 * rush["officers"]  # each phone pushed and pulled through the hall process
