@@ -913,11 +913,11 @@ def table(figures: dict[str, Figure], goal_rows: list[dict[str, Any]], info: dic
                      "for a connection, and the wait counts in their latency)")
         d = crowd[0].details
         arrivals = d["arrivals"]
-        lines.append(f"  (load: {d['load']}" + (f", uniform arrivals, {arrivals['late']} phones began over 0.1 s late "
-                     f"for want of a simulator thread" if arrivals["mode"] == "spread" else ", a burst") +
-                     f"; CPU: server workers {d['server_cpu_s']:,.1f} s, simulator {d['simulator_cpu_s']:,.1f} s = "
-                     f"{d['simulator_cpu_ms_per_device']:,.0f} ms per device; load average {d['load_average_1m_after']}"
-                     f" at the end; {d['seconds']:,.0f} s)")
+        spread = (f", uniform arrivals, {arrivals['late']} phone-stages began over 0.1 s late for want of a "
+                  "simulator thread") if arrivals["mode"] == "spread" else ", a burst"
+        lines.append(f"  (load: {d['load']}{spread}; CPU: server workers {d['server_cpu_s']:,.1f} s, simulator "
+                     f"{d['simulator_cpu_s']:,.1f} s = {d['simulator_cpu_ms_per_device']:,.0f} ms per device; "
+                     f"load average {d['load_average_1m_after']} at the end; {d['seconds']:,.0f} s)")
     lines += ["", "goals (2 cores, embedded store):"]
     for row in goal_rows:
         verdict = "met" if row["met"] else "NOT MET"

@@ -28,7 +28,8 @@ def _arrivals(figures: dict[str, Any]) -> str:
     if arrivals["mode"] == "burst":
         return f"a burst, {figures['devices']} phones at once in every stage"
     return (f"spread uniformly over {arrivals['window_s']:g} s in every stage ({figures['devices']} phones); "
-            f"{arrivals['late']} began over 0.1 s late for want of a thread (at most {arrivals['most_late_s']:.1f} s)")
+            f"{arrivals['late']} phone-stages began over 0.1 s late for want of a thread "
+            f"(at most {arrivals['most_late_s']:.1f} s)")
 
 
 def summary_text(figures: dict[str, Any]) -> str:
