@@ -1,7 +1,8 @@
 """How gunicorn serves kunjung: the one set of options scripts/serve and the Dockerfile both use.
 
-Run as ``gunicorn -c python:server.gunicorn_conf``. KUNJUNG_HOST, KUNJUNG_PORT and
-KUNJUNG_WORKERS choose where it listens and how many worker processes it runs.
+Run as ``gunicorn -c python:server.gunicorn_conf``. KUNJUNG_HOST, KUNJUNG_PORT,
+KUNJUNG_WORKERS and KUNJUNG_THREADS choose where it listens and how many worker processes and
+threads per worker it runs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ workers = _count("KUNJUNG_WORKERS", "2")
 # Threads, not more processes: a request mostly waits on the store, and each worker keeps one
 # connection per thread.
 worker_class = "gthread"
-threads = 4
+threads = _count("KUNJUNG_THREADS", "4")
 graceful_timeout = 20
 # gunicorn 27's control socket lives at one path per user (~/.gunicorn): two servers of one user
 # would contend for it, and kunjung has no use for it. Older gunicorns ignore the name.

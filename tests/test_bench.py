@@ -92,6 +92,13 @@ def test_quick_bench_figures_are_sane(quick_run):
         assert details["lost"] == 0
         assert details["duplicated"] == 0
         assert details["checks_failed"] == []
+        # the figure says what the load was: arrivals spread over a stated window, and what it cost whom
+        arrivals = details["arrivals"]
+        assert arrivals["mode"] == "spread"
+        assert arrivals["window_s"] > 0
+        assert details["load"] == f"{details['devices']} devices over {arrivals['window_s']:g} s"
+        assert details["server_cpu_s"] > 0
+        assert details["simulator_cpu_ms_per_device"] > 0
 
 
 def test_quick_bench_reports_each_goal(quick_run):

@@ -509,3 +509,24 @@ def test_ten_threaded_devices_against_gunicorn_pass_every_check(gunicorn, tmp_pa
     assert figures["events"]["accepted"] == figures["events"]["created"]
     assert figures["latency_ms"]["POST /api/v1/sync/push"]["p99_ms"] >= \
         figures["latency_ms"]["POST /api/v1/sync/push"]["p50_ms"]
+
+
+def test_spread_arrivals_begin_each_stage_over_the_window_and_still_pass(library_app):
+    simulation = Simulation(config(devices=8, rounds=1, reassign=0, arrival_s=1.5, concurrency=3, run_tag="arrive"),
+                            FlaskTransport(library_app))
+    figures = simulation.run()
+    assert figures["ok"], summary_text(figures)
+    assert figures["arrivals"]["mode"] == "spread"
+    assert figures["arrivals"]["window_s"] == 1.5
+    # a stage lasts at least until its last phone's moment, which falls late in the window for eight phones
+    assert figures["stages_s"]["start"] >= 0.5
+    assert figures["stages_s"]["round_0"] >= 0.5
+    assert figures["simulator"]["cpu_ms_per_device"] > 0
+    text = summary_text(figures)
+    assert "arrivals: spread uniformly over 1.5 s in every stage (8 phones)" in text
+
+
+def test_a_burst_is_said_to_be_one(library_app):
+    figures = Simulation(config(devices=3, rounds=1, reassign=0), FlaskTransport(library_app)).run()
+    assert figures["arrivals"] == {"mode": "burst", "window_s": 0.0, "late": 0, "most_late_s": 0.0}
+    assert "arrivals: a burst, 3 phones at once in every stage" in summary_text(figures)

@@ -23,6 +23,15 @@ def _p99(figures: dict[str, Any], label: str) -> str:
     return f"{stats['p99_ms']:,.0f} ms" if stats else "not measured"
 
 
+def _arrivals(figures: dict[str, Any]) -> str:
+    arrivals = figures["arrivals"]
+    if arrivals["mode"] == "burst":
+        return f"a burst, {figures['devices']} phones at once in every stage"
+    return (f"spread uniformly over {arrivals['window_s']:g} s in every stage ({figures['devices']} phones); "
+            f"{arrivals['late']} phone-stages began over 0.1 s late for want of a thread "
+            f"(at most {arrivals['most_late_s']:.1f} s)")
+
+
 def summary_text(figures: dict[str, Any]) -> str:
     events, push, pull, own = figures["events"], figures["push"], figures["pull"], figures["simulator"]
     rejected = ", ".join(f"{code} {count}" for code, count in events["rejected"].items()) or "none"
@@ -40,10 +49,12 @@ def summary_text(figures: dict[str, Any]) -> str:
         f"  open conflicts: server {figures['conflicts']['server']}, oracle {figures['conflicts']['oracle']}; "
         f"resolutions by the supervisor during the run {figures['conflicts']['resolved_by_supervisor']}; "
         f"officers lent a village {figures['reassigned_officers']}",
-        f"  simulator: {own['cpu_s']:.1f} s CPU, peak RSS {own['peak_rss_mb']:.0f} MB, "
+        f"  simulator: {own['cpu_s']:.1f} s CPU ({own['cpu_ms_per_device']:,.0f} ms per device), "
+        f"peak RSS {own['peak_rss_mb']:.0f} MB, "
         f"{own['distinct_households_held']} distinct household copies held, "
         f"at most {figures['concurrency']} devices at once"
         + (f" over {figures['connections']} connections" if figures.get("connections") else ""),
+        f"  arrivals: {_arrivals(figures)}",
         f"  push p99 {_p99(figures, 'POST /api/v1/sync/push')}, pull p99 {_p99(figures, 'GET /api/v1/sync/pull')}; "
         f"lost events {figures['lost_events']}, duplicated events {figures['duplicated_events']}",
         "  latency (ms)                                 count      p50      p95      p99      max",
@@ -77,6 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="requests in flight at once, over this many kept-alive connections; a device's "
                              "request beyond them waits for one, and the wait counts in its latency, as the "
                              "server's queue would (default %(default)s)")
+    parser.add_argument("--arrival-window", type=float, default=0.0, metavar="SECONDS",
+                        help="spread each stage's syncs over this many seconds, every phone at its own uniformly "
+                             "drawn moment, as at a village-hall peak (default 0: a burst, every phone at once)")
     parser.add_argument("--drop-rate", type=float, default=0.1, help="share of requests or replies lost")
     parser.add_argument("--dup-rate", type=float, default=0.2, help="share of batches that resend known events")
     parser.add_argument("--outside-rate", type=float, default=0.15, help="share of visits outside the village")
@@ -110,6 +124,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if min(args.devices, args.rounds, args.events_per_round, args.batch_max, args.concurrency, args.connections) < 1:
         parser.error("--devices, --rounds, --events-per-round, --batch-max, --concurrency and --connections must be "
                      "at least 1")
+    if not 0 <= args.arrival_window <= 86_400:
+        parser.error("--arrival-window must be between 0 and 86400 seconds")
     for name in ("drop_rate", "dup_rate", "outside_rate", "resolve_rate"):
         if not 0 <= getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be in [0, 1)")
@@ -127,7 +143,7 @@ def config_from(args: argparse.Namespace) -> Config:
                   own_writes_supersede=args.own_writes_supersede, admin_user=args.admin_user,
                   admin_password=args.admin_password or os.environ.get("KUNJUNG_SIM_ADMIN_PASSWORD"),
                   accounts=accounts, import_villages=not args.no_import_villages, villages_file=args.villages_file,
-                  run_tag=args.run_tag)
+                  run_tag=args.run_tag, arrival_s=args.arrival_window)
 
 
 def main(argv: list[str] | None = None) -> int:

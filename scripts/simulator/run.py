@@ -27,6 +27,7 @@ from .geo import Boundaries
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SAMPLE_VILLAGES = ROOT / "server" / "data" / "sample_villages.geojson"
+LATE_S = 0.1  # a phone beginning this much after its arrival moment is counted late
 
 
 @dataclass
@@ -54,6 +55,9 @@ class Config:
     # The oracle lets a device's write supersede its own earlier writes to a field (docs/design.md §2);
     # off until the server's merge (sync/) does so, so that the run checks the rule the server has.
     own_writes_supersede: bool = False
+    # Seconds over which the phones' syncs of one stage arrive, each at its own random moment (uniform): a
+    # village-hall peak, not a thousand sockets opened in one millisecond. 0: a burst, every phone at once.
+    arrival_s: float = 0.0
 
 
 def _rss_mb(key: str = "VmRSS") -> float | None:
@@ -103,6 +107,9 @@ class Simulation:
         self.definitions: dict[tuple[str, str], Any] = {}  # every phone's fetched definitions, shared
         self._parse_lock = threading.Lock()
         self._resolver_rng = random.Random(f"{config.seed}:{self.run_tag}:supervisor")
+        # Phones that began later than their arrival moment because every thread was busy, and by how much.
+        self.late_arrivals = 0
+        self.most_late_s = 0.0
 
     # shared state -------------------------------------------------------------------------------
     def register_household(self, household_id: str) -> None:
@@ -148,6 +155,30 @@ class Simulation:
                         self.device_errors.append(f"{stage}: {futures[future]!r}: {error}")
         self._stage(stage, started, times.user + times.system)
         return results
+
+    def _arriving(self, work: Callable[[SimDevice], Any], stage: str) -> list[Any]:
+        """``work`` for every phone, each beginning at its arrival moment within ``config.arrival_s``; the
+        phones are handed to the pool in arrival order, so a pool smaller than the crowd is enough when
+        the arrivals are spread (a phone that finds no free thread begins late, and is counted)."""
+        window = self.config.arrival_s
+        if window <= 0:
+            return self._parallel(work, self.devices, stage)
+        draw = random.Random(f"{self.config.seed}:{self.run_tag}:arrivals:{stage}")
+        plan = sorted(((draw.uniform(0, window), device) for device in self.devices), key=lambda item: item[0])
+        began = time.perf_counter()
+
+        def arrive(item: tuple[float, SimDevice]) -> Any:
+            offset, device = item
+            late = time.perf_counter() - began - offset
+            if late < 0:
+                time.sleep(-late)
+            elif late > LATE_S:
+                with self._lock:
+                    self.late_arrivals += 1
+                    self.most_late_s = max(self.most_late_s, late)
+            return work(device)
+
+        return self._parallel(arrive, plan, stage)
 
     # setup --------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -211,7 +242,7 @@ class Simulation:
     def play(self) -> None:
         """Every phone logs in and pulls, then all work and sync round by round; from the second round on the
         supervisor resolves conflicts while the phones push."""
-        self._parallel(lambda device: device.start(), self.devices, "start")
+        self._arriving(lambda device: device.start(), "start")
         for number in range(self.config.rounds):
             self.current_round = number
             if number in (1, 2):
@@ -220,7 +251,7 @@ class Simulation:
             if number > 0 and self.config.resolve_rate > 0:
                 resolver = threading.Thread(target=self._resolve_while, args=(done,), name="supervisor")
                 resolver.start()
-            self._parallel(lambda device, n=number: device.play_round(n), self.devices, f"round_{number}")
+            self._arriving(lambda device, n=number: device.play_round(n), f"round_{number}")
             done.set()
             if resolver is not None:
                 resolver.join()
@@ -281,7 +312,7 @@ class Simulation:
 
     def final_pull(self) -> None:
         """Once nobody pushes any more, every phone syncs to the end."""
-        self._parallel(lambda device: device.sync(), self.devices, "final_pull")
+        self._arriving(lambda device: device.sync(), "final_pull")
 
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -407,6 +438,9 @@ class Simulation:
             "connections": getattr(self.transport, "max_connections", None),
             "skewed_devices": sum(1 for device in self.devices if device.corrected or device.fast),
             "rounds": self.config.rounds,
+            "arrivals": {"mode": "spread" if self.config.arrival_s > 0 else "burst",
+                         "window_s": self.config.arrival_s, "late": self.late_arrivals,
+                         "most_late_s": round(self.most_late_s, 3)},
             "households": len(verdicts),
             "households_on_server": len(snapshot),
             "lost_events": sum(verdict.lost for verdict in verdicts.values()),
@@ -431,7 +465,9 @@ class Simulation:
             "clock_corrections": totals["clock_corrections"],
             "reassigned_officers": len(self.reassigned),
             "stages_s": dict(self.stages),
-            "simulator": {"cpu_s": round(times.user + times.system, 2), "peak_rss_mb": _peak_rss_mb(),
+            "simulator": {"cpu_s": round(times.user + times.system, 2),
+                          "cpu_ms_per_device": round(1000 * (times.user + times.system) / max(1, len(self.devices)), 1),
+                          "peak_rss_mb": _peak_rss_mb(),
                           "stage_cpu_s": dict(self.stage_cpu), "stage_rss_mb": dict(self.stage_rss),
                           "distinct_households_held": len(self.interner),
                           "allocator": os.environ.get("PYTHONMALLOC", "pymalloc")},

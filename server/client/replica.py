@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from forms.identifiers import Area
-from sync import Record, Write, canonical_json
+from sync import Record, Write
 
 
 def kept_json(value: Any) -> bytes:
@@ -57,6 +57,18 @@ def pulled_writes(path: str, state: Mapping[str, Any], officers: Mapping[str, st
     return [Write(path, state["value"], stamp, officer=officers.get(stamp, "")) for stamp in field_stamps(state)]
 
 
+def sorted_change(change: Mapping[str, Any]) -> bytes:
+    """A pulled household's id, village and fields as JSON with sorted keys (equal states, equal bytes), kept
+    at its own size as :func:`kept_json` explains."""
+    kept = {"id": change["id"], "village": change["village"], "fields": change["fields"]}
+    return bytes(memoryview(orjson.dumps(kept, option=orjson.OPT_SORT_KEYS)))
+
+
+def state_digest(encoded: bytes) -> bytes:
+    """The key of a pulled state in :class:`Interner`."""
+    return hashlib.blake2b(encoded, digest_size=16).digest()
+
+
 class PulledHousehold:
     """One household exactly as a pull gave it: ``id``, ``village``, and its ``fields`` (decoded on each use).
 
@@ -66,13 +78,13 @@ class PulledHousehold:
 
     __slots__ = ("__weakref__", "digest", "encoded", "id", "village")
 
-    def __init__(self, change: Mapping[str, Any]) -> None:
+    def __init__(self, change: Mapping[str, Any], encoded: bytes | None = None) -> None:
         self.id: str = change["id"]
         self.village: str = change["village"]
-        kept = {"id": self.id, "village": self.village, "fields": change["fields"]}
-        self.encoded = kept_json(kept)
-        # Equal states have one digest whatever their key order: replicas that pulled them share one copy.
-        self.digest = hashlib.blake2b(canonical_json(kept).encode("utf-8"), digest_size=16).digest()
+        self.encoded = encoded if encoded is not None else sorted_change(change)
+        # Equal states have one digest whatever their key order (the keys are sorted): replicas that pulled
+        # them share one copy.
+        self.digest = state_digest(self.encoded)
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -106,7 +118,13 @@ class Interner:
         self._lock = threading.Lock()
 
     def household(self, change: Mapping[str, Any]) -> PulledHousehold:
-        made = PulledHousehold(change)
+        # Most pulled states are held already: looked up without the lock (a dict read under the GIL), so
+        # a thousand phones pulling one village do not queue on it; only a new state is made and added.
+        encoded = sorted_change(change)
+        held = self._known.get(state_digest(encoded))
+        if held is not None:
+            return held
+        made = PulledHousehold(change, encoded)
         with self._lock:
             return self._known.setdefault(made.digest, made)
 
