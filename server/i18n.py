@@ -115,6 +115,12 @@ def translate_for_header(text: str, accept_language: str | None) -> str:
         return translate_known(text)
 
 
+def header_language(accept_language: str | None) -> str:
+    """``id`` or ``en`` as an Accept-Language value asks, else English: for answers made outside a request."""
+    language = _header_language(parse_accept_header(accept_language, LanguageAccept)) if accept_language else None
+    return language or API_DEFAULT
+
+
 def _user_language() -> str | None:
     user = getattr(g, "kunjung_user", None)
     return _normal(user.get("language")) if isinstance(user, dict) else None

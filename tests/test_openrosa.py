@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -30,9 +31,9 @@ NS = {"x": "http://openrosa.org/xforms/xformsList", "m": "http://openrosa.org/xf
 FORM = "kunjungan_pendampingan"
 
 
-def _odk_app(app_factory, backend="sqlite"):
+def _odk_app(app_factory, backend="sqlite", **settings):
     more = {"STORE": stand_in_store(None), "DATABASE_URL": STAND_IN_URL} if backend != "sqlite" else {}
-    application = app_factory(LOAD_LIBRARY_FORMS=True, PUBLIC_URL=PUBLIC, **more)
+    application = app_factory(LOAD_LIBRARY_FORMS=True, PUBLIC_URL=PUBLIC, **more, **settings)
     make_user(application, "admin", "admin", password="kata sandi admin yang panjang")
     make_user(application, "ani", "officer", [VILLAGE])
     make_user(application, "budi", "officer", [VILLAGE])
@@ -289,6 +290,83 @@ def test_bad_requests_are_refused_with_an_openrosa_message_and_nothing_stored(od
     assert response.status_code == 401
     assert etree.fromstring(response.data).findtext("r:message", namespaces=NS)
     assert _counts(odk_app) == before
+
+
+def _openrosa_refusal(response, status):
+    """An answer Collect can read: the status, OpenRosa's headers and an OpenRosaResponse message (never JSON)."""
+    assert response.status_code == status, response.data
+    _openrosa_headers(response)
+    assert response.mimetype == "text/xml"
+    root = etree.fromstring(response.data)
+    assert root.tag == "{http://openrosa.org/http/response}OpenRosaResponse"
+    text = root.findtext("r:message", namespaces=NS)
+    assert text
+    assert root.find("r:message", NS).get("nature") == "error"
+    return text
+
+
+def test_refusals_made_before_the_views_answer_collect_in_openrosa_xml(app_factory):
+    odk_app = _odk_app(app_factory, MAX_BODY_BYTES=64 * 1024, MAX_DECOMPRESSED_BYTES=256 * 1024)
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    before = _counts(odk_app)
+    photo = b"\xff\xd8\xff" + b"\x00" * (100 * 1024)  # a photo past the body limit, in one post
+
+    def posted():
+        return {"xml_submission_file": (io.BytesIO(b"<data/>"), "instance.xml", "text/xml"),
+                "foto.jpg": (io.BytesIO(photo), "foto.jpg", "image/jpeg")}
+
+    # the body guard: a declared Content-Length over the limit, answered before a byte is read
+    response = client.post(f"{ani.base}/submission", data=posted(), headers=ani.headers(),
+                           content_type="multipart/form-data")
+    assert "65536" in _openrosa_refusal(response, 413)
+    assert response.headers["Connection"] == "close"
+    assert response.headers["X-Request-ID"]
+    # ... in the language Collect asks for
+    response = client.post(f"{ani.base}/submission", data=posted(), content_type="multipart/form-data",
+                           headers=ani.headers(**{"Accept-Language": "id-ID"}))
+    text = _openrosa_refusal(response, 413)
+    assert response.headers["Content-Language"] == "id"
+    assert "65536" in text
+    assert "larger than" not in text
+    # a chunked body (no Content-Length), refused when reading passes the limit
+    body = b"--b\r\nContent-Disposition: form-data; name=\"foto.jpg\"; filename=\"foto.jpg\"\r\n\r\n" + photo
+    response = client.post(f"{ani.base}/submission", input_stream=io.BytesIO(body + b"\r\n--b--\r\n"),
+                           headers=ani.headers(**{"Content-Type": "multipart/form-data; boundary=b",
+                                                  "Transfer-Encoding": "chunked"}),
+                           environ_overrides={"wsgi.input_terminated": True})
+    _openrosa_refusal(response, 413)
+    # a gzip body that inflates past its limit, and an encoding the guard does not take
+    response = client.post(f"{ani.base}/submission", data=gzip.compress(b"\x00" * (1024 * 1024)),
+                           headers=ani.headers(**{"Content-Encoding": "gzip"}), content_type="multipart/form-data")
+    assert "262144" in _openrosa_refusal(response, 413)
+    response = client.post(f"{ani.base}/submission", data=b"x", content_type="multipart/form-data",
+                           headers=ani.headers(**{"Content-Encoding": "br"}))
+    _openrosa_refusal(response, 415)
+    response = client.post(f"{ani.base}/submission", data=b"x", content_type="multipart/form-data",
+                           headers=ani.headers(), environ_overrides={"CONTENT_LENGTH": "lots"})
+    _openrosa_refusal(response, 400)
+    # routing: a method no view takes, and paths no view has
+    response = client.patch(f"{ani.base}/submission", data=b"x", headers=ani.headers())
+    _openrosa_refusal(response, 405)
+    assert "POST" in response.headers["Allow"]
+    _openrosa_refusal(client.get(ani.base, headers=ani.headers()), 404)
+    _openrosa_refusal(client.get("/key/", headers=ani.headers()), 404)
+    # a token that names no credential
+    _openrosa_refusal(client.get("/key/" + "x" * 43 + "/formList", headers=ani.headers()), 401)
+    response = client.head("/key/" + "x" * 43 + "/submission", headers=ani.headers())
+    assert response.status_code == 401
+    assert response.mimetype == "text/xml"
+    _openrosa_headers(response)
+    assert _counts(odk_app) == before
+    # the same refusals elsewhere keep the JSON shape: the path decides
+    response = client.post("/api/v1/sync/push", data=photo, content_type="application/json")
+    assert response.status_code == 413
+    assert response.get_json()["code"] == "too_large"
+    response = client.patch("/api/v1/auth/login", json={})
+    assert response.status_code == 405
+    assert response.get_json()["code"] == "method_not_allowed"
 
 
 def test_a_disabled_user_or_a_replaced_credential_stops_working(odk_app):

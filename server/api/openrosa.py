@@ -44,6 +44,8 @@ from ..store import get_store
 from ..syncing import push_service
 
 blp = Blueprint("openrosa", __name__, url_prefix=KEY_PREFIX.rstrip("/") + "/<token>")
+#: Everything under it answers in OpenRosa's shape, the refusals of the body guard and routing too.
+PATH_PREFIX = KEY_PREFIX
 
 OPENROSA_VERSION = "1.0"
 #: The largest submission post Collect is told to send (it splits media over several posts above it).
@@ -72,6 +74,14 @@ def message(text: str, status: int, nature: str = "") -> Response:
     body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<OpenRosaResponse xmlns="{RESPONSE_NS}" items="0">'
             f"<message{nature_attr}>{escape(text)}</message></OpenRosaResponse>")
     return xml_response(body, status)
+
+
+def refusal(status: int, text: str, errors: dict[str, list[str]] | None, headers: dict[str, str]) -> Response:
+    """A refusal made outside these views (body guard, routing, rate limits) as an OpenRosaResponse message."""
+    response = message(_error_text(text, errors), status, "error")
+    for key, value in headers.items():
+        response.headers[key] = value
+    return response
 
 
 def _error_text(text: str, errors: dict[str, list[str]] | None) -> str:
