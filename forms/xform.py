@@ -417,6 +417,51 @@ class Submission:
     ended_at: str | None = None
     geotag: dict[str, Any] | None = None
     device_reported: str | None = None
+    #: The household entity's offline bookkeeping as Collect sends it (ODK entities spec 2024.1).
+    entity: EntityVersions | None = None
+
+
+@dataclass(frozen=True)
+class EntityVersions:
+    """What a submission's `meta/entity` says of the version it was made on: `baseVersion` (the local
+    version updated), `trunkVersion` (the last server version the phone had) and `branchId` (one run of
+    offline updates on one phone)."""
+
+    create: bool
+    update: bool
+    base_version: int | None
+    trunk_version: int | None
+    branch_id: str | None
+
+    def needs(self, household_id: str) -> str | None:
+        """The key of the earlier submission of the same branch this one waits for, or None when it
+        starts from a server version (as Central's _computeBaseVersion decides)."""
+        if not self.update or not self.branch_id or self.base_version is None:
+            return None
+        if self.base_version == 1 and self.trunk_version is None:
+            return f"{household_id}|create"  # the branch began with a create made offline
+        if self.base_version == self.trunk_version:
+            return None
+        return f"{household_id}|{self.branch_id}|{self.base_version - 1}"
+
+    def provides(self, household_id: str) -> str | None:
+        """The key later submissions of the branch wait for once this one is applied."""
+        if self.update and self.branch_id and self.base_version is not None:
+            return f"{household_id}|{self.branch_id}|{self.base_version}"
+        if self.create:
+            return f"{household_id}|create"
+        return None
+
+
+def _version_number(text: str | None) -> int | None:
+    return int(text) if text and text.strip().isdigit() and len(text.strip()) < 19 else None
+
+
+def entity_versions(entity: etree._Element) -> EntityVersions:
+    branch = (entity.get("branchId") or "").strip()[:128] or None
+    return EntityVersions(create=entity.get("create") in ("1", "true"), update=entity.get("update") in ("1", "true"),
+                          base_version=_version_number(entity.get("baseVersion")),
+                          trunk_version=_version_number(entity.get("trunkVersion")), branch_id=branch)
 
 
 def _local(tag: Any) -> str:
@@ -568,6 +613,7 @@ def read_submission(definition: Definition, root: etree._Element) -> Submission:
     entity = _child(meta, "entity")
     if entity is not None and entity.get("id"):
         sub.household_id = entity.get("id")
+        sub.entity = entity_versions(entity)
     if saves_household(definition) and not sub.new_household:
         for target in saved_top_fields(definition).values():
             stamps = _text(_child(root, stamp_property(target))).split()

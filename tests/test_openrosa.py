@@ -579,3 +579,140 @@ def test_a_forms_own_files_reach_collect_through_its_manifest(odk_app):
     assert options == ["3204052001", "3204052002"]  # the choices came from the form's own CSV
     status, text = ani.submit(filled["xml"])
     assert status == 201, text
+
+
+# -- offline entities: Collect's branches (baseVersion, trunkVersion, branchId) ----------------------
+OFFLINE_FORM = {
+    "settings": {"form_id": "catat_rumah", "version": "1", "title": {"id": "Catat rumah", "en": "Record a house"},
+                 "default_language": "id"},
+    "fields": [
+        {"type": "text", "name": "head_name", "label": {"id": "Nama kepala keluarga", "en": "Head's name"},
+         "required": True, "save_to": "head_name"},
+        {"type": "geopoint", "name": "house_location", "label": {"id": "Lokasi rumah", "en": "House location"}},
+    ],
+}
+
+
+def _phone_list(households_csv: str, rows: list[dict[str, str]]) -> str:
+    """households.csv as Collect holds it on the phone: the server's rows, its own offline versions in
+    place of theirs, and the `__trunkVersion` / `__branchId` columns Collect keeps per entity."""
+    table = list(csv.DictReader(io.StringIO(households_csv)))
+    header = [*next(csv.reader(io.StringIO(households_csv))), "__trunkVersion", "__branchId"]
+    mine = {row["name"]: row for row in rows}
+    out = io.StringIO()
+    writer = csv.DictWriter(out, header, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in [r for r in table if r["name"] not in mine] + rows:
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def _offline_visit(xform, files, name, household_id=None):
+    # the household is picked first: picking it prefills the saved questions, which the officer then edits
+    picked = {"/catat_rumah/kunjung_household": household_id} if household_id else {}
+    answers = {**picked, "/catat_rumah/head_name": name, "/catat_rumah/house_location": SAMPLE_POINT}
+    xml = fill(xform, answers, attachments=files)["xml"]
+    assert f"<head_name>{name}</head_name>" in xml
+    return xml
+
+
+def _entity(xml: str) -> dict[str, str]:
+    root = etree.fromstring(xml.encode())
+    return dict(root.find("{*}meta/{*}entity").attrib)
+
+
+def _household(app, household_id):
+    with app.app_context():
+        return get_store().get("households", household_id)
+
+
+def _head_name(client, headers, household_id):
+    body = client.get(f"/api/v1/households/{household_id}", headers=headers).get_json()
+    return body["fields"]["head_name"]["value"], body["open_conflicts"]
+
+
+@needs_engine
+def test_a_household_registered_offline_and_revisited_offline_converges_when_the_revisit_arrives_first(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, OFFLINE_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    xform, files = ani.download(ani.form_list()["catat_rumah"])
+    created = _offline_visit(xform, files, "Siti Aminah")
+    household_id = _entity(created)["id"]
+    assert _entity(created)["create"] == "true"
+    # Collect keeps the new household as version 1 of a branch of its own, and the revisit updates it
+    branch = str(uuid.uuid4())
+    on_phone = _phone_list(files["households.csv"], [{"name": household_id, "label": "Siti Aminah",
+                                                      "__version": "1", "head_name": "Siti Aminah",
+                                                      "__branchId": branch}])
+    revisit = _offline_visit(xform, {**files, "households.csv": on_phone}, "Siti Aminah binti Ahmad", household_id)
+    entity = _entity(revisit)
+    assert (entity["update"], entity["baseVersion"], entity["trunkVersion"], entity["branchId"]) == (
+        "true", "1", "", branch)
+
+    # the phone's network sends the revisit first: accepted, and held until the registration comes
+    before = _counts(odk_app)
+    status, text = ani.submit(revisit)
+    assert status == 201, text
+    assert _counts(odk_app) == before
+    assert _household(odk_app, household_id) is None
+    assert ani.submit(revisit)[0] == 201  # Collect retrying is still one held submission
+    status, text = ani.submit(created)
+    assert status == 201, text
+    sari = login(client, "sari")
+    assert _head_name(client, sari, household_id) == ("Siti Aminah binti Ahmad", 0)
+    history = client.get(f"/api/v1/households/{household_id}/history", headers=sari).get_json()["history"]
+    assert [entry["event_id"] for entry in history] == [_instance_id(created), _instance_id(revisit)]
+    for visit in (created, revisit):
+        assert client.get(f"/api/v1/visits/{_instance_id(visit)}", headers=sari).status_code == 200
+    # both resent after the fact: nothing added
+    before = _counts(odk_app)
+    assert [ani.submit(xml)[0] for xml in (revisit, created)] == [201, 201]
+    assert _counts(odk_app) == before
+
+
+@needs_engine
+def test_two_offline_revisits_arriving_in_reverse_order_keep_the_phones_order_and_a_stale_branch_conflicts(
+        odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, OFFLINE_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    budi = Collect(client, _credential(client, admin, "budi", "hp-budi-odk")["qr_text"])
+    xform, files = ani.download(ani.form_list()["catat_rumah"])
+    registered = _offline_visit(xform, files, "Siti Aminah")
+    assert ani.submit(registered)[0] == 201
+    household_id = _entity(registered)["id"]
+    sari = login(client, "sari")
+
+    # both phones download the household; ani revisits it twice without a signal
+    xform, files = ani.download(ani.form_list()["catat_rumah"])
+    _, budi_files = budi.download(budi.form_list()["catat_rumah"])
+    row = next(csv.DictReader(io.StringIO(files["households.csv"])))
+    version, branch = int(row["__version"]), str(uuid.uuid4())
+    first = _offline_visit(xform, {**files, "households.csv": _phone_list(files["households.csv"], [
+        {**row, "__trunkVersion": str(version), "__branchId": branch}])}, "Siti Aminah binti Ahmad", household_id)
+    second = _offline_visit(xform, {**files, "households.csv": _phone_list(files["households.csv"], [
+        {**row, "__version": str(version + 1), "head_name": "Siti Aminah binti Ahmad",
+         "__trunkVersion": str(version), "__branchId": branch}])}, "Hj. Siti Aminah binti Ahmad", household_id)
+    assert (_entity(first)["baseVersion"], _entity(second)["baseVersion"]) == (str(version), str(version + 1))
+    assert _entity(second)["trunkVersion"] == str(version)
+
+    # the second arrives first: it waits, then follows the first; the phone's last word stands
+    assert ani.submit(second)[0] == 201
+    assert _head_name(client, sari, household_id) == ("Siti Aminah", 0)
+    assert ani.submit(first)[0] == 201
+    assert _head_name(client, sari, household_id) == ("Hj. Siti Aminah binti Ahmad", 0)
+
+    # budi's revisit was made on the version both downloaded: its stamps name the value ani replaced,
+    # so it meets ani's branch as a conflict for the supervisor, never a silent overwrite
+    budi_row = next(csv.DictReader(io.StringIO(budi_files["households.csv"])))
+    stale = _offline_visit(xform, {**budi_files, "households.csv": _phone_list(budi_files["households.csv"], [
+        {**budi_row, "__trunkVersion": budi_row["__version"], "__branchId": str(uuid.uuid4())}])},
+        "Siti Rahayu", household_id)
+    assert int(_entity(stale)["baseVersion"]) < _household(odk_app, household_id)["seq"]
+    assert budi.submit(stale)[0] == 201
+    conflicts = client.get(f"/api/v1/conflicts?village={VILLAGE}", headers=sari).get_json()["items"]
+    assert [(c["household_id"], c["field"]) for c in conflicts] == [(household_id, "head_name")]
+    assert {head["value"] for head in conflicts[0]["heads"]} == {"Hj. Siti Aminah binti Ahmad", "Siti Rahayu"}
