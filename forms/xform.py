@@ -591,11 +591,16 @@ def _roster_parent(root: etree._Element, definition: Definition) -> etree._Eleme
     return element
 
 
+def instance_id_of(root: etree._Element) -> str:
+    """The submission's meta/instanceID as sent ('' when it has none)."""
+    return _text(_child(_child(root, "meta"), "instanceID"))
+
+
 def read_submission(definition: Definition, root: etree._Element) -> Submission:
     """The answers and envelope of a submission of `definition` (SubmissionError for one that does not fit)."""
     form_id, version = submission_form(root)
     meta = _child(root, "meta")
-    instance_id = _text(_child(meta, "instanceID"))
+    instance_id = instance_id_of(root)
     if not instance_id:
         raise SubmissionError(400, "The submission has no meta/instanceID.", {"meta.instanceID": ["missing"]})
     if len(instance_id) > 128 or not re.fullmatch(r"[A-Za-z0-9._:-]+", instance_id):

@@ -30,6 +30,7 @@ from forms.xform import (
     Submission,
     SubmissionError,
     XForm,
+    instance_id_of,
     member_stamp_property,
     member_value_property,
     parse_xml,
@@ -371,6 +372,13 @@ def _attachment_list(definition: Definition, answers: dict[str, Any], files: dic
             for path, name in media_answers(definition, answers) if name in files]
 
 
+def _present(blobs: BlobStore | None, received: dict[str, Received]) -> dict[str, Received]:
+    """The received files whose bytes are in the blob store (a stashed part's may have been collected)."""
+    if blobs is None:
+        return {}
+    return {name: file for name, file in received.items() if blobs.exists(file.sha256)}
+
+
 def hold_files(store: Store, visit_id: str, files: dict[str, Received], limits: MediaLimits) -> int:
     """Mark the visit's attachments whose bytes came (and fit their question) as held; how many now are."""
     def unit(tx: Writer) -> int:
@@ -402,6 +410,18 @@ def take_submission(store: Store, push: PushService, caller: AppCaller, xml: byt
     Its files go to the blob store and the visit's attachments list names them. A post that Collect
     split (`incomplete`) keeps its files until the last part, which makes the visit."""
     root = parse_xml(xml)
+    try:
+        return _take(store, push, caller, root, xml, files, incomplete=incomplete, blobs=blobs, limits=limits)
+    except SubmissionError:
+        if not incomplete:
+            # the last post was refused: parts stashed before it go, their blobs left to garbage collection
+            store.delete(PARTS, _stash_key(caller, instance_id_of(root)))
+        raise
+
+
+def _take(store: Store, push: PushService, caller: AppCaller, root: Any, xml: bytes,
+          files: dict[str, bytes] | None, *, incomplete: bool, blobs: BlobStore | None,
+          limits: MediaLimits | None) -> Outcome:
     form_id, version = submission_form(root)
     definition = _accepting_definition(store, caller, form_id, version)
     submission = read_submission(definition, root)
@@ -436,12 +456,18 @@ def take_submission(store: Store, push: PushService, caller: AppCaller, xml: byt
                                        submission.answers, received) if blobs is not None else []
         if attachments:
             event["attachments"] = attachments
+    if received:
+        # The bytes go first: a visit is never stored naming a file the blob store lacks. If the
+        # push then fails, the blobs are named by nothing and garbage collection takes them.
+        keep_files(blobs, files, received)  # type: ignore[arg-type]
     results, _clock = push.push(Caller(caller.user["id"], caller.user["role"], caller.device_id, caller.scope), None,
                            [event], PushSettings(NO_SKEW_BOUND_MS))
     result = results[0]
     if result["status"] in ("applied", "duplicate") and received and limits is not None:
-        keep_files(blobs, files, received)  # type: ignore[arg-type]
-        hold_files(store, submission.instance_id, received, limits)
+        # Marking the files held is a unit of its own after the visit's: if it fails, Collect is
+        # answered an error, keeps the form and sends it again, and the resend (a duplicate)
+        # holds them. The stash of an earlier part goes only once its files are held.
+        hold_files(store, submission.instance_id, _present(blobs, received), limits)
         store.delete(PARTS, _stash_key(caller, submission.instance_id))
     if result["status"] in ("applied", "duplicate") and submission.entity is not None:
         _branch_step_taken(store, submission, push, blobs, limits)

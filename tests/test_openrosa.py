@@ -15,11 +15,13 @@ import pytest
 from click.testing import CliRunner
 from http_helpers import login, make_user
 from lxml import etree
-from mongo_stand_in import STAND_IN_URL, stand_in_store
+from mongo_stand_in import STAND_IN_URL, StandIn, not_writable_primary, stand_in_store
 from odk_engine import SAMPLE_POINT, fill, needs_engine, sample_answers
 
 from forms import xform as xform_module
 from server.app_credentials import read_settings_payload
+from server.blobs import blob_store
+from server.blobs.attachments import collect_garbage
 from server.cli import cli
 from server.forms_registry import published_definition
 from server.store import get_store
@@ -31,8 +33,8 @@ NS = {"x": "http://openrosa.org/xforms/xformsList", "m": "http://openrosa.org/xf
 FORM = "kunjungan_pendampingan"
 
 
-def _odk_app(app_factory, backend="sqlite", **settings):
-    more = {"STORE": stand_in_store(None), "DATABASE_URL": STAND_IN_URL} if backend != "sqlite" else {}
+def _odk_app(app_factory, backend="sqlite", stand_in=None, **settings):
+    more = {"STORE": stand_in_store(stand_in), "DATABASE_URL": STAND_IN_URL} if backend != "sqlite" else {}
     application = app_factory(LOAD_LIBRARY_FORMS=True, PUBLIC_URL=PUBLIC, **more, **settings)
     make_user(application, "admin", "admin", password="kata sandi admin yang panjang")
     make_user(application, "ani", "officer", [VILLAGE])
@@ -716,3 +718,81 @@ def test_two_offline_revisits_arriving_in_reverse_order_keep_the_phones_order_an
     conflicts = client.get(f"/api/v1/conflicts?village={VILLAGE}", headers=sari).get_json()["items"]
     assert [(c["household_id"], c["field"]) for c in conflicts] == [(household_id, "head_name")]
     assert {head["value"] for head in conflicts[0]["heads"]} == {"Hj. Siti Aminah binti Ahmad", "Siti Rahayu"}
+
+
+# -- a submission and its files as one unit --------------------------------------------------------
+def _photo_visit(client, admin):
+    _publish(client, admin, PHOTO_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    xform, files = ani.download(ani.form_list()["foto_rumah"])
+    filled = fill(xform, {"/foto_rumah/head_name": "Siti",
+                          "/foto_rumah/house_photo": {"name": "rumah.jpg", "type": "image/jpeg",
+                                                      "base64": base64.b64encode(JPEG).decode()},
+                          "/foto_rumah/house_location": SAMPLE_POINT}, attachments=files)
+    return ani, filled["xml"]
+
+
+def _attachment_docs(app, visit_id):
+    with app.app_context():
+        return get_store().find("attachments", {"visit_id": visit_id})
+
+
+@needs_engine
+def test_a_store_failure_after_the_visit_leaves_its_photo_to_the_resend_never_half_held(app_factory):
+    stand_in = StandIn()
+    odk_app = _odk_app(app_factory, "mongo", stand_in)
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani, xml = _photo_visit(client, admin)
+    visit_id = _instance_id(xml)
+    digest = hashlib.sha256(JPEG).hexdigest()
+
+    def unnamed_blobs():
+        with odk_app.app_context():
+            return collect_garbage(get_store(), blob_store(), grace_seconds=0, dry_run=True).blobs
+
+    # the store fails while the visit is written: nothing is taken, and the photo's bytes, stored
+    # first, are named by nothing, so garbage collection takes them
+    stand_in.inject("insert_many", not_writable_primary, collection="events", in_transaction=True, times=1000)
+    status, text = ani.submit(xml, files={"rumah.jpg": JPEG})
+    assert status in (409, 503), text  # either way Collect keeps the form and sends it again
+    assert _counts(odk_app)[:2] == (0, 0)
+    assert _attachment_docs(odk_app, visit_id) == []
+    assert unnamed_blobs() == [digest]
+    stand_in.faults.clear()
+
+    # the store fails after the visit, while its photo is marked held: Collect is told to send again
+    stand_in.inject("update_one", not_writable_primary, collection="attachments", in_transaction=True, times=1000)
+    status, text = ani.submit(xml, files={"rumah.jpg": JPEG})
+    assert status in (409, 503), text  # either way Collect keeps the form and sends it again
+    assert [doc["held"] for doc in _attachment_docs(odk_app, visit_id)] == [False]
+    stand_in.faults.clear()
+
+    # Collect's resend completes the unit: the photo is held and served, and nothing is left over
+    status, text = ani.submit(xml, files={"rumah.jpg": JPEG})
+    assert status == 201, text
+    assert [doc["held"] for doc in _attachment_docs(odk_app, visit_id)] == [True]
+    photo = client.get(f"/api/v1/visits/{visit_id}/attachments/house_photo", headers=login(client, "sari"))
+    assert photo.data == JPEG
+    assert unnamed_blobs() == []
+    assert _counts(odk_app)[:2] == (1, 1)
+
+
+@needs_engine
+def test_a_split_submission_refused_at_its_last_part_leaves_no_stash_and_its_files_to_garbage(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani, xml = _photo_visit(client, admin)
+    visit_id = _instance_id(xml)
+    assert ani.submit(xml, incomplete=True, files={"rumah.jpg": JPEG})[0] == 201
+    with odk_app.app_context():
+        assert get_store().count("collect_parts") == 1
+    # the last part cannot be taken (the form was archived meanwhile, say)
+    assert client.post("/api/v1/forms/foto_rumah/archive", headers=admin).status_code == 200
+    status, _text = ani.submit(xml)
+    assert status == 403
+    with odk_app.app_context():
+        assert get_store().get("visits", visit_id) is None
+        assert get_store().count("collect_parts") == 0
+        assert collect_garbage(get_store(), blob_store(), grace_seconds=0, dry_run=True).blobs == [
+            hashlib.sha256(JPEG).hexdigest()]
