@@ -8,7 +8,9 @@
 # `__version` cannot name kunjung's stamps, so every saved field has a hidden property
 # `kstamp__<field>` (the stamps of its heads) that the form copies into a hidden
 # question: the submission's writes then carry a real `base`, and two officers editing
-# one household offline make a conflict, never a silent overwrite.
+# one household offline make a conflict, never a silent overwrite. A form with the household
+# roster declares each roster row as an entity of a second list, `members` (entities in a
+# repeat, pyxform >= 4), so a revisit updates the members it prefilled.
 
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ MEMBER_COUNT = "kunjung_member_count"
 NEW_MEMBERS = "kunjung_new_members"
 ROW_INDEX = "kunjung_row_index"
 ROW_MEMBER = "kunjung_row_member"
+ROW_HOUSEHOLD = "kunjung_row_household"
+MEMBER_LABEL = "kunjung_member_label"
 MEMBER_STAMP_PREFIX = "kmstamp__"
 #: members.csv carries a member field's value as `kmval__<field>`: its `name` column is the member's id.
 MEMBER_VALUE_PREFIX = "kmval__"
@@ -232,6 +236,12 @@ class _Builder:
             sheets["entities"] = [{"list_name": HOUSEHOLD_LIST, "entity_id": f"${{{HOUSEHOLD_ID}}}",
                                    "create_if": f"${{{PICK}}} = ''", "update_if": f"${{{PICK}}} != ''",
                                    "label": f"${{{LABEL}}}"}]
+            if self.roster:
+                # each roster row is a member entity: a known member's row updates it, a new row makes one
+                sheets["entities"].append({"list_name": MEMBER_LIST, "entity_id": f"${{{MEMBER_ROW_ID}}}",
+                                           "create_if": f"${{{ROW_MEMBER}}} = ''",
+                                           "update_if": f"${{{ROW_MEMBER}}} != ''",
+                                           "label": f"${{{MEMBER_LABEL}}}"})
         return sheets
 
     def _fields(self, fields: Iterable[Mapping[str, Any]], *, in_repeat: bool) -> None:
@@ -261,6 +271,13 @@ class _Builder:
                     for target in self.members.values():
                         self.survey.append({"type": "calculate", "name": member_stamp_property(target),
                                             "calculation": _member_of_row(member_stamp_property(target))})
+                    # the member entity's household, and its label (the member's name when the roster asks it)
+                    self.survey.append({"type": "calculate", "name": ROW_HOUSEHOLD,
+                                        "save_to": self._save_to(MEMBER_LIST, "household"),
+                                        "calculation": f"${{{HOUSEHOLD_ID}}}"})
+                    named = next((name for name, target in self.members.items() if target == "name"), None)
+                    self.survey.append({"type": "calculate", "name": MEMBER_LABEL,
+                                        "calculation": f"${{{named}}}" if named else f"${{{MEMBER_ROW_ID}}}"})
                 elif kind == "repeat":
                     self.survey.append({"type": "calculate", "name": MEMBER_ROW_ID, "calculation": "once(uuid())"})
                 self._fields(spec.get("fields") or (), in_repeat=in_repeat or kind == "repeat")
@@ -278,14 +295,20 @@ class _Builder:
             if member and not spec.get("default") and not spec.get("calculation"):
                 # a known member's answer, set when the row is made
                 row["default"] = _member_of_row(member_value_property(member))
+            if member:
+                row["save_to"] = self._save_to(MEMBER_LIST, member_value_property(member))  # the member entity's
             if target:
-                row["save_to"] = target
+                row["save_to"] = self._save_to(HOUSEHOLD_LIST, target)
                 if not spec.get("calculation"):
                     # Prefilled from the household picked, and again when another one is picked;
                     # the officer may still change the answer.
                     row["calculation"] = _entity_lookup(target)
                     row["trigger"] = f"${{{PICK}}}"
             self.survey.append(row)
+
+    def _save_to(self, entity_list: str, prop: str) -> str:
+        # with two entity declarations pyxform wants each property named with its list
+        return f"{entity_list}#{prop}" if self.roster else prop
 
     @staticmethod
     def _common(row: dict[str, str], spec: Mapping[str, Any]) -> None:

@@ -251,6 +251,20 @@ def integrity(store: Store, caller: AppCaller, ids: list[str]) -> list[tuple[str
     return out
 
 
+def member_integrity(store: Store, caller: AppCaller, ids: list[str]) -> list[tuple[str, bool]]:
+    """For each member id Collect holds: whether it is gone for the caller (its household removed or out
+    of the caller's villages, or the member no longer in it). Members have no index of their own, so
+    the caller's households are read once, as members.csv reads them."""
+    held: set[str] = set()
+    wanted = set(ids)
+    for doc in _households(store, caller):
+        for path in household_change(doc)["fields"]:
+            parts = path.split("/")
+            if len(parts) == 3 and parts[0] == MEMBER_LIST and parts[1] in wanted:
+                held.add(parts[1])
+    return [(member_id, member_id not in held) for member_id in ids]
+
+
 # -- submissions --------------------------------------------------------------------------------
 @dataclass
 class Outcome:

@@ -93,7 +93,7 @@ class Collect:
             _openrosa_headers(manifest)
             for media in etree.fromstring(manifest.data).iterfind("m:mediaFile", NS):
                 name = media.findtext("m:filename", namespaces=NS)
-                assert media.get("type") == ("entityList" if name == "households.csv" else None)
+                assert media.get("type") == ("entityList" if name in ("households.csv", "members.csv") else None)
                 body = self.get(media.findtext("m:downloadUrl", namespaces=NS))
                 assert body.status_code == 200
                 assert media.findtext("m:hash", namespaces=NS) == "md5:" + _md5(body.data)
@@ -496,6 +496,10 @@ def test_a_revisit_in_collect_updates_the_households_members_instead_of_adding_t
     definition = _definition(odk_app, "verval_keluarga")
     answers, _ = sample_answers(definition, {"visit_result": "1", "member_name": "Anggota"}, rows=2)
     first = fill(xform, answers, attachments=files)["xml"]
+    # every roster row declares its member as an entity of the list `members`: new ones are created
+    made = _member_entities(first)
+    assert len(made) == 2
+    assert [(entity["create"], entity["update"]) for entity in made] == [("true", "false")] * 2
     assert ani.submit(first)[0] == 201
     with odk_app.app_context():
         household_id = get_store().get("visits", _instance_id(first))["household_id"]
@@ -517,8 +521,16 @@ def test_a_revisit_in_collect_updates_the_households_members_instead_of_adding_t
                            "/verval_keluarga/members[1]/member_name": "Siti Rahayu"}, attachments=files)
     assert [n["value"] for n in revisit["tree"] if n["ref"] == "/verval_keluarga/members[2]/member_name"] == [
         rows[1]["kmval__name"]]  # prefilled from members.csv
+    # the known members' rows update their entities, on the version members.csv gave
+    assert [(e["id"], e["create"], e["update"], e["baseVersion"]) for e in _member_entities(revisit["xml"])] == [
+        (row["name"], "false", "true", row["__version"]) for row in rows]
+    assert {e["id"] for e in made} == known  # the ids the rows were created with are the members' ids
     assert ani.submit(revisit["xml"])[0] == 201
     assert members() == known  # the same two members, not four
+    # Collect asks which members it holds are gone: none of the household's, any other id
+    gone = ani.get(f"{ani.base}/datasets/members/integrity?id={','.join(sorted(known))},{uuid.uuid4()}")
+    _openrosa_headers(gone)
+    assert [e.findtext("deleted") for e in etree.fromstring(gone.data).iter("entity")] == ["false", "false", "true"]
     fields = client.get(f"/api/v1/households/{household_id}", headers=admin).get_json()["fields"]
     first_member = sorted(known)[0]
     assert fields[f"members/{first_member}/name"]["value"] == "Siti Rahayu"
@@ -526,6 +538,11 @@ def test_a_revisit_in_collect_updates_the_households_members_instead_of_adding_t
     history = client.get(f"/api/v1/households/{household_id}/history", headers=admin).get_json()["history"]
     stamp = next(row["kmstamp__name"] for row in rows if row["name"] == first_member)
     assert history[-1]["base"][f"members/{first_member}/name"] == [stamp]  # the member's stamp came along
+
+
+def _member_entities(xml: str) -> list[dict[str, str]]:
+    root = etree.fromstring(xml.encode())
+    return [dict(entity.attrib) for entity in root.iter("{*}entity") if entity.get("dataset") == "members"]
 
 
 DESA_CSV = (b"name,label,kepala_desa\n"
