@@ -488,7 +488,8 @@ def entity_versions(entity: etree._Element) -> EntityVersions:
 
 
 def _local(tag: Any) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
+    # lxml spells a namespaced tag "{uri}name"; comments and processing instructions have no str tag
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 def parse_xml(data: bytes) -> etree._Element:
@@ -502,13 +503,17 @@ def parse_xml(data: bytes) -> etree._Element:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as problem:
         raise SubmissionError(400, f"The submission is not well-formed XML: {str(problem)[:200]}") from None
-    for count, _element in enumerate(root.iter(), 1):
+    count = depth = 0
+    for event, _element in etree.iterwalk(root, events=("start", "end")):
+        if event == "end":
+            depth -= 1
+            continue
+        count += 1
         if count > MAX_ELEMENTS:
             raise SubmissionError(400, f"The submission has more than {MAX_ELEMENTS} elements.")
-    for element in root.iter():
-        depth = sum(1 for _ in element.iterancestors())
         if depth > MAX_DEPTH:
             raise SubmissionError(400, f"The submission nests deeper than {MAX_DEPTH} levels.")
+        depth += 1
     return root
 
 
@@ -578,17 +583,27 @@ def _value(kind: str, text: str, path: str) -> Any:
     return text
 
 
+def _children(element: etree._Element) -> dict[str, list[etree._Element]]:
+    """An element's children by local name, read once (a form's answers are looked up by name)."""
+    out: dict[str, list[etree._Element]] = {}
+    for child in element:
+        out.setdefault(_local(child.tag), []).append(child)
+    return out
+
+
 def _answers(definition: Definition, element: etree._Element, fields: Iterable[Mapping[str, Any]],
              into: dict[str, Any], path: str) -> None:
+    children = _children(element)
     for spec in fields:
         name, kind = spec["name"], spec["type"]
+        found = children.get(name)
         if kind == "group":
-            _answers(definition, _child(element, name), spec.get("fields") or (), into, path) \
-                if _child(element, name) is not None else None
+            if found:
+                _answers(definition, found[0], spec.get("fields") or (), into, path)
             continue
         if kind == "repeat":
             rows = []
-            for index, row_element in enumerate(c for c in element if _local(c.tag) == name):
+            for index, row_element in enumerate(found or ()):
                 row: dict[str, Any] = {}
                 row_id = _text(_child(row_element, MEMBER_ROW_ID))
                 if row_id:
@@ -600,7 +615,7 @@ def _answers(definition: Definition, element: etree._Element, fields: Iterable[M
             continue
         if kind == "note":
             continue
-        text = _text(_child(element, name))
+        text = _text(found[0]) if found else ""
         if text:
             into[name] = _value(kind, text, f"{path}{name}")
 
