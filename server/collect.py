@@ -548,13 +548,15 @@ def _branch_step_taken(store: Store, submission: Submission, push: PushService, 
     if held is None:
         return
     user = store.get("users", held["user"])
-    store.delete(HELD, key)
     if user is None:
+        store.delete(HELD, key)
         log.error("collect: held %s dropped, its user %s is gone", held["instance_id"], held["user"])
         return
     try:
+        # a store failure here leaves it held: the resend of this one (a duplicate) tries again
         take_submission(store, push, AppCaller(user, held["device_id"]), base64.b64decode(held["xml"]),
                         blobs=blobs, limits=limits)
+        store.delete(HELD, key)
     except SubmissionError as refused:
         # the submission was accepted when held: it waits on, with the reason, for an administrator
         store.put(HELD, {**held, "refused": refused.message})
