@@ -8,7 +8,9 @@
 # `__version` cannot name kunjung's stamps, so every saved field has a hidden property
 # `kstamp__<field>` (the stamps of its heads) that the form copies into a hidden
 # question: the submission's writes then carry a real `base`, and two officers editing
-# one household offline make a conflict, never a silent overwrite.
+# one household offline make a conflict, never a silent overwrite. A form with the household
+# roster declares each roster row as an entity of a second list, `members` (entities in a
+# repeat, pyxform >= 4), so a revisit updates the members it prefilled.
 
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ MEMBER_COUNT = "kunjung_member_count"
 NEW_MEMBERS = "kunjung_new_members"
 ROW_INDEX = "kunjung_row_index"
 ROW_MEMBER = "kunjung_row_member"
+ROW_HOUSEHOLD = "kunjung_row_household"
+MEMBER_LABEL = "kunjung_member_label"
 MEMBER_STAMP_PREFIX = "kmstamp__"
 #: members.csv carries a member field's value as `kmval__<field>`: its `name` column is the member's id.
 MEMBER_VALUE_PREFIX = "kmval__"
@@ -232,6 +236,12 @@ class _Builder:
             sheets["entities"] = [{"list_name": HOUSEHOLD_LIST, "entity_id": f"${{{HOUSEHOLD_ID}}}",
                                    "create_if": f"${{{PICK}}} = ''", "update_if": f"${{{PICK}}} != ''",
                                    "label": f"${{{LABEL}}}"}]
+            if self.roster:
+                # each roster row is a member entity: a known member's row updates it, a new row makes one
+                sheets["entities"].append({"list_name": MEMBER_LIST, "entity_id": f"${{{MEMBER_ROW_ID}}}",
+                                           "create_if": f"${{{ROW_MEMBER}}} = ''",
+                                           "update_if": f"${{{ROW_MEMBER}}} != ''",
+                                           "label": f"${{{MEMBER_LABEL}}}"})
         return sheets
 
     def _fields(self, fields: Iterable[Mapping[str, Any]], *, in_repeat: bool) -> None:
@@ -261,6 +271,13 @@ class _Builder:
                     for target in self.members.values():
                         self.survey.append({"type": "calculate", "name": member_stamp_property(target),
                                             "calculation": _member_of_row(member_stamp_property(target))})
+                    # the member entity's household, and its label (the member's name when the roster asks it)
+                    self.survey.append({"type": "calculate", "name": ROW_HOUSEHOLD,
+                                        "save_to": self._save_to(MEMBER_LIST, "household"),
+                                        "calculation": f"${{{HOUSEHOLD_ID}}}"})
+                    named = next((name for name, target in self.members.items() if target == "name"), None)
+                    self.survey.append({"type": "calculate", "name": MEMBER_LABEL,
+                                        "calculation": f"${{{named}}}" if named else f"${{{MEMBER_ROW_ID}}}"})
                 elif kind == "repeat":
                     self.survey.append({"type": "calculate", "name": MEMBER_ROW_ID, "calculation": "once(uuid())"})
                 self._fields(spec.get("fields") or (), in_repeat=in_repeat or kind == "repeat")
@@ -278,14 +295,20 @@ class _Builder:
             if member and not spec.get("default") and not spec.get("calculation"):
                 # a known member's answer, set when the row is made
                 row["default"] = _member_of_row(member_value_property(member))
+            if member:
+                row["save_to"] = self._save_to(MEMBER_LIST, member_value_property(member))  # the member entity's
             if target:
-                row["save_to"] = target
+                row["save_to"] = self._save_to(HOUSEHOLD_LIST, target)
                 if not spec.get("calculation"):
                     # Prefilled from the household picked, and again when another one is picked;
                     # the officer may still change the answer.
                     row["calculation"] = _entity_lookup(target)
                     row["trigger"] = f"${{{PICK}}}"
             self.survey.append(row)
+
+    def _save_to(self, entity_list: str, prop: str) -> str:
+        # with two entity declarations pyxform wants each property named with its list
+        return f"{entity_list}#{prop}" if self.roster else prop
 
     @staticmethod
     def _common(row: dict[str, str], spec: Mapping[str, Any]) -> None:
@@ -417,10 +440,56 @@ class Submission:
     ended_at: str | None = None
     geotag: dict[str, Any] | None = None
     device_reported: str | None = None
+    #: The household entity's offline bookkeeping as Collect sends it (ODK entities spec 2024.1).
+    entity: EntityVersions | None = None
+
+
+@dataclass(frozen=True)
+class EntityVersions:
+    """What a submission's `meta/entity` says of the version it was made on: `baseVersion` (the local
+    version updated), `trunkVersion` (the last server version the phone had) and `branchId` (one run of
+    offline updates on one phone)."""
+
+    create: bool
+    update: bool
+    base_version: int | None
+    trunk_version: int | None
+    branch_id: str | None
+
+    def needs(self, household_id: str) -> str | None:
+        """The key of the earlier submission of the same branch this one waits for, or None when it
+        starts from a server version (as Central's _computeBaseVersion decides)."""
+        if not self.update or not self.branch_id or self.base_version is None:
+            return None
+        if self.base_version == 1 and self.trunk_version is None:
+            return f"{household_id}|create"  # the branch began with a create made offline
+        if self.base_version == self.trunk_version:
+            return None
+        return f"{household_id}|{self.branch_id}|{self.base_version - 1}"
+
+    def provides(self, household_id: str) -> str | None:
+        """The key later submissions of the branch wait for once this one is applied."""
+        if self.update and self.branch_id and self.base_version is not None:
+            return f"{household_id}|{self.branch_id}|{self.base_version}"
+        if self.create:
+            return f"{household_id}|create"
+        return None
+
+
+def _version_number(text: str | None) -> int | None:
+    return int(text) if text and text.strip().isdigit() and len(text.strip()) < 19 else None
+
+
+def entity_versions(entity: etree._Element) -> EntityVersions:
+    branch = (entity.get("branchId") or "").strip()[:128] or None
+    return EntityVersions(create=entity.get("create") in ("1", "true"), update=entity.get("update") in ("1", "true"),
+                          base_version=_version_number(entity.get("baseVersion")),
+                          trunk_version=_version_number(entity.get("trunkVersion")), branch_id=branch)
 
 
 def _local(tag: Any) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
+    # lxml spells a namespaced tag "{uri}name"; comments and processing instructions have no str tag
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 def parse_xml(data: bytes) -> etree._Element:
@@ -434,13 +503,17 @@ def parse_xml(data: bytes) -> etree._Element:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as problem:
         raise SubmissionError(400, f"The submission is not well-formed XML: {str(problem)[:200]}") from None
-    for count, _element in enumerate(root.iter(), 1):
+    count = depth = 0
+    for event, _element in etree.iterwalk(root, events=("start", "end")):
+        if event == "end":
+            depth -= 1
+            continue
+        count += 1
         if count > MAX_ELEMENTS:
             raise SubmissionError(400, f"The submission has more than {MAX_ELEMENTS} elements.")
-    for element in root.iter():
-        depth = sum(1 for _ in element.iterancestors())
         if depth > MAX_DEPTH:
             raise SubmissionError(400, f"The submission nests deeper than {MAX_DEPTH} levels.")
+        depth += 1
     return root
 
 
@@ -510,17 +583,27 @@ def _value(kind: str, text: str, path: str) -> Any:
     return text
 
 
+def _children(element: etree._Element) -> dict[str, list[etree._Element]]:
+    """An element's children by local name, read once (a form's answers are looked up by name)."""
+    out: dict[str, list[etree._Element]] = {}
+    for child in element:
+        out.setdefault(_local(child.tag), []).append(child)
+    return out
+
+
 def _answers(definition: Definition, element: etree._Element, fields: Iterable[Mapping[str, Any]],
              into: dict[str, Any], path: str) -> None:
+    children = _children(element)
     for spec in fields:
         name, kind = spec["name"], spec["type"]
+        found = children.get(name)
         if kind == "group":
-            _answers(definition, _child(element, name), spec.get("fields") or (), into, path) \
-                if _child(element, name) is not None else None
+            if found:
+                _answers(definition, found[0], spec.get("fields") or (), into, path)
             continue
         if kind == "repeat":
             rows = []
-            for index, row_element in enumerate(c for c in element if _local(c.tag) == name):
+            for index, row_element in enumerate(found or ()):
                 row: dict[str, Any] = {}
                 row_id = _text(_child(row_element, MEMBER_ROW_ID))
                 if row_id:
@@ -532,7 +615,7 @@ def _answers(definition: Definition, element: etree._Element, fields: Iterable[M
             continue
         if kind == "note":
             continue
-        text = _text(_child(element, name))
+        text = _text(found[0]) if found else ""
         if text:
             into[name] = _value(kind, text, f"{path}{name}")
 
@@ -546,11 +629,16 @@ def _roster_parent(root: etree._Element, definition: Definition) -> etree._Eleme
     return element
 
 
+def instance_id_of(root: etree._Element) -> str:
+    """The submission's meta/instanceID as sent ('' when it has none)."""
+    return _text(_child(_child(root, "meta"), "instanceID"))
+
+
 def read_submission(definition: Definition, root: etree._Element) -> Submission:
     """The answers and envelope of a submission of `definition` (SubmissionError for one that does not fit)."""
     form_id, version = submission_form(root)
     meta = _child(root, "meta")
-    instance_id = _text(_child(meta, "instanceID"))
+    instance_id = instance_id_of(root)
     if not instance_id:
         raise SubmissionError(400, "The submission has no meta/instanceID.", {"meta.instanceID": ["missing"]})
     if len(instance_id) > 128 or not re.fullmatch(r"[A-Za-z0-9._:-]+", instance_id):
@@ -568,6 +656,7 @@ def read_submission(definition: Definition, root: etree._Element) -> Submission:
     entity = _child(meta, "entity")
     if entity is not None and entity.get("id"):
         sub.household_id = entity.get("id")
+        sub.entity = entity_versions(entity)
     if saves_household(definition) and not sub.new_household:
         for target in saved_top_fields(definition).values():
             stamps = _text(_child(root, stamp_property(target))).split()

@@ -15,7 +15,7 @@ from .api.base import Api
 from .api.docs import register_docs_assets
 from .blobs import check_upload_sharing, upload_body_limit
 from .clock import start_node
-from .errors import register_error_handlers
+from .errors import register_error_handlers, shape_refusals, wsgi_refusal
 from .forms_registry import move_form_files_on_start, seed_library_on_first_start
 from .i18n import install_i18n
 from .jsonio import FastJSONProvider
@@ -97,7 +97,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_web(app)  # the pages for supervisors and admins (server/web/)
     prepare_store(app)
     app.wsgi_app = RequestBodyGuard(app.wsgi_app, app.config["MAX_BODY_BYTES"],  # type: ignore[method-assign]
-                                    app.config["MAX_DECOMPRESSED_BYTES"], larger=upload_body_limit(app))
+                                    app.config["MAX_DECOMPRESSED_BYTES"], larger=upload_body_limit(app),
+                                    shape=wsgi_refusal)
     return app
 
 
@@ -124,4 +125,5 @@ def _register_api(app: Flask) -> None:
     register_docs_assets(app)
     # ODK Collect's OpenRosa API answers XML, so it is a plain blueprint outside the OpenAPI document.
     app.register_blueprint(openrosa.blp)
+    shape_refusals(openrosa.PATH_PREFIX, openrosa.refusal)  # even refusals made before its views run
     app.extensions["kunjung.api"] = api

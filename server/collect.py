@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
@@ -29,6 +30,7 @@ from forms.xform import (
     Submission,
     SubmissionError,
     XForm,
+    instance_id_of,
     member_stamp_property,
     member_value_property,
     parse_xml,
@@ -58,6 +60,10 @@ HOUSEHOLDS_FILE = f"{HOUSEHOLD_LIST}.csv"
 MEMBERS_FILE = f"{MEMBER_LIST}.csv"
 #: Files of a submission Collect split over several posts, until the last one (by user, device, instance).
 PARTS = "collect_parts"
+#: Offline entity updates waiting for the earlier submission of their branch (by the key they wait for).
+HELD = "collect_held"
+#: Branch positions taken in (household|branch|baseVersion, household|create): what held ones wait for.
+BRANCHES = "collect_branches"
 #: Collect is never refused for clock skew: the receiving node stamps its submissions.
 NO_SKEW_BOUND_MS = 10**15
 
@@ -245,6 +251,20 @@ def integrity(store: Store, caller: AppCaller, ids: list[str]) -> list[tuple[str
     return out
 
 
+def member_integrity(store: Store, caller: AppCaller, ids: list[str]) -> list[tuple[str, bool]]:
+    """For each member id Collect holds: whether it is gone for the caller (its household removed or out
+    of the caller's villages, or the member no longer in it). Members have no index of their own, so
+    the caller's households are read once, as members.csv reads them."""
+    held: set[str] = set()
+    wanted = set(ids)
+    for doc in _households(store, caller):
+        for path in household_change(doc)["fields"]:
+            parts = path.split("/")
+            if len(parts) == 3 and parts[0] == MEMBER_LIST and parts[1] in wanted:
+                held.add(parts[1])
+    return [(member_id, member_id not in held) for member_id in ids]
+
+
 # -- submissions --------------------------------------------------------------------------------
 @dataclass
 class Outcome:
@@ -366,6 +386,13 @@ def _attachment_list(definition: Definition, answers: dict[str, Any], files: dic
             for path, name in media_answers(definition, answers) if name in files]
 
 
+def _present(blobs: BlobStore | None, received: dict[str, Received]) -> dict[str, Received]:
+    """The received files whose bytes are in the blob store (a stashed part's may have been collected)."""
+    if blobs is None:
+        return {}
+    return {name: file for name, file in received.items() if blobs.exists(file.sha256)}
+
+
 def hold_files(store: Store, visit_id: str, files: dict[str, Received], limits: MediaLimits) -> int:
     """Mark the visit's attachments whose bytes came (and fit their question) as held; how many now are."""
     def unit(tx: Writer) -> int:
@@ -397,6 +424,18 @@ def take_submission(store: Store, push: PushService, caller: AppCaller, xml: byt
     Its files go to the blob store and the visit's attachments list names them. A post that Collect
     split (`incomplete`) keeps its files until the last part, which makes the visit."""
     root = parse_xml(xml)
+    try:
+        return _take(store, push, caller, root, xml, files, incomplete=incomplete, blobs=blobs, limits=limits)
+    except SubmissionError:
+        if not incomplete:
+            # the last post was refused: parts stashed before it go, their blobs left to garbage collection
+            store.delete(PARTS, _stash_key(caller, instance_id_of(root)))
+        raise
+
+
+def _take(store: Store, push: PushService, caller: AppCaller, root: Any, xml: bytes,
+          files: dict[str, bytes] | None, *, incomplete: bool, blobs: BlobStore | None,
+          limits: MediaLimits | None) -> Outcome:
     form_id, version = submission_form(root)
     definition = _accepting_definition(store, caller, form_id, version)
     submission = read_submission(definition, root)
@@ -414,6 +453,9 @@ def take_submission(store: Store, push: PushService, caller: AppCaller, xml: byt
         return Outcome(201, "Bagian kiriman diterima / Part of the submission received.", {})
     received = {**_parts(store, caller, submission.instance_id), **received}
     stored = store.get("events", submission.instance_id)
+    waits_for = _waits_for(store, submission) if stored is None else None
+    if waits_for is not None:
+        return _hold(store, blobs, caller, submission, xml, files, received, waits_for)
     # A resend carries the first one's stamp, so that the same XML is the same event body.
     hlc = stored["hlc"] if stored is not None else _server_hlc(store)
     now = wall_ms()
@@ -428,13 +470,21 @@ def take_submission(store: Store, push: PushService, caller: AppCaller, xml: byt
                                        submission.answers, received) if blobs is not None else []
         if attachments:
             event["attachments"] = attachments
+    if received:
+        # The bytes go first: a visit is never stored naming a file the blob store lacks. If the
+        # push then fails, the blobs are named by nothing and garbage collection takes them.
+        keep_files(blobs, files, received)  # type: ignore[arg-type]
     results, _clock = push.push(Caller(caller.user["id"], caller.user["role"], caller.device_id, caller.scope), None,
                            [event], PushSettings(NO_SKEW_BOUND_MS))
     result = results[0]
     if result["status"] in ("applied", "duplicate") and received and limits is not None:
-        keep_files(blobs, files, received)  # type: ignore[arg-type]
-        hold_files(store, submission.instance_id, received, limits)
+        # Marking the files held is a unit of its own after the visit's: if it fails, Collect is
+        # answered an error, keeps the form and sends it again, and the resend (a duplicate)
+        # holds them. The stash of an earlier part goes only once its files are held.
+        hold_files(store, submission.instance_id, _present(blobs, received), limits)
         store.delete(PARTS, _stash_key(caller, submission.instance_id))
+    if result["status"] in ("applied", "duplicate") and submission.entity is not None:
+        _branch_step_taken(store, submission, push, blobs, limits)
     if result["status"] == "applied":
         flags = result.get("flags") or []
         note = f" ({len(flags)} flag{'s' if len(flags) != 1 else ''} for the supervisor)" if flags else ""
@@ -448,6 +498,69 @@ def take_submission(store: Store, push: PushService, caller: AppCaller, xml: byt
     else:
         message = result.get("message") or _("The submission was refused.")
     raise SubmissionError(status, message, result.get("errors"))
+
+
+# -- offline entities: a branch's submissions taken in the order they were made -----------------------
+# Collect numbers a household's offline updates on one phone as a branch (branchId, baseVersion,
+# trunkVersion); the wire does not keep their order. As ODK Central does, a submission whose
+# predecessor on its branch has not arrived is held, and taken in when that one is: the receiving
+# node stamps each as it folds it, so the phone's later write always follows its earlier one.
+# The merge base stays the hidden stamps: a branch begun on an old version meets the writes made
+# since as a conflict, never a silent overwrite.
+def _waits_for(store: Store, submission: Submission) -> str | None:
+    """The branch step this submission must follow that has not been taken in yet, or None."""
+    versions, household_id = submission.entity, submission.household_id
+    key = versions.needs(household_id) if versions is not None and household_id else None
+    if key is None:
+        return None
+    if key.endswith("|create"):
+        # a household made offline: its first update waits only until the household exists
+        return None if store.get("households", household_id) is not None else key
+    return None if store.get(BRANCHES, key) is not None else key
+
+
+def _hold(store: Store, blobs: BlobStore | None, caller: AppCaller, submission: Submission, xml: bytes,
+          files: dict[str, bytes], received: dict[str, Received], key: str) -> Outcome:
+    held = store.get(HELD, key)
+    if held is not None and held["instance_id"] != submission.instance_id:
+        raise SubmissionError(409, _("Another submission of this household's offline branch is already "
+                                     "waiting for the same earlier one."))
+    if blobs is not None and received:
+        keep_files(blobs, files, received)
+        stash_parts(store, caller, submission.instance_id, received)
+    store.put(HELD, {"id": key, "instance_id": submission.instance_id, "household_id": submission.household_id,
+                     "xml": base64.b64encode(xml).decode("ascii"), "user": caller.user["id"],
+                     "device_id": caller.device_id, "held_at": iso(datetime.now(UTC))})
+    log.info("collect: %s held until %s is taken in", submission.instance_id, key)
+    return Outcome(201, "Kiriman disimpan sampai kiriman sebelumnya tiba / Submission kept until the earlier "
+                        "one of this household arrives.", {"status": "held", "waits_for": key})
+
+
+def _branch_step_taken(store: Store, submission: Submission, push: PushService, blobs: BlobStore | None,
+                       limits: MediaLimits | None) -> None:
+    """Record the branch step the submission was, and take in the one held waiting for it."""
+    key = submission.entity.provides(submission.household_id or "") if submission.entity else None
+    if key is None:
+        return
+    if not key.endswith("|create"):
+        store.put(BRANCHES, {"id": key, "instance_id": submission.instance_id})
+    held = store.get(HELD, key)
+    if held is None:
+        return
+    user = store.get("users", held["user"])
+    if user is None:
+        store.delete(HELD, key)
+        log.error("collect: held %s dropped, its user %s is gone", held["instance_id"], held["user"])
+        return
+    try:
+        # a store failure here leaves it held: the resend of this one (a duplicate) tries again
+        take_submission(store, push, AppCaller(user, held["device_id"]), base64.b64decode(held["xml"]),
+                        blobs=blobs, limits=limits)
+        store.delete(HELD, key)
+    except SubmissionError as refused:
+        # the submission was accepted when held: it waits on, with the reason, for an administrator
+        store.put(HELD, {**held, "refused": refused.message})
+        log.error("collect: held %s refused when taken in: %s", held["instance_id"], refused.message)
 
 
 def _accepting_definition(store: Store, caller: AppCaller, form_id: str, version: str) -> Definition:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify
+from flask import Flask, Response, current_app, g, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from sync import DocumentFormatError
 
-from .i18n import _, translate_errors, translate_known
+from .i18n import _, force_language, language_before_app, translate_errors, translate_known
 from .storage import SchemaError, StorageError, StoreUnavailable, UniqueViolation, WriteConflict
 
 log = logging.getLogger("kunjung.errors")
@@ -56,8 +57,38 @@ def error_body(code: str, message: str, errors: dict[str, list[str]] | None = No
             "request_id": request_id, **extra}
 
 
+#: Renders a refusal (status, message, errors, headers) for clients that read another shape than this JSON one.
+RefusalRenderer = Callable[[int, str, dict[str, list[str]] | None, dict[str, str]], Response]
+_SHAPES: dict[str, RefusalRenderer] = {}
+
+
+def shape_refusals(prefix: str, render: RefusalRenderer) -> None:
+    """Answer every refusal under the path ``prefix`` with ``render`` (ODK Collect's /key/ reads only XML)."""
+    _SHAPES[prefix] = render
+
+
+def refusal_shape(path: str) -> RefusalRenderer | None:
+    """The one place that decides an error's shape by path: the renderer registered for it, or None for JSON."""
+    for prefix, render in _SHAPES.items():
+        if path.startswith(prefix):
+            return render
+    return None
+
+
+def wsgi_refusal(environ: dict[str, Any], status: int, message: str) -> Response | None:
+    """For the body guard (server/middleware.py), before Flask has a request: the shaped answer, or None."""
+    render = refusal_shape(environ.get("PATH_INFO", ""))
+    if render is None:
+        return None
+    with force_language(language_before_app(environ)):
+        return render(status, translate_known(message), None, {})
+
+
 def error_response(status: int, code: str, message: str, errors: dict[str, list[str]] | None = None,
                    headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    render = refusal_shape(request.path) if has_request_context() else None
+    if render is not None:
+        return render(status, message, errors, headers or {})
     body = error_body(code, message, errors, getattr(g, "request_id", None), **extra)
     response = jsonify(body)
     response.status_code = status

@@ -29,8 +29,21 @@ class BodyTooLarge(RequestEntityTooLarge):
     """Raised by a bounded body stream when reading goes past the limit (Flask answers it 413)."""
 
 
+#: Renders a refusal in another shape than JSON for the request's path (status, English message), or None.
+RefusalShape = Callable[[Environ, int, str], Callable[[Environ, StartResponse], Iterable[bytes]] | None]
+
+
 def _json_error(start_response: StartResponse, status: str, code: str, message: str,
-                request_id: str, environ: Environ | None = None) -> Iterable[bytes]:
+                request_id: str, environ: Environ | None = None,
+                shape: RefusalShape | None = None) -> Iterable[bytes]:
+    shaped = shape(environ, int(status.split(" ", 1)[0]), message) if shape and environ is not None else None
+    if shaped is not None:
+        def closing(status_line: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            headers = [(k, v) for k, v in headers if k.lower() not in ("connection", "x-request-id")]
+            return start_response(status_line, [*headers, ("X-Request-ID", request_id), ("Connection", "close")],
+                                  *args)
+
+        return shaped(environ, closing)
     if environ is not None:
         message = translate_before_app(message, environ)
     body = json.dumps({"code": code, "message": message, "errors": {}, "request_id": request_id}).encode()
@@ -92,18 +105,20 @@ class RequestBodyGuard:
     """Refuse bodies over ``max_body`` bytes as sent and gzip bodies that inflate past ``max_inflated``."""
 
     def __init__(self, app: Callable[..., Any], max_body: int, max_inflated: int, *,
-                 larger: Callable[[Environ], int | None] | None = None):
+                 larger: Callable[[Environ], int | None] | None = None, shape: RefusalShape | None = None):
         self.app = app
         self.max_body = max_body
         # Requests that may be larger (an upload's PATCH, bounded by its own handler), by their environ.
         self.larger = larger
         self.max_inflated = max_inflated
+        # Paths whose clients read another error shape (OpenRosa's XML), decided by server/errors.py.
+        self.shape = shape
 
     def _too_large(self, start_response: StartResponse, request_id: str, limit: int | None = None,
                    environ: Environ | None = None) -> Iterable[bytes]:
         return _json_error(start_response, "413 Request Entity Too Large", "too_large",
                            f"The request body is larger than the limit of {limit or self.max_body} bytes.",
-                           request_id, environ)
+                           request_id, environ, shape=self.shape)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         request_id = uuid.uuid4().hex
@@ -114,7 +129,7 @@ class RequestBodyGuard:
             length = -1
         if length < 0:
             return _json_error(start_response, "400 Bad Request", "bad_request",
-                               "Content-Length is not a number.", request_id, environ)
+                               "Content-Length is not a number.", request_id, environ, shape=self.shape)
         limit = (self.larger(environ) if self.larger is not None else None) or self.max_body
         if length > limit:
             return self._too_large(start_response, request_id, limit, environ)
@@ -134,7 +149,7 @@ class RequestBodyGuard:
         if encoding != "gzip":
             return _json_error(start_response, "415 Unsupported Media Type", "unsupported_media_type",
                                "Only gzip request bodies are accepted (Content-Encoding: gzip).", request_id,
-                               environ)
+                               environ, shape=self.shape)
         return self._inflate(environ, start_response, length, request_id)
 
     def _inflate(self, environ: Environ, start_response: StartResponse, length: int,
@@ -157,17 +172,17 @@ class RequestBodyGuard:
                     out = inflater.decompress(data, self.max_inflated - inflated + 1)
                 except zlib.error:
                     return _json_error(start_response, "400 Bad Request", "bad_request",
-                                       "The body is not valid gzip.", request_id, environ)
+                                       "The body is not valid gzip.", request_id, environ, shape=self.shape)
                 inflated += len(out)
                 if inflated > self.max_inflated:
                     return _json_error(start_response, "413 Request Entity Too Large", "too_large",
                                        f"The body inflates past the limit of {self.max_inflated} bytes.",
-                                       request_id, environ)
+                                       request_id, environ, shape=self.shape)
                 parts.append(out)
                 data = inflater.unconsumed_tail
         if not inflater.eof:
             return _json_error(start_response, "400 Bad Request", "bad_request",
-                               "The gzip body is truncated.", request_id, environ)
+                               "The gzip body is truncated.", request_id, environ, shape=self.shape)
         body = b"".join(parts)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))

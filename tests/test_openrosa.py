@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -14,12 +15,14 @@ import pytest
 from click.testing import CliRunner
 from http_helpers import login, make_user
 from lxml import etree
-from mongo_stand_in import STAND_IN_URL, stand_in_store
+from mongo_stand_in import STAND_IN_URL, StandIn, not_writable_primary, stand_in_store
 from odk_engine import SAMPLE_POINT, fill, needs_engine, sample_answers
 
 from forms import xform as xform_module
 from forms.library import library_form
 from server.app_credentials import read_settings_payload
+from server.blobs import blob_store
+from server.blobs.attachments import collect_garbage
 from server.cli import cli
 from server.forms_registry import published_definition
 from server.store import get_store
@@ -31,9 +34,9 @@ NS = {"x": "http://openrosa.org/xforms/xformsList", "m": "http://openrosa.org/xf
 FORM = "kunjungan_pendampingan"
 
 
-def _odk_app(app_factory, backend="sqlite"):
-    more = {"STORE": stand_in_store(None), "DATABASE_URL": STAND_IN_URL} if backend != "sqlite" else {}
-    application = app_factory(LOAD_LIBRARY_FORMS=True, PUBLIC_URL=PUBLIC, **more)
+def _odk_app(app_factory, backend="sqlite", stand_in=None, **settings):
+    more = {"STORE": stand_in_store(stand_in), "DATABASE_URL": STAND_IN_URL} if backend != "sqlite" else {}
+    application = app_factory(LOAD_LIBRARY_FORMS=True, PUBLIC_URL=PUBLIC, **more, **settings)
     make_user(application, "admin", "admin", password="kata sandi admin yang panjang")
     make_user(application, "ani", "officer", [VILLAGE])
     make_user(application, "budi", "officer", [VILLAGE])
@@ -91,7 +94,7 @@ class Collect:
             _openrosa_headers(manifest)
             for media in etree.fromstring(manifest.data).iterfind("m:mediaFile", NS):
                 name = media.findtext("m:filename", namespaces=NS)
-                assert media.get("type") == ("entityList" if name == "households.csv" else None)
+                assert media.get("type") == ("entityList" if name in ("households.csv", "members.csv") else None)
                 body = self.get(media.findtext("m:downloadUrl", namespaces=NS))
                 assert body.status_code == 200
                 assert media.findtext("m:hash", namespaces=NS) == "md5:" + _md5(body.data)
@@ -292,6 +295,83 @@ def test_bad_requests_are_refused_with_an_openrosa_message_and_nothing_stored(od
     assert _counts(odk_app) == before
 
 
+def _openrosa_refusal(response, status):
+    """An answer Collect can read: the status, OpenRosa's headers and an OpenRosaResponse message (never JSON)."""
+    assert response.status_code == status, response.data
+    _openrosa_headers(response)
+    assert response.mimetype == "text/xml"
+    root = etree.fromstring(response.data)
+    assert root.tag == "{http://openrosa.org/http/response}OpenRosaResponse"
+    text = root.findtext("r:message", namespaces=NS)
+    assert text
+    assert root.find("r:message", NS).get("nature") == "error"
+    return text
+
+
+def test_refusals_made_before_the_views_answer_collect_in_openrosa_xml(app_factory):
+    odk_app = _odk_app(app_factory, MAX_BODY_BYTES=64 * 1024, MAX_DECOMPRESSED_BYTES=256 * 1024)
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    before = _counts(odk_app)
+    photo = b"\xff\xd8\xff" + b"\x00" * (100 * 1024)  # a photo past the body limit, in one post
+
+    def posted():
+        return {"xml_submission_file": (io.BytesIO(b"<data/>"), "instance.xml", "text/xml"),
+                "foto.jpg": (io.BytesIO(photo), "foto.jpg", "image/jpeg")}
+
+    # the body guard: a declared Content-Length over the limit, answered before a byte is read
+    response = client.post(f"{ani.base}/submission", data=posted(), headers=ani.headers(),
+                           content_type="multipart/form-data")
+    assert "65536" in _openrosa_refusal(response, 413)
+    assert response.headers["Connection"] == "close"
+    assert response.headers["X-Request-ID"]
+    # ... in the language Collect asks for
+    response = client.post(f"{ani.base}/submission", data=posted(), content_type="multipart/form-data",
+                           headers=ani.headers(**{"Accept-Language": "id-ID"}))
+    text = _openrosa_refusal(response, 413)
+    assert response.headers["Content-Language"] == "id"
+    assert "65536" in text
+    assert "larger than" not in text
+    # a chunked body (no Content-Length), refused when reading passes the limit
+    body = b"--b\r\nContent-Disposition: form-data; name=\"foto.jpg\"; filename=\"foto.jpg\"\r\n\r\n" + photo
+    response = client.post(f"{ani.base}/submission", input_stream=io.BytesIO(body + b"\r\n--b--\r\n"),
+                           headers=ani.headers(**{"Content-Type": "multipart/form-data; boundary=b",
+                                                  "Transfer-Encoding": "chunked"}),
+                           environ_overrides={"wsgi.input_terminated": True})
+    _openrosa_refusal(response, 413)
+    # a gzip body that inflates past its limit, and an encoding the guard does not take
+    response = client.post(f"{ani.base}/submission", data=gzip.compress(b"\x00" * (1024 * 1024)),
+                           headers=ani.headers(**{"Content-Encoding": "gzip"}), content_type="multipart/form-data")
+    assert "262144" in _openrosa_refusal(response, 413)
+    response = client.post(f"{ani.base}/submission", data=b"x", content_type="multipart/form-data",
+                           headers=ani.headers(**{"Content-Encoding": "br"}))
+    _openrosa_refusal(response, 415)
+    response = client.post(f"{ani.base}/submission", data=b"x", content_type="multipart/form-data",
+                           headers=ani.headers(), environ_overrides={"CONTENT_LENGTH": "lots"})
+    _openrosa_refusal(response, 400)
+    # routing: a method no view takes, and paths no view has
+    response = client.patch(f"{ani.base}/submission", data=b"x", headers=ani.headers())
+    _openrosa_refusal(response, 405)
+    assert "POST" in response.headers["Allow"]
+    _openrosa_refusal(client.get(ani.base, headers=ani.headers()), 404)
+    _openrosa_refusal(client.get("/key/", headers=ani.headers()), 404)
+    # a token that names no credential
+    _openrosa_refusal(client.get("/key/" + "x" * 43 + "/formList", headers=ani.headers()), 401)
+    response = client.head("/key/" + "x" * 43 + "/submission", headers=ani.headers())
+    assert response.status_code == 401
+    assert response.mimetype == "text/xml"
+    _openrosa_headers(response)
+    assert _counts(odk_app) == before
+    # the same refusals elsewhere keep the JSON shape: the path decides
+    response = client.post("/api/v1/sync/push", data=photo, content_type="application/json")
+    assert response.status_code == 413
+    assert response.get_json()["code"] == "too_large"
+    response = client.patch("/api/v1/auth/login", json={})
+    assert response.status_code == 405
+    assert response.get_json()["code"] == "method_not_allowed"
+
+
 def test_a_disabled_user_or_a_replaced_credential_stops_working(odk_app):
     client = odk_app.test_client()
     admin = login(client, "admin", "kata sandi admin yang panjang")
@@ -417,6 +497,10 @@ def test_a_revisit_in_collect_updates_the_households_members_instead_of_adding_t
     definition = _definition(odk_app, "verval_keluarga")
     answers, _ = sample_answers(definition, {"visit_result": "1", "member_name": "Anggota"}, rows=2)
     first = fill(xform, answers, attachments=files)["xml"]
+    # every roster row declares its member as an entity of the list `members`: new ones are created
+    made = _member_entities(first)
+    assert len(made) == 2
+    assert [(entity["create"], entity["update"]) for entity in made] == [("true", "false")] * 2
     assert ani.submit(first)[0] == 201
     with odk_app.app_context():
         household_id = get_store().get("visits", _instance_id(first))["household_id"]
@@ -438,8 +522,16 @@ def test_a_revisit_in_collect_updates_the_households_members_instead_of_adding_t
                            "/verval_keluarga/members[1]/member_name": "Siti Rahayu"}, attachments=files)
     assert [n["value"] for n in revisit["tree"] if n["ref"] == "/verval_keluarga/members[2]/member_name"] == [
         rows[1]["kmval__name"]]  # prefilled from members.csv
+    # the known members' rows update their entities, on the version members.csv gave
+    assert [(e["id"], e["create"], e["update"], e["baseVersion"]) for e in _member_entities(revisit["xml"])] == [
+        (row["name"], "false", "true", row["__version"]) for row in rows]
+    assert {e["id"] for e in made} == known  # the ids the rows were created with are the members' ids
     assert ani.submit(revisit["xml"])[0] == 201
     assert members() == known  # the same two members, not four
+    # Collect asks which members it holds are gone: none of the household's, any other id
+    gone = ani.get(f"{ani.base}/datasets/members/integrity?id={','.join(sorted(known))},{uuid.uuid4()}")
+    _openrosa_headers(gone)
+    assert [e.findtext("deleted") for e in etree.fromstring(gone.data).iter("entity")] == ["false", "false", "true"]
     fields = client.get(f"/api/v1/households/{household_id}", headers=admin).get_json()["fields"]
     first_member = sorted(known)[0]
     assert fields[f"members/{first_member}/name"]["value"] == "Siti Rahayu"
@@ -447,6 +539,11 @@ def test_a_revisit_in_collect_updates_the_households_members_instead_of_adding_t
     history = client.get(f"/api/v1/households/{household_id}/history", headers=admin).get_json()["history"]
     stamp = next(row["kmstamp__name"] for row in rows if row["name"] == first_member)
     assert history[-1]["base"][f"members/{first_member}/name"] == [stamp]  # the member's stamp came along
+
+
+def _member_entities(xml: str) -> list[dict[str, str]]:
+    root = etree.fromstring(xml.encode())
+    return [dict(entity.attrib) for entity in root.iter("{*}entity") if entity.get("dataset") == "members"]
 
 
 DESA_CSV = (b"name,label,kepala_desa\n"
@@ -502,3 +599,218 @@ def test_a_forms_own_files_reach_collect_through_its_manifest(odk_app):
     assert options == ["3204052001", "3204052002"]  # the choices came from the form's own CSV
     status, text = ani.submit(filled["xml"])
     assert status == 201, text
+
+
+# -- offline entities: Collect's branches (baseVersion, trunkVersion, branchId) ----------------------
+OFFLINE_FORM = {
+    "settings": {"form_id": "catat_rumah", "version": "1", "title": {"id": "Catat rumah", "en": "Record a house"},
+                 "default_language": "id"},
+    "fields": [
+        {"type": "text", "name": "head_name", "label": {"id": "Nama kepala keluarga", "en": "Head's name"},
+         "required": True, "save_to": "head_name"},
+        {"type": "geopoint", "name": "house_location", "label": {"id": "Lokasi rumah", "en": "House location"}},
+    ],
+}
+
+
+def _phone_list(households_csv: str, rows: list[dict[str, str]]) -> str:
+    """households.csv as Collect holds it on the phone: the server's rows, its own offline versions in
+    place of theirs, and the `__trunkVersion` / `__branchId` columns Collect keeps per entity."""
+    table = list(csv.DictReader(io.StringIO(households_csv)))
+    header = [*next(csv.reader(io.StringIO(households_csv))), "__trunkVersion", "__branchId"]
+    mine = {row["name"]: row for row in rows}
+    out = io.StringIO()
+    writer = csv.DictWriter(out, header, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in [r for r in table if r["name"] not in mine] + rows:
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def _offline_visit(xform, files, name, household_id=None):
+    # the household is picked first: picking it prefills the saved questions, which the officer then edits
+    picked = {"/catat_rumah/kunjung_household": household_id} if household_id else {}
+    answers = {**picked, "/catat_rumah/head_name": name, "/catat_rumah/house_location": SAMPLE_POINT}
+    xml = fill(xform, answers, attachments=files)["xml"]
+    assert f"<head_name>{name}</head_name>" in xml
+    return xml
+
+
+def _entity(xml: str) -> dict[str, str]:
+    root = etree.fromstring(xml.encode())
+    return dict(root.find("{*}meta/{*}entity").attrib)
+
+
+def _household(app, household_id):
+    with app.app_context():
+        return get_store().get("households", household_id)
+
+
+def _head_name(client, headers, household_id):
+    body = client.get(f"/api/v1/households/{household_id}", headers=headers).get_json()
+    return body["fields"]["head_name"]["value"], body["open_conflicts"]
+
+
+@needs_engine
+def test_a_household_registered_offline_and_revisited_offline_converges_when_the_revisit_arrives_first(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, OFFLINE_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    xform, files = ani.download(ani.form_list()["catat_rumah"])
+    created = _offline_visit(xform, files, "Siti Aminah")
+    household_id = _entity(created)["id"]
+    assert _entity(created)["create"] == "true"
+    # Collect keeps the new household as version 1 of a branch of its own, and the revisit updates it
+    branch = str(uuid.uuid4())
+    on_phone = _phone_list(files["households.csv"], [{"name": household_id, "label": "Siti Aminah",
+                                                      "__version": "1", "head_name": "Siti Aminah",
+                                                      "__branchId": branch}])
+    revisit = _offline_visit(xform, {**files, "households.csv": on_phone}, "Siti Aminah binti Ahmad", household_id)
+    entity = _entity(revisit)
+    assert (entity["update"], entity["baseVersion"], entity["trunkVersion"], entity["branchId"]) == (
+        "true", "1", "", branch)
+
+    # the phone's network sends the revisit first: accepted, and held until the registration comes
+    before = _counts(odk_app)
+    status, text = ani.submit(revisit)
+    assert status == 201, text
+    assert _counts(odk_app) == before
+    assert _household(odk_app, household_id) is None
+    assert ani.submit(revisit)[0] == 201  # Collect retrying is still one held submission
+    status, text = ani.submit(created)
+    assert status == 201, text
+    sari = login(client, "sari")
+    assert _head_name(client, sari, household_id) == ("Siti Aminah binti Ahmad", 0)
+    history = client.get(f"/api/v1/households/{household_id}/history", headers=sari).get_json()["history"]
+    assert [entry["event_id"] for entry in history] == [_instance_id(created), _instance_id(revisit)]
+    for visit in (created, revisit):
+        assert client.get(f"/api/v1/visits/{_instance_id(visit)}", headers=sari).status_code == 200
+    # both resent after the fact: nothing added
+    before = _counts(odk_app)
+    assert [ani.submit(xml)[0] for xml in (revisit, created)] == [201, 201]
+    assert _counts(odk_app) == before
+
+
+@needs_engine
+def test_two_offline_revisits_arriving_in_reverse_order_keep_the_phones_order_and_a_stale_branch_conflicts(
+        odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, OFFLINE_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    budi = Collect(client, _credential(client, admin, "budi", "hp-budi-odk")["qr_text"])
+    xform, files = ani.download(ani.form_list()["catat_rumah"])
+    registered = _offline_visit(xform, files, "Siti Aminah")
+    assert ani.submit(registered)[0] == 201
+    household_id = _entity(registered)["id"]
+    sari = login(client, "sari")
+
+    # both phones download the household; ani revisits it twice without a signal
+    xform, files = ani.download(ani.form_list()["catat_rumah"])
+    _, budi_files = budi.download(budi.form_list()["catat_rumah"])
+    row = next(csv.DictReader(io.StringIO(files["households.csv"])))
+    version, branch = int(row["__version"]), str(uuid.uuid4())
+    first = _offline_visit(xform, {**files, "households.csv": _phone_list(files["households.csv"], [
+        {**row, "__trunkVersion": str(version), "__branchId": branch}])}, "Siti Aminah binti Ahmad", household_id)
+    second = _offline_visit(xform, {**files, "households.csv": _phone_list(files["households.csv"], [
+        {**row, "__version": str(version + 1), "head_name": "Siti Aminah binti Ahmad",
+         "__trunkVersion": str(version), "__branchId": branch}])}, "Hj. Siti Aminah binti Ahmad", household_id)
+    assert (_entity(first)["baseVersion"], _entity(second)["baseVersion"]) == (str(version), str(version + 1))
+    assert _entity(second)["trunkVersion"] == str(version)
+
+    # the second arrives first: it waits, then follows the first; the phone's last word stands
+    assert ani.submit(second)[0] == 201
+    assert _head_name(client, sari, household_id) == ("Siti Aminah", 0)
+    assert ani.submit(first)[0] == 201
+    assert _head_name(client, sari, household_id) == ("Hj. Siti Aminah binti Ahmad", 0)
+
+    # budi's revisit was made on the version both downloaded: its stamps name the value ani replaced,
+    # so it meets ani's branch as a conflict for the supervisor, never a silent overwrite
+    budi_row = next(csv.DictReader(io.StringIO(budi_files["households.csv"])))
+    stale = _offline_visit(xform, {**budi_files, "households.csv": _phone_list(budi_files["households.csv"], [
+        {**budi_row, "__trunkVersion": budi_row["__version"], "__branchId": str(uuid.uuid4())}])},
+        "Siti Rahayu", household_id)
+    assert int(_entity(stale)["baseVersion"]) < _household(odk_app, household_id)["seq"]
+    assert budi.submit(stale)[0] == 201
+    conflicts = client.get(f"/api/v1/conflicts?village={VILLAGE}", headers=sari).get_json()["items"]
+    assert [(c["household_id"], c["field"]) for c in conflicts] == [(household_id, "head_name")]
+    assert {head["value"] for head in conflicts[0]["heads"]} == {"Hj. Siti Aminah binti Ahmad", "Siti Rahayu"}
+
+
+# -- a submission and its files as one unit --------------------------------------------------------
+def _photo_visit(client, admin):
+    _publish(client, admin, PHOTO_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    xform, files = ani.download(ani.form_list()["foto_rumah"])
+    filled = fill(xform, {"/foto_rumah/head_name": "Siti",
+                          "/foto_rumah/house_photo": {"name": "rumah.jpg", "type": "image/jpeg",
+                                                      "base64": base64.b64encode(JPEG).decode()},
+                          "/foto_rumah/house_location": SAMPLE_POINT}, attachments=files)
+    return ani, filled["xml"]
+
+
+def _attachment_docs(app, visit_id):
+    with app.app_context():
+        return get_store().find("attachments", {"visit_id": visit_id})
+
+
+@needs_engine
+def test_a_store_failure_after_the_visit_leaves_its_photo_to_the_resend_never_half_held(app_factory):
+    stand_in = StandIn()
+    odk_app = _odk_app(app_factory, "mongo", stand_in)
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani, xml = _photo_visit(client, admin)
+    visit_id = _instance_id(xml)
+    digest = hashlib.sha256(JPEG).hexdigest()
+
+    def unnamed_blobs():
+        with odk_app.app_context():
+            return collect_garbage(get_store(), blob_store(), grace_seconds=0, dry_run=True).blobs
+
+    # the store fails while the visit is written: nothing is taken, and the photo's bytes, stored
+    # first, are named by nothing, so garbage collection takes them
+    stand_in.inject("insert_many", not_writable_primary, collection="events", in_transaction=True, times=1000)
+    status, text = ani.submit(xml, files={"rumah.jpg": JPEG})
+    assert status in (409, 503), text  # either way Collect keeps the form and sends it again
+    assert _counts(odk_app)[:2] == (0, 0)
+    assert _attachment_docs(odk_app, visit_id) == []
+    assert unnamed_blobs() == [digest]
+    stand_in.faults.clear()
+
+    # the store fails after the visit, while its photo is marked held: Collect is told to send again
+    stand_in.inject("update_one", not_writable_primary, collection="attachments", in_transaction=True, times=1000)
+    status, text = ani.submit(xml, files={"rumah.jpg": JPEG})
+    assert status in (409, 503), text  # either way Collect keeps the form and sends it again
+    assert [doc["held"] for doc in _attachment_docs(odk_app, visit_id)] == [False]
+    stand_in.faults.clear()
+
+    # Collect's resend completes the unit: the photo is held and served, and nothing is left over
+    status, text = ani.submit(xml, files={"rumah.jpg": JPEG})
+    assert status == 201, text
+    assert [doc["held"] for doc in _attachment_docs(odk_app, visit_id)] == [True]
+    photo = client.get(f"/api/v1/visits/{visit_id}/attachments/house_photo", headers=login(client, "sari"))
+    assert photo.data == JPEG
+    assert unnamed_blobs() == []
+    assert _counts(odk_app)[:2] == (1, 1)
+
+
+@needs_engine
+def test_a_split_submission_refused_at_its_last_part_leaves_no_stash_and_its_files_to_garbage(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani, xml = _photo_visit(client, admin)
+    visit_id = _instance_id(xml)
+    assert ani.submit(xml, incomplete=True, files={"rumah.jpg": JPEG})[0] == 201
+    with odk_app.app_context():
+        assert get_store().count("collect_parts") == 1
+    # the last part cannot be taken (the form was archived meanwhile, say)
+    assert client.post("/api/v1/forms/foto_rumah/archive", headers=admin).status_code == 200
+    status, _text = ani.submit(xml)
+    assert status == 403
+    with odk_app.app_context():
+        assert get_store().get("visits", visit_id) is None
+        assert get_store().count("collect_parts") == 0
+        assert collect_garbage(get_store(), blob_store(), grace_seconds=0, dry_run=True).blobs == [
+            hashlib.sha256(JPEG).hexdigest()]

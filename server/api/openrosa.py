@@ -33,6 +33,7 @@ from ..collect import (
     household_properties,
     integrity,
     list_md5,
+    member_integrity,
     member_properties,
     take_submission,
 )
@@ -44,6 +45,8 @@ from ..store import get_store
 from ..syncing import push_service
 
 blp = Blueprint("openrosa", __name__, url_prefix=KEY_PREFIX.rstrip("/") + "/<token>")
+#: Everything under it answers in OpenRosa's shape, the refusals of the body guard and routing too.
+PATH_PREFIX = KEY_PREFIX
 
 OPENROSA_VERSION = "1.0"
 #: The largest submission post Collect is told to send (it splits media over several posts above it).
@@ -72,6 +75,14 @@ def message(text: str, status: int, nature: str = "") -> Response:
     body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<OpenRosaResponse xmlns="{RESPONSE_NS}" items="0">'
             f"<message{nature_attr}>{escape(text)}</message></OpenRosaResponse>")
     return xml_response(body, status)
+
+
+def refusal(status: int, text: str, errors: dict[str, list[str]] | None, headers: dict[str, str]) -> Response:
+    """A refusal made outside these views (body guard, routing, rate limits) as an OpenRosaResponse message."""
+    response = message(_error_text(text, errors), status, "error")
+    for key, value in headers.items():
+        response.headers[key] = value
+    return response
 
 
 def _error_text(text: str, errors: dict[str, list[str]] | None) -> str:
@@ -211,11 +222,12 @@ def manifest(token: str, form_id: str, version: str) -> Response:
         f"</downloadUrl><integrityUrl>{escape(_base_url(token))}/datasets/households/integrity"
         f"</integrityUrl></mediaFile>")
     if form.xform.members:
-        # members prefill the roster; Collect keeps it as a plain CSV, replaced when its md5 changes
+        # members prefill the roster, and each roster row saves its member as an entity of this list
         md5 = list_md5(store, _caller(), MEMBERS_FILE, member_properties(forms))
-        files.append(f"<mediaFile><filename>{MEMBERS_FILE}</filename><hash>md5:{md5}</hash><downloadUrl>"
-                     f"{escape(_form_path(token, form_id, version))}/attachments/{MEMBERS_FILE}</downloadUrl>"
-                     "</mediaFile>")
+        files.append(f'<mediaFile type="entityList"><filename>{MEMBERS_FILE}</filename><hash>md5:{md5}</hash>'
+                     f"<downloadUrl>{escape(_form_path(token, form_id, version))}/attachments/{MEMBERS_FILE}"
+                     f"</downloadUrl><integrityUrl>{escape(_base_url(token))}/datasets/members/integrity"
+                     "</integrityUrl></mediaFile>")
     body = ('<?xml version="1.0" encoding="UTF-8"?>\n<manifest xmlns="http://openrosa.org/xforms/xformsManifest">'
             + "".join(files) + "</manifest>")
     return xml_response(body)
@@ -250,6 +262,15 @@ def households_integrity(token: str) -> Response:
     ids = [part for part in request.args.get("id", "").split(",") if part][:10_000]
     entries = "".join(f'<entity id={quoteattr(household_id)}><deleted>{"true" if gone else "false"}</deleted>'
                       "</entity>" for household_id, gone in integrity(get_store(), _caller(), ids))
+    return xml_response(f'<?xml version="1.0" encoding="UTF-8"?>\n<data><entities>{entries}</entities></data>')
+
+
+@blp.route("/datasets/members/integrity", methods=["GET"])
+@collect_endpoint(openrosa=True)
+def members_integrity(token: str) -> Response:
+    ids = [part for part in request.args.get("id", "").split(",") if part][:10_000]
+    entries = "".join(f'<entity id={quoteattr(member_id)}><deleted>{"true" if gone else "false"}</deleted>'
+                      "</entity>" for member_id, gone in member_integrity(get_store(), _caller(), ids))
     return xml_response(f'<?xml version="1.0" encoding="UTF-8"?>\n<data><entities>{entries}</entities></data>')
 
 
