@@ -683,6 +683,30 @@ def _edit_operation(tables: dict[str, Any], operation: str) -> None:
         rows[index + 1], rows[index] = rows[index], rows[index + 1]
 
 
+def _live_check(store: Any, form_id: str, tables: dict[str, Any]) -> dict[str, Any]:
+    """What the editor shows as the admin types: the errors the API's upload would report, at their rows; the
+    difference to the published version; and the type guard's verdict (which saving would enforce)."""
+    submission, errors = _check_tables(tables)
+    if errors:
+        return {"errors": errors, "changes": None, "guard": None}
+    definition = registry.validate(submission)
+    guard = registry.type_guard(store, definition, submission)
+    return {"errors": {"survey": {}, "choices": {}, "other": []}, "warnings": submission.warnings,
+            "changes": editor.difference(_published_definition(store, form_id), definition.data),
+            "guard": {"ok": not guard, "problems": editor.row_errors(guard)}}
+
+
+@blp.route("/forms/<form_id>/editor/check", methods=["POST"])
+@roles("admin")
+def form_editor_check(form_id: str) -> Any:
+    """The editor's as-you-type check (htmx): the live panel, and each question's errors swapped in beside it."""
+    store = get_store()
+    form_id = form_id[:64]
+    tables = editor.rows_from_form(request.form)
+    tables["settings"]["form_id"] = form_id
+    return render_template("editor_live.html", tables=tables, live=_live_check(store, form_id, tables))
+
+
 @blp.route("/forms/<form_id>/editor", methods=["POST"])
 @roles("admin")
 def form_editor_post(form_id: str) -> Any:
