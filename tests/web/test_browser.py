@@ -141,3 +141,23 @@ def test_an_admin_uploads_a_broken_then_a_good_form_creates_an_officer_and_expor
 
     page.goto(f"{base}/web/audit")
     assert "user_created" in page.inner_text("#audit")
+
+
+def test_the_editor_checks_as_the_admin_types(page, live):
+    base = live.url
+    sign_in(page, base, "admin", ADMIN_PASSWORD)
+    page.goto(f"{base}/web/forms/verval_web/versions/1/edit")
+    page.wait_for_selector("#editor-guard[data-verdict=compatible]")
+    page.fill("input[name=survey-3-relevant]", "${members} >")  # typed, not saved
+    page.wait_for_selector("#q-errors-3 li")
+    assert "cannot parse" in page.inner_text("#q-3")
+    assert page.locator("#q-errors-2 li").count() == 0
+    page.fill("input[name=survey-3-relevant]", "${members} > 2")
+    page.wait_for_selector("#q-errors-3 li", state="detached")
+    page.wait_for_selector("#editor-live-changes >> text=relevant")
+    page.fill("input[name=survey-2-constraint]", "")
+    page.fill("input[name=survey-2-type]", "text")
+    page.wait_for_selector("#editor-guard[data-verdict=incompatible]")
+    assert "was integer" in page.inner_text("#q-errors-2")
+    assert "members" in page.inner_text("#editor-guard")
+    assert "/edit" in page.url  # nothing was submitted
