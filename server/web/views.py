@@ -15,6 +15,7 @@ from flask import Response, current_app, g, jsonify, redirect, render_template, 
 from forms.identifiers import Area
 
 from .. import forms_registry as registry
+from ..api.forms import attached_files
 from ..app_credentials import collect_settings, issue_credential, qr_images, settings_payload
 from ..areas import scoped_areas, village_where
 from ..audit import audit, audit_entries, client_address
@@ -59,7 +60,7 @@ CODE_WORDS = (N_("admin"), N_("supervisor"), N_("officer"), N_("visit"), N_("hou
               N_("import"), N_("review"), N_("draft"), N_("published"), N_("outside_village"), N_("no_boundary"),
               N_("no_geotag"), N_("supersedes_unrequested"), N_("constraint_failed"), N_("expression_error"),
               N_("required_missing"), N_("unknown_choice"), N_("question"), N_("order"), N_("choices"),
-              N_("title"), N_("added"), N_("changed"), N_("removed"), N_("reordered"))
+              N_("title"), N_("added"), N_("changed"), N_("removed"), N_("reordered"), N_("lookup"), N_("media"))
 MAP_PAGE = 2000  # visit points per map request: the map fetches pages until it has them all
 SEARCH_SCAN = 20000  # households read at most for one name search
 QUEUE_PAGE = 50
@@ -568,8 +569,9 @@ def form_upload() -> Any:
         missing = [("file", "", gettext("Choose an XLSForm (.xlsx) or a JSON definition."))]
         return render_template("forms.html", forms=registry.all_forms(store), upload_errors=missing), 422
     try:
-        made = registry.create_draft(store, registry.from_upload(upload.read(), upload.filename), actor=user()["id"],
-                                     address=client_address())
+        # the XLSForm with its files (choice CSVs, lookups, media), read as the API's multipart upload reads them
+        submission = registry.from_upload(upload.read(), upload.filename).with_files(attached_files(request.files))
+        made = registry.create_draft(store, submission, actor=user()["id"], address=client_address())
     except ApiError as error:
         return render_template("forms.html", forms=registry.all_forms(store),
                                upload_errors=sheet_rows(translate_errors(error.errors) or
@@ -583,7 +585,10 @@ def form_upload() -> Any:
 def form(form_id: str) -> Any:
     store = get_store()
     entry = registry.one_form(store, form_id[:64])
-    return render_template("form.html", form=entry, names=village_names(store, scope()))
+    # each draft's files, so that one missing some says which before publishing refuses it
+    files = {v["version"]: registry.version_files(store, entry["form_id"], v["version"], scope())
+             for v in entry["versions"] if v["state"] == "draft"}
+    return render_template("form.html", form=entry, names=village_names(store, scope()), files=files)
 
 
 @blp.route("/forms/<form_id>/versions/<version>/publish", methods=["POST"])

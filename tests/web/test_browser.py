@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from live import LiveServer, chromium_path, launch_browser, sign_in
 from playwright import sync_api as playwright_api
-from web_seed import ADMIN_PASSWORD, HOSTILE, PASSWORD, xlsform_bytes
+from web_seed import ADMIN_PASSWORD, HOSTILE, PASSWORD, VILLAGES_CSV, xlsform_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -161,3 +161,20 @@ def test_the_editor_checks_as_the_admin_types(page, live):
     assert "was integer" in page.inner_text("#q-errors-2")
     assert "members" in page.inner_text("#editor-guard")
     assert "/edit" in page.url  # nothing was submitted
+
+
+def test_an_admin_uploads_a_form_with_its_choice_csv_in_one_go(page, live, tmp_path):
+    base = live.url
+    sign_in(page, base, "admin", ADMIN_PASSWORD)
+    workbook, villages = tmp_path / "desa-form.xlsx", tmp_path / "desa.csv"
+    workbook.write_bytes(xlsform_bytes(version="9", from_file=True))
+    villages.write_bytes(VILLAGES_CSV)
+    page.goto(f"{base}/web/forms")
+    page.set_input_files("#form-upload input[name=file]", str(workbook))
+    page.set_input_files("#form-upload input[name=files]", [str(villages)])
+    page.click("#form-upload button")
+    page.wait_for_selector("#uploaded")
+    assert "desa.csv" in page.inner_text("#files-9")
+    assert page.locator("#missing-files-9").count() == 0
+    page.click("#versions >> text=Terbitkan")
+    page.wait_for_selector("#published")

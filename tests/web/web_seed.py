@@ -133,8 +133,12 @@ def seed(app: Any, *, visits: int = 0) -> dict[str, Any]:
             "plain_household": plain, "hostile_household": hostile, "disputed_household": disputed}
 
 
-def xlsform_bytes(*, broken: bool = False, version: str = "2") -> bytes:
-    """An XLSForm workbook; ``broken`` names one question twice and uses an undefined choice list."""
+VILLAGES_CSV = b"name,label\n3204052001,Cileunyi Kulon\n3204052002,Cileunyi Wetan\n"
+
+
+def xlsform_bytes(*, broken: bool = False, version: str = "2", from_file: bool = False) -> bytes:
+    """An XLSForm workbook; ``broken`` names one question twice and uses an undefined choice list;
+    ``from_file`` adds a question whose choices come from desa.csv (VILLAGES_CSV)."""
     import io
 
     import openpyxl
@@ -143,6 +147,8 @@ def xlsform_bytes(*, broken: bool = False, version: str = "2") -> bytes:
               ["text", "kepala", "Nama kepala keluarga", "Head of household"],
               ["select_one " + ("tidak_ada" if broken else "yatidak"), "bantuan", "Menerima bantuan?", "Receives aid?"],
               ["integer", "kepala" if broken else "jumlah", "Jumlah anggota", "Members"]]
+    if from_file:
+        survey.append(["select_one_from_file desa.csv", "desa", "Desa", "Village"])
     choices = [["list_name", "name", "label::Indonesian (id)", "label::English (en)"],
                ["yatidak", "1", "Ya", "Yes"], ["yatidak", "2", "Tidak", "No"]]
     settings = [["form_id", "version", "form_title"], ["pendataan_web", version, "Pendataan"]]
