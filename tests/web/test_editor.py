@@ -177,3 +177,10 @@ def test_the_live_check_is_for_admins_with_a_csrf_token(app, client, admin):
     values = editor_form(admin.get("/web/forms/verval_web/versions/1/edit"))
     del values["csrf_token"]
     assert admin.post("/web/forms/verval_web/editor/check", data=values).status_code == 403
+
+
+def test_the_live_check_answers_a_mangled_post_with_the_page_not_a_500(admin):
+    values = editor_form(admin.get("/web/forms/verval_web/versions/1/edit"))
+    body = live_check(admin, {**values, "survey-count": "lots", "choices-count": "-1"})
+    assert 'id="editor-live-status" class="error"' in body  # a form without questions does not read
+    assert "q-errors-0" not in body
