@@ -143,7 +143,70 @@ def web_figures(workdir: Path, *, quick: bool, bench: Any) -> list[Any]:
             figures.append(bench.Figure(name, f"{label}, {visits // 1000:,}k visits", round(web_ms, 1), "ms (median)",
                                         round(api_ms, 1), api_label, round(web_ms / api_ms, 3),
                                         {"visits": visits, "repeats": repeats, "seed_seconds": round(seconds, 1)}))
+    figures.extend(map_layer_figures(workdir, quick=quick, bench=bench))
     return figures
+
+
+MAP_LAYER_VISITS = 10_000
+
+
+def map_layer_figures(workdir: Path, *, quick: bool, bench: Any) -> list[Any]:
+    """The map's clustered visit layer with 10,000 visits, in headless Chromium: the time from opening /web/map to
+    every point in the layer, beside fetching the same points' JSON pages; and a cluster click's zoom.
+    Chromium is needed as for the browser tests (scripts/_bootstrap.sh installs it): without it this fails."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "web"))
+    from live import chromium_path, launch_browser
+    from playwright import sync_api as playwright_api
+
+    if chromium_path() is None:
+        raise RuntimeError("no chromium for the map layer figure (scripts/_bootstrap.sh installs it)")
+    repeats = 2 if quick else 5
+    db = workdir / "web-map.db"
+    secret = uuid.uuid4().hex * 2
+    bench.make_store(db, secret, [("pengawas", "supervisor", ["32.04.05"])])
+    seed_visits(db, MAP_LAYER_VISITS, (bench.FORM_ID, bench.FORM_VERSION))
+    with bench.Server(workdir, db, secret) as server:
+        data = Browser(server.url)
+        data.sign_in("pengawas", bench.PASSWORD)
+        import json
+
+        paths, after = [], None
+        while True:  # the pages the map fetches, cursors read from the answers
+            paths.append("/web/map/visits.json" + (f"?after={urllib.parse.quote(after)}" if after else ""))
+            after = json.loads(data.send("GET", paths[-1])[1]).get("next")
+            if not after:
+                break
+        data_ms = median_ms(data, paths, repeats)
+        with playwright_api.sync_playwright() as playwright:
+            browser = launch_browser(playwright)
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.goto(f"{server.url}/web/login")
+            page.fill("input[name=username]", "pengawas")
+            page.fill("input[name=password]", bench.PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_load_state()
+            loads, zooms = [], []
+            for _ in range(repeats + 1):
+                began = time.perf_counter()
+                page.goto(f"{server.url}/web/map")
+                page.wait_for_selector("#map[data-loaded=true]", timeout=120_000)
+                loads.append((time.perf_counter() - began) * 1000)
+                shown = int(page.inner_text("#map-count"))
+                if shown != MAP_LAYER_VISITS:
+                    raise RuntimeError(f"the map shows {shown} visits, not {MAP_LAYER_VISITS}")
+                zoom = page.get_attribute("#map", "data-zoom")
+                began = time.perf_counter()
+                page.locator("#map .marker-cluster").first.click()
+                page.wait_for_selector(f"#map:not([data-zoom='{zoom}'])")
+                zooms.append((time.perf_counter() - began) * 1000)
+            browser.close()
+    load_ms, zoom_ms = statistics.median(loads[1:]), statistics.median(zooms[1:])  # the first warms caches
+    return [bench.Figure("web_map_layer", f"map page with its clustered layer, {MAP_LAYER_VISITS:,} visits (Chromium)",
+                         round(load_ms, 1), "ms (median)", round(data_ms, 1),
+                         f"the layer's {len(paths)} JSON pages alone", round(load_ms / data_ms, 3),
+                         {"visits": MAP_LAYER_VISITS, "repeats": repeats, "cluster_click_zoom_ms": round(zoom_ms, 1)})]
 
 
 def _visit_pages(browser: Browser, api: dict[str, str], village: str, pages: int) -> list[str]:

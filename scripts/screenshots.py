@@ -51,9 +51,18 @@ def main() -> int:
                         page.goto(server.url + path)
                         if page.locator("#map, #visit-map").count():
                             page.wait_for_selector("[data-loaded=true]", timeout=20000)
+                        if page.locator("#editor-live").count():  # the editor's as-you-type check has answered
+                            page.wait_for_selector("#editor-live-status", timeout=20000)
                         target = out / f"{name}-{size}.png"
                         page.screenshot(path=str(target), full_page=True)
                         print(target.relative_to(ROOT) if target.is_relative_to(ROOT) else target)
+                        if name == "editor":  # and as the admin sees a mistake while typing
+                            page.fill("input[name=survey-3-relevant]", "${members} >")
+                            page.fill("input[name=survey-2-type]", "text")
+                            page.wait_for_selector("#editor-live-status.error", timeout=20000)
+                            target = out / f"editor-error-{size}.png"
+                            page.screenshot(path=str(target), full_page=True)
+                            print(target.relative_to(ROOT) if target.is_relative_to(ROOT) else target)
                 browser.close()
         finally:
             server.stop()

@@ -170,16 +170,23 @@ def _warnings(submission: Submission, definition: Definition) -> dict[str, list[
     return _merge({k: list(v) for k, v in submission.warnings.items()}, submission.keyed(definition.warnings))
 
 
-def _check_against_published(tx: Writer, definition: Definition, submission: Submission) -> None:
-    """A new version may not change the type (or repeat) of a field any published version has."""
+def type_guard(reader: Store | Writer, definition: Definition, submission: Submission) -> dict[str, list[str]]:
+    """The type guard's verdict without writing: what the new version changes in fields published versions
+    have (a type, a place in or out of a repeat), keyed as the submission is; empty when it is compatible."""
     problems: dict[str, list[str]] = {}
-    for doc in tx.find(VERSIONS, {"form_id": definition.form_id, "state": PUBLISHED}):
+    for doc in reader.find(VERSIONS, {"form_id": definition.form_id, "state": PUBLISHED}):
         if doc["version"] != definition.version:
             _merge(problems, check_new_version(doc["definition"], definition))
+    return submission.keyed(problems) if problems else {}
+
+
+def _check_against_published(tx: Writer, definition: Definition, submission: Submission) -> None:
+    """A new version may not change the type (or repeat) of a field any published version has."""
+    problems = type_guard(tx, definition, submission)
     if problems:
         raise ApiError(422, "incompatible_version",
                        _("This version changes fields that published versions have; answers already collected "
-                         "would no longer fit."), submission.keyed(problems))
+                         "would no longer fit."), problems)
 
 
 # -- documents ---------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ FIGURES = {
     "web_dashboard": "ms (median)",
     "web_review_queue": "ms (median)",
     "web_map_data": "ms (median)",
+    "web_map_layer": "ms (median)",
     "relay_round": "events/s",
     "relay_hall_rush": "ms p99",
 }

@@ -158,6 +158,20 @@ NOT_MODIFIED = {"description": "Not modified: the If-None-Match tag is current (
                 "headers": {"ETag": {"schema": {"type": "string"}}}}
 
 
+def attached_files(uploads: Any) -> dict[str, bytes]:
+    """The form's files of a multipart upload (fields 'files'), by file name; 422 when a name comes twice.
+    The web page's upload reads them here too, so both take the same files the same way."""
+    files: dict[str, bytes] = {}
+    for attached in uploads.getlist("files"):
+        name, content = attached.filename or "", attached.read()
+        if not name and not content:
+            continue  # a browser sends a nameless empty part for a file field left empty
+        if name in files:
+            raise ApiError(422, "invalid_form_file", _("A file was sent twice."), {name: [_("sent twice")]})
+        files[name] = content
+    return files
+
+
 def _submission() -> registry.Submission:
     """The definition in the body; 415 for anything but JSON or multipart, 400 for malformed JSON."""
     mimetype = request.mimetype
@@ -170,13 +184,7 @@ def _submission() -> registry.Submission:
         upload = request.files.get("file")
         if upload is None or not upload.filename:
             raise ApiError(422, "invalid", UPLOAD_HELP, {"file": [_("Missing data for required field.")]})
-        files: dict[str, bytes] = {}
-        for attached in request.files.getlist("files"):
-            name = attached.filename or ""
-            if name in files:
-                raise ApiError(422, "invalid_form_file", _("A file was sent twice."), {name: [_("sent twice")]})
-            files[name] = attached.read()
-        return registry.from_upload(upload.read(), upload.filename).with_files(files)
+        return registry.from_upload(upload.read(), upload.filename).with_files(attached_files(request.files))
     raise ApiError(415, "unsupported_media_type", UPLOAD_HELP)
 
 

@@ -86,7 +86,8 @@ def definition_rows(data: Mapping[str, Any]) -> dict[str, Any]:
 def rows_from_form(form: Any) -> dict[str, Any]:
     """The three tables as the editor's page posted them (``survey-<i>-<key>``, ``choices-<i>-<key>``)."""
     def table(prefix: str, columns: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
-        count = min(int(form.get(f"{prefix}-count") or 0), MAX_ROWS)
+        given = (form.get(f"{prefix}-count") or "0").strip()
+        count = min(int(given), MAX_ROWS) if given.isdigit() else 0  # a page posts a number; anything else: none
         rows = []
         for index in range(count):
             row = {key: (form.get(f"{prefix}-{index}-{key}") or "").strip() for key, _ in columns}

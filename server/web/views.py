@@ -15,6 +15,7 @@ from flask import Response, current_app, g, jsonify, redirect, render_template, 
 from forms.identifiers import Area
 
 from .. import forms_registry as registry
+from ..api.forms import attached_files
 from ..app_credentials import collect_settings, issue_credential, qr_images, settings_payload
 from ..areas import scoped_areas, village_where
 from ..audit import audit, audit_entries, client_address
@@ -59,7 +60,7 @@ CODE_WORDS = (N_("admin"), N_("supervisor"), N_("officer"), N_("visit"), N_("hou
               N_("import"), N_("review"), N_("draft"), N_("published"), N_("outside_village"), N_("no_boundary"),
               N_("no_geotag"), N_("supersedes_unrequested"), N_("constraint_failed"), N_("expression_error"),
               N_("required_missing"), N_("unknown_choice"), N_("question"), N_("order"), N_("choices"),
-              N_("title"), N_("added"), N_("changed"), N_("removed"), N_("reordered"))
+              N_("title"), N_("added"), N_("changed"), N_("removed"), N_("reordered"), N_("lookup"), N_("media"))
 MAP_PAGE = 2000  # visit points per map request: the map fetches pages until it has them all
 SEARCH_SCAN = 20000  # households read at most for one name search
 QUEUE_PAGE = 50
@@ -568,8 +569,9 @@ def form_upload() -> Any:
         missing = [("file", "", gettext("Choose an XLSForm (.xlsx) or a JSON definition."))]
         return render_template("forms.html", forms=registry.all_forms(store), upload_errors=missing), 422
     try:
-        made = registry.create_draft(store, registry.from_upload(upload.read(), upload.filename), actor=user()["id"],
-                                     address=client_address())
+        # the XLSForm with its files (choice CSVs, lookups, media), read as the API's multipart upload reads them
+        submission = registry.from_upload(upload.read(), upload.filename).with_files(attached_files(request.files))
+        made = registry.create_draft(store, submission, actor=user()["id"], address=client_address())
     except ApiError as error:
         return render_template("forms.html", forms=registry.all_forms(store),
                                upload_errors=sheet_rows(translate_errors(error.errors) or
@@ -583,7 +585,10 @@ def form_upload() -> Any:
 def form(form_id: str) -> Any:
     store = get_store()
     entry = registry.one_form(store, form_id[:64])
-    return render_template("form.html", form=entry, names=village_names(store, scope()))
+    # each draft's files, so that one missing some says which before publishing refuses it
+    files = {v["version"]: registry.version_files(store, entry["form_id"], v["version"], scope())
+             for v in entry["versions"] if v["state"] == "draft"}
+    return render_template("form.html", form=entry, names=village_names(store, scope()), files=files)
 
 
 @blp.route("/forms/<form_id>/versions/<version>/publish", methods=["POST"])
@@ -681,6 +686,30 @@ def _edit_operation(tables: dict[str, Any], operation: str) -> None:
         rows[index - 1], rows[index] = rows[index], rows[index - 1]
     elif action == "down" and 0 <= index < len(rows) - 1:
         rows[index + 1], rows[index] = rows[index], rows[index + 1]
+
+
+def _live_check(store: Any, form_id: str, tables: dict[str, Any]) -> dict[str, Any]:
+    """What the editor shows as the admin types: the errors the API's upload would report, at their rows; the
+    difference to the published version; and the type guard's verdict (which saving would enforce)."""
+    submission, errors = _check_tables(tables)
+    if errors:
+        return {"errors": errors, "changes": None, "guard": None}
+    definition = registry.validate(submission)
+    guard = registry.type_guard(store, definition, submission)
+    return {"errors": {"survey": {}, "choices": {}, "other": []}, "warnings": submission.warnings,
+            "changes": editor.difference(_published_definition(store, form_id), definition.data),
+            "guard": {"ok": not guard, "problems": editor.row_errors(guard)}}
+
+
+@blp.route("/forms/<form_id>/editor/check", methods=["POST"])
+@roles("admin")
+def form_editor_check(form_id: str) -> Any:
+    """The editor's as-you-type check (htmx): the live panel, and each question's errors swapped in beside it."""
+    store = get_store()
+    form_id = form_id[:64]
+    tables = editor.rows_from_form(request.form)
+    tables["settings"]["form_id"] = form_id
+    return render_template("editor_live.html", tables=tables, live=_live_check(store, form_id, tables))
 
 
 @blp.route("/forms/<form_id>/editor", methods=["POST"])

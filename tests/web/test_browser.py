@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from live import LiveServer, chromium_path, launch_browser, sign_in
 from playwright import sync_api as playwright_api
-from web_seed import ADMIN_PASSWORD, HOSTILE, PASSWORD, xlsform_bytes
+from web_seed import ADMIN_PASSWORD, HOSTILE, PASSWORD, VILLAGES_CSV, xlsform_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -141,3 +141,40 @@ def test_an_admin_uploads_a_broken_then_a_good_form_creates_an_officer_and_expor
 
     page.goto(f"{base}/web/audit")
     assert "user_created" in page.inner_text("#audit")
+
+
+def test_the_editor_checks_as_the_admin_types(page, live):
+    base = live.url
+    sign_in(page, base, "admin", ADMIN_PASSWORD)
+    page.goto(f"{base}/web/forms/verval_web/versions/1/edit")
+    page.wait_for_selector("#editor-guard[data-verdict=compatible]")
+    page.fill("input[name=survey-3-relevant]", "${members} >")  # typed, not saved
+    page.wait_for_selector("#q-errors-3 li")
+    assert "cannot parse" in page.inner_text("#q-3")
+    assert page.locator("#q-errors-2 li").count() == 0
+    page.fill("input[name=survey-3-relevant]", "${members} > 2")
+    page.wait_for_selector("#q-errors-3 li", state="detached")
+    page.wait_for_selector("#editor-live-changes >> text=relevant")
+    page.fill("input[name=survey-2-constraint]", "")
+    page.fill("input[name=survey-2-type]", "text")
+    page.wait_for_selector("#editor-guard[data-verdict=incompatible]")
+    assert "was integer" in page.inner_text("#q-errors-2")
+    assert "members" in page.inner_text("#editor-guard")
+    assert "/edit" in page.url  # nothing was submitted
+
+
+def test_an_admin_uploads_a_form_with_its_choice_csv_in_one_go(page, live, tmp_path):
+    base = live.url
+    sign_in(page, base, "admin", ADMIN_PASSWORD)
+    workbook, villages = tmp_path / "desa-form.xlsx", tmp_path / "desa.csv"
+    workbook.write_bytes(xlsform_bytes(version="9", from_file=True))
+    villages.write_bytes(VILLAGES_CSV)
+    page.goto(f"{base}/web/forms")
+    page.set_input_files("#form-upload input[name=file]", str(workbook))
+    page.set_input_files("#form-upload input[name=files]", [str(villages)])
+    page.click("#form-upload button")
+    page.wait_for_selector("#uploaded")
+    assert "desa.csv" in page.inner_text("#files-9")
+    assert page.locator("#missing-files-9").count() == 0
+    page.click("#versions >> text=Terbitkan")
+    page.wait_for_selector("#published")

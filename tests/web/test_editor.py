@@ -131,3 +131,56 @@ def test_difference_and_versions_and_row_errors():
     assert next_version("beta") == "beta.1"
     assert row_errors({"survey!4": ["x"], "choices!2": ["y"], "settings": ["z"]}) == {
         "survey": {2: ["x"]}, "choices": {0: ["y"]}, "other": ["settings: z"]}
+
+
+def live_check(admin, values: dict[str, str]) -> str:
+    reply = admin.post("/web/forms/verval_web/editor/check", data=values, headers={"HX-Request": "true"})
+    assert reply.status_code == 200
+    return reply.get_data(as_text=True)
+
+
+def question_errors(body: str, index: int) -> str:
+    return re.search(rf'<ul class="errors live" id="q-errors-{index}" hx-swap-oob="true">(.*?)</ul>', body,
+                     re.S).group(1)
+
+
+def test_the_live_check_puts_a_broken_relevance_at_its_question_and_clears_it_when_fixed(admin):
+    values = editor_form(admin.get("/web/forms/verval_web/versions/1/edit"))
+    values["survey-3-relevant"] = "${members} >"
+    body = live_check(admin, values)
+    assert "cannot parse" in question_errors(body, 3)
+    assert question_errors(body, 1).strip() == ""
+    assert 'data-verdict="unknown"' in body  # no verdict on a form that does not read
+    values["survey-3-relevant"] = "${members} > 2"
+    body = live_check(admin, values)
+    assert question_errors(body, 3).strip() == ""
+    assert 'data-verdict="compatible"' in body
+    assert re.search(r'<code>note</code>.*?<code>relevant</code>: — → \$\{members\} &gt; 2', body, re.S)
+    # nothing was saved by checking
+    assert admin.get("/web/forms/verval_web/versions/2/edit").status_code == 404
+
+
+def test_the_live_check_gives_the_type_guards_verdict_on_a_changed_type(admin):
+    values = editor_form(admin.get("/web/forms/verval_web/versions/1/edit"))
+    values["survey-2-type"] = "text"
+    values["survey-2-constraint"] = ""
+    body = live_check(admin, values)
+    assert 'data-verdict="incompatible"' in body
+    assert "was integer" in question_errors(body, 2)
+    # saving is refused by the same guard
+    reply = admin.post("/web/forms/verval_web/editor", data={**values, "action": "save"})
+    assert reply.status_code == 422
+    assert "was integer" in reply.get_data(as_text=True)
+
+
+def test_the_live_check_is_for_admins_with_a_csrf_token(app, client, admin):
+    values = editor_form(admin.get("/web/forms/verval_web/versions/1/edit"))
+    del values["csrf_token"]
+    assert admin.post("/web/forms/verval_web/editor/check", data=values).status_code == 403
+
+
+def test_the_live_check_answers_a_mangled_post_with_the_page_not_a_500(admin):
+    values = editor_form(admin.get("/web/forms/verval_web/versions/1/edit"))
+    body = live_check(admin, {**values, "survey-count": "lots", "choices-count": "-1"})
+    assert 'id="editor-live-status" class="error"' in body  # a form without questions does not read
+    assert "q-errors-0" not in body

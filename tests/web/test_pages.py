@@ -6,7 +6,7 @@ import io
 import re
 
 import pytest
-from web_seed import ADMIN_PASSWORD, HOSTILE, PASSWORD, seed, xlsform_bytes
+from web_seed import ADMIN_PASSWORD, HOSTILE, PASSWORD, VILLAGES_CSV, seed, xlsform_bytes
 
 from server.store import get_store
 from server.web.views import localtime
@@ -529,3 +529,45 @@ def test_households_are_found_by_nik_and_no_kk_after_a_register_upload(client, w
     assert "Budi Santoso" not in by_nik
     by_kk = client.get("/web/households?q=3204050101200002").get_data(as_text=True)
     assert "Budi Santoso" in by_kk
+
+
+def upload(client, page, *files, name="f.xlsx", version="3"):
+    return client.post("/web/forms/upload", content_type="multipart/form-data", data={
+        "csrf_token": token(page), "file": (io.BytesIO(xlsform_bytes(version=version, from_file=True)), name),
+        "files": [(io.BytesIO(content), filename) for filename, content in files]})
+
+
+def test_a_form_uploads_with_its_choice_csv_in_one_form_and_publishes(app, client, world):
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    reply = upload(client, client.get("/web/forms"), ("desa.csv", VILLAGES_CSV))
+    assert reply.status_code == 302, reply.get_data(as_text=True)
+    form_page = client.get(reply.headers["Location"])
+    body = form_page.get_data(as_text=True)
+    assert 'id="missing-files-3"' not in body
+    assert re.search(r'id="files-3"><li><code>desa.csv</code>[^<]*', body)
+    assert post(client, "/web/forms/pendataan_web/versions/3/publish", {}, form_page).status_code == 302
+    with app.app_context():
+        assert get_store().get("forms", "pendataan_web")["latest_version"] == "3"
+
+
+def test_a_draft_uploaded_without_its_file_says_which_is_missing_and_does_not_publish(client, world):
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    reply = upload(client, client.get("/web/forms"))
+    assert reply.status_code == 302
+    form_page = client.get(reply.headers["Location"])
+    missing = re.search(r'id="missing-files-3">(.*?)</p>', form_page.get_data(as_text=True), re.S)
+    assert "desa.csv" in missing.group(1)
+    refused = post(client, "/web/forms/pendataan_web/versions/3/publish", {}, form_page)
+    assert refused.status_code == 422
+    assert "desa.csv" in refused.get_data(as_text=True)
+
+
+def test_a_bad_file_with_the_form_is_shown_by_its_name_and_nothing_is_saved(app, client, world):
+    sign_in(client, "admin", ADMIN_PASSWORD)
+    reply = upload(client, client.get("/web/forms"), ("desa.csv", b"kode;nama\n1;x\n"), ("lain.csv", b"name\n"))
+    assert reply.status_code == 422
+    body = reply.get_data(as_text=True)
+    assert re.search(r"<code>desa.csv</code></td><td></td><td>", body)
+    assert re.search(r"<code>lain.csv</code></td><td></td><td>[^<]*desa.csv", body)
+    with app.app_context():
+        assert get_store().get("forms", "pendataan_web") is None

@@ -52,7 +52,8 @@ class Phone:
 
     def hlc(self) -> str:
         self.counter += 1
-        return f"{int(time.time() * 1000):013d}-{self.counter:04d}"
+        # the counter carries into the milliseconds past 9999 events, so a big seed stays a valid, rising HLC
+        return f"{int(time.time() * 1000) + self.counter // 10000:013d}-{self.counter % 10000:04d}"
 
     def push(self, events: list[dict[str, Any]]) -> None:
         reply = self.client.post("/api/v1/sync/push", headers=self.headers,
@@ -119,7 +120,7 @@ def seed(app: Any, *, visits: int = 0) -> dict[str, Any]:
     ani.push(events)
     for start in range(0, visits, 500):
         ani.push([ani.visit(str(uuid.uuid4()), {"head_name": f"Warga {i}", "members": 1 + i % 5},
-                            lat=-6.918 - (i % 25) * 0.0009, lon=107.663 + (i // 25 % 20) * 0.0012)
+                            lat=-6.918 - (i % 100) * 0.0002, lon=107.663 + (i // 100 % 100) * 0.0002)
                   for i in range(start, min(visits, start + 500))])
     # A conflict: both officers change the head's name from the same value, offline.
     disputed = str(uuid.uuid4())
@@ -133,8 +134,12 @@ def seed(app: Any, *, visits: int = 0) -> dict[str, Any]:
             "plain_household": plain, "hostile_household": hostile, "disputed_household": disputed}
 
 
-def xlsform_bytes(*, broken: bool = False, version: str = "2") -> bytes:
-    """An XLSForm workbook; ``broken`` names one question twice and uses an undefined choice list."""
+VILLAGES_CSV = b"name,label\n3204052001,Cileunyi Kulon\n3204052002,Cileunyi Wetan\n"
+
+
+def xlsform_bytes(*, broken: bool = False, version: str = "2", from_file: bool = False) -> bytes:
+    """An XLSForm workbook; ``broken`` names one question twice and uses an undefined choice list;
+    ``from_file`` adds a question whose choices come from desa.csv (VILLAGES_CSV)."""
     import io
 
     import openpyxl
@@ -143,6 +148,8 @@ def xlsform_bytes(*, broken: bool = False, version: str = "2") -> bytes:
               ["text", "kepala", "Nama kepala keluarga", "Head of household"],
               ["select_one " + ("tidak_ada" if broken else "yatidak"), "bantuan", "Menerima bantuan?", "Receives aid?"],
               ["integer", "kepala" if broken else "jumlah", "Jumlah anggota", "Members"]]
+    if from_file:
+        survey.append(["select_one_from_file desa.csv", "desa", "Desa", "Village"])
     choices = [["list_name", "name", "label::Indonesian (id)", "label::English (en)"],
                ["yatidak", "1", "Ya", "Yes"], ["yatidak", "2", "Tidak", "No"]]
     settings = [["form_id", "version", "form_title"], ["pendataan_web", version, "Pendataan"]]

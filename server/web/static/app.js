@@ -6,11 +6,10 @@
     event.detail.headers["X-CSRF-Token"] = csrf;
   });
 
-  var COLOURS = {pending: "#d98e04", approved: "#2e7d32", needs_revision: "#6a1b9a", rejected: "#c62828"};
   var FLAGGED = "#e53935";
 
   function baseMap(element) {
-    var map = L.map(element, {preferCanvas: true, zoomControl: true});
+    var map = L.map(element, {preferCanvas: true, zoomControl: true, maxZoom: 19});
     var tiles = element.getAttribute("data-tiles");
     if (tiles) {
       L.tileLayer(tiles, {maxZoom: 19}).addTo(map);
@@ -30,50 +29,56 @@
     return L.geoJSON(geojson, {style: function () { return {color: "#1565c0", weight: 2, fillOpacity: 0.05}; }});
   }
 
-  // The overview map: boundaries, then visit points a page at a time (a canvas draws 10,000 at ease).
+  // The overview map: boundaries, then visit points a page at a time into a cluster layer, so that 10,000 stay
+  // usable: a cluster says how many visits it holds and zooms in when clicked; a point opens its visit.
   function overview(element) {
     var map = baseMap(element);
     var count = document.getElementById("map-count");
     var shown = 0;
     var visitUrl = element.getAttribute("data-visit-url");
     var openLabel = element.getAttribute("data-open-label");
-    var points = L.layerGroup().addTo(map);
-    var bounds = null;
+    var points = L.markerClusterGroup({showCoverageOnHover: false, maxClusterRadius: 60, animate: false});
+    points.addTo(map);
+    var bounded = false;
+    map.on("zoomend", function () { element.setAttribute("data-zoom", String(map.getZoom())); });
     getJSON(element.getAttribute("data-villages")).then(function (data) {
       var layer = boundaryLayer(data).addTo(map);
       layer.eachLayer(function (l) { l.bindTooltip(l.feature.properties.name); });
-      if (data.features.length) { bounds = layer.getBounds(); map.fitBounds(bounds); }
+      if (data.features.length && !bounded) { map.fitBounds(layer.getBounds()); }
     });
+    function open(p, flagged) {
+      var link = document.createElement("a");
+      link.href = visitUrl.replace("VISIT", encodeURIComponent(p[0]));
+      link.textContent = openLabel;
+      link.className = "open-visit";
+      var box = document.createElement("div");
+      var info = document.createElement("div");
+      info.textContent = (p[3] || "") + (flagged ? " · " + p[4].join(", ") : "");
+      box.appendChild(info);
+      box.appendChild(link);
+      L.popup().setLatLng([p[1], p[2]]).setContent(box).openOn(map);
+    }
+    function pin(p) {
+      var flagged = p[4].length > 0;
+      var marker = L.marker([p[1], p[2]], {
+        keyboard: false,
+        icon: L.divIcon({className: "visit-pin state-" + (p[3] || "pending") + (flagged ? " flagged" : ""),
+                         iconSize: [12, 12]})
+      });
+      marker.on("click", function () { open(p, flagged); });
+      return marker;
+    }
     function page(after) {
       var url = element.getAttribute("data-visits");
       url += (url.indexOf("?") < 0 ? "?" : "&") + (after ? "after=" + encodeURIComponent(after) : "");
       getJSON(url).then(function (data) {
-        data.points.forEach(function (p) {
-          var flagged = p[4].length > 0;
-          var marker = L.circleMarker([p[1], p[2]], {
-            radius: 5, weight: flagged ? 2 : 1, color: flagged ? FLAGGED : "#333",
-            fillColor: COLOURS[p[3]] || "#777", fillOpacity: 0.9
-          });
-          marker.on("click", function () {
-            var link = document.createElement("a");
-            link.href = visitUrl.replace("VISIT", encodeURIComponent(p[0]));
-            link.textContent = openLabel;
-            var box = document.createElement("div");
-            var info = document.createElement("div");
-            info.textContent = (p[3] || "") + (flagged ? " · " + p[4].join(", ") : "");
-            box.appendChild(info);
-            box.appendChild(link);
-            L.popup().setLatLng([p[1], p[2]]).setContent(box).openOn(map);
-          });
-          points.addLayer(marker);
-        });
+        points.addLayers(data.points.map(pin));
         shown += data.points.length;
         if (count) { count.textContent = String(shown); }
-        if (!bounds && data.points.length) {
-          map.setView([data.points[0][1], data.points[0][2]], 13);
-          bounds = true;
-        }
-        if (data.next) { page(data.next); } else { element.setAttribute("data-loaded", "true"); }
+        if (data.next) { page(data.next); return; }
+        if (shown) { bounded = true; map.fitBounds(points.getBounds(), {padding: [20, 20], animate: false}); }
+        element.setAttribute("data-zoom", String(map.getZoom()));
+        element.setAttribute("data-loaded", "true");
       });
     }
     page(null);
