@@ -20,7 +20,6 @@ from flask_babel import Babel, Domain
 from flask_babel.speaklater import LazyString
 from marshmallow import fields
 from werkzeug.datastructures import LanguageAccept
-from werkzeug.http import parse_accept_header
 from werkzeug.wrappers import Request
 
 __all__ = [
@@ -43,7 +42,6 @@ __all__ = [
     "translate_before_app",
     "translate_errors",
     "translate_flags",
-    "translate_for_header",
     "translate_known",
     "use_page_language",
 ]
@@ -107,14 +105,6 @@ def _header_language(accepted: LanguageAccept | None = None) -> str | None:
     named = [(_ALIASES.get(value.split("-", 1)[0].lower(), value), quality)
              for value, quality in (request.accept_languages if accepted is None else accepted) if value != "*"]
     return _normal(LanguageAccept(named).best_match(LANGUAGES)) if named else None
-
-
-def translate_for_header(text: str, accept_language: str | None) -> str:
-    """``text`` in the language an Accept-Language value names, else English: for answers given before the
-    app has a request to ask (the body guard in server/middleware.py)."""
-    language = _header_language(parse_accept_header(accept_language, LanguageAccept)) if accept_language else None
-    with force_language(language or API_DEFAULT):
-        return translate_known(text)
 
 
 # The web pages' URL prefix (server/web's blueprint): a request under it speaks as a page does.
