@@ -8,7 +8,7 @@ import click
 from flask import Flask
 
 from ..errors import ApiError
-from ..i18n import gettext, translate_known
+from ..i18n import N_, gettext, translate_known
 from ..store import get_store
 from .halls import create_hall, list_halls, public_hall, revoke_hall
 from .node import RelayError, hall_node, hall_status, init_hall
@@ -29,16 +29,17 @@ def _fail(error: ApiError | RelayError) -> click.ClickException:
     return click.ClickException(f"{translate_known(error.message)} {details}".strip())
 
 
-@click.group("relay", help="Village-hall nodes: credentials on the central server, and a hall's exchange with it.")
+@click.group("relay", help=N_("Village-hall nodes: credentials on the central server, and a hall's exchange with it."))
 def relay_group() -> None:
     pass
 
 
-@relay_group.command("credential")
-@click.option("--name", required=True, help="The hall's name, e.g. balai-sukamaju.")
-@click.option("--village", "villages", multiple=True, required=True, help="A village code the hall serves. Repeatable.")
+@relay_group.command("credential", help=N_("On the central server: make a hall credential and print it once (it "
+                                           "is stored hashed)."))
+@click.option("--name", required=True, help=N_("The hall's name, e.g. balai-sukamaju."))
+@click.option("--village", "villages", multiple=True, required=True, help=N_("A village code the hall serves. "
+                                                                             "Repeatable."))
 def credential_command(name: str, villages: tuple[str, ...]) -> None:
-    """On the central server: make a hall credential and print it once (it is stored hashed)."""
     app = _app()
     with app.app_context():
         try:
@@ -51,10 +52,10 @@ def credential_command(name: str, villages: tuple[str, ...]) -> None:
     click.echo(token)
 
 
-@relay_group.command("revoke")
+@relay_group.command("revoke", help=N_("On the central server: cut a hall off (a stolen laptop); its "
+                                       "credential stops working at once."))
 @click.argument("name")
 def revoke_command(name: str) -> None:
-    """On the central server: cut a hall off (a stolen laptop); its credential stops working at once."""
     app = _app()
     with app.app_context():
         try:
@@ -64,9 +65,8 @@ def revoke_command(name: str) -> None:
     click.echo(gettext("revoked hall %(name)s", name=name.strip().lower()))
 
 
-@relay_group.command("halls")
+@relay_group.command("halls", help=N_("On the central server: every hall and when it last made contact."))
 def halls_command() -> None:
-    """On the central server: every hall and when it last made contact."""
     app = _app()
     with app.app_context():
         for hall in list_halls(get_store(app)):
@@ -76,11 +76,11 @@ def halls_command() -> None:
                                   ",".join(shown["villages"])]))
 
 
-@relay_group.command("init")
-@click.option("--upstream", required=True, help="The central server, https://host[:port].")
-@click.option("--credential", required=True, help="The hall credential the central admin made.")
+@relay_group.command("init", help=N_("On the hall laptop: become a hall of UPSTREAM, then take forms, "
+                                     "villages, users and events."))
+@click.option("--upstream", required=True, help=N_("The central server, https://host[:port]."))
+@click.option("--credential", required=True, help=N_("The hall credential the central admin made."))
 def init_command(upstream: str, credential: str) -> None:
-    """On the hall laptop: become a hall of UPSTREAM, then take forms, villages, users and events."""
     app = _app()
     with app.app_context():
         try:
@@ -91,9 +91,8 @@ def init_command(upstream: str, credential: str) -> None:
     click.echo(json.dumps(outcome["round"]))
 
 
-@relay_group.command("sync")
+@relay_group.command("sync", help=N_("On the hall laptop: one round with upstream (up, then down); resumable if cut."))
 def sync_command() -> None:
-    """On the hall laptop: one round with upstream (up, then down); resumable if cut."""
     app = _app()
     with app.app_context():
         try:
@@ -103,10 +102,10 @@ def sync_command() -> None:
     click.echo(json.dumps(report.as_dict()))
 
 
-@relay_group.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@relay_group.command("status", help=N_("On the hall laptop: last contact, what waits to go up, events "
+                                       "upstream refused and why."))
+@click.option("--json", "as_json", is_flag=True, help=N_("Print the status as JSON."))
 def status_command(as_json: bool) -> None:
-    """On the hall laptop: last contact, what waits to go up, events upstream refused and why."""
     app = _app()
     with app.app_context():
         try:
