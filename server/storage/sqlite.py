@@ -249,6 +249,9 @@ class SQLiteStore(Store):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # SQLite's own busy wait sleeps up to 100 ms between tries and favours no one, so threads of one
+        # worker queue for the write lock here instead and wait only for other processes inside SQLite.
+        self._writing = threading.Lock()
         self._closed = False
 
     # -- connections ------------------------------------------------------------------
@@ -437,25 +440,30 @@ class SQLiteStore(Store):
             yield writer
             return
         conn = self._connect()
+        if not self._writing.acquire(timeout=self.timeout):
+            raise StoreUnavailable("the store is busy: another write of this process took too long")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"the store is busy or unwritable: {exc}") from exc
-        writer = _SQLiteWriter(self, conn)
-        self._local.writer = writer
-        try:
-            yield writer
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             try:
-                conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"the store is busy or unwritable: {exc}") from exc
+            writer = _SQLiteWriter(self, conn)
+            self._local.writer = writer
+            try:
+                yield writer
+            except BaseException:
                 conn.execute("ROLLBACK")
-                raise StoreUnavailable(f"commit failed: {exc}") from exc
+                raise
+            else:
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.OperationalError as exc:
+                    conn.execute("ROLLBACK")
+                    raise StoreUnavailable(f"commit failed: {exc}") from exc
+            finally:
+                self._local.writer = None
         finally:
-            self._local.writer = None
+            self._writing.release()
 
     # -- care of the data -------------------------------------------------------------
     def backup(self, destination: str) -> None:

@@ -235,3 +235,50 @@ def test_an_index_an_earlier_version_made_is_dropped_at_start_up(backend_store):
         names = set(store.db["notes"].index_information())
         assert "author_code" not in names
         assert "author" in names
+
+
+def test_threads_of_one_worker_queue_for_the_write_lock_and_one_held_too_long_gives_a_clear_busy(tmp_path):
+    """Eight request threads writing at once all commit, in turn; a write that waits past the store's timeout
+    behind a stuck one of its own process is refused as busy (503 at the edge) instead of hanging."""
+    import threading
+
+    from server.storage import StoreUnavailable, open_store
+
+    spec = CollectionSpec("tally", tracked=False)
+    store = open_store(f"sqlite:///{tmp_path}/kunjung.db", [spec])
+    store.ensure_schema()
+    with store.transaction() as tx:
+        tx.put("tally", {"id": "n", "count": 0})
+
+    def add_many():
+        for _ in range(25):
+            with store.transaction() as tx:
+                doc = tx.get("tally", "n")
+                tx.put("tally", {**doc, "count": doc["count"] + 1})
+
+    threads = [threading.Thread(target=add_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.get("tally", "n")["count"] == 200  # no lost update, no busy error
+
+    store.timeout = 0.2
+    holding, release = threading.Event(), threading.Event()
+
+    def stuck():
+        with store.transaction():
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=stuck)
+    holder.start()
+    holding.wait(10)
+    try:
+        with pytest.raises(StoreUnavailable, match="busy"), store.transaction() as tx:
+            tx.put("tally", {"id": "late", "count": 1})
+    finally:
+        release.set()
+        holder.join()
+    assert store.get("tally", "late") is None
+    store.close()
