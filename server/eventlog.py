@@ -12,8 +12,8 @@ from typing import Any
 
 from sync import Event, Recall
 from sync.stamps import parse_stamp
+from sync.values import canonical_bytes
 
-from .jsonio import canonical_bytes
 from .storage import Store, Writer
 
 EVENTS = "events"
@@ -25,7 +25,7 @@ HOUSEHOLD_EVENT_TYPES = ("visit", "household_edit", "resolution", "import", "era
 
 def body_hash(body: Any) -> str:
     """sha256 of the body's canonical JSON (``sync.values.canonical_json``, spelt by orjson where
-    that is the same text: ``server.jsonio.canonical_bytes``)."""
+    that is the same text: ``sync.values.canonical_bytes``)."""
     return hashlib.sha256(canonical_bytes(body)).hexdigest()
 
 

@@ -8,6 +8,8 @@ from collections.abc import Hashable
 from fractions import Fraction
 from typing import Any
 
+import orjson
+
 MAX_DEPTH = 32
 
 JsonValue = Any
@@ -84,3 +86,41 @@ def same_json(left: JsonValue, right: JsonValue) -> bool:
 def canonical_json(value: JsonValue) -> str:
     """Compact JSON text with sorted keys: equal texts for equal documents."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+# Where orjson's JSON differs from canonical_json's: floats below 1e-4 in magnitude, which
+# Python's repr writes as 1e-05 and orjson as 0.00001 or 1e-5, and NaN or infinity, which orjson
+# writes as null where canonical_json refuses them. Text, keys, key order (code points), integers
+# and every other float are spelt alike (tests/test_jsonio.py compares them). Bytes holding any of
+# those spellings anywhere, in a string too, are encoded again by the stdlib: that costs only time.
+_NUMBER_BYTES = frozenset(b"0123456789.-")
+_BEFORE_VALUE = frozenset(b":,[")
+
+
+def _may_differ(text: bytes) -> bool:
+    # Plain substring searches: a regular expression over every body was slower than the stdlib.
+    if b"null" in text or b"0.0000" in text:
+        return True
+    at = text.find(b"e-")
+    while at != -1:
+        # An exponent ends a number, which orjson's compact JSON starts right after ":", "," or "[";
+        # an "e-" inside an id ("…427e-9fe4…") has a letter or a quote before its digits.
+        start = at - 1
+        while start >= 0 and text[start] in _NUMBER_BYTES:
+            start -= 1
+        if start < at - 1 and (start < 0 or text[start] in _BEFORE_VALUE):
+            return True
+        at = text.find(b"e-", at + 2)
+    return False
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """:func:`canonical_json` of ``value`` as UTF-8, the very same bytes, made by orjson when
+    that gives them (five times faster; every pushed event is hashed this way)."""
+    try:
+        fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        fast = None  # integers beyond 64 bits, say: the stdlib says what is wrong, or spells them
+    if fast is not None and not _may_differ(fast):
+        return fast
+    return canonical_json(value).encode("utf-8")

@@ -1,4 +1,4 @@
-"""server.jsonio.canonical_bytes spells exactly what sync.values.canonical_json spells (every event hash)."""
+"""sync.values.canonical_bytes spells exactly what sync.values.canonical_json spells (every event hash)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.eventlog import body_hash
-from server.jsonio import canonical_bytes, loads
-from sync.values import canonical_json
+from server.jsonio import loads
+from sync.values import canonical_bytes, canonical_json
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 NUMBERS = st.one_of(st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False),

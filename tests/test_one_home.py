@@ -18,9 +18,9 @@ RULES = {
     # "code inside area" written as a prefix test: forms.identifiers.Area owns both.
     "area": (re.compile(r"\[123\]|\{2\}\\\.|\\d\{2\}\\\.|startswith\(\w+ \+ \"\.\"\)|\.startswith\(.*\+ \"\.\"\)"),
              {"forms/identifiers.py"}),
-    # Sorted-key JSON for hashes and duplicate checks: sync.values.canonical_json owns it;
-    # server.jsonio.canonical_bytes spells its very bytes through orjson (tests/test_jsonio.py).
-    "canonical JSON": (re.compile(r"sort_keys\s*=\s*True|OPT_SORT_KEYS"), {"sync/values.py", "server/jsonio.py"}),
+    # Sorted-key JSON for hashes and duplicate checks: sync.values owns it (canonical_json, and
+    # canonical_bytes spelling its very bytes through orjson: tests/test_jsonio.py).
+    "canonical JSON": (re.compile(r"sort_keys\s*=\s*True|OPT_SORT_KEYS"), {"sync/values.py"}),
 }
 
 

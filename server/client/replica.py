@@ -12,6 +12,7 @@ import orjson
 
 from forms.identifiers import Area
 from sync import Record, Write
+from sync.values import canonical_bytes
 
 
 def kept_json(value: Any) -> bytes:
@@ -61,7 +62,7 @@ def sorted_change(change: Mapping[str, Any]) -> bytes:
     """A pulled household's id, village and fields as JSON with sorted keys (equal states, equal bytes), kept
     at its own size as :func:`kept_json` explains."""
     kept = {"id": change["id"], "village": change["village"], "fields": change["fields"]}
-    return bytes(memoryview(orjson.dumps(kept, option=orjson.OPT_SORT_KEYS)))
+    return bytes(memoryview(canonical_bytes(kept)))
 
 
 def state_digest(encoded: bytes) -> bytes:

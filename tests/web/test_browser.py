@@ -115,7 +115,7 @@ def test_an_admin_uploads_a_broken_then_a_good_form_creates_an_officer_and_expor
     page.click("#form-upload button")
     errors = page.inner_text("#upload-errors")
     assert "tidak_ada" in errors
-    assert "duplicate name" in errors
+    assert "nama 'kepala' ganda" in errors  # the page speaks Indonesian, the engine's refusals too
     page.set_input_files("#form-upload input[type=file]", str(good))
     page.click("#form-upload button")
     page.wait_for_selector("#uploaded")

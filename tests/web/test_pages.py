@@ -381,7 +381,7 @@ def test_forms_upload_shows_every_error_by_sheet_and_row_then_publishes_and_assi
     assert broken.status_code == 422
     body = broken.get_data(as_text=True)
     assert re.search(r"<code>survey</code></td><td>3</td><td>[^<]*tidak_ada", body)
-    assert re.search(r"<code>survey</code></td><td>4</td><td>duplicate name", body)
+    assert re.search(r"<code>survey</code></td><td>4</td><td>nama [^<]*kepala[^<]* ganda", body)  # in Indonesian
     good = client.post("/web/forms/upload", data={"csrf_token": token(page),
                                                   "file": (io.BytesIO(xlsform_bytes()), "g.xlsx")})
     assert good.status_code == 302
