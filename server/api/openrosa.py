@@ -259,19 +259,21 @@ def attachment(token: str, form_id: str, version: str, name: str) -> Response:
 @blp.route("/datasets/households/integrity", methods=["GET"])
 @collect_endpoint(openrosa=True)
 def households_integrity(token: str) -> Response:
+    return _integrity_answer(integrity)
+
+
+def _integrity_answer(check: Callable[..., Any]) -> Response:
+    """Which of the entities Collect names (``?id=a,b``) are gone, by ``check(store, caller, ids)``."""
     ids = [part for part in request.args.get("id", "").split(",") if part][:10_000]
-    entries = "".join(f'<entity id={quoteattr(household_id)}><deleted>{"true" if gone else "false"}</deleted>'
-                      "</entity>" for household_id, gone in integrity(get_store(), _caller(), ids))
+    entries = "".join(f'<entity id={quoteattr(entity_id)}><deleted>{"true" if gone else "false"}</deleted>'
+                      "</entity>" for entity_id, gone in check(get_store(), _caller(), ids))
     return xml_response(f'<?xml version="1.0" encoding="UTF-8"?>\n<data><entities>{entries}</entities></data>')
 
 
 @blp.route("/datasets/members/integrity", methods=["GET"])
 @collect_endpoint(openrosa=True)
 def members_integrity(token: str) -> Response:
-    ids = [part for part in request.args.get("id", "").split(",") if part][:10_000]
-    entries = "".join(f'<entity id={quoteattr(member_id)}><deleted>{"true" if gone else "false"}</deleted>'
-                      "</entity>" for member_id, gone in member_integrity(get_store(), _caller(), ids))
-    return xml_response(f'<?xml version="1.0" encoding="UTF-8"?>\n<data><entities>{entries}</entities></data>')
+    return _integrity_answer(member_integrity)
 
 
 @blp.route("/submission", methods=["HEAD", "GET"])
