@@ -705,11 +705,16 @@ def _live_check(store: Any, form_id: str, tables: dict[str, Any]) -> dict[str, A
 @roles("admin")
 def form_editor_check(form_id: str) -> Any:
     """The editor's as-you-type check (htmx): the live panel, and each question's errors swapped in beside it."""
-    store = get_store()
     form_id = form_id[:64]
+    tables = _posted_tables(form_id)
+    return render_template("editor_live.html", tables=tables, live=_live_check(get_store(), form_id, tables))
+
+
+def _posted_tables(form_id: str) -> dict[str, Any]:
+    """The editor's posted rows, as the sheets of this form, whatever form id was posted."""
     tables = editor.rows_from_form(request.form)
     tables["settings"]["form_id"] = form_id
-    return render_template("editor_live.html", tables=tables, live=_live_check(store, form_id, tables))
+    return tables
 
 
 @blp.route("/forms/<form_id>/editor", methods=["POST"])
@@ -717,8 +722,7 @@ def form_editor_check(form_id: str) -> Any:
 def form_editor_post(form_id: str) -> Any:
     store = get_store()
     form_id = form_id[:64]
-    tables = editor.rows_from_form(request.form)
-    tables["settings"]["form_id"] = form_id  # the editor edits this form, whatever was posted
+    tables = _posted_tables(form_id)
     base = (request.form.get("base") or "")[:64]
     action = request.form.get("action") or "check"
     if action not in ("check", "save", "download"):
