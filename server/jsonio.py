@@ -10,9 +10,24 @@ from typing import Any
 import orjson
 from flask.json.provider import DefaultJSONProvider
 
-from .i18n import gettext
+from .i18n import N_, gettext
 
 MAX_DEPTH = 64
+
+# Python's decoder says what is wrong in English; the client reads it in its own language, so
+# each of the decoder's messages (by its opening words, the same in the C and Python scanners)
+# becomes a phrase of the catalogue.
+_DECODER_PROBLEMS = (
+    ("Expecting value", N_("a value is missing")),
+    ("Expecting ',' delimiter", N_("a comma is missing")),
+    ("Expecting ':' delimiter", N_("a colon is missing")),
+    ("Expecting property name", N_("a name in double quotes is expected")),
+    ("Unterminated string", N_("a string is not closed")),
+    ("Invalid control character", N_("a string holds a control character")),
+    ("Invalid \\", N_("a string holds an invalid escape")),
+    ("Extra data", N_("more follows the end of the JSON value")),
+    ("Unexpected UTF-8 BOM", N_("the body starts with a byte order mark")),
+)
 
 
 class BadJSON(ValueError):
@@ -82,6 +97,13 @@ def loads(data: bytes | str) -> Any:
     return _stdlib_loads(data)
 
 
+def _decoder_problem(message: str) -> str:
+    for opening, phrase in _DECODER_PROBLEMS:
+        if message.startswith(opening):
+            return gettext(phrase)
+    return gettext("the JSON cannot be read")
+
+
 def _stdlib_loads(data: bytes | str) -> Any:
     if isinstance(data, bytes):
         try:
@@ -94,7 +116,7 @@ def _stdlib_loads(data: bytes | str) -> Any:
         raise BadJSON(gettext("the JSON is nested deeper than %(depth)s levels", depth=MAX_DEPTH)) from None
     except json.JSONDecodeError as exc:
         raise BadJSON(gettext("the body is not valid JSON: %(problem)s at line %(line)s column %(column)s",
-                              problem=exc.msg, line=exc.lineno, column=exc.colno)) from None
+                              problem=_decoder_problem(exc.msg), line=exc.lineno, column=exc.colno)) from None
     except BadJSON:
         raise
     except ValueError:

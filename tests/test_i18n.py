@@ -418,6 +418,30 @@ def test_a_malformed_body_is_refused_in_indonesian(client, users):
     assert response.get_json()["message"].startswith("isi permintaan bukan JSON yang valid")
 
 
+@pytest.mark.parametrize(("body", "english", "indonesian"), [
+    (b'{"username": ', "a value is missing", "nilai tidak ada"),
+    (b'{"username" "siti"}', "a colon is missing", "titik dua tidak ada"),
+    (b'["siti" "budi"]', "a comma is missing", "koma tidak ada"),
+    (b'{username: "siti"}', "a name in double quotes is expected", "nama dalam tanda petik ganda"),
+    (b'{"username": "siti', "a string is not closed", "teks tidak ditutup"),
+    (b'{"username": "\\q"}', "a string holds an invalid escape", "escape yang tidak valid"),
+    (b'{"username": "siti"} {}', "more follows the end of the JSON value", "masih ada isi setelah"),
+])
+def test_the_parser_says_what_is_wrong_with_a_body_in_the_readers_language(client, users, body, english,
+                                                                           indonesian):
+    admin = login(client, "admin")
+    for language, expected in (("en", english), ("id", indonesian)):
+        response = client.post("/api/v1/users", data=body, content_type="application/json",
+                               headers=dict(admin, **{"Accept-Language": language}))
+        assert response.status_code == 400
+        message = response.get_json()["message"]
+        assert expected in message, (language, message)
+        # Python's own English words never reach the officer.
+        assert "Expecting" not in message
+        assert "delimiter" not in message
+        assert "Extra data" not in message
+
+
 def test_a_refused_form_definition_in_indonesian(client, users):
     admin = dict(login(client, "admin"), **{"Accept-Language": "id"})
     broken = {"settings": {"form_id": "rusak", "version": "1", "title": {"id": "Rusak"}, "default_language": "id"},
