@@ -189,7 +189,8 @@ def import_villages_command(ctx: Context, file: str, code_field: str, name_field
 
     def progress(done: int, total: int) -> None:
         if total > VILLAGES_CHUNK:  # a file of one chunk is done before progress would help
-            click.echo(f"  {done}/{total} features ({100 * done // total}%)", err=True)
+            click.echo("  " + _("%(done)s/%(total)s features (%(percent)s%%)",
+                                done=done, total=total, percent=100 * done // total), err=True)
 
     with ctx.app.app_context():
         report = import_villages(ctx.store, features, code_field=code_field, name_field=name_field,
@@ -210,8 +211,12 @@ def import_households_command(ctx: Context, file: str, village_field: str | None
 
     def progress(done: int, total: int | None) -> None:
         if done and (total is None or total > REGISTER_CHUNK):  # a file of one chunk is done before progress would help
-            share = f" ({100 * done // total}%)" if total else ""
-            click.echo(f"  {done}/{total if total else '?'} rows{share}", err=True)
+            if total:
+                line = _("%(done)s/%(total)s rows (%(percent)s%%)", done=done, total=total,
+                         percent=100 * done // total)
+            else:  # a register read as it streams: its length is not known yet
+                line = _("%(done)s rows so far", done=done)
+            click.echo("  " + line, err=True)
 
     with ctx.app.app_context():
         try:

@@ -251,6 +251,17 @@ def test_cli_shows_progress_on_a_large_register(client, users, cli_env, tmp_path
         assert get_store().count("households", {"village": VILLAGE}) == 600
 
 
+def test_cli_progress_on_a_large_register_is_said_in_indonesian(client, users, cli_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("KUNJUNG_LANG", "id")
+    register = tmp_path / "besar.csv"
+    lines = ["no_kk,nama,kode_desa"] + [f"3204050102{n:06d},Kepala {n},{VILLAGE}" for n in range(1, 301)]
+    register.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(cli, ["import-households", str(register)])
+    assert result.exit_code == 0, result.output
+    progress = [line.strip() for line in result.stderr.splitlines()]
+    assert progress == ["250/300 baris (83%)", "300/300 baris (100%)"]
+
+
 
 def test_rows_of_a_village_never_imported_are_refused_with_their_row_number(client, users):
     admin = login(client, "admin")

@@ -177,7 +177,7 @@ def test_other_property_names_with_code_and_name_fields(env, tmp_path, stored):
     assert stored("32.04.05.2001")["name"] == "Cileunyi Kulon"
 
 
-def test_progress_is_shown_on_large_files(env, tmp_path, stored):
+def test_progress_is_shown_on_large_files_in_the_admins_language(env, tmp_path, stored, monkeypatch):
     features = [feature(f"32.04.{10 + i // 100:02d}.{2001 + i % 100}", f"Desa {i}",
                         square(107.0 + (i % 50) * 0.01, -7.5 + (i // 50) * 0.01))
                 for i in range(2000)]
@@ -188,6 +188,9 @@ def test_progress_is_shown_on_large_files(env, tmp_path, stored):
     assert len(progress) == 2000 // CHUNK
     assert progress[0] == f"  {CHUNK}/2000 features ({100 * CHUNK // 2000}%)"
     assert progress[-1] == "  2000/2000 features (100%)"
+    monkeypatch.setenv("KUNJUNG_LANG", "id")
+    in_indonesian = run(write(tmp_path, collection(*features)))
+    assert in_indonesian.stderr.splitlines()[-1] == "  2000/2000 fitur (100%)"
     assert stored("32.04.29.2100")["name"] == "Desa 1999"
 
 
