@@ -51,22 +51,21 @@ def test_gc_removes_only_files_no_visit_names_after_the_grace_period(env, tmp_pa
         blobs.put_bytes(data)
     store.insert("attachments", {"id": "v1/foto", "visit_id": "v1", "device_id": "hp", "held": True,
                                  "sha256": digest(named), "thumbnail_sha256": digest(thumb)})
-    uploads = tmp_path / "live.db-uploads"
-    uploads.mkdir(exist_ok=True)
-    (uploads / ("a" * 32 + ".part")).write_bytes(b"half a file")
+    blobs.create_partial("a" * 32)
+    blobs.append_partial("a" * 32, 0, [b"half a file"])
     store.insert("uploads", {"id": "a" * 32, "created_at": "2020-01-01T00:00:00Z"})
 
     dry = run("gc-attachments", "--grace-hours", "0", "--dry-run")
     assert f"would remove {digest(orphan)}" in dry.output
     assert "1 unfinished upload(s)" in dry.output
     assert blobs.exists(digest(orphan))
-    assert (uploads / ("a" * 32 + ".part")).exists()
+    assert blobs.partial_info("a" * 32).size == len(b"half a file")
 
     young = run("gc-attachments")  # the orphan is younger than a day; the upload is years old
     assert young.exit_code == 0, young.output
     assert "kept 1 unnamed file(s) younger than 24 h" in young.output
     assert blobs.exists(digest(orphan))
-    assert not (uploads / ("a" * 32 + ".part")).exists()
+    assert blobs.partial_info("a" * 32) is None
     assert store.get("uploads", "a" * 32) is None
 
     result = run("gc-attachments", "--grace-hours", "0")
@@ -105,17 +104,27 @@ def test_gc_keeps_the_files_of_form_versions_and_backup_copies_them(env, tmp_pat
     assert DiskBlobStore(tmp_path / "copies" / "b.db-blobs").read(digest(choices)) == choices
 
 
-def test_several_app_hosts_refuse_to_start_without_a_shared_upload_volume(env, tmp_path, monkeypatch):
+def test_several_app_hosts_refuse_to_start_with_files_on_a_local_disk(env, tmp_path, monkeypatch):
+    """Uploads under way live in the blob backend: several hosts need one every host reaches."""
     monkeypatch.setenv("KUNJUNG_APP_HOSTS", "3")
     result = CliRunner().invoke(cli, ["init"])
     assert result.exit_code != 0
     assert isinstance(result.exception, ConfigError)
     assert "KUNJUNG_APP_HOSTS is 3" in str(result.exception)
-    assert "KUNJUNG_UPLOAD_DIR_SHARED" in str(result.exception)
+    assert "KUNJUNG_BLOB_DIR_SHARED" in str(result.exception)
     # a folder alone is not enough: the admin says it is one volume every host mounts
-    monkeypatch.setenv("KUNJUNG_UPLOAD_DIR", str(tmp_path / "shared-uploads"))
+    monkeypatch.setenv("KUNJUNG_BLOB_DIR", str(tmp_path / "shared-blobs"))
     assert isinstance(CliRunner().invoke(cli, ["init"]).exception, ConfigError)
     with pytest.raises(ConfigError, match="KUNJUNG_APP_HOSTS is 2"):
         make_app(tmp_path, APP_HOSTS=2)
-    monkeypatch.setenv("KUNJUNG_UPLOAD_DIR_SHARED", "true")
+    monkeypatch.setenv("KUNJUNG_BLOB_DIR_SHARED", "true")
     assert run("init").exit_code == 0
+
+
+def test_several_app_hosts_start_on_mongodb_whose_gridfs_every_host_reaches(tmp_path):
+    from conftest import make_mongo_stand_in_app
+
+    application = make_mongo_stand_in_app(tmp_path, APP_HOSTS=4)
+    raw_store(application).close()
+    with pytest.raises(ConfigError, match="KUNJUNG_APP_HOSTS is 4"):
+        make_mongo_stand_in_app(tmp_path, APP_HOSTS=4, BLOB_DIR=str(tmp_path / "local-blobs"))
