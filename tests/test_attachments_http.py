@@ -528,3 +528,53 @@ def test_a_phone_behind_a_load_balancer_uploads_through_three_hosts_of_one_mongo
     finally:
         for host in hosts:
             raw_store(host).close()
+
+
+def test_a_revised_visit_stops_the_phone_being_asked_for_files_its_first_version_never_sent(media_app):
+    """The officer took a photo and an audio note, sent the photo, then revised the visit (the supervisor
+    sent it back) without the audio: the first version's audio is no longer asked for, nor flagged."""
+    client = media_app.test_client()
+    ani = Device(client, "ani")
+    photo, sound, signature = jpeg(), wav(), png()
+    first = media_visit(ani, answers={"head_name": "Siti Aminah", "foto_rumah": "rumah.jpg",
+                                      "catatan_suara": "suara.wav", "tanda_tangan": "ttd.png"},
+                        attachments=[entry("foto_rumah", photo, "rumah.jpg", "image/jpeg"),
+                                     entry("catatan_suara", sound, "suara.wav", "audio/wav")])
+    assert ani.push([first])["results"][0]["status"] == "applied"
+    assert upload(client, ani.headers, first["id"], "foto_rumah", photo).status_code == 204
+    half = create_upload(client, ani.headers, first["id"], "catatan_suara", sound).headers["Location"]
+    assert patch(client, ani.headers, half, 0, sound[:1000]).status_code == 204  # then the link dropped
+    pulled = client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["attachments_missing"]
+    assert sorted(item["path"] for item in pulled) == ["catatan_suara", "tanda_tangan"]
+
+    second = {**media_visit(ani, first["household_id"], answers={"head_name": "Siti Aminah",
+                                                                  "foto_rumah": "rumah.jpg",
+                                                                  "tanda_tangan": "ttd.png"},
+                            attachments=[entry("foto_rumah", photo, "rumah.jpg", "image/jpeg"),
+                                         entry("tanda_tangan", signature, "ttd.png", "image/png")]),
+              "supersedes": first["id"]}
+    assert ani.push([second])["results"][0]["status"] == "applied"
+    # only the new version's own missing file is asked for; the first version's are not
+    expected = [{"visit_id": second["id"], "path": "tanda_tangan", "sha256": sha(signature), "size": len(signature)}]
+    assert client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["attachments_missing"] == expected
+    assert client.get("/api/v1/uploads/missing", headers=ani.headers).get_json()["items"] == expected
+    supervisor = login(client, "supervisor")
+    old = client.get(f"/api/v1/visits/{first['id']}", headers=supervisor).get_json()
+    assert old["superseded_by"] == second["id"]
+    assert "attachments_missing" not in [flag["code"] for flag in old["flags"]]
+    # what arrived stays with the first version; an upload of its audio under way may still finish
+    # (the bytes already crossed a bad link), and the first version then holds it, unflagged
+    assert client.get(f"/api/v1/visits/{first['id']}/attachments/foto_rumah", headers=supervisor).get_data() == photo
+    assert patch(client, ani.headers, half, 1000, sound[1000:]).status_code == 204
+    assert client.get(f"/api/v1/visits/{first['id']}/attachments/catatan_suara",
+                      headers=supervisor).get_data() == sound
+    old = client.get(f"/api/v1/visits/{first['id']}", headers=supervisor).get_json()
+    assert "attachments_missing" not in [flag["code"] for flag in old["flags"]]
+    assert client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["attachments_missing"] == expected
+    assert stored(media_app) == (sorted([sha(photo), sha(sound)]), [])
+    # the officer's figures no longer count the first version as missing a file
+    assert upload(client, ani.headers, second["id"], "tanda_tangan", signature).status_code == 204
+    with media_app.app_context():
+        codes = [get_store().get("visits", visit_id)["flag_codes"] for visit_id in (first["id"], second["id"])]
+    assert ["attachments_missing" in each for each in codes] == [False, False]
+    assert "attachments_unlisted" in codes[0]  # what the first version's device did stays on record

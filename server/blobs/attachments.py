@@ -208,6 +208,25 @@ def files_sent_before(reader: Store | Writer, visit: dict[str, Any],
     return visit, flags
 
 
+def release_superseded(reader: Store | Writer, visit: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A visit being superseded, no longer waiting for the files of it that never arrived, and their
+    ``attachments`` documents marked so (``held: None``, ``superseded: True``), for its superseder's
+    writer to store: the device is no longer asked for them (pull, ``/uploads/missing``) and the visit
+    loses its ``attachments_missing`` flag. The new version names what it still needs. An upload of
+    one already under way may still finish (bytes over a bad link are not thrown away): the old
+    version then holds it, and it counts for a later visit naming the same bytes (files sent before)."""
+    entries = visit.get("attachments") or []
+    waiting = [entry["path"] for entry in entries if not entry.get("held")]
+    waiting += [entry["path"] for entry in visit.get("unlisted_files") or ()]
+    if not waiting:
+        return visit, []
+    found = reader.get_many(ATTACHMENTS, [attachment_id(visit["id"], path) for path in waiting])
+    released = [{**doc, "held": None, "superseded": True} for doc in found.values() if not doc.get("held")]
+    entries = [{**entry, "superseded": True} if not entry.get("held") else entry for entry in entries]
+    flags = [flag for flag in visit.get("flags") or () if flag.get("code") != MISSING]
+    return _with_flags({**visit, "attachments": entries}, flags), released
+
+
 def _with_flags(visit: dict[str, Any], flags: list[dict[str, Any]]) -> dict[str, Any]:
     return {**visit, "flags": flags, "flagged": bool(flags), "flag_codes": sorted({f["code"] for f in flags})}
 
@@ -220,7 +239,7 @@ def mark_held(tx: Writer, attachment: Mapping[str, Any], stored_type: str) -> di
     if visit is not None:
         entries = [{**e, "held": True} if e["path"] == attachment["path"] else e
                    for e in visit.get("attachments") or ()]
-        missing = [e["path"] for e in entries if not e.get("held")]
+        missing = [e["path"] for e in entries if not e.get("held") and not e.get("superseded")]
         flags = [f for f in visit.get("flags") or () if f.get("code") != MISSING]
         if missing:
             flags.append(missing_flag(missing))
