@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -53,6 +55,7 @@ def test_gc_removes_only_files_no_visit_names_after_the_grace_period(env, tmp_pa
                                  "sha256": digest(named), "thumbnail_sha256": digest(thumb)})
     blobs.create_partial("a" * 32)
     blobs.append_partial("a" * 32, 0, [b"half a file"])
+    os.utime(blobs.partials_dir / ("a" * 32 + ".part"), (1577836800, 1577836800))  # nothing sent since 2020
     store.insert("uploads", {"id": "a" * 32, "created_at": "2020-01-01T00:00:00Z"})
 
     dry = run("gc-attachments", "--grace-hours", "0", "--dry-run")
@@ -128,3 +131,72 @@ def test_several_app_hosts_start_on_mongodb_whose_gridfs_every_host_reaches(tmp_
     raw_store(application).close()
     with pytest.raises(ConfigError, match="KUNJUNG_APP_HOSTS is 4"):
         make_mongo_stand_in_app(tmp_path, APP_HOSTS=4, BLOB_DIR=str(tmp_path / "local-blobs"))
+
+
+def test_gc_sweeps_what_crashes_and_abandoned_uploads_left_after_the_grace_period(env, tmp_path):
+    """A worker killed between writing an upload's partial and its document, a phone that gave up a
+    video halfway, and an older server's form file chunks that no form file names: gone after the
+    grace period; an upload still resuming, a day after it began, is kept."""
+    import time
+
+    assert run("init").exit_code == 0
+    store = open_store(env["KUNJUNG_DATABASE_URL"], COLLECTIONS)
+    store.ensure_schema()
+    blobs = DiskBlobStore(f"{tmp_path}/live.db-blobs")
+    two_days_ago = time.time() - 48 * 3600
+    crashed, fresh_crash, abandoned, resuming = "c" * 32, "d" * 32, "e" * 32, "f" * 32
+    for partial in (crashed, fresh_crash, abandoned, resuming):
+        blobs.create_partial(partial)
+        blobs.append_partial(partial, 0, [b"half a video"])
+    for partial in (crashed, abandoned):
+        os.utime(blobs.partials_dir / f"{partial}.part", (two_days_ago, two_days_ago))
+    for upload in (abandoned, resuming):  # both began two days ago; one was sent to a minute ago
+        store.insert("uploads", {"id": upload, "created_at": "2026-12-06T00:00:00Z"})
+    legacy = b"name,label\n1,Sukamaju\n"
+    store.insert("form_files", {"id": "lama@1/desa.csv", "form_id": "lama", "version": "1", "name": "desa.csv",
+                                "sha256": digest(legacy), "chunks": 1})
+    store.insert("form_file_chunks", {"id": f"{digest(legacy)}:0", "data": base64.b64encode(legacy).decode()})
+    store.insert("form_file_chunks", {"id": f"{digest(b'dropped')}:0", "data": "eA=="})
+
+    first = run("gc-attachments")
+    assert first.exit_code == 0, first.output
+    assert "removed 1 partial upload(s) no upload names and 0 form file chunk(s)" in first.output
+    assert "1 unfinished upload(s)" in first.output
+    assert [p.partial_id for p in blobs.partials()] == [fresh_crash, resuming]
+    assert store.get("uploads", abandoned) is None
+    assert store.get("uploads", resuming) is not None
+    # the unnamed chunk carries no time: this sweep marks it, one after the grace period removes it
+    marked = store.get("form_file_chunks", f"{digest(b'dropped')}:0")
+    assert marked["orphan_since"] > time.time() - 60
+    # the named one was moved into the blob store at start-up, as always, not swept
+    assert store.get("form_file_chunks", f"{digest(legacy)}:0") is None
+    assert blobs.read(digest(legacy)) == legacy
+    store.put("form_file_chunks", {**marked, "orphan_since": two_days_ago})
+
+    dry = run("gc-attachments", "--dry-run")
+    assert "would remove 0 partial upload(s) no upload names and 1 form file chunk(s)" in dry.output
+    assert store.get("form_file_chunks", f"{digest(b'dropped')}:0") is not None
+    second = run("gc-attachments")
+    assert "and 1 form file chunk(s) no form file names" in second.output
+    assert store.get("form_file_chunks", f"{digest(b'dropped')}:0") is None
+    assert [p.partial_id for p in blobs.partials()] == [fresh_crash, resuming]
+    store.close()
+
+
+def test_a_chunk_an_older_server_names_again_during_a_rolling_upgrade_loses_its_mark(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/k.db", COLLECTIONS)
+    store.ensure_schema()
+    chunk = {"id": f"{digest(b'x')}:0", "data": "eA=="}
+    store.insert("form_file_chunks", chunk)
+    assert forms_registry.sweep_legacy_chunks(store, grace_seconds=3600, clock=lambda: 1000.0) == []
+    assert store.get("form_file_chunks", chunk["id"])["orphan_since"] == 1000.0
+    # the older server wrote the file's document after its chunks
+    store.insert("form_files", {"id": "lama@1/x.csv", "form_id": "lama", "version": "1", "name": "x.csv",
+                                "sha256": digest(b"x"), "chunks": 1})
+    assert forms_registry.sweep_legacy_chunks(store, grace_seconds=3600, clock=lambda: 9000.0) == []
+    assert "orphan_since" not in store.get("form_file_chunks", chunk["id"])
+    store.delete("form_files", "lama@1/x.csv")
+    assert forms_registry.sweep_legacy_chunks(store, grace_seconds=3600, clock=lambda: 9100.0) == []
+    assert forms_registry.sweep_legacy_chunks(store, grace_seconds=3600, clock=lambda: 12800.0) == [chunk["id"]]
+    assert store.get("form_file_chunks", chunk["id"]) is None
+    store.close()

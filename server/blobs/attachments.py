@@ -320,6 +320,8 @@ class Collected:
     bytes: int = 0
     uploads: list[str] = field(default_factory=list)
     kept_young: int = 0
+    partials: list[str] = field(default_factory=list)  # partials no upload names (a crash between the two)
+    form_file_chunks: list[str] = field(default_factory=list)
 
 
 def named(store: Store, sha256: str) -> bool:
@@ -334,7 +336,12 @@ def collect_garbage(store: Store, blobs: BlobStore, *, grace_seconds: float, dry
                     discard_upload: Callable[[Mapping[str, Any]], None] | None = None,
                     clock: Callable[[], float] = time.time) -> Collected:
     """Remove blobs no attachment names that were stored more than ``grace_seconds`` ago (younger ones
-    may belong to an upload whose visit is being written), and uploads left unfinished that long."""
+    may belong to an upload whose visit is being written); uploads abandoned that long (created
+    before and their partial not appended to since: one resuming over days is kept); partials no
+    upload names that long (a crash between writing the two); and the legacy form file chunks no
+    form file names (:func:`server.forms_registry.sweep_legacy_chunks`)."""
+    from ..forms_registry import sweep_legacy_chunks
+
     result = Collected()
     cutoff = clock() - grace_seconds
     for blob in blobs.list():
@@ -349,11 +356,20 @@ def collect_garbage(store: Store, blobs: BlobStore, *, grace_seconds: float, dry
             blobs.delete(blob.sha256)
     stale_before = iso(datetime.fromtimestamp(cutoff, UTC))
     for upload in store.find(UPLOADS, {"created_at": Range(lt=stale_before)}, order_by="created_at"):
+        partial = blobs.partial_info(upload["id"])
+        if partial is not None and partial.touched_at > cutoff:
+            continue  # still being sent, a PATCH at a time over a bad link
         result.uploads.append(upload["id"])
         if not dry_run and discard_upload is not None:
             discard_upload(upload)
+    for partial in blobs.partials():
+        if partial.touched_at > cutoff or store.get(UPLOADS, partial.partial_id) is not None:
+            continue
+        result.partials.append(partial.partial_id)
+        if not dry_run:
+            blobs.delete_partial(partial.partial_id)
+    result.form_file_chunks = sweep_legacy_chunks(store, grace_seconds=grace_seconds, dry_run=dry_run, clock=clock)
     return result
-
 
 
 def forget_visit_files(store: Store, blobs: BlobStore, visit_id: str) -> list[str]:
