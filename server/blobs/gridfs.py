@@ -12,11 +12,11 @@ that died half-way) is invisible, and the next ``put`` of those bytes overwrites
 Partials of uploads under way are documents too, so every app host reaches them: a head in
 ``<bucket>.partials`` (``_id`` the upload id, ``size``, ``n`` chunks, ``touched_at``, and the
 writer's ``lock`` with its expiry) and chunks in ``<bucket>.partial_chunks`` (``_id``
-``<upload id>:<n>``, at most ``CHUNK_SIZE`` bytes each). An append first takes the head's lock
-with one conditional update (the head at the offset it is for, not locked or the lock expired);
-each chunk is written before the head counts it, so a writer that dies leaves at most a chunk
-the head does not count, overwritten by the next append. Committing copies the chunks into a
-blob, checked as it goes.
+``<upload id>:<n>``, at most ``PARTIAL_CHUNK`` bytes each: a usual 256 KB PATCH is one document).
+An append first takes the head's lock with one conditional update (the head at the offset it is
+for, not locked or the lock expired); each chunk is written before the head counts it, so a
+writer that dies leaves at most a chunk the head does not count, overwritten by the next append.
+Committing copies the chunks into a blob, checked as it goes.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ from .store import (
 )
 
 CHUNK_SIZE = 255 * 1024  # GridFS's default, which keeps a chunk and its document under 256 KB
+#: The largest piece of a partial (its own layout, not GridFS's: far below BSON's 16 MB document limit).
+PARTIAL_CHUNK = 1024 * 1024
 #: How long an append's lock holds without a chunk written (a worker that died frees its upload then).
 LOCK_SECONDS = 120.0
 
@@ -194,9 +196,9 @@ class GridFSBlobStore(BlobStore):
         try:
             for piece in pieces:
                 pending += piece
-                while len(pending) >= CHUNK_SIZE:
-                    write(bytes(pending[:CHUNK_SIZE]))
-                    del pending[:CHUNK_SIZE]
+                while len(pending) >= PARTIAL_CHUNK:
+                    write(bytes(pending[:PARTIAL_CHUNK]))
+                    del pending[:PARTIAL_CHUNK]
         except DiscardAppend:
             self.partial_chunks_of.delete_many({"partial_id": partial_id, "n": {"$gte": first}})
             self._unlock(partial_id, token, size=offset, n=first)

@@ -156,7 +156,7 @@ class BlobStore(abc.ABC):
 
     @abc.abstractmethod
     def partial_chunks(self, partial_id: str) -> Iterator[bytes]:
-        """The partial's bytes from its start, in pieces of at most a few hundred KB.
+        """The partial's bytes from its start, in pieces of at most a megabyte.
         Raises :class:`PartialNotFound` (before yielding anything)."""
 
     @abc.abstractmethod

@@ -14,7 +14,7 @@ import pytest
 from mongo_stand_in import StandIn
 
 from server.blobs.disk import DiskBlobStore
-from server.blobs.gridfs import CHUNK_SIZE, GridFSBlobStore
+from server.blobs.gridfs import CHUNK_SIZE, PARTIAL_CHUNK, GridFSBlobStore
 from server.blobs.store import (
     BlobStore,
     DiscardAppend,
@@ -60,14 +60,14 @@ def cut_after(data: bytes, at: int, step: int = 10_000) -> Iterator[bytes]:
 
 def test_a_file_sent_in_pieces_through_two_hosts_reads_back_byte_exact(two_hosts):
     one, other = two_hosts
-    data = os.urandom(3 * CHUNK_SIZE + 1234)
+    data = os.urandom(2 * PARTIAL_CHUNK + 1234)
     upload = new_id()
     one.create_partial(upload)
     assert one.partial_info(upload).size == 0
     draw, offset = random.Random(15), 0
     while offset < len(data):
         host = draw.choice((one, other))  # the load balancer sends each PATCH anywhere
-        piece = data[offset:offset + draw.randint(1, CHUNK_SIZE + 5000)]
+        piece = data[offset:offset + draw.randint(1, PARTIAL_CHUNK + 5000)]
         offset = host.append_partial(upload, offset, [piece[:len(piece) // 2], piece[len(piece) // 2:]])
         assert other.partial_info(upload).size == offset
     assert b"".join(other.partial_chunks(upload)) == data
@@ -82,10 +82,11 @@ def test_a_file_sent_in_pieces_through_two_hosts_reads_back_byte_exact(two_hosts
         one.append_partial(upload, len(data), [b"more"])
 
 
-@pytest.mark.parametrize("cut", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 2 * CHUNK_SIZE + 77])
+@pytest.mark.parametrize("cut", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, PARTIAL_CHUNK, PARTIAL_CHUNK + 1,
+                                 2 * PARTIAL_CHUNK + 77])
 def test_a_body_cut_at_any_byte_keeps_what_arrived_and_resumes_there(two_hosts, cut):
     one, other = two_hosts
-    data = os.urandom(3 * CHUNK_SIZE)
+    data = os.urandom(3 * PARTIAL_CHUNK)
     upload = new_id()
     one.create_partial(upload)
     with pytest.raises(ConnectionResetError):
@@ -117,7 +118,7 @@ def test_a_discarded_append_keeps_nothing_of_itself_but_the_bytes_before_it(blob
     blobs.append_partial(upload, 0, [b"a" * 1000])
 
     def too_long() -> Iterator[bytes]:
-        yield os.urandom(CHUNK_SIZE + 10)
+        yield os.urandom(PARTIAL_CHUNK + 10)
         yield b"more"
         raise TooLong("longer than the upload")
 
