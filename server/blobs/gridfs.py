@@ -180,15 +180,17 @@ class GridFSBlobStore(BlobStore):
         size = offset
         pending = bytearray()
 
-        def write(data: bytes) -> None:
+        def write(data: bytes, *, release: bool = False) -> None:
             nonlocal n, size
             self.partial_chunks_of.replace_one(
                 {"_id": f"{partial_id}:{n}"}, {"_id": f"{partial_id}:{n}", "partial_id": partial_id, "n": n,
                                                "data": data}, upsert=True)
             now = time.time()
+            # the last chunk of an append also frees the lock: one majority write fewer per PATCH
+            lock = {"lock": None, "lock_until": 0.0} if release else {"lock_until": now + LOCK_SECONDS}
             counted = self.partial_heads.update_one(
                 {"_id": partial_id, "lock": token},
-                {"$set": {"size": size + len(data), "n": n + 1, "touched_at": now, "lock_until": now + LOCK_SECONDS}})
+                {"$set": {"size": size + len(data), "n": n + 1, "touched_at": now, **lock}})
             if counted.matched_count == 0:  # the lock expired and another writer took it
                 raise PartialBusy(partial_id)
             n, size = n + 1, size + len(data)
@@ -211,8 +213,9 @@ class GridFSBlobStore(BlobStore):
                 self._unlock(partial_id, token)
             raise
         if pending:
-            write(bytes(pending))
-        self._unlock(partial_id, token)
+            write(bytes(pending), release=True)
+        else:
+            self._unlock(partial_id, token)
         return size
 
     def _partial_stream(self, partial_id: str, count: int) -> Iterator[bytes]:
