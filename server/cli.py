@@ -370,10 +370,11 @@ def rebuild_households_command(ctx: Context, fix: bool) -> None:
         sys.exit(1)
 
 
-@cli.command("gc-attachments", help=N_("Remove attachment files (and thumbnails) that no visit names, and uploads "
-                                       "left unfinished."))
+@cli.command("gc-attachments", help=N_("Remove attachment files (and thumbnails) that no visit names, uploads "
+                                       "left unfinished, and what a crash left behind."))
 @click.option("--grace-hours", type=click.FloatRange(min=0), default=24.0, show_default=True,
-              help=N_("Keep files stored more recently than this (an upload may be finishing its visit)."))
+              help=N_("Keep files stored, and uploads sent to, more recently than this (an upload may be finishing "
+                      "its visit)."))
 @click.option("--dry-run", is_flag=True, help=N_("Only say what would be removed."))
 @pass_context
 def gc_attachments_command(ctx: Context, grace_hours: float, dry_run: bool) -> None:
@@ -390,6 +391,12 @@ def gc_attachments_command(ctx: Context, grace_hours: float, dry_run: bool) -> N
                  "%(young)s unnamed file(s) younger than %(hours)s h", **figures) if dry_run else
                _("removed %(files)s file(s), %(bytes)s bytes, and %(uploads)s unfinished upload(s); kept "
                  "%(young)s unnamed file(s) younger than %(hours)s h", **figures))
+    leftovers = {"partials": len(result.partials), "chunks": len(result.form_file_chunks)}
+    if any(leftovers.values()):
+        click.echo(_("would remove %(partials)s partial upload(s) no upload names and %(chunks)s form file chunk(s) "
+                     "no form file names", **leftovers) if dry_run else
+                   _("removed %(partials)s partial upload(s) no upload names and %(chunks)s form file chunk(s) no "
+                     "form file names", **leftovers))
 
 
 def _rewrite_household(tx: Writer, household_id: str, record: Record) -> None:

@@ -443,13 +443,15 @@ def _take(store: Store, push: PushService, caller: AppCaller, root: Any, xml: by
         raise SubmissionError(400, _("The submission names no household."), {"household": [_("missing")]})
     village = _village(store, caller, submission, push.boundaries)
     files = (files or {}) if blobs is not None else {}
-    # only files that answer a media question of the submission are looked at
+    # Only files that answer a media question of the submission are looked at: any other part is
+    # ignored and nothing of it stored, as ODK Central ignores parts its binary fields do not name.
     wanted = {name for _, name in media_answers(definition, submission.answers)}
     received = describe_files({name: data for name, data in files.items() if name in wanted})
     if incomplete:
         # the part's files are kept now: the post that makes the visit will not carry them again
-        keep_files(blobs, files, received)  # type: ignore[arg-type]
-        stash_parts(store, caller, submission.instance_id, received)
+        if received:
+            keep_files(blobs, files, received)  # type: ignore[arg-type]
+            stash_parts(store, caller, submission.instance_id, received)
         return Outcome(201, "Bagian kiriman diterima / Part of the submission received.", {})
     received = {**_parts(store, caller, submission.instance_id), **received}
     stored = store.get("events", submission.instance_id)

@@ -88,14 +88,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BLOB_DIR", "KUNJUNG_BLOB_DIR", None, str,
             "Folder of the files attached to visits; unset: <store file>-blobs beside the SQLite file, or "
             "GridFS in the MongoDB database"),
-    Setting("UPLOAD_DIR", "KUNJUNG_UPLOAD_DIR", None, str,
-            "Folder of uploads under way (resumable); unset: <store file>-uploads beside the SQLite file, "
-            "else beside the secret key file, else the system's temporary folder"),
     Setting("APP_HOSTS", "KUNJUNG_APP_HOSTS", 1, _positive_int,
-            "How many hosts run kunjung on this store; above 1, uploads under way must be on a volume they "
-            "all mount (KUNJUNG_UPLOAD_DIR with KUNJUNG_UPLOAD_DIR_SHARED, docs/scaling.md)"),
-    Setting("UPLOAD_DIR_SHARED", "KUNJUNG_UPLOAD_DIR_SHARED", False, _bool,
-            "KUNJUNG_UPLOAD_DIR is one volume every app host mounts (NFS, a cluster file system)"),
+            "How many hosts run kunjung on this store; above 1, files and uploads under way must be where they "
+            "all reach them: GridFS, or KUNJUNG_BLOB_DIR on a shared volume with KUNJUNG_BLOB_DIR_SHARED "
+            "(docs/scaling.md)"),
+    Setting("BLOB_DIR_SHARED", "KUNJUNG_BLOB_DIR_SHARED", False, _bool,
+            "KUNJUNG_BLOB_DIR is one volume every app host mounts (NFS, a cluster file system)"),
     Setting("MAX_IMAGE_BYTES", "KUNJUNG_MAX_IMAGE_BYTES", 20 * 1024 * 1024, _positive_int,
             "Largest photo, signature or drawing (413 above it)"),
     Setting("MAX_AUDIO_BYTES", "KUNJUNG_MAX_AUDIO_BYTES", 100 * 1024 * 1024, _positive_int,

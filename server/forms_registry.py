@@ -711,6 +711,33 @@ def move_form_files_to_blobs(store: Store, blobs: Callable[[], BlobStore]) -> in
     return moved
 
 
+def sweep_legacy_chunks(store: Store, *, grace_seconds: float, dry_run: bool = False,
+                        clock: Callable[[], float] = time.time) -> list[str]:
+    """Remove the ``form_file_chunks`` no form file names (an older server that crashed while taking
+    a file, or a file dropped before its document was written) once they have been seen unnamed for
+    ``grace_seconds``: the chunks carry no time of their own, so the first sweep marks each unnamed
+    one (``orphan_since``) and a sweep after the grace period removes it. A chunk named again (an
+    older server of a rolling upgrade finishing its file) loses its mark. Returns the ids removed
+    (or that would be, on a dry run)."""
+    named = {f"{doc['sha256']}:{index}" for doc in store.iterate(FILES) if "chunks" in doc
+             for index in range(doc["chunks"])}
+    now = clock()
+    removed = []
+    for chunk in store.iterate(LEGACY_CHUNKS):
+        since = chunk.get("orphan_since")
+        if chunk["id"] in named:
+            if since is not None and not dry_run:
+                store.put(LEGACY_CHUNKS, {key: value for key, value in chunk.items() if key != "orphan_since"})
+            continue
+        if (since is not None and now - since >= grace_seconds) or grace_seconds <= 0:
+            removed.append(chunk["id"])
+            if not dry_run:
+                store.delete(LEGACY_CHUNKS, chunk["id"])
+        elif since is None and not dry_run:
+            store.put(LEGACY_CHUNKS, {**chunk, "orphan_since": now})
+    return removed
+
+
 def move_form_files_on_start(app: Flask) -> None:
     """Register the move of form files into the blob store (call before prepare_store)."""
     def hook(store: Store) -> None:

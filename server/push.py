@@ -26,6 +26,7 @@ from .blobs.attachments import (
     check_attachments,
     files_sent_before,
     missing_flag,
+    release_superseded,
     unlisted_files,
     unlisted_flag,
 )
@@ -388,7 +389,10 @@ class PushService:
             if earlier.get("review_state") != "needs_revision":
                 flags.append({"code": "supersedes_unrequested",
                               "message": N_("Replaces a visit that no supervisor sent back for revision.")})
+            earlier, released = release_superseded(batch.tx, earlier)
             batch.put_later("visits", {**earlier, "superseded_by": event_id})
+            for attachment in released:  # its files that never arrived are no longer asked for
+                batch.put_later("attachments", attachment)
         # A write arriving after an erasure loses the values the erasure covers, its body and answers.
         parsed, erased = late_write(record, item.parsed, raw, batch.erased)
         try:

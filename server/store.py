@@ -186,7 +186,10 @@ COLLECTIONS: list[CollectionSpec] = [
                             Query(("sha256",), "id", ("sha256", "id"), why="clean-up: is a blob named"),
                             Query(why="start-up: files still in form_file_chunks, a scan of a small collection"),
                             _counted())),
-    CollectionSpec("form_file_chunks", fields=(), queries=(_counted(),)),
+    # gc-attachments marks a chunk no form file names (orphan_since) and removes it after its grace period
+    CollectionSpec("form_file_chunks", fields=(), queries=(
+        Query(why="clean-up: chunks no form file names, a scan of a collection only older servers wrote"),
+        _counted())),
     # every export of visits or household history (server/exports.py): exports carry personal data
     CollectionSpec("exports", fields=("at", "actor", "format"), indexes=(("at", "id"), ("actor", "at", "id")),
                    retired=(("at",), ("actor", "at")),

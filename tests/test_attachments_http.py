@@ -23,7 +23,7 @@ from media_helpers import (
 )
 from sync_helpers import Device
 
-from server.blobs import blob_store, upload_directory
+from server.blobs import blob_store
 from server.store import get_store
 
 ROW = "7b1c0d2e-1111-4a51-9b1e-6f0d2c7a9e11"
@@ -40,10 +40,10 @@ def media_app(backend_app):
 
 
 def stored(app) -> tuple[list[str], list[str]]:
-    """The blobs the server holds and the partial uploads waiting on its disk."""
+    """The blobs the server holds and the partials of uploads under way in its blob backend."""
     with app.app_context():
         return (sorted(b.sha256 for b in blob_store().list()),
-                sorted(p.name for p in upload_directory(app.config).iterdir()))
+                sorted(p.partial_id for p in blob_store().partials()))
 
 
 def photo_visit(device, photo: bytes, **answers):
@@ -486,3 +486,95 @@ def test_patches_through_two_processes_are_checked_whole_and_a_changed_byte_stil
     refused = patch(client, ani.headers, location, half, changed[half:])
     assert refused.status_code == 422
     assert refused.get_json()["code"] == "checksum_mismatch"
+
+
+def test_a_phone_behind_a_load_balancer_uploads_through_three_hosts_of_one_mongodb(tmp_path):
+    """The partial lives in the database, not on a host: each PATCH may reach any host, and a cut one
+    resumes on another; no shared volume is needed (KUNJUNG_APP_HOSTS above 1 starts)."""
+    from conftest import make_mongo_stand_in_app
+    from mongo_stand_in import StandIn
+
+    from server.store import raw_store
+
+    database = StandIn()
+    hosts = [make_mongo_stand_in_app(tmp_path, stand_in=database, APP_HOSTS=3) for _ in range(3)]
+    try:
+        for name, role, villages in (("admin", "admin", []), ("ani", "officer", ["32.04.05.2001"])):
+            make_user(hosts[0], name, role, villages)
+        clients = [host.test_client() for host in hosts]
+        publish_media_form(clients[0])
+        ani = Device(clients[0], "ani")
+        sound = wav(2.0)
+        visit = media_visit(ani, answers={"catatan_suara": "suara.wav"},
+                            attachments=[entry("catatan_suara", sound, "suara.wav", "audio/wav")])
+        assert ani.push([visit])["results"][0]["status"] == "applied"
+        location = create_upload(clients[1], ani.headers, visit["id"], "catatan_suara", sound).headers["Location"]
+        draw, offset, turn = random.Random(5), 0, 0
+        while offset < len(sound):
+            client = clients[turn % 3]
+            turn += 1
+            chunk = sound[offset:offset + draw.randint(1000, 60_000)]
+            cut = draw.randint(len(chunk) // 2, len(chunk))
+            patch(client, ani.headers, location, offset, chunk[:cut], declared=len(chunk))
+            if offset + cut == len(sound):
+                break
+            head = clients[turn % 3].head(location, headers={**ani.headers, **TUS})
+            assert int(head.headers["Upload-Offset"]) == offset + cut
+            offset += cut
+        assert turn > 3
+        got = clients[2].get(f"/api/v1/visits/{visit['id']}/attachments/catatan_suara", headers=ani.headers)
+        assert got.get_data() == sound
+        assert stored(hosts[0]) == ([sha(sound)], [])
+    finally:
+        for host in hosts:
+            raw_store(host).close()
+
+
+def test_a_revised_visit_stops_the_phone_being_asked_for_files_its_first_version_never_sent(media_app):
+    """The officer took a photo and an audio note, sent the photo, then revised the visit (the supervisor
+    sent it back) without the audio: the first version's audio is no longer asked for, nor flagged."""
+    client = media_app.test_client()
+    ani = Device(client, "ani")
+    photo, sound, signature = jpeg(), wav(), png()
+    first = media_visit(ani, answers={"head_name": "Siti Aminah", "foto_rumah": "rumah.jpg",
+                                      "catatan_suara": "suara.wav", "tanda_tangan": "ttd.png"},
+                        attachments=[entry("foto_rumah", photo, "rumah.jpg", "image/jpeg"),
+                                     entry("catatan_suara", sound, "suara.wav", "audio/wav")])
+    assert ani.push([first])["results"][0]["status"] == "applied"
+    assert upload(client, ani.headers, first["id"], "foto_rumah", photo).status_code == 204
+    half = create_upload(client, ani.headers, first["id"], "catatan_suara", sound).headers["Location"]
+    assert patch(client, ani.headers, half, 0, sound[:1000]).status_code == 204  # then the link dropped
+    pulled = client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["attachments_missing"]
+    assert sorted(item["path"] for item in pulled) == ["catatan_suara", "tanda_tangan"]
+
+    second = {**media_visit(ani, first["household_id"], answers={"head_name": "Siti Aminah",
+                                                                  "foto_rumah": "rumah.jpg",
+                                                                  "tanda_tangan": "ttd.png"},
+                            attachments=[entry("foto_rumah", photo, "rumah.jpg", "image/jpeg"),
+                                         entry("tanda_tangan", signature, "ttd.png", "image/png")]),
+              "supersedes": first["id"]}
+    assert ani.push([second])["results"][0]["status"] == "applied"
+    # only the new version's own missing file is asked for; the first version's are not
+    expected = [{"visit_id": second["id"], "path": "tanda_tangan", "sha256": sha(signature), "size": len(signature)}]
+    assert client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["attachments_missing"] == expected
+    assert client.get("/api/v1/uploads/missing", headers=ani.headers).get_json()["items"] == expected
+    supervisor = login(client, "supervisor")
+    old = client.get(f"/api/v1/visits/{first['id']}", headers=supervisor).get_json()
+    assert old["superseded_by"] == second["id"]
+    assert "attachments_missing" not in [flag["code"] for flag in old["flags"]]
+    # what arrived stays with the first version; an upload of its audio under way may still finish
+    # (the bytes already crossed a bad link), and the first version then holds it, unflagged
+    assert client.get(f"/api/v1/visits/{first['id']}/attachments/foto_rumah", headers=supervisor).get_data() == photo
+    assert patch(client, ani.headers, half, 1000, sound[1000:]).status_code == 204
+    assert client.get(f"/api/v1/visits/{first['id']}/attachments/catatan_suara",
+                      headers=supervisor).get_data() == sound
+    old = client.get(f"/api/v1/visits/{first['id']}", headers=supervisor).get_json()
+    assert "attachments_missing" not in [flag["code"] for flag in old["flags"]]
+    assert client.get("/api/v1/sync/pull", headers=ani.headers).get_json()["attachments_missing"] == expected
+    assert stored(media_app) == (sorted([sha(photo), sha(sound)]), [])
+    # the officer's figures no longer count the first version as missing a file
+    assert upload(client, ani.headers, second["id"], "tanda_tangan", signature).status_code == 204
+    with media_app.app_context():
+        codes = [get_store().get("visits", visit_id)["flag_codes"] for visit_id in (first["id"], second["id"])]
+    assert ["attachments_missing" in each for each in codes] == [False, False]
+    assert "attachments_unlisted" in codes[0]  # what the first version's device did stays on record

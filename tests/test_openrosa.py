@@ -814,3 +814,58 @@ def test_a_split_submission_refused_at_its_last_part_leaves_no_stash_and_its_fil
         assert get_store().count("collect_parts") == 0
         assert collect_garbage(get_store(), blob_store(), grace_seconds=0, dry_run=True).blobs == [
             hashlib.sha256(JPEG).hexdigest()]
+
+
+@needs_engine
+def test_files_no_question_of_the_submission_names_are_ignored_and_nothing_of_them_stored(odk_app):
+    """As ODK Central does (lib/model/query/submission-attachments.js): the attachments a submission
+    expects are the file names its binary fields hold, each matched to the post's part of that field
+    name; any other part is ignored, its bytes never stored, and the submission taken."""
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani, xml = _photo_visit(client, admin)
+    visit_id = _instance_id(xml)
+    stray = {"catatan.txt": b"a note no question asks for", "lain.jpg": JPEG[:-2] + b"\x00\xff\xd9",
+             "audit.csv": b"event,node,start\n"}
+
+    def blobs():
+        with odk_app.app_context():
+            return sorted(blob.sha256 for blob in blob_store().list())
+
+    # a split post whose part carries only files no question names: nothing kept for the last part
+    assert ani.submit(xml, incomplete=True, files=stray)[0] == 201
+    assert blobs() == []
+    with odk_app.app_context():
+        assert get_store().count("collect_parts") == 0
+    # the last post carries the photo among them: the visit names and holds the photo alone
+    status, text = ani.submit(xml, files={**stray, "rumah.jpg": JPEG})
+    assert status == 201, text
+    assert blobs() == [hashlib.sha256(JPEG).hexdigest()]
+    assert [(doc["path"], doc["filename"], doc["held"]) for doc in _attachment_docs(odk_app, visit_id)] == [
+        ("house_photo", "rumah.jpg", True)]
+    with odk_app.app_context():
+        visit = get_store().get("visits", visit_id)
+    assert [entry["filename"] for entry in visit["attachments"]] == ["rumah.jpg"]
+    assert "attachments_missing" not in {flag["code"] for flag in visit["flags"]}
+
+
+@needs_engine
+def test_a_part_is_matched_by_its_field_name_as_central_matches_it(odk_app):
+    """A client that names the part after the answer but gives its file another name (some send the
+    phone's own path) is matched by the field name; a part whose field name no answer holds is not,
+    whatever its file name."""
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani, xml = _photo_visit(client, admin)
+    visit_id = _instance_id(xml)
+    other = JPEG[:-2] + b"\x01\xff\xd9"
+    data = {"xml_submission_file": (io.BytesIO(xml.encode()), "instance.xml", "text/xml"),
+            "foto": (io.BytesIO(other), "rumah.jpg", "image/jpeg"),  # the file name alone is not a match
+            "rumah.jpg": (io.BytesIO(JPEG), "IMG_20261207_0900.jpg", "image/jpeg")}
+    response = client.post(f"{ani.base}/submission", data=data, headers=ani.headers(),
+                           content_type="multipart/form-data")
+    assert response.status_code == 201, response.data
+    with odk_app.app_context():
+        assert sorted(blob.sha256 for blob in blob_store().list()) == [hashlib.sha256(JPEG).hexdigest()]
+    assert [(doc["filename"], doc["sha256"], doc["held"]) for doc in _attachment_docs(odk_app, visit_id)] == [
+        ("rumah.jpg", hashlib.sha256(JPEG).hexdigest(), True)]

@@ -292,11 +292,11 @@ def submission(token: str) -> Response:
         raise SubmissionError(400, _("The post has no %(field)s.", field=XML_FIELD), {XML_FIELD: [_("missing")]})
     xml = upload.read()
     files = {}
+    # A part is a submission's file by its field name, which Collect sets to the name the answer
+    # holds (its file name may be the phone's own path): ODK Central matches parts the same way.
     for field_name, part in request.files.items(multi=True):
-        if field_name != XML_FIELD:
-            name = part.filename or field_name
-            if check_file_name(name) is None:
-                files[name] = part.read()
+        if field_name != XML_FIELD and check_file_name(field_name) is None:
+            files[field_name] = part.read()
     incomplete = (request.form.get(INCOMPLETE_FIELD) or "").lower() in ("yes", "true", "1")
     outcome = take_submission(get_store(), push_service(), _caller(), xml, files, incomplete=incomplete,
                               blobs=blob_store(), limits=MediaLimits.from_config(current_app.config))

@@ -7,7 +7,7 @@ import re
 import marshmallow as ma
 from flask import Flask, Response, current_app, request, stream_with_context
 
-from ..blobs import blob_store, upload_directory
+from ..blobs import blob_store
 from ..blobs.attachments import MediaLimits, missing_for_device, readable_attachment, record_download, thumbnail
 from ..blobs.uploads import (
     TUS_EXTENSIONS,
@@ -43,7 +43,7 @@ def upload_service_for(app: Flask) -> UploadService:
     service = app.extensions.get(SERVICE)
     if service is None:
         service = app.extensions.setdefault(SERVICE, UploadService(
-            get_store(app), blob_store(app), upload_directory(app.config), MediaLimits.from_config(app.config)))
+            get_store(app), blob_store(app), MediaLimits.from_config(app.config)))
     return service  # type: ignore[no-any-return]
 
 

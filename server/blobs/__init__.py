@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ from flask import Flask, current_app
 from .store import BlobError, BlobInfo, BlobMismatch, BlobNotFound, BlobStore
 
 __all__ = ["BlobError", "BlobInfo", "BlobMismatch", "BlobNotFound", "BlobStore", "blob_store", "blobs_beside",
-           "check_upload_sharing", "open_blob_store", "restore_blobs", "upload_body_limit", "upload_directory"]
+           "check_upload_sharing", "open_blob_store", "restore_blobs", "upload_body_limit"]
 
 EXTENSION = "kunjung.blobs"
 UPLOADS_PREFIX = "/api/v1/uploads/"
@@ -34,32 +32,20 @@ def blob_directory(config: dict[str, Any]) -> Path | None:
     return db.with_name(db.name + "-blobs") if db is not None else None
 
 
-def upload_directory(config: dict[str, Any]) -> Path:
-    """Where partial uploads wait for their next byte (on the server's own disk, so that a cut resumes)."""
-    if config.get("UPLOAD_DIR"):
-        path = Path(config["UPLOAD_DIR"])
-    elif (db := _sqlite_file(config.get("DATABASE_URL") or "")) is not None:
-        path = db.with_name(db.name + "-uploads")
-    elif config.get("SECRET_KEY_FILE"):
-        path = Path(config["SECRET_KEY_FILE"]).parent / "uploads"
-    else:
-        path = Path(tempfile.gettempdir()) / f"kunjung-uploads-{os.getuid()}"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
-
-
 def check_upload_sharing(config: dict[str, Any]) -> None:
-    """Refuse to start several app hosts whose uploads under way would each be on their own disk: a
-    PATCH reaching another host than the POST would find no upload, and a resumed one would restart."""
+    """Refuse to start several app hosts whose blobs (and so the partials of uploads under way) would
+    each be on their own disk: a PATCH reaching another host than the POST would find no upload, and
+    a resumed one would restart. GridFS is reached by every host; a blob folder must be one volume."""
     from ..config import ConfigError
     from ..i18n import gettext
 
     hosts = int(config.get("APP_HOSTS") or 1)
-    if hosts > 1 and not (config.get("UPLOAD_DIR") and config.get("UPLOAD_DIR_SHARED")):
+    if hosts > 1 and blob_directory(config) is not None and not config.get("BLOB_DIR_SHARED"):
         raise ConfigError(gettext(
-            "KUNJUNG_APP_HOSTS is %(hosts)s, but uploads under way are kept on the local disk: set "
-            "KUNJUNG_UPLOAD_DIR to a volume every app host mounts and KUNJUNG_UPLOAD_DIR_SHARED=true "
-            "(docs/scaling.md, Uploads on several hosts)", hosts=hosts))
+            "KUNJUNG_APP_HOSTS is %(hosts)s, but files and uploads under way are kept in a folder on the local "
+            "disk: store them in MongoDB (GridFS: leave KUNJUNG_BLOB_DIR unset), or set KUNJUNG_BLOB_DIR to a "
+            "volume every app host mounts and KUNJUNG_BLOB_DIR_SHARED=true (docs/scaling.md, Uploads on "
+            "several hosts)", hosts=hosts))
 
 
 def open_blob_store(config: dict[str, Any], store: Any) -> BlobStore:

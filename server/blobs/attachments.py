@@ -208,6 +208,25 @@ def files_sent_before(reader: Store | Writer, visit: dict[str, Any],
     return visit, flags
 
 
+def release_superseded(reader: Store | Writer, visit: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A visit being superseded, no longer waiting for the files of it that never arrived, and their
+    ``attachments`` documents marked so (``held: None``, ``superseded: True``), for its superseder's
+    writer to store: the device is no longer asked for them (pull, ``/uploads/missing``) and the visit
+    loses its ``attachments_missing`` flag. The new version names what it still needs. An upload of
+    one already under way may still finish (bytes over a bad link are not thrown away): the old
+    version then holds it, and it counts for a later visit naming the same bytes (files sent before)."""
+    entries = visit.get("attachments") or []
+    waiting = [entry["path"] for entry in entries if not entry.get("held")]
+    waiting += [entry["path"] for entry in visit.get("unlisted_files") or ()]
+    if not waiting:
+        return visit, []
+    found = reader.get_many(ATTACHMENTS, [attachment_id(visit["id"], path) for path in waiting])
+    released = [{**doc, "held": None, "superseded": True} for doc in found.values() if not doc.get("held")]
+    entries = [{**entry, "superseded": True} if not entry.get("held") else entry for entry in entries]
+    flags = [flag for flag in visit.get("flags") or () if flag.get("code") != MISSING]
+    return _with_flags({**visit, "attachments": entries}, flags), released
+
+
 def _with_flags(visit: dict[str, Any], flags: list[dict[str, Any]]) -> dict[str, Any]:
     return {**visit, "flags": flags, "flagged": bool(flags), "flag_codes": sorted({f["code"] for f in flags})}
 
@@ -220,7 +239,7 @@ def mark_held(tx: Writer, attachment: Mapping[str, Any], stored_type: str) -> di
     if visit is not None:
         entries = [{**e, "held": True} if e["path"] == attachment["path"] else e
                    for e in visit.get("attachments") or ()]
-        missing = [e["path"] for e in entries if not e.get("held")]
+        missing = [e["path"] for e in entries if not e.get("held") and not e.get("superseded")]
         flags = [f for f in visit.get("flags") or () if f.get("code") != MISSING]
         if missing:
             flags.append(missing_flag(missing))
@@ -301,6 +320,8 @@ class Collected:
     bytes: int = 0
     uploads: list[str] = field(default_factory=list)
     kept_young: int = 0
+    partials: list[str] = field(default_factory=list)  # partials no upload names (a crash between the two)
+    form_file_chunks: list[str] = field(default_factory=list)
 
 
 def named(store: Store, sha256: str) -> bool:
@@ -315,7 +336,12 @@ def collect_garbage(store: Store, blobs: BlobStore, *, grace_seconds: float, dry
                     discard_upload: Callable[[Mapping[str, Any]], None] | None = None,
                     clock: Callable[[], float] = time.time) -> Collected:
     """Remove blobs no attachment names that were stored more than ``grace_seconds`` ago (younger ones
-    may belong to an upload whose visit is being written), and uploads left unfinished that long."""
+    may belong to an upload whose visit is being written); uploads abandoned that long (created
+    before and their partial not appended to since: one resuming over days is kept); partials no
+    upload names that long (a crash between writing the two); and the legacy form file chunks no
+    form file names (:func:`server.forms_registry.sweep_legacy_chunks`)."""
+    from ..forms_registry import sweep_legacy_chunks
+
     result = Collected()
     cutoff = clock() - grace_seconds
     for blob in blobs.list():
@@ -330,11 +356,20 @@ def collect_garbage(store: Store, blobs: BlobStore, *, grace_seconds: float, dry
             blobs.delete(blob.sha256)
     stale_before = iso(datetime.fromtimestamp(cutoff, UTC))
     for upload in store.find(UPLOADS, {"created_at": Range(lt=stale_before)}, order_by="created_at"):
+        partial = blobs.partial_info(upload["id"])
+        if partial is not None and partial.touched_at > cutoff:
+            continue  # still being sent, a PATCH at a time over a bad link
         result.uploads.append(upload["id"])
         if not dry_run and discard_upload is not None:
             discard_upload(upload)
+    for partial in blobs.partials():
+        if partial.touched_at > cutoff or store.get(UPLOADS, partial.partial_id) is not None:
+            continue
+        result.partials.append(partial.partial_id)
+        if not dry_run:
+            blobs.delete_partial(partial.partial_id)
+    result.form_file_chunks = sweep_legacy_chunks(store, grace_seconds=grace_seconds, dry_run=dry_run, clock=clock)
     return result
-
 
 
 def forget_visit_files(store: Store, blobs: BlobStore, visit_id: str) -> list[str]:

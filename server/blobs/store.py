@@ -8,6 +8,11 @@ contract suite (``tests/blobs/``) runs against both.
 
 Storing a blob never grants anyone access to it: which visit may name which blob is kept with the
 visit's attachments (``server/blobs/attachments.py``), never inferred from a blob existing.
+
+The same backend keeps the *partials* of uploads under way (``server/blobs/uploads.py``): bytes
+appended at an offset, durable before each append returns, readable by every app host that reaches
+the backend, so the next PATCH of a tus upload may reach any of them. A partial becomes a blob with
+:meth:`BlobStore.commit_partial` once its caller has checked the whole of it.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import abc
 import hashlib
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
+PARTIAL_ID = re.compile(r"[0-9a-f]{32}")
 CHUNK = 256 * 1024
 
 
@@ -42,6 +48,41 @@ def check_digest(sha256: str) -> str:
     if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
         raise ValueError("a blob digest is 64 lowercase hex digits")
     return sha256
+
+
+class PartialNotFound(BlobError):
+    """No partial has this id (never made, committed, or deleted)."""
+
+
+class PartialBusy(BlobError):
+    """Another writer is appending to this partial right now."""
+
+
+class PartialOffsetMismatch(BlobError):
+    """The partial does not stand at the offset the append was for; ``size`` is where it stands."""
+
+    def __init__(self, size: int):
+        super().__init__(f"the partial stands at {size}")
+        self.size = size
+
+
+class DiscardAppend(BlobError):
+    """Raised by the pieces given to :meth:`BlobStore.append_partial` to drop every byte that call
+    appended; the backend re-raises it (the caller's subclass) once the partial is back where it stood."""
+
+
+def check_partial_id(partial_id: str) -> str:
+    """``partial_id`` if it is 32 lowercase hex digits (an upload id), else ValueError."""
+    if not isinstance(partial_id, str) or not PARTIAL_ID.fullmatch(partial_id):
+        raise ValueError("a partial id is 32 lowercase hex digits")
+    return partial_id
+
+
+@dataclass(frozen=True)
+class PartialInfo:
+    partial_id: str
+    size: int
+    touched_at: float  # seconds since the epoch, when it was made or last appended to
 
 
 @dataclass(frozen=True)
@@ -92,6 +133,46 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def list(self) -> Iterator[BlobInfo]:
         """Every stored blob, in no particular order, streamed."""
+
+    # -- partials of uploads under way -----------------------------------------------------------
+    @abc.abstractmethod
+    def create_partial(self, partial_id: str) -> None:
+        """Make an empty partial (nothing happens if it exists)."""
+
+    @abc.abstractmethod
+    def partial_info(self, partial_id: str) -> PartialInfo | None:
+        """The partial's size (the offset the next append is at) and last touch, or None."""
+
+    @abc.abstractmethod
+    def append_partial(self, partial_id: str, offset: int, pieces: Iterable[bytes]) -> int:
+        """Append ``pieces`` at ``offset`` and return the partial's new size.
+
+        Raises :class:`PartialNotFound`, :class:`PartialOffsetMismatch` when the partial is not
+        ``offset`` long, and :class:`PartialBusy` while another writer (in any process, on any
+        host) appends to it. Bytes appended are durable before this returns. When iterating
+        ``pieces`` raises (a client cut off mid-body), what came before is kept, durable, and the
+        error propagates; when it raises :class:`DiscardAppend`, nothing of this call is kept.
+        Memory stays at a chunk whatever the body's size."""
+
+    @abc.abstractmethod
+    def partial_chunks(self, partial_id: str) -> Iterator[bytes]:
+        """The partial's bytes from its start, in pieces of at most a megabyte.
+        Raises :class:`PartialNotFound` (before yielding anything)."""
+
+    @abc.abstractmethod
+    def commit_partial(self, partial_id: str, sha256: str) -> BlobInfo:
+        """Make the partial the blob ``sha256`` (kept as it is if stored already) and remove the
+        partial. The caller has checked the bytes' digest: a backend that can make the partial a
+        blob without reading it (a rename) does so; one that copies checks as it copies and raises
+        :class:`BlobMismatch` (nothing stored, the partial kept). :class:`PartialNotFound` if gone."""
+
+    @abc.abstractmethod
+    def delete_partial(self, partial_id: str) -> bool:
+        """Remove the partial; True if it existed."""
+
+    @abc.abstractmethod
+    def partials(self) -> Iterator[PartialInfo]:
+        """Every partial, in no particular order (the clean-up sweeps abandoned ones)."""
 
     def copy_to(self, destination: str) -> int:
         """Copy every blob into the folder ``destination`` in the disk backend's layout (a backup that

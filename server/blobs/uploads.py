@@ -1,8 +1,9 @@
 """Resumable uploads of visits' files (tus 1.0 core and creation): the upload's life from creation to the last byte.
 
 An upload is created for one attachment a pushed visit names, by the device that made the visit.
-Its bytes go to a partial file on the server's disk as they arrive and are fsynced before each
-answer, so its offset (the partial file's size) survives a cut at any byte and a server restart.
+Its bytes go to a partial in the blob backend as they arrive (a file under the blob folder, or
+chunk documents beside GridFS's) and are durable before each answer, so its offset (the partial's
+size) survives a cut at any byte and a server restart, and any app host can take the next PATCH.
 When the last byte arrives every check runs before anything is stored: the SHA-256, the type
 sniffed from the bytes against the question's kind, the size limit, an image's pixels. A file
 that fails any of them is discarded with its upload; one that passes becomes a blob (stored
@@ -14,19 +15,16 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import errno
-import fcntl
 import hashlib
-import os
 import re
 import struct
+import tempfile
 import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from ..errors import ApiError
 from ..i18n import gettext
@@ -35,9 +33,8 @@ from ..security.scope import Scope
 from ..storage import Store, Writer
 from ..timeutil import iso, now_utc
 from .attachments import ATTACHMENTS, UPLOADS, VISITS, MediaLimits, attachment_id, mark_held, sent_by
-from .disk import DiskBlobStore
 from .media import SNIFF_BYTES, fits, sniff
-from .store import CHUNK, BlobStore
+from .store import CHUNK, BlobStore, DiscardAppend, PartialBusy, PartialNotFound, PartialOffsetMismatch
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation"
@@ -91,17 +88,13 @@ def parse_length(value: str | None, header: str) -> int:
 
 
 class UploadService:
-    """tus uploads over one store, blob store and folder of partial files."""
+    """tus uploads over one store and blob store (which keeps the partials too)."""
 
-    def __init__(self, store: Store, blobs: BlobStore, directory: Path, limits: MediaLimits):
+    def __init__(self, store: Store, blobs: BlobStore, limits: MediaLimits):
         self.store = store
         self.blobs = blobs
-        self.directory = directory
         self.limits = limits
         self.digests = RunningDigests()
-
-    def partial(self, upload_id: str) -> Path:
-        return self.directory / f"{upload_id}.part"
 
     # -- creation ------------------------------------------------------------------------------
     def create(self, caller: Uploader, length: int, metadata: Mapping[str, str]) -> tuple[dict[str, Any], int]:
@@ -161,7 +154,7 @@ class UploadService:
 
             self.store.unit_of_work(unit)
             return upload, length
-        self.partial(upload["id"]).touch(mode=0o600)
+        self.blobs.create_partial(upload["id"])
         self.store.insert(UPLOADS, upload)
         return upload, 0
 
@@ -170,15 +163,15 @@ class UploadService:
         """The caller's upload and its offset; 404 alike for an unknown one and another device's."""
         upload = self.store.get(UPLOADS, upload_id) if UPLOAD_ID.fullmatch(upload_id) else None
         if upload is None or upload["device_id"] != caller.device_id or upload["officer"] != caller.username:
-            raise ApiError(404, "not_found", gettext("No such upload (it may have finished or been refused)."))
-        try:
-            offset = self.partial(upload_id).stat().st_size
-        except FileNotFoundError:
+            raise _no_upload()
+        partial = self.blobs.partial_info(upload_id)
+        if partial is None:
             attachment = self.store.get(ATTACHMENTS, upload["attachment_id"])
             offset = upload["length"] if attachment and attachment.get("held") else 0
             if offset == 0:
-                self.partial(upload_id).touch(mode=0o600)  # lost with a crash mid-finish: send it again
+                self.blobs.create_partial(upload_id)  # lost with a crash mid-finish, or swept: send it again
         else:
+            offset = partial.size
             if offset >= upload["length"]:
                 # Every byte arrived but the server stopped before storing the file: store it now, or a
                 # client seeing the whole length would never send another byte.
@@ -191,64 +184,62 @@ class UploadService:
         checks and stores the file (or discards the upload and raises)."""
         upload, current = self.get(caller, upload_id)
         if offset != current:
-            raise ApiError(409, "offset_mismatch",
-                           gettext("Upload-Offset is not where the upload stands; ask with HEAD."),
-                           {"Upload-Offset": [gettext("the upload stands at %(offset)s", offset=current)]})
+            raise _offset_mismatch(current)
         if current >= upload["length"]:
             return current
         remaining = upload["length"] - current
-        path = self.partial(upload_id)
-        try:
-            handle = open(path, "r+b")  # noqa: SIM115 (closed below)
-        except FileNotFoundError:  # discarded meanwhile (refused, or cleaned up)
-            raise ApiError(404, "not_found",
-                           gettext("No such upload (it may have finished or been refused).")) from None
-        with handle as out, _locked(out):
-            if os.fstat(out.fileno()).st_size != current:  # another request appended meanwhile
-                raise ApiError(409, "offset_mismatch",
-                               gettext("Upload-Offset is not where the upload stands; ask with HEAD."))
-            out.seek(current)
-            written = 0
-            digest = self.digests.take(upload_id, current)
-            try:
-                while True:
-                    piece = body.read(min(CHUNK, remaining - written + 1))
-                    if not piece:
-                        break
-                    if written + len(piece) > remaining:
-                        out.truncate(current)
-                        digest = None
-                        raise ApiError(400, "too_many_bytes",
-                                       gettext("The body is longer than what the upload still lacks."),
-                                       {"Upload-Length": [gettext("%(remaining)s bytes remain", remaining=remaining)]})
-                    out.write(piece)
-                    if digest is not None:
-                        digest.update(piece)
-                    written += len(piece)
-            finally:
-                out.flush()
-                os.fsync(out.fileno())
+        digest = self.digests.take(upload_id, current)
+        sent = 0
+
+        def pieces() -> Iterator[bytes]:
+            nonlocal sent
+            while True:
+                piece = body.read(min(CHUNK, remaining - sent + 1))
+                if not piece:
+                    return
+                if sent + len(piece) > remaining:
+                    raise _TooManyBytes(remaining)
                 if digest is not None:
-                    self.digests.keep(upload_id, current + written, digest)
-        offset = current + written
-        if offset == upload["length"]:
+                    digest.update(piece)
+                sent += len(piece)
+                yield piece
+
+        try:
+            new_offset = self.blobs.append_partial(upload_id, current, pieces())
+        except _TooManyBytes as error:
+            raise ApiError(400, "too_many_bytes", gettext("The body is longer than what the upload still lacks."),
+                           {"Upload-Length": [gettext("%(remaining)s bytes remain",
+                                                      remaining=error.remaining)]}) from None
+        except PartialNotFound:  # discarded meanwhile (refused, or cleaned up)
+            raise _no_upload() from None
+        except PartialOffsetMismatch as error:  # another request appended meanwhile
+            raise _offset_mismatch(error.size) from None
+        except PartialBusy:
+            raise ApiError(409, "upload_busy", gettext("Another request is appending to this upload.")) from None
+        except BaseException:
+            # a cut body: what arrived is kept; the running digest counts only if it matches the partial
+            kept = self.blobs.partial_info(upload_id)
+            if digest is not None and kept is not None and kept.size == current + sent:
+                self.digests.keep(upload_id, kept.size, digest)
+            raise
+        if digest is not None and new_offset == current + sent:
+            self.digests.keep(upload_id, new_offset, digest)
+        if new_offset == upload["length"]:
             self.finish(upload)
-        return offset
+        return new_offset
 
     # -- the last byte ---------------------------------------------------------------------------------
     def finish(self, upload: Mapping[str, Any]) -> None:
         """Check the complete file and store it, or discard it and raise the one error shape."""
-        path = self.partial(upload["id"])
         attachment = self.store.get(ATTACHMENTS, upload["attachment_id"])
         try:
             if attachment is None:
                 raise ApiError(404, "not_found", gettext("The visit no longer names this file."))
-            stored_type = self._check(path, upload, attachment)
-            if isinstance(self.blobs, DiskBlobStore):
-                self.blobs.adopt(path, upload["sha256"])  # same disk: a rename, not a copy
-            else:
-                with open(path, "rb") as source:
-                    self.blobs.put(source, upload["sha256"])
+            stored_type = self._check(upload, attachment)
+            self.blobs.commit_partial(upload["id"], upload["sha256"])  # on disk a rename, not a copy
+        except PartialBusy:
+            # another request of this upload is finishing it: this one stores nothing, and discards nothing
+            raise ApiError(409, "upload_busy", gettext("Another request is appending to this upload.")) from None
         except Exception:
             self.discard(upload)
             raise
@@ -260,17 +251,14 @@ class UploadService:
             tx.delete(UPLOADS, upload["id"])
 
         self.store.unit_of_work(unit)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
-    def _check(self, path: Path, upload: Mapping[str, Any], attachment: Mapping[str, Any]) -> str:
+    def _check(self, upload: Mapping[str, Any], attachment: Mapping[str, Any]) -> str:
         digest = self.digests.take(upload["id"], upload["length"])
-        with open(path, "rb") as source:
-            head = source.read(SNIFF_BYTES)
-            if digest is None:  # its bytes came through other processes too: read them again
-                digest = hashlib.sha256(head)
-                while piece := source.read(1024 * 1024):
-                    digest.update(piece)
+        head, size = self._head_and_size(upload["id"])
+        if digest is None:  # its bytes came through other processes (or hosts) too: read them again
+            digest = hashlib.sha256()
+            for piece in self.blobs.partial_chunks(upload["id"]):
+                digest.update(piece)
         if digest.hexdigest() != upload["sha256"]:
             raise ApiError(422, "checksum_mismatch",
                            gettext("The bytes received do not have the sha256 the visit names; "
@@ -285,18 +273,38 @@ class UploadService:
                            gettext("The file's bytes are %(media_type)s, which a %(kind)s question does not take.",
                                    media_type=media_type, kind=kind),
                            {"path": [gettext("%(media_type)s is not %(kind)s", media_type=media_type, kind=kind)]})
-        size = path.stat().st_size
         if size > self.limits.of(kind):
             raise ApiError(413, "file_too_large", gettext("A %(kind)s file may be at most %(limit)s bytes.",
                                                           kind=kind, limit=self.limits.of(kind)))
         if kind == "image":
-            _check_image(path, attachment.get("max_pixels"))
+            with self._spooled(upload["id"]) as image:
+                _check_image(image, attachment.get("max_pixels"))
         return media_type
 
+    def _head_and_size(self, upload_id: str) -> tuple[bytes, int]:
+        """The partial's first bytes (for sniffing) and its size; a missing partial is 404."""
+        info = self.blobs.partial_info(upload_id)
+        if info is None:
+            raise _no_upload()
+        head = b""
+        for piece in self.blobs.partial_chunks(upload_id):
+            head += piece[:SNIFF_BYTES - len(head)]
+            if len(head) >= SNIFF_BYTES:
+                break
+        return head, info.size
+
+    @contextlib.contextmanager
+    def _spooled(self, upload_id: str) -> Iterator[IO[bytes]]:
+        """The partial as a seekable file for Pillow: in memory up to a megabyte, on disk beyond."""
+        with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as copy:
+            for piece in self.blobs.partial_chunks(upload_id):
+                copy.write(piece)
+            copy.seek(0)
+            yield copy  # type: ignore[misc]
+
     def discard(self, upload: Mapping[str, Any]) -> None:
-        """Forget an upload and its partial file."""
-        with contextlib.suppress(FileNotFoundError):
-            self.partial(upload["id"]).unlink()
+        """Forget an upload and its partial."""
+        self.blobs.delete_partial(upload["id"])
         self.store.delete(UPLOADS, upload["id"])
 
 
@@ -325,12 +333,29 @@ class RunningDigests:
                 self.running.popitem(last=False)
 
 
-def _check_image(path: Path, max_pixels: int | None) -> None:
+class _TooManyBytes(DiscardAppend):
+    """A PATCH body longer than what its upload lacks: nothing of it is kept."""
+
+    def __init__(self, remaining: int):
+        super().__init__(f"{remaining} bytes remain")
+        self.remaining = remaining
+
+
+def _no_upload() -> ApiError:
+    return ApiError(404, "not_found", gettext("No such upload (it may have finished or been refused)."))
+
+
+def _offset_mismatch(offset: int) -> ApiError:
+    return ApiError(409, "offset_mismatch", gettext("Upload-Offset is not where the upload stands; ask with HEAD."),
+                    {"Upload-Offset": [gettext("the upload stands at %(offset)s", offset=offset)]})
+
+
+def _check_image(source: IO[bytes], max_pixels: int | None) -> None:
     """The image decodes, and its longer side is within the question's ``max-pixels``."""
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             width, height = image.size
             image.verify()
     except Image.DecompressionBombError:
@@ -344,17 +369,3 @@ def _check_image(path: Path, max_pixels: int | None) -> None:
                                width=width, height=height, max_pixels=max_pixels),
                        {"path": [gettext("longer side %(side)s > %(max_pixels)s",
                                      side=max(width, height), max_pixels=max_pixels)]})
-
-
-@contextlib.contextmanager
-def _locked(handle: BinaryIO) -> Iterator[None]:
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        if error.errno in (errno.EAGAIN, errno.EACCES):
-            raise ApiError(409, "upload_busy", gettext("Another request is appending to this upload.")) from None
-        raise
-    try:
-        yield
-    finally:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

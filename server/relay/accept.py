@@ -21,6 +21,7 @@ from forms.identifiers import Area
 from sync import EventError, Record, parse_event
 from sync.stamps import is_id
 
+from ..blobs.attachments import ATTACHMENTS, release_superseded
 from ..clock import StoredClock
 from ..eventlog import EVENTS, body_hash, event_recall, folds_into_household, same_body
 from ..geo import check_geotag
@@ -248,4 +249,7 @@ def _store_visit(tx: Writer, visit: Mapping[str, Any], event: Mapping[str, Any])
     if is_id(supersedes):
         earlier = tx.get(VISITS, supersedes)
         if earlier is not None and earlier["household_id"] == doc["household_id"]:
+            earlier, released = release_superseded(tx, earlier)
             tx.put(VISITS, {**earlier, "superseded_by": doc["id"]})
+            for attachment in released:  # its files that never arrived are no longer asked for
+                tx.put(ATTACHMENTS, attachment)
