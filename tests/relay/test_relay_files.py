@@ -6,10 +6,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 
 import pytest
 from click.testing import CliRunner
-from http_helpers import login, make_user
+from http_helpers import PASSWORD, login, make_user
 from media_helpers import TUS, entry, jpeg, media_visit, metadata, publish_media_form, sha, upload
 from PIL import Image
 from relay_helpers import Link, close, make_hall, sync_round
@@ -282,4 +283,33 @@ def test_the_status_command_shows_files_waiting_to_go_up(tmp_path, media_central
     supervisor = login(hall.test_client(), "supervisor")
     status = hall.test_client().get("/api/v1/relay/status", headers=supervisor).get_json()
     assert (status["files_waiting_up"], status["files_waiting_down"]) == (1, 0)
+    close(hall)
+
+
+def test_the_halls_page_shows_files_waiting_to_go_up_and_those_refused(tmp_path, media_central):
+    hall, link = make_hall(tmp_path, media_central, "balai", [VILLAGE])
+    collect_at(hall, "ani", jpeg(color="gray"))
+    browser = hall.test_client()
+    form = browser.get("/web/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.get_data(as_text=True)).group(1)
+    signed = browser.post("/web/login", data={"username": "supervisor", "password": PASSWORD, "csrf_token": csrf})
+    assert signed.status_code == 302
+    assert 'href="/web/hall"' in browser.get("/web/").get_data(as_text=True)  # the menu links it at a hall
+    page = browser.get("/web/hall").get_data(as_text=True)
+    assert re.search(r'id="files-waiting-up">1<', page)
+    assert re.search(r'id="waiting-up">1<', page)
+    media_central.config["MAX_IMAGE_BYTES"] = 100  # central refuses the photo
+    media_central.extensions.pop("kunjung.uploads", None)
+    sync_round(hall, link)
+    browser.set_cookie("kunjung_lang", "id")
+    page = browser.get("/web/hall").get_data(as_text=True)
+    assert re.search(r'id="files-waiting-up">0<', page)
+    assert "file_too_large" in page
+    assert "Berkas menunggu dikirim ke atas" in page
+    central_browser = media_central.test_client()  # central is no hall: no such page, no menu entry
+    form = central_browser.get("/web/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.get_data(as_text=True)).group(1)
+    central_browser.post("/web/login", data={"username": "supervisor", "password": PASSWORD, "csrf_token": csrf})
+    assert 'href="/web/hall"' not in central_browser.get("/web/").get_data(as_text=True)
+    assert central_browser.get("/web/hall").status_code == 404
     close(hall)
