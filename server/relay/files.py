@@ -192,6 +192,14 @@ class FileTransfers:
             return None, None
         return shape.get("code"), shape.get("message")
 
+    def _about_the_file(self, reply: Any) -> bool:
+        """Whether a refusal is about this file (kept in the status, not asked again) rather than about the
+        hall or the moment (a credential revoked mid-round, another node, too many requests, a server
+        error): those stop the round, and the next one tries again."""
+        if not 400 <= reply.status < 500 or reply.status in (401, 408, 429):
+            return False
+        return not (reply.status == 403 and self._shape(reply)[0] == "hall_node_mismatch")
+
     def _unexpected(self, reply: Any, what: str) -> Exception:
         code, message = self._shape(reply)
         return self.error(code or f"http_{reply.status}", message or N_("upstream answered %(status)s to %(what)s")
@@ -232,7 +240,7 @@ class FileTransfers:
                     "Upload-Metadata": encode_metadata({"sha256": doc["sha256"], "filename": doc["filename"] or "file",
                                                         "event_id": doc["visit_id"], "path": doc["path"]})})
                 if reply.status != 201:
-                    if 400 <= reply.status < 500:
+                    if self._about_the_file(reply):
                         self._refuse(doc, *self._shape(reply))
                         return False
                     raise self._unexpected(reply, "POST")
@@ -249,7 +257,7 @@ class FileTransfers:
                 offset = int(reply.headers.get("upload-offset", offset + len(piece)))
             elif reply.status in (404, 409):
                 offset = None  # ask where it stands (404: gone there, so start again)
-            elif 400 <= reply.status < 500:
+            elif self._about_the_file(reply):
                 self._refuse(doc, *self._shape(reply))  # the checks at the last byte refused the file
                 return False
             else:
@@ -293,7 +301,7 @@ class FileTransfers:
             if reply.status == 404 and self._shape(reply)[0] == "not_arrived":
                 return None  # the phone has not sent it upstream yet: a later round asks again
             if reply.status not in (200, 206):
-                if 400 <= reply.status < 500:
+                if self._about_the_file(reply):
                     self._refuse(doc, *self._shape(reply))
                     return False
                 raise self._unexpected(reply, "GET")

@@ -313,3 +313,28 @@ def test_the_halls_page_shows_files_waiting_to_go_up_and_those_refused(tmp_path,
     assert 'href="/web/hall"' not in central_browser.get("/web/").get_data(as_text=True)
     assert central_browser.get("/web/hall").status_code == 404
     close(hall)
+
+
+def test_a_credential_revoked_mid_round_stops_the_round_and_leaves_the_photo_waiting(tmp_path, media_central):
+    from server.relay.halls import revoke_hall
+
+    hall = make_hall(tmp_path, media_central, "balai", [VILLAGE])[0]
+    collect_at(hall, "ani", jpeg(color="khaki"))
+
+    class Revoking(Link):
+        """The admin revokes the hall (a stolen laptop) just as its round reaches the photo."""
+
+        def send(self, method, path, **kwargs):
+            if path == "/api/v1/relay/uploads":
+                with media_central.app_context():
+                    revoke_hall(get_store(media_central), "balai", actor="admin")
+            return super().send(method, path, **kwargs)
+
+    with pytest.raises(RelayError) as stopped:
+        sync_round(hall, Revoking(media_central))
+    assert stopped.value.code == "invalid_credential"
+    with hall.app_context():
+        status = hall_status(get_store(hall))
+    # Not the photo's fault: it is not set aside as refused but stays waiting for a round that can send it.
+    assert (status["files_waiting_up"], status["files_refused"]) == (1, [])
+    close(hall)
