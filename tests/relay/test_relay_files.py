@@ -338,3 +338,29 @@ def test_a_credential_revoked_mid_round_stops_the_round_and_leaves_the_photo_wai
     # Not the photo's fault: it is not set aside as refused but stays waiting for a round that can send it.
     assert (status["files_waiting_up"], status["files_refused"]) == (1, [])
     close(hall)
+
+
+def test_a_relayed_list_is_checked_against_the_receivers_form_and_never_arrives_held(media_central):
+    from server.forms_registry import published_definition
+
+    photo, card = jpeg(color="teal"), jpeg(color="gold")
+    visit = {"id": "0f8c6a53-5f0e-4a5e-9a43-3c2f4d6b7e11", "village": VILLAGE, "device_id": "phone-ani",
+             "officer": "ani", "received_at": "2026-12-08T01:00:00Z",
+             "answers": {"head_name": "Siti", "foto_rumah": "rumah.jpg", "tanda_tangan": "ttd.png"},
+             "flags": [{"code": "attachments_missing", "paths": []}, {"code": "no_geotag"}]}
+    sent = [{**entry("foto_rumah", photo, "rumah.jpg", "image/jpeg"), "held": True, "kind": "video"},  # the sender's
+            entry("head_name", card, "kk.jpg", "image/jpeg"),  # not a media question: left out
+            "not an entry"]
+    with media_central.app_context():
+        store = get_store(media_central)
+        definition = published_definition(store, "verifikasi_foto", "1")
+        with store.transaction() as tx:
+            doc, attachments = relay_files.relayed_files(tx, definition, dict(visit), sent)
+            unknown_form = relay_files.relayed_files(tx, None, dict(visit), sent)
+    assert [(e["path"], e["held"], e["kind"]) for e in doc["attachments"]] == [("foto_rumah", False, "image")]
+    assert [f["code"] for f in doc["flags"]] == ["no_geotag", "attachments_missing", "attachments_unlisted"]
+    assert next(f for f in doc["flags"] if f["code"] == "attachments_missing")["paths"] == ["foto_rumah"]
+    assert doc["unlisted_files"][0]["path"] == "tanda_tangan"  # answered, never listed: flagged as here
+    assert [(a["id"], a["held"], a["device_id"]) for a in attachments] == [
+        (f"{visit['id']}/foto_rumah", False, "phone-ani"), (f"{visit['id']}/tanda_tangan", False, "phone-ani")]
+    assert unknown_form == (visit, [])  # no form here to check against: the visit keeps what it came with
