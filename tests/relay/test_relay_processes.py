@@ -310,6 +310,7 @@ def _noisy_photo(where: Path) -> Path:
 
 @pytest.mark.slow
 def test_a_photo_taken_at_the_hall_while_central_is_down_arrives_byte_exact_through_a_cut_mid_file(tmp_path):
+    """And a photo taken by a phone that syncs with central directly comes down to the hall."""
     central = Node(tmp_path, "central")
     central.user("admin", "admin")
     central.user("ani", "officer", VILLAGE)
@@ -365,6 +366,31 @@ def test_a_photo_taken_at_the_hall_while_central_is_down_arrives_byte_exact_thro
         assert "attachments_missing" not in [flag["code"] for flag in shown["flags"]]
         wait_for(lambda: hall.status()["files_waiting_up"] == 0, "the hall to see the photo went up")
         assert hall.status()["files_refused"] == []
+        # Down: a phone that syncs with central directly takes a photo; a supervisor at the hall sees it.
+        direct = Session(HttpTransport(central.url), "ani", PASSWORD, device_id="phone-ani-2")
+        direct.login()
+        other_file = tmp_path / "depan.jpg"
+        Image.frombytes("RGB", (400, 300), os.urandom(400 * 300 * 3)).save(other_file, "JPEG", quality=90)
+        other_id = str(uuid.uuid4())
+        other = describe(other_id, "foto_rumah", str(other_file), media_type="image/jpeg")
+        made_centrally = {**visit, "id": other_id, "device_id": "phone-ani-2", "household_id": str(uuid.uuid4()),
+                          "hlc": f"{int(time.time() * 1000):013d}-0002", "attachments": [other.entry()]}
+        pushed = direct.request("POST", "/api/v1/sync/push", payload={"device_id": "phone-ani-2",
+                                                                      "events": [made_centrally]})
+        assert pushed.json()["results"][0]["status"] == "applied", pushed.json()
+        outbox = Outbox(direct)
+        outbox.add(other)
+        assert outbox.upload_all([other_id]) == 1
+        at_hall = Session(HttpTransport(hall.url), "supervisor", PASSWORD)
+        at_hall.login()  # with the password central set: its hash came down
+
+        def photo_at_hall() -> bytes | None:
+            reply = at_hall.request("GET", f"/api/v1/visits/{other_id}/attachments/foto_rumah", expect=(200, 404))
+            return reply.body if reply.status == 200 else None
+
+        wait_for(lambda: photo_at_hall() is not None, "the central photo to reach the hall")
+        assert photo_at_hall() == other_file.read_bytes()
+        assert hall.status()["files_waiting_down"] == 0
     finally:
         hall.stop()
         central.stop()
