@@ -834,6 +834,15 @@ def relay_figure(workdir: Path, quick: bool) -> Figure:
                   "events/s", got["baseline"], "direct push of the same events", got["ratio"], got)
 
 
+def relay_files_figure(workdir: Path, quick: bool) -> Figure:
+    """A hall's round carrying visits with a photo each, vs the phone pushing and uploading them to central."""
+    from bench_relay import relay_files_figure as measure_files
+
+    got = measure_files(workdir, quick=quick)
+    return Figure("relay_files", f"relay round of {got['files']} visits with a photo, hall to central", got["value"],
+                  "files/s", got["baseline"], "direct push and tus upload of the same", got["ratio"], got)
+
+
 def hall_rush_figure(workdir: Path, quick: bool) -> Figure:
     """A hall's officers syncing with it at once after a day offline (scripts/bench_relay.py)."""
     from bench_relay import hall_rush_figure as measure_rush
@@ -1019,6 +1028,7 @@ def run(args: argparse.Namespace) -> int:
             workdir, scale))  # ODK Collect's figures live in scripts/bench_openrosa.py
         measure("web", lambda: bench_web.web_figures(workdir, quick=args.quick, bench=sys.modules[__name__]))
         measure("relay", lambda: relay_figure(workdir, args.quick))
+        measure("relay", lambda: relay_files_figure(workdir, args.quick))
         measure("relay", lambda: hall_rush_figure(workdir, args.quick))
     goal_rows = goals(figures) + media_goals(figures) + bench_web.web_goals(figures) + relay_goals(figures)
     info = {"mode": "quick" if args.quick else "full", "machine": {**machine(), "load_average_1m_before": round(

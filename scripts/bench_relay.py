@@ -129,6 +129,119 @@ def relay_figure(workdir: Path | None = None, *, quick: bool = False) -> dict[st
             "ratio": round(direct_s / relay_s, 3)}
 
 
+# -- files per round: visits with a photo each, hall to central ------------------------------------------
+# A round carries the visits and then their photos (tus, in pieces, server/relay/files.py); the
+# baseline is the same visits pushed and their photos uploaded by the phone straight to central.
+PHOTOS = 50
+PHOTO_FORM = {"settings": {"form_id": "bench_foto", "version": "1", "default_language": "id",
+                           "title": {"id": "Foto rumah", "en": "House photo"}},
+              "fields": [{"type": "text", "name": "head_name", "label": {"id": "Nama", "en": "Name"},
+                          "save_to": "head_name"},
+                         {"type": "image", "name": "foto_rumah", "label": {"id": "Foto", "en": "Photo"}}],
+              "choices": {}}
+
+
+def _photos(count: int) -> list[bytes]:
+    """House-front photos of about 170 KB each (noise, so that JPEG cannot make them small)."""
+    import io
+
+    from PIL import Image
+
+    out = []
+    for _ in range(count):
+        buffer = io.BytesIO()
+        Image.frombytes("RGB", (400, 300), os.urandom(400 * 300 * 3)).save(buffer, "JPEG", quality=95)
+        out.append(buffer.getvalue())
+    return out
+
+
+def _photo_visits(app: Any, photos: list[bytes], device_id: str) -> None:
+    """Push one visit per photo to ``app`` and upload each photo with tus, as a phone does."""
+    import base64
+    import hashlib
+
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {_login(client, 'petugas', device_id)}"}
+    now = int(time.time() * 1000) - len(photos)
+    visits = [{"id": str(uuid.uuid4()), "type": "visit", "device_id": device_id, "hlc": f"{now + n:013d}-0000",
+               "form_id": "bench_foto", "form_version": "1", "village": VILLAGE, "household_id": str(uuid.uuid4()),
+               "answers": {"head_name": f"Kepala {n}", "foto_rumah": "rumah.jpg"},
+               "geotag": {"lat": -6.93, "lon": 107.675, "accuracy_m": 6, "captured_at": "2026-11-22T03:00:00Z"},
+               "attachments": [{"path": "foto_rumah", "sha256": hashlib.sha256(photo).hexdigest(), "size": len(photo),
+                                "media_type": "image/jpeg", "filename": "rumah.jpg"}]}
+              for n, photo in enumerate(photos)]
+    reply = client.post("/api/v1/sync/push", json={"device_id": device_id, "events": visits}, headers=headers)
+    if reply.status_code != 200 or {r["status"] for r in reply.get_json()["results"]} != {"applied"}:
+        raise RuntimeError(f"photo visits not applied: {reply.get_data()[:300]!r}")
+    tus = {**headers, "Tus-Resumable": "1.0.0"}
+    for visit, photo in zip(visits, photos, strict=True):
+        meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in (
+            ("sha256", visit["attachments"][0]["sha256"]), ("filename", "rumah.jpg"), ("event_id", visit["id"]),
+            ("path", "foto_rumah")))
+        made = client.post("/api/v1/uploads",
+                           headers={**tus, "Upload-Length": str(len(photo)), "Upload-Metadata": meta})
+        location = made.headers.get("Location")
+        for offset in range(0, len(photo), 256 * 1024):
+            piece = photo[offset:offset + 256 * 1024]
+            done = client.patch(location, data=piece, headers={**tus, "Upload-Offset": str(offset),
+                                                               "Content-Type": "application/offset+octet-stream"})
+            if done.status_code != 204:
+                raise RuntimeError(f"upload answered {done.status_code}: {done.get_data()[:300]!r}")
+
+
+def relay_files_figure(workdir: Path | None = None, *, quick: bool = False) -> dict[str, Any]:
+    """``{"files", "bytes", "relay_s", "relay_cpu_s", "direct_s", "direct_cpu_s", "value" (files/s by relay),
+    "baseline" (files/s pushed and uploaded directly), "ratio"}``: one round carrying visits with a photo each."""
+    count = 10 if quick else PHOTOS
+    photos = _photos(count)
+    with tempfile.TemporaryDirectory(prefix="kunjung-bench-relay-files-", dir=workdir) as tmp:
+        base = Path(tmp)
+        device = "phone-bench-photos"
+        direct, central, hall = _central(base, "direct"), _central(base, "central"), _app(base, "hall")
+        try:
+            for app in (direct, central):
+                client = app.test_client()
+                admin = {"Authorization": f"Bearer {_login(client, 'admin')}"}
+                for method, path, body in (("POST", "/api/v1/forms", PHOTO_FORM),
+                                           ("POST", "/api/v1/forms/bench_foto/versions/1/publish", None),
+                                           ("PUT", "/api/v1/forms/bench_foto/assignment", {"all": True})):
+                    if client.open(path, method=method, json=body, headers=admin).status_code not in (200, 201):
+                        raise RuntimeError(f"{method} {path} failed")
+            began, cpu = time.perf_counter(), time.process_time()
+            _photo_visits(direct, photos, device)
+            direct_s, direct_cpu = time.perf_counter() - began, time.process_time() - cpu
+            with central.app_context():
+                _, token = create_hall(get_store(central), "balai-bench", [VILLAGE], actor="bench")
+            link, bound = FlaskTransport(central), 300_000
+            with hall.app_context():
+                init_hall(get_store(hall), "http://central.bench", token, skew_bound_ms=bound, transport=link)
+            _photo_visits(hall, photos, device)  # the day at the hall (not timed)
+            with hall.app_context():
+                node = hall_node(get_store(hall), skew_bound_ms=bound, transport=link)
+                began, cpu = time.perf_counter(), time.process_time()
+                report = node.round()
+                relay_s, relay_cpu = time.perf_counter() - began, time.process_time() - cpu
+            if (report.sent_applied, report.files_sent, report.files_refused) != (count, count, 0):
+                raise RuntimeError(f"the round took {report.sent_applied} visits and {report.files_sent} of "
+                                   f"{count} photos")
+            import hashlib
+
+            from server.blobs import blob_store
+
+            with central.app_context():
+                blobs = blob_store(central)
+                held = sum(1 for photo in photos if blobs.read(hashlib.sha256(photo).hexdigest()) == photo)
+            if held != count:
+                raise RuntimeError(f"central holds {held} of {count} photos byte-exact")
+        finally:
+            for application in (direct, central, hall):
+                raw_store(application).close()
+    return {"files": count, "bytes": sum(len(p) for p in photos), "relay_s": round(relay_s, 3),
+            "relay_cpu_s": round(relay_cpu, 3), "direct_s": round(direct_s, 3), "direct_cpu_s": round(direct_cpu, 3),
+            "value": round(count / relay_s, 1), "baseline": round(count / direct_s, 1),
+            "ratio": round(direct_s / relay_s, 3)}
+
+
 # -- a hall with its officers syncing at once after a day offline -------------------------------------
 # The goal (issue 18): 30 officers syncing with one hall laptop at once, each with a day's work: 0 lost,
 # p99 < 2 s. The hall is a real server process (gunicorn, as ./scripts/serve runs it) on its own store,
@@ -258,5 +371,7 @@ if __name__ == "__main__":  # pragma: no cover - ./scripts/bench --only relay is
     quick = "--quick" in sys.argv
     if "--hall-rush" in sys.argv:
         print(json.dumps(hall_rush_figure(quick=quick), indent=2))
+    elif "--files" in sys.argv:
+        print(json.dumps(relay_files_figure(quick=quick), indent=2))
     else:
         print(json.dumps(relay_figure(quick=quick), indent=2))

@@ -148,6 +148,14 @@ COLLECTIONS: list[CollectionSpec] = [
                             _counted())),
     # village-hall credentials on the central server (server/relay/halls.py): one document per hall
     CollectionSpec("relay_halls", queries=(Query(why="the hall list (a small collection)"), _counted())),
+    # at a hall (server/relay/files.py): one document per file of a relayed visit still to go up to, or
+    # come down from, upstream, and where its transfer stands
+    CollectionSpec("relay_files", fields=("direction", "state"), indexes=(("direction", "state", "id"),),
+                   queries=(Query(("direction", "state"), "id", ("direction", "state", "id"),
+                                  why="a round: the files still to go up or come down"),
+                            Query(("direction", "state"), None, ("direction", "state", "id"),
+                                  why="status: how many files wait"),
+                            _counted())),
     # form definitions (server/forms_registry.py): one tracked document per form, so that publishing,
     # archiving and assignment reach devices through the pull; versions are immutable once published.
     # Both collections hold one document per form or version: reading them whole is cheap.

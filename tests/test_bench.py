@@ -30,6 +30,7 @@ FIGURES = {
     "web_map_data": "ms (median)",
     "web_map_layer": "ms (median)",
     "relay_round": "events/s",
+    "relay_files": "files/s",
     "relay_hall_rush": "ms p99",
 }
 

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import marshmallow as ma
-from flask import current_app, g, request
+from flask import Response, current_app, g, request, stream_with_context
+
+from sync.stamps import is_id
 
 from ..audit import client_address
+from ..blobs import blob_store
+from ..blobs.attachments import ATTACHMENTS, VISITS, MediaLimits, attachment_id, record_download
+from ..blobs.uploads import TUS_VERSION, UPLOAD_ID, Uploader, parse_length, parse_metadata
 from ..clock import node_device_id, wall_ms
 from ..cursors import MAX_CURSOR_LENGTH
 from ..errors import ApiError
@@ -34,6 +40,7 @@ from ..security.guard import auth_required, current_user
 from ..store import get_store
 from ..syncing import cursor_codec
 from .base import Blueprint
+from .uploads import tus_version_required, upload_service_for
 
 blp = Blueprint("relay", __name__, url_prefix="/api/v1/relay",
                 description="Village-hall nodes: credentials, and events exchanged with a hall")
@@ -172,6 +179,11 @@ class HallStatusSchema(ma.Schema):
     last_round = ma.fields.Dict(allow_none=True)
     refused = ma.fields.List(ma.fields.Dict(), metadata={"description": "events upstream refused, with reasons"})
     left_scope = ma.fields.List(ma.fields.String())
+    files_waiting_up = ma.fields.Integer(metadata={
+        "description": "files of visits received here that upstream does not hold yet"})
+    files_waiting_down = ma.fields.Integer(metadata={"description": "files of visits from upstream not held here yet"})
+    files_refused = ma.fields.List(ma.fields.Dict(), metadata={
+        "description": "files the other side refused: `{visit_id, path, direction, code, message, at}`"})
 
 
 def _with_waiting(hall: dict[str, Any]) -> dict[str, Any]:
@@ -294,3 +306,115 @@ def upload(body):
 
     results, hlc = accept_relayed(store, body["items"], hall_scope(hall), source=hall["id"], checkpoint=checkpoint)
     return {"results": results, "server_hlc": hlc}
+
+
+# -- files of the visits a hall relays (server/relay/files.py) -------------------------------------------
+RANGE = re.compile(r"bytes=(\d{1,16})-(\d{0,16})\Z")
+
+
+def _hall_uploader() -> Uploader:
+    hall = current_hall()
+    return Uploader(f"hall:{hall['id']}", None, hall_scope(hall), hall=hall["id"])
+
+
+def _tus(response: Response) -> Response:
+    response.headers["Tus-Resumable"] = TUS_VERSION
+    return response
+
+
+@blp.route("/uploads", methods=["POST"])
+@hall_required
+@blp.doc(parameters=[{"in": "header", "name": "Tus-Resumable", "required": True,
+                      "schema": {"type": "string", "enum": [TUS_VERSION]}},
+                     {"in": "header", "name": "Upload-Length", "required": True, "schema": {"type": "integer"}},
+                     {"in": "header", "name": "Upload-Metadata", "required": True, "schema": {"type": "string"},
+                      "description": "as for /api/v1/uploads: sha256, filename, event_id (the visit) and path"}],
+         responses={201: {"description": "created; Location is the upload's URL, Upload-Offset where it stands"}})
+@blp.alt_response(403, description="not_your_visit: only the hall that received the visit sends its files")
+@blp.alt_response(404, description="the visit is unknown here or outside the hall's villages")
+def file_upload():
+    """Start a resumable upload (tus creation) of one file of a visit this hall received and sent up."""
+    tus_version_required()
+    length = parse_length(request.headers.get("Upload-Length"), "Upload-Length")
+    upload, offset = upload_service_for(current_app._get_current_object()).create(  # type: ignore[attr-defined]
+        _hall_uploader(), length, parse_metadata(request.headers.get("Upload-Metadata")))
+    return _tus(Response(status=201, headers={"Location": f"/api/v1/relay/uploads/{upload['id']}",
+                                              "Upload-Offset": str(offset)}))
+
+
+@blp.route("/uploads/<upload_id>", methods=["HEAD"])
+@hall_required
+@blp.doc(responses={200: {"description": "Upload-Offset and Upload-Length, no body"}})
+def file_upload_status(upload_id: str):
+    """Where one of the hall's uploads stands (resume from its Upload-Offset)."""
+    tus_version_required()
+    upload, offset = upload_service_for(current_app._get_current_object()).get(  # type: ignore[attr-defined]
+        _hall_uploader(), upload_id)
+    return _tus(Response(status=200, headers={"Upload-Offset": str(offset), "Upload-Length": str(upload["length"]),
+                                              "Cache-Control": "no-store"}))
+
+
+@blp.route("/uploads/<upload_id>", methods=["PATCH"])
+@hall_required
+@blp.doc(responses={204: {"description": "appended; the last byte runs a device upload's checks"}})
+@blp.alt_response(409, description="offset_mismatch: ask with HEAD")
+def file_upload_append(upload_id: str):
+    """Append bytes at the upload's offset; a cut keeps what arrived."""
+    tus_version_required()
+    if request.mimetype != "application/offset+octet-stream":
+        raise ApiError(415, "unsupported_media_type", gettext("Send the bytes as application/offset+octet-stream."))
+    offset = parse_length(request.headers.get("Upload-Offset"), "Upload-Offset")
+    if not UPLOAD_ID.fullmatch(upload_id):
+        raise ApiError(404, "not_found", gettext("No such upload."))
+    request.max_content_length = MediaLimits.from_config(current_app.config).largest
+    new_offset = upload_service_for(current_app._get_current_object()).append(  # type: ignore[attr-defined]
+        _hall_uploader(), upload_id, offset, request.stream)
+    return _tus(Response(status=204, headers={"Upload-Offset": str(new_offset)}))
+
+
+def _limited(chunks: Iterator[bytes], count: int) -> Iterator[bytes]:
+    for chunk in chunks:
+        if count <= 0:
+            return
+        piece = chunk[:count]
+        count -= len(piece)
+        yield piece
+
+
+@blp.route("/files/<visit_id>/<path:path>", methods=["GET"])
+@hall_required
+@blp.doc(parameters=[{"in": "header", "name": "Range", "schema": {"type": "string"},
+                      "description": "`bytes=<first>-[<last>]`: one range, to resume a cut download"}],
+         responses={200: {"description": "the whole file"}, 206: {"description": "the range asked for"}})
+@blp.alt_response(404, description="not_found (no such visit in the hall's villages, no such file), or "
+                                   "not_arrived (this server does not hold the file yet)")
+@blp.alt_response(416, description="range_not_satisfiable")
+def file_download(visit_id: str, path: str):
+    """A file of a visit of the hall's villages, for the hall's supervisors; its first byte is audited."""
+    store, hall = get_store(), current_hall()
+    visit = store.get(VISITS, visit_id) if is_id(visit_id) else None
+    doc = store.get(ATTACHMENTS, attachment_id(visit_id, path)) if visit is not None else None
+    if visit is None or not hall_scope(hall).covers(visit["village"]) or doc is None or doc.get("unlisted"):
+        raise ApiError(404, "not_found", gettext("This visit has no such file."))
+    if not doc.get("held"):
+        raise ApiError(404, "not_arrived", gettext("The file has not reached the server yet."))
+    size, first, last = doc["size"], 0, doc["size"] - 1
+    asked = request.headers.get("Range")
+    if asked is not None:
+        match = RANGE.match(asked.strip())
+        if match is None or int(match.group(1)) >= size or (match.group(2) and int(match.group(2)) < int(
+                match.group(1))):
+            raise ApiError(416, "range_not_satisfiable", gettext("Ask for one range of bytes within the file."),
+                           {"Range": [gettext("the file has %(size)s bytes", size=size)]},
+                           headers={"Content-Range": f"bytes */{size}"})
+        first = int(match.group(1))
+        last = min(last, int(match.group(2))) if match.group(2) else last
+    if first == 0:  # a download starts here; the ranges after it resume the same one
+        record_download(store, f"hall:{hall['id']}", doc, "relay")
+    chunks = _limited(blob_store().chunks(doc["sha256"], start=first), last - first + 1)
+    headers = {"Content-Length": str(last - first + 1), "ETag": f'"{doc["sha256"]}"', "Accept-Ranges": "bytes",
+               "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+    if asked is not None:
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return Response(stream_with_context(chunks), status=206 if asked is not None else 200,
+                    mimetype=doc.get("stored_type") or doc["media_type"], headers=headers)

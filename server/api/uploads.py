@@ -51,7 +51,7 @@ def _uploader() -> Uploader:
     return Uploader(current_user()["id"], current_device(), current_scope())
 
 
-def _tus_version() -> None:
+def tus_version_required() -> None:
     sent = request.headers.get("Tus-Resumable")
     if sent != TUS_VERSION:
         raise ApiError(412, "tus_version",
@@ -92,7 +92,7 @@ def options():
 @blp.alt_response(422, description="unknown_attachment or attachment_mismatch: the visit names another file")
 def create():
     """Start a resumable upload of one file a pushed visit names (tus creation)."""
-    _tus_version()
+    tus_version_required()
     if "Upload-Defer-Length" in request.headers:
         raise ApiError(400, "bad_header", gettext("Upload-Defer-Length is not supported: send Upload-Length."))
     length = parse_length(request.headers.get("Upload-Length"), "Upload-Length")
@@ -106,7 +106,7 @@ def create():
 @blp.alt_response(404, description="no such upload of yours (finished, refused or never made)")
 def status(upload_id: str):
     """Where an upload stands: its Upload-Offset (resume a PATCH from there)."""
-    _tus_version()
+    tus_version_required()
     upload, offset = _service().get(_uploader(), upload_id)
     return Response(status=200, headers={"Upload-Offset": str(offset), "Upload-Length": str(upload["length"]),
                                          "Cache-Control": "no-store"})
@@ -126,7 +126,7 @@ def status(upload_id: str):
                                    "discarded")
 def append(upload_id: str):
     """Append bytes at the upload's offset; a cut keeps what arrived, so HEAD then PATCH resumes."""
-    _tus_version()
+    tus_version_required()
     if request.mimetype != "application/offset+octet-stream":
         raise ApiError(415, "unsupported_media_type", gettext("Send the bytes as application/offset+octet-stream."))
     offset = parse_length(request.headers.get("Upload-Offset"), "Upload-Offset")

@@ -15,6 +15,7 @@ __all__ = ["BlobError", "BlobInfo", "BlobMismatch", "BlobNotFound", "BlobStore",
 
 EXTENSION = "kunjung.blobs"
 UPLOADS_PREFIX = "/api/v1/uploads/"
+RELAY_UPLOADS_PREFIX = "/api/v1/relay/uploads/"  # a hall sending up its phones' files (server/relay/files.py)
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -94,7 +95,8 @@ def upload_body_limit(app: Flask) -> Callable[[dict[str, Any]], int | None]:
     """The body limit of an upload's PATCH (its handler reads no more than the upload still lacks), for
     the request body guard; None for every other request, which keeps the general limit."""
     def limit(environ: dict[str, Any]) -> int | None:
-        if environ.get("REQUEST_METHOD") == "PATCH" and str(environ.get("PATH_INFO", "")).startswith(UPLOADS_PREFIX):
+        if environ.get("REQUEST_METHOD") == "PATCH" and str(environ.get("PATH_INFO", "")).startswith(
+                (UPLOADS_PREFIX, RELAY_UPLOADS_PREFIX)):
             from .attachments import MediaLimits
 
             return MediaLimits.from_config(app.config).largest

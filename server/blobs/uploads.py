@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import IO, Any, BinaryIO
 
 from ..errors import ApiError
+from ..eventlog import EVENTS
 from ..i18n import gettext
 from ..privacy.erasure import erased_files
 from ..security.scope import Scope
@@ -46,11 +47,27 @@ MAX_METADATA = 4096
 
 @dataclass
 class Uploader:
-    """Who uploads: from the token, never from the request."""
+    """Who uploads: from the token, never from the request. A village hall relaying the files of the
+    visits it received (``hall``, its name; server/relay/files.py) stands in for those visits' devices."""
 
     username: str
     device_id: str | None
     scope: Scope
+    hall: str | None = None
+
+    def made(self, reader: Store, visit: Mapping[str, Any]) -> bool:
+        """Whether this caller may upload the visit's files: the device (and officer) that made it, or
+        the hall whose node received it and relayed it here."""
+        if self.hall is not None:
+            event = reader.get(EVENTS, visit["id"])
+            return event is not None and event.get("relayed_from") == self.hall
+        return visit["device_id"] == self.device_id and visit["officer"] == self.username
+
+    def owns(self, upload: Mapping[str, Any]) -> bool:
+        if self.hall is not None:
+            return upload.get("hall") == self.hall
+        return upload.get("hall") is None and upload["device_id"] == self.device_id \
+            and upload["officer"] == self.username
 
 
 def parse_metadata(header: str | None) -> dict[str, str]:
@@ -105,13 +122,13 @@ class UploadService:
             raise ApiError(400, "bad_metadata",
                            gettext("Upload-Metadata must carry sha256, filename, event_id and path."),
                            {f"Upload-Metadata.{key}": [gettext("is required")] for key in missing})
-        if caller.device_id is None:
+        if caller.device_id is None and caller.hall is None:
             raise ApiError(403, "device_required", gettext("Uploads come from the device that made the visit; log in "
                                                            "with a device_id."))
         visit = self.store.get(VISITS, metadata["event_id"])
         if visit is None or not caller.scope.covers(visit["village"]):
             raise ApiError(404, "not_found", gettext("No such visit; push the visit before its files."))
-        if visit["device_id"] != caller.device_id or visit["officer"] != caller.username:
+        if not caller.made(self.store, visit):
             raise ApiError(403, "not_your_visit", gettext("Only the device that made a visit uploads its files."))
         if metadata["sha256"] in erased_files(self.store):
             raise ApiError(422, "erased_file", gettext("This file was erased; it cannot be uploaded again."),
@@ -140,13 +157,16 @@ class UploadService:
                            {"Upload-Length": [gettext("the visit names %(size)s bytes", size=attachment["size"])]})
         upload = {"id": uuid.uuid4().hex, "attachment_id": attachment["id"], "visit_id": visit["id"],
                   "path": attachment["path"], "sha256": attachment["sha256"], "length": length,
-                  "filename": metadata["filename"][:255], "device_id": caller.device_id,
-                  "officer": caller.username, "created_at": iso(now_utc()), "metadata": dict(metadata)}
+                  "filename": metadata["filename"][:255], "device_id": visit["device_id"],
+                  "officer": visit["officer"], "created_at": iso(now_utc()), "metadata": dict(metadata)}
+        if caller.hall is not None:
+            upload["hall"] = caller.hall
         if attachment.get("held"):
             return upload, length  # this device sent these bytes for this visit before: nothing to send
-        earlier = sent_by(self.store, attachment["sha256"], caller.device_id, caller.username)
+        # The visit's own device sent them for another visit (one this visit supersedes, say); through
+        # a hall too, which relays what that device uploaded to it.
+        earlier = sent_by(self.store, attachment["sha256"], visit["device_id"], visit["officer"])
         if earlier is not None and self.blobs.exists(attachment["sha256"]):
-            # it sent them for another visit (one this visit supersedes, say): they count for this one too
             def unit(tx: Writer) -> None:
                 current = tx.get(ATTACHMENTS, attachment["id"])
                 if current is not None and not current.get("held"):
@@ -162,7 +182,7 @@ class UploadService:
     def get(self, caller: Uploader, upload_id: str) -> tuple[dict[str, Any], int]:
         """The caller's upload and its offset; 404 alike for an unknown one and another device's."""
         upload = self.store.get(UPLOADS, upload_id) if UPLOAD_ID.fullmatch(upload_id) else None
-        if upload is None or upload["device_id"] != caller.device_id or upload["officer"] != caller.username:
+        if upload is None or not caller.owns(upload):
             raise _no_upload()
         partial = self.blobs.partial_info(upload_id)
         if partial is None:

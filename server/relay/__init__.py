@@ -48,6 +48,7 @@ def install_relay(app: Flask) -> None:
 def start_background_relay(app: Flask) -> object | None:
     """Start the background rounds when this node is a hall and KUNJUNG_RELAY_BACKGROUND allows
     (gunicorn's app module calls this; tests and the CLI do not, unless asked)."""
+    from .files import HallFiles
     from .node import Runner, hall_node, is_hall
 
     if not app.config.get("RELAY_BACKGROUND", True) or RUNNER_EXTENSION in app.extensions:
@@ -62,7 +63,8 @@ def start_background_relay(app: Flask) -> object | None:
         return None
     bound = app.config["CLOCK_SKEW_SECONDS"] * 1000
     interval = float(app.config.get("RELAY_INTERVAL_SECONDS", 60))
-    runner = Runner(lambda: hall_node(store, skew_bound_ms=bound), store, interval=interval,
+    files = HallFiles.for_app(app)
+    runner = Runner(lambda: hall_node(store, skew_bound_ms=bound, files=files), store, interval=interval,
                     first_backoff=min(5.0, interval), max_backoff=min(900.0, 15 * interval)).start()
     app.extensions[RUNNER_EXTENSION] = runner
     log.info("relay: background rounds started")

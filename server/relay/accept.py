@@ -30,6 +30,7 @@ from ..jsonio import storage_problems
 from ..security.scope import Scope
 from ..storage import Store, Writer
 from ..visits import VISITS, settle_restamps
+from .files import FILE_KEYS, relayed_files
 
 RELAYED_TYPES = ("visit", "household_edit", "resolution", "import", "review")
 # What of a stored event travels; ``seq`` and ``relayed_from`` are the holder's own bookkeeping.
@@ -40,7 +41,7 @@ REQUIRED_KEYS = EVENT_KEYS - {"visit_id", "restamp_of", "received_by"}
 # events, which travel on their own; superseded_by is set by the later visit where it lands.
 VISIT_KEYS = ("id", "village", "household_id", "form_id", "form_version", "officer", "device_id", "hlc",
               "started_at", "ended_at", "received_at", "geotag", "answers", "supersedes", "location", "flags",
-              "flagged", "flag_codes")
+              "flagged", "flag_codes", "attachments", "unlisted_files")
 LOCAL_KEYS = ("seq", "relayed_from")
 MAX_TEXT = 10_000
 OUT_OF_SCOPE = "The event's village is not one of the villages this credential covers."
@@ -110,6 +111,7 @@ def item_errors(item: Any) -> dict[str, list[str]]:
 class _Intake:
     tx: Writer
     clock: StoredClock
+    definition: Callable[[Any, Any], Any]  # a form version's definition here, or None
     households: dict[str, tuple[Record, int | None, dict[str, Any]]] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     applied: dict[str, Any] = field(default_factory=dict)
@@ -134,8 +136,18 @@ def accept_relayed(store: Store, items: list[Any], scope: Scope, *, source: str,
     events it covers commit together.
     """
 
+    from ..forms_registry import published_definition
+
+    definitions: dict[tuple[Any, Any], Any] = {}
+
+    def definition(form_id: Any, version: Any) -> Any:
+        # Read from the store, not the unit of work: published versions never change (and are cached).
+        if (form_id, version) not in definitions:
+            definitions[form_id, version] = published_definition(store, form_id, version)
+        return definitions[form_id, version]
+
     def unit(tx: Writer) -> tuple[list[dict[str, Any]], str]:
-        intake = _Intake(tx, StoredClock(tx))
+        intake = _Intake(tx, StoredClock(tx), definition)
         results = [_take(intake, item, scope, source) for item in items]
         for household_id in sorted(intake.dirty):
             record, seq, previous = intake.households[household_id]
@@ -181,7 +193,8 @@ def _take(intake: _Intake, item: Any, scope: Scope, source: str) -> dict[str, An
     if outcome is not None:
         return outcome
     if kind == "visit":
-        _store_visit(tx, item["visit"], event)
+        visit = item["visit"]
+        _store_visit(tx, visit, event, intake.definition(visit.get("form_id"), visit.get("form_version")))
     intake.clock.observe(event["hlc"])
     intake.seen[event_id] = digest
     tx.insert(EVENTS, {**{k: v for k, v in event.items() if k not in LOCAL_KEYS}, "relayed_from": source})
@@ -225,9 +238,10 @@ def _fold_review(intake: _Intake, event: Mapping[str, Any]) -> dict[str, Any] | 
     return None
 
 
-def _store_visit(tx: Writer, visit: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+def _store_visit(tx: Writer, visit: Mapping[str, Any], event: Mapping[str, Any], definition: Any) -> None:
     flags = list(event.get("flags") or [])
-    doc = {**{key: visit[key] for key in VISIT_KEYS if key in visit and key != "location"}, "officer": event["officer"],
+    doc = {**{key: visit[key] for key in VISIT_KEYS if key in visit and key not in ("location", *FILE_KEYS)},
+           "officer": event["officer"],
            "device_id": event["device_id"], "hlc": event["hlc"], "flags": flags, "flagged": bool(flags),
            "flag_codes": sorted({f.get("code") for f in flags if isinstance(f, Mapping) and f.get("code")}),
            "superseded_by": None, "review_state": "pending", "reviewed": False, "review": None,
@@ -242,9 +256,13 @@ def _store_visit(tx: Writer, visit: Mapping[str, Any], event: Mapping[str, Any])
     named = event.get("restamp_of") or (body.get("restamp_of") if isinstance(body, Mapping) else None)
     if is_id(named):
         doc["restamp_of"] = named
+    # Its files, as this node holds them: none yet, unless the same device sent these bytes before.
+    doc, attachments = relayed_files(tx, definition, doc, visit.get("attachments"))
     for sibling in settle_restamps(tx, doc["household_id"], doc.get("restamp_of") or doc["id"], doc):
         tx.put(VISITS, sibling)
     tx.insert(VISITS, doc)
+    for attachment in attachments:
+        tx.insert(ATTACHMENTS, attachment)
     supersedes = visit.get("supersedes")
     if is_id(supersedes):
         earlier = tx.get(VISITS, supersedes)

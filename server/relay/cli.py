@@ -125,6 +125,13 @@ def status_command(as_json: bool) -> None:
     if status["clock_refusal"]:
         click.echo(gettext("refusing phone pushes: %(reason)s", reason=translate_known(status["clock_refusal"])))
     click.echo(gettext("waiting to go up: %(count)s", count=status["waiting_up"]))
+    click.echo(gettext("files waiting to go up: %(up)s; to come down: %(down)s", up=status["files_waiting_up"],
+                       down=status["files_waiting_down"]))
     click.echo(gettext("refused events: %(count)s", count=len(status["refused"])))
     for entry in status["refused"][-20:]:
         click.echo(f"  {entry['direction']} {entry['id']}: {entry['code']}: {entry['message']}")
+    if status["files_refused"]:
+        click.echo(gettext("refused files: %(count)s", count=len(status["files_refused"])))
+    for entry in status["files_refused"][-20:]:
+        click.echo(f"  {entry['direction']} {entry['visit_id']}/{entry['path']}: {entry['code']}: "
+                   f"{translate_known(entry['message'] or '')}")

@@ -159,11 +159,15 @@ def own_events_since(store: Store, since: int, limit: int) -> tuple[list[dict[st
     return mine, docs[-1]["seq"], True
 
 
-def count_own_since(store: Store, since: int) -> int:
-    """How many of this node's events wait to go upstream (read in pages: a hall holds a few villages)."""
+def count_own_since(store: Store, since: int, visits: list[str] | None = None) -> int:
+    """How many of this node's events wait to go upstream (read in pages: a hall holds a few villages);
+    the ids of the visits among them go into ``visits`` when given (their files wait behind them)."""
     total = 0
     for docs in _pages(store, since):
-        total += sum(1 for doc in docs if doc.get("relayed_from") != "upstream")
+        mine = [doc for doc in docs if doc.get("relayed_from") != "upstream"]
+        total += len(mine)
+        if visits is not None:
+            visits.extend(doc["id"] for doc in mine if doc.get("type") == "visit")
     return total
 
 

@@ -31,6 +31,7 @@ from ..storage import Store, Writer
 from ..timeutil import iso, now_utc
 from .accept import accept_relayed, wire_event, wire_visit
 from .feed import count_own_since, own_events_since
+from .files import DOWN, UP, FileTransfers, HallFiles, files_waiting, queue_files, visits_taken
 
 log = logging.getLogger("kunjung.relay")
 STATE = "server_state"
@@ -88,6 +89,15 @@ class Upstream:
         self.headers = {"Authorization": f"Bearer {credential}", "Content-Type": "application/json",
                         NODE_HEADER: node_id}
 
+    def raw(self, method: str, path: str, *, body: bytes | None = None,
+            headers: Mapping[str, str] | None = None) -> Any:
+        """One request that is not JSON (a file's bytes), its reply as it came; only the link failing raises."""
+        sent = {**{k: v for k, v in self.headers.items() if k != "Content-Type"}, **(headers or {})}
+        try:
+            return self.transport.send(method, path, body=body, headers=sent)
+        except TRANSPORT_ERRORS as exc:
+            raise RelayError("unreachable", N_("upstream did not answer: %(error)s") % {"error": exc}) from exc
+
     def call(self, method: str, path: str, body: Any = None, query: Mapping[str, Any] | None = None) -> Any:
         data = None if body is None else orjson.dumps(body)
         try:
@@ -123,6 +133,9 @@ class RoundReport:
     received_applied: int = 0
     refused_down: int = 0
     clock_gap_ms: int = 0
+    files_sent: int = 0
+    files_received: int = 0
+    files_refused: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -132,12 +145,13 @@ class HallNode:
     """One hall's exchange with upstream, over this node's store."""
 
     def __init__(self, store: Store, upstream: Upstream, *, skew_bound_ms: int,
-                 wall: Callable[[], int] = wall_ms):
+                 wall: Callable[[], int] = wall_ms, files: HallFiles | None = None):
         self.store = store
         self.upstream = upstream
         self.skew_bound_ms = skew_bound_ms
         self.wall = wall
         self.node_id = node_device_id(store)
+        self.files = files if files is not None else _app_files()
 
     # -- the steps of a round --------------------------------------------------------------------
     def hello(self) -> dict[str, Any]:
@@ -190,10 +204,14 @@ class HallNode:
             else:
                 refused = []
 
-            def save(tx: Writer, upto: int = upto, refused: list[dict[str, Any]] = refused) -> None:
+            taken = visits_taken(items, results, statuses=("applied", "duplicate")) if docs else []
+
+            def save(tx: Writer, upto: int = upto, refused: list[dict[str, Any]] = refused,
+                     taken: list[str] = taken) -> None:
                 current = tx.get(STATE, RELAY_ID) or {}
                 _update_state(tx, up_seq=max(upto, int(current.get("up_seq") or 0)),
                               refused=_kept(current.get("refused"), refused, "up"))
+                queue_files(tx, taken, UP)  # their files follow once upstream holds the visits
 
             self.store.unit_of_work(save)
             since = upto
@@ -217,8 +235,10 @@ class HallNode:
             scope = Scope("officer", tuple(state.get("villages") or ()))
             items = page.get("items") or []
 
-            def save(tx: Writer, results: list[dict[str, Any]], page: dict[str, Any] = page) -> None:
+            def save(tx: Writer, results: list[dict[str, Any]], page: dict[str, Any] = page,
+                     items: list[Any] = items) -> None:
                 current = tx.get(STATE, RELAY_ID) or {}
+                queue_files(tx, visits_taken(items, results, statuses=("applied",)), DOWN)
                 refused = [r for r in results if r.get("status") == "rejected"]
                 _update_state(tx, feed_cursor=page["next"], last_down_at=iso(now_utc()),
                               left_scope=sorted(set(current.get("left_scope") or []) | set(page.get("left_scope")
@@ -251,9 +271,14 @@ class HallNode:
             answer = self.hello()
             report.clock_gap_ms = answer["clock_gap_ms"]
             self.setup()
+            transfers = FileTransfers(self.store, self.upstream, self.files, RelayError) if self.files else None
             if answer["clock_refusal"] is None:
                 self.send_up(report)
+                if transfers is not None:
+                    transfers.send_up(report)
             self.bring_down(report)
+            if transfers is not None:
+                transfers.bring_down(report)
         except RelayError as error:
             failure = {"code": error.code, "message": error.message, "at": iso(now_utc())}
             self.store.unit_of_work(lambda tx: _update_state(tx, last_error=failure))
@@ -261,6 +286,14 @@ class HallNode:
         self.store.unit_of_work(lambda tx: _update_state(tx, last_contact_at=iso(now_utc()), last_error=None,
                                                          last_round=report.as_dict()))
         return report
+
+
+def _app_files() -> HallFiles | None:
+    """The app's blob store and partial-file folder, when there is an app (the CLI and requests); the
+    background runner passes its own."""
+    from flask import current_app, has_app_context
+
+    return HallFiles.for_app(current_app._get_current_object()) if has_app_context() else None  # type: ignore[attr-defined]
 
 
 def _kept(previous: Any, refused: list[dict[str, Any]], direction: str) -> list[dict[str, Any]]:
@@ -422,13 +455,14 @@ def init_hall(store: Store, upstream_url: str, credential: str, *, skew_bound_ms
     return {"hall": (relay_state(store) or {}).get("hall"), "round": report.as_dict()}
 
 
-def hall_node(store: Store, *, skew_bound_ms: int, transport: Transport | None = None) -> HallNode:
+def hall_node(store: Store, *, skew_bound_ms: int, transport: Transport | None = None,
+              files: HallFiles | None = None) -> HallNode:
     state = relay_state(store)
     if state is None:
         raise RelayError("not_a_hall", N_("this node is not a hall; run kunjung relay init first"))
     return HallNode(store, Upstream(transport or transport_for(state["upstream"]), state["credential"],
                                          node_device_id(store)),
-                    skew_bound_ms=skew_bound_ms)
+                    skew_bound_ms=skew_bound_ms, files=files)
 
 
 def hall_status(store: Store) -> dict[str, Any]:
@@ -436,13 +470,16 @@ def hall_status(store: Store) -> dict[str, Any]:
     state = relay_state(store)
     if state is None:
         raise RelayError("not_a_hall", N_("this node is not a hall; run kunjung relay init first"))
+    pending: list[str] = []
+    waiting_up = count_own_since(store, int(state.get("up_seq") or 0), pending)
     return {"hall": state.get("hall"), "upstream": state.get("upstream"), "villages": state.get("villages") or [],
             "last_contact_at": state.get("last_contact_at"), "last_attempt_at": state.get("last_attempt_at"),
             "last_error": state.get("last_error"), "clock_gap_ms": state.get("clock_gap_ms"),
             "clock_refusal": state.get("clock_refusal"),
-            "waiting_up": count_own_since(store, int(state.get("up_seq") or 0)),
+            "waiting_up": waiting_up,
             "waiting_down": state.get("waiting_down"), "last_round": state.get("last_round"),
-            "refused": list(state.get("refused") or []), "left_scope": state.get("left_scope") or []}
+            "refused": list(state.get("refused") or []), "left_scope": state.get("left_scope") or [],
+            **files_waiting(store, pending)}
 
 
 # -- the background runner -----------------------------------------------------------------------

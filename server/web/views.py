@@ -157,7 +157,18 @@ def shown(value: Any) -> str:
 @blp.app_context_processor
 def _globals() -> dict[str, Any]:
     return {"csrf_token": web_session.csrf_token, "web_user": getattr(g, "web_user", None),
-            "languages": LANGUAGES, "page_language": page_language()}
+            "languages": LANGUAGES, "page_language": page_language(), "hall_node": _hall_node}
+
+
+def _hall_node() -> bool:
+    """Whether this server is a village hall (the menu then links its status page); asked by the menu."""
+    from ..relay.node import is_hall
+    from ..storage import StoreUnavailable
+
+    try:
+        return is_hall(get_store())
+    except StoreUnavailable:  # the page says the store is down; the menu need not
+        return False
 
 
 def village_names(store: Any, caller: Scope) -> dict[str, str]:
@@ -951,3 +962,23 @@ def audit_log() -> Any:
     return render_template("audit.html", entries=entries[:100], action=action,
                            more=entries[99]["at"] if len(entries) > 100 else None,
                            exports=list_records(store, limit=50))
+
+
+# -- a village hall's link to upstream (supervisors, admins; only on a hall node) ----------------------------
+@blp.route("/hall")
+@roles("supervisor", "admin")
+def hall_page() -> Any:
+    from ..relay.node import RelayError, hall_status
+
+    try:
+        status = hall_status(get_store())
+    except RelayError:
+        return refused(404, "not_a_hall")
+    # Stored in English; said here in the reader's language.
+    for key in ("clock_refusal",):
+        if status[key]:
+            status[key] = translate_known(status[key])
+    for entry in [status["last_error"], *status["refused"], *status["files_refused"]]:
+        if entry and entry.get("message"):
+            entry["message"] = translate_known(entry["message"])
+    return render_template("hall.html", status=status)

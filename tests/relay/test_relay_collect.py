@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from http_helpers import login, make_user
-from odk_engine import fill, needs_engine, sample_answers
+from media_helpers import jpeg
+from odk_engine import SAMPLE_POINT, fill, needs_engine, sample_answers
 from relay_helpers import close, make_hall, node_app, sync_round
 from sync_helpers import VILLAGE, publish_household_form
-from test_openrosa import PUBLIC, Collect, _credential, _instance_id
+from test_openrosa import PHOTO_FORM, PUBLIC, Collect, _credential, _instance_id, _publish
 
 from server.app_credentials import token_hash
 from server.forms_registry import published_definition
@@ -106,4 +109,35 @@ def test_a_hall_whose_clock_is_off_refuses_collect_submissions_in_the_openrosa_s
         assert get_store(hall).get("visits", _instance_id(xml)) is None
     sync_round(hall, link)
     assert phone.submit(xml)[0] == 201
+    close(hall)
+
+
+@needs_engine
+def test_a_collect_photo_taken_at_the_hall_offline_reaches_central_with_its_visit(tmp_path, central):
+    client = central.test_client()
+    admin = login(client, "admin")
+    _publish(client, admin, PHOTO_FORM)
+    credential = _credential(client, admin, "ani", "hp-ani-odk")
+    hall, link = make_hall(tmp_path, central, "balai", [VILLAGE], PUBLIC_URL=PUBLIC)
+    phone = Collect(hall.test_client(), credential["qr_text"])
+    link.down = True  # central is out of reach while the officer works
+    photo = jpeg(640, 480, "sienna")
+    xform, files = phone.download(phone.form_list()["foto_rumah"])
+    filled = fill(xform, {"/foto_rumah/head_name": "Siti",
+                          "/foto_rumah/house_photo": {"name": "rumah.jpg", "type": "image/jpeg",
+                                                      "base64": base64.b64encode(photo).decode()},
+                          "/foto_rumah/house_location": SAMPLE_POINT}, attachments=files)
+    status, text = phone.submit(filled["xml"], files={"rumah.jpg": photo})
+    assert status == 201, text
+    visit_id = _instance_id(filled["xml"])
+    link.down = False
+    report = sync_round(hall, link)
+    assert (report.sent_applied, report.files_sent, report.files_refused) == (1, 1, 0)
+    supervisor = login(client, "supervisor")
+    shown = client.get(f"/api/v1/visits/{visit_id}", headers=supervisor).get_json()
+    assert [(a["path"], a["held"]) for a in shown["attachments"]] == [("house_photo", True)]
+    assert "attachments_missing" not in [flag["code"] for flag in shown["flags"]]
+    got = client.get(f"/api/v1/visits/{visit_id}/attachments/house_photo", headers=supervisor)
+    assert got.status_code == 200
+    assert got.data == photo  # byte-exact
     close(hall)

@@ -19,9 +19,12 @@ from pathlib import Path
 
 import pytest
 from http_helpers import PASSWORD
+from media_helpers import MEDIA_FORM
+from PIL import Image
 from sync_helpers import HOUSEHOLD_FORM, VILLAGE
 
 from server.client import DeviceClient, HttpTransport, Session
+from server.client.attachments import Outbox, describe
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
@@ -44,6 +47,7 @@ class CuttableLink:
         self.down = False
         self.budget: int | None = None
         self.cuts = 0
+        self.outbound = 0  # bytes that went upstream, all connections together
         self.lock = threading.Lock()
         self.open: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -86,6 +90,7 @@ class CuttableLink:
                     break
                 if outbound:
                     with self.lock:
+                        self.outbound += len(data)
                         if self.budget is not None:
                             if len(data) >= self.budget:
                                 sink.sendall(data[:self.budget])
@@ -124,8 +129,9 @@ class Node:
         self.cli("init")
 
     def cli(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run([str(BIN / "kunjung"), *args], input=stdin, text=True, env=self.env, cwd=ROOT,
-                              capture_output=True, timeout=120, check=False)
+        # python -m, not the kunjung script: the code of this checkout, as the servers run it (gunicorn's cwd).
+        done = subprocess.run([str(BIN / "python"), "-m", "server.cli", *args], input=stdin, text=True,
+                              env=self.env, cwd=ROOT, capture_output=True, timeout=120, check=False)
         if check:
             assert done.returncode == 0, done.stdout + done.stderr
         return done
@@ -293,3 +299,99 @@ def test_phones_reach_the_hall_over_https_with_the_halls_own_certificate_authori
             HttpTransport(hall.url, ssl_context=ssl.create_default_context()).send("GET", "/health/live")
     finally:
         hall.stop()
+
+
+def _noisy_photo(where: Path) -> Path:
+    """A house-front photo of about a megabyte (noise does not compress), on the phone's storage."""
+    path = where / "rumah.jpg"
+    Image.frombytes("RGB", (1000, 700), os.urandom(1000 * 700 * 3)).save(path, "JPEG", quality=95)
+    return path
+
+
+@pytest.mark.slow
+def test_a_photo_taken_at_the_hall_while_central_is_down_arrives_byte_exact_through_a_cut_mid_file(tmp_path):
+    """And a photo taken by a phone that syncs with central directly comes down to the hall."""
+    central = Node(tmp_path, "central")
+    central.user("admin", "admin")
+    central.user("ani", "officer", VILLAGE)
+    central.user("supervisor", "supervisor", "32.04.05")
+    form = tmp_path / "media-form.json"
+    form.write_text(json.dumps(MEDIA_FORM))
+    central.cli("import-form", str(form), "--publish", "--assign-all")
+    token = central.cli("relay", "credential", "--name", "balai", "--village", VILLAGE).stdout.strip().splitlines()[-1]
+    central.start()
+    link = CuttableLink(central.port)
+    hall = Node(tmp_path, "hall", KUNJUNG_RELAY_INTERVAL_SECONDS="1")
+    try:
+        hall.cli("relay", "init", "--upstream", f"http://127.0.0.1:{link.port}", "--credential", token)
+        link.down = True  # central is out of reach while the officer works
+        hall.start()
+        phone = Session(HttpTransport(hall.url), "ani", PASSWORD, device_id="phone-ani")
+        phone.login()
+        photo_file = _noisy_photo(tmp_path)
+        photo = photo_file.read_bytes()
+        visit_id = str(uuid.uuid4())
+        local = describe(visit_id, "foto_rumah", str(photo_file), media_type="image/jpeg")
+        visit = {"id": visit_id, "type": "visit", "device_id": "phone-ani",
+                 "hlc": f"{int(time.time() * 1000):013d}-0001", "form_id": "verifikasi_foto", "form_version": "1",
+                 "village": VILLAGE,
+                 "household_id": str(uuid.uuid4()), "answers": {"head_name": "Siti", "foto_rumah": "rumah.jpg"},
+                 "attachments": [local.entry()],
+                 "geotag": {"lat": -6.93, "lon": 107.675, "accuracy_m": 6, "captured_at": "2026-11-22T03:00:00Z"}}
+        pushed = phone.request("POST", "/api/v1/sync/push", payload={"device_id": "phone-ani", "events": [visit]})
+        assert pushed.json()["results"][0]["status"] == "applied", pushed.json()
+        outbox = Outbox(phone)
+        outbox.add(local)
+        assert outbox.upload_all([visit_id]) == 1  # the hall holds the photo; central does not
+        status = hall.status()
+        assert (status["waiting_up"], status["files_waiting_up"]) == (1, 1)
+        # The link comes back and drops again in the middle of the photo's bytes.
+        link.cut_after(20_000 + len(photo) // 2)
+        link.down = False
+        wait_for(lambda: link.cuts == 1, "the link to drop mid-file")
+        after_cut = link.outbound
+        link.down = False
+        supervisor = Session(HttpTransport(central.url), "supervisor", PASSWORD)
+        supervisor.login()
+
+        def photo_at_central() -> bytes | None:
+            reply = supervisor.request("GET", f"/api/v1/visits/{visit_id}/attachments/foto_rumah", expect=(200, 404))
+            return reply.body if reply.status == 200 else None
+
+        wait_for(lambda: photo_at_central() is not None, "the photo to reach central")
+        assert photo_at_central() == photo  # byte-exact
+        # What went up after the cut is the rest of the photo (and a few small requests), not all of it again.
+        assert link.outbound - after_cut < len(photo) - 200_000
+        shown = supervisor.request("GET", f"/api/v1/visits/{visit_id}").json()
+        assert "attachments_missing" not in [flag["code"] for flag in shown["flags"]]
+        wait_for(lambda: hall.status()["files_waiting_up"] == 0, "the hall to see the photo went up")
+        assert hall.status()["files_refused"] == []
+        # Down: a phone that syncs with central directly takes a photo; a supervisor at the hall sees it.
+        direct = Session(HttpTransport(central.url), "ani", PASSWORD, device_id="phone-ani-2")
+        direct.login()
+        other_file = tmp_path / "depan.jpg"
+        Image.frombytes("RGB", (400, 300), os.urandom(400 * 300 * 3)).save(other_file, "JPEG", quality=90)
+        other_id = str(uuid.uuid4())
+        other = describe(other_id, "foto_rumah", str(other_file), media_type="image/jpeg")
+        made_centrally = {**visit, "id": other_id, "device_id": "phone-ani-2", "household_id": str(uuid.uuid4()),
+                          "hlc": f"{int(time.time() * 1000):013d}-0002", "attachments": [other.entry()]}
+        pushed = direct.request("POST", "/api/v1/sync/push", payload={"device_id": "phone-ani-2",
+                                                                      "events": [made_centrally]})
+        assert pushed.json()["results"][0]["status"] == "applied", pushed.json()
+        outbox = Outbox(direct)
+        outbox.add(other)
+        assert outbox.upload_all([other_id]) == 1
+        at_hall = Session(HttpTransport(hall.url), "supervisor", PASSWORD)
+        at_hall.login()  # with the password central set: its hash came down
+
+        def photo_at_hall() -> bytes | None:
+            reply = at_hall.request("GET", f"/api/v1/visits/{other_id}/attachments/foto_rumah", expect=(200, 404))
+            return reply.body if reply.status == 200 else None
+
+        wait_for(lambda: photo_at_hall() is not None, "the central photo to reach the hall")
+        assert photo_at_hall() == other_file.read_bytes()
+        assert hall.status()["files_waiting_down"] == 0
+    finally:
+        hall.stop()
+        central.stop()
+        link.close()
