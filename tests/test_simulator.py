@@ -536,7 +536,8 @@ def test_spread_arrivals_begin_each_stage_over_the_window_and_still_pass(library
 
 def test_a_burst_is_said_to_be_one(library_app):
     figures = Simulation(config(devices=3, rounds=1, reassign=0), FlaskTransport(library_app)).run()
-    assert figures["arrivals"] == {"mode": "burst", "window_s": 0.0, "late": 0, "most_late_s": 0.0, "most_busy": 0}
+    assert figures["arrivals"] == {"mode": "burst", "window_s": 0.0, "late": 0, "most_late_s": 0.0, "most_busy": 0,
+                                   "late_for_thread": 0}
     assert "arrivals: a burst, 3 phones at once in every stage" in summary_text(figures)
 
 

@@ -30,7 +30,8 @@ def _arrivals(figures: dict[str, Any]) -> str:
         return f"a burst, {figures['devices']} phones at once in every stage"
     return (f"spread uniformly over {arrivals['window_s']:g} s in every stage ({figures['devices']} phones); "
             f"at most {arrivals['most_busy']} phones syncing at one moment; {arrivals['late']} phone-stages began "
-            f"over 0.1 s late for want of a thread (at most {arrivals['most_late_s']:.1f} s)")
+            f"over 0.1 s late (at most {arrivals['most_late_s']:.1f} s; {arrivals['late_for_thread']} of them for "
+            "want of a thread, the others because the simulator's own CPU was behind)")
 
 
 def summary_text(figures: dict[str, Any]) -> str:
