@@ -687,9 +687,6 @@ def form_figures(workdir: Path, scale: Scale) -> list[Figure]:
 
 # A village-hall peak: phones arriving at this rate (1,000 in a minute) rather than in one millisecond.
 ARRIVALS_PER_S = 1000 / 60
-# Simulator threads for spread arrivals: the most phones syncing at one moment of such a peak (a thread is
-# taken only by a phone that is syncing; the simulator counts one that began late for want of one).
-SPREAD_THREADS = 256
 # Officers per village in the crowd: a thousand officers cover 400 synthetic villages (one village each,
 # every fifth a second one), as the field's hundreds; never fewer than the six sample villages.
 OFFICERS_PER_VILLAGE = 2.5
@@ -708,10 +705,11 @@ def simulate(server: Server, workdir: Path, accounts: dict[str, Any], scale: Sca
     out, given = workdir / f"devices-{tag}.json", workdir / f"accounts-{tag}.json"
     given.write_text(json.dumps(accounts))
     devices = len(accounts["officers"])
-    # A burst: the simulator's pool has a thread for each device. Spread arrivals need only the threads of
-    # the phones syncing at one time (the simulator counts a phone that began late for want of one). No
-    # request gives up early; requests go over a bounded set of connections (its default), bounding memory.
-    threads = devices if arrival_s <= 0 else min(devices, SPREAD_THREADS)
+    # A thread for each device: in a burst every phone syncs at once; spread, a phone takes a thread only
+    # from its arrival moment until its sync ends, so each arrives when it arrives however slow the server is
+    # (a smaller pool would hold phones back and hide the queue they would meet). No request gives up
+    # early; requests go over a bounded set of connections (its default), bounding memory.
+    threads = devices
     command = [sys.executable, str(SIMULATOR), "--url", server.url, "--devices", str(devices),
                "--concurrency", str(threads), "--rounds", str(scale.device_rounds), "--seed", "7",
                "--arrival-window", str(arrival_s), "--villages-file", str(villages),
