@@ -40,6 +40,7 @@ from forms.library import library_form  # noqa: E402  (the shipped form the benc
 from scripts import bench_web  # noqa: E402  (the web pages' figures)
 from scripts.bench_media import media_figures, media_goals  # noqa: E402
 from scripts.simulator.households import new_visit_answers  # noqa: E402
+from scripts.simulator.villages import synthetic_villages  # noqa: E402
 from server import create_app  # noqa: E402
 from server.client import FlaskTransport, HttpTransport, RetryPolicy, Session  # noqa: E402
 from server.security.passwords import passwords  # noqa: E402
@@ -224,10 +225,11 @@ class Server:
 
 # -- stores ------------------------------------------------------------------------------------------------------
 
-def make_store(db: Path, secret: str, users: list[tuple[str, str, list[str]]], *, cheap_hashes: bool = False
-               ) -> None:
+def make_store(db: Path, secret: str, users: list[tuple[str, str, list[str]]], *, cheap_hashes: bool = False,
+               villages: Path | None = None) -> None:
     """A store as a fresh install has it (schema, the shipped forms, the sample villages) plus ``users``.
-    ``cheap_hashes`` keeps argon2 at 1 MiB for accounts made only to be logged into by a simulator."""
+    ``cheap_hashes`` keeps argon2 at 1 MiB for accounts made only to be logged into by a simulator;
+    ``villages`` is a GeoJSON file of more boundaries to import."""
     config = {"DATABASE_URL": f"sqlite:///{db}", "SECRET_KEY": secret, "LOAD_LIBRARY_FORMS": True,
               "SECRET_KEY_FILE": str(db.parent / "secret_key"), "LOG_LEVEL": "WARNING"}
     if cheap_hashes:
@@ -239,6 +241,10 @@ def make_store(db: Path, secret: str, users: list[tuple[str, str, list[str]]], *
             report = import_villages(store, read_geojson_file(SAMPLE_VILLAGES))
             if report.counts.get("imported") != 6:
                 raise RuntimeError(f"sample villages not imported: {report.counts}")
+            if villages is not None:
+                report = import_villages(store, read_geojson_file(villages))
+                if report.counts.get("refused"):
+                    raise RuntimeError(f"villages of {villages.name} refused: {report.counts}")
             for username, role, villages in users:
                 create_user(store, passwords(), username, PASSWORD, role, villages, actor="bench")
                 if role == "supervisor":  # the simulator's checks compare NIK and No. KK whole
@@ -681,25 +687,32 @@ def form_figures(workdir: Path, scale: Scale) -> list[Figure]:
 
 # A village-hall peak: phones arriving at this rate (1,000 in a minute) rather than in one millisecond.
 ARRIVALS_PER_S = 1000 / 60
-# Simulator threads for spread arrivals: enough for the phones syncing at one moment of such a peak.
-SPREAD_THREADS = 128
+# Officers per village in the crowd: a thousand officers cover 400 synthetic villages (one village each,
+# every fifth a second one), as the field's hundreds; never fewer than the six sample villages.
+OFFICERS_PER_VILLAGE = 2.5
+
+
+def crowd_villages(devices: int) -> int:
+    """How many synthetic villages the concurrency figure's officers are spread over."""
+    return max(6, round(devices / OFFICERS_PER_VILLAGE))
 
 
 def simulate(server: Server, workdir: Path, accounts: dict[str, Any], scale: Scale, tag: str,
-             arrival_s: float = 0.0) -> dict[str, Any]:
+             arrival_s: float = 0.0, villages: Path = SAMPLE_VILLAGES) -> dict[str, Any]:
     """One run of scripts/simulate_devices.py (its bad day: lost requests and replies, resent batches, a fast
     clock) with ``accounts`` made beforehand, every device at once or arriving over ``arrival_s``; returns its
     JSON figures."""
     out, given = workdir / f"devices-{tag}.json", workdir / f"accounts-{tag}.json"
     given.write_text(json.dumps(accounts))
     devices = len(accounts["officers"])
-    # A burst: the simulator's pool has a thread for each device. Spread arrivals need only the threads of
-    # the phones syncing at one time (the simulator counts a phone that began late for want of one). No
-    # request gives up early; requests go over a bounded set of connections (its default), bounding memory.
-    threads = devices if arrival_s <= 0 else min(devices, SPREAD_THREADS)
+    # A thread for each device: in a burst every phone syncs at once; spread, a phone takes a thread only
+    # from its arrival moment until its sync ends, so each arrives when it arrives however slow the server is
+    # (a smaller pool would hold phones back and hide the queue they would meet). No request gives up
+    # early; requests go over a bounded set of connections (its default), bounding memory.
+    threads = devices
     command = [sys.executable, str(SIMULATOR), "--url", server.url, "--devices", str(devices),
                "--concurrency", str(threads), "--rounds", str(scale.device_rounds), "--seed", "7",
-               "--arrival-window", str(arrival_s),
+               "--arrival-window", str(arrival_s), "--villages-file", str(villages),
                "--timeout", "1800", "--run-tag", tag, "--accounts", str(given), "--quiet", "--json", str(out)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=max(1800, 12 * devices),
                           check=False)
@@ -734,22 +747,27 @@ def concurrency_figures(workdir: Path, scale: Scale, arrival_s: float = 0.0) -> 
         raise RuntimeError(f"{SIMULATOR.relative_to(ROOT)} is missing")
     db = workdir / "devices.db"
     secret = uuid.uuid4().hex * 2
-    codes = [feature["properties"]["code"] for feature in json.loads(SAMPLE_VILLAGES.read_text())["features"]]
+    # The crowd's officers spread over many synthetic villages, a few to a village, as in the field.
+    villages = workdir / "crowd-villages.geojson"
+    villages.write_bytes(orjson.dumps(synthetic_villages(crowd_villages(scale.devices))))
+    codes = [feature["properties"]["code"] for feature in json.loads(villages.read_text())["features"]]
     # As the simulator would make them (one village each, every fifth officer two), but beforehand: the
     # figures are about syncing, not about 200 argon2 hashes made at once.
     officers = [(f"bench-o{n:04d}", "officer", [codes[n % len(codes)]] + (
         [codes[(n + 1) % len(codes)]] if n % 5 == 4 else [])) for n in range(scale.devices)]
     supervisor = ("bench-sup", "supervisor", sorted({code.rsplit(".", 1)[0] for code in codes}))
-    make_store(db, secret, [supervisor, ("bench-alone", "officer", [VILLAGE]), *officers], cheap_hashes=True)
+    make_store(db, secret, [supervisor, ("bench-alone", "officer", [codes[0]]), *officers], cheap_hashes=True,
+               villages=villages)
 
     def accounts(names: list[str]) -> dict[str, Any]:
         return {"supervisor": {"username": supervisor[0], "password": PASSWORD},
                 "officers": [{"username": name, "password": PASSWORD} for name in names]}
 
     with Server(workdir, db, secret) as server:
-        alone = simulate(server, workdir, accounts(["bench-alone"]), scale, "alone")
+        alone = simulate(server, workdir, accounts(["bench-alone"]), scale, "alone", villages=villages)
         began, server_cpu = time.perf_counter(), server.cpu_seconds()
-        crowd = simulate(server, workdir, accounts([name for name, _, _ in officers]), scale, "crowd", arrival_s)
+        crowd = simulate(server, workdir, accounts([name for name, _, _ in officers]), scale, "crowd", arrival_s,
+                         villages)
         elapsed, server_cpu = time.perf_counter() - began, server.cpu_seconds() - server_cpu
         load = round(os.getloadavg()[0], 2)
     checks = crowd["checks"]
@@ -771,6 +789,8 @@ def concurrency_figures(workdir: Path, scale: Scale, arrival_s: float = 0.0) -> 
                 "push": crowd["push"], "rounds": scale.device_rounds, "seconds": round(elapsed, 1),
                 "simulator": crowd["simulator"], "stages_s": crowd["stages_s"],
                 "arrivals": crowd["arrivals"], "load": crowd_load(scale.devices, arrival_s),
+                "villages": len(codes),
+                "simulator_cpu_ms_per_sync": crowd["simulator"]["cpu_ms_per_sync"],
                 "server_cpu_s": round(server_cpu, 1), "simulator_cpu_s": crowd["simulator"]["cpu_s"],
                 "simulator_cpu_ms_per_device": crowd["simulator"]["cpu_ms_per_device"],
                 "load_average_1m_after": load,
@@ -946,10 +966,14 @@ def table(figures: dict[str, Figure], goal_rows: list[dict[str, Any]], info: dic
                      "for a connection, and the wait counts in their latency)")
         d = crowd[0].details
         arrivals = d["arrivals"]
-        spread = (f", uniform arrivals, {arrivals['late']} phone-stages began over 0.1 s late for want of a "
-                  "simulator thread") if arrivals["mode"] == "spread" else ", a burst"
-        lines.append(f"  (load: {d['load']}{spread}; CPU: server workers {d['server_cpu_s']:,.1f} s, simulator "
-                     f"{d['simulator_cpu_s']:,.1f} s = {d['simulator_cpu_ms_per_device']:,.0f} ms per device; "
+        spread = (f", uniform arrivals, at most {arrivals.get('most_busy', '?')} phones syncing at one moment, "
+                  f"{arrivals['late']} phone-stages began over 0.1 s late, "
+                  f"{arrivals.get('late_for_thread', '?')} of them for want of a simulator thread"
+                  ) if arrivals["mode"] == "spread" else ", a burst"
+        lines.append(f"  (load: {d['load']} in {d.get('villages', 6)} villages{spread}; CPU: server workers "
+                     f"{d['server_cpu_s']:,.1f} s, simulator {d['simulator_cpu_s']:,.1f} s = "
+                     f"{d['simulator_cpu_ms_per_device']:,.0f} ms per device, "
+                     f"{d.get('simulator_cpu_ms_per_sync', 0):,.1f} ms per phone's sync; "
                      f"load average {d['load_average_1m_after']} at the end; {d['seconds']:,.0f} s)")
     lines += ["", "goals (2 cores, embedded store):"]
     for row in goal_rows:

@@ -101,6 +101,12 @@ def test_quick_bench_figures_are_sane(quick_run):
         assert details["load"] == f"{details['devices']} devices over {arrivals['window_s']:g} s"
         assert details["server_cpu_s"] > 0
         assert details["simulator_cpu_ms_per_device"] > 0
+        # the simulator's own CPU while the phones sync, apart from setting up and checking afterwards
+        assert 0 < details["simulator_cpu_ms_per_sync"] < details["simulator_cpu_ms_per_device"]
+        assert 1 <= arrivals["most_busy"] <= details["devices"]
+        assert 0 <= arrivals["late_for_thread"] <= arrivals["late"]
+        # the officers spread over synthetic villages, a few to a village, as in the field
+        assert details["villages"] == max(6, round(details["devices"] / 2.5))
 
 
 def test_quick_bench_reports_each_goal(quick_run):

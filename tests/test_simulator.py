@@ -36,6 +36,7 @@ from scripts.simulator import (
 )
 from scripts.simulator.households import new_visit_answers, revisit_answers
 from scripts.simulator.memory import Trimmer, lean_environment
+from scripts.simulator.villages import synthetic_villages
 from server.client import ACKED, FlaskTransport, Reply, field_stamps
 from sync import Record, Write
 
@@ -522,11 +523,56 @@ def test_spread_arrivals_begin_each_stage_over_the_window_and_still_pass(library
     assert figures["stages_s"]["start"] >= 0.5
     assert figures["stages_s"]["round_0"] >= 0.5
     assert figures["simulator"]["cpu_ms_per_device"] > 0
+    # three threads at most, and the phones syncing at one moment took them: never more than three busy
+    assert 1 <= figures["arrivals"]["most_busy"] <= 3
+    # start, one round, the final pull: three syncs of each phone, their CPU apart from setup and checks
+    assert figures["simulator"]["syncs"] == 8 * 3
+    assert 0 < figures["simulator"]["sync_cpu_s"] < figures["simulator"]["cpu_s"]
+    assert figures["simulator"]["cpu_ms_per_sync"] > 0
     text = summary_text(figures)
     assert "arrivals: spread uniformly over 1.5 s in every stage (8 phones)" in text
+    assert "ms per phone's sync" in text
 
 
 def test_a_burst_is_said_to_be_one(library_app):
     figures = Simulation(config(devices=3, rounds=1, reassign=0), FlaskTransport(library_app)).run()
-    assert figures["arrivals"] == {"mode": "burst", "window_s": 0.0, "late": 0, "most_late_s": 0.0}
+    assert figures["arrivals"] == {"mode": "burst", "window_s": 0.0, "late": 0, "most_late_s": 0.0, "most_busy": 0,
+                                   "late_for_thread": 0}
     assert "arrivals: a burst, 3 phones at once in every stage" in summary_text(figures)
+
+
+def test_synthetic_villages_tile_the_regency_edge_to_edge_and_import_cleanly(library_app):
+    collection = synthetic_villages(150)
+    assert synthetic_villages(150) == collection  # the same count gives the same villages
+    codes = [feature["properties"]["code"] for feature in collection["features"]]
+    assert len(set(codes)) == 150
+    assert codes[0] == "32.98.01.2001"
+    assert codes[12] == "32.98.02.2001"  # a dozen desa to a kecamatan
+    shapes = [shapely.geometry.shape(feature["geometry"]) for feature in collection["features"]]
+    assert all(shape.is_valid and shape.area > 0 for shape in shapes)
+    # neighbours meet along an edge and never overlap, as desa boundaries do
+    assert shapes[0].intersection(shapes[1]).length > 0
+    assert shapes[0].intersection(shapes[1]).area == pytest.approx(0, abs=1e-12)
+    assert len({round(shape.area, 9) for shape in shapes}) > 100  # jittered: not one shape repeated
+    client = library_app.test_client()
+    reply = client.post("/api/v1/villages", json=collection, headers=login(client, "admin"))
+    assert reply.status_code == 200, reply.get_json()
+    assert reply.get_json()["imported"] == 150
+    assert reply.get_json()["refused"] == 0
+    with pytest.raises(ValueError, match="synthetic villages"):
+        synthetic_villages(0)
+
+
+def test_a_crowd_over_synthetic_villages_spreads_officers_and_passes(library_app):
+    simulation = Simulation(config(devices=24, rounds=2, synthetic_villages=30, run_tag="spread"),
+                            FlaskTransport(library_app))
+    figures = simulation.run()
+    assert figures["ok"], summary_text(figures)
+    assert (figures["lost_events"], figures["duplicated_events"]) == (0, 0)
+    homes = {village for device in simulation.devices for village in device.home}
+    assert len(homes) == 24  # one village each (every fifth officer also covers the next officer's)
+    assert all(village.startswith("32.98.") for village in homes)
+    # each phone holds only what its villages hold, not the crowd's every household
+    held = [len(device.client.held()) for device in simulation.devices]
+    assert max(held) < figures["households"] / 4
+    assert figures["checks"]["geotag_flags"]["checked"] == figures["events"]["visits"]

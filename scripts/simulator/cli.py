@@ -16,6 +16,7 @@ from .faults import Latencies
 from .geo import NoPoint
 from .memory import Trimmer
 from .run import SAMPLE_VILLAGES, Config, Simulation
+from .villages import MOST as MOST_VILLAGES
 
 
 def _p99(figures: dict[str, Any], label: str) -> str:
@@ -28,8 +29,9 @@ def _arrivals(figures: dict[str, Any]) -> str:
     if arrivals["mode"] == "burst":
         return f"a burst, {figures['devices']} phones at once in every stage"
     return (f"spread uniformly over {arrivals['window_s']:g} s in every stage ({figures['devices']} phones); "
-            f"{arrivals['late']} phone-stages began over 0.1 s late for want of a thread "
-            f"(at most {arrivals['most_late_s']:.1f} s)")
+            f"at most {arrivals['most_busy']} phones syncing at one moment; {arrivals['late']} phone-stages began "
+            f"over 0.1 s late (at most {arrivals['most_late_s']:.1f} s; {arrivals['late_for_thread']} of them for "
+            "want of a thread, the others because the simulator's own CPU was behind)")
 
 
 def summary_text(figures: dict[str, Any]) -> str:
@@ -49,7 +51,8 @@ def summary_text(figures: dict[str, Any]) -> str:
         f"  open conflicts: server {figures['conflicts']['server']}, oracle {figures['conflicts']['oracle']}; "
         f"resolutions by the supervisor during the run {figures['conflicts']['resolved_by_supervisor']}; "
         f"officers lent a village {figures['reassigned_officers']}",
-        f"  simulator: {own['cpu_s']:.1f} s CPU ({own['cpu_ms_per_device']:,.0f} ms per device), "
+        f"  simulator: {own['cpu_s']:.1f} s CPU ({own['cpu_ms_per_device']:,.0f} ms per device; while syncing "
+        f"{own['cpu_ms_per_sync']:,.1f} ms per phone's sync, {own['cpu_ms_per_request']:,.2f} ms per request), "
         f"peak RSS {own['peak_rss_mb']:.0f} MB, "
         f"{own['distinct_households_held']} distinct household copies held, "
         f"at most {figures['concurrency']} devices at once"
@@ -116,6 +119,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-import-villages", action="store_true",
                         help="expect the sample boundaries to be imported already")
     parser.add_argument("--villages-file", type=Path, default=SAMPLE_VILLAGES, help="village boundaries GeoJSON")
+    parser.add_argument("--synthetic-villages", type=int, default=0, metavar="COUNT",
+                        help="instead of --villages-file, this many synthetic villages of a regency no real one has "
+                             "(32.98), a dozen to a kecamatan, so that a crowd spreads over villages as in the field "
+                             "(default 0: the file)")
     parser.add_argument("--run-tag", default=None, help="tag of this run's usernames and ids (default: random)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one reply")
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this file")
@@ -124,6 +131,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if min(args.devices, args.rounds, args.events_per_round, args.batch_max, args.concurrency, args.connections) < 1:
         parser.error("--devices, --rounds, --events-per-round, --batch-max, --concurrency and --connections must be "
                      "at least 1")
+    if not 0 <= args.synthetic_villages <= MOST_VILLAGES:
+        parser.error(f"--synthetic-villages must be between 0 and {MOST_VILLAGES}")
     if not 0 <= args.arrival_window <= 86_400:
         parser.error("--arrival-window must be between 0 and 86400 seconds")
     for name in ("drop_rate", "dup_rate", "outside_rate", "resolve_rate"):
@@ -143,6 +152,7 @@ def config_from(args: argparse.Namespace) -> Config:
                   own_writes_supersede=args.own_writes_supersede, admin_user=args.admin_user,
                   admin_password=args.admin_password or os.environ.get("KUNJUNG_SIM_ADMIN_PASSWORD"),
                   accounts=accounts, import_villages=not args.no_import_villages, villages_file=args.villages_file,
+                  synthetic_villages=args.synthetic_villages,
                   run_tag=args.run_tag, arrival_s=args.arrival_window)
 
 

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,9 @@ from server.client import ACKED, PAGE_LIMIT, Interner, PulledHousehold, RetryPol
 
 from .checks import Check, HouseholdVerdict, Resolution, check_household, check_replicas, index_conflicts, new_checks
 from .device import SimDevice, SimError
-from .faults import Latencies
+from .faults import CONNECTION_WAIT, Latencies
 from .geo import Boundaries
+from .villages import synthetic_villages
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SAMPLE_VILLAGES = ROOT / "server" / "data" / "sample_villages.geojson"
@@ -49,6 +50,9 @@ class Config:
     accounts: dict[str, Any] | None = None
     import_villages: bool = True
     villages_file: Path = SAMPLE_VILLAGES
+    # When above 0, this many synthetic villages (scripts/simulator/villages.py) instead of villages_file:
+    # a crowd spread over hundreds of villages, as in the field.
+    synthetic_villages: int = 0
     run_tag: str | None = None
     resolve_rate: float = 0.3
     reassign: int = 2
@@ -85,7 +89,9 @@ class Simulation:
         self.run_tag = config.run_tag or f"{config.seed % 10000:04d}{os.urandom(3).hex()}"
         self.latencies = latencies or Latencies()
         self.interner = Interner()
-        self.boundaries = Boundaries(orjson.loads(config.villages_file.read_bytes()))
+        self.villages = (synthetic_villages(config.synthetic_villages) if config.synthetic_villages > 0
+                         else orjson.loads(config.villages_file.read_bytes()))
+        self.boundaries = Boundaries(self.villages)
         self.rng = random.Random(f"{config.seed}:{self.run_tag}")
         self.devices: list[SimDevice] = []
         self.supervisor: Session | None = None
@@ -110,6 +116,8 @@ class Simulation:
         # Phones that began later than their arrival moment because every thread was busy, and by how much.
         self.late_arrivals = 0
         self.most_late_s = 0.0
+        self.most_busy = 0  # most phones working at one moment of spread arrivals
+        self.late_for_thread = 0  # of the late ones, those that waited mostly for a free thread
 
     # shared state -------------------------------------------------------------------------------
     def register_household(self, household_id: str) -> None:
@@ -157,28 +165,49 @@ class Simulation:
         return results
 
     def _arriving(self, work: Callable[[SimDevice], Any], stage: str) -> list[Any]:
-        """``work`` for every phone, each beginning at its arrival moment within ``config.arrival_s``; the
-        phones are handed to the pool in arrival order, so a pool smaller than the crowd is enough when
-        the arrivals are spread (a phone that finds no free thread begins late, and is counted)."""
+        """``work`` for every phone, each beginning at its arrival moment within ``config.arrival_s``.
+
+        One dispatcher sleeps until each phone's moment and only then hands it to the pool, so a thread is
+        taken by a phone that is working, never by one waiting for its moment: the threads in use are the
+        phones syncing at that instant (the pool makes them as needed, ``config.concurrency`` at most). A
+        phone that finds every thread busy begins late, and is counted; so is one handed over late because
+        the simulator's own CPU was behind (on a loaded machine), and the figures say which it mostly was.
+        """
         window = self.config.arrival_s
         if window <= 0:
             return self._parallel(work, self.devices, stage)
         draw = random.Random(f"{self.config.seed}:{self.run_tag}:arrivals:{stage}")
         plan = sorted(((draw.uniform(0, window), device) for device in self.devices), key=lambda item: item[0])
         began = time.perf_counter()
+        busy = [0]
 
-        def arrive(item: tuple[float, SimDevice]) -> Any:
-            offset, device = item
-            late = time.perf_counter() - began - offset
-            if late < 0:
-                time.sleep(-late)
-            elif late > LATE_S:
-                with self._lock:
+        def arrive(item: tuple[float, float, SimDevice]) -> Any:
+            offset, handed, device = item
+            now = time.perf_counter() - began
+            late = now - offset
+            with self._lock:
+                busy[0] += 1
+                self.most_busy = max(self.most_busy, busy[0])
+                if late > LATE_S:
                     self.late_arrivals += 1
                     self.most_late_s = max(self.most_late_s, late)
-            return work(device)
+                    # waiting in the pool's queue, or handed over late: the simulator's own CPU was behind
+                    if now - handed > handed - offset:
+                        self.late_for_thread += 1
+            try:
+                return work(device)
+            finally:
+                with self._lock:
+                    busy[0] -= 1
 
-        return self._parallel(arrive, plan, stage)
+        def dispatch() -> Iterator[tuple[float, float, SimDevice]]:
+            for offset, device in plan:
+                wait = offset - (time.perf_counter() - began)
+                if wait > 0:
+                    time.sleep(wait)
+                yield offset, time.perf_counter() - began, device
+
+        return self._parallel(arrive, dispatch(), stage)
 
     # setup --------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -192,8 +221,7 @@ class Simulation:
             admin = self.admin = self.session(config.admin_user, config.admin_password)
             admin.login()
             if config.import_villages:
-                report = admin.call("POST", "/api/v1/villages",
-                                    payload=orjson.loads(config.villages_file.read_bytes()))
+                report = admin.call("POST", "/api/v1/villages", payload=self.villages)
                 self.log(f"villages: {report['imported']} imported, {report['updated']} updated, "
                          f"{report['unchanged']} unchanged, {report['refused']} refused")
             known = {v["code"]: v for v in admin.paged("/api/v1/villages")}
@@ -428,6 +456,14 @@ class Simulation:
         accepted = sum(verdict.accepted for verdict in verdicts.values())
         resolutions = sum(verdict.resolutions for verdict in verdicts.values())
         times = os.times()
+        # The phones' own stages (start, every round, the final pull): what the simulator spends per sync,
+        # apart from setting up accounts and checking the server afterwards.
+        syncing = [name for name in self.stage_cpu if name == "start" or name.startswith("round_")
+                   or name == "final_pull"]
+        sync_cpu = sum(self.stage_cpu[name] for name in syncing)
+        syncs = len(self.devices) * len(syncing)
+        requests = sum(stats["count"] for label, stats in self.latencies.summary().items()
+                       if label != CONNECTION_WAIT)
         return {
             "ok": all(check.ok for check in self.checks.values()),
             "server": self.transport.name,
@@ -440,7 +476,8 @@ class Simulation:
             "rounds": self.config.rounds,
             "arrivals": {"mode": "spread" if self.config.arrival_s > 0 else "burst",
                          "window_s": self.config.arrival_s, "late": self.late_arrivals,
-                         "most_late_s": round(self.most_late_s, 3)},
+                         "most_late_s": round(self.most_late_s, 3), "most_busy": self.most_busy,
+                         "late_for_thread": self.late_for_thread},
             "households": len(verdicts),
             "households_on_server": len(snapshot),
             "lost_events": sum(verdict.lost for verdict in verdicts.values()),
@@ -467,6 +504,9 @@ class Simulation:
             "stages_s": dict(self.stages),
             "simulator": {"cpu_s": round(times.user + times.system, 2),
                           "cpu_ms_per_device": round(1000 * (times.user + times.system) / max(1, len(self.devices)), 1),
+                          "syncs": syncs, "sync_cpu_s": round(sync_cpu, 2),
+                          "cpu_ms_per_sync": round(1000 * sync_cpu / max(1, syncs), 2),
+                          "cpu_ms_per_request": round(1000 * sync_cpu / max(1, requests), 3),
                           "peak_rss_mb": _peak_rss_mb(),
                           "stage_cpu_s": dict(self.stage_cpu), "stage_rss_mb": dict(self.stage_rss),
                           "distinct_households_held": len(self.interner),
