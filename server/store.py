@@ -111,7 +111,9 @@ COLLECTIONS: list[CollectionSpec] = [
                             # exports and figures stream one form version at a time in seq order
                             # (server/reporting.py); this index serves that filter and order together
                             ("form_id", "form_version", "seq"),
-                            ("village", "id"), ("flagged", "id")),
+                            ("village", "id"), ("flagged", "id"),
+                            # the hidden re-stamps counted apart from everything (server/visits.py)
+                            ("restamp_hidden", "id")),
                    tracked=True, geo=("location",),
                    retired=(("village", "seq"), ("household_id",), ("form_id", "received_at"), ("review_state",),
                             ("flagged",), ("received_at",)),
@@ -133,6 +135,10 @@ COLLECTIONS: list[CollectionSpec] = [
                                   why="review queue totals (admins), less the hidden re-stamps"),
                             Query((), "id", residual=_VISIT_FILTERS[:3],
                                   why="visit listing (admins), filters checked on each visit until the page fills"),
+                            Query((), None, residual=_VISIT_FILTERS[:3],
+                                  why="visit totals (admins, no flag filter): every visit, filters checked, a scan"),
+                            Query(("restamp_hidden",), None, ("restamp_hidden", "id"), residual=_VISIT_FILTERS[:3],
+                                  why="visit totals (admins, no flag filter), less the hidden re-stamps"),
                             _counted())),
     CollectionSpec("conflicts", fields=("household_id", "village", "field", "open"),
                    indexes=(("household_id", "id"), ("village", "id"), ("open", "id")),

@@ -165,3 +165,22 @@ def test_a_restamp_pushed_to_a_node_that_holds_the_first_id_is_shown_once(centra
     # here the re-stamp's HLC is the greater, so its write stands and it is the one shown
     assert shown_visits(central, "supervisor") == {"visits": [again["id"]], "queue": [again["id"]],
                                                    "queue_total": [1], "export": [again["id"]]}
+
+
+def test_visit_totals_with_no_village_or_flag_filter_count_a_restamped_visit_once(central):
+    # an admin's totals read every village: the hidden re-stamp is counted through its own declared query
+    from server.visits import count_visits
+
+    phone = Device(central.test_client(), "ani", device_id="phone-ani")
+    first = visit_body(str(uuid.uuid4()), ahead_hlc(0))
+    again = {**first, "id": str(uuid.uuid4()), "restamp_of": first["id"], "hlc": ahead_hlc(1)}
+    other = visit_body(str(uuid.uuid4()), ahead_hlc(0))
+    for visit in (first, again, other):
+        assert statuses(phone.push([visit])) == ["applied"]
+    with central.app_context():
+        store = get_store(central)
+        assert store.count("visits") == 3
+        assert count_visits(store, {}) == 2
+        assert count_visits(store, {"officer": "ani", "review_state": "pending"}) == 2
+        assert count_visits(store, {"officer": "budi"}) == 0
+        assert count_visits(store, {}, flag="any") == 2
