@@ -89,6 +89,7 @@ COLLECTIONS: list[CollectionSpec] = [
                             # server/relay/feed.py: a hall's feed of its villages' events, and what waits
                             Query(("village", "seq"), "seq", ("village", "seq"), why="relay feed, in a scope"),
                             Query(("village", "seq"), None, ("village", "seq"), why="relay: events waiting"),
+                            Query(("village",), None, ("village", "seq"), why="relay: a hall dropping a lost village"),
                             Query(("seq",), "seq", ("seq",), why="relay: a hall's own events to send up"),
                             Query((), "hlc", ("hlc", "id"), why="start-up: the largest stored HLC"),
                             Query((), None, residual=("type",), why="tests: events of a type, a scan"),
@@ -173,6 +174,8 @@ COLLECTIONS: list[CollectionSpec] = [
                    indexes=(("visit_id", "id"), ("device_id", "held", "id"), ("sha256", "id"),
                             ("thumbnail_sha256", "id")),
                    queries=(Query(("visit_id",), "id", ("visit_id", "id"), why="a visit's files"),
+                            Query(("visit_id",), None, ("visit_id", "id"),
+                                  why="relay: a hall dropping the files of a village it lost"),
                             Query(("device_id", "held"), "id", ("device_id", "held", "id"),
                                   why="pull: the device's files the server still lacks"),
                             Query(("sha256",), "id", ("sha256", "id"), why="clean-up: is a blob named"),

@@ -123,19 +123,22 @@ class _Intake:
 
 
 def accept_relayed(store: Store, items: list[Any], scope: Scope, *, source: str,
-                   checkpoint: Callable[[Writer, list[dict[str, Any]]], None] | None = None
+                   checkpoint: Callable[[Writer, list[dict[str, Any]]], None] | None = None,
+                   late: Callable[[Mapping[str, Any]], bool] | None = None
                    ) -> tuple[list[dict[str, Any]], str]:
     """Take in events another node received; one verdict per item, in order, and this node's HLC after them.
 
-    ``scope`` is what the sender may write; ``source`` names it in each stored event's
-    ``relayed_from`` (this node's bookkeeping: an event from upstream is not sent back up).
+    ``scope`` is what the sender may write, and ``late(event)`` says whether it may still send an
+    event outside it (a hall's work for a village it lost, taken before it learned); ``source``
+    names it in each stored event's ``relayed_from`` (this node's bookkeeping: an event from
+    upstream is not sent back up).
     ``checkpoint(tx, results)`` runs in the same unit of work, so the sender's position and the
     events it covers commit together.
     """
 
     def unit(tx: Writer) -> tuple[list[dict[str, Any]], str]:
         intake = _Intake(tx, StoredClock(tx))
-        results = [_take(intake, item, scope, source) for item in items]
+        results = [_take(intake, item, scope, source, late) for item in items]
         for household_id in sorted(intake.dirty):
             record, seq, previous = intake.households[household_id]
             write_household(tx, record, previous, seq)
@@ -148,14 +151,15 @@ def accept_relayed(store: Store, items: list[Any], scope: Scope, *, source: str,
     return store.unit_of_work(unit)
 
 
-def _take(intake: _Intake, item: Any, scope: Scope, source: str) -> dict[str, Any]:
+def _take(intake: _Intake, item: Any, scope: Scope, source: str,
+          late: Callable[[Mapping[str, Any]], bool] | None = None) -> dict[str, Any]:
     event_id = item.get("event", {}).get("id") if isinstance(item, Mapping) and isinstance(
         item.get("event"), Mapping) else None
     errors = item_errors(item)
     if errors:
         return _rejected(event_id, "invalid", "The relayed event is not valid.", errors)
     event = item["event"]
-    if not scope.covers(event["village"]):
+    if not scope.covers(event["village"]) and not (late is not None and late(event)):
         return _rejected(event_id, "out_of_scope", OUT_OF_SCOPE, {"village": ["not covered by the credential"]})
     tx = intake.tx
     # The hash is this node's own: a sender cannot make another body pass for a held one.

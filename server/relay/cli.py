@@ -125,6 +125,10 @@ def status_command(as_json: bool) -> None:
     if status["clock_refusal"]:
         click.echo(gettext("refusing phone pushes: %(reason)s", reason=translate_known(status["clock_refusal"])))
     click.echo(gettext("waiting to go up: %(count)s", count=status["waiting_up"]))
+    for entry in status["keeping"]:
+        click.echo(translate_known(entry["message"]))
+    for entry in status["dropped"][-5:]:
+        click.echo(gettext("dropped village %(village)s at %(at)s", village=entry["village"], at=entry["at"]))
     click.echo(gettext("refused events: %(count)s", count=len(status["refused"])))
     for entry in status["refused"][-20:]:
         click.echo(f"  {entry['direction']} {entry['id']}: {entry['code']}: {entry['message']}")
