@@ -161,3 +161,19 @@ def test_a_village_the_hall_regains_before_dropping_it_is_simply_kept(tmp_path, 
     assert status["left_scope"] == []
     assert status["keeping"] == []
     close(hall)
+
+
+def test_the_cli_gives_a_hall_other_villages_and_remembers_the_one_it_lost(env, tmp_path):
+    runner = CliRunner()
+    made = runner.invoke(cli, ["relay", "credential", "--name", "balai", "--village", VILLAGE,
+                               "--village", OTHER_VILLAGE], catch_exceptions=False)
+    assert made.exit_code == 0, made.output
+    moved = runner.invoke(cli, ["relay", "villages", "balai", "--village", VILLAGE], catch_exceptions=False)
+    assert moved.exit_code == 0, moved.output
+    assert f"hall balai for {VILLAGE}" in moved.output
+    refused = runner.invoke(cli, ["relay", "villages", "balai", "--village", "nowhere"])
+    assert refused.exit_code != 0
+    unknown = runner.invoke(cli, ["relay", "villages", "no-such-hall", "--village", VILLAGE])
+    assert unknown.exit_code != 0
+    listed = runner.invoke(cli, ["relay", "halls"], catch_exceptions=False)
+    assert listed.output.split("\t")[-1].strip() == VILLAGE
