@@ -28,7 +28,7 @@ from ..households import HOUSEHOLDS, write_household
 from ..jsonio import storage_problems
 from ..security.scope import Scope
 from ..storage import Store, Writer
-from ..visits import VISITS, settle_restamps
+from ..visits import VISITS, fold_review, review_fields, settle_restamps, shown_twin
 
 RELAYED_TYPES = ("visit", "household_edit", "resolution", "import", "review")
 # What of a stored event travels; ``seq`` and ``relayed_from`` are the holder's own bookkeeping.
@@ -216,15 +216,18 @@ def _fold_review(intake: _Intake, event: Mapping[str, Any]) -> dict[str, Any] | 
     if visit is None or visit["household_id"] != event["household_id"] or visit["village"] != event["village"]:
         return _rejected(event["id"], "missing_visit", "A review of a visit this node does not hold.",
                          {"visit_id": ["send the visit first"]})
-    record = Record.from_document(visit["review_record"]) if visit.get("review_record") else Record(visit_id)
+    if event["engine"].get("household_id") != visit_id:
+        return _rejected(event["id"], "invalid", "The review's engine shape is about another visit.",
+                         {"event.engine": [f"must be about {visit_id}"]})
+    # Made where this visit's re-stamp twin was the one shown, or here on the hidden one: it folds
+    # into the visit this node shows for the pair.
+    visit = shown_twin(intake.tx, visit)
+    record = Record.from_document(visit["review_record"]) if visit.get("review_record") else Record(visit["id"])
     try:
-        record.apply_event(event["engine"], check=False)
+        fold_review(record, event["engine"])
     except EventError as error:
         return _rejected(event["id"], error.code, error.message, error.errors)
-    review = record.get("review")
-    intake.tx.put(VISITS, {**visit, "review": {**review, "in_conflict": record.fields["review"].in_conflict},
-                           "review_state": review["state"], "reviewed": True,
-                           "review_record": record.to_document()})
+    intake.tx.put(VISITS, {**visit, **review_fields(record)})
     return None
 
 
