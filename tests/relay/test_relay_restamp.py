@@ -245,3 +245,31 @@ def test_a_review_of_one_twin_follows_the_visit_every_node_shows(tmp_path, centr
     pulled = {c["id"]: c for c in at_central.pull_all() if c["type"] == "visit"}
     assert pulled[first["id"]]["review"]["state"] == "approved"
     close(hall)
+
+
+def test_a_resolution_naming_the_hidden_twin_supersedes_the_visit_shown(central):
+    # the supervisor saw the conflict before the re-stamp arrived: the heads she names are the first id's
+    make_user(central, "supervisor", "supervisor", ["32.04.05"])
+    phone = Device(central.test_client(), "ani", device_id="phone-ani")
+    other = Device(central.test_client(), "ani", device_id="phone-ani-2")
+    household = str(uuid.uuid4())
+    first = visit_body(household, ahead_hlc(0))
+    assert statuses(phone.push([first])) == ["applied"]
+    assert statuses(other.push([other.edit(household, {"head_name": "Lain"})])) == ["applied"]
+    client = central.test_client()
+    supervisor = login(client, "supervisor")
+    conflict = client.get("/api/v1/conflicts", headers=supervisor).get_json()["items"][0]
+    seen = [head["stamp"] for head in conflict["heads"]]
+    again = {**first, "id": str(uuid.uuid4()), "restamp_of": first["id"], "hlc": ahead_hlc(1)}
+    assert statuses(phone.push([again])) == ["applied"]
+    now = client.get("/api/v1/conflicts", headers=supervisor).get_json()["items"][0]
+    assert any(again["id"] in head["stamp"] for head in now["heads"])
+    resolved = client.post(f"/api/v1/conflicts/{conflict['id']}/resolve", headers=supervisor,
+                           json={"id": str(uuid.uuid4()), "value": "Siti Aminah", "heads": seen})
+    assert resolved.status_code == 200, resolved.get_json()
+    assert resolved.get_json()["in_conflict"] is False
+    assert resolved.get_json()["value"] == "Siti Aminah"
+    assert client.get("/api/v1/conflicts", headers=supervisor).get_json()["items"] == []
+    fields = {c["id"]: c for c in phone.pull_all() if c["type"] == "household"}[household]["fields"]
+    assert fields["head_name"]["value"] == "Siti Aminah"
+    assert "heads" not in fields["head_name"]
