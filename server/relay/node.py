@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,8 +50,11 @@ NODE_HEADER = "X-Kunjung-Node"
 CLOCK_AHEAD = N_("The hall's clock is %(seconds)s s ahead of the central server's (the bound is %(bound)s s); "
                  "set the laptop's clock.")
 DROP_BATCH = 500
-KEEPING = N_("Village %(village)s is no longer one of this hall's villages; its data stays here until the "
-             "%(count)s events made here for it have reached the central server.")
+KEEPING = N_("Village %(village)s is no longer one of this hall's villages; its data stays here until what was "
+             "made here for it has reached the central server (%(count)s events, %(files)s files).")
+# The attachments' exchange (server/relay/files.py, where it is merged) queues a hall's files to go up
+# here; a store without the collection has no file exchange, and so no file waiting to go up.
+RELAY_FILES = "relay_files"
 CLOCK_BEHIND = N_("The hall's clock is %(seconds)s s behind the central server's (the bound is %(bound)s s); "
                   "set the laptop's clock.")
 
@@ -259,9 +263,11 @@ class HallNode:
         dropped, keeping = [], []
         for village in state.get("left_held") or []:
             waiting, refused = unsent_work(self.store, state, village)
-            if waiting or refused:
+            files = unsent_files(self.store, village)
+            if waiting or refused or files:
                 keeping.append({"village": village, "waiting_up": waiting, "refused_up": refused,
-                                "message": KEEPING % {"village": village, "count": waiting + refused}})
+                                "files_waiting_up": files,
+                                "message": KEEPING % {"village": village, "count": waiting + refused, "files": files}})
                 continue
             counts = drop_village(self.store, village)
             dropped.append(village)
@@ -335,6 +341,17 @@ def unsent_work(store: Store, state: Mapping[str, Any], village: str) -> tuple[i
     return waiting, refused
 
 
+def unsent_files(store: Store, village: str) -> int:
+    """Files of ``village``'s visits that the attachments' exchange still has to send up (waiting,
+    or refused by upstream: their bytes are nowhere else)."""
+    if RELAY_FILES not in store.collections:
+        return 0
+    visits = {visit["id"] for visit in store.iterate(VISITS, {"village": village})}
+    return sum(1 for state in ("waiting", "refused")
+               for doc in store.iterate(RELAY_FILES, {"direction": "up", "state": state})
+               if doc.get("visit_id") in visits)
+
+
 def drop_village(store: Store, village: str) -> dict[str, int]:
     """Remove what the hall holds of ``village``: its visits' files, its conflicts, households,
     visits and events, and the officers who served only the hall's lost villages. In small units
@@ -350,8 +367,13 @@ def drop_village(store: Store, village: str) -> dict[str, int]:
         ids = [visit["id"] for visit in page]
 
         def files(tx: Writer, ids: list[str] = ids) -> int:
+            names = []
             for doc in tx.find(ATTACHMENTS, {"visit_id": In(ids)}):
                 blobs.extend(h for h in (doc.get("sha256"), doc.get("thumbnail_sha256")) if h)
+                names.append(doc["id"])
+            if RELAY_FILES in store.collections:
+                for name in tx.get_many(RELAY_FILES, names):  # transfers of these files (none wait up)
+                    tx.delete(RELAY_FILES, name)
             return tx.remove(ATTACHMENTS, {"visit_id": In(ids)})
 
         if ids:
@@ -366,7 +388,8 @@ def drop_village(store: Store, village: str) -> dict[str, int]:
             if removed < DROP_BATCH:
                 break
     counts["users"] = store.unit_of_work(_drop_gone_users)
-    delete_blobs(store, blobs)
+    if blobs:
+        delete_blobs(store, blobs)
     return counts
 
 
@@ -563,8 +586,12 @@ class Runner:
     in the store lets one run at a time."""
 
     def __init__(self, make_node: Callable[[], HallNode], store: Store, *, interval: float = 60.0,
-                 first_backoff: float = 5.0, max_backoff: float = 900.0):
+                 first_backoff: float = 5.0, max_backoff: float = 900.0,
+                 context: Callable[[], AbstractContextManager[Any]] = nullcontext):
         self.make_node = make_node
+        # The app's context for each round, as a request or the CLI has: a round that drops a
+        # village removes its files through the app's blob store.
+        self.context = context
         self.store = store
         self.interval = interval
         self.first_backoff = first_backoff
@@ -595,7 +622,8 @@ class Runner:
             wait = self.interval
             try:
                 if self._lease(self.interval + 300):
-                    self.make_node().round()
+                    with self.context():
+                        self.make_node().round()
                 backoff = self.first_backoff
             except RelayError as error:
                 log.warning("relay round failed (%s): %s; next try in %.0f s", error.code, error.message, backoff)
