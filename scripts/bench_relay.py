@@ -256,6 +256,26 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+def _group_cpu_s(group: int) -> float | None:
+    """CPU seconds (user + system) used so far by the processes of one process group (the hall's
+    gunicorn master and workers), from /proc; None where there is no /proc."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a process that ended meanwhile
+        if int(fields[2]) == group:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def _hall_process(base: Path, port: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUNJUNG_")}
     env.update({"KUNJUNG_DATABASE_URL": f"sqlite:///{base}/hall.db",
@@ -268,7 +288,8 @@ def _hall_process(base: Path, port: int) -> subprocess.Popen:
 
 
 def hall_rush_figure(workdir: Path | None = None, *, quick: bool = False) -> dict[str, Any]:
-    """``{"officers", "events", "lost", "requests", "p50_ms", "p99_ms", "max_ms"}`` of the rush at the hall."""
+    """``{"officers", "events", "lost", "requests", "p50_ms", "p99_ms", "max_ms", "wall_s", "hall_cpu_s",
+    "load_average"}`` of the rush at the hall."""
     import socket
     import threading
 
@@ -340,10 +361,14 @@ def hall_rush_figure(workdir: Path | None = None, *, quick: bool = False) -> dic
                         failures.append(f"{phone.device_id}: {exc}")
 
             threads = [threading.Thread(target=rush, args=(phone,)) for phone in phones]
+            cpu_before = _group_cpu_s(process.pid)
+            began = time.perf_counter()
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
+            wall_s = time.perf_counter() - began
+            cpu_after = _group_cpu_s(process.pid)
             made = [event.id for phone in phones for event in phone.events]
             unacked = sum(1 for phone in phones for event in phone.events if event.state != "acked")
         finally:
@@ -358,10 +383,13 @@ def hall_rush_figure(workdir: Path | None = None, *, quick: bool = False) -> dic
         raw_store(held).close()
     if failures:
         raise RuntimeError("phones failed: " + "; ".join(failures[:5]))
+    cpu_s = None if cpu_before is None or cpu_after is None else round(cpu_after - cpu_before, 2)
     return {"officers": officers, "events": len(made), "lost": max(missing, unacked), "requests": len(latencies),
             "p50_ms": round(_percentile(latencies, 0.5) * 1000, 1),
             "p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),
-            "max_ms": round(max(latencies) * 1000, 1)}
+            "max_ms": round(max(latencies) * 1000, 1), "wall_s": round(wall_s, 2),
+            # the hall server's own CPU during the rush (master and workers): what the phones cost it
+            "hall_cpu_s": cpu_s, "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 if __name__ == "__main__":  # pragma: no cover - ./scripts/bench --only relay is the usual way

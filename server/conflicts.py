@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sync import EventError, Record
+from sync.stamps import parse_stamp
 
 from .areas import scoped_areas, village_where
 from .errors import ApiError
@@ -38,6 +39,22 @@ def field_state(record: Record, path: str) -> dict[str, Any]:
     return out
 
 
+def restamp_twins(state: Any, named: list[str], recall: Any) -> list[str]:
+    """Heads of the field that re-stamp a write the resolution names (the same device and device_seq:
+    the device order keeps one of the two standing, so the supervisor may have seen the other): a
+    resolution made on the hidden twin supersedes the one that stands."""
+    twins = []
+    for stamp in named:
+        engine = recall(stamp)
+        seq = engine.get("device_seq") if isinstance(engine, dict) else None
+        if seq is None:
+            continue
+        device = parse_stamp(stamp).device_id
+        twins.extend(head.stamp for head in state.heads if head.stamp not in named and head.device_seq == seq
+                     and parse_stamp(head.stamp).device_id == device)
+    return twins
+
+
 def resolve_conflict(store: Store, actor: str, scope: Scope, conflict_id: str, event_id: str, value: Any,
                      heads: list[str]) -> dict[str, Any]:
     """Write ``value`` over exactly the ``heads`` named; idempotent by ``event_id``."""
@@ -69,8 +86,9 @@ def resolve_conflict(store: Store, actor: str, scope: Scope, conflict_id: str, e
                            {"heads": [_("%(stamp)s is not a write of %(path)s", stamp=s, path=path) for s in unknown]
                             or [_("must not be empty")]})
         stamper = ServerStamper(tx, store)
+        base = sorted({*body["heads"], *restamp_twins(state, body["heads"], recall)})
         made = stamper.event("resolution", event_id=event_id, actor=actor, record_id=record.id,
-                             village=record.village, writes={path: value}, base={path: body["heads"]}, body=body)
+                             village=record.village, writes={path: value}, base={path: base}, body=body)
         try:
             record.apply_event(made.engine, recall=recall)
         except EventError as error:

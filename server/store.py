@@ -89,6 +89,7 @@ COLLECTIONS: list[CollectionSpec] = [
                             # server/relay/feed.py: a hall's feed of its villages' events, and what waits
                             Query(("village", "seq"), "seq", ("village", "seq"), why="relay feed, in a scope"),
                             Query(("village", "seq"), None, ("village", "seq"), why="relay: events waiting"),
+                            Query(("village",), None, ("village", "seq"), why="relay: a hall dropping a lost village"),
                             Query(("seq",), "seq", ("seq",), why="relay: a hall's own events to send up"),
                             Query((), "hlc", ("hlc", "id"), why="start-up: the largest stored HLC"),
                             Query((), None, residual=("type",), why="tests: events of a type, a scan"),
@@ -111,7 +112,9 @@ COLLECTIONS: list[CollectionSpec] = [
                             # exports and figures stream one form version at a time in seq order
                             # (server/reporting.py); this index serves that filter and order together
                             ("form_id", "form_version", "seq"),
-                            ("village", "id"), ("flagged", "id")),
+                            ("village", "id"), ("flagged", "id"),
+                            # the hidden re-stamps counted apart from everything (server/visits.py)
+                            ("restamp_hidden", "id")),
                    tracked=True, geo=("location",),
                    retired=(("village", "seq"), ("household_id",), ("form_id", "received_at"), ("review_state",),
                             ("flagged",), ("received_at",)),
@@ -133,6 +136,10 @@ COLLECTIONS: list[CollectionSpec] = [
                                   why="review queue totals (admins), less the hidden re-stamps"),
                             Query((), "id", residual=_VISIT_FILTERS[:3],
                                   why="visit listing (admins), filters checked on each visit until the page fills"),
+                            Query((), None, residual=_VISIT_FILTERS[:3],
+                                  why="visit totals (admins, no flag filter): every visit, filters checked, a scan"),
+                            Query(("restamp_hidden",), None, ("restamp_hidden", "id"), residual=_VISIT_FILTERS[:3],
+                                  why="visit totals (admins, no flag filter), less the hidden re-stamps"),
                             _counted())),
     CollectionSpec("conflicts", fields=("household_id", "village", "field", "open"),
                    indexes=(("household_id", "id"), ("village", "id"), ("open", "id")),
@@ -175,6 +182,8 @@ COLLECTIONS: list[CollectionSpec] = [
                    indexes=(("visit_id", "id"), ("device_id", "held", "id"), ("sha256", "id"),
                             ("thumbnail_sha256", "id")),
                    queries=(Query(("visit_id",), "id", ("visit_id", "id"), why="a visit's files"),
+                            Query(("visit_id",), None, ("visit_id", "id"),
+                                  why="relay: a hall dropping the files of a village it lost"),
                             Query(("device_id", "held"), "id", ("device_id", "held", "id"),
                                   why="pull: the device's files the server still lacks"),
                             Query(("sha256",), "id", ("sha256", "id"), why="clean-up: is a blob named"),

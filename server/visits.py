@@ -35,6 +35,10 @@ def shown(visit: Mapping[str, Any]) -> bool:
     return not visit.get(HIDDEN)
 
 
+def _group_of(visit: Mapping[str, Any]) -> str:
+    return visit.get("restamp_of") or visit["id"]
+
+
 def restamp_group(tx: Writer, household_id: str, group: str, *, landing: Mapping[str, Any]
                   ) -> list[dict[str, Any]]:
     """The held visits of one re-stamped visit (``group``: the first id), besides ``landing``."""
@@ -48,14 +52,52 @@ def restamp_group(tx: Writer, household_id: str, group: str, *, landing: Mapping
     return list(tx.get_many(VISITS, ids).values()) if ids else []
 
 
+def shown_twin(tx: Writer, visit: dict[str, Any]) -> dict[str, Any]:
+    """The visit shown for ``visit``: itself, or for a hidden re-stamp twin the one of its pair
+    that shows (a review made on the hidden one belongs to the visit everyone sees)."""
+    if shown(visit):
+        return visit
+    standing = [v for v in restamp_group(tx, visit["household_id"], _group_of(visit), landing=visit) if shown(v)]
+    return standing[0] if standing else visit
+
+
+def review_fields(record: Record) -> dict[str, Any]:
+    """What a visit carries of its review record (the fold of its review events)."""
+    if "review" not in record.fields:
+        return {"review": None, "review_state": "pending", "reviewed": False, "review_record": None}
+    review = record.get("review")
+    return {"review": {**review, "in_conflict": record.fields["review"].in_conflict},
+            "review_state": review["state"], "reviewed": True, "review_record": record.to_document()}
+
+
+def fold_review(record: Record, engine: Mapping[str, Any]) -> None:
+    """Fold one review event into the review record of the visit it applies to: the event may name
+    the visit's re-stamp twin (a review made where the twin was the one shown)."""
+    record.apply_event({**engine, "household_id": record.id}, check=False)
+
+
+def _twins_review(tx: Writer, household_id: str, ids: set[str], target: str) -> Record:
+    """The fold, under ``target``, of every review event of the visits ``ids`` (one re-stamped visit)."""
+    record = Record(target)
+    for event in tx.find("events", {"household_id": household_id}, order_by="seq"):
+        if event.get("type") == "review" and (event.get("visit_id") or (event.get("engine") or {}).get(
+                "household_id")) in ids:
+            fold_review(record, event["engine"])
+    return record
+
+
 def settle_restamps(tx: Writer, household_id: str, group: str, landing: dict[str, Any]) -> list[dict[str, Any]]:
     """Mark which visit of a re-stamped pair shows: sets ``landing``'s mark and returns the held
-    siblings whose mark changed (for the caller to write)."""
+    siblings whose mark changed (for the caller to write). When ``landing`` is the one that shows
+    now, it takes the reviews made on its twins: a review stays on the visit everyone sees."""
     siblings = restamp_group(tx, household_id, group, landing=landing)
     if not siblings:
         return []
     standing = max([*siblings, landing], key=lambda v: (v["hlc"], v["id"]))["id"]
     landing[HIDDEN] = landing["id"] != standing
+    if not landing[HIDDEN]:
+        ids = {landing["id"], *(visit["id"] for visit in siblings)}
+        landing.update(review_fields(_twins_review(tx, household_id, ids, landing["id"])))
     return [{**visit, HIDDEN: visit["id"] != standing} for visit in siblings
             if bool(visit.get(HIDDEN)) != (visit["id"] != standing)]
 
@@ -130,6 +172,8 @@ def review_visit(store: Store, actor: str, scope: Scope, visit_id: str, event_id
         if visit is None or not scope.covers(visit["village"]):
             raise ApiError(404, "not_found", _("No such visit."))
         existing = tx.get("events", event_id)
+        # A hidden re-stamp twin is reviewed as the visit shown for it, the one in the queue.
+        visit = shown_twin(tx, visit)
         if existing is not None:
             if not same_body(existing, digest):
                 raise ApiError(409, "id_reused", _("Another event was received with this id."))
@@ -145,10 +189,7 @@ def review_visit(store: Store, actor: str, scope: Scope, visit_id: str, event_id
                              household_id=visit["household_id"], visit_id=visit_id, at=at)
         record.apply_event(made.engine)
         tx.insert("events", made.document)
-        review = record.get("review")
-        visit = tx.put(VISITS, {**visit, "review": {**review, "in_conflict": record.fields["review"].in_conflict},
-                                "review_state": review["state"], "reviewed": True,
-                                "review_record": record.to_document()})
+        visit = tx.put(VISITS, {**visit, **review_fields(record)})
         stamper.save()
         return visit
 

@@ -549,9 +549,16 @@ class _Collection:
 
     def delete_many(self, filter: Any, *, session: Any = None) -> _Result:
         with self.client.lock:
-            if self._txn(session, "delete_many") is not None:
-                raise NotImplementedError("the stand-in has no delete_many inside a transaction")
-            return _Result(deleted_count=self.mock.delete_many(filter).deleted_count)
+            txn = self._txn(session, "delete_many")
+            if txn is None:
+                return _Result(deleted_count=self.mock.delete_many(filter).deleted_count)
+            # In a transaction: each match the transaction sees is removed as delete_one would.
+            overlay = txn.overlay(self.ns)
+            ids = [d["_id"] for d in self.mock.find(filter or {}) if d["_id"] not in overlay]
+            ids += [_id for _id, d in overlay.items() if d is not _ABSENT and filter_applies(filter or {}, d)]
+            for _id in ids:
+                self._write(txn, _id, _ABSENT)
+            return _Result(deleted_count=len(ids))
 
     def create_index(self, keys: Any, **options: Any) -> str:
         with self.client.lock:

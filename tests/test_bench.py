@@ -141,3 +141,4 @@ def test_quick_bench_hall_rush_loses_nothing(quick_run):
     assert rush["events"] == rush["officers"] * 10  # every phone's day of edits was made and counted
     assert rush["lost"] == 0
     assert rush["requests"] >= 2 * rush["officers"]  # each phone pushed and pulled through the hall process
+    assert rush["hall_cpu_s"] is None or rush["hall_cpu_s"] > 0  # the hall's processes did the work

@@ -29,11 +29,15 @@ from ..relay.halls import (
     create_hall,
     hall_of_token,
     hall_scope,
+    late_work,
     list_halls,
     note_contact,
     note_contact_in,
+    note_holding,
+    note_told,
     public_hall,
     revoke_hall,
+    set_hall_villages,
 )
 from ..relay.node import MERGE_RULE, NODE_HEADER, RelayError, hall_status, setup_bundle
 from ..security.guard import auth_required, current_user
@@ -94,6 +98,14 @@ class HallSchema(ma.Schema):
     received_events = ma.fields.Integer()
     feed_seq = ma.fields.Integer()
     waiting_down = ma.fields.Integer(metadata={"description": "events of its villages past its checkpoint"})
+    left_villages = ma.fields.List(ma.fields.Dict(), metadata={
+        "description": "villages it lost and still holds: `{village, left_at, told_at}`; its work for them taken "
+                       "before it was told still goes up"})
+
+
+class HallVillagesSchema(ma.Schema):
+    villages = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=64)), required=True,
+                              validate=ma.validate.Length(min=1, max=200))
 
 
 class HallCreatedSchema(ma.Schema):
@@ -110,6 +122,9 @@ class HelloSchema(ma.Schema):
     node_id = ma.fields.String(required=True, validate=ma.validate.Regexp(r"^[A-Za-z0-9._:-]{1,128}\Z"))
     merge_rule = ma.fields.Integer(required=True)
     time_ms = ma.fields.Integer(required=True)
+    holding = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=64)), load_default=list,
+                             validate=ma.validate.Length(max=1000),
+                             metadata={"description": "villages it lost and has not dropped yet"})
 
 
 class HelloReplySchema(ma.Schema):
@@ -178,7 +193,13 @@ class HallStatusSchema(ma.Schema):
     waiting_down = ma.fields.Integer(allow_none=True)
     last_round = ma.fields.Dict(allow_none=True)
     refused = ma.fields.List(ma.fields.Dict(), metadata={"description": "events upstream refused, with reasons"})
-    left_scope = ma.fields.List(ma.fields.String())
+    left_scope = ma.fields.List(ma.fields.String(), metadata={
+        "description": "villages the hall lost and still holds"})
+    keeping = ma.fields.List(ma.fields.Dict(), metadata={
+        "description": "lost villages kept because work made here for them has not reached upstream: "
+                       "`{village, waiting_up, refused_up, message}`"})
+    dropped = ma.fields.List(ma.fields.Dict(), metadata={
+        "description": "lost villages dropped from this laptop: `{village, at, households, visits, events, ...}`"})
     files_waiting_up = ma.fields.Integer(metadata={
         "description": "files of visits received here that upstream does not hold yet"})
     files_waiting_down = ma.fields.Integer(metadata={"description": "files of visits from upstream not held here yet"})
@@ -219,6 +240,17 @@ def revoke(name):
     return _with_waiting(revoke_hall(get_store(), name, actor=current_user()["id"], address=client_address()))
 
 
+@blp.route("/halls/<name>/villages", methods=["PUT"])
+@auth_required("admin")
+@blp.arguments(HallVillagesSchema)
+@blp.response(200, HallSchema)
+def villages(body, name):
+    """Give a hall other villages: it takes a gained one's history and drops a lost one on its next
+    rounds, once its work for it has gone up."""
+    return _with_waiting(set_hall_villages(get_store(), name, body["villages"], actor=current_user()["id"],
+                                           address=client_address()))
+
+
 @blp.route("/status", methods=["GET"])
 @auth_required("admin", "supervisor")
 @blp.response(200, HallStatusSchema)
@@ -233,6 +265,7 @@ def status():
         status["clock_refusal"] = translate_known(status["clock_refusal"])
     if status["last_error"]:
         status["last_error"] = {**status["last_error"], "message": translate_known(status["last_error"]["message"])}
+    status["keeping"] = [{**entry, "message": translate_known(entry["message"])} for entry in status["keeping"]]
     return status
 
 
@@ -246,6 +279,9 @@ def hello(body):
     store = get_store()
     hall = bind_node(store, current_hall(), body["node_id"])
     now = wall_ms()
+    if hall.get("left_villages"):
+        store.unit_of_work(lambda tx: note_holding(tx, hall["id"], body["holding"]))
+        hall = store.get(HALLS, hall["id"]) or hall
     note_contact(store, hall["id"], last_clock_gap_ms=now - body["time_ms"], last_merge_rule=body["merge_rule"])
     waiting = waiting_for(store, hall["villages"], int(hall.get("feed_seq") or 0), hall["node_id"])
     return {"hall": hall["id"], "villages": hall["villages"], "node_id": node_device_id(store),
@@ -260,6 +296,8 @@ def setup():
     """Villages with boundaries, forms, and the users and revoked devices of the hall's villages."""
     hall = current_hall()
     bundle = setup_bundle(get_store(), hall["villages"], hall.get("sent_users"))
+    if any(entry.get("told_at") is None for entry in hall.get("left_villages") or ()):
+        get_store().unit_of_work(lambda tx: note_told(tx, hall["id"]))
     if sorted(u["id"] for u in bundle["users"]) != hall.get("sent_users"):
         store = get_store()
         store.unit_of_work(lambda tx: tx.put(HALLS, {**(tx.get(HALLS, hall["id"]) or hall),
@@ -304,7 +342,9 @@ def upload(body):
     def checkpoint(tx, results):  # type: ignore[no-untyped-def]
         note_contact_in(tx, hall["id"], received_events=sum(1 for r in results if r["status"] == "applied"))
 
-    results, hlc = accept_relayed(store, body["items"], hall_scope(hall), source=hall["id"], checkpoint=checkpoint)
+    late = late_work(hall, current_app.config["CLOCK_SKEW_SECONDS"] * 1000) if hall.get("left_villages") else None
+    results, hlc = accept_relayed(store, body["items"], hall_scope(hall), source=hall["id"], checkpoint=checkpoint,
+                                  late=late)
     return {"results": results, "server_hlc": hlc}
 
 

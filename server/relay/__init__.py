@@ -65,7 +65,8 @@ def start_background_relay(app: Flask) -> object | None:
     interval = float(app.config.get("RELAY_INTERVAL_SECONDS", 60))
     files = HallFiles.for_app(app)
     runner = Runner(lambda: hall_node(store, skew_bound_ms=bound, files=files), store, interval=interval,
-                    first_backoff=min(5.0, interval), max_backoff=min(900.0, 15 * interval)).start()
+                    first_backoff=min(5.0, interval), max_backoff=min(900.0, 15 * interval),
+                    context=app.app_context).start()
     app.extensions[RUNNER_EXTENSION] = runner
     log.info("relay: background rounds started")
     return runner

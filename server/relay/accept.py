@@ -29,7 +29,7 @@ from ..households import HOUSEHOLDS, write_household
 from ..jsonio import storage_problems
 from ..security.scope import Scope
 from ..storage import Store, Writer
-from ..visits import VISITS, settle_restamps
+from ..visits import VISITS, fold_review, review_fields, settle_restamps, shown_twin
 from .files import FILE_KEYS, relayed_files
 
 RELAYED_TYPES = ("visit", "household_edit", "resolution", "import", "review")
@@ -126,12 +126,15 @@ class _Intake:
 
 
 def accept_relayed(store: Store, items: list[Any], scope: Scope, *, source: str,
-                   checkpoint: Callable[[Writer, list[dict[str, Any]]], None] | None = None
+                   checkpoint: Callable[[Writer, list[dict[str, Any]]], None] | None = None,
+                   late: Callable[[Mapping[str, Any]], bool] | None = None
                    ) -> tuple[list[dict[str, Any]], str]:
     """Take in events another node received; one verdict per item, in order, and this node's HLC after them.
 
-    ``scope`` is what the sender may write; ``source`` names it in each stored event's
-    ``relayed_from`` (this node's bookkeeping: an event from upstream is not sent back up).
+    ``scope`` is what the sender may write, and ``late(event)`` says whether it may still send an
+    event outside it (a hall's work for a village it lost, taken before it learned); ``source``
+    names it in each stored event's ``relayed_from`` (this node's bookkeeping: an event from
+    upstream is not sent back up).
     ``checkpoint(tx, results)`` runs in the same unit of work, so the sender's position and the
     events it covers commit together.
     """
@@ -148,7 +151,7 @@ def accept_relayed(store: Store, items: list[Any], scope: Scope, *, source: str,
 
     def unit(tx: Writer) -> tuple[list[dict[str, Any]], str]:
         intake = _Intake(tx, StoredClock(tx), definition)
-        results = [_take(intake, item, scope, source) for item in items]
+        results = [_take(intake, item, scope, source, late) for item in items]
         for household_id in sorted(intake.dirty):
             record, seq, previous = intake.households[household_id]
             write_household(tx, record, previous, seq)
@@ -161,14 +164,15 @@ def accept_relayed(store: Store, items: list[Any], scope: Scope, *, source: str,
     return store.unit_of_work(unit)
 
 
-def _take(intake: _Intake, item: Any, scope: Scope, source: str) -> dict[str, Any]:
+def _take(intake: _Intake, item: Any, scope: Scope, source: str,
+          late: Callable[[Mapping[str, Any]], bool] | None = None) -> dict[str, Any]:
     event_id = item.get("event", {}).get("id") if isinstance(item, Mapping) and isinstance(
         item.get("event"), Mapping) else None
     errors = item_errors(item)
     if errors:
         return _rejected(event_id, "invalid", "The relayed event is not valid.", errors)
     event = item["event"]
-    if not scope.covers(event["village"]):
+    if not scope.covers(event["village"]) and not (late is not None and late(event)):
         return _rejected(event_id, "out_of_scope", OUT_OF_SCOPE, {"village": ["not covered by the credential"]})
     tx = intake.tx
     # The hash is this node's own: a sender cannot make another body pass for a held one.
@@ -226,15 +230,18 @@ def _fold_review(intake: _Intake, event: Mapping[str, Any]) -> dict[str, Any] | 
     if visit is None or visit["household_id"] != event["household_id"] or visit["village"] != event["village"]:
         return _rejected(event["id"], "missing_visit", "A review of a visit this node does not hold.",
                          {"visit_id": ["send the visit first"]})
-    record = Record.from_document(visit["review_record"]) if visit.get("review_record") else Record(visit_id)
+    if event["engine"].get("household_id") != visit_id:
+        return _rejected(event["id"], "invalid", "The review's engine shape is about another visit.",
+                         {"event.engine": [f"must be about {visit_id}"]})
+    # Made where this visit's re-stamp twin was the one shown, or here on the hidden one: it folds
+    # into the visit this node shows for the pair.
+    visit = shown_twin(intake.tx, visit)
+    record = Record.from_document(visit["review_record"]) if visit.get("review_record") else Record(visit["id"])
     try:
-        record.apply_event(event["engine"], check=False)
+        fold_review(record, event["engine"])
     except EventError as error:
         return _rejected(event["id"], error.code, error.message, error.errors)
-    review = record.get("review")
-    intake.tx.put(VISITS, {**visit, "review": {**review, "in_conflict": record.fields["review"].in_conflict},
-                           "review_state": review["state"], "reviewed": True,
-                           "review_record": record.to_document()})
+    intake.tx.put(VISITS, {**visit, **review_fields(record)})
     return None
 
 

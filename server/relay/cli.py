@@ -10,7 +10,7 @@ from flask import Flask
 from ..errors import ApiError
 from ..i18n import N_, gettext, translate_known
 from ..store import get_store
-from .halls import create_hall, list_halls, public_hall, revoke_hall
+from .halls import create_hall, list_halls, public_hall, revoke_hall, set_hall_villages
 from .node import RelayError, hall_node, hall_status, init_hall
 
 
@@ -63,6 +63,21 @@ def revoke_command(name: str) -> None:
         except ApiError as error:
             raise _fail(error) from None
     click.echo(gettext("revoked hall %(name)s", name=name.strip().lower()))
+
+
+@relay_group.command("villages", help=N_("On the central server: give a hall other villages; it drops a lost one "
+                                         "once its work for it has gone up."))
+@click.argument("name")
+@click.option("--village", "villages", multiple=True, required=True, help=N_("A village code the hall serves. "
+                                                                             "Repeatable."))
+def villages_command(name: str, villages: tuple[str, ...]) -> None:
+    app = _app()
+    with app.app_context():
+        try:
+            hall = set_hall_villages(get_store(app), name.strip().lower(), list(villages), actor="cli", address="cli")
+        except ApiError as error:
+            raise _fail(error) from None
+    click.echo(gettext("hall %(hall)s for %(villages)s", hall=hall["id"], villages=", ".join(hall["villages"])))
 
 
 @relay_group.command("halls", help=N_("On the central server: every hall and when it last made contact."))
@@ -127,6 +142,10 @@ def status_command(as_json: bool) -> None:
     click.echo(gettext("waiting to go up: %(count)s", count=status["waiting_up"]))
     click.echo(gettext("files waiting to go up: %(up)s; to come down: %(down)s", up=status["files_waiting_up"],
                        down=status["files_waiting_down"]))
+    for entry in status["keeping"]:
+        click.echo(translate_known(entry["message"]))
+    for entry in status["dropped"][-5:]:
+        click.echo(gettext("dropped village %(village)s at %(at)s", village=entry["village"], at=entry["at"]))
     click.echo(gettext("refused events: %(count)s", count=len(status["refused"])))
     for entry in status["refused"][-20:]:
         click.echo(f"  {entry['direction']} {entry['id']}: {entry['code']}: {entry['message']}")

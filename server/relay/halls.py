@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from forms.identifiers import Area
@@ -46,7 +48,8 @@ def public_hall(hall: dict[str, Any]) -> dict[str, Any]:
     return {"name": hall["id"], "villages": list(hall["villages"]), "node_id": hall.get("node_id"),
             "revoked": bool(hall.get("revoked")), "created_at": hall.get("created_at"),
             "last_contact_at": hall.get("last_contact_at"), "last_clock_gap_ms": hall.get("last_clock_gap_ms"),
-            "received_events": int(hall.get("received_events") or 0), "feed_seq": int(hall.get("feed_seq") or 0)}
+            "received_events": int(hall.get("received_events") or 0), "feed_seq": int(hall.get("feed_seq") or 0),
+            "left_villages": [dict(entry) for entry in hall.get("left_villages") or ()]}
 
 
 def village_problems(villages: Any) -> list[str]:
@@ -93,6 +96,73 @@ def revoke_hall(store: Store, name: str, *, actor: str | None, address: str | No
             hall = tx.put(HALLS, {**hall, "revoked": True, "revoked_at": iso(now_utc()), "revoked_by": actor})
             record_audit(tx, "relay_hall_revoked", actor=actor, target=name, address=address)
     return hall
+
+
+def set_hall_villages(store: Store, name: str, villages: list[str], *, actor: str | None,
+                      address: str | None = None) -> dict[str, Any]:
+    """Give a hall other villages. One it loses is kept in ``left_villages`` until the hall says it
+    dropped it: until then the work the hall took for it before it learned still goes up (see
+    :func:`late_work`), so nothing collected at the hall is refused for the change."""
+    problems = village_problems(villages)
+    if problems:
+        raise ApiError(422, "invalid", gettext("The hall credential is not valid."), {"villages": problems})
+    wanted = sorted(set(villages))
+
+    def unit(tx: Writer) -> dict[str, Any]:
+        hall = tx.get(HALLS, name)
+        if hall is None:
+            raise ApiError(404, "not_found", gettext("No such hall."))
+        at = iso(now_utc())
+        lost = sorted(set(hall["villages"]) - set(wanted))
+        gained = sorted(set(wanted) - set(hall["villages"]))
+        left = [entry for entry in hall.get("left_villages") or () if entry["village"] not in wanted]
+        held = {entry["village"] for entry in left}
+        left += [{"village": code, "left_at": at, "told_at": None} for code in lost if code not in held]
+        hall = tx.put(HALLS, {**hall, "villages": wanted, "left_villages": sorted(left, key=lambda e: e["village"])})
+        record_audit(tx, "relay_hall_villages", actor=actor, target=name, address=address,
+                     details={"villages": wanted, "lost": lost, "gained": gained})
+        return hall
+
+    return store.unit_of_work(unit)
+
+
+def note_told(tx: Writer, name: str) -> None:
+    """The hall has just been sent its set-up: it knows now which villages it lost."""
+    hall = tx.get(HALLS, name)
+    left = (hall or {}).get("left_villages") or []
+    if any(entry.get("told_at") is None for entry in left):
+        at = iso(now_utc())
+        tx.put(HALLS, {**hall, "left_villages": [{**entry, "told_at": entry.get("told_at") or at}
+                                                  for entry in left]})
+
+
+def note_holding(tx: Writer, name: str, holding: list[str]) -> None:
+    """At hello the hall names the lost villages it still holds: one it was told of and no longer
+    names is dropped there, and its late work is refused from now on."""
+    hall = tx.get(HALLS, name)
+    left = (hall or {}).get("left_villages") or []
+    kept = [entry for entry in left if entry.get("told_at") is None or entry["village"] in holding]
+    if len(kept) != len(left):
+        tx.put(HALLS, {**hall, "left_villages": kept})
+
+
+def late_work(hall: dict[str, Any], skew_bound_ms: int) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether the hall may still send an event of a village it lost: one it received itself
+    before it was told of the loss (its clock is within the skew bound of ours, or it sends
+    nothing up), while it still holds that village."""
+    told = {entry["village"]: entry.get("told_at") for entry in hall.get("left_villages") or ()}
+    slack = timedelta(milliseconds=skew_bound_ms)
+
+    def allowed(event: Mapping[str, Any]) -> bool:
+        if event.get("village") not in told or event.get("received_by") != hall.get("node_id"):
+            return False
+        at = told[event["village"]]
+        received = event.get("received_at")
+        if at is None:
+            return True
+        return isinstance(received, str) and received <= iso(datetime.fromisoformat(at) + slack)
+
+    return allowed
 
 
 def list_halls(store: Store) -> list[dict[str, Any]]:

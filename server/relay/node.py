@@ -15,7 +15,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -25,10 +26,13 @@ from sync import DOCUMENT_FORMAT
 
 from ..client.transport import TRANSPORT_ERRORS, HttpTransport, Transport
 from ..clock import node_device_id, wall_ms
+from ..eventlog import EVENTS
+from ..households import HOUSEHOLDS
 from ..i18n import N_
 from ..security.scope import Scope
-from ..storage import Store, Writer
+from ..storage import In, Store, Writer
 from ..timeutil import iso, now_utc
+from ..visits import VISITS
 from .accept import accept_relayed, wire_event, wire_visit
 from .feed import count_own_since, own_events_since
 from .files import DOWN, UP, FileTransfers, HallFiles, files_waiting, queue_files, visits_taken
@@ -46,6 +50,12 @@ UPSTREAM_COLLECTIONS = ("villages", "forms", "form_versions")
 NODE_HEADER = "X-Kunjung-Node"
 CLOCK_AHEAD = N_("The hall's clock is %(seconds)s s ahead of the central server's (the bound is %(bound)s s); "
                  "set the laptop's clock.")
+DROP_BATCH = 500
+KEEPING = N_("Village %(village)s is no longer one of this hall's villages; its data stays here until what was "
+             "made here for it has reached the central server (%(count)s events, %(files)s files).")
+# The attachments' exchange (server/relay/files.py, where it is merged) queues a hall's files to go up
+# here; a store without the collection has no file exchange, and so no file waiting to go up.
+RELAY_FILES = "relay_files"
 CLOCK_BEHIND = N_("The hall's clock is %(seconds)s s behind the central server's (the bound is %(bound)s s); "
                   "set the laptop's clock.")
 
@@ -136,9 +146,10 @@ class RoundReport:
     files_sent: int = 0
     files_received: int = 0
     files_refused: int = 0
+    dropped: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "dropped": list(self.dropped)}
 
 
 class HallNode:
@@ -155,9 +166,10 @@ class HallNode:
 
     # -- the steps of a round --------------------------------------------------------------------
     def hello(self) -> dict[str, Any]:
+        before = relay_state(self.store) or {}
         sent = self.wall()
         answer = self.upstream.call("POST", "hello", {"node_id": self.node_id, "merge_rule": MERGE_RULE,
-                                                      "time_ms": sent})
+                                                      "time_ms": sent, "holding": before.get("left_held") or []})
         arrived = self.wall()
         if answer.get("merge_rule") != MERGE_RULE:
             raise RelayError("merge_rule_mismatch",
@@ -171,10 +183,18 @@ class HallNode:
             # Stored in English; whoever shows it says it in the reader's language (translate_known).
             template = CLOCK_AHEAD if gap < 0 else CLOCK_BEHIND
             refusal = template % {"seconds": abs(gap) // 1000, "bound": self.skew_bound_ms // 1000}
-        self.store.unit_of_work(lambda tx: _update_state(
-            tx, clock_gap_ms=gap, clock_refusal=refusal, hall=answer.get("hall"),
-            villages=sorted(answer.get("villages") or []), upstream_node=answer.get("node_id"),
-            merge_rule=MERGE_RULE, waiting_down=answer.get("waiting_down")))
+        villages = sorted(answer.get("villages") or [])
+
+        def save(tx: Writer) -> None:
+            current = tx.get(STATE, RELAY_ID) or {}
+            # A village upstream no longer names is held here until it is dropped (drop_left).
+            had = set(current.get("villages") or ()) if "villages" in current else set()
+            held = (set(current.get("left_held") or ()) | had) - set(villages)
+            _update_state(tx, clock_gap_ms=gap, clock_refusal=refusal, hall=answer.get("hall"), villages=villages,
+                          upstream_node=answer.get("node_id"), merge_rule=MERGE_RULE,
+                          waiting_down=answer.get("waiting_down"), left_held=sorted(held))
+
+        self.store.unit_of_work(save)
         answer["clock_gap_ms"] = gap
         answer["clock_refusal"] = refusal
         return answer
@@ -199,7 +219,9 @@ class HallNode:
                     raise RelayError("bad_reply", N_("upstream answered for another number of events"))
                 report.sent += len(items)
                 report.sent_applied += sum(1 for r in results if r.get("status") == "applied")
-                refused = [r for r in results if r.get("status") == "rejected"]
+                villages = {item["event"]["id"]: item["event"]["village"] for item in items}
+                refused = [{**r, "village": villages.get(r.get("id"))} for r in results
+                           if r.get("status") == "rejected"]
                 report.refused_up += len(refused)
             else:
                 refused = []
@@ -240,9 +262,9 @@ class HallNode:
                 current = tx.get(STATE, RELAY_ID) or {}
                 queue_files(tx, visits_taken(items, results, statuses=("applied",)), DOWN)
                 refused = [r for r in results if r.get("status") == "rejected"]
-                _update_state(tx, feed_cursor=page["next"], last_down_at=iso(now_utc()),
-                              left_scope=sorted(set(current.get("left_scope") or []) | set(page.get("left_scope")
-                                                                                            or [])),
+                held = (set(current.get("left_held") or []) | set(page.get("left_scope") or [])) - set(
+                    current.get("villages") or [])
+                _update_state(tx, feed_cursor=page["next"], last_down_at=iso(now_utc()), left_held=sorted(held),
                               refused=_kept(current.get("refused"), refused, "down"))
 
             results, _ = accept_relayed(self.store, items, scope, source=UPSTREAM, checkpoint=save)
@@ -253,6 +275,33 @@ class HallNode:
                 # Upstream's feed is drained up to where it stood when this page was read.
                 self.store.unit_of_work(lambda tx: _update_state(tx, waiting_down=0))
                 return
+
+    def drop_left(self) -> list[str]:
+        """Drop each village the hall lost whose work made here has all gone up; keep (and say why
+        in the status) one that still has some. Returns the villages dropped."""
+        state = relay_state(self.store) or {}
+        dropped, keeping = [], []
+        for village in state.get("left_held") or []:
+            waiting, refused = unsent_work(self.store, state, village)
+            files = unsent_files(self.store, village)
+            if waiting or refused or files:
+                keeping.append({"village": village, "waiting_up": waiting, "refused_up": refused,
+                                "files_waiting_up": files,
+                                "message": KEEPING % {"village": village, "count": waiting + refused, "files": files}})
+                continue
+            counts = drop_village(self.store, village)
+            dropped.append(village)
+            log.info("relay: dropped village %s, which this hall no longer serves: %s", village, counts)
+
+            def done(tx: Writer, village: str = village, counts: dict[str, int] = counts) -> None:
+                current = tx.get(STATE, RELAY_ID) or {}
+                entry = {"village": village, "at": iso(now_utc()), **counts}
+                _update_state(tx, left_held=[v for v in current.get("left_held") or [] if v != village],
+                              dropped=[*(current.get("dropped") or []), entry][-MAX_REFUSED:])
+
+            self.store.unit_of_work(done)
+        self.store.unit_of_work(lambda tx: _update_state(tx, keeping=keeping))
+        return dropped
 
     def _item(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         item: dict[str, Any] = {"event": wire_event(doc, self.node_id)}
@@ -279,6 +328,7 @@ class HallNode:
             self.bring_down(report)
             if transfers is not None:
                 transfers.bring_down(report)
+            report.dropped = self.drop_left()
         except RelayError as error:
             failure = {"code": error.code, "message": error.message, "at": iso(now_utc())}
             self.store.unit_of_work(lambda tx: _update_state(tx, last_error=failure))
@@ -300,9 +350,92 @@ def _kept(previous: Any, refused: list[dict[str, Any]], direction: str) -> list[
     """The refused events the status shows: the newest few hundred, with their reasons."""
     at = iso(now_utc())
     entries = list(previous or []) + [{"id": r.get("id"), "direction": direction, "code": r.get("code"),
-                                       "message": r.get("message"), "errors": r.get("errors") or {}, "at": at}
+                                       "message": r.get("message"), "errors": r.get("errors") or {}, "at": at,
+                                       **({"village": r["village"]} if r.get("village") else {})}
                                       for r in refused]
     return entries[-MAX_REFUSED:]
+
+
+# -- a village the hall lost ---------------------------------------------------------------------
+def unsent_work(store: Store, state: Mapping[str, Any], village: str) -> tuple[int, int]:
+    """What the hall made for ``village`` that has not reached upstream: events past its upload
+    checkpoint, and events upstream refused as out of its scope (they are nowhere else)."""
+    waiting = 0
+    since = int(state.get("up_seq") or 0)
+    bound = store.visible_seq()
+    while True:
+        docs = store.changes(EVENTS, since, where={"village": In([village])}, limit=DROP_BATCH, upto=bound)
+        waiting += sum(1 for doc in docs if doc.get("relayed_from") != UPSTREAM)
+        if len(docs) < DROP_BATCH:
+            break
+        since = docs[-1]["seq"]
+    refused = sum(1 for entry in state.get("refused") or () if entry.get("direction") == "up"
+                  and entry.get("village") == village and entry.get("code") == "out_of_scope")
+    return waiting, refused
+
+
+def unsent_files(store: Store, village: str) -> int:
+    """Files of ``village``'s visits that the attachments' exchange still has to send up (waiting,
+    or refused by upstream: their bytes are nowhere else)."""
+    if RELAY_FILES not in store.collections:
+        return 0
+    visits = {visit["id"] for visit in store.iterate(VISITS, {"village": village})}
+    return sum(1 for state in ("waiting", "refused")
+               for doc in store.iterate(RELAY_FILES, {"direction": "up", "state": state})
+               if doc.get("visit_id") in visits)
+
+
+def drop_village(store: Store, village: str) -> dict[str, int]:
+    """Remove what the hall holds of ``village``: its visits' files, its conflicts, households,
+    visits and events, and the officers who served only the hall's lost villages. In small units
+    of work, the events last, so that a drop cut short is finished by the next round."""
+    from ..blobs.attachments import ATTACHMENTS
+    from ..privacy.erasure import delete_blobs
+
+    counts = {"attachments": 0, "conflicts": 0, "households": 0, "visits": 0, "events": 0, "users": 0}
+    blobs: list[str] = []
+    after = None
+    while True:
+        page = store.find(VISITS, {"village": village}, after=after, limit=DROP_BATCH)
+        ids = [visit["id"] for visit in page]
+
+        def files(tx: Writer, ids: list[str] = ids) -> int:
+            names = []
+            for doc in tx.find(ATTACHMENTS, {"visit_id": In(ids)}):
+                blobs.extend(h for h in (doc.get("sha256"), doc.get("thumbnail_sha256")) if h)
+                names.append(doc["id"])
+            if RELAY_FILES in store.collections:
+                for name in tx.get_many(RELAY_FILES, names):  # transfers of these files (none wait up)
+                    tx.delete(RELAY_FILES, name)
+            return tx.remove(ATTACHMENTS, {"visit_id": In(ids)})
+
+        if ids:
+            counts["attachments"] += store.unit_of_work(files)
+        if len(page) < DROP_BATCH:
+            break
+        after = ids[-1]
+    for collection in ("conflicts", HOUSEHOLDS, VISITS, EVENTS):
+        while True:
+            removed = store.remove(collection, {"village": village}, limit=DROP_BATCH)
+            counts[collection] += removed
+            if removed < DROP_BATCH:
+                break
+    counts["users"] = store.unit_of_work(_drop_gone_users)
+    if blobs:
+        delete_blobs(store, blobs)
+    return counts
+
+
+def _drop_gone_users(tx: Writer) -> int:
+    """Officers and supervisors from upstream who no longer serve any of the hall's villages (set-up
+    disabled them), with their devices: their password hashes need not stay on the laptop."""
+    gone = [user["id"] for user in tx.find("users", limit=None) if user.get("from_upstream")
+            and user.get("disabled") and not user.get("villages")]
+    for name in gone:
+        for device in tx.find("devices", {"username": name}):
+            tx.delete("devices", device["id"])
+        tx.delete("users", name)
+    return len(gone)
 
 
 # -- set-up from upstream ------------------------------------------------------------------------
@@ -478,7 +611,8 @@ def hall_status(store: Store) -> dict[str, Any]:
             "clock_refusal": state.get("clock_refusal"),
             "waiting_up": waiting_up,
             "waiting_down": state.get("waiting_down"), "last_round": state.get("last_round"),
-            "refused": list(state.get("refused") or []), "left_scope": state.get("left_scope") or [],
+            "refused": list(state.get("refused") or []), "left_scope": state.get("left_held") or [],
+            "keeping": list(state.get("keeping") or []), "dropped": list(state.get("dropped") or []),
             **files_waiting(store, pending)}
 
 
@@ -489,8 +623,12 @@ class Runner:
     in the store lets one run at a time."""
 
     def __init__(self, make_node: Callable[[], HallNode], store: Store, *, interval: float = 60.0,
-                 first_backoff: float = 5.0, max_backoff: float = 900.0):
+                 first_backoff: float = 5.0, max_backoff: float = 900.0,
+                 context: Callable[[], AbstractContextManager[Any]] = nullcontext):
         self.make_node = make_node
+        # The app's context for each round, as a request or the CLI has: a round that drops a
+        # village removes its files through the app's blob store.
+        self.context = context
         self.store = store
         self.interval = interval
         self.first_backoff = first_backoff
@@ -521,7 +659,8 @@ class Runner:
             wait = self.interval
             try:
                 if self._lease(self.interval + 300):
-                    self.make_node().round()
+                    with self.context():
+                        self.make_node().round()
                 backoff = self.first_backoff
             except RelayError as error:
                 log.warning("relay round failed (%s): %s; next try in %.0f s", error.code, error.message, backoff)

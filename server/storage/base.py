@@ -309,6 +309,17 @@ class Writer(abc.ABC):
         (a removal is a status change that must sync), so this is for untracked ones."""
 
     @abc.abstractmethod
+    def remove(self, collection: str, where: Where, *, limit: int | None = None) -> int:
+        """Remove the documents matching ``where`` (at most ``limit`` of them, any of them); how
+        many went. Unlike :meth:`delete` this works on tracked collections too: it is for data this
+        node stops holding altogether (a village hall dropping a village it no longer serves), not for
+        a change readers must learn of. A removed tracked document leaves nothing in the change
+        sequence: a reader that had it keeps it, one that had not never sees it, and its number
+        stays dead. ``where`` must not be empty and must be a declared :class:`Query` of the collection
+        read as a count (``order`` None), as :meth:`Store.count` needs; a ``limit`` lets a large
+        removal run as several small units of work."""
+
+    @abc.abstractmethod
     def increment(self, collection: str, id: str, field: str, by: int = 1,
                   defaults: Document | None = None) -> Document:
         """Atomically add ``by`` to an integer field, creating the document from
@@ -493,6 +504,10 @@ class Store(abc.ABC):
         """:meth:`Writer.delete` in a unit of work of its own (retried on conflict)."""
         return self.unit_of_work(lambda tx: tx.delete(collection, id))
 
+    def remove(self, collection: str, where: Where, *, limit: int | None = None) -> int:
+        """:meth:`Writer.remove` in a unit of work of its own (retried on conflict)."""
+        return self.unit_of_work(lambda tx: tx.remove(collection, where, limit=limit))
+
     def increment(self, collection: str, id: str, field: str, by: int = 1,
                   defaults: Document | None = None) -> Document:
         """:meth:`Writer.increment` in a unit of work of its own (retried on conflict)."""
@@ -520,6 +535,15 @@ class Store(abc.ABC):
         if key not in self._unserved:
             self._unserved.add(key)
             log.warning("%s: no declared query serves this read (it may scan or sort)", shape)
+
+    def check_removal(self, collection: str, where: Where, limit: int | None) -> None:
+        """What every backend's :meth:`Writer.remove` checks first."""
+        if not where:
+            raise SchemaError(f"{collection}: a removal names what it removes (an empty filter would empty it)")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise SchemaError(f"{collection}: a removal's limit is a positive integer")
+        self.check_where(collection, where)
+        self.check_query(collection, where, None)
 
     def check_where(self, collection: str, where: Where | None) -> None:
         spec = self.spec(collection)

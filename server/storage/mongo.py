@@ -509,6 +509,23 @@ class _MongoWriter(Writer):
         self._read.pop((collection, str(id)), None)
         return self.store._call(self._coll(collection).delete_one, _by_id(id), session=self.session).deleted_count > 0
 
+    def remove(self, collection: str, where: Where, *, limit: int | None = None) -> int:
+        self.store.check_removal(collection, where, limit)
+        coll = self._coll(collection)
+        query = _query(where)
+        if limit is not None:
+            # delete_many has no limit: the ids of at most ``limit`` matches, then those.
+            ids = [doc["_id"] for doc in self.store._call(
+                lambda: list(coll.find(query, {"_id": 1}, session=self.session).limit(limit)))]
+            if not ids:
+                return 0
+            query = {"_id": {"$in": ids}}
+        removed = self.store._call(coll.delete_many, query, session=self.session).deleted_count
+        # Documents read earlier in this unit are gone: a later put of one must not diff against them.
+        for key in [key for key in self._read if key[0] == collection]:
+            del self._read[key]
+        return int(removed)
+
     def increment(self, collection: str, id: str, field: str, by: int = 1,
                   defaults: Document | None = None) -> Document:
         if self.store.spec(collection).tracked:

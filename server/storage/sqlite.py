@@ -214,6 +214,18 @@ class _SQLiteWriter(Writer):
             raise SchemaError(f"{collection} is tracked: record a status change instead of deleting")
         return self.conn.execute(f"DELETE FROM {_table(collection)} WHERE id = ?", (id,)).rowcount > 0
 
+    def remove(self, collection: str, where: Where, *, limit: int | None = None) -> int:
+        self.store.check_removal(collection, where, limit)
+        params: list[Any] = []
+        condition = _where_sql(where, params)
+        table = _table(collection)
+        if limit is None:
+            sql = f"DELETE FROM {table} WHERE {condition}"
+        else:
+            sql = f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {condition} LIMIT ?)"
+            params.append(limit)
+        return self.conn.execute(sql, params).rowcount
+
     def increment(self, collection: str, id: str, field: str, by: int = 1,
                   defaults: Document | None = None) -> Document:
         doc = self.get(collection, id) or {**(defaults or {}), "id": id}

@@ -165,3 +165,111 @@ def test_a_restamp_pushed_to_a_node_that_holds_the_first_id_is_shown_once(centra
     # here the re-stamp's HLC is the greater, so its write stands and it is the one shown
     assert shown_visits(central, "supervisor") == {"visits": [again["id"]], "queue": [again["id"]],
                                                    "queue_total": [1], "export": [again["id"]]}
+
+
+def test_visit_totals_with_no_village_or_flag_filter_count_a_restamped_visit_once(central):
+    # an admin's totals read every village: the hidden re-stamp is counted through its own declared query
+    from server.visits import count_visits
+
+    phone = Device(central.test_client(), "ani", device_id="phone-ani")
+    first = visit_body(str(uuid.uuid4()), ahead_hlc(0))
+    again = {**first, "id": str(uuid.uuid4()), "restamp_of": first["id"], "hlc": ahead_hlc(1)}
+    other = visit_body(str(uuid.uuid4()), ahead_hlc(0))
+    for visit in (first, again, other):
+        assert statuses(phone.push([visit])) == ["applied"]
+    with central.app_context():
+        store = get_store(central)
+        assert store.count("visits") == 3
+        assert count_visits(store, {}) == 2
+        assert count_visits(store, {"officer": "ani", "review_state": "pending"}) == 2
+        assert count_visits(store, {"officer": "budi"}) == 0
+        assert count_visits(store, {}, flag="any") == 2
+
+
+def review_state(app, visit_id):
+    with app.app_context():
+        visit = get_store(app).get("visits", visit_id)
+    return visit.get("review_state"), bool(visit.get("restamp_hidden"))
+
+
+def test_a_review_made_on_the_hidden_twin_lands_on_the_visit_shown(central):
+    # a supervisor follows an old link to the first id, which this node hides behind its re-stamp
+    make_user(central, "supervisor", "supervisor", ["32.04.05"])
+    phone = Device(central.test_client(), "ani", device_id="phone-ani")
+    household = str(uuid.uuid4())
+    first = visit_body(household, ahead_hlc(0))
+    again = {**first, "id": str(uuid.uuid4()), "restamp_of": first["id"], "hlc": ahead_hlc(1)}
+    for visit in (first, again):
+        assert statuses(phone.push([visit])) == ["applied"]
+    client = central.test_client()
+    supervisor = login(client, "supervisor")
+    review = {"id": str(uuid.uuid4()), "state": "needs_revision", "comment": "Foto rumah belum ada"}
+    reviewed = client.post(f"/api/v1/visits/{first['id']}/review", json=review, headers=supervisor)
+    assert reviewed.status_code == 200, reviewed.get_json()
+    assert reviewed.get_json()["id"] == again["id"]
+    assert review_state(central, again["id"]) == ("needs_revision", False)
+    assert review_state(central, first["id"]) == ("pending", True)
+    # the review queue (pending visits) no longer lists the pair, and the officer's phone gets the review
+    assert shown_visits(central, "supervisor")["queue"] == []
+    pulled = {c["id"]: c for c in phone.pull_all() if c["type"] == "visit"}
+    assert pulled[again["id"]]["review"]["state"] == "needs_revision"
+    assert client.post(f"/api/v1/visits/{first['id']}/review", json=review, headers=supervisor).status_code == 200
+
+
+def test_a_review_of_one_twin_follows_the_visit_every_node_shows(tmp_path, central):
+    # the hall shows the re-stamp and its supervisor reviews it there; central shows the first id, whose
+    # write stands: the review must be on the first id's visit at both nodes once they hold both
+    make_user(central, "supervisor", "supervisor", ["32.04.05"])
+    hall, link = make_hall(tmp_path, central, "balai", [VILLAGE], CLOCK_SKEW_SECONDS=60)
+    household = str(uuid.uuid4())
+    at_central = Device(central.test_client(), "ani", device_id="phone-ani")
+    at_hall = Device(hall.test_client(), "ani", device_id="phone-ani")
+    first = visit_body(household, ahead_hlc(3))
+    assert statuses(at_central.push([first])) == ["applied"]
+    assert at_hall.push([first])["results"][0]["code"] == "clock_skew"
+    again = {**first, "id": str(uuid.uuid4()), "restamp_of": first["id"], "hlc": ahead_hlc(0)}
+    assert statuses(at_hall.push([again])) == ["applied"]
+    client = hall.test_client()
+    review = {"id": str(uuid.uuid4()), "state": "approved", "comment": None}
+    reviewed = client.post(f"/api/v1/visits/{again['id']}/review", json=review, headers=login(client, "supervisor"))
+    assert reviewed.status_code == 200, reviewed.get_json()
+    assert review_state(hall, again["id"]) == ("approved", False)
+    report = sync_round(hall, link)
+    assert report.refused_up == 0
+    assert report.refused_down == 0
+    for app in (central, hall):
+        assert review_state(app, first["id"]) == ("approved", False)
+        assert shown_visits(app, "supervisor")["queue"] == []
+    assert review_state(central, again["id"])[1] is True
+    assert review_state(hall, again["id"])[1] is True
+    pulled = {c["id"]: c for c in at_central.pull_all() if c["type"] == "visit"}
+    assert pulled[first["id"]]["review"]["state"] == "approved"
+    close(hall)
+
+
+def test_a_resolution_naming_the_hidden_twin_supersedes_the_visit_shown(central):
+    # the supervisor saw the conflict before the re-stamp arrived: the heads she names are the first id's
+    make_user(central, "supervisor", "supervisor", ["32.04.05"])
+    phone = Device(central.test_client(), "ani", device_id="phone-ani")
+    other = Device(central.test_client(), "ani", device_id="phone-ani-2")
+    household = str(uuid.uuid4())
+    first = visit_body(household, ahead_hlc(0))
+    assert statuses(phone.push([first])) == ["applied"]
+    assert statuses(other.push([other.edit(household, {"head_name": "Lain"})])) == ["applied"]
+    client = central.test_client()
+    supervisor = login(client, "supervisor")
+    conflict = client.get("/api/v1/conflicts", headers=supervisor).get_json()["items"][0]
+    seen = [head["stamp"] for head in conflict["heads"]]
+    again = {**first, "id": str(uuid.uuid4()), "restamp_of": first["id"], "hlc": ahead_hlc(1)}
+    assert statuses(phone.push([again])) == ["applied"]
+    now = client.get("/api/v1/conflicts", headers=supervisor).get_json()["items"][0]
+    assert any(again["id"] in head["stamp"] for head in now["heads"])
+    resolved = client.post(f"/api/v1/conflicts/{conflict['id']}/resolve", headers=supervisor,
+                           json={"id": str(uuid.uuid4()), "value": "Siti Aminah", "heads": seen})
+    assert resolved.status_code == 200, resolved.get_json()
+    assert resolved.get_json()["in_conflict"] is False
+    assert resolved.get_json()["value"] == "Siti Aminah"
+    assert client.get("/api/v1/conflicts", headers=supervisor).get_json()["items"] == []
+    fields = {c["id"]: c for c in phone.pull_all() if c["type"] == "household"}[household]["fields"]
+    assert fields["head_name"]["value"] == "Siti Aminah"
+    assert "heads" not in fields["head_name"]

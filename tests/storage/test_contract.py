@@ -78,6 +78,65 @@ def test_delete_untracked_and_refuse_delete_tracked(store):
         store.delete("things", "t0001")
 
 
+def test_remove_takes_the_matching_documents_of_a_tracked_collection_and_leaves_the_rest(store):
+    for i in range(6):
+        store.insert("things", _thing(i, village="32.04.05.2001" if i % 2 else "32.04.05.2002"))
+    kept_seqs = {d["id"]: d["seq"] for d in store.find("things", {"village": "32.04.05.2002"})}
+    assert store.remove("things", {"village": "32.04.05.2001"}) == 3
+    assert store.remove("things", {"village": "32.04.05.2001"}) == 0
+    assert sorted(d["id"] for d in store.changes("things", 0)) == ["t0000", "t0002", "t0004"]
+    # what stays keeps its place in the sequence; the removed numbers stay dead
+    assert {d["id"]: d["seq"] for d in store.find("things", {"village": "32.04.05.2002"})} == kept_seqs
+    after = store.put("things", _thing(9))
+    assert after["seq"] > max(kept_seqs.values())
+    store.insert("notes", {"id": "n1", "author": "ani", "code": "A"})
+    store.insert("notes", {"id": "n2", "author": "budi", "code": "B"})
+    assert store.remove("notes", {"author": "ani"}) == 1
+    assert [d["id"] for d in store.find("notes")] == ["n2"]
+
+
+def test_remove_with_a_limit_takes_at_most_that_many_so_a_large_removal_runs_in_small_units(store):
+    for i in range(7):
+        store.insert("things", _thing(i))
+    rounds = []
+    while (taken := store.remove("things", {"village": In(["32.04.05.2001"])}, limit=3)):
+        rounds.append(taken)
+    assert rounds == [3, 3, 1]
+    assert store.count("things") == 0
+
+
+def test_remove_in_a_unit_of_work_is_seen_by_it_and_undone_with_it(transactional_store):
+    store = transactional_store
+    for i in range(3):
+        store.insert("things", _thing(i))
+
+    def unit(tx):
+        assert tx.get("things", "t0001") is not None
+        assert tx.remove("things", {"village": "32.04.05.2001"}) == 3
+        assert tx.get("things", "t0001") is None
+        tx.put("things", _thing(1, size=50))  # written again after its removal, in the same unit
+        raise RuntimeError("the unit fails")
+
+    with pytest.raises(RuntimeError):
+        store.unit_of_work(unit)
+    assert store.count("things") == 3
+    assert store.get("things", "t0001")["size"] == 1
+    store.unit_of_work(lambda tx: (tx.get("things", "t0001"), tx.remove("things", {"village": "32.04.05.2001"}),
+                                   tx.put("things", _thing(1, size=50))))
+    assert [(d["id"], d["size"]) for d in store.find("things")] == [("t0001", 50)]
+
+
+def test_remove_refuses_an_empty_filter_an_undeclared_shape_and_a_bad_limit(store):
+    store.insert("things", _thing(1))
+    with pytest.raises(SchemaError):
+        store.remove("things", {})
+    with pytest.raises(SchemaError):
+        store.remove("things", {"kind": "house"})  # kind is indexed, but no count by kind is declared
+    with pytest.raises(SchemaError):
+        store.remove("things", {"village": "32.04.05.2001"}, limit=0)
+    assert store.count("things") == 1
+
+
 def test_unique_index_violation_is_reported(store):
     store.insert("notes", {"id": "n1", "author": "ani", "code": "A"})
     with pytest.raises(UniqueViolation) as info:
