@@ -27,6 +27,7 @@ from ..relay.halls import (
     HALLS,
     bind_node,
     create_hall,
+    hall_file_scope,
     hall_of_token,
     hall_scope,
     late_work,
@@ -354,7 +355,7 @@ RANGE = re.compile(r"bytes=(\d{1,16})-(\d{0,16})\Z")
 
 def _hall_uploader() -> Uploader:
     hall = current_hall()
-    return Uploader(f"hall:{hall['id']}", None, hall_scope(hall), hall=hall["id"])
+    return Uploader(f"hall:{hall['id']}", None, hall_file_scope(hall), hall=hall["id"])
 
 
 def _tus(response: Response) -> Response:

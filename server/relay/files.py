@@ -14,16 +14,14 @@
 # size and pixels at the last byte, the same content-addressed store, and only the hall whose
 # node received the visit (within its credential's villages) may send its files.
 # Down: a visit that came from upstream queues its files the same way, and the hall asks
-# ``/api/v1/relay/files/<visit>/<path>`` for them in byte ranges, appending to a partial file
-# that survives a cut; the whole file is checked against its SHA-256 before it is stored.
+
+
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -138,19 +136,21 @@ def files_waiting(store: Store, pending_visits: Iterable[str] = ()) -> dict[str,
 # -- the hall's transfers ---------------------------------------------------------------------------
 @dataclass
 class HallFiles:
-    """Where a hall keeps files: its blob store, and a folder for files coming down part-way."""
+    """Where a hall keeps files: its blob store, whose partials also hold files coming down part-way
+    (so a cut download resumes from the blob backend, as a phone's upload does)."""
 
     blobs: BlobStore
-    partials: Path
 
     @classmethod
     def for_app(cls, app: Flask) -> HallFiles:
-        from ..blobs import blob_store, upload_directory
+        from ..blobs import blob_store
 
-        return cls(blob_store(app), upload_directory(app.config))
+        return cls(blob_store(app))
 
-    def partial(self, doc: Mapping[str, Any]) -> Path:
-        return self.partials / f"relay-{hashlib.sha256(doc['id'].encode()).hexdigest()[:32]}.part"
+    @staticmethod
+    def partial_id(doc: Mapping[str, Any]) -> str:
+        # A partial id is 32 hex digits; tagged so it can never be an upload's id.
+        return hashlib.sha256(f"relay-down:{doc['id']}".encode()).hexdigest()[:32]
 
 
 class FileTransfers:
@@ -288,14 +288,15 @@ class FileTransfers:
                 report.files_refused += 1
 
     def _download(self, doc: dict[str, Any], attachment: Mapping[str, Any]) -> bool | None:
-        """Fetch one file in ranges after what the partial file holds; None when upstream lacks it too."""
-        partial = self.files.partial(doc)
+        """Fetch one file in ranges after what its partial holds; None when upstream lacks it too."""
+        blobs, partial_id = self.files.blobs, HallFiles.partial_id(doc)
         stored_type = attachment.get("stored_type") or attachment["media_type"]
         url = f"{FILES_PATH}/{quote(doc['visit_id'])}/{quote(doc['path'], safe='/')}"
         while True:
-            have = partial.stat().st_size if partial.exists() else 0
+            info = blobs.partial_info(partial_id)
+            have = info.size if info is not None else 0
             if have >= doc["size"]:
-                return self._store_down(doc, attachment, partial, stored_type)
+                return self._store_down(doc, attachment, partial_id, stored_type)
             end = min(doc["size"], have + PIECE) - 1
             reply = self.upstream.raw("GET", url, headers={"Range": f"bytes={have}-{end}"})
             if reply.status == 404 and self._shape(reply)[0] == "not_arrived":
@@ -306,18 +307,25 @@ class FileTransfers:
                     return False
                 raise self._unexpected(reply, "GET")
             stored_type = reply.headers.get("content-type") or stored_type  # what upstream sniffed
-            with open(partial, "r+b" if reply.status == 206 and partial.exists() else "wb") as out:
-                out.seek(have if reply.status == 206 else 0)
-                out.write(reply.body)
-                out.truncate()
+            if reply.status == 200:  # the whole file, whatever was asked: start again from it
+                blobs.delete_partial(partial_id)
+                have = 0
+            if have == 0:
+                blobs.create_partial(partial_id)
+            blobs.append_partial(partial_id, have, [reply.body])
 
-    def _store_down(self, doc: Mapping[str, Any], attachment: Mapping[str, Any], partial: Path,
+    def _store_down(self, doc: Mapping[str, Any], attachment: Mapping[str, Any], partial_id: str,
                     stored_type: str) -> bool:
+        blobs = self.files.blobs
+        digest = hashlib.sha256()
+        for piece in blobs.partial_chunks(partial_id):
+            digest.update(piece)
         try:
-            with open(partial, "rb") as source:
-                self.files.blobs.put(source, doc["sha256"])
+            if digest.hexdigest() != doc["sha256"]:
+                raise BlobMismatch(doc["sha256"])
+            blobs.commit_partial(partial_id, doc["sha256"])
         except BlobMismatch:
-            partial.unlink()
+            blobs.delete_partial(partial_id)
             self._refuse(doc, "checksum_mismatch", N_("The bytes that came down do not have the file's sha256."))
             return False
 
@@ -328,6 +336,4 @@ class FileTransfers:
             tx.delete(RELAY_FILES, doc["id"])
 
         self.store.unit_of_work(unit)
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
         return True

@@ -43,6 +43,14 @@ def hall_scope(hall: dict[str, Any]) -> Scope:
     return Scope(HALL_ROLE, tuple(hall["villages"]))
 
 
+def hall_file_scope(hall: dict[str, Any]) -> Scope:
+    """Where a hall may send files: its villages, and those it lost but still holds. A file goes up
+    only for a visit this hall relayed here (server/blobs/uploads.py), so a lost village's late
+    photos follow the events :func:`late_work` took, and the hall can then drop the village."""
+    held = [entry["village"] for entry in hall.get("left_villages") or ()]
+    return Scope(HALL_ROLE, tuple(sorted({*hall["villages"], *held})))
+
+
 def public_hall(hall: dict[str, Any]) -> dict[str, Any]:
     """What the API shows of a hall (never the secret's hash)."""
     return {"name": hall["id"], "villages": list(hall["villages"]), "node_id": hall.get("node_id"),
