@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pyxform.errors import PyXFormError
-
 from forms.definition import Definition
 from forms.xform import (
     HOUSEHOLD_LIST,
@@ -37,7 +35,6 @@ from forms.xform import (
     read_submission,
     stamp_property,
     submission_form,
-    xform_of,
 )
 from sync.hlc import HybridClock
 
@@ -48,7 +45,7 @@ from .blobs.media import SNIFF_BYTES, fits, sniff
 from .blobs.store import BlobStore
 from .clock import stored_hlc, wall_ms
 from .cursors import store_identity
-from .forms_registry import FORMS, assigned_to, forms_for, published_definition
+from .forms_registry import FORMS, assigned_to, forms_for, published_definition, published_xform
 from .households import household_change
 from .i18n import _
 from .push import Caller, PushService, PushSettings
@@ -77,19 +74,14 @@ class CollectForm:
 
 
 def collect_forms(store: Store, caller: AppCaller, form_id: str | None = None) -> list[CollectForm]:
-    """The published, unarchived forms assigned to the caller's villages, each with its XForm."""
+    """The published, unarchived forms assigned to the caller's villages, each with the XForm stored for it."""
     out = []
     for entry in forms_for(store, caller.scope):
         if form_id is not None and entry["form_id"] != form_id:
             continue
         definition = published_definition(store, entry["form_id"], entry["version"])
-        if definition is None:
-            continue
-        try:
-            built = xform_of(definition)
-        except (PyXFormError, ValueError) as problem:
-            # A definition pyxform cannot build stays on kunjung's own client; Collect does not list it.
-            log.error("no XForm for %s %s: %s", entry["form_id"], entry["version"], problem)
+        built = published_xform(store, definition) if definition is not None else None
+        if built is None:
             continue
         title = definition.title
         out.append(CollectForm(entry["form_id"], entry["version"],

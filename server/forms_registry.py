@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
+from pyxform.errors import PyXFormError
 
 from forms import Definition, DefinitionError, check_new_version, definition_hash, validate_definition
 from forms.attachments import CsvLookup, FormFile, check_form_file, choice_columns
@@ -43,6 +44,7 @@ from forms.fieldtypes import check_file_name
 from forms.household import HouseholdFields, household_field_catalog
 from forms.identifiers import Area
 from forms.library import library_forms
+from forms.xform import XForm, kept_xform, xform_of
 from forms.xlsform import MAX_FILE_BYTES, XLSFormError, translate_errors, xlsform_to_definition_with_rows
 
 from . import jsonio
@@ -60,6 +62,10 @@ log = logging.getLogger("kunjung.forms")
 FORMS = "forms"
 VERSIONS = "form_versions"
 FILES = "form_files"
+#: The XForm of each published version as it was first built (id = "<form_id>@<version>"): Collect
+#: compares forms by md5, so a version on phones must never change even when pyxform or forms/xform.py
+#: would now build other bytes.
+XFORMS = "form_xforms"
 #: Where form files' bytes were kept before they moved to the blob store (read only to move them).
 LEGACY_CHUNKS = "form_file_chunks"
 #: Files one upload may carry beside the XLSForm.
@@ -380,7 +386,36 @@ def publish(store: Store, form_id: str, version: str, *, actor: str | None,
                       expect_seq=form.get("seq"))
         record_audit(tx, "form_published", actor=actor, target=doc["id"], details={"hash": doc["hash"]},
                      address=address)
+    # Built once, now: a crash before it leaves the first read to store it.
+    keep_xform(store, form_id, version)
     return _published(doc, form)
+
+
+def keep_xform(store: Store, form_id: str, version: str) -> None:
+    """Build and store a just-published version's XForm (nothing for one Collect cannot be given)."""
+    definition = published_definition(store, form_id, version)
+    if definition is not None:
+        published_xform(store, definition)
+
+
+def published_xform(store: Store, definition: Definition) -> XForm | None:
+    """The XForm Collect is served for a published version: the one stored when it was published, or,
+    for a version published before XForms were stored, built now and stored by the first read (the
+    first writer wins, so every worker serves the same bytes). None when pyxform cannot build it.
+    Read from the store each time (by id, small): a hall's copy may be replaced by upstream's."""
+    key_id = version_id(definition.form_id, definition.version)
+    doc = store.get(XFORMS, key_id)
+    if doc is None:
+        try:
+            built = xform_of(definition)
+        except (PyXFormError, ValueError) as problem:
+            # A definition pyxform cannot build stays on kunjung's own client; Collect does not list it.
+            log.error("no XForm for %s: %s", key_id, problem)
+            return None
+        store.insert(XFORMS, {"id": key_id, "xml": built.xml.decode("utf-8"), "md5": built.md5,
+                              "hash": definition.hash})
+        doc = store.get(XFORMS, key_id)  # another worker's, if it was first
+    return kept_xform(definition, doc["xml"].encode("utf-8"), doc["md5"])
 
 
 def is_assigned(assignment: dict[str, Any] | None) -> bool:
@@ -920,6 +955,7 @@ def _load_one(store: Store, definition: Definition, actor: str | None, address: 
                        "title": dict(definition.title), "updated_at": at}, expect_seq=form.get("seq"))
         record_audit(tx, "form_published", actor=actor, target=doc["id"],
                      details={"hash": doc["hash"], "library": True}, address=address)
+    keep_xform(store, form_id, version)
     return LibraryOutcome(form_id, version, True, "published", doc["hash"])
 
 

@@ -187,6 +187,8 @@ COLLECTIONS: list[CollectionSpec] = [
                             Query(why="start-up: files still in form_file_chunks, a scan of a small collection"),
                             _counted())),
     CollectionSpec("form_file_chunks", fields=(), queries=(_counted(),)),
+    # the XForm of each published version as Collect was first given it (server/forms_registry.py), by id only
+    CollectionSpec("form_xforms", fields=(), queries=(_counted(),)),
     # every export of visits or household history (server/exports.py): exports carry personal data
     CollectionSpec("exports", fields=("at", "actor", "format"), indexes=(("at", "id"), ("actor", "at", "id")),
                    retired=(("at",), ("actor", "at")),

@@ -10,6 +10,7 @@ import io
 import json
 import re
 import uuid
+from collections import OrderedDict
 
 import pytest
 from click.testing import CliRunner
@@ -20,6 +21,7 @@ from odk_engine import SAMPLE_POINT, fill, needs_engine, sample_answers
 
 from forms import xform as xform_module
 from forms.library import library_form
+from server import forms_registry
 from server.app_credentials import read_settings_payload
 from server.blobs import blob_store
 from server.blobs.attachments import collect_garbage
@@ -814,3 +816,68 @@ def test_a_split_submission_refused_at_its_last_part_leaves_no_stash_and_its_fil
         assert get_store().count("collect_parts") == 0
         assert collect_garbage(get_store(), blob_store(), grace_seconds=0, dry_run=True).blobs == [
             hashlib.sha256(JPEG).hexdigest()]
+
+
+# -- a published version's XForm is the one phones hold ---------------------------------------------
+def _generator_changed(monkeypatch):
+    """pyxform (or forms/xform.py) upgraded: from now on the same definition builds other bytes."""
+    real = xform_module.convert
+
+    def convert(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.xform = result.xform + "<!-- a newer generator -->"
+        return result
+
+    monkeypatch.setattr(xform_module, "convert", convert)
+    monkeypatch.setattr(xform_module, "_CACHE", OrderedDict())  # nothing built before counts
+
+
+def test_phones_keep_a_published_versions_xform_and_md5_when_the_generator_changes(odk_app, monkeypatch):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, PHOTO_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    entry = ani.form_list()["foto_rumah"]
+    served = ani.get(entry["downloadUrl"])
+    assert entry["hash"] == "md5:" + _md5(served.data)
+
+    _generator_changed(monkeypatch)
+    with odk_app.app_context():
+        definition = published_definition(get_store(), "foto_rumah", "1")
+    assert xform_module.xform_of(definition).md5 != _md5(served.data)  # the generator does write other bytes now
+    again = ani.form_list()["foto_rumah"]
+    assert again["hash"] == entry["hash"]
+    assert ani.get(again["downloadUrl"]).data == served.data
+    assert ani.get(again["downloadUrl"], **{"If-None-Match": served.headers["ETag"]}).status_code == 304
+
+    # a version published after the upgrade is given the new generator's bytes, fixed from then on
+    assert client.post("/api/v1/forms", json={**PHOTO_FORM, "settings": {**PHOTO_FORM["settings"], "version": "2"}},
+                       headers=admin).status_code == 201
+    assert client.post("/api/v1/forms/foto_rumah/versions/2/publish", headers=admin).status_code == 200
+    listed = {item.findtext("x:version", namespaces=NS): item.findtext("x:hash", namespaces=NS)
+              for item in etree.fromstring(ani.get(f"{ani.base}/formList?formID=foto_rumah").data
+                                           ).iterfind("x:xform", NS)}
+    newer = ani.get(f"{ani.base}/forms/foto_rumah/versions/2/form.xml").data
+    assert newer.endswith(b"<!-- a newer generator -->")
+    assert listed == {"2": "md5:" + _md5(newer)}
+
+
+def test_a_version_published_before_xforms_were_stored_keeps_the_xform_first_served(odk_app, monkeypatch):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, PHOTO_FORM)
+    with odk_app.app_context():
+        # a store written by an older kunjung: published versions without a stored XForm
+        get_store().delete(forms_registry.XFORMS, "foto_rumah@1")
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    entry = ani.form_list()["foto_rumah"]
+    first = ani.get(entry["downloadUrl"]).data
+    with odk_app.app_context():
+        kept = get_store().get(forms_registry.XFORMS, "foto_rumah@1")
+    assert kept["md5"] == _md5(first)  # stored by the first read
+    assert kept["xml"].encode() == first
+
+    _generator_changed(monkeypatch)
+    again = ani.form_list()["foto_rumah"]
+    assert again["hash"] == entry["hash"] == "md5:" + _md5(first)
+    assert ani.get(again["downloadUrl"]).data == first
