@@ -21,7 +21,7 @@ from odk_engine import SAMPLE_POINT, fill, needs_engine, sample_answers
 
 from forms import xform as xform_module
 from forms.library import library_form
-from server import forms_registry
+from server import forms_registry, ratelimit
 from server.app_credentials import read_settings_payload
 from server.blobs import blob_store
 from server.blobs.attachments import collect_garbage
@@ -881,3 +881,40 @@ def test_a_version_published_before_xforms_were_stored_keeps_the_xform_first_ser
     again = ani.form_list()["foto_rumah"]
     assert again["hash"] == entry["hash"] == "md5:" + _md5(first)
     assert ani.get(again["downloadUrl"]).data == first
+
+
+# -- guessing tokens ---------------------------------------------------------------------------------
+def test_a_laptop_guessing_app_credential_tokens_is_answered_429_in_openrosa_xml(app_factory, monkeypatch):
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(ratelimit, "wall_seconds", lambda: now[0])
+    app = _odk_app(app_factory, LOGIN_RATE_LIMIT=2, LOGIN_RATE_WINDOW_SECONDS=600)  # 10 failed tokens per address
+    client = app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    guesser = {"REMOTE_ADDR": "203.0.113.66"}
+    phone = {"X-OpenRosa-Version": "1.0"}
+
+    def guess():
+        return client.get(f"/key/{uuid.uuid4().hex}{uuid.uuid4().hex}/formList", headers=phone, environ_base=guesser)
+
+    assert [guess().status_code for _ in range(10)] == [401] * 10
+    limited = guess()
+    assert limited.status_code == 429
+    _openrosa_headers(limited)
+    retry = int(limited.headers["Retry-After"])
+    assert 0 < retry <= 600
+    refusal = etree.fromstring(limited.data)
+    assert refusal.tag == "{http://openrosa.org/http/response}OpenRosaResponse"
+    assert refusal.find("r:message", NS).get("nature") == "error"
+    # a right token from that address waits too (else guessing would go on), the same in a submission
+    assert client.get(f"{ani.base}/formList", headers=phone, environ_base=guesser).status_code == 429
+    assert client.post(f"{ani.base}/submission", headers=phone, environ_base=guesser).status_code == 429
+    # officers at other addresses are not held up
+    assert set(ani.form_list()) >= {FORM}
+    # Collect in Indonesian hears it in Indonesian
+    said = client.get(f"{ani.base}/formList", headers={**phone, "Accept-Language": "id"}, environ_base=guesser)
+    assert said.status_code == 429
+    assert "coba lagi" in etree.fromstring(said.data).findtext("r:message", namespaces=NS)
+    # the window over, the address may try again
+    now[0] += retry
+    assert guess().status_code == 401
