@@ -44,7 +44,9 @@ COLLECTIONS: list[CollectionSpec] = [
     # files of a submission Collect split over several posts, until its last part (server/collect.py)
     CollectionSpec("collect_parts", fields=(), queries=(_counted(),)),
     # offline entity updates held for the earlier one of their branch, and the branch steps taken in (same)
-    CollectionSpec("collect_held", fields=(), queries=(_counted(),)),
+    CollectionSpec("collect_held", fields=("held_at",), indexes=(("held_at", "id"),),
+                   queries=(Query(("held_at",), "id", ("held_at", "id"), why="held longer than the backlog's age"),
+                            _counted())),
     CollectionSpec("collect_branches", fields=(), queries=(_counted(),)),
     # One document per login: every access and refresh token of that login names it.
     CollectionSpec("logins", fields=("username", "revoked"), retired=(("username",),), queries=(_counted(),)),

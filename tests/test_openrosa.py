@@ -11,6 +11,7 @@ import json
 import re
 import uuid
 from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -733,11 +734,66 @@ def test_two_offline_revisits_arriving_in_reverse_order_keep_the_phones_order_an
     stale = _offline_visit(xform, {**budi_files, "households.csv": _phone_list(budi_files["households.csv"], [
         {**budi_row, "__trunkVersion": budi_row["__version"], "__branchId": str(uuid.uuid4())}])},
         "Siti Rahayu", household_id)
-    assert int(_entity(stale)["baseVersion"]) < _household(odk_app, household_id)["seq"]
+    server_version = _household(odk_app, household_id)["seq"]
+    assert int(_entity(stale)["baseVersion"]) < server_version
     assert budi.submit(stale)[0] == 201
     conflicts = client.get(f"/api/v1/conflicts?village={VILLAGE}", headers=sari).get_json()["items"]
     assert [(c["household_id"], c["field"]) for c in conflicts] == [(household_id, "head_name")]
     assert {head["value"] for head in conflicts[0]["heads"]} == {"Hj. Siti Aminah binti Ahmad", "Siti Rahayu"}
+    # and its visit says the versions disagreed, apart from the conflict: ani's own branch never does
+    behind = _flags(client, sari, stale, "collect_version_behind")
+    assert [(flag["base_version"], flag["server_version"]) for flag in behind] == [
+        (int(_entity(stale)["baseVersion"]), server_version)]
+    assert _flags(client, sari, first, "collect_version_behind") == []
+    assert _flags(client, sari, second, "collect_version_behind") == []
+
+
+def _flags(client, headers, xml, code):
+    visit = client.get(f"/api/v1/visits/{_instance_id(xml)}", headers=headers).get_json()
+    return [flag for flag in visit["flags"] if flag["code"] == code]
+
+
+ADDRESS_FORM = {
+    "settings": {"form_id": "catat_alamat", "version": "1", "title": {"id": "Catat alamat", "en": "Record an address"},
+                 "default_language": "id"},
+    "fields": [
+        {"type": "text", "name": "address", "label": {"id": "Alamat", "en": "Address"}, "save_to": "address"},
+        {"type": "geopoint", "name": "house_location", "label": {"id": "Lokasi rumah", "en": "House location"}},
+    ],
+}
+
+
+@needs_engine
+def test_an_offline_update_on_an_old_version_of_other_fields_is_flagged_behind_but_makes_no_conflict(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, OFFLINE_FORM)
+    _publish(client, admin, ADDRESS_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    budi = Collect(client, _credential(client, admin, "budi", "hp-budi-odk")["qr_text"])
+    xform, files = ani.download(ani.form_list()["catat_rumah"])
+    registered = _offline_visit(xform, files, "Siti Aminah")
+    assert ani.submit(registered)[0] == 201
+    household_id = _entity(registered)["id"]
+    sari = login(client, "sari")
+    xform, files = ani.download(ani.form_list()["catat_rumah"])
+    address_form, budi_files = budi.download(budi.form_list()["catat_alamat"])
+    assert ani.submit(_offline_visit(xform, files, "Siti Aminah binti Ahmad", household_id))[0] == 201
+    # budi, on the version before ani's revisit, only notes the address: the versions disagree, no field does
+    budi_row = next(csv.DictReader(io.StringIO(budi_files["households.csv"])))
+    noted = fill(address_form, {"/catat_alamat/kunjung_household": household_id,
+                                "/catat_alamat/address": "Jl. Melati 3", "/catat_alamat/house_location": SAMPLE_POINT},
+                 attachments={**budi_files, "households.csv": _phone_list(budi_files["households.csv"], [
+                     {**budi_row, "__trunkVersion": budi_row["__version"], "__branchId": str(uuid.uuid4())}])})["xml"]
+    assert _entity(noted)["baseVersion"] == budi_row["__version"]
+    assert budi.submit(noted)[0] == 201
+    assert _head_name(client, sari, household_id) == ("Siti Aminah binti Ahmad", 0)  # no conflict
+    [behind] = _flags(client, sari, noted, "collect_version_behind")
+    assert behind["base_version"] == int(budi_row["__version"])
+    assert behind["server_version"] > behind["base_version"]
+    assert behind["message"].startswith("Made in ODK Collect on version")
+    bahasa = client.get(f"/api/v1/visits/{_instance_id(noted)}", headers={**sari, "Accept-Language": "id"}).get_json()
+    assert next(f for f in bahasa["flags"] if f["code"] == "collect_version_behind")["message"].startswith("Dibuat")
 
 
 # -- a submission and its files as one unit --------------------------------------------------------
@@ -918,3 +974,77 @@ def test_a_laptop_guessing_app_credential_tokens_is_answered_429_in_openrosa_xml
     # the window over, the address may try again
     now[0] += retry
     assert guess().status_code == 401
+
+
+# -- the backlog: a held update whose earlier submission never comes ----------------------------------
+def _held_revisit_of_a_registration_that_never_comes(odk_app):
+    """ani registers a household offline and revisits it; the phone is lost before the registration is sent."""
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, OFFLINE_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    xform, files = ani.download(ani.form_list()["catat_rumah"])
+    created = _offline_visit(xform, files, "Siti Aminah")
+    household_id = _entity(created)["id"]
+    on_phone = _phone_list(files["households.csv"], [{"name": household_id, "label": "Siti Aminah",
+                                                      "__version": "1", "head_name": "Siti Aminah",
+                                                      "__branchId": str(uuid.uuid4())}])
+    revisit = _offline_visit(xform, {**files, "households.csv": on_phone}, "Siti Aminah binti Ahmad", household_id)
+    assert ani.submit(revisit)[0] == 201
+    assert _household(odk_app, household_id) is None  # held
+    return client, ani, household_id, revisit
+
+
+def _days_later(monkeypatch, days):
+    from server import collect
+
+    later = datetime.now(UTC) + timedelta(days=days)
+    monkeypatch.setattr(collect, "held_clock", lambda: later)
+
+
+def test_a_revisit_held_for_a_registration_that_never_comes_is_taken_in_after_five_days_flagged(
+        odk_app, monkeypatch):
+    from server import cli as cli_module
+
+    client, _ani, household_id, revisit = _held_revisit_of_a_registration_that_never_comes(odk_app)
+    monkeypatch.setattr(cli_module, "create_app", lambda: odk_app)
+    runner = CliRunner()
+    _days_later(monkeypatch, 4)
+    done = runner.invoke(cli, ["collect-backlog"])
+    assert done.exit_code == 0, done.output
+    assert _household(odk_app, household_id) is None  # four days: it waits on
+
+    _days_later(monkeypatch, 6)
+    done = runner.invoke(cli, ["collect-backlog"])
+    assert done.exit_code == 0, done.output
+    assert _instance_id(revisit) in done.output
+    assert "1 held submission(s)" in done.output
+    sari = login(client, "sari")
+    assert _head_name(client, sari, household_id) == ("Siti Aminah binti Ahmad", 0)
+    visit = client.get(f"/api/v1/visits/{_instance_id(revisit)}", headers=sari).get_json()
+    [forced] = [flag for flag in visit["flags"] if flag["code"] == "collect_forced"]
+    assert forced["waited_for"] == f"{household_id}|create"
+    assert "6 days" in forced["message"]
+    listed = client.get(f"/api/v1/visits?village={VILLAGE}&flag=collect_forced", headers=sari).get_json()["items"]
+    assert [item["id"] for item in listed] == [_instance_id(revisit)]
+    with odk_app.app_context():
+        assert get_store().count("collect_held") == 0
+    # run again: nothing is left to take in
+    done = runner.invoke(cli, ["collect-backlog", "--days", "0"])
+    assert "0 held submission(s)" in done.output
+
+
+def test_the_server_takes_in_long_held_updates_on_its_own_while_phones_keep_sending(odk_app, monkeypatch):
+    from server import collect
+
+    client, _ani, household_id, revisit = _held_revisit_of_a_registration_that_never_comes(odk_app)
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    budi = Collect(client, _credential(client, admin, "budi", "hp-budi-odk")["qr_text"])
+    xform, files = budi.download(budi.form_list()["catat_rumah"])
+    monkeypatch.setattr(collect, "_backlog_checked", [0.0])
+    _days_later(monkeypatch, 6)
+    assert budi.submit(_offline_visit(xform, files, "Wayan Sudira"))[0] == 201  # some other household's visit
+    assert _household(odk_app, household_id) is not None
+    sari = login(client, "sari")
+    flags = client.get(f"/api/v1/visits/{_instance_id(revisit)}", headers=sari).get_json()["flags"]
+    assert "collect_forced" in {flag["code"] for flag in flags}

@@ -31,6 +31,7 @@ from ..collect import (
     MEMBERS_FILE,
     collect_form,
     collect_forms,
+    force_held_now_and_then,
     household_properties,
     integrity,
     list_md5,
@@ -307,9 +308,14 @@ def submission(token: str) -> Response:
             if check_file_name(name) is None:
                 files[name] = part.read()
     incomplete = (request.form.get(INCOMPLETE_FIELD) or "").lower() in ("yes", "true", "1")
+    limits = MediaLimits.from_config(current_app.config)
     outcome = take_submission(get_store(), push_service(), _caller(), xml, files, incomplete=incomplete,
-                              blobs=blob_store(), limits=MediaLimits.from_config(current_app.config))
-    return message(outcome.message, outcome.status)
+                              blobs=blob_store(), limits=limits)
+    response = message(outcome.message, outcome.status)
+    # updates held too long for their branch's earlier submission are taken in now and then
+    force_held_now_and_then(get_store(), push_service(), days=current_app.config["COLLECT_BACKLOG_DAYS"],
+                            blobs=blob_store(), limits=limits)
+    return response
 
 
 @blp.route("/<path:rest>", methods=["GET", "POST", "HEAD", "PUT", "DELETE"])
