@@ -451,6 +451,8 @@ class Submission:
     device_reported: str | None = None
     #: The household entity's offline bookkeeping as Collect sends it (ODK entities spec 2024.1).
     entity: EntityVersions | None = None
+    #: The same for each known member a roster row updates (the `members` list), by member id.
+    member_entities: dict[str, EntityVersions] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -687,6 +689,9 @@ def read_submission(definition: Definition, root: etree._Element) -> Submission:
                 row_id = _text(_child(row_element, MEMBER_ROW_ID))
                 if not _text(_child(row_element, ROW_MEMBER)):
                     continue
+                member_entity = _child(_child(row_element, "meta"), "entity")
+                if member_entity is not None and member_entity.get("id") == row_id:
+                    sub.member_entities[row_id] = entity_versions(member_entity)
                 for target in roster_fields(definition).values():
                     stamps = _text(_child(row_element, member_stamp_property(target))).split()
                     if stamps:

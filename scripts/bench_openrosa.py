@@ -111,12 +111,20 @@ def openrosa_figures(workdir: Path, scale: Scale) -> list[Figure]:
             xml_queues[which].append((f"/key/{tokens[which]}/submission", _multipart(xml), {
                 **OPENROSA, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}, 201))
         warm = _timed(server, [queue[:3] for queue in xml_queues]) + _timed(server, [q[:3] for q in json_queues])
+        # CPU the workers spent per visit, beside the rates: on a busy machine the rates swing, the CPU less
+        spent = server.cpu_seconds()
         json_rate = _timed(server, [queue[3:] for queue in json_queues])
+        json_cpu, spent = server.cpu_seconds() - spent, server.cpu_seconds()
         xml_rate = _timed(server, [queue[3:] for queue in xml_queues])
+        xml_cpu = server.cpu_seconds() - spent
+        timed = visits - 12
         figures.append(Figure("openrosa_submission", "OpenRosa submissions, one visit per POST (household form)",
                               round(xml_rate, 1), "visits/s", round(json_rate, 1),
                               "JSON push of the same visits, one per request", round(xml_rate / json_rate, 3),
-                              {"visits": visits - 12, "devices": len(devices), "warm_rate": round(warm, 1),
+                              {"visits": timed, "devices": len(devices), "warm_rate": round(warm, 1),
+                               "cpu_ms_per_visit": round(xml_cpu / timed * 1000, 2),
+                               "json_cpu_ms_per_visit": round(json_cpu / timed * 1000, 2),
+                               "cpu_ratio": round(json_cpu / xml_cpu, 3) if xml_cpu else None,
                                "goal": ">= 0.5 of the JSON push", "goal_met": xml_rate >= 0.5 * json_rate,
                                "form": f"{FORM_ID} {FORM_VERSION}"}))
 

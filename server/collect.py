@@ -497,7 +497,7 @@ def _take(store: Store, push: PushService, caller: AppCaller, root: Any, xml: by
         # holds them. The stash of an earlier part goes only once its files are held.
         hold_files(store, submission.instance_id, _present(blobs, received), limits)
         store.delete(PARTS, _stash_key(caller, submission.instance_id))
-    if result["status"] in ("applied", "duplicate") and submission.entity is not None:
+    if result["status"] in ("applied", "duplicate") and (submission.entity is not None or submission.member_entities):
         _branch_step_taken(store, submission, push, blobs, limits)
     if result["status"] == "applied":
         flags = result.get("flags") or []
@@ -521,16 +521,39 @@ def _take(store: Store, push: PushService, caller: AppCaller, root: Any, xml: by
 # node stamps each as it folds it, so the phone's later write always follows its earlier one.
 # The merge base stays the hidden stamps: a branch begun on an old version meets the writes made
 # since as a conflict, never a silent overwrite.
+def _branch_entities(submission: Submission) -> list[tuple[str, Any]]:
+    """(entity key, versions) of every entity the submission updates: its household, then each known member
+    a roster row updates (keyed `members/<id>`, so a member's branch is ordered as a household's is)."""
+    out: list[tuple[str, Any]] = []
+    if submission.entity is not None and submission.household_id:
+        out.append((submission.household_id, submission.entity))
+    out += [(f"{MEMBER_LIST}/{member_id}", versions) for member_id, versions in submission.member_entities.items()]
+    return out
+
+
+def _member_exists(store: Store, household_id: str | None, member_id: str) -> bool:
+    doc = store.get("households", household_id) if household_id else None
+    prefix = f"{MEMBER_LIST}/{member_id}/"
+    return doc is not None and any(path.startswith(prefix) for path in household_change(doc)["fields"])
+
+
 def _waits_for(store: Store, submission: Submission) -> str | None:
-    """The branch step this submission must follow that has not been taken in yet, or None."""
-    versions, household_id = submission.entity, submission.household_id
-    key = versions.needs(household_id) if versions is not None and household_id else None
-    if key is None:
-        return None
-    if key.endswith("|create"):
-        # a household made offline: its first update waits only until the household exists
-        return None if store.get("households", household_id) is not None else key
-    return None if store.get(BRANCHES, key) is not None else key
+    """The first branch step (of its household's, or of a member's) this submission must follow that has
+    not been taken in yet, or None."""
+    for entity_key, versions in _branch_entities(submission):
+        key = versions.needs(entity_key)
+        if key is None:
+            continue
+        if key.endswith("|create"):
+            # made offline: its first update waits only until the household (or the member) exists
+            if entity_key == submission.household_id:
+                if store.get("households", entity_key) is None:
+                    return key
+            elif not _member_exists(store, submission.household_id, entity_key.split("/", 1)[1]):
+                return key
+        elif store.get(BRANCHES, key) is None:
+            return key
+    return None
 
 
 def _hold(store: Store, blobs: BlobStore | None, caller: AppCaller, submission: Submission, xml: bytes,
@@ -552,16 +575,24 @@ def _hold(store: Store, blobs: BlobStore | None, caller: AppCaller, submission: 
 
 def _branch_step_taken(store: Store, submission: Submission, push: PushService, blobs: BlobStore | None,
                        limits: MediaLimits | None) -> None:
-    """Record the branch step the submission was, and take in the one held waiting for it."""
-    key = submission.entity.provides(submission.household_id or "") if submission.entity else None
-    if key is None:
-        return
-    if not key.endswith("|create"):
-        # the household's version once the step is in: what the branch's next step was made on (a create
-        # is not recorded: the household itself says it arrived, and a new household's visit costs no write)
-        household = store.get("households", submission.household_id or "")
-        store.put(BRANCHES, {"id": key, "instance_id": submission.instance_id,
-                             "seq": household["seq"] if household is not None else None})
+    """Record the branch steps the submission was (its household's and its members'), and take in the ones
+    held waiting for them."""
+    household: dict[str, Any] | None = None
+    for entity_key, versions in _branch_entities(submission):
+        key = versions.provides(entity_key)
+        if key is None:
+            continue
+        if not key.endswith("|create"):
+            # the household's version once the step is in: what the branch's next step was made on (a create
+            # is not recorded: the household itself says it arrived, and a new household's visit costs no write)
+            household = household or store.get("households", submission.household_id or "")
+            store.put(BRANCHES, {"id": key, "instance_id": submission.instance_id,
+                                 "seq": household["seq"] if household is not None else None})
+        _take_held(store, key, push, blobs, limits)
+
+
+def _take_held(store: Store, key: str, push: PushService, blobs: BlobStore | None,
+               limits: MediaLimits | None) -> None:
     held = store.get(HELD, key)
     if held is None:
         return
@@ -571,7 +602,8 @@ def _branch_step_taken(store: Store, submission: Submission, push: PushService, 
         log.error("collect: held %s dropped, its user %s is gone", held["instance_id"], held["user"])
         return
     try:
-        # a store failure here leaves it held: the resend of this one (a duplicate) tries again
+        # a store failure here leaves it held: the resend of this one (a duplicate) tries again; one that
+        # waits for another step still (a member's) is held again under that step
         take_submission(store, push, AppCaller(user, held["device_id"]), base64.b64decode(held["xml"]),
                         blobs=blobs, limits=limits)
         store.delete(HELD, key)

@@ -1048,3 +1048,53 @@ def test_the_server_takes_in_long_held_updates_on_its_own_while_phones_keep_send
     sari = login(client, "sari")
     flags = client.get(f"/api/v1/visits/{_instance_id(revisit)}", headers=sari).get_json()["flags"]
     assert "collect_forced" in {flag["code"] for flag in flags}
+
+
+# -- members follow their branch too ------------------------------------------------------------------
+@needs_engine
+def test_two_offline_renames_of_a_member_arriving_in_reverse_order_keep_the_phones_order(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    entry = ani.form_list()["verval_keluarga"]
+    xform, files = ani.download(entry)
+    definition = _definition(odk_app, "verval_keluarga")
+    answers, _ = sample_answers(definition, {"visit_result": "1", "member_name": "Anggota"}, rows=2)
+    first = fill(xform, answers, attachments=files)["xml"]
+    assert ani.submit(first)[0] == 201
+    with odk_app.app_context():
+        household_id = get_store().get("visits", _instance_id(first))["household_id"]
+    xform, files = ani.download(entry)
+    rows = list(csv.DictReader(io.StringIO(files["members.csv"])))
+    member, version, branch = rows[0], int(rows[0]["__version"]), str(uuid.uuid4())
+    answers, _ = sample_answers(definition, {"visit_result": "1"}, rows=0)
+    answers = {ref: value for ref, value in answers.items() if "/members[" not in ref}
+
+    def renamed(name, on_phone):
+        # the member keeps its place in the list: the roster's n-th row is the household's n-th member
+        members = _phone_list(files["members.csv"], [on_phone if row["name"] == on_phone["name"] else row
+                                                     for row in rows])
+        return fill(xform, {"/verval_keluarga/kunjung_household": household_id, **answers,
+                            "/verval_keluarga/members[1]/member_name": name},
+                    attachments={**files, "members.csv": members})["xml"]
+
+    # offline, ani renames the first member twice: Collect counts the member's own branch
+    once = renamed("Siti Rahayu", {**member, "__trunkVersion": str(version), "__branchId": branch})
+    twice = renamed("Hj. Siti Rahayu", {**member, "__version": str(version + 1), "kmval__name": "Siti Rahayu",
+                                        "__trunkVersion": str(version), "__branchId": branch})
+    [entity] = [e for e in _member_entities(twice) if e["id"] == member["name"]]
+    assert (entity["baseVersion"], entity["trunkVersion"], entity["branchId"]) == (
+        str(version + 1), str(version), branch)
+    assert "branchId" not in _entity(twice) or not _entity(twice)["branchId"]  # the household has no branch
+
+    # the second arrives first: held for the member's earlier step, though the household would not wait
+    before = _counts(odk_app)
+    assert ani.submit(twice)[0] == 201
+    assert _counts(odk_app) == before
+    assert ani.submit(once)[0] == 201
+    fields = client.get(f"/api/v1/households/{household_id}", headers=admin).get_json()
+    assert fields["fields"][f"members/{member['name']}/name"]["value"] == "Hj. Siti Rahayu"
+    assert fields["open_conflicts"] == 0
+    sari = login(client, "sari")
+    for xml in (once, twice):
+        assert client.get(f"/api/v1/visits/{_instance_id(xml)}", headers=sari).status_code == 200
