@@ -159,3 +159,15 @@ def openrosa_figures(workdir: Path, scale: Scale) -> list[Figure]:
                           {"csv_bytes": len(csv.body), "csv_304_per_s": round(reuse, 1),
                            "form_list_per_s": round(form_list, 1), "manifest_md5_unchanged": True}))
     return figures
+
+
+def openrosa_goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 16's speed goal: OpenRosa submissions at half the JSON push of the same visits or better."""
+    submission = figures.get("openrosa_submission")
+    if not submission:
+        return []
+    details = submission.details
+    return [{"goal": "OpenRosa submissions vs JSON push (one visit per request)", "target": ">= 0.5 of the JSON push",
+             "reached": f"{submission.ratio:.2f} of the push's rate; workers' CPU {details['cpu_ms_per_visit']} ms "
+                        f"per visit vs {details['json_cpu_ms_per_visit']} ms ({details['cpu_ratio']})",
+             "met": submission.ratio >= 0.5}]
