@@ -34,6 +34,7 @@ __all__ = [
     "Submission",
     "SubmissionError",
     "XForm",
+    "kept_xform",
     "read_submission",
     "stamp_property",
     "xform_of",
@@ -374,9 +375,19 @@ _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 128
 
 
+def kept_xform(definition: Definition, xml: bytes, md5: str) -> XForm:
+    """The XForm of a definition with the bytes (and md5) it was given when its version was published:
+    what it saves is read from the definition, its text is never built again."""
+    saves = saves_household(definition)
+    return XForm(definition.form_id, definition.version, xml, md5, saves, saved_top_fields(definition),
+                 roster_fields(definition) if saves else {})
+
+
 def xform_of(definition: Definition) -> XForm:
-    """The XForm of a definition. Deterministic (the same definition always gives the same bytes),
-    so a published version's XForm and md5 never change; kept by the definition's hash."""
+    """The XForm the generator builds for a definition now. Deterministic for one generator (the same
+    definition gives the same bytes; kept by the definition's hash), but pyxform or this module may
+    write other bytes tomorrow: what Collect is served is the copy stored when the version was
+    published (server/forms_registry.py), never this again."""
     key = (definition.form_id, definition.version, definition.hash)
     with _CACHE_LOCK:
         if key in _CACHE:
@@ -392,9 +403,7 @@ def xform_of(definition: Definition) -> XForm:
     result = convert({**sheets, **headers, "fallback_form_name": definition.form_id}, form_name=definition.form_id,
                      warnings=[])
     xml = result.xform.encode("utf-8")
-    built = XForm(definition.form_id, definition.version, xml, hashlib.md5(xml).hexdigest(),  # noqa: S324 - OpenRosa's hash
-                  saves_household(definition), saved_top_fields(definition),
-                  roster_fields(definition) if saves_household(definition) else {})
+    built = kept_xform(definition, xml, hashlib.md5(xml).hexdigest())  # noqa: S324 - OpenRosa's hash
     with _CACHE_LOCK:
         _CACHE[key] = built
         while len(_CACHE) > _CACHE_SIZE:
@@ -442,6 +451,8 @@ class Submission:
     device_reported: str | None = None
     #: The household entity's offline bookkeeping as Collect sends it (ODK entities spec 2024.1).
     entity: EntityVersions | None = None
+    #: The same for each known member a roster row updates (the `members` list), by member id.
+    member_entities: dict[str, EntityVersions] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -678,6 +689,9 @@ def read_submission(definition: Definition, root: etree._Element) -> Submission:
                 row_id = _text(_child(row_element, MEMBER_ROW_ID))
                 if not _text(_child(row_element, ROW_MEMBER)):
                     continue
+                member_entity = _child(_child(row_element, "meta"), "entity")
+                if member_entity is not None and member_entity.get("id") == row_id:
+                    sub.member_entities[row_id] = entity_versions(member_entity)
                 for target in roster_fields(definition).values():
                     stamps = _text(_child(row_element, member_stamp_property(target))).split()
                     if stamps:

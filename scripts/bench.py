@@ -1054,7 +1054,8 @@ def run(args: argparse.Namespace) -> int:
         measure("relay", lambda: relay_figure(workdir, args.quick))
         measure("relay", lambda: relay_files_figure(workdir, args.quick))
         measure("relay", lambda: hall_rush_figure(workdir, args.quick))
-    goal_rows = goals(figures) + media_goals(figures) + bench_web.web_goals(figures) + relay_goals(figures)
+    goal_rows = (goals(figures) + media_goals(figures) + bench_web.web_goals(figures) + relay_goals(figures)
+                 + __import__("scripts.bench_openrosa").bench_openrosa.openrosa_goals(figures))
     info = {"mode": "quick" if args.quick else "full", "machine": {**machine(), "load_average_1m_before": round(
         load_before, 2)}, "errors": errors}
     print(table(figures, goal_rows, info))

@@ -315,6 +315,31 @@ def collect_qr_command(ctx: Context, username: str, device: str, as_json: bool, 
                  svg=str(stem) + ".svg"))
 
 
+@cli.command("collect-backlog", help=N_("Take in the ODK Collect offline updates held longer than DAYS for the "
+                                        "earlier submission of their branch, without it (each visit flagged "
+                                        "collect_forced), as ODK Central does; the server also does it hourly."))
+@click.option("--days", type=click.IntRange(min=0), default=None,
+              help=N_("Age of the held updates to take in (default KUNJUNG_COLLECT_BACKLOG_DAYS, 5)."))
+@pass_context
+def collect_backlog_command(ctx: Context, days: int | None) -> None:
+    from datetime import timedelta
+
+    from .blobs.attachments import MediaLimits
+    from .collect import force_held
+    from .syncing import push_service
+
+    days = ctx.app.config["COLLECT_BACKLOG_DAYS"] if days is None else days
+    with ctx.app.app_context():
+        outcomes = force_held(ctx.store, push_service(), older_than=timedelta(days=days), blobs=blob_store(),
+                              limits=MediaLimits.from_config(ctx.app.config))
+    for outcome in outcomes:
+        click.echo(_("%(instance)s (held since %(since)s for %(waited)s): %(status)s %(message)s",
+                     instance=outcome.held["instance_id"], since=outcome.held["held_at"], waited=outcome.held["id"],
+                     status=outcome.status, message=translate_known(outcome.message)))
+    click.echo(_("%(count)s held submission(s) taken in without the earlier one of their branch",
+                 count=sum(1 for outcome in outcomes if outcome.status < 300)))
+
+
 @cli.command("load-library", help=N_("Publish the shipped forms not yet in the store (a new form is assigned to every"
                                      " village)."))
 @pass_context

@@ -18,10 +18,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from pyxform.errors import PyXFormError
 
 from forms.definition import Definition
 from forms.xform import (
@@ -37,7 +35,6 @@ from forms.xform import (
     read_submission,
     stamp_property,
     submission_form,
-    xform_of,
 )
 from sync.hlc import HybridClock
 
@@ -48,11 +45,11 @@ from .blobs.media import SNIFF_BYTES, fits, sniff
 from .blobs.store import BlobStore
 from .clock import stored_hlc, wall_ms
 from .cursors import store_identity
-from .forms_registry import FORMS, assigned_to, forms_for, published_definition
+from .forms_registry import FORMS, assigned_to, forms_for, published_definition, published_xform
 from .households import household_change
-from .i18n import _
+from .i18n import N_, _
 from .push import Caller, PushService, PushSettings
-from .storage import Store, Writer
+from .storage import Range, Store, Writer
 from .timeutil import iso
 
 log = logging.getLogger("kunjung.collect")
@@ -66,6 +63,24 @@ HELD = "collect_held"
 BRANCHES = "collect_branches"
 #: Collect is never refused for clock skew: the receiving node stamps its submissions.
 NO_SKEW_BOUND_MS = 10**15
+#: Days after which a held update is taken in without its predecessor (ODK Central's 5), unless
+#: KUNJUNG_COLLECT_BACKLOG_DAYS says otherwise.
+BACKLOG_DAYS = 5
+#: How often a worker looks for such held updates, on the submissions it takes.
+BACKLOG_CHECK_SECONDS = 3600.0
+#: The visit flags of Collect's offline entities: taken in without its branch's earlier submission, and
+#: made on a version of the household the server had moved past (ODK Central's "versions disagree").
+FORCED_FLAG = "collect_forced"
+BEHIND_FLAG = "collect_version_behind"
+FORCED_MESSAGE = N_("Taken in without the earlier submission of its offline branch, which had not come after "
+                    "%(days)s days; check the household.")
+BEHIND_MESSAGE = N_("Made in ODK Collect on version %(base)s of the household, but the server had version "
+                    "%(server)s by then; a field both changed is a conflict of its own.")
+
+
+def held_clock() -> datetime:
+    """Now, for how long updates have been held (a function, so that tests move it)."""
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -77,19 +92,14 @@ class CollectForm:
 
 
 def collect_forms(store: Store, caller: AppCaller, form_id: str | None = None) -> list[CollectForm]:
-    """The published, unarchived forms assigned to the caller's villages, each with its XForm."""
+    """The published, unarchived forms assigned to the caller's villages, each with the XForm stored for it."""
     out = []
     for entry in forms_for(store, caller.scope):
         if form_id is not None and entry["form_id"] != form_id:
             continue
         definition = published_definition(store, entry["form_id"], entry["version"])
-        if definition is None:
-            continue
-        try:
-            built = xform_of(definition)
-        except (PyXFormError, ValueError) as problem:
-            # A definition pyxform cannot build stays on kunjung's own client; Collect does not list it.
-            log.error("no XForm for %s %s: %s", entry["form_id"], entry["version"], problem)
+        built = published_xform(store, definition) if definition is not None else None
+        if built is None:
             continue
         title = definition.title
         out.append(CollectForm(entry["form_id"], entry["version"],
@@ -418,14 +428,17 @@ def hold_files(store: Store, visit_id: str, files: dict[str, Received], limits: 
 
 def take_submission(store: Store, push: PushService, caller: AppCaller, xml: bytes,
                     files: dict[str, bytes] | None = None, *, incomplete: bool = False,
-                    blobs: BlobStore | None = None, limits: MediaLimits | None = None) -> Outcome:
+                    blobs: BlobStore | None = None, limits: MediaLimits | None = None,
+                    forced: dict[str, Any] | None = None) -> Outcome:
     """A Collect submission taken in as a visit, or SubmissionError saying why not (nothing stored).
 
     Its files go to the blob store and the visit's attachments list names them. A post that Collect
-    split (`incomplete`) keeps its files until the last part, which makes the visit."""
+    split (`incomplete`) keeps its files until the last part, which makes the visit. ``forced`` is the
+    held document of an update taken in without waiting for its branch any longer (:func:`force_held`)."""
     root = parse_xml(xml)
     try:
-        return _take(store, push, caller, root, xml, files, incomplete=incomplete, blobs=blobs, limits=limits)
+        return _take(store, push, caller, root, xml, files, incomplete=incomplete, blobs=blobs, limits=limits,
+                     forced=forced)
     except SubmissionError:
         if not incomplete:
             # the last post was refused: parts stashed before it go, their blobs left to garbage collection
@@ -435,7 +448,7 @@ def take_submission(store: Store, push: PushService, caller: AppCaller, xml: byt
 
 def _take(store: Store, push: PushService, caller: AppCaller, root: Any, xml: bytes,
           files: dict[str, bytes] | None, *, incomplete: bool, blobs: BlobStore | None,
-          limits: MediaLimits | None) -> Outcome:
+          limits: MediaLimits | None, forced: dict[str, Any] | None = None) -> Outcome:
     form_id, version = submission_form(root)
     definition = _accepting_definition(store, caller, form_id, version)
     submission = read_submission(definition, root)
@@ -455,9 +468,10 @@ def _take(store: Store, push: PushService, caller: AppCaller, root: Any, xml: by
         return Outcome(201, "Bagian kiriman diterima / Part of the submission received.", {})
     received = {**_parts(store, caller, submission.instance_id), **received}
     stored = store.get("events", submission.instance_id)
-    waits_for = _waits_for(store, submission) if stored is None else None
+    waits_for = _waits_for(store, submission) if stored is None and forced is None else None
     if waits_for is not None:
         return _hold(store, blobs, caller, submission, xml, files, received, waits_for)
+    flags = _entity_flags(store, submission, forced) if stored is None else []
     # A resend carries the first one's stamp, so that the same XML is the same event body.
     hlc = stored["hlc"] if stored is not None else _server_hlc(store)
     now = wall_ms()
@@ -468,8 +482,7 @@ def _take(store: Store, push: PushService, caller: AppCaller, root: Any, xml: by
         if stored["body"].get("attachments"):
             event["attachments"] = stored["body"]["attachments"]
     else:
-        attachments = _attachment_list(push.definitions(submission.form_id, submission.version),
-                                       submission.answers, received) if blobs is not None else []
+        attachments = _attachment_list(definition, submission.answers, received) if received else []
         if attachments:
             event["attachments"] = attachments
     if received:
@@ -477,7 +490,8 @@ def _take(store: Store, push: PushService, caller: AppCaller, root: Any, xml: by
         # push then fails, the blobs are named by nothing and garbage collection takes them.
         keep_files(blobs, files, received)  # type: ignore[arg-type]
     results, _clock = push.push(Caller(caller.user["id"], caller.user["role"], caller.device_id, caller.scope), None,
-                           [event], PushSettings(NO_SKEW_BOUND_MS))
+                           [event], PushSettings(NO_SKEW_BOUND_MS,
+                                                 extra_flags={submission.instance_id: flags} if flags else {}))
     result = results[0]
     if result["status"] in ("applied", "duplicate") and received and limits is not None:
         # Marking the files held is a unit of its own after the visit's: if it fails, Collect is
@@ -485,7 +499,7 @@ def _take(store: Store, push: PushService, caller: AppCaller, root: Any, xml: by
         # holds them. The stash of an earlier part goes only once its files are held.
         hold_files(store, submission.instance_id, _present(blobs, received), limits)
         store.delete(PARTS, _stash_key(caller, submission.instance_id))
-    if result["status"] in ("applied", "duplicate") and submission.entity is not None:
+    if result["status"] in ("applied", "duplicate") and (submission.entity is not None or submission.member_entities):
         _branch_step_taken(store, submission, push, blobs, limits)
     if result["status"] == "applied":
         flags = result.get("flags") or []
@@ -509,16 +523,39 @@ def _take(store: Store, push: PushService, caller: AppCaller, root: Any, xml: by
 # node stamps each as it folds it, so the phone's later write always follows its earlier one.
 # The merge base stays the hidden stamps: a branch begun on an old version meets the writes made
 # since as a conflict, never a silent overwrite.
+def _branch_entities(submission: Submission) -> list[tuple[str, Any]]:
+    """(entity key, versions) of every entity the submission updates: its household, then each known member
+    a roster row updates (keyed `members/<id>`, so a member's branch is ordered as a household's is)."""
+    out: list[tuple[str, Any]] = []
+    if submission.entity is not None and submission.household_id:
+        out.append((submission.household_id, submission.entity))
+    out += [(f"{MEMBER_LIST}/{member_id}", versions) for member_id, versions in submission.member_entities.items()]
+    return out
+
+
+def _member_exists(store: Store, household_id: str | None, member_id: str) -> bool:
+    doc = store.get("households", household_id) if household_id else None
+    prefix = f"{MEMBER_LIST}/{member_id}/"
+    return doc is not None and any(path.startswith(prefix) for path in household_change(doc)["fields"])
+
+
 def _waits_for(store: Store, submission: Submission) -> str | None:
-    """The branch step this submission must follow that has not been taken in yet, or None."""
-    versions, household_id = submission.entity, submission.household_id
-    key = versions.needs(household_id) if versions is not None and household_id else None
-    if key is None:
-        return None
-    if key.endswith("|create"):
-        # a household made offline: its first update waits only until the household exists
-        return None if store.get("households", household_id) is not None else key
-    return None if store.get(BRANCHES, key) is not None else key
+    """The first branch step (of its household's, or of a member's) this submission must follow that has
+    not been taken in yet, or None."""
+    for entity_key, versions in _branch_entities(submission):
+        key = versions.needs(entity_key)
+        if key is None:
+            continue
+        if key.endswith("|create"):
+            # made offline: its first update waits only until the household (or the member) exists
+            if entity_key == submission.household_id:
+                if store.get("households", entity_key) is None:
+                    return key
+            elif not _member_exists(store, submission.household_id, entity_key.split("/", 1)[1]):
+                return key
+        elif store.get(BRANCHES, key) is None:
+            return key
+    return None
 
 
 def _hold(store: Store, blobs: BlobStore | None, caller: AppCaller, submission: Submission, xml: bytes,
@@ -532,7 +569,7 @@ def _hold(store: Store, blobs: BlobStore | None, caller: AppCaller, submission: 
         stash_parts(store, caller, submission.instance_id, received)
     store.put(HELD, {"id": key, "instance_id": submission.instance_id, "household_id": submission.household_id,
                      "xml": base64.b64encode(xml).decode("ascii"), "user": caller.user["id"],
-                     "device_id": caller.device_id, "held_at": iso(datetime.now(UTC))})
+                     "device_id": caller.device_id, "held_at": iso(held_clock())})
     log.info("collect: %s held until %s is taken in", submission.instance_id, key)
     return Outcome(201, "Kiriman disimpan sampai kiriman sebelumnya tiba / Submission kept until the earlier "
                         "one of this household arrives.", {"status": "held", "waits_for": key})
@@ -540,12 +577,24 @@ def _hold(store: Store, blobs: BlobStore | None, caller: AppCaller, submission: 
 
 def _branch_step_taken(store: Store, submission: Submission, push: PushService, blobs: BlobStore | None,
                        limits: MediaLimits | None) -> None:
-    """Record the branch step the submission was, and take in the one held waiting for it."""
-    key = submission.entity.provides(submission.household_id or "") if submission.entity else None
-    if key is None:
-        return
-    if not key.endswith("|create"):
-        store.put(BRANCHES, {"id": key, "instance_id": submission.instance_id})
+    """Record the branch steps the submission was (its household's and its members'), and take in the ones
+    held waiting for them."""
+    household: dict[str, Any] | None = None
+    for entity_key, versions in _branch_entities(submission):
+        key = versions.provides(entity_key)
+        if key is None:
+            continue
+        if not key.endswith("|create"):
+            # the household's version once the step is in: what the branch's next step was made on (a create
+            # is not recorded: the household itself says it arrived, and a new household's visit costs no write)
+            household = household or store.get("households", submission.household_id or "")
+            store.put(BRANCHES, {"id": key, "instance_id": submission.instance_id,
+                                 "seq": household["seq"] if household is not None else None})
+        _take_held(store, key, push, blobs, limits)
+
+
+def _take_held(store: Store, key: str, push: PushService, blobs: BlobStore | None,
+               limits: MediaLimits | None) -> None:
     held = store.get(HELD, key)
     if held is None:
         return
@@ -555,7 +604,8 @@ def _branch_step_taken(store: Store, submission: Submission, push: PushService, 
         log.error("collect: held %s dropped, its user %s is gone", held["instance_id"], held["user"])
         return
     try:
-        # a store failure here leaves it held: the resend of this one (a duplicate) tries again
+        # a store failure here leaves it held: the resend of this one (a duplicate) tries again; one that
+        # waits for another step still (a member's) is held again under that step
         take_submission(store, push, AppCaller(user, held["device_id"]), base64.b64decode(held["xml"]),
                         blobs=blobs, limits=limits)
         store.delete(HELD, key)
@@ -563,6 +613,103 @@ def _branch_step_taken(store: Store, submission: Submission, push: PushService, 
         # the submission was accepted when held: it waits on, with the reason, for an administrator
         store.put(HELD, {**held, "refused": refused.message})
         log.error("collect: held %s refused when taken in: %s", held["instance_id"], refused.message)
+
+
+def _entity_flags(store: Store, submission: Submission, forced: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The visit flags a Collect entity update earns before it is pushed: taken in without its branch's
+    earlier submission (``forced``), and made on a version the server had moved past. The version the
+    update was made on is its ``baseVersion`` for one made on a server version; for a later step of an
+    offline branch, the version the branch's earlier step left (the phone's own writes are no news)."""
+    flags: list[dict[str, Any]] = []
+    if forced is not None:
+        waited = held_clock() - datetime.fromisoformat(forced["held_at"].replace("Z", "+00:00"))
+        flags.append({"code": FORCED_FLAG, "waited_for": forced["id"], "held_at": forced["held_at"],
+                      "message": FORCED_MESSAGE % {"days": waited.days}})
+    versions, household_id = submission.entity, submission.household_id
+    if versions is None or not versions.update or versions.base_version is None or not household_id:
+        return flags
+    doc = store.get("households", household_id)
+    if doc is None or not doc.get("seq"):
+        return flags
+    made_on: int | None = versions.base_version
+    earlier = versions.needs(household_id)
+    if earlier is not None and earlier.endswith("|create"):
+        made_on = None  # made on the phone's own create: what version that left is not kept
+    elif earlier is not None:
+        step = store.get(BRANCHES, earlier)
+        made_on = step.get("seq") if step is not None else versions.trunk_version
+    if made_on is not None and doc["seq"] > made_on:
+        flags.append({"code": BEHIND_FLAG, "base_version": made_on, "server_version": doc["seq"],
+                      "message": BEHIND_MESSAGE % {"base": made_on, "server": doc["seq"]}})
+    return flags
+
+
+# -- the backlog: held updates whose earlier submission never came ----------------------------------
+@dataclass
+class ForcedOutcome:
+    held: dict[str, Any]
+    status: int
+    message: str
+
+
+def _branch_order(held: dict[str, Any]) -> tuple[str, str, int]:
+    # "<household>|<branch>|<version waited for>" or "<household>|create": a branch's steps in its order
+    parts = held["id"].split("|")
+    version = int(parts[2]) if len(parts) == 3 and parts[2].isdigit() else -1
+    return parts[0], parts[1] if len(parts) == 3 else "", version
+
+
+def force_held(store: Store, push: PushService, *, older_than: timedelta, blobs: BlobStore | None = None,
+               limits: MediaLimits | None = None) -> list[ForcedOutcome]:
+    """Take in every update held longer than ``older_than`` without its branch's earlier submission, as
+    ODK Central force-processes its backlog: in branch order, each visit flagged ``collect_forced`` so
+    that a supervisor sees it; the held update it was itself waiting for follows it as usual. One the
+    push refuses stays held with the reason, for an administrator."""
+    cutoff = iso(held_clock() - older_than)
+    out = []
+    for found in sorted(store.find(HELD, {"held_at": Range(lt=cutoff)}), key=_branch_order):
+        held = store.get(HELD, found["id"])
+        if held is None or held["instance_id"] != found["instance_id"] or held.get("refused"):
+            continue  # taken in after an earlier one of this run, or refused before
+        user = store.get("users", held["user"])
+        if user is None:
+            store.delete(HELD, held["id"])
+            log.error("collect: held %s dropped, its user %s is gone", held["instance_id"], held["user"])
+            continue
+        try:
+            outcome = take_submission(store, push, AppCaller(user, held["device_id"]), base64.b64decode(held["xml"]),
+                                      blobs=blobs, limits=limits, forced=held)
+        except SubmissionError as refused:
+            store.put(HELD, {**held, "refused": refused.message})
+            log.error("collect: held %s refused when forced: %s", held["instance_id"], refused.message)
+            out.append(ForcedOutcome(held, refused.status, refused.message))
+            continue
+        current = store.get(HELD, held["id"])
+        if current is not None and current["instance_id"] == held["instance_id"]:
+            store.delete(HELD, held["id"])
+        log.warning("collect: held %s taken in without %s after waiting since %s", held["instance_id"],
+                    held["id"], held["held_at"])
+        out.append(ForcedOutcome(held, outcome.status, outcome.message))
+    return out
+
+
+_backlog_lock = threading.Lock()
+_backlog_checked = [0.0]
+
+
+def force_held_now_and_then(store: Store, push: PushService, *, days: float, blobs: BlobStore | None,
+                            limits: MediaLimits | None) -> None:
+    """The backlog's periodic run: at most every BACKLOG_CHECK_SECONDS per worker, on a submission it
+    takes (an update can only be held by a submission, so the backlog needs no timer of its own)."""
+    now = held_clock().timestamp()
+    with _backlog_lock:
+        if now - _backlog_checked[0] < BACKLOG_CHECK_SECONDS:
+            return
+        _backlog_checked[0] = now
+    try:
+        force_held(store, push, older_than=timedelta(days=days), blobs=blobs, limits=limits)
+    except Exception:  # the submission that ran it was answered already; the next check tries again
+        log.exception("collect: forcing held submissions failed")
 
 
 def _accepting_definition(store: Store, caller: AppCaller, form_id: str, version: str) -> Definition:

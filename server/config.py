@@ -85,6 +85,9 @@ SETTINGS: tuple[Setting, ...] = (
             "device in the window; five times as many per client address in the window"),
     Setting("LOGIN_RATE_WINDOW_SECONDS", "KUNJUNG_LOGIN_RATE_WINDOW_SECONDS", 300, _positive_int,
             "Length of the login rate-limit window"),
+    Setting("COLLECT_BACKLOG_DAYS", "KUNJUNG_COLLECT_BACKLOG_DAYS", 5, _positive_int,
+            "Days an ODK Collect offline update waits for the earlier one of its branch before it is taken in "
+            "without it, flagged collect_forced (as ODK Central does)"),
     Setting("BLOB_DIR", "KUNJUNG_BLOB_DIR", None, str,
             "Folder of the files attached to visits; unset: <store file>-blobs beside the SQLite file, or "
             "GridFS in the MongoDB database"),

@@ -30,12 +30,14 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
+from pyxform.errors import PyXFormError
 
 from forms import Definition, DefinitionError, check_new_version, definition_hash, validate_definition
 from forms.attachments import CsvLookup, FormFile, check_form_file, choice_columns
@@ -43,6 +45,7 @@ from forms.fieldtypes import check_file_name
 from forms.household import HouseholdFields, household_field_catalog
 from forms.identifiers import Area
 from forms.library import library_forms
+from forms.xform import XForm, kept_xform, xform_of
 from forms.xlsform import MAX_FILE_BYTES, XLSFormError, translate_errors, xlsform_to_definition_with_rows
 
 from . import jsonio
@@ -60,6 +63,10 @@ log = logging.getLogger("kunjung.forms")
 FORMS = "forms"
 VERSIONS = "form_versions"
 FILES = "form_files"
+#: The XForm of each published version as it was first built (id = "<form_id>@<version>"): Collect
+#: compares forms by md5, so a version on phones must never change even when pyxform or forms/xform.py
+#: would now build other bytes.
+XFORMS = "form_xforms"
 #: Where form files' bytes were kept before they moved to the blob store (read only to move them).
 LEGACY_CHUNKS = "form_file_chunks"
 #: Files one upload may carry beside the XLSForm.
@@ -380,7 +387,36 @@ def publish(store: Store, form_id: str, version: str, *, actor: str | None,
                       expect_seq=form.get("seq"))
         record_audit(tx, "form_published", actor=actor, target=doc["id"], details={"hash": doc["hash"]},
                      address=address)
+    # Built once, now: a crash before it leaves the first read to store it.
+    keep_xform(store, form_id, version)
     return _published(doc, form)
+
+
+def keep_xform(store: Store, form_id: str, version: str) -> None:
+    """Build and store a just-published version's XForm (nothing for one Collect cannot be given)."""
+    definition = published_definition(store, form_id, version)
+    if definition is not None:
+        published_xform(store, definition)
+
+
+def published_xform(store: Store, definition: Definition) -> XForm | None:
+    """The XForm Collect is served for a published version: the one stored when it was published, or,
+    for a version published before XForms were stored, built now and stored by the first read (the
+    first writer wins, so every worker serves the same bytes). None when pyxform cannot build it.
+    Read from the store each time (by id, small): a hall's copy may be replaced by upstream's."""
+    key_id = version_id(definition.form_id, definition.version)
+    doc = store.get(XFORMS, key_id)
+    if doc is None:
+        try:
+            built = xform_of(definition)
+        except (PyXFormError, ValueError) as problem:
+            # A definition pyxform cannot build stays on kunjung's own client; Collect does not list it.
+            log.error("no XForm for %s: %s", key_id, problem)
+            return None
+        store.insert(XFORMS, {"id": key_id, "xml": built.xml.decode("utf-8"), "md5": built.md5,
+                              "hash": definition.hash})
+        doc = store.get(XFORMS, key_id)  # another worker's, if it was first
+    return kept_xform(definition, doc["xml"].encode("utf-8"), doc["md5"])
 
 
 def is_assigned(assignment: dict[str, Any] | None) -> bool:
@@ -767,6 +803,7 @@ def lookup_for(store: Store, form_id: str, version: str, definition: Definition)
 _CACHE_SIZE = 256
 _cache: OrderedDict[tuple[str, str, str, int], Definition] = OrderedDict()
 _cache_lock = threading.Lock()
+_seen: OrderedDict[tuple[str, str, int], tuple[weakref.ref[Any], Definition]] = OrderedDict()
 
 
 def published_definition(store: Store, form_id: str, version: str) -> Definition | None:
@@ -774,6 +811,15 @@ def published_definition(store: Store, form_id: str, version: str) -> Definition
     unknown version or a draft. Cached by (form_id, version, hash): published versions never change."""
     if not isinstance(form_id, str) or not isinstance(version, str):
         return None
+    # A version once published never changes, so one found for this very store object needs no read of
+    # its document again (half a millisecond of JSON per event); the weak reference makes sure a new
+    # store that happens to get a dead one's id is never taken for it.
+    fast = (form_id, version, id(store))
+    with _cache_lock:
+        seen = _seen.get(fast)
+        if seen is not None and seen[0]() is store:
+            _seen.move_to_end(fast)
+            return seen[1]
     doc = store.get(VERSIONS, version_id(form_id, version))
     if doc is None or doc.get("state") != PUBLISHED:
         return None
@@ -795,7 +841,17 @@ def published_definition(store: Store, form_id: str, version: str) -> Definition
         _cache[key] = definition
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
+        _remember(fast, store, definition)
     return definition
+
+
+def _remember(fast: tuple[str, str, int], store: Store, definition: Definition) -> None:
+    try:
+        _seen[fast] = (weakref.ref(store), definition)
+    except TypeError:  # a store that cannot be weakly referenced is read each time
+        return
+    while len(_seen) > _CACHE_SIZE:
+        _seen.popitem(last=False)
 
 
 def published_definitions_for(store: Store, village: str) -> list[Definition]:
@@ -947,6 +1003,7 @@ def _load_one(store: Store, definition: Definition, actor: str | None, address: 
                        "title": dict(definition.title), "updated_at": at}, expect_seq=form.get("seq"))
         record_audit(tx, "form_published", actor=actor, target=doc["id"],
                      details={"hash": doc["hash"], "library": True}, address=address)
+    keep_xform(store, form_id, version)
     return LibraryOutcome(form_id, version, True, "published", doc["hash"])
 
 

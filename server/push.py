@@ -84,6 +84,9 @@ class Caller:
 class PushSettings:
     skew_bound_ms: int
     wall_ms: Callable[[], int] = wall_ms
+    #: Review flags the receiver adds to events it judged itself (by event id): ODK Collect's offline
+    #: entity bookkeeping, which only server/collect.py reads.
+    extra_flags: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -326,6 +329,7 @@ class PushService:
         if isinstance(outcome, dict):
             return _Prepared(raw, digest, outcome)
         engine, flags, visit = outcome
+        flags = [*flags, *settings.extra_flags.get(event_id, ())] if settings.extra_flags else flags
         try:
             parsed = parse_event(engine)
         except EventError as problem:

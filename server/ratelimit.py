@@ -1,4 +1,5 @@
-"""Login attempts: a window per client address and per known device, and a growing wait per username.
+"""Login attempts (a window per client address and per known device, a growing wait per username),
+and guesses of ODK Collect's app-credential tokens (a window per client address).
 
 Every attempt is counted before its password is checked, with the store's atomic increment,
 so attempts racing each other are all counted and no more than the allowance is checked.
@@ -113,6 +114,32 @@ def login_succeeded(store: Store, admission: Admission) -> None:
             tx.increment(COLLECTION, admission.device_key, "count", by=-1)
         if admission.user_key:
             tx.delete(COLLECTION, admission.user_key)
+
+
+def _token_window(limits: LoginLimits, address: str, now: float) -> tuple[str, float, float]:
+    slot = int(now // limits.window)
+    window_end = (slot + 1) * limits.window
+    return f"collect-token:address:{address}@{slot}", window_end, window_end + limits.window
+
+
+def admit_token(store: Store, limits: LoginLimits, *, address: str, now: float | None = None) -> None:
+    """Raise 429 with Retry-After while the address has used up its failed app-credential tokens in
+    the window (as many as its failed logins). Only failures are counted, so a working phone's request
+    costs one read, never a write; requests racing past this check can overshoot the allowance by as
+    many as run at once, which the tokens' 256 bits make harmless."""
+    now = wall_seconds() if now is None else now
+    key, window_end, _expires = _token_window(limits, address, now)
+    counted = store.get(COLLECTION, key)
+    if counted is not None and counted.get("count", 0) >= limits.per_address:
+        raise _refuse(window_end - now, gettext("Too many unknown app credentials from this address"))
+
+
+def token_failed(store: Store, limits: LoginLimits, *, address: str, now: float | None = None) -> None:
+    """Count a token that named no working credential against the address's window."""
+    now = wall_seconds() if now is None else now
+    key, _window_end, expires = _token_window(limits, address, now)
+    store.increment(COLLECTION, key, "count", defaults={"expires_at": expires})
+    forget_expired(store, now)
 
 
 def forget_expired(store: Store, now: float | None = None) -> None:

@@ -44,7 +44,9 @@ COLLECTIONS: list[CollectionSpec] = [
     # files of a submission Collect split over several posts, until its last part (server/collect.py)
     CollectionSpec("collect_parts", fields=(), queries=(_counted(),)),
     # offline entity updates held for the earlier one of their branch, and the branch steps taken in (same)
-    CollectionSpec("collect_held", fields=(), queries=(_counted(),)),
+    CollectionSpec("collect_held", fields=("held_at",), indexes=(("held_at", "id"),),
+                   queries=(Query(("held_at",), "id", ("held_at", "id"), why="held longer than the backlog's age"),
+                            _counted())),
     CollectionSpec("collect_branches", fields=(), queries=(_counted(),)),
     # One document per login: every access and refresh token of that login names it.
     CollectionSpec("logins", fields=("username", "revoked"), retired=(("username",),), queries=(_counted(),)),
@@ -207,6 +209,8 @@ COLLECTIONS: list[CollectionSpec] = [
     CollectionSpec("form_file_chunks", fields=(), queries=(
         Query(why="clean-up: chunks no form file names, a scan of a collection only older servers wrote"),
         _counted())),
+    # the XForm of each published version as Collect was first given it (server/forms_registry.py), by id only
+    CollectionSpec("form_xforms", fields=(), queries=(_counted(),)),
     # every export of visits or household history (server/exports.py): exports carry personal data
     CollectionSpec("exports", fields=("at", "actor", "format"), indexes=(("at", "id"), ("actor", "at", "id")),
                    retired=(("at",), ("actor", "at")),

@@ -10,6 +10,8 @@ import io
 import json
 import re
 import uuid
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -20,6 +22,7 @@ from odk_engine import SAMPLE_POINT, fill, needs_engine, sample_answers
 
 from forms import xform as xform_module
 from forms.library import library_form
+from server import forms_registry, ratelimit
 from server.app_credentials import read_settings_payload
 from server.blobs import blob_store
 from server.blobs.attachments import collect_garbage
@@ -731,11 +734,66 @@ def test_two_offline_revisits_arriving_in_reverse_order_keep_the_phones_order_an
     stale = _offline_visit(xform, {**budi_files, "households.csv": _phone_list(budi_files["households.csv"], [
         {**budi_row, "__trunkVersion": budi_row["__version"], "__branchId": str(uuid.uuid4())}])},
         "Siti Rahayu", household_id)
-    assert int(_entity(stale)["baseVersion"]) < _household(odk_app, household_id)["seq"]
+    server_version = _household(odk_app, household_id)["seq"]
+    assert int(_entity(stale)["baseVersion"]) < server_version
     assert budi.submit(stale)[0] == 201
     conflicts = client.get(f"/api/v1/conflicts?village={VILLAGE}", headers=sari).get_json()["items"]
     assert [(c["household_id"], c["field"]) for c in conflicts] == [(household_id, "head_name")]
     assert {head["value"] for head in conflicts[0]["heads"]} == {"Hj. Siti Aminah binti Ahmad", "Siti Rahayu"}
+    # and its visit says the versions disagreed, apart from the conflict: ani's own branch never does
+    behind = _flags(client, sari, stale, "collect_version_behind")
+    assert [(flag["base_version"], flag["server_version"]) for flag in behind] == [
+        (int(_entity(stale)["baseVersion"]), server_version)]
+    assert _flags(client, sari, first, "collect_version_behind") == []
+    assert _flags(client, sari, second, "collect_version_behind") == []
+
+
+def _flags(client, headers, xml, code):
+    visit = client.get(f"/api/v1/visits/{_instance_id(xml)}", headers=headers).get_json()
+    return [flag for flag in visit["flags"] if flag["code"] == code]
+
+
+ADDRESS_FORM = {
+    "settings": {"form_id": "catat_alamat", "version": "1", "title": {"id": "Catat alamat", "en": "Record an address"},
+                 "default_language": "id"},
+    "fields": [
+        {"type": "text", "name": "address", "label": {"id": "Alamat", "en": "Address"}, "save_to": "address"},
+        {"type": "geopoint", "name": "house_location", "label": {"id": "Lokasi rumah", "en": "House location"}},
+    ],
+}
+
+
+@needs_engine
+def test_an_offline_update_on_an_old_version_of_other_fields_is_flagged_behind_but_makes_no_conflict(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, OFFLINE_FORM)
+    _publish(client, admin, ADDRESS_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    budi = Collect(client, _credential(client, admin, "budi", "hp-budi-odk")["qr_text"])
+    xform, files = ani.download(ani.form_list()["catat_rumah"])
+    registered = _offline_visit(xform, files, "Siti Aminah")
+    assert ani.submit(registered)[0] == 201
+    household_id = _entity(registered)["id"]
+    sari = login(client, "sari")
+    xform, files = ani.download(ani.form_list()["catat_rumah"])
+    address_form, budi_files = budi.download(budi.form_list()["catat_alamat"])
+    assert ani.submit(_offline_visit(xform, files, "Siti Aminah binti Ahmad", household_id))[0] == 201
+    # budi, on the version before ani's revisit, only notes the address: the versions disagree, no field does
+    budi_row = next(csv.DictReader(io.StringIO(budi_files["households.csv"])))
+    noted = fill(address_form, {"/catat_alamat/kunjung_household": household_id,
+                                "/catat_alamat/address": "Jl. Melati 3", "/catat_alamat/house_location": SAMPLE_POINT},
+                 attachments={**budi_files, "households.csv": _phone_list(budi_files["households.csv"], [
+                     {**budi_row, "__trunkVersion": budi_row["__version"], "__branchId": str(uuid.uuid4())}])})["xml"]
+    assert _entity(noted)["baseVersion"] == budi_row["__version"]
+    assert budi.submit(noted)[0] == 201
+    assert _head_name(client, sari, household_id) == ("Siti Aminah binti Ahmad", 0)  # no conflict
+    [behind] = _flags(client, sari, noted, "collect_version_behind")
+    assert behind["base_version"] == int(budi_row["__version"])
+    assert behind["server_version"] > behind["base_version"]
+    assert behind["message"].startswith("Made in ODK Collect on version")
+    bahasa = client.get(f"/api/v1/visits/{_instance_id(noted)}", headers={**sari, "Accept-Language": "id"}).get_json()
+    assert next(f for f in bahasa["flags"] if f["code"] == "collect_version_behind")["message"].startswith("Dibuat")
 
 
 # -- a submission and its files as one unit --------------------------------------------------------
@@ -869,3 +927,229 @@ def test_a_part_is_matched_by_its_field_name_as_central_matches_it(odk_app):
         assert sorted(blob.sha256 for blob in blob_store().list()) == [hashlib.sha256(JPEG).hexdigest()]
     assert [(doc["filename"], doc["sha256"], doc["held"]) for doc in _attachment_docs(odk_app, visit_id)] == [
         ("rumah.jpg", hashlib.sha256(JPEG).hexdigest(), True)]
+
+
+# -- a published version's XForm is the one phones hold ---------------------------------------------
+def _generator_changed(monkeypatch):
+    """pyxform (or forms/xform.py) upgraded: from now on the same definition builds other bytes."""
+    real = xform_module.convert
+
+    def convert(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.xform = result.xform + "<!-- a newer generator -->"
+        return result
+
+    monkeypatch.setattr(xform_module, "convert", convert)
+    monkeypatch.setattr(xform_module, "_CACHE", OrderedDict())  # nothing built before counts
+
+
+def test_phones_keep_a_published_versions_xform_and_md5_when_the_generator_changes(odk_app, monkeypatch):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, PHOTO_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    entry = ani.form_list()["foto_rumah"]
+    served = ani.get(entry["downloadUrl"])
+    assert entry["hash"] == "md5:" + _md5(served.data)
+
+    _generator_changed(monkeypatch)
+    with odk_app.app_context():
+        definition = published_definition(get_store(), "foto_rumah", "1")
+    assert xform_module.xform_of(definition).md5 != _md5(served.data)  # the generator does write other bytes now
+    again = ani.form_list()["foto_rumah"]
+    assert again["hash"] == entry["hash"]
+    assert ani.get(again["downloadUrl"]).data == served.data
+    assert ani.get(again["downloadUrl"], **{"If-None-Match": served.headers["ETag"]}).status_code == 304
+
+    # a version published after the upgrade is given the new generator's bytes, fixed from then on
+    assert client.post("/api/v1/forms", json={**PHOTO_FORM, "settings": {**PHOTO_FORM["settings"], "version": "2"}},
+                       headers=admin).status_code == 201
+    assert client.post("/api/v1/forms/foto_rumah/versions/2/publish", headers=admin).status_code == 200
+    listed = {item.findtext("x:version", namespaces=NS): item.findtext("x:hash", namespaces=NS)
+              for item in etree.fromstring(ani.get(f"{ani.base}/formList?formID=foto_rumah").data
+                                           ).iterfind("x:xform", NS)}
+    newer = ani.get(f"{ani.base}/forms/foto_rumah/versions/2/form.xml").data
+    assert newer.endswith(b"<!-- a newer generator -->")
+    assert listed == {"2": "md5:" + _md5(newer)}
+
+
+def test_a_version_published_before_xforms_were_stored_keeps_the_xform_first_served(odk_app, monkeypatch):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, PHOTO_FORM)
+    with odk_app.app_context():
+        # a store written by an older kunjung: published versions without a stored XForm
+        get_store().delete(forms_registry.XFORMS, "foto_rumah@1")
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    entry = ani.form_list()["foto_rumah"]
+    first = ani.get(entry["downloadUrl"]).data
+    with odk_app.app_context():
+        kept = get_store().get(forms_registry.XFORMS, "foto_rumah@1")
+    assert kept["md5"] == _md5(first)  # stored by the first read
+    assert kept["xml"].encode() == first
+
+    _generator_changed(monkeypatch)
+    again = ani.form_list()["foto_rumah"]
+    assert again["hash"] == entry["hash"] == "md5:" + _md5(first)
+    assert ani.get(again["downloadUrl"]).data == first
+
+
+# -- guessing tokens ---------------------------------------------------------------------------------
+def test_a_laptop_guessing_app_credential_tokens_is_answered_429_in_openrosa_xml(app_factory, monkeypatch):
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(ratelimit, "wall_seconds", lambda: now[0])
+    app = _odk_app(app_factory, LOGIN_RATE_LIMIT=2, LOGIN_RATE_WINDOW_SECONDS=600)  # 10 failed tokens per address
+    client = app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    guesser = {"REMOTE_ADDR": "203.0.113.66"}
+    phone = {"X-OpenRosa-Version": "1.0"}
+
+    def guess():
+        return client.get(f"/key/{uuid.uuid4().hex}{uuid.uuid4().hex}/formList", headers=phone, environ_base=guesser)
+
+    assert [guess().status_code for _ in range(10)] == [401] * 10
+    limited = guess()
+    assert limited.status_code == 429
+    _openrosa_headers(limited)
+    retry = int(limited.headers["Retry-After"])
+    assert 0 < retry <= 600
+    refusal = etree.fromstring(limited.data)
+    assert refusal.tag == "{http://openrosa.org/http/response}OpenRosaResponse"
+    assert refusal.find("r:message", NS).get("nature") == "error"
+    # a right token from that address waits too (else guessing would go on), the same in a submission
+    assert client.get(f"{ani.base}/formList", headers=phone, environ_base=guesser).status_code == 429
+    assert client.post(f"{ani.base}/submission", headers=phone, environ_base=guesser).status_code == 429
+    # officers at other addresses are not held up
+    assert set(ani.form_list()) >= {FORM}
+    # Collect in Indonesian hears it in Indonesian
+    said = client.get(f"{ani.base}/formList", headers={**phone, "Accept-Language": "id"}, environ_base=guesser)
+    assert said.status_code == 429
+    assert "coba lagi" in etree.fromstring(said.data).findtext("r:message", namespaces=NS)
+    # the window over, the address may try again
+    now[0] += retry
+    assert guess().status_code == 401
+
+
+# -- the backlog: a held update whose earlier submission never comes ----------------------------------
+def _held_revisit_of_a_registration_that_never_comes(odk_app):
+    """ani registers a household offline and revisits it; the phone is lost before the registration is sent."""
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    _publish(client, admin, OFFLINE_FORM)
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    xform, files = ani.download(ani.form_list()["catat_rumah"])
+    created = _offline_visit(xform, files, "Siti Aminah")
+    household_id = _entity(created)["id"]
+    on_phone = _phone_list(files["households.csv"], [{"name": household_id, "label": "Siti Aminah",
+                                                      "__version": "1", "head_name": "Siti Aminah",
+                                                      "__branchId": str(uuid.uuid4())}])
+    revisit = _offline_visit(xform, {**files, "households.csv": on_phone}, "Siti Aminah binti Ahmad", household_id)
+    assert ani.submit(revisit)[0] == 201
+    assert _household(odk_app, household_id) is None  # held
+    return client, ani, household_id, revisit
+
+
+def _days_later(monkeypatch, days):
+    from server import collect
+
+    later = datetime.now(UTC) + timedelta(days=days)
+    monkeypatch.setattr(collect, "held_clock", lambda: later)
+
+
+def test_a_revisit_held_for_a_registration_that_never_comes_is_taken_in_after_five_days_flagged(
+        odk_app, monkeypatch):
+    from server import cli as cli_module
+
+    client, _ani, household_id, revisit = _held_revisit_of_a_registration_that_never_comes(odk_app)
+    monkeypatch.setattr(cli_module, "create_app", lambda: odk_app)
+    runner = CliRunner()
+    _days_later(monkeypatch, 4)
+    done = runner.invoke(cli, ["collect-backlog"])
+    assert done.exit_code == 0, done.output
+    assert _household(odk_app, household_id) is None  # four days: it waits on
+
+    _days_later(monkeypatch, 6)
+    done = runner.invoke(cli, ["collect-backlog"])
+    assert done.exit_code == 0, done.output
+    assert _instance_id(revisit) in done.output
+    assert "1 held submission(s)" in done.output
+    sari = login(client, "sari")
+    assert _head_name(client, sari, household_id) == ("Siti Aminah binti Ahmad", 0)
+    visit = client.get(f"/api/v1/visits/{_instance_id(revisit)}", headers=sari).get_json()
+    [forced] = [flag for flag in visit["flags"] if flag["code"] == "collect_forced"]
+    assert forced["waited_for"] == f"{household_id}|create"
+    assert "6 days" in forced["message"]
+    listed = client.get(f"/api/v1/visits?village={VILLAGE}&flag=collect_forced", headers=sari).get_json()["items"]
+    assert [item["id"] for item in listed] == [_instance_id(revisit)]
+    with odk_app.app_context():
+        assert get_store().count("collect_held") == 0
+    # run again: nothing is left to take in
+    done = runner.invoke(cli, ["collect-backlog", "--days", "0"])
+    assert "0 held submission(s)" in done.output
+
+
+def test_the_server_takes_in_long_held_updates_on_its_own_while_phones_keep_sending(odk_app, monkeypatch):
+    from server import collect
+
+    client, _ani, household_id, revisit = _held_revisit_of_a_registration_that_never_comes(odk_app)
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    budi = Collect(client, _credential(client, admin, "budi", "hp-budi-odk")["qr_text"])
+    xform, files = budi.download(budi.form_list()["catat_rumah"])
+    monkeypatch.setattr(collect, "_backlog_checked", [0.0])
+    _days_later(monkeypatch, 6)
+    assert budi.submit(_offline_visit(xform, files, "Wayan Sudira"))[0] == 201  # some other household's visit
+    assert _household(odk_app, household_id) is not None
+    sari = login(client, "sari")
+    flags = client.get(f"/api/v1/visits/{_instance_id(revisit)}", headers=sari).get_json()["flags"]
+    assert "collect_forced" in {flag["code"] for flag in flags}
+
+
+# -- members follow their branch too ------------------------------------------------------------------
+@needs_engine
+def test_two_offline_renames_of_a_member_arriving_in_reverse_order_keep_the_phones_order(odk_app):
+    client = odk_app.test_client()
+    admin = login(client, "admin", "kata sandi admin yang panjang")
+    ani = Collect(client, _credential(client, admin, "ani", "hp-ani-odk")["qr_text"])
+    entry = ani.form_list()["verval_keluarga"]
+    xform, files = ani.download(entry)
+    definition = _definition(odk_app, "verval_keluarga")
+    answers, _ = sample_answers(definition, {"visit_result": "1", "member_name": "Anggota"}, rows=2)
+    first = fill(xform, answers, attachments=files)["xml"]
+    assert ani.submit(first)[0] == 201
+    with odk_app.app_context():
+        household_id = get_store().get("visits", _instance_id(first))["household_id"]
+    xform, files = ani.download(entry)
+    rows = list(csv.DictReader(io.StringIO(files["members.csv"])))
+    member, version, branch = rows[0], int(rows[0]["__version"]), str(uuid.uuid4())
+    answers, _ = sample_answers(definition, {"visit_result": "1"}, rows=0)
+    answers = {ref: value for ref, value in answers.items() if "/members[" not in ref}
+
+    def renamed(name, on_phone):
+        # the member keeps its place in the list: the roster's n-th row is the household's n-th member
+        members = _phone_list(files["members.csv"], [on_phone if row["name"] == on_phone["name"] else row
+                                                     for row in rows])
+        return fill(xform, {"/verval_keluarga/kunjung_household": household_id, **answers,
+                            "/verval_keluarga/members[1]/member_name": name},
+                    attachments={**files, "members.csv": members})["xml"]
+
+    # offline, ani renames the first member twice: Collect counts the member's own branch
+    once = renamed("Siti Rahayu", {**member, "__trunkVersion": str(version), "__branchId": branch})
+    twice = renamed("Hj. Siti Rahayu", {**member, "__version": str(version + 1), "kmval__name": "Siti Rahayu",
+                                        "__trunkVersion": str(version), "__branchId": branch})
+    [entity] = [e for e in _member_entities(twice) if e["id"] == member["name"]]
+    assert (entity["baseVersion"], entity["trunkVersion"], entity["branchId"]) == (
+        str(version + 1), str(version), branch)
+    assert "branchId" not in _entity(twice) or not _entity(twice)["branchId"]  # the household has no branch
+
+    # the second arrives first: held for the member's earlier step, though the household would not wait
+    before = _counts(odk_app)
+    assert ani.submit(twice)[0] == 201
+    assert _counts(odk_app) == before
+    assert ani.submit(once)[0] == 201
+    fields = client.get(f"/api/v1/households/{household_id}", headers=admin).get_json()
+    assert fields["fields"][f"members/{member['name']}/name"]["value"] == "Hj. Siti Rahayu"
+    assert fields["open_conflicts"] == 0
+    sari = login(client, "sari")
+    for xml in (once, twice):
+        assert client.get(f"/api/v1/visits/{_instance_id(xml)}", headers=sari).status_code == 200

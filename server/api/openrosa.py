@@ -22,6 +22,7 @@ from forms.fieldtypes import check_file_name
 from forms.xform import SubmissionError
 
 from ..app_credentials import KEY_PREFIX, AppCaller, credential_holder
+from ..audit import client_address
 from ..blobs import blob_store
 from ..blobs.attachments import MediaLimits
 from ..collect import (
@@ -30,6 +31,7 @@ from ..collect import (
     MEMBERS_FILE,
     collect_form,
     collect_forms,
+    force_held_now_and_then,
     household_properties,
     integrity,
     list_md5,
@@ -40,6 +42,7 @@ from ..collect import (
 from ..errors import ApiError
 from ..forms_registry import file_chunks, readable_file, version_files
 from ..i18n import _, current_language, translate_errors, translate_known
+from ..ratelimit import LoginLimits, admit_token, token_failed
 from ..storage import StorageError, StoreUnavailable, WriteConflict
 from ..store import get_store
 from ..syncing import push_service
@@ -101,7 +104,10 @@ def _submission_error(error: SubmissionError) -> Response:
 
 @blp.errorhandler(ApiError)
 def _api_error(error: ApiError) -> Response:
-    return message(_error_text(error.message, error.errors), error.status, "error")
+    response = message(_error_text(error.message, error.errors), error.status, "error")
+    for key, value in error.headers.items():  # Retry-After of a 429
+        response.headers[key] = value
+    return response
 
 
 @blp.errorhandler(HTTPException)
@@ -128,13 +134,17 @@ def _caller() -> AppCaller:
 
 def collect_endpoint(*, openrosa: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The token must name a working credential (401 otherwise, at once: every request re-reads
-    it); an OpenRosa request must say X-OpenRosa-Version: 1.0, as Collect always does."""
+    it; an address whose tokens keep failing is answered 429 for the rest of the window); an
+    OpenRosa request must say X-OpenRosa-Version: 1.0, as Collect always does."""
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def guarded(token: str, **kwargs: Any) -> Any:
-            caller = credential_holder(get_store(), token)
+            store, limits, address = get_store(), LoginLimits.from_config(current_app.config), client_address()
+            admit_token(store, limits, address=address)  # 429 for an address guessing tokens
+            caller = credential_holder(store, token)
             if caller is None:
+                token_failed(store, limits, address=address)
                 return message(_("This app credential does not work (unknown, revoked or replaced); "
                                  "scan a new set-up QR code."), 401, "error")
             if openrosa and request.method != "HEAD" and request.headers.get("X-OpenRosa-Version") != "1.0":
@@ -298,9 +308,14 @@ def submission(token: str) -> Response:
         if field_name != XML_FIELD and check_file_name(field_name) is None:
             files[field_name] = part.read()
     incomplete = (request.form.get(INCOMPLETE_FIELD) or "").lower() in ("yes", "true", "1")
+    limits = MediaLimits.from_config(current_app.config)
     outcome = take_submission(get_store(), push_service(), _caller(), xml, files, incomplete=incomplete,
-                              blobs=blob_store(), limits=MediaLimits.from_config(current_app.config))
-    return message(outcome.message, outcome.status)
+                              blobs=blob_store(), limits=limits)
+    response = message(outcome.message, outcome.status)
+    # updates held too long for their branch's earlier submission are taken in now and then
+    force_held_now_and_then(get_store(), push_service(), days=current_app.config["COLLECT_BACKLOG_DAYS"],
+                            blobs=blob_store(), limits=limits)
+    return response
 
 
 @blp.route("/<path:rest>", methods=["GET", "POST", "HEAD", "PUT", "DELETE"])

@@ -170,6 +170,9 @@ class SetupSchema(ma.Schema):
     villages = ma.fields.List(ma.fields.Dict(), required=True, metadata={"description": "with boundaries"})
     forms = ma.fields.List(ma.fields.Dict(), required=True)
     form_versions = ma.fields.List(ma.fields.Dict(), required=True, metadata={"description": "published ones"})
+    form_xforms = ma.fields.List(ma.fields.Dict(), metadata={
+        "description": "the XForm (`{id, xml, md5}`) each published version was given, which the hall serves "
+                       "ODK Collect as it is, so a phone sees one md5 at the hall and upstream"})
     users = ma.fields.List(ma.fields.Dict(), required=True, metadata={
         "description": "officers and supervisors of the hall's villages, with only those villages and their "
                        "password hashes, so that they sign in at the hall offline"})

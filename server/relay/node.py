@@ -46,7 +46,8 @@ MAX_REFUSED = 200
 UP_BATCH = 500
 DOWN_PAGE = 500
 MERGE_RULE = DOCUMENT_FORMAT
-UPSTREAM_COLLECTIONS = ("villages", "forms", "form_versions")
+#: form_xforms: the hall serves Collect the very XForm (and md5) upstream gave the version, not one of its own
+UPSTREAM_COLLECTIONS = ("villages", "forms", "form_versions", "form_xforms")
 NODE_HEADER = "X-Kunjung-Node"
 CLOCK_AHEAD = N_("The hall's clock is %(seconds)s s ahead of the central server's (the bound is %(bound)s s); "
                  "set the laptop's clock.")
@@ -448,7 +449,8 @@ def _same(stored: Mapping[str, Any] | None, doc: Mapping[str, Any]) -> bool:
 def apply_setup(tx: Writer, bundle: Mapping[str, Any]) -> dict[str, int]:
     """Store what upstream sent of the hall's villages; a document is written only when it changed
     (forms are tracked: rewriting one unchanged would send it to every phone again)."""
-    written = {"villages": 0, "forms": 0, "form_versions": 0, "users": 0, "devices": 0, "app_credentials": 0}
+    written = {"villages": 0, "forms": 0, "form_versions": 0, "form_xforms": 0, "users": 0, "devices": 0,
+               "app_credentials": 0}
     for collection in UPSTREAM_COLLECTIONS:
         for doc in bundle.get(collection) or []:
             doc = {k: v for k, v in doc.items() if k != "seq"}
@@ -519,7 +521,7 @@ def setup_bundle(store: Store, hall_villages: list[str], previous_users: list[st
     sign in offline; so do revoked devices, so that a lost phone is refused at the hall too.
     """
     from ..app_credentials import COLLECTING_ROLES
-    from ..forms_registry import FORMS, PUBLISHED, VERSIONS, assigned_to
+    from ..forms_registry import FORMS, PUBLISHED, VERSIONS, XFORMS, assigned_to, published_definition, published_xform
 
     villages = sorted(set(hall_villages))
     scope = Scope("officer", tuple(villages))
@@ -529,6 +531,11 @@ def setup_bundle(store: Store, hall_villages: list[str], previous_users: list[st
     out["forms"] = forms
     out["form_versions"] = [doc for form in forms for doc in store.find(VERSIONS, {"form_id": form["id"]})
                             if doc.get("state") == PUBLISHED]
+    out["form_xforms"] = []
+    for doc in out["form_versions"]:
+        definition = published_definition(store, doc["form_id"], doc["version"])
+        if definition is not None and published_xform(store, definition) is not None:  # stored if it was not
+            out["form_xforms"].append(store.get(XFORMS, doc["id"]))
     users, devices, credentials = [], [], []
     for user in store.iterate("users"):
         if user["role"] == "admin":

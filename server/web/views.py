@@ -60,7 +60,8 @@ CODE_WORDS = (N_("admin"), N_("supervisor"), N_("officer"), N_("visit"), N_("hou
               N_("import"), N_("review"), N_("draft"), N_("published"), N_("outside_village"), N_("no_boundary"),
               N_("no_geotag"), N_("supersedes_unrequested"), N_("constraint_failed"), N_("expression_error"),
               N_("required_missing"), N_("unknown_choice"), N_("question"), N_("order"), N_("choices"),
-              N_("title"), N_("added"), N_("changed"), N_("removed"), N_("reordered"), N_("lookup"), N_("media"))
+              N_("title"), N_("added"), N_("changed"), N_("removed"), N_("reordered"), N_("lookup"), N_("media"),
+              N_("collect_forced"), N_("collect_version_behind"))
 MAP_PAGE = 2000  # visit points per map request: the map fetches pages until it has them all
 SEARCH_SCAN = 20000  # households read at most for one name search
 QUEUE_PAGE = 50

@@ -10,7 +10,7 @@ from media_helpers import jpeg
 from odk_engine import SAMPLE_POINT, fill, needs_engine, sample_answers
 from relay_helpers import close, make_hall, node_app, sync_round
 from sync_helpers import VILLAGE, publish_household_form
-from test_openrosa import PHOTO_FORM, PUBLIC, Collect, _credential, _instance_id, _publish
+from test_openrosa import PHOTO_FORM, PUBLIC, Collect, _credential, _generator_changed, _instance_id, _md5, _publish
 
 from server.app_credentials import token_hash
 from server.forms_registry import published_definition
@@ -140,4 +140,17 @@ def test_a_collect_photo_taken_at_the_hall_offline_reaches_central_with_its_visi
     got = client.get(f"/api/v1/visits/{visit_id}/attachments/house_photo", headers=supervisor)
     assert got.status_code == 200
     assert got.data == photo  # byte-exact
+
+
+def test_a_phone_moving_between_the_hall_and_central_sees_one_xform_even_if_the_halls_generator_differs(
+        tmp_path, central, monkeypatch):
+    client = central.test_client()
+    credential = _credential(client, login(client, "admin"), "ani", "hp-ani-odk")
+    at_central = Collect(client, credential["qr_text"]).form_list()[FORM]
+    _generator_changed(monkeypatch)  # the hall runs another pyxform than central did when it published
+    hall, _link = make_hall(tmp_path, central, "balai", [VILLAGE], PUBLIC_URL=PUBLIC)
+    phone = Collect(hall.test_client(), credential["qr_text"])
+    at_hall = phone.form_list()[FORM]
+    assert at_hall["hash"] == at_central["hash"]
+    assert "md5:" + _md5(phone.get(at_hall["downloadUrl"]).data) == at_central["hash"]
     close(hall)
