@@ -341,21 +341,30 @@ def media_answers(definition: Definition, answers: Any) -> list[tuple[str, Media
     found: list[tuple[str, MediaQuestion, str]] = []
     if not questions or not isinstance(answers, Mapping):
         return found
-    repeats = {ref.name for ref in definition.iter_fields() if ref.type == "repeat"}
+    # Every pushed visit is searched: each scope is asked for the form's few media questions and
+    # repeats by name, rather than each of its answers being looked up among them.
+    repeats = definition.derived("repeat_names", _repeat_names)
     stack: list[tuple[str, Mapping[str, Any]]] = [("", answers)]
     while stack:
         prefix, scope = stack.pop()
-        for name, value in scope.items():
-            question = questions.get(name)
-            if question is not None and fieldtypes.check_file_name(value) is None:
-                found.append((f"{prefix}{name}", question, value))
-            elif name in repeats and isinstance(value, list):
+        for name, question in questions.items():
+            if name in scope:
+                value = scope[name]
+                if fieldtypes.check_file_name(value) is None:
+                    found.append((f"{prefix}{name}", question, value))
+        for name in repeats:
+            value = scope.get(name)
+            if isinstance(value, list):
                 for row in value:
                     row_id = row.get("_id") if isinstance(row, Mapping) else None
                     if isinstance(row_id, str) and row_id and "/" not in row_id:
                         stack.append((f"{prefix}{name}/{row_id}/", row))
     found.sort(key=lambda item: item[0])
     return found
+
+
+def _repeat_names(definition: Definition) -> tuple[str, ...]:
+    return tuple(ref.name for ref in definition.iter_fields() if ref.type == "repeat")
 
 
 def _media_questions(definition: Definition) -> dict[str, MediaQuestion]:

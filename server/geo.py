@@ -294,9 +294,9 @@ class BoundaryIndex:
         entry = self._entry(village_code)
         if entry is None or entry.geometry is None:
             return {"code": "no_boundary"}
-        point = shapely.Point(lon, lat)
         with entry.lock:
-            inside = shapely.covers(entry.geometry, point)
+            # For a point, covers is intersects (its boundary counts as in); the _xy form makes no Point.
+            inside = shapely.intersects_xy(entry.geometry, lon, lat)
             if inside:
                 return None
             distance = distance_to_boundary_m(entry.geometry, lat, lon)

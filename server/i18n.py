@@ -469,8 +469,10 @@ def translate_known(text: Any) -> str:
 
     For sentences made elsewhere (a library, a stored message) that reach an answer already formatted.
     """
-    text = str(text)  # a lazy message becomes its words now
-    language = current_language()
+    return _known_in(str(text), current_language())  # a lazy message becomes its words now
+
+
+def _known_in(text: str, language: str) -> str:
     if language == SOURCE_LANGUAGE or not text:
         return text
     translations = catalogue(language)
@@ -508,7 +510,8 @@ def translate_flags(flags: list[dict[str, Any]] | None) -> list[dict[str, Any]] 
         if isinstance(own, Mapping) and isinstance(own.get(language), str):
             message = gettext("the answer does not meet the form's constraint: %(message)s", message=own[language])
         elif isinstance(message, str):
-            message = translate_known(message)
+            # the language found once for all these flags, not again for each message
+            message = _known_in(message, language)
         shown.append({**flag, "message": message})
     return shown
 

@@ -112,7 +112,8 @@ def _parse_set(errors: dict[str, list[str]], writes: object) -> dict[str, JsonVa
     parsed: dict[str, JsonValue] = {}
     for path, value in writes.items():
         try:
-            check_path(path)
+            # An event's roster paths are mostly new ones (a visit to a new household): not cached.
+            check_path(path, remember=False)
             check_json_value(value)
         except ValueError as error:
             errors.setdefault(f"set.{path}", []).append(str(error))

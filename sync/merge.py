@@ -659,8 +659,15 @@ class Record:
         changed = self._erase(entry, parsed.erase) if parsed.erase else set()
         lookup = _lookup_of(recall, self.id)
         base = parsed.base
+        fields = self._fields
+        # What _state does, inlined: a visit to a new household makes dozens of fields, and a record
+        # no erasure touched need not ask whether one covers each.
+        covered = self._cover_all or bool(self._cover_paths) or bool(self._cover_members)
         for path, value in parsed.set.items():
-            if self._state(path)._take(entry, value, base.get(path, ()), lookup):
+            state = fields.get(path)
+            if state is None:
+                state = fields[path] = FieldState(path, erased=covered and self.covers(path), checked=True)
+            if state._take(entry, value, base.get(path, ()), lookup):
                 changed.add(path)
         return changed
 
@@ -763,15 +770,22 @@ class Record:
         # One visit leaves the same devices' latest writes under every field it wrote: such floors
         # are stored once and named by position.
         floors: dict[tuple[int, ...], int] = {}
-        for path in sorted(self._fields):
-            state = self._fields[path]
+        all_fields = self._fields
+        scalar = _SCALAR_TYPES
+        for path in sorted(all_fields):
+            state = all_fields[path]
             held = state._heads
-            # Most fields have one head: no sort to make.
-            order = list(held) if len(held) == 1 else sorted(held)
-            if state._erased:
-                heads: list[list[Any]] = [[index[stamp]] for stamp in order]
+            heads: list[list[Any]]
+            if len(held) == 1 and not state._erased:
+                # Most fields have one head (a visit writes dozens of fresh ones): no sort, no loop.
+                for stamp, (_entry, value) in held.items():
+                    heads = [[index[stamp], value if value.__class__ in scalar else _own(value)]]
             else:
-                heads = [[index[stamp], _own(held[stamp][1])] for stamp in order]
+                order = sorted(held)
+                if state._erased:
+                    heads = [[index[stamp]] for stamp in order]
+                else:
+                    heads = [[index[stamp], _own(held[stamp][1])] for stamp in order]
             doc: dict[str, Any] = {"heads": heads}
             if state._floor:
                 floor = tuple(sorted(index[entry.stamp] for entries in state._floor.values() for entry in entries))

@@ -26,30 +26,39 @@ def is_member_id(member_id: object) -> bool:
     return isinstance(member_id, str) and _MEMBER_ID.fullmatch(member_id) is not None
 
 
-def split_path(path: object) -> tuple[str | None, str]:
-    """(member uuid or None, field name) of a path; ValueError when the path is malformed."""
+# One pattern for both shapes; "members" alone is the roster, not a field (refused in _split).
+_PATH = re.compile(f"(?:{MEMBERS}/({MEMBER_ID_PATTERN})/)?({FIELD_NAME_PATTERN})")
+
+
+def split_path(path: object, *, remember: bool = True) -> tuple[str | None, str]:
+    """(member uuid or None, field name) of a path; ValueError when the path is malformed.
+
+    ``remember=False`` for roster paths seen once (a pushed visit's members are new): a cache
+    miss costs more than the check, and would evict the paths readers meet over and over."""
     if not isinstance(path, str):
         raise ValueError(f"field path {path!r} is not a string")
-    return _split_text(path)
+    if remember or "/" not in path:
+        return _split_text(path)
+    return _split(path)
+
+
+def _split(path: str) -> tuple[str | None, str]:
+    match = _PATH.fullmatch(path)
+    if match is None or path == MEMBERS:
+        raise ValueError(
+            f"malformed field path {path!r}: expected a snake_case name of at most 64 characters "
+            "or members/<lower-case member uuid>/<snake_case name>"
+        )
+    return match.group(1), match.group(2)
 
 
 # Folding a household checks the same few hundred paths over and over.
-@lru_cache(maxsize=65536)
-def _split_text(path: str) -> tuple[str | None, str]:
-    parts = path.split("/")
-    if len(parts) == 1 and is_field_name(path) and path != MEMBERS:
-        return None, path
-    if len(parts) == 3 and parts[0] == MEMBERS and is_member_id(parts[1]) and is_field_name(parts[2]):
-        return parts[1], parts[2]
-    raise ValueError(
-        f"malformed field path {path!r}: expected a snake_case name of at most 64 characters "
-        "or members/<lower-case member uuid>/<snake_case name>"
-    )
+_split_text = lru_cache(maxsize=65536)(_split)
 
 
-def check_path(path: object) -> str:
-    """``path`` when it is a valid field path; ValueError otherwise."""
-    split_path(path)
+def check_path(path: object, *, remember: bool = True) -> str:
+    """``path`` when it is a valid field path; ValueError otherwise (``remember``: see split_path)."""
+    split_path(path, remember=remember)
     return str(path)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import marshmallow as ma
 import orjson
-from flask import current_app
+from flask import current_app, jsonify
 
 from forms.identifiers import AreaCode
 
@@ -22,7 +22,7 @@ from ..security.guard import auth_required, current_device, current_scope, curre
 from ..server_events import current_hlc
 from ..store import get_store
 from ..syncing import pull_service, push_service
-from .base import Blueprint
+from .base import Blueprint, compiled_dump
 from .uploads import MissingSchema
 
 STAMPS = {"description": "field path -> the stamps the writer had for that field (design.md §2)",
@@ -139,6 +139,10 @@ class PushReplySchema(ma.Schema):
     server_hlc = ma.fields.String(required=True, metadata={"description": "the server's HLC now"})
 
 
+# The reply as PushReplySchema dumps it, compiled: marshmallow took 4% of a push's CPU for 500 results.
+dump_push_reply = compiled_dump(PushReplySchema())
+
+
 class PullQuerySchema(ma.Schema):
     # Not bounded here: a cursor too long to be one is answered invalid_cursor like any other.
     since = ma.fields.String(metadata={
@@ -188,7 +192,8 @@ def push(body):
     caller = Caller(user["id"], user["role"], device, current_scope())
     settings = PushSettings(skew_bound_ms=current_app.config["CLOCK_SKEW_SECONDS"] * 1000)
     results, hlc = push_service().push(caller, body.get("hlc"), body["events"], settings)
-    return {"results": results, "server_hlc": hlc}
+    # A Response is sent as it is: the schema above documents it, dump_push_reply is its dump.
+    return jsonify(dump_push_reply({"results": results, "server_hlc": hlc}))
 
 
 @blp.route("/pull")
