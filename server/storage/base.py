@@ -31,6 +31,7 @@ import random
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -81,6 +82,23 @@ class UniqueViolation(StorageError):
 
 class SchemaError(StorageError):
     """A query or document names an unknown collection or a field that is not indexed."""
+
+
+# Encoded views are stored deflated by every backend: a pull view repeats each field's stamp and is
+# twice the size of the document it shows. Level 1 costs a third of what encoding the view does and
+# inflates in a fraction of decoding the document; MongoDB then also sends a pull page's views to the
+# application at a fifth of their size.
+VIEW_LEVEL = 1
+
+
+def pack_view(encoded: bytes) -> bytes:
+    """An encoded view as a backend stores it."""
+    return zlib.compress(encoded, VIEW_LEVEL)
+
+
+def unpack_view(stored: bytes) -> bytes:
+    """The encoded view a backend stored with :func:`pack_view`."""
+    return zlib.decompress(stored)
 
 
 def sort_key(order: str) -> tuple[str, ...]:

@@ -39,8 +39,8 @@ that changed (in a transaction the snapshot guarantees the stored document is th
 without one, only under an ``expect_seq`` condition).
 
 **Encoded views** (``CollectionSpec.views``) are kept in each document under ``_views`` as
-binary values (WiredTiger's block compression compresses them on disk), written with the
-document and left out of every read of the document itself.
+deflated binary values, written with the document and left out of every read of the document
+itself.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ from .base import (
     Where,
     WriteConflict,
     Writer,
+    pack_view,
+    unpack_view,
 )
 from .migrations import pending_migrations
 
@@ -581,7 +583,7 @@ class MongoStore(Store):
         if spec.views:
             made = self.view_bytes(collection, doc)
             if made is not None:
-                body[VIEWS] = dict(zip(spec.views, made, strict=True))
+                body[VIEWS] = {name: pack_view(view) for name, view in zip(spec.views, made, strict=True)}
         return body
 
     def _ensure_views(self, spec: CollectionSpec) -> None:
@@ -598,7 +600,8 @@ class MongoStore(Store):
         coll = self.db[spec.name]
         for doc in self._cursor(spec.name, None, order_by="id", batch_size=_CHUNK):
             made = self.view_bytes(spec.name, doc)
-            update = {"$set": {VIEWS: dict(zip(spec.views, made, strict=True))}} if made is not None \
+            update = {"$set": {VIEWS: {name: pack_view(view) for name, view in zip(spec.views, made, strict=True)}}} \
+                if made is not None \
                 else {"$unset": {VIEWS: ""}}
             self._call(coll.update_one, {"_id": doc["id"], "seq": doc["seq"]}, update)
         self._call(meta.update_one, {"_id": key}, {"$set": {"version": spec.views_version}}, upsert=True)
@@ -846,7 +849,7 @@ class MongoStore(Store):
         # A document without its view (written before views were stored) is read whole and encoded.
         missing = [doc["_id"] for doc in found if view not in (doc.get(VIEWS) or {})]
         whole = {doc["id"]: doc for doc in self._find(collection, {"id": In(missing)})} if missing else {}
-        return [(int(doc["seq"]), str(doc["_id"]), bytes(doc[VIEWS][view]) if doc["_id"] not in whole
+        return [(int(doc["seq"]), str(doc["_id"]), unpack_view(doc[VIEWS][view]) if doc["_id"] not in whole
                  else self.view_of(collection, view, whole[doc["_id"]])) for doc in found]
 
     # -- writes -----------------------------------------------------------------------

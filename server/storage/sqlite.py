@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,16 +32,14 @@ from .base import (
     Where,
     WriteConflict,
     Writer,
+    pack_view,
+    unpack_view,
 )
 from .migrations import pending_migrations
 
 _UNSET = ...
 # Ids per "IN (...)" statement: well below SQLite's bound on parameters (999 before 3.32).
 _CHUNK = 500
-# Encoded views are kept deflated: a pull view repeats each field's stamp and is twice the size of
-# the document it shows, and SQLite compresses nothing itself. Level 1 costs a third of what the
-# view's encoding does and reads back in a fraction of decoding the document.
-_VIEW_LEVEL = 1
 
 
 def _dumps(doc: Document) -> str:
@@ -70,7 +67,7 @@ def _view_values(store: SQLiteStore, collection: str, doc: Document) -> list[byt
     made = store.view_bytes(collection, doc)
     if made is None:
         return [None] * len(spec.views)
-    return [zlib.compress(view, _VIEW_LEVEL) for view in made]
+    return [pack_view(view) for view in made]
 
 
 def _views_key(collection: str) -> str:
@@ -499,7 +496,7 @@ class SQLiteStore(Store):
                                    limit=limit, what=f"seq, id, {column}, CASE WHEN {column} IS NULL THEN body END")
         with self._reading() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [(seq, id, zlib.decompress(stored) if stored is not None
+        return [(seq, id, unpack_view(stored) if stored is not None
                  else self.view_of(collection, view, orjson.loads(body))) for seq, id, stored, body in rows]
 
     # -- writes -----------------------------------------------------------------------
