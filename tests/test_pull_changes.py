@@ -18,7 +18,7 @@ from sync_helpers import VILLAGE, Device, households_in
 
 from server.households import HOUSEHOLDS, write_households
 from server.privacy.masking import mask_household
-from server.pull_views import MASKED, VIEWS, WHOLE, encode_pull_views
+from server.pull_views import MASKED, VERSION, VIEWS, WHOLE, encode_pull_views
 from server.storage import open_store
 from server.store import COLLECTIONS, get_store
 from sync import fold, format_hlc, pull_of_document
@@ -139,3 +139,30 @@ def test_a_household_written_again_is_pulled_as_written_never_as_it_was(app, cli
         assert [encoded for _, id, encoded in store.encoded_changes(HOUSEHOLDS, MASKED, 0) if id == household] == [
             orjson.dumps(mask_household(pull_of_document(stored["record"])))]
     assert pulled == orjson.loads(orjson.dumps(pull_of_document(stored["record"])))
+
+
+# The views of one household as version 1 of the views spells them. Stores keep views across
+# upgrades, so a kunjung that spells them otherwise must raise server.pull_views.VERSION (start-up
+# then encodes every stored household again) and pin its new spelling here.
+PINNED_VERSION = 1
+PINNED = (
+    b'{"type":"household","id":"h-pinned","village":"32.04.05.2001","fields":{"head_name":{"value":"Siti A.",'
+    b'"stamp":"1763790000010-0000/hp-2/ev-2","heads":[{"value":"Siti","stamp":"1763790000000-0000/hp-1/ev-1",'
+    b'"officer":"siti"},{"value":"Siti A.","stamp":"1763790000010-0000/hp-2/ev-2","officer":"budi"}]},'
+    b'"head_nik":{"value":"3204051203850001","stamp":"1763790000000-0000/hp-1/ev-1"}}}',
+    b'{"type":"household","id":"h-pinned","village":"32.04.05.2001","fields":{"head_name":{"value":"Siti A.",'
+    b'"stamp":"1763790000010-0000/hp-2/ev-2","heads":[{"value":"Siti","stamp":"1763790000000-0000/hp-1/ev-1",'
+    b'"officer":"siti"},{"value":"Siti A.","stamp":"1763790000010-0000/hp-2/ev-2","officer":"budi"}]},'
+    b'"head_nik":{"value":{"masked":"320405"},"stamp":"1763790000000-0000/hp-1/ev-1"}}}',
+)
+
+
+def test_views_spelt_otherwise_than_the_stored_ones_come_with_a_new_views_version():
+    events = [{"id": "ev-1", "device_id": "hp-1", "hlc": format_hlc(1_763_790_000_000, 0), "officer": "siti",
+               "household_id": "h-pinned", "village": VILLAGE, "set": {"head_name": "Siti", "head_nik": NIK}},
+              {"id": "ev-2", "device_id": "hp-2", "hlc": format_hlc(1_763_790_000_010, 0), "officer": "budi",
+               "household_id": "h-pinned", "village": VILLAGE, "set": {"head_name": "Siti A."}}]
+    record = orjson.loads(orjson.dumps(fold(events, "h-pinned", check=False).to_document()))
+    made = encode_pull_views({"id": "h-pinned", "village": VILLAGE, "record": record, "seq": 1})
+    assert (made == PINNED) == (VERSION == PINNED_VERSION), (
+        "the stored pull views are spelt otherwise now: raise server.pull_views.VERSION and pin the new bytes here")

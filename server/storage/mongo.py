@@ -74,6 +74,7 @@ from .base import (
     Where,
     WriteConflict,
     Writer,
+    log,
     pack_view,
     unpack_view,
 )
@@ -597,6 +598,7 @@ class MongoStore(Store):
         stored = self._call(meta.find_one, {"_id": key})
         if stored is not None and stored.get("version") == spec.views_version:
             return
+        log.info("%s: encoding the views of every stored document (views version %s)", spec.name, spec.views_version)
         coll = self.db[spec.name]
         for doc in self._cursor(spec.name, None, order_by="id", batch_size=_CHUNK):
             made = self.view_bytes(spec.name, doc)

@@ -32,6 +32,7 @@ from .base import (
     Where,
     WriteConflict,
     Writer,
+    log,
     pack_view,
     unpack_view,
 )
@@ -365,6 +366,7 @@ class SQLiteStore(Store):
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         if row is not None and int(row[0]) == spec.views_version:
             return
+        log.info("%s: encoding the views of every stored document (views version %s)", spec.name, spec.views_version)
         sets = ", ".join(f"{_view_column(name)} = ?" for name in spec.views)
         after = ""
         while True:
