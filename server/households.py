@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sync import Record, fold, pull_of_document
+from sync import Record, fold
 
 from .areas import scoped_areas, village_where
 from .errors import ApiError
 from .eventlog import EVENTS, folds_into_household, household_events
 from .i18n import _
+from .pull_views import household_pull
 from .security.scope import Scope
 from .storage import Store, Writer
 from .timeutil import iso, now_utc
@@ -68,11 +69,10 @@ def rebuild_household(reader: Store | Writer, household_id: str) -> Record:
 
 
 def household_change(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """The pull change of a stored household, read off its record document (``sync.pull_of_document``;
-    building the record was ten times the cost of reading the row). Keeping this view in the
-    document was measured too: it made every household half as large again and a first sync no faster.
-    The change shares values with ``doc``, which callers read fresh from the store."""
-    return pull_of_document(doc["record"])
+    """The pull change of a stored household (``server.pull_views.household_pull``). Pulls do not
+    call this: they send the encoded views the store keeps beside each household. The change shares
+    values with ``doc``, which callers read fresh from the store."""
+    return household_pull(doc)
 
 
 def household_view(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,6 @@ every area it names is intersected with the caller's scope as the store holds it
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,8 +19,8 @@ from .areas import within_scope
 from .collector import collector_paused
 from .cursors import CursorCodec, InvalidCursor, store_identity
 from .forms_registry import form_pull_changes
-from .households import household_change
 from .i18n import N_
+from .pull_views import VIEWS, WHOLE
 from .security.scope import Scope
 from .storage import Store
 
@@ -35,9 +33,6 @@ MAX_AREAS = 5000
 ALL = "*"
 
 Change = tuple[int, dict[str, Any]]
-# What a caller may see of a household change (server/privacy/masking.py masks identifiers), with
-# the name it is cached under: a masked change and a whole one are different answers.
-Presentation = tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]
 
 
 def _seq(value: Any) -> bool:
@@ -82,73 +77,31 @@ def scope_change(previous: list[str], current: list[str]) -> tuple[list[str], li
     return [g.code for g in gone], [a.code for a in added]
 
 
-class HouseholdChanges:
-    """The pull changes of stored households, encoded as JSON once, kept by (store, epoch, id, seq).
-
-    Devices of one village pull the same households: on a first sync morning at the village hall
-    every phone asks for all of them. A stored household never changes under one ``seq`` (every
-    write of a tracked document takes a new one), and the epoch changes with a restore, so an entry
-    is never stale. Encoded changes go into the answer as they are (``orjson.Fragment``). The
-    entries are bounded by their size (least recently used ones leave first), so a worker's memory
-    stays bounded however many households it serves.
-    """
-
-    # Each entry's size is its JSON plus about this much for the key, the fragment and the order.
-    ENTRY_OVERHEAD = 240
-
-    def __init__(self, max_bytes: int = 24 * 2**20):
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[str, str, str, str, int], tuple[orjson.Fragment, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    def change(self, identity: tuple[str, str], doc: Mapping[str, Any],
-               present: Presentation | None = None) -> orjson.Fragment:
-        key = (*identity, present[0] if present else "", doc["id"], doc["seq"])
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return found[0]
-        change = household_change(doc)
-        encoded = orjson.dumps(present[1](change) if present else change)
-        fragment = orjson.Fragment(encoded)
-        size = len(encoded) + self.ENTRY_OVERHEAD
-        with self._lock:
-            self.misses += 1
-            if key not in self._entries and size <= self.max_bytes:
-                self._entries[key] = (fragment, size)
-                self._bytes += size
-                while self._bytes > self.max_bytes:
-                    _, (_, dropped) = self._entries.popitem(last=False)
-                    self._bytes -= dropped
-        return fragment
-
-
 class PullService:
-    """The server's side of a pull, over one store. Household changes leave as encoded JSON
-    (``orjson.Fragment``), the others as dicts: the answer is encoded by orjson, which embeds both."""
+    """The server's side of a pull, over one store. Household changes leave as the JSON the store
+    keeps beside each household (``Store.encoded_changes``, server/pull_views.py), wrapped as
+    ``orjson.Fragment``: a page of households is never decoded and encoded again. The other changes
+    are dicts; the answer is encoded by orjson, which embeds both."""
 
     def __init__(self, store: Store, codec: CursorCodec,
-                 form_changes: Callable[[Any, int, int, Scope], list[Change]] = form_pull_changes,
-                 households: HouseholdChanges | None = None):
+                 form_changes: Callable[[Any, int, int, Scope], list[Change]] = form_pull_changes):
         self.store = store
         self.codec = codec
         self.form_changes = form_changes
-        self.households = households if households is not None else HouseholdChanges()
 
     def pull(self, user: Mapping[str, Any], scope: Scope, cursor: str | None, limit: int,
-             present: Presentation | None = None) -> dict[str, Any]:
+             view: str = WHOLE) -> dict[str, Any]:
         """Changes in scope since ``cursor``, oldest first, never past the commit-ordered bound; each
-        household change as ``present`` shows it. ``carried`` names the households and visits of the
-        page (for the audit log); it is not part of the answer."""
+        household change as its stored ``view`` shows it (whole, or with identifiers masked).
+        ``carried`` names the households and visits of the page (for the audit log); it is not part
+        of the answer."""
+        if view not in VIEWS:
+            raise ValueError(f"no household view {view!r}")
         with collector_paused():
-            return self._pull(user, scope, cursor, limit, present)
+            return self._pull(user, scope, cursor, limit, view)
 
     def _pull(self, user: Mapping[str, Any], scope: Scope, cursor: str | None, limit: int,
-              present: Presentation | None) -> dict[str, Any]:
+              view: str) -> dict[str, Any]:
         identity = store_identity(self.store)
         state = self._open(cursor, user, identity.store_id, identity.epoch)
         bound = self.store.visible_seq()
@@ -179,7 +132,7 @@ class PullService:
             # A newly assigned area brings its history, forms included, up to where the main
             # stream already was; the main stream carries on from there.
             page, more = self._collect(user, self._narrowed(scope, job["areas"]), job["s"], job["upto"], remaining,
-                                       (identity.store_id, identity.epoch), present)
+                                       view)
             changes.extend(page)
             remaining -= len(page)
             if more:
@@ -188,8 +141,7 @@ class PullService:
                 break
             backfill.pop(0)
         if remaining > 0 and not has_more:
-            page, more = self._collect(user, scope, since, bound, remaining, (identity.store_id, identity.epoch),
-                                       present)
+            page, more = self._collect(user, scope, since, bound, remaining, view)
             changes.extend(page)
             # A cursor never moves backwards, even if the visible bound is behind it.
             since = page[-1][0] if more else max(since, bound)
@@ -220,14 +172,13 @@ class PullService:
     def _narrowed(scope: Scope, areas: list[str]) -> Scope:
         return scope if areas == [ALL] else Scope(scope.role, tuple(areas))
 
-    def _collect(self, user: Mapping[str, Any], scope: Scope, since: int, upto: int, limit: int,
-                 identity: tuple[str, str], present: Presentation | None
+    def _collect(self, user: Mapping[str, Any], scope: Scope, since: int, upto: int, limit: int, view: str
                  ) -> tuple[list[tuple[int, Any, tuple[str, str] | None]], bool]:
         # Each change with what it carries: ("households" | "visits", id), None for a form.
-        found: list[tuple[int, Any, tuple[str, str] | None]] = []
-        for doc in self.store.changes("households", since, where=scope.where("village"), limit=limit + 1,
-                                      upto=upto):
-            found.append((doc["seq"], self.households.change(identity, doc, present), ("households", doc["id"])))
+        found: list[tuple[int, Any, tuple[str, str] | None]] = [
+            (seq, orjson.Fragment(encoded), ("households", household_id))
+            for seq, household_id, encoded in self.store.encoded_changes(
+                "households", view, since, where=scope.where("village"), limit=limit + 1, upto=upto)]
         visit_where: dict[str, Any] = {"reviewed": True}
         if user["role"] == "officer":
             visit_where["officer"] = user["id"]

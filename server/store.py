@@ -7,6 +7,7 @@ import threading
 
 from flask import Flask, current_app
 
+from . import pull_views
 from .storage import CollectionSpec, Query, Store, StoreMisconfigured, StoreUnavailable, open_store
 
 log = logging.getLogger("kunjung.store")
@@ -97,8 +98,11 @@ COLLECTIONS: list[CollectionSpec] = [
                             Query((), None, residual=("type",), why="tests: events of a type, a scan"),
                             Query((), "id", why="every event by id: rebuilds and checks read them all"),
                             _counted())),
+    # Each household keeps the JSON its pull sends, whole and masked (server/pull_views.py).
     CollectionSpec("households", fields=("village", "open_conflicts"),
                    indexes=(("village", "seq"), ("village", "id")), tracked=True, retired=(("open_conflicts",),),
+                   views=pull_views.VIEWS, encode_views=pull_views.encode_pull_views,
+                   views_version=pull_views.VERSION,
                    queries=(Query(("village", "seq"), "seq", ("village", "seq"), why="pull, in a scope"),
                             Query(("seq",), "seq", ("seq",), why="pull, everything (admins)"),
                             Query(("village",), "id", ("village", "id"), why="household listing"),

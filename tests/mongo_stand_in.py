@@ -293,10 +293,34 @@ class _TransactionContext:
 
 
 def _project(doc: dict[str, Any], projection: Any) -> dict[str, Any]:
+    """A projection as MongoDB reads one: fields to include (dotted paths reach into sub-documents,
+    ``_id`` comes unless excluded) or, when every field but ``_id`` is 0, fields to leave out."""
     if not projection:
         return doc
-    keep = {k for k, v in dict(projection).items() if v}
-    return {k: v for k, v in doc.items() if k == "_id" or k in keep}
+    spec = dict(projection)
+    with_id = bool(spec.pop("_id", 1))
+    if spec and not any(spec.values()):
+        out = {k: v for k, v in doc.items() if k not in spec}
+        for path in (p for p in spec if "." in p):
+            head, rest = path.split(".", 1)
+            if isinstance(out.get(head), dict):
+                out[head] = _project(out[head], {rest: 0, "_id": 1})
+    else:
+        out = {}
+        for path in (p for p, keep in spec.items() if keep):
+            head, _, rest = path.partition(".")
+            if head not in doc:
+                continue
+            if not rest:
+                out[head] = doc[head]
+            elif isinstance(doc[head], dict):
+                inner = _project(doc[head], {rest: 1, "_id": 0})
+                out[head] = {**out.get(head, {}), **inner}
+        if "_id" in doc:
+            out = {"_id": doc["_id"], **out}
+    if not with_id:
+        out.pop("_id", None)
+    return out
 
 
 def _sort(docs: list[dict[str, Any]], sort: list[tuple[str, int]] | None) -> list[dict[str, Any]]:

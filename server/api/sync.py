@@ -16,7 +16,8 @@ from ..cursors import MAX_CURSOR_LENGTH
 from ..devices import note_pull
 from ..errors import ApiError
 from ..i18n import _
-from ..privacy.masking import mask_household, sees_whole
+from ..privacy.masking import sees_whole
+from ..pull_views import MASKED, WHOLE
 from ..push import MAX_DEVICE_SEQ, Caller, PushSettings
 from ..security.guard import auth_required, current_device, current_scope, current_user
 from ..server_events import current_hlc
@@ -152,7 +153,7 @@ class PullQuerySchema(ma.Schema):
 
 
 class ChangeField(ma.fields.Dict):
-    """A change: a dict, or a household change already encoded (server.pull.HouseholdChanges),
+    """A change: a dict, or a household change already encoded (its stored view, server/pull_views.py),
     which the JSON encoder writes out as it is."""
 
     def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
@@ -204,9 +205,9 @@ def push(body):
 def pull(query):
     """Changes in your scope since a cursor, a page at a time; omit `since` for a first sync."""
     user = current_user()
-    # Identifiers masked unless the user sees them whole; the masked and whole answers are cached apart.
-    present = None if sees_whole(user) else ("masked", mask_household)
-    reply = pull_service().pull(user, current_scope(), query.get("since"), query["limit"], present)
+    # Identifiers masked unless the user sees them whole: the store keeps both views of each household.
+    view = WHOLE if sees_whole(user) else MASKED
+    reply = pull_service().pull(user, current_scope(), query.get("since"), query["limit"], view)
     device = current_device()
     note_pull(get_store(), user["id"], device)
     # One audit entry per page that carried households or visits.

@@ -37,6 +37,10 @@ they are visible at once and survive a fail-over.
 **Writes** of a document read in the same unit of work ``$set``/``$unset`` only the paths
 that changed (in a transaction the snapshot guarantees the stored document is the one read;
 without one, only under an ``expect_seq`` condition).
+
+**Encoded views** (``CollectionSpec.views``) are kept in each document under ``_views`` as
+deflated binary values, written with the document and left out of every read of the document
+itself.
 """
 
 from __future__ import annotations
@@ -70,6 +74,9 @@ from .base import (
     Where,
     WriteConflict,
     Writer,
+    log,
+    pack_view,
+    unpack_view,
 )
 from .migrations import pending_migrations
 
@@ -94,6 +101,9 @@ STANDALONE = "standalone"
 
 MAJORITY = WriteConcern("majority")
 ALLOW_STANDALONE_SETTING = "KUNJUNG_MONGO_ALLOW_STANDALONE"
+VIEWS = "_views"
+# Reads of documents leave their encoded views on the server.
+_NO_VIEWS = {VIEWS: 0}
 
 
 def _condition(cond: Any) -> Any:
@@ -152,7 +162,12 @@ def _from_mongo(doc: Document | None) -> Document | None:
     if doc is None:
         return None
     out = dict(doc)
+    out.pop(VIEWS, None)
     return {"id": out.pop("_id"), **out}
+
+
+def _projection(spec: CollectionSpec) -> dict[str, int] | None:
+    return _NO_VIEWS if spec.views else None
 
 
 def _copy(value: Any) -> Any:
@@ -265,7 +280,8 @@ class _MongoWriter(Writer):
         return self.store.db[name]
 
     def get(self, collection: str, id: str) -> Document | None:
-        doc = self.store._call(self._coll(collection).find_one, _by_id(id), session=self.session)
+        doc = self.store._call(self._coll(collection).find_one, _by_id(id), _projection(self.store.spec(collection)),
+                               session=self.session)
         if doc is not None:
             self._read[(collection, str(id))] = _copy(doc)
         return _from_mongo(doc)
@@ -300,6 +316,10 @@ class _MongoWriter(Writer):
             doc["seq"] = self._allocate()
         return doc
 
+    def _body(self, collection: str, doc: Document) -> Document:
+        """The stored form of a prepared document: ``_id`` for ``id``, with its encoded views."""
+        return self.store._body(collection, doc)
+
     def _duplicate(self, collection: str, exc: mongo_errors.DuplicateKeyError, id: str) -> Exception:
         if self._is_id_clash(exc):
             return WriteConflict(f"{collection}/{id} was written by a concurrent unit of work")
@@ -311,7 +331,7 @@ class _MongoWriter(Writer):
             return False
         doc = self._prepare(collection, doc)
         try:
-            self.store._call(coll.insert_one, _to_mongo(doc), session=self.session)
+            self.store._call(coll.insert_one, self._body(collection, doc), session=self.session)
         except mongo_errors.DuplicateKeyError as exc:
             if self.session is None and self._is_id_clash(exc):
                 return False  # a concurrent writer inserted the same id first
@@ -326,7 +346,8 @@ class _MongoWriter(Writer):
         found: dict[str, Document] = {}
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start:start + _CHUNK]
-            for doc in self.store._call(lambda c=chunk: list(coll.find({"_id": {"$in": c}}, session=self.session))):
+            for doc in self.store._call(lambda c=chunk: list(coll.find(
+                    {"_id": {"$in": c}}, _projection(self.store.spec(collection)), session=self.session))):
                 self._read[(collection, str(doc["_id"]))] = _copy(doc)
                 found[str(doc["_id"])] = _from_mongo(doc)  # type: ignore[assignment]
         return found
@@ -357,7 +378,7 @@ class _MongoWriter(Writer):
             self.reserve(len(fresh))
         prepared = [self._prepare(collection, doc) for doc in fresh]
         try:
-            self.store._call(coll.insert_many, [_to_mongo(doc) for doc in prepared], ordered=True,
+            self.store._call(coll.insert_many, [self._body(collection, doc) for doc in prepared], ordered=True,
                              session=self.session)
         except mongo_errors.BulkWriteError as exc:
             index, error = _first_write_error(exc)
@@ -394,7 +415,7 @@ class _MongoWriter(Writer):
         must_match = upserts = 0
         written: list[tuple[tuple[str, str], Document]] = []
         for doc, expect_seq in zip(prepared, expected, strict=True):
-            body = _to_mongo(doc)
+            body = self._body(collection, doc)
             key = (collection, str(body["_id"]))
             before = self._read.get(key)
             operation, counts = self._operation(before, body, expect_seq)
@@ -462,7 +483,7 @@ class _MongoWriter(Writer):
     def put(self, collection: str, doc: Document, *, expect_seq: Any = _UNSET) -> Document:
         coll = self._coll(collection)
         prepared = self._prepare(collection, doc)
-        body = _to_mongo(prepared)
+        body = self._body(collection, prepared)
         key = (collection, str(body["_id"]))
         before = self._read.get(key)
         conditional = expect_seq is not _UNSET and expect_seq is not None
@@ -574,6 +595,36 @@ class MongoStore(Store):
         self.allow_standalone = allow_standalone
         self._topology: str | None = None
 
+    def _body(self, collection: str, doc: Document) -> Document:
+        body = _to_mongo(doc)
+        spec = self.spec(collection)
+        if spec.views:
+            made = self.view_bytes(collection, doc)
+            if made is not None:
+                body[VIEWS] = {name: pack_view(view) for name, view in zip(spec.views, made, strict=True)}
+        return body
+
+    def _ensure_views(self, spec: CollectionSpec) -> None:
+        """Encode every stored document's views again when the store holds views of another version
+        (or none yet). Each update writes only ``_views``, conditional on the document's ``seq``: a
+        document written meanwhile got its views from its writer."""
+        if not spec.views:
+            return
+        meta = self.db[_META]
+        key = f"views:{spec.name}"
+        stored = self._call(meta.find_one, {"_id": key})
+        if stored is not None and stored.get("version") == spec.views_version:
+            return
+        log.info("%s: encoding the views of every stored document (views version %s)", spec.name, spec.views_version)
+        coll = self.db[spec.name]
+        for doc in self._cursor(spec.name, None, order_by="id", batch_size=_CHUNK):
+            made = self.view_bytes(spec.name, doc)
+            update = {"$set": {VIEWS: {name: pack_view(view) for name, view in zip(spec.views, made, strict=True)}}} \
+                if made is not None \
+                else {"$unset": {VIEWS: ""}}
+            self._call(coll.update_one, {"_id": doc["id"], "seq": doc["seq"]}, update)
+        self._call(meta.update_one, {"_id": key}, {"$set": {"version": spec.views_version}}, upsert=True)
+
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
@@ -645,6 +696,8 @@ class MongoStore(Store):
                     if "_".join(index) in names:
                         with contextlib.suppress(mongo_errors.OperationFailure):  # dropped by another worker
                             self._call(coll.drop_index, "_".join(index))
+        for spec in self.collections.values():
+            self._ensure_views(spec)
         for migration in pending_migrations(self.schema_version()):
             self.unit_of_work(lambda tx, m=migration: self._migrate(tx, m))
 
@@ -743,8 +796,8 @@ class MongoStore(Store):
                                  session=session, batch_size=batch_size))
 
     def _cursor(self, collection: str, where: Where | None, *, order_by: str = "id", after: Any = None,
-                limit: int | None = None, session: Any = None,
-                batch_size: int | None = None) -> Iterator[Document]:
+                limit: int | None = None, session: Any = None, batch_size: int | None = None,
+                projection: dict[str, Any] | None = None, raw: bool = False) -> Iterator[Document]:
         self.check_where(collection, where)
         self.check_query(collection, where, order_by)
         field, descending = self.check_order(collection, order_by)
@@ -761,14 +814,15 @@ class MongoStore(Store):
         direction = -1 if descending else 1
         # id and seq are unique: a tie-break would only stop the (…, seq) indexes serving the sort.
         sort = [(key, direction)] + ([] if field in UNIQUE_ORDERS else [("_id", direction)])
-        cursor = self.db[collection].find(query, session=session).sort(sort)
+        cursor = self.db[collection].find(query, projection or _projection(self.spec(collection)),
+                                          session=session).sort(sort)
         if limit is not None:
             cursor = cursor.limit(int(limit))
         if batch_size:
             cursor = cursor.batch_size(batch_size)
         try:
             for doc in cursor:
-                yield _from_mongo(doc)  # type: ignore[misc]
+                yield doc if raw else _from_mongo(doc)  # type: ignore[misc]
         except mongo_errors.PyMongoError as exc:
             translated = translate(exc)
             if translated is None:
@@ -776,8 +830,8 @@ class MongoStore(Store):
             raise translated from exc
 
     def get(self, collection: str, id: str) -> Document | None:
-        self.spec(collection)
-        return _from_mongo(self._call(self.db[collection].find_one, _by_id(id)))
+        spec = self.spec(collection)
+        return _from_mongo(self._call(self.db[collection].find_one, _by_id(id), _projection(spec)))
 
     def find(self, collection: str, where: Where | None = None, *, order_by: str = "id",
              after: Any = None, limit: int | None = None) -> list[Document]:
@@ -800,6 +854,22 @@ class MongoStore(Store):
         bound = self.visible_seq() if upto is None else upto
         return self._find(collection, {**(where or {}), "seq": Range(gt=since, lte=bound)},
                           order_by="seq", limit=limit)
+
+    def encoded_changes(self, collection: str, view: str, since: int, *, where: Where | None = None,
+                        limit: int = 500, upto: int | None = None) -> list[tuple[int, str, bytes]]:
+        spec = self.spec(collection)
+        if not spec.tracked:
+            raise SchemaError(f"{collection} is not tracked")
+        if view not in spec.views:
+            raise SchemaError(f"{collection} has no view {view!r}")
+        bound = self.visible_seq() if upto is None else upto
+        found = list(self._cursor(collection, {**(where or {}), "seq": Range(gt=since, lte=bound)}, order_by="seq",
+                                  limit=limit, projection={"seq": 1, f"{VIEWS}.{view}": 1}, raw=True))
+        # A document without its view (written before views were stored) is read whole and encoded.
+        missing = [doc["_id"] for doc in found if view not in (doc.get(VIEWS) or {})]
+        whole = {doc["id"]: doc for doc in self._find(collection, {"id": In(missing)})} if missing else {}
+        return [(int(doc["seq"]), str(doc["_id"]), unpack_view(doc[VIEWS][view]) if doc["_id"] not in whole
+                 else self.view_of(collection, view, whole[doc["_id"]])) for doc in found]
 
     # -- writes -----------------------------------------------------------------------
     @contextmanager

@@ -32,6 +32,9 @@ from .base import (
     Where,
     WriteConflict,
     Writer,
+    log,
+    pack_view,
+    unpack_view,
 )
 from .migrations import pending_migrations
 
@@ -51,6 +54,25 @@ def _table(name: str) -> str:
 
 def _column(name: str) -> str:
     return "id" if name == "id" else "seq" if name == "seq" else f'"f_{name}"'
+
+
+def _view_column(name: str) -> str:
+    return f'"v_{name}"'
+
+
+def _view_values(store: SQLiteStore, collection: str, doc: Document) -> list[bytes | None]:
+    """The stored form of a document's encoded views, one per view of the collection (NULL: none)."""
+    spec = store.spec(collection)
+    if not spec.views:
+        return []
+    made = store.view_bytes(collection, doc)
+    if made is None:
+        return [None] * len(spec.views)
+    return [pack_view(view) for view in made]
+
+
+def _views_key(collection: str) -> str:
+    return f"views:{collection}"
 
 
 def _condition(field: str, cond: Any, params: list[Any]) -> str:
@@ -107,8 +129,9 @@ class _SQLiteWriter(Writer):
         doc = dict(doc)
         if spec.tracked:
             doc["seq"] = self._allocate()
-        columns = ["id", "seq", "body", *(_column(f) for f in spec.fields)]
-        values = [doc["id"], doc.get("seq"), _dumps(doc), *(doc.get(f) for f in spec.fields)]
+        columns = ["id", "seq", "body", *(_column(f) for f in spec.fields), *(_view_column(v) for v in spec.views)]
+        values = [doc["id"], doc.get("seq"), _dumps(doc), *(doc.get(f) for f in spec.fields),
+                  *_view_values(self.store, collection, doc)]
         sql = (f"{verb} INTO {_table(collection)} ({','.join(columns)}) "
                f"VALUES ({','.join('?' * len(columns))})")
         try:
@@ -147,10 +170,11 @@ class _SQLiteWriter(Writer):
             for doc, seq in zip(docs, self._allocate_block(len(docs)), strict=True):
                 doc["seq"] = seq
         fields = spec.fields
-        columns = ["id", "seq", "body", *(_column(f) for f in fields)]
+        columns = ["id", "seq", "body", *(_column(f) for f in fields), *(_view_column(v) for v in spec.views)]
         sql = (f"{verb} INTO {_table(collection)} ({','.join(columns)}) "
                f"VALUES ({','.join('?' * len(columns))})")
-        rows = [(doc["id"], doc.get("seq"), _dumps(doc), *(doc.get(f) for f in fields)) for doc in docs]
+        rows = [(doc["id"], doc.get("seq"), _dumps(doc), *(doc.get(f) for f in fields),
+                 *_view_values(self.store, collection, doc)) for doc in docs]
         try:
             self.conn.executemany(sql, rows)
         except sqlite3.IntegrityError as exc:
@@ -313,6 +337,7 @@ class SQLiteStore(Store):
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 0)")
             for spec in self.collections.values():
                 self._ensure_collection(conn, spec)
+                self._ensure_views(conn, spec)
             version = int(conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
             for target in pending_migrations(version):
                 target.migrate(self, tx)
@@ -338,6 +363,33 @@ class SQLiteStore(Store):
                 conn.execute(f'CREATE {kind} IF NOT EXISTS "{name}" ON {table}({cols})')
         for index in spec.retired:
             conn.execute(f'DROP INDEX IF EXISTS "ix_{spec.name}__{"_".join(index)}"')
+
+    def _ensure_views(self, conn: sqlite3.Connection, spec: CollectionSpec) -> None:
+        """Encode every stored document's views again when the store holds views of another version
+        (or none yet: a store written before the collection had views)."""
+        if not spec.views:
+            return
+        table = _table(spec.name)
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name in spec.views:
+            if f"v_{name}" not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {_view_column(name)} BLOB")
+        key = _views_key(spec.name)
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is not None and int(row[0]) == spec.views_version:
+            return
+        log.info("%s: encoding the views of every stored document (views version %s)", spec.name, spec.views_version)
+        sets = ", ".join(f"{_view_column(name)} = ?" for name in spec.views)
+        after = ""
+        while True:
+            rows = conn.execute(f"SELECT id, body FROM {table} WHERE id > ? ORDER BY id LIMIT ?",
+                                (after, _CHUNK)).fetchall()
+            if not rows:
+                break
+            conn.executemany(f"UPDATE {table} SET {sets} WHERE id = ?",
+                             [(*_view_values(self, spec.name, orjson.loads(body)), id) for id, body in rows])
+            after = rows[-1][0]
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, spec.views_version))
 
     def schema_version(self) -> int:
         with self._reading() as conn:
@@ -369,7 +421,7 @@ class SQLiteStore(Store):
         return orjson.loads(row[0]) if row else None
 
     def _select(self, collection: str, where: Where | None, *, order_by: str | None, after: Any = None,
-                limit: int | None = None) -> tuple[str, list[Any]]:
+                limit: int | None = None, what: str = "body") -> tuple[str, list[Any]]:
         """The SQL of a read (``order_by`` None: a count) and its parameters."""
         self.check_where(collection, where)
         self.check_query(collection, where, order_by)
@@ -377,7 +429,7 @@ class SQLiteStore(Store):
         if order_by is None:
             return f"SELECT COUNT(*) FROM {_table(collection)} WHERE {_where_sql(where, params)}", params
         field, descending = self.check_order(collection, order_by)
-        sql = f"SELECT body FROM {_table(collection)} WHERE {_where_sql(where, params)}"
+        sql = f"SELECT {what} FROM {_table(collection)} WHERE {_where_sql(where, params)}"
         col, direction = _column(field), "DESC" if descending else "ASC"
         op = "<" if descending else ">"
         if after is not None:
@@ -443,6 +495,23 @@ class SQLiteStore(Store):
         bound = self.visible_seq() if upto is None else upto
         return self.find(collection, {**(where or {}), "seq": Range(gt=since, lte=bound)},
                          order_by="seq", limit=limit)
+
+    def encoded_changes(self, collection: str, view: str, since: int, *, where: Where | None = None,
+                        limit: int = 500, upto: int | None = None) -> list[tuple[int, str, bytes]]:
+        spec = self.spec(collection)
+        if not spec.tracked:
+            raise SchemaError(f"{collection} is not tracked")
+        if view not in spec.views:
+            raise SchemaError(f"{collection} has no view {view!r}")
+        bound = self.visible_seq() if upto is None else upto
+        column = _view_column(view)
+        # The body only of a row without its view (written before views were stored).
+        sql, params = self._select(collection, {**(where or {}), "seq": Range(gt=since, lte=bound)}, order_by="seq",
+                                   limit=limit, what=f"seq, id, {column}, CASE WHEN {column} IS NULL THEN body END")
+        with self._reading() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [(seq, id, unpack_view(stored) if stored is not None
+                 else self.view_of(collection, view, orjson.loads(body))) for seq, id, stored, body in rows]
 
     # -- writes -----------------------------------------------------------------------
     @contextmanager
