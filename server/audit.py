@@ -60,14 +60,14 @@ def audit(store: Store, action: str, **kwargs: Any) -> None:
     store.insert(AUDIT, audit_document(action, **kwargs))
 
 
-def record_pull(store: Store, *, actor: str, device_id: str | None, carried: Mapping[str, list[str]]) -> None:
-    """One entry for a pull page that carried households or visits (``carried``: their ids, as
-    ``PullService.pull`` reports them). A page of forms only reads no personal data and is not recorded."""
+def record_pull(tx: Writer, *, actor: str, device_id: str | None, carried: Mapping[str, list[str]]) -> None:
+    """One entry, in ``tx``, for a pull page that carried households or visits (``carried``: their ids,
+    as ``PullService.pull`` reports them). A page of forms only reads no personal data and is not recorded."""
     households = sorted(set(carried.get("households", ())))
     visits = sorted(set(carried.get("visits", ())))
     if households or visits:
-        audit(store, "pull", actor=actor, target=device_id,
-              details={"device_id": device_id, "households": households, "visits": visits})
+        record_audit(tx, "pull", actor=actor, target=device_id,
+                     details={"device_id": device_id, "households": households, "visits": visits})
 
 
 def _page_filter(where: dict[str, Any], start: str | None, end: str | None, before: str | None) -> None:

@@ -96,17 +96,14 @@ def note_push(tx: Writer, username: str, device_id: str, events: list[Any], resu
     tx.put(DEVICES, update)
 
 
-def note_pull(store: Store, username: str, device_id: str | None) -> None:
+def note_pull(tx: Writer, username: str, device_id: str | None) -> None:
     """A pull is a sync too: keep the device's last_sync_at within a minute, without a write on
-    every page of a first sync."""
+    every page of a first sync. In ``tx``, the unit of work that closes the pull page."""
     if not device_id:
         return
     key = device_key(username, device_id)
-    device = store.get(DEVICES, key)
+    device = tx.get(DEVICES, key)
     now = now_utc()
     if device is None or (device.get("last_sync_at") or "") > iso(now - PULL_TOUCH_INTERVAL):
         return
-    with store.transaction() as tx:
-        current = tx.get(DEVICES, key)
-        if current is not None:
-            tx.put(DEVICES, {**current, "last_sync_at": iso(now)})
+    tx.put(DEVICES, {**device, "last_sync_at": iso(now)})

@@ -76,14 +76,10 @@ class ServerStamper:
         self.clock.save()
 
 
-def current_hlc(store: Store) -> str:
-    """A fresh HLC from the node clock, persisted, so that no later server stamp is below it: what a
-    sync reply tells a device the server's time is (its own HLC then orders after it)."""
-
-    def issue(tx: Writer) -> str:
-        clock = StoredClock(tx)
-        hlc = clock.now()
-        clock.save()
-        return hlc
-
-    return store.unit_of_work(issue)
+def issue_hlc(tx: Writer) -> str:
+    """A fresh HLC from the node clock, persisted in ``tx``, so that no later server stamp is below
+    it: what a sync reply tells a device the server's time is (its own HLC then orders after it)."""
+    clock = StoredClock(tx)
+    hlc = clock.now()
+    clock.save()
+    return hlc

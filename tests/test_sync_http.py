@@ -353,6 +353,38 @@ def test_a_pull_marks_the_device_as_synced(client, field):
     assert last_sync() is not None
 
 
+def test_a_pull_page_queues_once_for_the_writer_with_its_clock_audit_and_last_sync(app, client, field):
+    """With hundreds of phones at the village hall every write waits for SQLite's one writer: a
+    pull page's bookkeeping (the clock it answers with, the audit entry of the households it
+    carried, the device's last sync) is one unit of work, not three."""
+    ani = Device(client, "ani")
+    citra = Device(client, "citra")
+    citra.pull_all()  # the store's identity, written once by its first pull
+    ani.push([ani.edit(new_household(), {"head_name": "Siti Aminah"})])
+    store = get_store(app)
+    units = []
+    real = store.unit_of_work
+
+    def counted(unit, *args, **kwargs):
+        units.append(unit)
+        return real(unit, *args, **kwargs)
+
+    store.unit_of_work = counted
+    try:
+        page = client.get("/api/v1/sync/pull?limit=50", headers=ani.headers).get_json()
+    finally:
+        del store.unit_of_work
+    assert any(c["type"] == "household" for c in page["changes"])
+    assert len(units) == 1
+    admin = login(client, "admin")
+    pulls = client.get("/api/v1/audit?action=pull", headers=admin).get_json()
+    assert pulls
+    assert pulls[0]["details"]["device_id"] == ani.device_id
+    devices = client.get("/api/v1/users/ani/devices", headers=admin).get_json()
+    assert next(d for d in devices if d["device_id"] == ani.device_id)["last_sync_at"] is not None
+    assert ani.push([])["server_hlc"] > page["server_hlc"]  # the clock answered with was kept
+
+
 def test_a_newly_assigned_village_brings_the_forms_assigned_there(client, field):
     admin = login(client, "admin")
     form = {"settings": {"form_id": "khusus", "version": "1", "title": {"id": "Khusus", "en": "Special"},

@@ -20,7 +20,7 @@ from ..privacy.masking import sees_whole
 from ..pull_views import MASKED, WHOLE
 from ..push import MAX_DEVICE_SEQ, Caller, PushSettings
 from ..security.guard import auth_required, current_device, current_scope, current_user
-from ..server_events import current_hlc
+from ..server_events import issue_hlc
 from ..store import get_store
 from ..syncing import pull_service, push_service
 from .base import Blueprint, compiled_dump
@@ -209,8 +209,14 @@ def pull(query):
     view = WHOLE if sees_whole(user) else MASKED
     reply = pull_service().pull(user, current_scope(), query.get("since"), query["limit"], view)
     device = current_device()
-    note_pull(get_store(), user["id"], device)
-    # One audit entry per page that carried households or visits.
-    record_pull(get_store(), actor=user["id"], device_id=device, carried=reply.pop("carried"))
+    carried = reply.pop("carried")
     missing = missing_for_device(get_store(), user["id"], device) if device else []
-    return {**reply, "attachments_missing": missing, "server_hlc": current_hlc(get_store())}
+
+    def close_page(tx):  # type: ignore[no-untyped-def]
+        # One write transaction a page, not three: with many phones pulling at once each of them
+        # queues behind the pushes for SQLite's single writer (docs/scaling.md §6).
+        note_pull(tx, user["id"], device)
+        record_pull(tx, actor=user["id"], device_id=device, carried=carried)  # pages with households or visits
+        return issue_hlc(tx)
+
+    return {**reply, "attachments_missing": missing, "server_hlc": get_store().unit_of_work(close_page)}
