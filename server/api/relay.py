@@ -15,8 +15,8 @@ from sync.stamps import is_id
 
 from ..audit import client_address
 from ..blobs import blob_store
-from ..blobs.attachments import ATTACHMENTS, VISITS, MediaLimits, attachment_id, record_download
-from ..blobs.uploads import TUS_VERSION, UPLOAD_ID, Uploader, parse_length, parse_metadata
+from ..blobs.attachments import ATTACHMENTS, VISITS, attachment_id, record_download
+from ..blobs.uploads import TUS_VERSION, Uploader, parse_length, parse_metadata
 from ..clock import node_device_id, wall_ms
 from ..cursors import MAX_CURSOR_LENGTH
 from ..errors import ApiError
@@ -45,7 +45,7 @@ from ..security.guard import auth_required, current_user
 from ..store import get_store
 from ..syncing import cursor_codec
 from .base import Blueprint
-from .uploads import tus_version_required, upload_service_for
+from .uploads import append_request, tus_version_required, upload_service_for
 
 blp = Blueprint("relay", __name__, url_prefix="/api/v1/relay",
                 description="Village-hall nodes: credentials, and events exchanged with a hall")
@@ -404,16 +404,7 @@ def file_upload_status(upload_id: str):
 @blp.alt_response(409, description="offset_mismatch: ask with HEAD")
 def file_upload_append(upload_id: str):
     """Append bytes at the upload's offset; a cut keeps what arrived."""
-    tus_version_required()
-    if request.mimetype != "application/offset+octet-stream":
-        raise ApiError(415, "unsupported_media_type", gettext("Send the bytes as application/offset+octet-stream."))
-    offset = parse_length(request.headers.get("Upload-Offset"), "Upload-Offset")
-    if not UPLOAD_ID.fullmatch(upload_id):
-        raise ApiError(404, "not_found", gettext("No such upload."))
-    request.max_content_length = MediaLimits.from_config(current_app.config).largest
-    new_offset = upload_service_for(current_app._get_current_object()).append(  # type: ignore[attr-defined]
-        _hall_uploader(), upload_id, offset, request.stream)
-    return _tus(Response(status=204, headers={"Upload-Offset": str(new_offset)}))
+    return _tus(Response(status=204, headers={"Upload-Offset": str(append_request(_hall_uploader(), upload_id))}))
 
 
 def _limited(chunks: Iterator[bytes], count: int) -> Iterator[bytes]:

@@ -126,6 +126,12 @@ def status(upload_id: str):
                                    "discarded")
 def append(upload_id: str):
     """Append bytes at the upload's offset; a cut keeps what arrived, so HEAD then PATCH resumes."""
+    return Response(status=204, headers={"Upload-Offset": str(append_request(_uploader(), upload_id))})
+
+
+def append_request(uploader: Uploader, upload_id: str) -> int:
+    """A tus PATCH, a phone's or a village hall's: its headers checked, its body appended at the
+    upload's offset; the new offset."""
     tus_version_required()
     if request.mimetype != "application/offset+octet-stream":
         raise ApiError(415, "unsupported_media_type", gettext("Send the bytes as application/offset+octet-stream."))
@@ -133,8 +139,7 @@ def append(upload_id: str):
     if not UPLOAD_ID.fullmatch(upload_id):
         raise ApiError(404, "not_found", gettext("No such upload."))
     request.max_content_length = MediaLimits.from_config(current_app.config).largest
-    new_offset = _service().append(_uploader(), upload_id, offset, request.stream)
-    return Response(status=204, headers={"Upload-Offset": str(new_offset)})
+    return _service().append(uploader, upload_id, offset, request.stream)
 
 
 class MissingSchema(ma.Schema):

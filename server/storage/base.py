@@ -478,6 +478,16 @@ class Store(abc.ABC):
         :class:`StorageError`.
         """
 
+    def _changes_bound(self, collection: str, upto: int | None, view: str | None = None) -> int:
+        """The ``upto`` of a :meth:`changes` or :meth:`encoded_changes` read, after checking the
+        collection is tracked (and has the view)."""
+        spec = self.spec(collection)
+        if not spec.tracked:
+            raise SchemaError(f"{collection} is not tracked")
+        if view is not None and view not in spec.views:
+            raise SchemaError(f"{collection} has no view {view!r}")
+        return self.visible_seq() if upto is None else upto
+
     def view_bytes(self, collection: str, doc: Document) -> tuple[bytes, ...] | None:
         """The encoded views of ``doc`` as stored (the document with its ``seq``), one per view
         name of the collection; None when the collection has no views or the encoder makes none."""

@@ -849,20 +849,13 @@ class MongoStore(Store):
 
     def changes(self, collection: str, since: int, *, where: Where | None = None,
                 limit: int = 500, upto: int | None = None) -> list[Document]:
-        if not self.spec(collection).tracked:
-            raise SchemaError(f"{collection} is not tracked")
-        bound = self.visible_seq() if upto is None else upto
+        bound = self._changes_bound(collection, upto)
         return self._find(collection, {**(where or {}), "seq": Range(gt=since, lte=bound)},
                           order_by="seq", limit=limit)
 
     def encoded_changes(self, collection: str, view: str, since: int, *, where: Where | None = None,
                         limit: int = 500, upto: int | None = None) -> list[tuple[int, str, bytes]]:
-        spec = self.spec(collection)
-        if not spec.tracked:
-            raise SchemaError(f"{collection} is not tracked")
-        if view not in spec.views:
-            raise SchemaError(f"{collection} has no view {view!r}")
-        bound = self.visible_seq() if upto is None else upto
+        bound = self._changes_bound(collection, upto, view)
         found = list(self._cursor(collection, {**(where or {}), "seq": Range(gt=since, lte=bound)}, order_by="seq",
                                   limit=limit, projection={"seq": 1, f"{VIEWS}.{view}": 1}, raw=True))
         # A document without its view (written before views were stored) is read whole and encoded.

@@ -490,20 +490,13 @@ class SQLiteStore(Store):
 
     def changes(self, collection: str, since: int, *, where: Where | None = None,
                 limit: int = 500, upto: int | None = None) -> list[Document]:
-        if not self.spec(collection).tracked:
-            raise SchemaError(f"{collection} is not tracked")
-        bound = self.visible_seq() if upto is None else upto
+        bound = self._changes_bound(collection, upto)
         return self.find(collection, {**(where or {}), "seq": Range(gt=since, lte=bound)},
                          order_by="seq", limit=limit)
 
     def encoded_changes(self, collection: str, view: str, since: int, *, where: Where | None = None,
                         limit: int = 500, upto: int | None = None) -> list[tuple[int, str, bytes]]:
-        spec = self.spec(collection)
-        if not spec.tracked:
-            raise SchemaError(f"{collection} is not tracked")
-        if view not in spec.views:
-            raise SchemaError(f"{collection} has no view {view!r}")
-        bound = self.visible_seq() if upto is None else upto
+        bound = self._changes_bound(collection, upto, view)
         column = _view_column(view)
         # The body only of a row without its view (written before views were stored).
         sql, params = self._select(collection, {**(where or {}), "seq": Range(gt=since, lte=bound)}, order_by="seq",
