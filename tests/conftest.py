@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from http_helpers import make_app, make_user
-from mongo_stand_in import STAND_IN_URL, StandIn, stand_in_store
+from http_helpers import make_app, make_mongo_stand_in_app, make_user
 
 from server.storage.base import STRICT_QUERIES_ENV
 from server.store import raw_store
@@ -29,12 +28,6 @@ def app_factory(tmp_path):
     yield factory
     for application in made:
         raw_store(application).close()
-
-
-def make_mongo_stand_in_app(tmp_path, stand_in: StandIn | None = None, **overrides):
-    """An app on the MongoDB backend over the stand-in, not a MongoDB (docs/design.md §6); pass
-    ``stand_in`` to inject faults into it."""
-    return make_app(tmp_path, STORE=stand_in_store(stand_in), DATABASE_URL=STAND_IN_URL, **overrides)
 
 
 @pytest.fixture(params=["sqlite", "mongo-stand-in[mongomock-ng]"])

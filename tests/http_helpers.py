@@ -27,6 +27,14 @@ def make_app(tmp_path, **overrides):
     return create_app(config)
 
 
+def make_mongo_stand_in_app(tmp_path, stand_in=None, **overrides):
+    """An app on the MongoDB backend over the stand-in, not a MongoDB (docs/design.md §6); pass
+    ``stand_in`` (a mongo_stand_in.StandIn) to inject faults into it."""
+    from mongo_stand_in import STAND_IN_URL, stand_in_store
+
+    return make_app(tmp_path, STORE=stand_in_store(stand_in), DATABASE_URL=STAND_IN_URL, **overrides)
+
+
 def make_user(app, username, role, villages=(), password=PASSWORD):
     """Create a user straight through the domain code (as the CLI does)."""
     with app.app_context():

@@ -125,7 +125,7 @@ def test_several_app_hosts_refuse_to_start_with_files_on_a_local_disk(env, tmp_p
 
 
 def test_several_app_hosts_start_on_mongodb_whose_gridfs_every_host_reaches(tmp_path):
-    from conftest import make_mongo_stand_in_app
+    from http_helpers import make_mongo_stand_in_app
 
     application = make_mongo_stand_in_app(tmp_path, APP_HOSTS=4)
     raw_store(application).close()

@@ -491,7 +491,7 @@ def test_patches_through_two_processes_are_checked_whole_and_a_changed_byte_stil
 def test_a_phone_behind_a_load_balancer_uploads_through_three_hosts_of_one_mongodb(tmp_path):
     """The partial lives in the database, not on a host: each PATCH may reach any host, and a cut one
     resumes on another; no shared volume is needed (KUNJUNG_APP_HOSTS above 1 starts)."""
-    from conftest import make_mongo_stand_in_app
+    from http_helpers import make_mongo_stand_in_app
     from mongo_stand_in import StandIn
 
     from server.store import raw_store

@@ -118,7 +118,7 @@ def test_quick_bench_reports_each_goal(quick_run):
                           "web review queue vs the API", "web map data vs the API",
                           "upload in 256 KB chunks vs disk", "worker memory during a video upload",
                           "lost / corrupted photos", "worker memory, CSV zip export with media",
-                          "relay round vs direct push", "hall rush"}
+                          "relay round vs direct push", "hall rush", "OpenRosa submissions vs JSON push"}
     for row in goals.values():
         assert isinstance(row["met"], bool)
         assert f"[{'met' if row['met'] else 'NOT MET':>7}] {row['goal']}" in done.stdout
