@@ -423,7 +423,9 @@ class PushService:
             visit = {**visit, "flags": flags, "flagged": bool(flags), "flag_codes": sorted({f["code"] for f in flags})}
             if raw.get("restamp_of"):  # another node may hold the visit under its first id
                 visit["restamp_of"] = raw["restamp_of"]
-                for sibling in settle_restamps(batch.tx, household_id, raw["restamp_of"], visit):
+                pending = [doc for op, collection, doc in batch.later if op == "insert" and collection == "visits"
+                           and doc.get("household_id") == household_id]  # its twin may be in this batch
+                for sibling in settle_restamps(batch.tx, household_id, raw["restamp_of"], visit, pending):
                     batch.put_later("visits", sibling)
             batch.insert_later("visits", visit)
             for attachment in attachment_documents(visit):  # the files it names, held once uploaded

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sync import Record
@@ -39,9 +39,14 @@ def _group_of(visit: Mapping[str, Any]) -> str:
     return visit.get("restamp_of") or visit["id"]
 
 
-def restamp_group(tx: Writer, household_id: str, group: str, *, landing: Mapping[str, Any]
-                  ) -> list[dict[str, Any]]:
-    """The held visits of one re-stamped visit (``group``: the first id), besides ``landing``."""
+def restamp_group(tx: Writer, household_id: str, group: str, *, landing: Mapping[str, Any],
+                  pending: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """The held visits of one re-stamped visit (``group``: the first id), besides ``landing``; with
+    those of ``pending`` (visits of the same unit of work not written yet) that belong to it."""
+    unwritten = [visit for visit in pending if visit["id"] != landing["id"]
+                 and (visit["id"] == group or visit.get("restamp_of") == group)]
+    if unwritten:
+        return unwritten + restamp_group(tx, household_id, group, landing=landing)
     ids = []
     for event in tx.find("events", {"household_id": household_id}, order_by="seq"):
         if event.get("type") != "visit" or event["id"] == landing["id"]:
@@ -86,11 +91,15 @@ def _twins_review(tx: Writer, household_id: str, ids: set[str], target: str) -> 
     return record
 
 
-def settle_restamps(tx: Writer, household_id: str, group: str, landing: dict[str, Any]) -> list[dict[str, Any]]:
+def settle_restamps(tx: Writer, household_id: str, group: str, landing: dict[str, Any],
+                    pending: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """Mark which visit of a re-stamped pair shows: sets ``landing``'s mark and returns the held
-    siblings whose mark changed (for the caller to write). When ``landing`` is the one that shows
-    now, it takes the reviews made on its twins: a review stays on the visit everyone sees."""
-    siblings = restamp_group(tx, household_id, group, landing=landing)
+    siblings whose mark changed (for the caller to write). A sibling among ``pending`` (the unit of
+    work's visits not written yet, such as a push batch's) is marked in place instead. When
+    ``landing`` is the one that shows now, it takes the reviews made on its twins: a review stays
+    on the visit everyone sees."""
+    unwritten = {id(visit) for visit in pending}
+    siblings = restamp_group(tx, household_id, group, landing=landing, pending=pending)
     if not siblings:
         return []
     standing = max([*siblings, landing], key=lambda v: (v["hlc"], v["id"]))["id"]
@@ -98,8 +107,11 @@ def settle_restamps(tx: Writer, household_id: str, group: str, landing: dict[str
     if not landing[HIDDEN]:
         ids = {landing["id"], *(visit["id"] for visit in siblings)}
         landing.update(review_fields(_twins_review(tx, household_id, ids, landing["id"])))
+    for visit in siblings:
+        if id(visit) in unwritten:
+            visit[HIDDEN] = visit["id"] != standing
     return [{**visit, HIDDEN: visit["id"] != standing} for visit in siblings
-            if bool(visit.get(HIDDEN)) != (visit["id"] != standing)]
+            if id(visit) not in unwritten and bool(visit.get(HIDDEN)) != (visit["id"] != standing)]
 
 
 def find_visits(store: Store, where: Mapping[str, Any], *, flag: str | None = None, after: str | None = None,

@@ -167,6 +167,17 @@ def test_a_restamp_pushed_to_a_node_that_holds_the_first_id_is_shown_once(centra
                                                    "queue_total": [1], "export": [again["id"]]}
 
 
+def test_a_visit_and_its_restamp_pushed_in_one_batch_are_shown_once(central):
+    # a phone that lost the answer to its first push sends both again together
+    make_user(central, "supervisor", "supervisor", ["32.04.05"])
+    phone = Device(central.test_client(), "ani", device_id="phone-ani")
+    first = visit_body(str(uuid.uuid4()), ahead_hlc(0))
+    again = {**first, "id": str(uuid.uuid4()), "restamp_of": first["id"], "hlc": ahead_hlc(1)}
+    assert statuses(phone.push([first, again])) == ["applied", "applied"]
+    assert shown_visits(central, "supervisor") == {"visits": [again["id"]], "queue": [again["id"]],
+                                                   "queue_total": [1], "export": [again["id"]]}
+
+
 def test_visit_totals_with_no_village_or_flag_filter_count_a_restamped_visit_once(central):
     # an admin's totals read every village: the hidden re-stamp is counted through its own declared query
     from server.visits import count_visits
