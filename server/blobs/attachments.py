@@ -231,6 +231,14 @@ def _with_flags(visit: dict[str, Any], flags: list[dict[str, Any]]) -> dict[str,
     return {**visit, "flags": flags, "flagged": bool(flags), "flag_codes": sorted({f["code"] for f in flags})}
 
 
+def hold_arrived(tx: Writer, attachment_id: str, stored_type: str) -> None:
+    """The bytes of attachment ``attachment_id`` are stored now: mark it held (see :func:`mark_held`),
+    unless it is gone or another request marked it first."""
+    current = tx.get(ATTACHMENTS, attachment_id)
+    if current is not None and not current.get("held"):
+        mark_held(tx, current, stored_type)
+
+
 def mark_held(tx: Writer, attachment: Mapping[str, Any], stored_type: str) -> dict[str, Any]:
     """Record that an attachment's bytes are stored; clears the visit's ``attachments_missing`` flag
     once every file of it is held (or names the ones still missing). Returns the attachment."""

@@ -159,6 +159,14 @@ class BlobStore(abc.ABC):
         """The partial's bytes from its start, in pieces of at most a megabyte.
         Raises :class:`PartialNotFound` (before yielding anything)."""
 
+    def partial_sha256(self, partial_id: str) -> str:
+        """The SHA-256 (hex) of the partial's bytes as they are now, read from the backend.
+        Raises :class:`PartialNotFound`."""
+        digest = hashlib.sha256()
+        for piece in self.partial_chunks(partial_id):
+            digest.update(piece)
+        return digest.hexdigest()
+
     @abc.abstractmethod
     def commit_partial(self, partial_id: str, sha256: str) -> BlobInfo:
         """Make the partial the blob ``sha256`` (kept as it is if stored already) and remove the

@@ -33,7 +33,7 @@ from ..privacy.erasure import erased_files
 from ..security.scope import Scope
 from ..storage import Store, Writer
 from ..timeutil import iso, now_utc
-from .attachments import ATTACHMENTS, UPLOADS, VISITS, MediaLimits, attachment_id, mark_held, sent_by
+from .attachments import ATTACHMENTS, UPLOADS, VISITS, MediaLimits, attachment_id, hold_arrived, sent_by
 from .media import SNIFF_BYTES, fits, sniff
 from .store import CHUNK, BlobStore, DiscardAppend, PartialBusy, PartialNotFound, PartialOffsetMismatch
 
@@ -167,12 +167,8 @@ class UploadService:
         # a hall too, which relays what that device uploaded to it.
         earlier = sent_by(self.store, attachment["sha256"], visit["device_id"], visit["officer"])
         if earlier is not None and self.blobs.exists(attachment["sha256"]):
-            def unit(tx: Writer) -> None:
-                current = tx.get(ATTACHMENTS, attachment["id"])
-                if current is not None and not current.get("held"):
-                    mark_held(tx, current, earlier.get("stored_type") or attachment["media_type"])
-
-            self.store.unit_of_work(unit)
+            self.store.unit_of_work(lambda tx: hold_arrived(
+                tx, attachment["id"], earlier.get("stored_type") or attachment["media_type"]))
             return upload, length
         self.blobs.create_partial(upload["id"])
         self.store.insert(UPLOADS, upload)
@@ -265,9 +261,7 @@ class UploadService:
             raise
 
         def unit(tx: Writer) -> None:
-            current = tx.get(ATTACHMENTS, upload["attachment_id"])
-            if current is not None and not current.get("held"):
-                mark_held(tx, current, stored_type)
+            hold_arrived(tx, upload["attachment_id"], stored_type)
             tx.delete(UPLOADS, upload["id"])
 
         self.store.unit_of_work(unit)
@@ -275,16 +269,14 @@ class UploadService:
     def _check(self, upload: Mapping[str, Any], attachment: Mapping[str, Any]) -> str:
         digest = self.digests.take(upload["id"], upload["length"])
         head, size = self._head_and_size(upload["id"])
-        if digest is None:  # its bytes came through other processes (or hosts) too: read them again
-            digest = hashlib.sha256()
-            for piece in self.blobs.partial_chunks(upload["id"]):
-                digest.update(piece)
-        if digest.hexdigest() != upload["sha256"]:
+        # Without a running digest its bytes came through other processes (or hosts) too: read them again.
+        sha256 = digest.hexdigest() if digest is not None else self.blobs.partial_sha256(upload["id"])
+        if sha256 != upload["sha256"]:
             raise ApiError(422, "checksum_mismatch",
                            gettext("The bytes received do not have the sha256 the visit names; "
                                    "the upload is discarded, start a new one."),
                            {"Upload-Metadata.sha256": [gettext("the bytes have sha256 %(sha256)s",
-                                                           sha256=digest.hexdigest())]})
+                                                           sha256=sha256)]})
         kind = attachment["kind"]
         media_type = sniff(head)
         if not fits(kind, media_type, attachment["filename"], attachment.get("accept_types") or (),

@@ -14,8 +14,10 @@
 # size and pixels at the last byte, the same content-addressed store, and only the hall whose
 # node received the visit (within its credential's villages) may send its files.
 # Down: a visit that came from upstream queues its files the same way, and the hall asks
-
-
+# ``/api/v1/relay/files/<visit>/<path>`` for them in byte ranges, appending to a partial of the
+# blob store (as a phone's upload does) that survives a cut; the whole file is checked against its
+# SHA-256 before it is stored. A partial left idle past gc-attachments' grace period is swept like
+# an abandoned upload's, and the next round fetches that file from its first byte.
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from ..blobs.attachments import (
     attachment_documents,
     check_attachments,
     files_sent_before,
-    mark_held,
+    hold_arrived,
     missing_flag,
     unlisted_files,
     unlisted_flag,
@@ -317,11 +319,8 @@ class FileTransfers:
     def _store_down(self, doc: Mapping[str, Any], attachment: Mapping[str, Any], partial_id: str,
                     stored_type: str) -> bool:
         blobs = self.files.blobs
-        digest = hashlib.sha256()
-        for piece in blobs.partial_chunks(partial_id):
-            digest.update(piece)
         try:
-            if digest.hexdigest() != doc["sha256"]:
+            if blobs.partial_sha256(partial_id) != doc["sha256"]:
                 raise BlobMismatch(doc["sha256"])
             blobs.commit_partial(partial_id, doc["sha256"])
         except BlobMismatch:
@@ -330,9 +329,7 @@ class FileTransfers:
             return False
 
         def unit(tx: Writer) -> None:
-            current = tx.get(ATTACHMENTS, attachment["id"])
-            if current is not None and not current.get("held"):
-                mark_held(tx, current, stored_type)
+            hold_arrived(tx, attachment["id"], stored_type)
             tx.delete(RELAY_FILES, doc["id"])
 
         self.store.unit_of_work(unit)
