@@ -16,7 +16,7 @@ from sync.stamps import is_id
 from ..audit import client_address
 from ..blobs import blob_store
 from ..blobs.attachments import ATTACHMENTS, VISITS, attachment_id, record_download
-from ..blobs.uploads import TUS_VERSION, Uploader, parse_length, parse_metadata
+from ..blobs.uploads import TUS_VERSION, Uploader
 from ..clock import node_device_id, wall_ms
 from ..cursors import MAX_CURSOR_LENGTH
 from ..errors import ApiError
@@ -45,7 +45,7 @@ from ..security.guard import auth_required, current_user
 from ..store import get_store
 from ..syncing import cursor_codec
 from .base import Blueprint
-from .uploads import append_request, tus_version_required, upload_service_for
+from .uploads import tus_append, tus_create, tus_status
 
 blp = Blueprint("relay", __name__, url_prefix="/api/v1/relay",
                 description="Village-hall nodes: credentials, and events exchanged with a hall")
@@ -378,12 +378,7 @@ def _tus(response: Response) -> Response:
 @blp.alt_response(404, description="the visit is unknown here or outside the hall's villages")
 def file_upload():
     """Start a resumable upload (tus creation) of one file of a visit this hall received and sent up."""
-    tus_version_required()
-    length = parse_length(request.headers.get("Upload-Length"), "Upload-Length")
-    upload, offset = upload_service_for(current_app._get_current_object()).create(  # type: ignore[attr-defined]
-        _hall_uploader(), length, parse_metadata(request.headers.get("Upload-Metadata")))
-    return _tus(Response(status=201, headers={"Location": f"/api/v1/relay/uploads/{upload['id']}",
-                                              "Upload-Offset": str(offset)}))
+    return _tus(tus_create(_hall_uploader(), "/api/v1/relay/uploads"))
 
 
 @blp.route("/uploads/<upload_id>", methods=["HEAD"])
@@ -391,11 +386,7 @@ def file_upload():
 @blp.doc(responses={200: {"description": "Upload-Offset and Upload-Length, no body"}})
 def file_upload_status(upload_id: str):
     """Where one of the hall's uploads stands (resume from its Upload-Offset)."""
-    tus_version_required()
-    upload, offset = upload_service_for(current_app._get_current_object()).get(  # type: ignore[attr-defined]
-        _hall_uploader(), upload_id)
-    return _tus(Response(status=200, headers={"Upload-Offset": str(offset), "Upload-Length": str(upload["length"]),
-                                              "Cache-Control": "no-store"}))
+    return _tus(tus_status(_hall_uploader(), upload_id))
 
 
 @blp.route("/uploads/<upload_id>", methods=["PATCH"])
@@ -404,7 +395,7 @@ def file_upload_status(upload_id: str):
 @blp.alt_response(409, description="offset_mismatch: ask with HEAD")
 def file_upload_append(upload_id: str):
     """Append bytes at the upload's offset; a cut keeps what arrived."""
-    return _tus(Response(status=204, headers={"Upload-Offset": str(append_request(_hall_uploader(), upload_id))}))
+    return _tus(tus_append(_hall_uploader(), upload_id))
 
 
 def _limited(chunks: Iterator[bytes], count: int) -> Iterator[bytes]:

@@ -92,12 +92,7 @@ def options():
 @blp.alt_response(422, description="unknown_attachment or attachment_mismatch: the visit names another file")
 def create():
     """Start a resumable upload of one file a pushed visit names (tus creation)."""
-    tus_version_required()
-    if "Upload-Defer-Length" in request.headers:
-        raise ApiError(400, "bad_header", gettext("Upload-Defer-Length is not supported: send Upload-Length."))
-    length = parse_length(request.headers.get("Upload-Length"), "Upload-Length")
-    upload, offset = _service().create(_uploader(), length, parse_metadata(request.headers.get("Upload-Metadata")))
-    return Response(status=201, headers={"Location": f"/api/v1/uploads/{upload['id']}", "Upload-Offset": str(offset)})
+    return tus_create(_uploader(), "/api/v1/uploads")
 
 
 @blp.route("/uploads/<upload_id>", methods=["HEAD"])
@@ -106,10 +101,7 @@ def create():
 @blp.alt_response(404, description="no such upload of yours (finished, refused or never made)")
 def status(upload_id: str):
     """Where an upload stands: its Upload-Offset (resume a PATCH from there)."""
-    tus_version_required()
-    upload, offset = _service().get(_uploader(), upload_id)
-    return Response(status=200, headers={"Upload-Offset": str(offset), "Upload-Length": str(upload["length"]),
-                                         "Cache-Control": "no-store"})
+    return tus_status(_uploader(), upload_id)
 
 
 @blp.route("/uploads/<upload_id>", methods=["PATCH"])
@@ -126,12 +118,30 @@ def status(upload_id: str):
                                    "discarded")
 def append(upload_id: str):
     """Append bytes at the upload's offset; a cut keeps what arrived, so HEAD then PATCH resumes."""
-    return Response(status=204, headers={"Upload-Offset": str(append_request(_uploader(), upload_id))})
+    return tus_append(_uploader(), upload_id)
 
 
-def append_request(uploader: Uploader, upload_id: str) -> int:
-    """A tus PATCH, a phone's or a village hall's: its headers checked, its body appended at the
-    upload's offset; the new offset."""
+# The tus requests themselves, a phone's (above) or a village hall's (server/api/relay.py) alike.
+def tus_create(uploader: Uploader, base: str) -> Response:
+    """A POST (tus creation): the new upload's Location under ``base`` and where it stands."""
+    tus_version_required()
+    if "Upload-Defer-Length" in request.headers:
+        raise ApiError(400, "bad_header", gettext("Upload-Defer-Length is not supported: send Upload-Length."))
+    length = parse_length(request.headers.get("Upload-Length"), "Upload-Length")
+    upload, offset = _service().create(uploader, length, parse_metadata(request.headers.get("Upload-Metadata")))
+    return Response(status=201, headers={"Location": f"{base}/{upload['id']}", "Upload-Offset": str(offset)})
+
+
+def tus_status(uploader: Uploader, upload_id: str) -> Response:
+    """A HEAD: the upload's offset and length."""
+    tus_version_required()
+    upload, offset = _service().get(uploader, upload_id)
+    return Response(status=200, headers={"Upload-Offset": str(offset), "Upload-Length": str(upload["length"]),
+                                         "Cache-Control": "no-store"})
+
+
+def tus_append(uploader: Uploader, upload_id: str) -> Response:
+    """A PATCH: its headers checked, its body appended at the upload's offset; the new offset."""
     tus_version_required()
     if request.mimetype != "application/offset+octet-stream":
         raise ApiError(415, "unsupported_media_type", gettext("Send the bytes as application/offset+octet-stream."))
@@ -139,7 +149,8 @@ def append_request(uploader: Uploader, upload_id: str) -> int:
     if not UPLOAD_ID.fullmatch(upload_id):
         raise ApiError(404, "not_found", gettext("No such upload."))
     request.max_content_length = MediaLimits.from_config(current_app.config).largest
-    return _service().append(uploader, upload_id, offset, request.stream)
+    new_offset = _service().append(uploader, upload_id, offset, request.stream)
+    return Response(status=204, headers={"Upload-Offset": str(new_offset)})
 
 
 class MissingSchema(ma.Schema):

@@ -140,7 +140,6 @@ class GridFSBlobStore(BlobStore):
         for doc in self.files.find({}, {"length": 1, "uploadDate": 1}):
             yield BlobInfo(doc["_id"], int(doc["length"]), _seconds(doc["uploadDate"]))
 
-
     # -- partials -----------------------------------------------------------------------------------
     def create_partial(self, partial_id: str) -> None:
         check_partial_id(partial_id)

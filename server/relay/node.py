@@ -35,7 +35,18 @@ from ..timeutil import iso, now_utc
 from ..visits import VISITS
 from .accept import accept_relayed, wire_event, wire_visit
 from .feed import count_own_since, own_events_since
-from .files import DOWN, UP, FileTransfers, HallFiles, files_waiting, queue_files, visits_taken
+from .files import (
+    DOWN,
+    REFUSED,
+    RELAY_FILES,
+    UP,
+    WAITING,
+    FileTransfers,
+    HallFiles,
+    files_waiting,
+    queue_files,
+    visits_taken,
+)
 
 log = logging.getLogger("kunjung.relay")
 STATE = "server_state"
@@ -54,9 +65,6 @@ CLOCK_AHEAD = N_("The hall's clock is %(seconds)s s ahead of the central server'
 DROP_BATCH = 500
 KEEPING = N_("Village %(village)s is no longer one of this hall's villages; its data stays here until what was "
              "made here for it has reached the central server (%(count)s events, %(files)s files).")
-# The attachments' exchange (server/relay/files.py, where it is merged) queues a hall's files to go up
-# here; a store without the collection has no file exchange, and so no file waiting to go up.
-RELAY_FILES = "relay_files"
 CLOCK_BEHIND = N_("The hall's clock is %(seconds)s s behind the central server's (the bound is %(bound)s s); "
                   "set the laptop's clock.")
 
@@ -340,8 +348,8 @@ class HallNode:
 
 
 def _app_files() -> HallFiles | None:
-    """The app's blob store and partial-file folder, when there is an app (the CLI and requests); the
-    background runner passes its own."""
+    """The app's blob store, when there is an app (the CLI and requests); the background runner passes
+    its own."""
     from flask import current_app, has_app_context
 
     return HallFiles.for_app(current_app._get_current_object()) if has_app_context() else None  # type: ignore[attr-defined]
@@ -378,11 +386,9 @@ def unsent_work(store: Store, state: Mapping[str, Any], village: str) -> tuple[i
 def unsent_files(store: Store, village: str) -> int:
     """Files of ``village``'s visits that the attachments' exchange still has to send up (waiting,
     or refused by upstream: their bytes are nowhere else)."""
-    if RELAY_FILES not in store.collections:
-        return 0
     visits = {visit["id"] for visit in store.iterate(VISITS, {"village": village})}
-    return sum(1 for state in ("waiting", "refused")
-               for doc in store.iterate(RELAY_FILES, {"direction": "up", "state": state})
+    return sum(1 for state in (WAITING, REFUSED)
+               for doc in store.iterate(RELAY_FILES, {"direction": UP, "state": state})
                if doc.get("visit_id") in visits)
 
 
@@ -405,9 +411,8 @@ def drop_village(store: Store, village: str) -> dict[str, int]:
             for doc in tx.find(ATTACHMENTS, {"visit_id": In(ids)}):
                 blobs.extend(h for h in (doc.get("sha256"), doc.get("thumbnail_sha256")) if h)
                 names.append(doc["id"])
-            if RELAY_FILES in store.collections:
-                for name in tx.get_many(RELAY_FILES, names):  # transfers of these files (none wait up)
-                    tx.delete(RELAY_FILES, name)
+            for name in tx.get_many(RELAY_FILES, names):  # transfers of these files (none wait up)
+                tx.delete(RELAY_FILES, name)
             return tx.remove(ATTACHMENTS, {"visit_id": In(ids)})
 
         if ids:
