@@ -153,27 +153,21 @@ def test_a_node_holding_a_visit_under_both_ids_shows_it_once_and_every_node_the_
     close(hall)
 
 
-def test_a_restamp_pushed_to_a_node_that_holds_the_first_id_is_shown_once(central):
-    # the first id reached this node another way (a hall sent it up after the phone lost the answer)
+@pytest.mark.parametrize("together", [False, True], ids=["two pushes", "one batch"])
+def test_a_restamp_pushed_to_a_node_that_holds_the_first_id_is_shown_once(central, together):
+    # the first id reached this node another way (a hall sent it up after the phone lost the answer),
+    # or the phone that lost the answer to its first push sends both again in one batch
     make_user(central, "supervisor", "supervisor", ["32.04.05"])
     phone = Device(central.test_client(), "ani", device_id="phone-ani")
     household = str(uuid.uuid4())
     first = visit_body(household, ahead_hlc(0))
     again = {**first, "id": str(uuid.uuid4()), "restamp_of": first["id"], "hlc": ahead_hlc(1)}
-    assert statuses(phone.push([first])) == ["applied"]
-    assert statuses(phone.push([again])) == ["applied"]
+    if together:
+        assert statuses(phone.push([first, again])) == ["applied", "applied"]
+    else:
+        assert statuses(phone.push([first])) == ["applied"]
+        assert statuses(phone.push([again])) == ["applied"]
     # here the re-stamp's HLC is the greater, so its write stands and it is the one shown
-    assert shown_visits(central, "supervisor") == {"visits": [again["id"]], "queue": [again["id"]],
-                                                   "queue_total": [1], "export": [again["id"]]}
-
-
-def test_a_visit_and_its_restamp_pushed_in_one_batch_are_shown_once(central):
-    # a phone that lost the answer to its first push sends both again together
-    make_user(central, "supervisor", "supervisor", ["32.04.05"])
-    phone = Device(central.test_client(), "ani", device_id="phone-ani")
-    first = visit_body(str(uuid.uuid4()), ahead_hlc(0))
-    again = {**first, "id": str(uuid.uuid4()), "restamp_of": first["id"], "hlc": ahead_hlc(1)}
-    assert statuses(phone.push([first, again])) == ["applied", "applied"]
     assert shown_visits(central, "supervisor") == {"visits": [again["id"]], "queue": [again["id"]],
                                                    "queue_total": [1], "export": [again["id"]]}
 
